@@ -1,0 +1,33 @@
+# Every target creates .venv on first use and installs loadbench into it.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/loadbench run --name demo --duration 20 --users 20 --ramp-up 2
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m 'not slow'
+
+bench: $(STAMP)
+	mkdir -p bench/out
+	$(BIN)/python -m bench.run_all
+
+lint: $(STAMP)
+	$(BIN)/ruff check loadbench tests bench
+	$(BIN)/mypy loadbench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,29 @@
+"""Units: nanoseconds in (perf_counter_ns), integer microseconds into histograms, ms on screen."""
+
+from __future__ import annotations
+
+NS_PER_US = 1_000
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+US_PER_MS = 1_000
+
+
+def ns_to_us(value_ns: int) -> int:
+    """Round to the nearest microsecond (histograms store integer us)."""
+    return (value_ns + 500) // NS_PER_US
+
+
+def us_to_ms(value_us: float) -> float:
+    return value_us / US_PER_MS
+
+
+def ns_to_ms(value_ns: float) -> float:
+    return value_ns / NS_PER_MS
+
+
+def ms_to_ns(value_ms: float) -> int:
+    return round(value_ms * NS_PER_MS)
+
+
+def s_to_ns(value_s: float) -> int:
+    return round(value_s * NS_PER_S)
