@@ -1,0 +1,1 @@
+"""Samples, HDR histograms, interval recording and the run summary."""

@@ -1,0 +1,50 @@
+"""One finished request, as measured by a worker. The record behind samples.jsonl."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+OUTCOMES = ("ok", "http_error", "timeout", "connection_error", "stream_cut", "empty", "dropped")
+PHASES = ("warmup", "measure", "cooldown")
+
+
+@dataclass(slots=True)
+class Sample:
+    """Durations are integer microseconds from the request's intended start (None: not applicable)."""
+
+    seq: int
+    worker: str
+    type: str
+    target: str
+    phase: str
+    intended_unix_ns: int
+    outcome: str
+    status: int
+    queue_us: int | None = None
+    ttft_us: int | None = None
+    service_ttft_us: int | None = None
+    e2e_us: int | None = None
+    tpot_us: int | None = None
+    first_byte_us: int | None = None
+    chunks: int = 0
+    itl_mean_us: int | None = None
+    itl_max_us: int | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    tokens_source: str = "usage"
+    prompt_tokens_requested: int | None = None
+    output_tokens_requested: int | None = None
+    error: str | None = None
+    cache: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> Sample:
+        known = {k: obj[k] for k in cls.__dataclass_fields__ if k in obj}
+        return cls(**known)

@@ -1,0 +1,236 @@
+"""Build ``summary.json`` (schema ``loadbench.summary/1``) and ``summary.md`` from a run folder alone.
+
+Latency figures come from the merged HDR histograms in ``histograms.hlog`` (exact across workers and
+intervals). Counts, tokens and throughput come from ``samples.jsonl``. Only requests whose intended
+start falls in the measurement phase count; warm-up and cool-down requests are reported as excluded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from loadbench.metrics import histogram as hg
+from loadbench.metrics.recorder import METRICS
+from loadbench.results import run_dir as rd
+from loadbench.results.hlog import merged_by_tag
+
+SCHEMA = "loadbench.summary/1"
+TABLE_METRICS = ("ttft", "itl", "tpot", "e2e", "queue")
+_SAMPLE_FIELDS = {"ttft": "ttft_us", "tpot": "tpot_us", "e2e": "e2e_us", "queue": "queue_us",
+                  "service_ttft": "service_ttft_us"}
+
+
+def _mean(values: list[int]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def _hists_from_samples(samples: list[dict[str, Any]]) -> dict[str, HdrHistogram]:
+    """Fallback when the histogram log is missing (e.g. the master was killed): no ITL then."""
+    out: dict[str, HdrHistogram] = {}
+    for s in samples:
+        if s.get("outcome") != "ok" or s.get("phase") != "measure":
+            continue
+        for metric, key in _SAMPLE_FIELDS.items():
+            v = s.get(key)
+            if isinstance(v, int):
+                if metric not in out:
+                    out[metric] = hg.new_histogram()
+                hg.record(out[metric], v)
+    return out
+
+
+def build_summary(run_dir: Path) -> dict[str, Any]:
+    manifest = rd.read_json(run_dir / rd.MANIFEST)
+    samples = list(rd.iter_samples(run_dir))
+    timeline = list(rd.iter_timeline(run_dir))
+    warnings: list[str] = []
+    hlog_path = run_dir / rd.HLOG
+    hists = merged_by_tag(hlog_path) if hlog_path.exists() else {}
+    if not hists and any(s.get("outcome") == "ok" for s in samples):
+        hists = _hists_from_samples(samples)
+        warnings.append("histograms.hlog is missing or empty: latencies rebuilt from samples.jsonl "
+                        "(no ITL)")
+
+    measured = [s for s in samples if s.get("phase") == "measure"]
+    excluded = len(samples) - len(measured)
+    by_outcome = Counter(s.get("outcome", "unknown") for s in measured)
+    ok = [s for s in measured if s.get("outcome") == "ok"]
+    dropped = by_outcome.get("dropped", 0)
+    failed = len(measured) - len(ok) - dropped
+    attempted = len(measured) - dropped
+
+    profile = manifest.get("profile") or {}
+    start_s = float(manifest.get("load_start_unix_s") or manifest.get("start_unix_s") or 0.0)
+    end_s = manifest.get("end_unix_s")
+    if end_s is None and timeline:
+        end_s = start_s + float(timeline[-1]["t_end_s"])
+    if end_s is None:
+        end_s = start_s
+    warmup_s = float(profile.get("warmup_s") or 0.0)
+    cooldown_s = float(profile.get("cooldown_s") or 0.0)
+    duration_s = profile.get("duration_s")
+    measure_end = float(end_s)
+    if duration_s and cooldown_s:
+        measure_end = min(measure_end, start_s + float(duration_s) - cooldown_s)
+    measure_s = max(0.0, measure_end - (start_s + warmup_s))
+
+    out_tokens = [s["output_tokens"] for s in ok if isinstance(s.get("output_tokens"), int)]
+    prompt_tokens = [s["prompt_tokens"] for s in ok if isinstance(s.get("prompt_tokens"), int)]
+    sources = {s.get("tokens_source") for s in ok}
+    token_source = "usage" if sources <= {"usage"} else ("estimated" if sources == {"estimated"} else "mixed")
+    if ok and token_source != "usage":
+        warnings.append("the target sent no usage for some requests: output token counts are "
+                        "estimated from content chunks (one token per chunk)")
+    mismatch = sum(1 for s in ok if isinstance(s.get("output_tokens_requested"), int)
+                   and s.get("output_tokens") != s.get("output_tokens_requested"))
+    if mismatch:
+        warnings.append(f"{mismatch} of {len(ok)} requests returned a different number of output tokens "
+                        "than requested (max_tokens)")
+
+    metrics = {f"{m}_ms": hg.stats_ms(hists.get(m)) for m in METRICS}
+    breakdowns: dict[str, dict[str, Any]] = defaultdict(dict)
+    for tag, hist in sorted(hists.items()):
+        if ":" not in tag:
+            continue
+        metric, dim = tag.split(":", 1)
+        dimension, _, value = dim.partition("=")
+        entry = breakdowns[dimension].setdefault(value, {"requests": 0, "metrics": {}})
+        entry["metrics"][f"{metric}_ms"] = hg.stats_ms(hist)
+    for dimension, values in breakdowns.items():
+        key = {"type": "type", "target": "target", "cache": "cache"}.get(dimension, dimension)
+        counts = Counter(str(s.get(key)) for s in ok)
+        for value, entry in values.items():
+            entry["requests"] = counts.get(value, 0)
+
+    error_rate = failed / attempted if attempted else 0.0
+    if attempted and not ok:
+        warnings.append("no request succeeded: check the target URL, model and key")
+    elif error_rate > 0:
+        warnings.append(f"{failed} of {attempted} measured requests failed ({error_rate:.1%})")
+    if dropped:
+        warnings.append(f"{dropped} arrivals were dropped because max_in_flight was reached")
+    if manifest.get("interrupted"):
+        warnings.append("the run was interrupted: the summary covers what was measured until then")
+    lost = (manifest.get("workers") or {}).get("lost") or []
+    if lost:
+        warnings.append(f"worker(s) lost during the run: {', '.join(map(str, lost))}")
+
+    generator = _generator_verdict(timeline)
+    if generator["saturated"]:
+        warnings.append("the load generator was saturated: " + "; ".join(generator["reasons"]))
+
+    load = {
+        "mode": "open" if profile.get("arrival") else "closed",
+        "users": profile.get("users"),
+        "ramp_up_s": profile.get("ramp_up_s"),
+        "duration_s": duration_s,
+        "rps": (profile.get("arrival") or {}).get("rps"),
+        "stages": profile.get("stages"),
+        "warmup_s": warmup_s,
+        "cooldown_s": cooldown_s,
+        "max_requests": profile.get("max_requests"),
+        "workers": (manifest.get("workers") or {}).get("expected"),
+    }
+    return {
+        "schema": SCHEMA,
+        "run_id": manifest.get("run_id"),
+        "name": manifest.get("name"),
+        "target": {"url": (manifest.get("target") or {}).get("url"),
+                   "model": (manifest.get("target") or {}).get("model")},
+        "load": load,
+        "window": {"start_unix_s": start_s, "end_unix_s": end_s, "measure_s": round(measure_s, 3)},
+        "requests": {"total": len(measured), "ok": len(ok), "failed": failed, "dropped": dropped,
+                     "excluded": excluded, "by_outcome": dict(sorted(by_outcome.items())),
+                     "error_rate": round(error_rate, 6)},
+        "throughput": {
+            "requests_per_s": round(len(ok) / measure_s, 4) if measure_s else None,
+            "output_tokens_per_s": round(sum(out_tokens) / measure_s, 3) if measure_s else None,
+            "goodput_rps": None,
+        },
+        "tokens": {"source": token_source if ok else None,
+                   "prompt_mean": _mean(prompt_tokens), "output_mean": _mean(out_tokens),
+                   "prompt_requested_mean": _mean([s["prompt_tokens_requested"] for s in ok
+                                                   if isinstance(s.get("prompt_tokens_requested"), int)]),
+                   "output_requested_mean": _mean([s["output_tokens_requested"] for s in ok
+                                                   if isinstance(s.get("output_tokens_requested"), int)])},
+        "metrics": metrics,
+        "breakdowns": dict(breakdowns),
+        "generator": generator,
+        "warnings": warnings,
+        "interrupted": bool(manifest.get("interrupted")),
+    }
+
+
+def _generator_verdict(timeline: list[dict[str, Any]]) -> dict[str, Any]:
+    """Saturation thresholds: a worker core above 90% CPU, or the gevent loop waking > 50 ms late
+    at P99, inflates every latency it reports (see docs/generator.md)."""
+    cpu = [t["cpu_percent_max"] for t in timeline if isinstance(t.get("cpu_percent_max"), int | float)]
+    lag = [t["loop_lag_p99_ms"] for t in timeline if isinstance(t.get("loop_lag_p99_ms"), int | float)]
+    sched = [t["schedule_lag_p99_ms"] for t in timeline
+             if isinstance(t.get("schedule_lag_p99_ms"), int | float)]
+    reasons = []
+    cpu_max = max(cpu) if cpu else None
+    lag_p99 = max(lag) if lag else None
+    sched_p99 = max(sched) if sched else None
+    hot = [c for c in cpu if c >= 90.0]
+    if cpu and len(hot) >= max(2, len(cpu) // 4):
+        reasons.append(f"a worker used >= 90% of a core in {len(hot)} of {len(cpu)} intervals "
+                       f"(max {cpu_max:.0f}%): add workers (--workers) or lower users per worker")
+    if lag_p99 is not None and lag_p99 > 50.0:
+        reasons.append(f"event-loop lag P99 reached {lag_p99:.1f} ms (> 50 ms): the worker could not "
+                       "read responses on time; add workers")
+    if sched_p99 is not None and sched_p99 > 50.0:
+        reasons.append(f"open-loop schedule lag P99 reached {sched_p99:.1f} ms (> 50 ms)")
+    return {"saturated": bool(reasons), "reasons": reasons, "cpu_max": cpu_max,
+            "loop_lag_p99_ms": lag_p99, "schedule_lag_p99_ms": sched_p99}
+
+
+def _fmt(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def render_table(summary: dict[str, Any]) -> str:
+    """The percentile table (markdown, also readable in a terminal)."""
+    cols = ("count", "p50", "p90", "p95", "p99", "p99_9", "max", "mean")
+    lines = ["| metric (ms) | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for m in TABLE_METRICS:
+        st = summary["metrics"].get(f"{m}_ms") or {}
+        lines.append(f"| {m} | " + " | ".join(_fmt(st.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    req = summary["requests"]
+    thr = summary["throughput"]
+    tok = summary["tokens"]
+    parts = [
+        f"# loadbench run {summary.get('run_id')}",
+        "",
+        f"- target: {summary['target']['url']} (model `{summary['target']['model']}`)",
+        f"- requests: {req['total']} measured, {req['ok']} ok, {req['failed']} failed, "
+        f"{req['dropped']} dropped, {req['excluded']} excluded (warm-up/cool-down); "
+        f"error rate {req['error_rate']:.2%}",
+        f"- throughput: {_fmt(thr['requests_per_s'])} req/s, {_fmt(thr['output_tokens_per_s'])} output tok/s "
+        f"over {summary['window']['measure_s']} s",
+        f"- tokens ({tok['source']}): prompt mean {_fmt(tok['prompt_mean'])}, "
+        f"output mean {_fmt(tok['output_mean'])}",
+        "",
+        render_table(summary),
+        "",
+    ]
+    if summary["warnings"]:
+        parts += ["## Warnings", "", *[f"- {w}" for w in summary["warnings"]], ""]
+    return "\n".join(parts)
+
+
+def write_summary(run_dir: Path) -> dict[str, Any]:
+    summary = build_summary(run_dir)
+    rd.write_json(run_dir / rd.SUMMARY, summary)
+    (run_dir / rd.SUMMARY_MD).write_text(render_markdown(summary))
+    return summary

@@ -1,0 +1,59 @@
+"""Metric math for one request: pure functions over perf_counter_ns timestamps.
+
+Definitions (the README table states the same):
+- ttft         = first content token - intended start
+- service_ttft = first content token - actual send
+- queue        = actual send - intended start (0 in closed loop)
+- itl          = every gap between consecutive content chunks (a distribution, not a mean)
+- tpot         = (last content token - first content token) / (output_tokens - 1), output_tokens >= 2
+- e2e          = end of stream - intended start
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loadbench.units import ns_to_us
+
+
+@dataclass(slots=True)
+class RequestTiming:
+    intended_ns: int
+    sent_ns: int
+    first_byte_ns: int | None
+    first_token_ns: int | None
+    last_token_ns: int | None
+    end_ns: int
+
+
+@dataclass(slots=True)
+class Derived:
+    queue_us: int
+    ttft_us: int | None
+    service_ttft_us: int | None
+    e2e_us: int
+    tpot_us: int | None
+    first_byte_us: int | None
+
+
+def derive(t: RequestTiming, output_tokens: int | None) -> Derived:
+    ttft = service = tpot = None
+    if t.first_token_ns is not None:
+        ttft = ns_to_us(t.first_token_ns - t.intended_ns)
+        service = ns_to_us(t.first_token_ns - t.sent_ns)
+        if output_tokens is not None and output_tokens >= 2 and t.last_token_ns is not None:
+            tpot = ns_to_us((t.last_token_ns - t.first_token_ns) // (output_tokens - 1))
+    first_byte = ns_to_us(t.first_byte_ns - t.intended_ns) if t.first_byte_ns is not None else None
+    return Derived(
+        queue_us=ns_to_us(t.sent_ns - t.intended_ns),
+        ttft_us=ttft,
+        service_ttft_us=service,
+        e2e_us=ns_to_us(t.end_ns - t.intended_ns),
+        tpot_us=tpot,
+        first_byte_us=first_byte,
+    )
+
+
+def gaps_us(token_times_ns: list[int]) -> list[int]:
+    """Inter-chunk gaps of the content chunks, in microseconds."""
+    return [ns_to_us(b - a) for a, b in zip(token_times_ns, token_times_ns[1:], strict=False)]

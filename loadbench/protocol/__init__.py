@@ -1,0 +1,1 @@
+"""Wire protocol helpers: incremental SSE decoding and OpenAI bodies. Pure, no I/O."""

@@ -1,0 +1,65 @@
+"""Incremental Server-Sent Events decoder.
+
+Feed it bytes exactly as they come off the socket, in any split; it yields the ``data`` payload of
+each complete event, in order. Line endings may be LF, CRLF or CR (per the SSE spec), including a
+CRLF split across two reads. Comments (``:``) and fields other than ``data`` are ignored: OpenAI
+streams carry everything in ``data``.
+"""
+
+from __future__ import annotations
+
+
+class SSEDecoder:
+    __slots__ = ("_buf", "_data")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Return the data payloads of every event completed by ``chunk``."""
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\r" in buf:
+            # A trailing CR may be the first half of CRLF: keep it until the next read decides.
+            held = buf.endswith(b"\r")
+            if held:
+                buf = buf[:-1]
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                buf += b"\r"
+        events: list[bytes] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end < 0:
+                break
+            self._line(buf[start:end], events)
+            start = end + 1
+        self._buf = buf[start:]
+        return events
+
+    def close(self) -> list[bytes]:
+        """End of stream: a final event without its blank line is still dispatched."""
+        events: list[bytes] = []
+        rest = self._buf
+        self._buf = b""
+        if rest:
+            self._line(rest.rstrip(b"\r"), events)
+        if self._data:
+            self._line(b"", events)
+        return events
+
+    def _line(self, line: bytes, events: list[bytes]) -> None:
+        if not line:
+            if self._data:
+                events.append(b"\n".join(self._data))
+                self._data = []
+            return
+        if line.startswith(b"data:"):
+            value = line[5:]
+            if value.startswith(b" "):
+                value = value[1:]
+            self._data.append(value)
+        elif line == b"data":
+            self._data.append(b"")
+        # other fields (event, id, retry) and comments carry nothing we use

@@ -1,0 +1,1 @@
+"""The run folder: creating it, writing its files, reading them back."""

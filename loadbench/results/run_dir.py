@@ -1,0 +1,110 @@
+"""Creating and reading a run folder (see docs/results-format.md)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadbench import __version__
+from loadbench.errors import InputError
+
+MANIFEST = "manifest.json"
+SAMPLES = "samples.jsonl"
+HLOG = "histograms.hlog"
+TIMELINE = "timeline.jsonl"
+SUMMARY = "summary.json"
+SUMMARY_MD = "summary.md"
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def new_run_dir(root: Path, name: str, now: datetime | None = None) -> Path:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    base = root / f"{stamp}-{_SAFE.sub('-', name).strip('-') or 'run'}"
+    path = base
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(f"{base}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic: a reader never sees half a file, an interrupted write leaves the old one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: not found (is this a loadbench run folder?)") from exc
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON: {exc}") from exc
+
+
+def host_info() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "hostname": platform.node(),
+    }
+
+
+def new_manifest(*, run_id: str, argv: list[str], target: dict[str, Any], profile: dict[str, Any],
+                 scenario: dict[str, Any], start_unix_s: float) -> dict[str, Any]:
+    return {
+        "loadbench_version": __version__,
+        "run_id": run_id,
+        "command": argv,
+        "target": target,
+        "profile": profile,
+        "scenario": scenario,
+        "host": host_info(),
+        "start_unix_s": start_unix_s,
+        "end_unix_s": None,
+        "interrupted": False,
+        "workers": {"expected": None, "seen": [], "lost": []},
+        "status": "running",
+    }
+
+
+def iter_samples(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """Every complete line of samples.jsonl (a torn last line from a crash is skipped)."""
+    path = run_dir / SAMPLES
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+
+
+def iter_timeline(run_dir: Path) -> Iterator[dict[str, Any]]:
+    path = run_dir / TIMELINE
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        for line in f:
+            if line.endswith(b"\n"):
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
