@@ -1,0 +1,122 @@
+"""Config edge: profiles (how much load) and scenarios (what each request looks like).
+
+``load_profile`` / ``load_scenario`` read YAML, validate it with frozen pydantic models and raise
+``ConfigError(path, field, problem, fix)`` on any invalid input. ``None`` gives the built-in default.
+This package is the only place that reads the environment (``resolve_api_key``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from loadbench.config.dataset import DatasetRecord, read_dataset
+from loadbench.config.profile import (
+    Arrival,
+    Peak,
+    PlannedStage,
+    Profile,
+    RateSegment,
+    Slo,
+    Stage,
+    Sweep,
+    Target,
+    TargetOptions,
+)
+from loadbench.config.scenario import DatasetSpec, LengthDist, MixEntry, Sampling, Scenario
+from loadbench.config.source import read_yaml
+from loadbench.config.validation import validate
+from loadbench.errors import ConfigError
+
+__all__ = [
+    "Arrival",
+    "DatasetRecord",
+    "DatasetSpec",
+    "LengthDist",
+    "MixEntry",
+    "Peak",
+    "PlannedStage",
+    "Profile",
+    "RateSegment",
+    "Sampling",
+    "Scenario",
+    "Slo",
+    "Stage",
+    "Sweep",
+    "Target",
+    "TargetOptions",
+    "dataset_records",
+    "load_profile",
+    "load_scenario",
+    "profile_from_dict",
+    "resolve_api_key",
+    "scenario_from_dict",
+]
+
+
+def load_profile(path: str | Path | None) -> Profile:
+    if path is None:
+        return Profile()
+    path = Path(path)
+    return validate(Profile, read_yaml(path), str(path))
+
+
+def load_scenario(path: str | Path | None) -> Scenario:
+    """Validate the scenario and read every dataset it names (paths relative to the scenario file)."""
+    if path is None:
+        return Scenario()
+    path = Path(path)
+    return scenario_from_dict(read_yaml(path), base_dir=path.parent, source=str(path))
+
+
+def profile_from_dict(data: dict[str, Any], source: str = "run plan") -> Profile:
+    """Rebuild a profile from ``Profile.model_dump(mode="json")`` (e.g. in a worker process)."""
+    return validate(Profile, data, source)
+
+
+def scenario_from_dict(
+    data: dict[str, Any], base_dir: Path | None = None, source: str = "run plan"
+) -> Scenario:
+    """Rebuild a scenario from plain data (e.g. ``model_dump(mode="json")`` sent to a worker) and read
+    its datasets again: the records are not part of the dump, their resolved paths are."""
+    scenario = validate(Scenario, data, source)
+    base = base_dir or Path.cwd()
+    updates: dict[str, object] = {}
+    if scenario.dataset is not None:
+        updates["dataset"] = _load_dataset(scenario.dataset, base)
+    if scenario.mix is not None and any(m.dataset is not None for m in scenario.mix):
+        updates["mix"] = [
+            m if m.dataset is None else m.model_copy(update={"dataset": _load_dataset(m.dataset, base)})
+            for m in scenario.mix
+        ]
+    return scenario.model_copy(update=updates) if updates else scenario
+
+
+def _load_dataset(spec: DatasetSpec, base: Path) -> DatasetSpec:
+    file = Path(spec.path)
+    if not file.is_absolute():
+        file = base / file
+    resolved = spec.model_copy(update={"path": str(file)})
+    resolved._records = read_dataset(file)
+    return resolved
+
+
+def dataset_records(spec: DatasetSpec) -> tuple[DatasetRecord, ...]:
+    """The records loaded by ``load_scenario`` (empty when the spec was built without loading)."""
+    return spec._records
+
+
+def resolve_api_key(target: Target) -> str | None:
+    """The key from the environment variable the target names; ConfigError when it is named but unset."""
+    if target.api_key_env is None:
+        return None
+    key = os.environ.get(target.api_key_env)
+    if not key:
+        raise ConfigError(
+            "environment",
+            f"targets[{target.name}].api_key_env",
+            f"environment variable {target.api_key_env} is not set",
+            f"export {target.api_key_env}=... before the run",
+        )
+    return key

@@ -1,0 +1,404 @@
+"""Profile: *how much* load, for how long, and what counts as good.
+
+Exactly one load mode applies:
+- closed loop, flat:    ``users``, ``ramp_up_s``, ``duration_s`` (default 20 s)
+- closed loop, staged:  ``stages: [{duration_s, users, ramp_up_s}]`` (a stage's duration includes its ramp)
+- peak multiples:       ``peak: {users: N}`` (closed) or ``peak: {rps: R}`` (open), see ``Peak``
+- open loop:            ``arrival: {kind, rps | rps_start/rps_end + ramp_up_s, burstiness}``
+- sweep:                ``sweep: {variable: users|rps, start, step, max, hold_s}``, one step after another
+
+``duration_s`` with stages/peak/sweep is a hard cap that cuts the plan short. Without it a flat
+load runs 20 s, or up to 3600 s when bounded by ``max_requests``. ``warmup_s`` and ``cooldown_s``
+are carved out of the run: requests whose intended start falls in them are excluded from the summary.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from loadbench.config.validation import StrictModel, invalid, validate
+from loadbench.errors import ConfigError
+
+DEFAULT_DURATION_S = 20.0
+MAX_REQUESTS_CAP_S = 3600.0  # a run bounded only by request count still needs a time bound
+
+
+class Stage(StrictModel):
+    duration_s: float = Field(gt=0)
+    users: int = Field(ge=0)
+    ramp_up_s: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Stage:
+        if self.ramp_up_s > self.duration_s:
+            raise invalid(
+                f"ramp_up_s {self.ramp_up_s} is longer than duration_s {self.duration_s}",
+                "a stage's duration includes its ramp; make ramp_up_s <= duration_s",
+                field="ramp_up_s",
+            )
+        return self
+
+
+class Peak(StrictModel):
+    """Peak-multiple test: warm up (``warmup_fraction`` x peak for the profile's ``warmup_s``), ramp to
+    peak and hold, ramp to ``multiplier`` x peak and hold, ramp back to peak and hold (recovery)."""
+
+    users: int | None = Field(default=None, ge=1)
+    rps: float | None = Field(default=None, gt=0)
+    multiplier: float = Field(default=2.0, gt=1)
+    warmup_fraction: float = Field(default=0.5, gt=0, le=1)
+    ramp_s: float = Field(default=5.0, ge=0)
+    hold_s: float = Field(default=30.0, gt=0)
+    surge_hold_s: float | None = Field(default=None, gt=0)  # default: hold_s
+    recovery_s: float | None = Field(default=None, gt=0)  # default: hold_s
+
+    @model_validator(mode="after")
+    def _check(self) -> Peak:
+        if (self.users is None) == (self.rps is None):
+            raise invalid(
+                "needs exactly one of users or rps", "write `peak: {users: 10}` or `peak: {rps: 5}`"
+            )
+        return self
+
+
+class Arrival(StrictModel):
+    """Open-loop arrivals. ``gamma`` inter-arrival times have shape 1/burstiness and the same mean
+    as poisson: burstiness 1 is poisson, > 1 is burstier (clumps and gaps), < 1 is more regular."""
+
+    kind: Literal["constant", "poisson", "gamma"] = "poisson"
+    rps: float | None = Field(default=None, gt=0)
+    burstiness: float = Field(default=1.0, gt=0)
+    rps_start: float | None = Field(default=None, ge=0)
+    rps_end: float | None = Field(default=None, gt=0)
+    ramp_up_s: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Arrival:
+        if self.rps is not None and self.rps_end is not None:
+            raise invalid(
+                "rps and rps_end both set", "use rps (constant) or rps_start/rps_end (ramp)", "rps_end"
+            )
+        if self.rps_start is not None and self.ramp_up_s == 0:
+            raise invalid("rps_start needs a ramp", "set ramp_up_s > 0", "ramp_up_s")
+        if self.kind != "gamma" and self.burstiness != 1.0:
+            raise invalid(
+                f"burstiness applies to kind 'gamma', not {self.kind!r}", "use kind: gamma", "burstiness"
+            )
+        return self
+
+    @property
+    def target_rps(self) -> float | None:
+        return self.rps_end if self.rps_end is not None else self.rps
+
+
+class Sweep(StrictModel):
+    variable: Literal["users", "rps"]
+    start: float = Field(gt=0)
+    step: float = Field(gt=0)
+    max: float = Field(gt=0)
+    hold_s: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Sweep:
+        if self.max < self.start:
+            raise invalid(f"max {self.max} < start {self.start}", "max must be >= start", "max")
+        if self.variable == "users":
+            for name in ("start", "step", "max"):
+                if getattr(self, name) != int(getattr(self, name)):
+                    raise invalid("users must be whole numbers", "use integers for a users sweep", name)
+        return self
+
+    def values(self) -> list[float]:
+        """start, start+step, ... <= max (computed by index, so no float drift)."""
+        count = math.floor((self.max - self.start) / self.step + 1e-9) + 1
+        return [self.start + i * self.step for i in range(count)]
+
+
+_SLO_KEY = re.compile(r"^(p\d{1,2}(\.\d+)?|mean|max)$")
+
+
+def _check_slo_metric(value: dict[str, float] | None) -> dict[str, float] | None:
+    for key, limit in (value or {}).items():
+        if not _SLO_KEY.match(key):
+            raise invalid(f"unknown statistic {key!r}", "use p50, p90, p95, p99, p99.9, mean or max", key)
+        if limit <= 0:
+            raise invalid(f"{key}: {limit} must be > 0", "limits are positive milliseconds", key)
+    return value
+
+
+class Slo(StrictModel):
+    """Per-metric limits in ms by statistic, e.g. ``ttft_ms: {p95: 500}``; ``error_rate`` in [0, 1]."""
+
+    ttft_ms: dict[str, float] | None = None
+    itl_ms: dict[str, float] | None = None
+    tpot_ms: dict[str, float] | None = None
+    e2e_ms: dict[str, float] | None = None
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+
+    _validate_metrics = field_validator("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")(_check_slo_metric)
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        out = {"ttft_ms": self.ttft_ms, "itl_ms": self.itl_ms, "tpot_ms": self.tpot_ms, "e2e_ms": self.e2e_ms}
+        return {k: v for k, v in out.items() if v}
+
+
+class TargetOptions(StrictModel):
+    include_usage: bool = True  # some providers reject stream_options; then tokens are estimated
+    stream: bool | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Target(StrictModel):
+    name: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https?://")
+    model: str | None = None
+    api_key_env: str | None = None  # the NAME of an environment variable, never the key itself
+    options: TargetOptions = Field(default_factory=TargetOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStage:
+    """One closed-loop stage on the run clock: hold ``users`` from start_s, reaching it over ramp_up_s."""
+
+    start_s: float
+    duration_s: float
+    users: int
+    ramp_up_s: float
+    label: str
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+
+@dataclass(frozen=True, slots=True)
+class RateSegment:
+    """One open-loop segment: the rate moves linearly from rps_start to rps_end over duration_s."""
+
+    start_s: float
+    duration_s: float
+    rps_start: float
+    rps_end: float
+    label: str
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+
+_OVERRIDABLE = ("users", "ramp_up_s", "duration_s", "max_requests", "stream", "model", "seed")
+
+
+class Profile(StrictModel):
+    name: str = "default"
+    description: str = ""
+    # closed loop
+    users: int = Field(default=20, ge=1)
+    ramp_up_s: float = Field(default=2.0, ge=0)
+    duration_s: float | None = Field(default=None, gt=0)
+    max_requests: int | None = Field(default=None, ge=1)
+    stages: list[Stage] | None = None
+    peak: Peak | None = None
+    # open loop
+    arrival: Arrival | None = None
+    max_in_flight: int = Field(default=512, ge=1)
+    late: Literal["drop", "send"] = "drop"
+    # phases
+    warmup_s: float = Field(default=0.0, ge=0)
+    cooldown_s: float = Field(default=0.0, ge=0)
+    # requests
+    seed: int = Field(default=0, ge=0)
+    stream: bool = True
+    include_usage: bool = True
+    timeout_s: float = Field(default=600.0, gt=0)
+    interval_s: float = Field(default=2.0, gt=0)
+    model: str | None = None
+    # judging and comparing
+    sweep: Sweep | None = None
+    slo: Slo | None = None
+    thresholds: list[str] = Field(default_factory=list)
+    targets: list[Target] = Field(default_factory=list)
+    interleave: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Profile:
+        shapes = [n for n in ("stages", "peak", "arrival", "sweep") if getattr(self, n) is not None]
+        if len(shapes) > 1 and not (
+            set(shapes) == {"arrival", "sweep"} or set(shapes) == {"arrival", "peak"}
+        ):
+            raise invalid(
+                f"{' and '.join(shapes)} cannot be combined",
+                "pick one load mode (arrival may only be combined with a peak or sweep in rps)",
+                shapes[1],
+            )
+        if self.stages is not None and not self.stages:
+            raise invalid("stages is empty", "list at least one stage or remove `stages:`", "stages")
+        open_driver = (self.peak is not None and self.peak.rps is not None) or (
+            self.sweep is not None and self.sweep.variable == "rps"
+        )
+        if self.arrival is not None:
+            if open_driver and self.arrival.target_rps is not None:
+                raise invalid(
+                    "arrival rates are set by peak/sweep",
+                    "keep only kind/burstiness under arrival",
+                    "arrival",
+                )
+            if not open_driver and self.arrival.target_rps is None:
+                raise invalid(
+                    "arrival needs a rate", "add `rps:` (or rps_start/rps_end with ramp_up_s)", "arrival"
+                )
+        if self.peak is not None and self.peak.users is not None and self.arrival is not None:
+            raise invalid("peak.users is closed-loop but arrival is set", "use peak.rps with arrival", "peak")
+        if any(not t.strip() for t in self.thresholds):
+            raise invalid("empty threshold", 'write thresholds like "ttft.p95 > 500ms"', "thresholds")
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise invalid(f"duplicate target names in {names}", "give each target a unique name", "targets")
+        total = self.total_duration_s
+        if self.warmup_s + self.cooldown_s >= total:
+            raise invalid(
+                f"warmup_s + cooldown_s = {self.warmup_s + self.cooldown_s} leaves no measured time"
+                f" in a {total:g} s run",
+                "shorten warmup_s/cooldown_s or lengthen the run",
+                "warmup_s",
+            )
+        return self
+
+    # ---- resolved plan (pure arithmetic on the validated fields) ----
+
+    @property
+    def mode(self) -> Literal["closed", "open"]:
+        if self.arrival is not None or (self.peak is not None and self.peak.rps is not None):
+            return "open"
+        if self.sweep is not None and self.sweep.variable == "rps":
+            return "open"
+        return "closed"
+
+    def _planned(self) -> list[tuple[float, float, float, str]]:
+        """(duration_s, load_from, load_to, label) pieces of users (closed) or rps (open), uncapped."""
+        if self.peak is not None:
+            p = self.peak
+            peak = float(p.users if p.users is not None else p.rps or 0)
+            pieces: list[tuple[float, float, float, str]] = []
+            if self.warmup_s > 0:
+                warm = (
+                    max(1.0, round(peak * p.warmup_fraction))
+                    if p.users is not None
+                    else peak * p.warmup_fraction
+                )
+                pieces.append((self.warmup_s, warm, warm, "warmup"))
+            surge = peak * p.multiplier
+            if p.users is not None:
+                surge = float(round(surge))
+            pieces.append((p.ramp_s + p.hold_s, peak, peak, "peak"))
+            pieces.append((p.ramp_s + (p.surge_hold_s or p.hold_s), surge, surge, f"{p.multiplier:g}x-peak"))
+            pieces.append((p.ramp_s + (p.recovery_s or p.hold_s), peak, peak, "recovery"))
+            return pieces
+        if self.sweep is not None:
+            return [(self.sweep.hold_s, v, v, f"step-{i}") for i, v in enumerate(self.sweep.values())]
+        if self.stages is not None:
+            return [(s.duration_s, s.users, s.users, f"stage-{i}") for i, s in enumerate(self.stages)]
+        duration = self.duration_s or (MAX_REQUESTS_CAP_S if self.max_requests else DEFAULT_DURATION_S)
+        return [(duration, self.users, self.users, "main")]
+
+    @property
+    def total_duration_s(self) -> float:
+        planned = sum(p[0] for p in self._planned())
+        if self.duration_s is not None:
+            return min(self.duration_s, planned)
+        return planned
+
+    def closed_stages(self) -> list[PlannedStage]:
+        """The closed-loop plan on the run clock (empty for open-loop profiles), capped at duration_s."""
+        if self.mode != "closed":
+            return []
+        out: list[PlannedStage] = []
+        start = 0.0
+        cap = self.total_duration_s
+        for i, (duration, _, users, label) in enumerate(self._planned()):
+            if start >= cap:
+                break
+            if self.stages is not None:
+                ramp = self.stages[i].ramp_up_s
+            elif self.peak is not None:
+                ramp = self.ramp_up_s if label == "warmup" else self.peak.ramp_s
+            else:
+                ramp = self.ramp_up_s if i == 0 else 0.0
+            duration = min(duration, cap - start)
+            out.append(PlannedStage(start, duration, int(users), min(ramp, duration), label))
+            start += duration
+        return out
+
+    def rate_segments(self) -> list[RateSegment]:
+        """The open-loop rate plan on the run clock (empty for closed-loop profiles), capped at duration_s.
+
+        A ramp (``arrival.ramp_up_s`` or ``peak.ramp_s`` between levels) is a linear segment, so the
+        arrival schedule can invert the integrated rate exactly."""
+        if self.mode != "open":
+            return []
+        pieces: list[tuple[float, float, float, str]] = []
+        if self.peak is None and self.sweep is None:
+            a = self.arrival
+            assert a is not None and a.target_rps is not None
+            total = self.duration_s or DEFAULT_DURATION_S
+            target = a.target_rps
+            if a.ramp_up_s > 0:
+                start_rps = a.rps_start if a.rps_start is not None else 0.0
+                ramp = min(a.ramp_up_s, total)
+                pieces.append(
+                    (ramp, start_rps, start_rps + (target - start_rps) * ramp / a.ramp_up_s, "ramp")
+                )
+                if total > ramp:
+                    pieces.append((total - ramp, target, target, "main"))
+            else:
+                pieces.append((total, target, target, "main"))
+        else:
+            # peak: every level is reached by a linear ramp of peak.ramp_s (from 0 for the first);
+            # sweep: steps switch instantly.
+            ramp_s = self.peak.ramp_s if self.peak is not None else 0.0
+            previous = 0.0
+            for duration, _, level, label in self._planned():
+                ramp = 0.0 if label == "warmup" else min(ramp_s, duration)
+                if ramp > 0:
+                    pieces.append((ramp, previous, level, f"ramp-to-{label}"))
+                pieces.append((duration - ramp, level, level, label))
+                previous = level
+        out: list[RateSegment] = []
+        start = 0.0
+        cap = self.total_duration_s
+        for duration, r0, r1, label in pieces:
+            if start >= cap or duration <= 0:
+                start += duration
+                continue
+            d = min(duration, cap - start)
+            out.append(RateSegment(start, d, r0, r0 + (r1 - r0) * d / duration, label))
+            start += d
+        return out
+
+    def apply_overrides(self, **flags: Any) -> Profile:
+        """A copy with CLI flags applied where not None (validated again; errors name the flag)."""
+        unknown = sorted(set(flags) - set(_OVERRIDABLE))
+        if unknown:
+            raise ConfigError(
+                "command line", unknown[0], "not a profile override", f"overridable: {_OVERRIDABLE}"
+            )
+        updates = {k: v for k, v in flags.items() if v is not None}
+        if not updates:
+            return self
+        plan = "arrival" if self.mode == "open" else "stages/peak/sweep"
+        if "users" in updates and (self.mode == "open" or self.stages or self.peak or self.sweep):
+            raise ConfigError(
+                "command line",
+                "users",
+                f"--users conflicts with the profile's {plan} plan",
+                "drop --users or use a flat profile",
+            )
+        data = self.model_dump(mode="python")
+        data.update(updates)
+        return validate(Profile, data, "command line (overrides)")

@@ -1,0 +1,76 @@
+"""Reading YAML config files into plain data, with errors that name the file and the line.
+
+PyYAML silently keeps the last of two duplicate keys; a config edge must not, so the loader
+rejects them (a duplicated ``users:`` is almost always a mistake that would go unnoticed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loadbench.errors import ConfigError
+
+
+class _StrictLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise ConfigError(
+                loader.name,
+                f"line {mark.line + 1}",
+                f"duplicate key {key!r}",
+                "each key may appear once per mapping; remove one of them",
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_yaml(text: str, name: str) -> dict[str, Any]:
+    """Parse one YAML document that must be a mapping (an empty document is an empty mapping)."""
+    loader = _StrictLoader(text)
+    loader.name = name
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
+        problem = f"YAML syntax error: {exc.problem or exc.context}"
+        raise ConfigError(name, where, problem, "fix the YAML syntax at that position") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(name, "(document)", f"YAML error: {exc}", "fix the YAML syntax") from None
+    finally:
+        loader.dispose()
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            name,
+            "(document)",
+            f"top level is a {type(data).__name__}",
+            "the file must be a mapping of key: value",
+        )
+    return data
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "(file)", "file not found", "check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            str(path), "(file)", f"cannot read: {exc}", "check the path and permissions"
+        ) from None
+    return parse_yaml(text, str(path))

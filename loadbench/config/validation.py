@@ -1,0 +1,114 @@
+"""Turn pydantic validation errors into one ConfigError naming the file, the field path and the fix.
+
+Models raise ``invalid(problem, fix, field=...)`` for cross-field rules so the fix travels in
+the error context instead of being parsed back out of a message.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
+
+from loadbench.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys rejected, no string-to-number coercion, frozen."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def invalid(problem: str, fix: str, field: str = "") -> PydanticCustomError:
+    return PydanticCustomError("loadbench", "{problem}", {"problem": problem, "fix": fix, "field": field})
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class whose fields live at ``loc`` (to list allowed keys for an unknown key)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        info = current.model_fields.get(part)
+        if info is None:
+            return None
+        current = _unwrap(info.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Find the first BaseModel inside Optional[...] / list[...] / dict[..., ...] / Annotated."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _unwrap(arg)
+        if isinstance(found, type) and issubclass(found, BaseModel):
+            return found
+    if origin in (types.UnionType, typing.Union):
+        return None
+    return None
+
+
+def _describe(err: Any, model: type[BaseModel]) -> tuple[str, str, str]:
+    loc: tuple[int | str, ...] = tuple(err["loc"])
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "loadbench":
+        field = field_path(loc + ((ctx["field"],) if ctx.get("field") else ()))
+        return field, ctx["problem"], ctx["fix"]
+    field = field_path(loc)
+    got = err.get("input")
+    if kind == "extra_forbidden":
+        parent = _model_at(model, loc[:-1])
+        allowed = ", ".join(sorted(parent.model_fields)) if parent else "see the documented schema"
+        return field, f"unknown key {loc[-1]!r}", f"allowed keys here: {allowed}"
+    if kind == "missing":
+        return field, "required field is missing", f"add `{loc[-1]}:`"
+    if kind == "literal_error":
+        return field, f"{got!r} is not allowed", f"allowed values: {ctx.get('expected')}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
+            kind
+        ]
+        bound = next(iter(ctx.values()), "?")
+        return field, f"{got!r} is out of range", f"must be {op} {bound}"
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "model_type":
+        expected = err["msg"].removeprefix("Input should be ").removeprefix("a ")
+        return field, f"wrong type: got {type(got).__name__} {got!r}", f"expected {expected}"
+    return field, err["msg"], "see the documented schema for this field"
+
+
+def validate(model: type[M], data: dict[str, Any], path: str) -> M:
+    """Validate ``data`` as ``model``; the first error becomes a ConfigError (others are appended)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        field, problem, fix = _describe(errors[0], model)
+        if len(errors) > 1:
+            rest = "; ".join(f"{d[0]}: {d[1]}" for d in (_describe(e, model) for e in errors[1:4]))
+            fix = f"{fix}. Also: {rest}"
+        raise ConfigError(path, field, problem, fix) from None
+
+
+__all__ = ["StrictModel", "field_path", "invalid", "validate"]
