@@ -1,0 +1,68 @@
+"""The aiohttp application: OpenAI routes, /health and /metrics, over one ``Gateway``."""
+
+from __future__ import annotations
+
+from time import perf_counter_ns
+
+import orjson
+from aiohttp import web
+
+from loadbench.gateway.context import CacheHook
+from loadbench.gateway.handler import handle
+from loadbench.gateway.health import cooldown_remaining_s, is_healthy
+from loadbench.gateway.state import Gateway
+
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+# aiohttp's own cap; the configured limit (checked per request, reloadable) is applied below it
+_HARD_BODY_CAP = 256 * 1024 * 1024
+
+
+def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
+    app = web.Application(client_max_size=_HARD_BODY_CAP)
+    app[GATEWAY_KEY] = gw
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        return await handle(request, "chat", gw, cache)
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        return await handle(request, "completions", gw, cache)
+
+    async def models(request: web.Request) -> web.Response:
+        assert gw.state is not None
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "loadbench-gateway"}
+                for name in gw.state.spec.routes]
+        return web.Response(body=orjson.dumps({"object": "list", "data": data}),
+                            content_type="application/json")
+
+    async def health(request: web.Request) -> web.Response:
+        assert gw.state is not None
+        now_ns = perf_counter_ns()
+        targets = {name: {"healthy": is_healthy(h, now_ns),
+                          "cooldown_remaining_s": round(cooldown_remaining_s(h, now_ns), 3),
+                          "cooldowns": h.cooldowns}
+                   for name, h in gw.state.health.items()}
+        return web.Response(body=orjson.dumps({"status": "ok", "targets": targets}),
+                            content_type="application/json")
+
+    async def metrics(request: web.Request) -> web.Response:
+        assert gw.state is not None
+        now_ns = perf_counter_ns()
+        healthy = {name: is_healthy(h, now_ns) for name, h in gw.state.health.items()}
+        return web.Response(body=gw.metrics.render(healthy).encode(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def on_startup(app: web.Application) -> None:
+        if gw.state is None:
+            await gw.start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await gw.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,339 @@
+"""Gateway config: YAML validated by pydantic at the edge, compiled into slotted runtime specs.
+
+Pydantic models live only here; the request path sees the plain dataclasses from ``compile``.
+Every problem becomes ``ConfigError(path, field, problem, fix)`` naming the field as
+``virtual_models[0].targets[1].weight``, so ``loadbench gateway`` exits 2 with a usable message.
+This module is also the gateway's only reader of the environment (upstream and client keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from loadbench.errors import ConfigError
+
+DEFAULT_FAILURE_CODES = (429, 500, 502, 503, 504)
+DEFAULT_RETRY_CODES = (429, 500, 502, 503)
+# TrueFoundry's default plus 504: a gateway timeout is as good a reason to move on as a 503.
+DEFAULT_FALLBACK_CODES = (401, 403, 404, 429, 500, 502, 503, 504)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeoutsModel(_Strict):
+    connect_s: PositiveFloat = 2.0
+    first_token_s: PositiveFloat = 30.0  # request sent -> first body byte
+    idle_s: PositiveFloat = 30.0  # longest gap between two body reads after the first
+    total_s: PositiveFloat = 600.0
+
+
+class FailureToleranceModel(_Strict):
+    allowed_failures_per_minute: int = Field(default=3, ge=0)
+    cooldown_period_s: PositiveFloat = 300.0
+    failure_status_codes: list[int] = Field(default_factory=lambda: list(DEFAULT_FAILURE_CODES))
+
+
+class TargetModel(_Strict):
+    name: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https?://")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+    max_connections: PositiveInt = 512
+    timeouts: TimeoutsModel = TimeoutsModel()
+    failure_tolerance: FailureToleranceModel = FailureToleranceModel()
+
+
+class SlaCutoffModel(_Strict):
+    time_per_output_token_ms: PositiveFloat
+
+
+class RouteTargetModel(_Strict):
+    target: str = Field(min_length=1)
+    weight: float = Field(default=1.0, ge=0)
+    priority: int = Field(default=0, ge=0)
+    metadata_match: dict[str, str] = Field(default_factory=dict)
+    override_params: dict[str, Any] = Field(default_factory=dict)
+    sla_cutoff: SlaCutoffModel | None = None
+    fallback_candidate: bool = True
+
+
+class RetryModel(_Strict):
+    attempts: int = Field(default=0, ge=0, le=10)  # extra attempts on the same target
+    delay_ms: float = Field(default=100.0, ge=0)
+    on_status_codes: list[int] = Field(default_factory=lambda: list(DEFAULT_RETRY_CODES))
+
+
+class VirtualModelModel(_Strict):
+    name: str = Field(min_length=1)
+    routing: Literal["weight", "priority", "latency"] = "weight"
+    targets: list[RouteTargetModel] = Field(min_length=1)
+    retry: RetryModel = RetryModel()
+    fallback_status_codes: list[int] = Field(default_factory=lambda: list(DEFAULT_FALLBACK_CODES))
+
+
+class LatencyRoutingModel(_Strict):
+    window_s: PositiveFloat = 1200.0
+    window_requests: PositiveInt = 100
+    band: float = Field(default=1.2, ge=1.0)
+    min_samples: PositiveInt = 3
+    explore_fraction: float = Field(default=0.05, ge=0, le=0.5)
+
+
+class SlaModel(_Strict):
+    window_s: PositiveFloat = 180.0
+    min_samples: PositiveInt = 3
+    max_samples: PositiveInt = 10
+
+
+class AuthModel(_Strict):
+    api_keys_env: str | None = None
+    api_keys_file: str | None = None
+
+
+class LimitsModel(_Strict):
+    max_body_bytes: PositiveInt = 4 * 1024 * 1024
+
+
+class GatewayModel(_Strict):
+    targets: list[TargetModel] = Field(min_length=1)
+    virtual_models: list[VirtualModelModel] = Field(min_length=1)
+    latency_routing: LatencyRoutingModel = LatencyRoutingModel()
+    sla: SlaModel = SlaModel()
+    auth: AuthModel = AuthModel()
+    limits: LimitsModel = LimitsModel()
+
+
+# ---------------------------------------------------------------- runtime specs (hot path)
+
+
+@dataclass(slots=True, frozen=True)
+class Timeouts:
+    connect_s: float
+    first_token_s: float
+    idle_s: float
+    total_s: float
+
+
+@dataclass(slots=True, frozen=True)
+class TargetSpec:
+    name: str
+    url: str  # base URL without trailing slash, e.g. http://host:port/v1
+    model: str
+    api_key: str | None  # resolved from api_key_env; never logged (repr=False below)
+    max_connections: int
+    timeouts: Timeouts
+    allowed_failures_per_minute: int
+    cooldown_period_s: float
+    failure_status_codes: frozenset[int]
+
+    def __repr__(self) -> str:  # keeps the key out of any log line or traceback
+        return f"TargetSpec(name={self.name!r}, url={self.url!r}, model={self.model!r})"
+
+    def pool_key(self) -> tuple[object, ...]:
+        """What a connection pool depends on: equal keys let a reload keep the pool."""
+        key_hash = hashlib.sha256(self.api_key.encode()).hexdigest() if self.api_key else ""
+        return (self.url, self.max_connections, self.timeouts, key_hash)
+
+
+@dataclass(slots=True, frozen=True)
+class RouteTarget:
+    target: str
+    weight: float
+    priority: int
+    metadata_match: tuple[tuple[str, str], ...]
+    override_params: dict[str, Any]
+    sla_cutoff_tpot_ms: float | None
+    fallback_candidate: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Route:
+    name: str
+    routing: str
+    targets: tuple[RouteTarget, ...]
+    retry_attempts: int
+    retry_delay_s: float
+    retry_status_codes: frozenset[int]
+    fallback_status_codes: frozenset[int]
+
+
+@dataclass(slots=True, frozen=True)
+class LatencyTunables:
+    window_ns: int
+    window_requests: int
+    band: float
+    min_samples: int
+    explore_fraction: float
+
+
+@dataclass(slots=True, frozen=True)
+class SlaTunables:
+    window_ns: int
+    min_samples: int
+    max_samples: int
+
+
+@dataclass(slots=True, frozen=True)
+class GatewaySpec:
+    targets: dict[str, TargetSpec]
+    routes: dict[str, Route]
+    latency: LatencyTunables
+    sla: SlaTunables
+    client_key_digests: frozenset[bytes]  # sha256 of each accepted client key; empty = no auth
+    max_body_bytes: int
+    source: str = field(default="")
+
+
+def key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _fix_for(kind: str) -> str:
+    return {
+        "extra_forbidden": "remove it or check its spelling",
+        "missing": "add it",
+        "literal_error": "use one of the listed values",
+    }.get(kind, "see docs/gateway.md")
+
+
+def parse_model(raw: object, path: str) -> GatewayModel:
+    try:
+        return GatewayModel.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(path, _loc(tuple(err["loc"])), err["msg"], _fix_for(err["type"])) from None
+
+
+def _read_keys(auth: AuthModel, path: str, env: dict[str, str]) -> frozenset[bytes]:
+    keys: list[str] = []
+    if auth.api_keys_env:
+        value = env.get(auth.api_keys_env)
+        if not value:
+            raise ConfigError(path, "auth.api_keys_env",
+                              f"environment variable {auth.api_keys_env} is not set",
+                              "export it (comma-separated keys) or remove the field")
+        keys += value.replace("\n", ",").split(",")
+    if auth.api_keys_file:
+        key_path = Path(auth.api_keys_file)
+        if not key_path.is_absolute():
+            key_path = Path(path).parent / key_path
+        try:
+            keys += key_path.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(path, "auth.api_keys_file", f"cannot read {key_path}: {exc.strerror}",
+                              "point it at a file with one key per line") from None
+    keys = [k.strip() for k in keys if k.strip() and not k.strip().startswith("#")]
+    if (auth.api_keys_env or auth.api_keys_file) and not keys:
+        raise ConfigError(path, "auth", "auth is configured but no key was found", "add at least one key")
+    return frozenset(key_digest(k) for k in keys)
+
+
+def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = None) -> GatewaySpec:
+    """Cross-check references and build the runtime spec."""
+    env = dict(os.environ) if env is None else env
+    targets: dict[str, TargetSpec] = {}
+    for i, t in enumerate(model.targets):
+        if t.name in targets:
+            raise ConfigError(path, f"targets[{i}].name", f"duplicate target name {t.name!r}",
+                              "give every target a unique name")
+        api_key = None
+        if t.api_key_env:
+            api_key = env.get(t.api_key_env)
+            if not api_key:
+                raise ConfigError(path, f"targets[{i}].api_key_env",
+                                  f"environment variable {t.api_key_env} is not set",
+                                  "export it or remove api_key_env")
+        to = t.timeouts
+        ft = t.failure_tolerance
+        targets[t.name] = TargetSpec(
+            name=t.name, url=t.url.rstrip("/"), model=t.model, api_key=api_key,
+            max_connections=t.max_connections,
+            timeouts=Timeouts(to.connect_s, to.first_token_s, to.idle_s, to.total_s),
+            allowed_failures_per_minute=ft.allowed_failures_per_minute,
+            cooldown_period_s=ft.cooldown_period_s,
+            failure_status_codes=frozenset(ft.failure_status_codes))
+    routes: dict[str, Route] = {}
+    for i, vm in enumerate(model.virtual_models):
+        where = f"virtual_models[{i}]"
+        if vm.name in routes:
+            raise ConfigError(path, f"{where}.name", f"duplicate virtual model {vm.name!r}",
+                              "give every virtual model a unique name")
+        seen: set[str] = set()
+        rts: list[RouteTarget] = []
+        for j, rt in enumerate(vm.targets):
+            if rt.target not in targets:
+                raise ConfigError(path, f"{where}.targets[{j}].target", f"unknown target {rt.target!r}",
+                                  "use a name from the top-level targets list: " + ", ".join(targets))
+            if rt.target in seen:
+                raise ConfigError(path, f"{where}.targets[{j}].target", f"target {rt.target!r} listed twice",
+                                  "list each target once per virtual model")
+            seen.add(rt.target)
+            if rt.sla_cutoff is not None and vm.routing != "priority":
+                raise ConfigError(path, f"{where}.targets[{j}].sla_cutoff",
+                                  "sla_cutoff only applies to priority routing",
+                                  "set routing: priority or remove sla_cutoff")
+            if "model" in rt.override_params or "stream" in rt.override_params:
+                raise ConfigError(path, f"{where}.targets[{j}].override_params",
+                                  "model and stream cannot be overridden",
+                                  "set the upstream model in the target's `model` field")
+            rts.append(RouteTarget(
+                target=rt.target, weight=rt.weight, priority=rt.priority,
+                metadata_match=tuple(sorted(rt.metadata_match.items())),
+                override_params=dict(rt.override_params),
+                sla_cutoff_tpot_ms=rt.sla_cutoff.time_per_output_token_ms if rt.sla_cutoff else None,
+                fallback_candidate=rt.fallback_candidate))
+        if vm.routing == "weight" and not any(rt.weight > 0 for rt in rts):
+            raise ConfigError(path, f"{where}.targets", "every weight is 0",
+                              "give at least one target a weight > 0")
+        routes[vm.name] = Route(
+            name=vm.name, routing=vm.routing, targets=tuple(rts),
+            retry_attempts=vm.retry.attempts, retry_delay_s=vm.retry.delay_ms / 1000.0,
+            retry_status_codes=frozenset(vm.retry.on_status_codes),
+            fallback_status_codes=frozenset(vm.fallback_status_codes))
+    lr = model.latency_routing
+    sla = model.sla
+    if sla.min_samples > sla.max_samples:
+        raise ConfigError(path, "sla.min_samples", "is larger than sla.max_samples", "lower min_samples")
+    return GatewaySpec(
+        targets=targets, routes=routes,
+        latency=LatencyTunables(round(lr.window_s * 1e9), lr.window_requests, lr.band, lr.min_samples,
+                                lr.explore_fraction),
+        sla=SlaTunables(round(sla.window_s * 1e9), sla.min_samples, sla.max_samples),
+        client_key_digests=_read_keys(model.auth, path, env),
+        max_body_bytes=model.limits.max_body_bytes, source=path)
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewaySpec:
+    """Read, validate and compile a gateway YAML file; raises ConfigError."""
+    p = str(path)
+    try:
+        text = Path(p).read_text()
+    except OSError as exc:
+        raise ConfigError(p, "(file)", f"cannot read: {exc.strerror}", "check the --config path") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(p, where, f"invalid YAML: {problem}", "fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(p, "(top level)", "expected a mapping with targets and virtual_models",
+                          "see profiles/gateway/example.yaml")
+    return compile_model(parse_model(raw, p), p, env)

@@ -1,0 +1,58 @@
+"""The per-request context passed down the pipeline, and the hook a response cache plugs into.
+
+Pipeline order (``handler.handle``): request id and timing -> auth -> body and model ->
+[cache lookup] -> route selection -> upstream call with retry/fallback -> stream relay ->
+[cache store]. A cache implements ``CacheHook`` and is given to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from loadbench.gateway.config import Route
+
+_ids = itertools.count(1)
+_prefix = [f"lb-{os.getpid():x}-"]
+
+
+def _after_fork() -> None:  # forked workers must not reuse the parent's ids
+    _prefix[0] = f"lb-{os.getpid():x}-"
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def next_request_id() -> str:
+    return f"{_prefix[0]}{next(_ids):x}"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    arrival_ns: int
+    kind: str  # "chat" | "completions"
+    body: dict[str, Any] = field(default_factory=dict)  # the parsed client body
+    stream: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+    client_key_digest: bytes | None = None  # caller identity for cache scoping (never the key)
+    route: Route | None = None
+    attempts: int = 0
+    target: str = ""  # the target that served
+    failed_ns: int = 0  # time spent in failed attempts and retry delays
+    capture: bool = False  # set by a cache hook to receive the response bytes in ``store``
+    captured: list[bytes] = field(default_factory=list)
+
+
+class CacheHook(Protocol):
+    async def lookup(self, ctx: RequestContext) -> web.StreamResponse | None:
+        """Return a response to serve from cache, or None to go upstream.
+
+        May set ``ctx.capture`` so the relay keeps the response bytes for ``store``."""
+
+    async def store(self, ctx: RequestContext, status: int, body: bytes) -> None:
+        """Called after a complete successful response (streams only after ``[DONE]``)."""

@@ -1,0 +1,119 @@
+"""Run the gateway: N worker processes, each with its own SO_REUSEPORT socket and uvloop loop.
+
+The parent binds first (so ``--port 0`` resolves to one port), forks the other workers before any
+event loop exists, prints the listening line and serves as worker 0. SIGHUP reloads the config in
+every worker; SIGTERM/SIGINT stop them all, letting in-flight requests finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+
+from loadbench.gateway.app import create_app
+from loadbench.gateway.config import GatewaySpec
+from loadbench.gateway.state import Gateway
+
+log = logging.getLogger("loadbench.gateway")
+_SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional (Windows, exotic platforms)
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve(sock: socket.socket, spec: GatewaySpec, config_path: str, announce: str | None,
+                 on_signal: Callable[[int], None]) -> None:
+    gw = Gateway(spec, config_path)
+    await gw.start()
+    app = create_app(gw)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                           shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    site = web.SockSite(runner, sock, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+    await site.start()
+    if announce:
+        print(announce, flush=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_term(signum: int) -> None:
+        on_signal(signum)
+        stop.set()
+
+    def on_hup() -> None:
+        on_signal(signal.SIGHUP)
+        gw.reload()
+
+    loop.add_signal_handler(signal.SIGTERM, on_term, signal.SIGTERM)
+    loop.add_signal_handler(signal.SIGINT, on_term, signal.SIGINT)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def _run_worker(sock: socket.socket, spec: GatewaySpec, config_path: str, announce: str | None,
+                on_signal: Callable[[int], None]) -> None:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_serve(sock, spec, config_path, announce, on_signal))
+
+
+def serve(spec: GatewaySpec, config_path: str, host: str, port: int, workers: int) -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s gateway[%(process)d] %(levelname)s %(message)s")
+    sock = _bind(host, port, reuse_port=workers > 1)
+    bound_port = sock.getsockname()[1]
+    children: list[int] = []
+    for _ in range(workers - 1):
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            code = 0
+            try:
+                _run_worker(_bind(host, bound_port, True), spec, config_path, None, lambda _s: None)
+            except BaseException:  # a child must never return into the parent's code
+                log.exception("worker failed")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        _run_worker(sock, spec, config_path, f"loadbench gateway listening on http://{shown}:{bound_port}",
+                    forward)
+    finally:
+        forward(signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+

@@ -1,0 +1,95 @@
+"""Everything a request reads, swapped as one object on reload (SIGHUP).
+
+A request takes ``Gateway.state`` once at its start and uses that snapshot to the end, so a
+reload never changes the rules under an in-flight request. Pools whose target did not change
+(same URL, size, timeouts, key) are carried over, as are health and latency history by target
+name; pools no longer used are closed once their in-flight requests finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from loadbench.errors import ConfigError
+from loadbench.gateway.config import GatewaySpec, load_config
+from loadbench.gateway.health import TargetHealth
+from loadbench.gateway.metrics import Metrics
+from loadbench.gateway.stats import TpotWindow
+from loadbench.gateway.upstream import Upstream
+
+log = logging.getLogger("loadbench.gateway")
+
+
+@dataclass(slots=True)
+class GatewayState:
+    spec: GatewaySpec
+    upstreams: dict[str, Upstream]
+    health: dict[str, TargetHealth]
+    windows: dict[str, TpotWindow]
+
+
+class Gateway:
+    def __init__(self, spec: GatewaySpec, config_path: str | None = None, seed: int | None = None) -> None:
+        self.config_path = config_path
+        self.metrics = Metrics()
+        self.rng = random.Random(seed)
+        self._spec = spec
+        self.state: GatewayState | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Open the pools (needs a running loop)."""
+        self.state = self._build(self._spec, None)
+
+    def _build(self, spec: GatewaySpec, old: GatewayState | None) -> GatewayState:
+        upstreams: dict[str, Upstream] = {}
+        health: dict[str, TargetHealth] = {}
+        windows: dict[str, TpotWindow] = {}
+        for name, target in spec.targets.items():
+            prev = old.upstreams.get(name) if old else None
+            if prev is not None and prev.spec.pool_key() == target.pool_key():
+                prev.spec = target
+                upstreams[name] = prev
+            else:
+                upstreams[name] = Upstream(target)
+            health[name] = old.health.get(name, TargetHealth()) if old else TargetHealth()
+            windows[name] = old.windows.get(name, TpotWindow()) if old else TpotWindow()
+        return GatewayState(spec, upstreams, health, windows)
+
+    def reload(self) -> bool:
+        """Re-read the config file; on any error keep the current config and say why."""
+        if self.config_path is None or self.state is None:
+            return False
+        try:
+            spec = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the current config: %s", exc)
+            return False
+        old = self.state
+        self.state = self._build(spec, old)
+        kept = set(map(id, self.state.upstreams.values()))
+        for up in old.upstreams.values():
+            if id(up) not in kept:
+                task = asyncio.get_running_loop().create_task(self._close_when_idle(up))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        log.warning("config reloaded from %s: %d targets, %d virtual models", self.config_path,
+                    len(spec.targets), len(spec.routes))
+        return True
+
+    async def _close_when_idle(self, up: Upstream) -> None:
+        deadline = time.monotonic() + up.spec.timeouts.total_s
+        while up.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+        await up.close()
+
+    async def close(self) -> None:
+        for task in list(self._closing):
+            task.cancel()
+        if self.state is not None:
+            for up in self.state.upstreams.values():
+                await up.close()
