@@ -1,0 +1,108 @@
+"""The mock's settings: one slotted dataclass, its validation, and live updates.
+
+``problems()`` is the single source of the limits; the CLI and ``POST /mock/config`` both use it.
+Only the fields in ``LIVE_FIELDS`` may change while the server runs (they apply to requests
+that arrive afterwards); the rest fix the shape of the process (address, workers, queue size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from loadbench.errors import ConfigError
+
+
+@dataclass(slots=True, frozen=True)
+class MockSettings:
+    host: str = "127.0.0.1"
+    port: int = 8001  # 0 picks a free port
+    model: str = "mock-model"
+    ttft_ms: float = 50.0
+    itl_ms: float = 10.0
+    jitter_ms: float = 0.0  # uniform +-jitter on every content chunk's deadline
+    output_tokens: int = 128  # when the request sets no max_tokens / max_completion_tokens
+    tokens_per_chunk: int = 1
+    error_rate: float = 0.0
+    error_status: int = 503
+    max_concurrency: int = 0  # 0 = unlimited; above it requests wait FIFO
+    seed: int = 0
+    workers: int = 1
+    no_usage: bool = False
+    embedding_dim: int = 64
+
+
+# field -> (type, minimum, maximum or None)
+_LIMITS: dict[str, tuple[type, float, float | None]] = {
+    "port": (int, 0, 65535),
+    "ttft_ms": (float, 0.0, 3_600_000.0),
+    "itl_ms": (float, 0.0, 3_600_000.0),
+    "jitter_ms": (float, 0.0, 3_600_000.0),
+    "output_tokens": (int, 1, 10_000_000),
+    "tokens_per_chunk": (int, 1, 1_000_000),
+    "error_rate": (float, 0.0, 1.0),
+    "error_status": (int, 400, 599),
+    "max_concurrency": (int, 0, None),
+    "workers": (int, 1, 256),
+    "embedding_dim": (int, 1, 65536),
+}
+
+LIVE_FIELDS: frozenset[str] = frozenset(
+    {"ttft_ms", "itl_ms", "jitter_ms", "output_tokens", "tokens_per_chunk", "error_rate",
+     "error_status", "no_usage"}
+)
+
+
+def limits(name: str) -> tuple[float, float | None]:
+    """(minimum, maximum) of a numeric field, for the CLI's click ranges."""
+    _, lo, hi = _LIMITS[name]
+    return lo, hi
+
+
+def problems(settings: MockSettings) -> list[tuple[str, str]]:
+    """Every (field, problem) that makes these settings invalid; empty when valid."""
+    found: list[tuple[str, str]] = []
+    for name, (kind, lo, hi) in _LIMITS.items():
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            found.append((name, f"must be a number, got {value!r}"))
+        elif kind is int and not isinstance(value, int):
+            found.append((name, f"must be an integer, got {value!r}"))
+        elif value < lo or (hi is not None and value > hi):
+            bound = f"between {lo:g} and {hi:g}" if hi is not None else f">= {lo:g}"
+            found.append((name, f"must be {bound}, got {value!r}"))
+    if not settings.model:
+        found.append(("model", "must not be empty"))
+    if not settings.host:
+        found.append(("host", "must not be empty"))
+    return found
+
+
+def live_view(settings: MockSettings) -> dict[str, Any]:
+    """What ``GET /mock/config`` returns: every setting, live ones marked."""
+    data = dataclasses.asdict(settings)
+    data["live_fields"] = sorted(LIVE_FIELDS)
+    return data
+
+
+def with_updates(settings: MockSettings, updates: object) -> MockSettings:
+    """Apply a ``POST /mock/config`` body. Raises ConfigError naming the bad field."""
+    where = "POST /mock/config"
+    if not isinstance(updates, dict):
+        raise ConfigError(where, "(body)", "must be a JSON object", 'e.g. {"ttft_ms": 200}')
+    changes: dict[str, Any] = {}
+    for name, value in updates.items():
+        if name not in LIVE_FIELDS:
+            raise ConfigError(where, str(name), "is not a live setting",
+                              "one of " + ", ".join(sorted(LIVE_FIELDS)))
+        if name == "no_usage":
+            if not isinstance(value, bool):
+                raise ConfigError(where, name, f"must be true or false, got {value!r}")
+        elif _LIMITS[name][0] is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # JSON 200 means 200.0 ms
+        changes[name] = value
+    updated = dataclasses.replace(settings, **changes)
+    for name, problem in problems(updated):
+        raise ConfigError(where, name, problem)
+    return updated
