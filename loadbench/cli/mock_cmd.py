@@ -1,0 +1,62 @@
+"""``loadbench mock``: run the OpenAI-compatible fake LLM (see loadbench.mock)."""
+
+from __future__ import annotations
+
+import click
+
+from loadbench.mock.settings import MockSettings, limits, problems
+
+
+def _int_range(name: str) -> click.IntRange:
+    lo, hi = limits(name)
+    return click.IntRange(int(lo), None if hi is None else int(hi))
+
+
+def _float_range(name: str) -> click.FloatRange:
+    lo, hi = limits(name)
+    return click.FloatRange(lo, hi)
+
+
+_D = MockSettings()
+
+
+@click.command("mock")
+@click.option("--host", default=_D.host, show_default=True, help="Address to bind.")
+@click.option("--port", default=_D.port, show_default=True, type=_int_range("port"),
+              help="Port to bind; 0 picks a free one (printed in the listening line).")
+@click.option("--model", default=_D.model, show_default=True, help="Model name in /v1/models.")
+@click.option("--ttft-ms", default=_D.ttft_ms, show_default=True, type=_float_range("ttft_ms"),
+              help="Time from arrival (or leaving the queue) to the first content chunk.")
+@click.option("--itl-ms", default=_D.itl_ms, show_default=True, type=_float_range("itl_ms"),
+              help="Time between consecutive content chunks.")
+@click.option("--jitter-ms", default=_D.jitter_ms, show_default=True, type=_float_range("jitter_ms"),
+              help="Uniform +-jitter on every chunk's deadline (seeded).")
+@click.option("--output-tokens", default=_D.output_tokens, show_default=True,
+              type=_int_range("output_tokens"),
+              help="Tokens generated when the request sets no max_tokens/max_completion_tokens.")
+@click.option("--tokens-per-chunk", default=_D.tokens_per_chunk, show_default=True,
+              type=_int_range("tokens_per_chunk"),
+              help="Tokens per content chunk (the last may carry fewer).")
+@click.option("--error-rate", default=_D.error_rate, show_default=True, type=_float_range("error_rate"),
+              help="Fraction of requests answered with --error-status (seeded).")
+@click.option("--error-status", default=_D.error_status, show_default=True,
+              type=_int_range("error_status"), help="HTTP status of injected errors.")
+@click.option("--max-concurrency", default=_D.max_concurrency, show_default=True,
+              type=_int_range("max_concurrency"),
+              help="Requests served at once per worker; more wait FIFO (0 = unlimited).")
+@click.option("--seed", default=_D.seed, show_default=True, type=int, help="Seed for errors and jitter.")
+@click.option("--workers", default=_D.workers, show_default=True, type=_int_range("workers"),
+              help="Processes sharing the port via SO_REUSEPORT.")
+@click.option("--no-usage", is_flag=True, default=False, help="Never send usage (not even when asked).")
+@click.option("--embedding-dim", default=_D.embedding_dim, show_default=True,
+              type=_int_range("embedding_dim"), help="Dimension of /v1/embeddings vectors.")
+def mock(**options: object) -> int:
+    """Run an OpenAI-compatible fake LLM with exact, configurable timing."""
+    settings = MockSettings(**options)  # type: ignore[arg-type]
+    found = problems(settings)
+    if found:
+        field, problem = found[0]
+        raise click.BadParameter(problem, param_hint="--" + field.replace("_", "-"))
+    from loadbench.mock.server import run
+
+    return run(settings)

@@ -1,0 +1,295 @@
+"""The mock's aiohttp application: ``create_app(settings) -> web.Application``.
+
+Routes
+    POST /v1/chat/completions, POST /v1/completions   streamed (SSE) or not
+    POST /v1/embeddings                               deterministic unit vectors
+    GET  /v1/models, GET /health
+    GET/POST /mock/config                             read / change the live settings
+    GET/DELETE /mock/stats                            counters / reset them
+Per-request overrides: headers ``X-Mock-TTFT-Ms`` and ``X-Mock-ITL-Ms``.
+
+Timing: ``t0 = loop.time()`` when the handler starts. A stream sends its headers and a
+role-only chunk at once, then waits for a ``--max-concurrency`` slot (if it queued, the start
+moves to when it got the slot), then writes content chunk k at ``start + offsets[k]``
+(see ``schedule``), sleeping until each absolute deadline. The last content chunk, the finish
+chunk, the usage chunk and ``[DONE]`` go out in one write. A non-streamed response is returned
+when its last token would have been produced.
+
+With ``--workers N`` each process has its own settings, counters and queue; ``/mock/config``
+changes only the process that answered it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from loadbench.errors import ConfigError, InputError
+from loadbench.mock import bodies
+from loadbench.mock.gate import FifoGate
+from loadbench.mock.request import GenerationRequest, parse_embedding_inputs, parse_generation
+from loadbench.mock.schedule import chunk_count, chunk_offsets_s, last_offset_s
+from loadbench.mock.settings import MockSettings, live_view, with_updates
+from loadbench.mock.tokens import count_words, token_text
+
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+_LATE_S = 0.002  # a chunk written this long after its deadline counts as late in /mock/stats
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class MockStats:
+    requests: int = 0  # inference requests (chat, completions, embeddings)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    disconnects: int = 0  # clients that left mid-stream
+    chunks: int = 0  # content chunks written
+    late_chunks: int = 0  # written more than _LATE_S after their deadline
+    max_lateness_s: float = 0.0
+
+    def count(self, status: int) -> None:
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+
+
+def _json(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json(bodies.error_body(status, message), status)
+
+
+def _header_ms(request: web.Request, name: str, default_s: float) -> float:
+    raw = request.headers.get(name)
+    if raw is None:
+        return default_s
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 3_600_000.0:
+        raise InputError(f"header {name} must be milliseconds >= 0, got {raw!r}")
+    return value / 1000.0
+
+
+class MockServer:
+    """The handlers and the per-process state they share."""
+
+    def __init__(self, settings: MockSettings, worker: int = 0) -> None:
+        self.settings = settings
+        self.stats = MockStats()
+        self.gate = FifoGate(settings.max_concurrency)
+        # Separate streams so the error sequence does not depend on the jitter setting.
+        self._error_rng = random.Random(f"{settings.seed}:{worker}:errors")
+        self._jitter_rng = random.Random(f"{settings.seed}:{worker}:jitter")
+        self._id_prefix = f"{os.getpid():x}{worker:x}-"
+        self._next_id = 0
+
+    # --- inference ---------------------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False)
+
+    async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        s = self.settings  # a snapshot: live changes apply to later requests
+        stats = self.stats
+        stats.requests += 1
+        try:
+            g = parse_generation(orjson.loads(await request.read()), chat=chat,
+                                 default_model=s.model, default_output_tokens=s.output_tokens)
+            ttft_s = _header_ms(request, "X-Mock-TTFT-Ms", s.ttft_ms / 1000.0)
+            itl_s = _header_ms(request, "X-Mock-ITL-Ms", s.itl_ms / 1000.0)
+        except orjson.JSONDecodeError as exc:
+            stats.count(400)
+            return _error(400, f"malformed JSON body: {exc}")
+        except InputError as exc:
+            stats.count(400)
+            return _error(400, str(exc))
+        if s.error_rate > 0 and self._error_rng.random() < s.error_rate:
+            stats.count(s.error_status)
+            return _error(s.error_status, f"injected error (error_rate={s.error_rate:g})")
+        stats.count(200)
+        self._next_id += 1
+        response_id = ("chatcmpl-" if chat else "cmpl-") + self._id_prefix + f"{self._next_id:x}"
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            if g.stream:
+                return await self._stream(request, loop, t0, s, g, chat, response_id, ttft_s, itl_s)
+            return await self._whole(loop, t0, s, g, chat, response_id, ttft_s, itl_s)
+        finally:
+            stats.in_flight -= 1
+
+    async def _admit(self, loop: asyncio.AbstractEventLoop, t0: float) -> float:
+        """Wait for a concurrency slot; returns when the request's clock starts."""
+        if self.gate.try_acquire():
+            return t0
+        await self.gate.wait()
+        return loop.time()
+
+    async def _stream(self, request: web.Request, loop: asyncio.AbstractEventLoop, t0: float,
+                      s: MockSettings, g: GenerationRequest, chat: bool, response_id: str,
+                      ttft_s: float, itl_s: float) -> web.StreamResponse:
+        n_tokens = g.output_tokens
+        per = s.tokens_per_chunk
+        n_chunks = chunk_count(n_tokens, per)
+        tpl = bodies.stream_template(
+            chat=chat, response_id=response_id, created=int(time.time()), model=g.model,
+            prompt_tokens=g.prompt_tokens, completion_tokens=n_tokens,
+            include_usage=g.include_usage and not s.no_usage)
+        offsets = chunk_offsets_s(ttft_s, itl_s, s.jitter_ms / 1000.0, n_chunks, self._jitter_rng)
+        resp = web.StreamResponse(headers=_SSE_HEADERS)
+        stats = self.stats
+        try:
+            await resp.prepare(request)
+            await resp.write(tpl.first)
+            start = await self._admit(loop, t0)
+            try:
+                prefix, suffix, last = tpl.prefix, tpl.suffix, n_chunks - 1
+                now = loop.time
+                for k in range(n_chunks):
+                    due = start + offsets[k]
+                    delay = due - now()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    lateness = now() - due
+                    if lateness > _LATE_S:
+                        stats.late_chunks += 1
+                        stats.max_lateness_s = max(stats.max_lateness_s, lateness)
+                    first = k * per
+                    data = prefix + token_text(first, min(per, n_tokens - first)).encode() + suffix
+                    if k == last:
+                        data += tpl.tail
+                    await resp.write(data)
+                    stats.chunks += 1
+            finally:
+                self.gate.release()
+            await resp.write_eof()
+        except ConnectionResetError:
+            stats.disconnects += 1
+        return resp
+
+    async def _whole(self, loop: asyncio.AbstractEventLoop, t0: float, s: MockSettings,
+                     g: GenerationRequest, chat: bool, response_id: str, ttft_s: float,
+                     itl_s: float) -> web.Response:
+        n_tokens = g.output_tokens
+        n_chunks = chunk_count(n_tokens, s.tokens_per_chunk)
+        offset = last_offset_s(ttft_s, itl_s, n_chunks)
+        if s.jitter_ms > 0:
+            offset = max(0.0, offset + self._jitter_rng.uniform(-s.jitter_ms, s.jitter_ms) / 1000.0)
+        body = bodies.completion_body(
+            chat=chat, response_id=response_id, created=int(time.time()), model=g.model,
+            text=token_text(0, n_tokens), prompt_tokens=g.prompt_tokens,
+            completion_tokens=n_tokens, with_usage=not s.no_usage)
+        start = await self._admit(loop, t0)
+        try:
+            delay = start + offset - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        finally:
+            self.gate.release()
+        return _json(body)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        s = self.settings
+        self.stats.requests += 1
+        try:
+            body = orjson.loads(await request.read())
+            texts, fmt = parse_embedding_inputs(body)
+        except orjson.JSONDecodeError as exc:
+            self.stats.count(400)
+            return _error(400, f"malformed JSON body: {exc}")
+        except InputError as exc:
+            self.stats.count(400)
+            return _error(400, str(exc))
+        if s.error_rate > 0 and self._error_rng.random() < s.error_rate:
+            self.stats.count(s.error_status)
+            return _error(s.error_status, f"injected error (error_rate={s.error_rate:g})")
+        self.stats.count(200)
+        model = body.get("model")
+        return _json(bodies.embeddings_body(
+            texts, dim=s.embedding_dim, model=model if isinstance(model, str) and model else s.model,
+            prompt_tokens=sum(count_words(t) for t in texts), encoding_format=fmt))
+
+    # --- plain endpoints ---------------------------------------------------------------
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        return _json(bodies.models_body(self.settings.model, 0))
+
+    async def health(self, request: web.Request) -> web.StreamResponse:
+        return _json(b'{"status":"ok"}')
+
+    async def get_config(self, request: web.Request) -> web.StreamResponse:
+        return _json(orjson.dumps(live_view(self.settings)))
+
+    async def post_config(self, request: web.Request) -> web.StreamResponse:
+        try:
+            self.settings = with_updates(self.settings, orjson.loads(await request.read()))
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"malformed JSON body: {exc}")
+        except ConfigError as exc:
+            return _error(400, str(exc))
+        return _json(orjson.dumps(live_view(self.settings)))
+
+    def stats_view(self) -> dict[str, Any]:
+        st = self.stats
+        return {
+            "pid": os.getpid(), "requests": st.requests, "in_flight": st.in_flight,
+            "max_in_flight": st.max_in_flight, "queued": self.gate.queued,
+            "by_status": {str(k): v for k, v in sorted(st.by_status.items())},
+            "disconnects": st.disconnects, "chunks": st.chunks, "late_chunks": st.late_chunks,
+            "max_lateness_ms": round(st.max_lateness_s * 1000.0, 3),
+        }
+
+    async def get_stats(self, request: web.Request) -> web.StreamResponse:
+        return _json(orjson.dumps(self.stats_view()))
+
+    async def reset_stats(self, request: web.Request) -> web.StreamResponse:
+        in_flight = self.stats.in_flight
+        self.stats = MockStats(in_flight=in_flight, max_in_flight=in_flight)
+        return _json(orjson.dumps(self.stats_view()))
+
+
+@web.middleware
+async def _openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown paths and wrong methods answer with an OpenAI-style JSON error."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, f"{exc.reason}: {request.method} {request.path}")
+
+
+MOCK_KEY = web.AppKey("loadbench_mock", MockServer)
+
+
+def create_app(settings: MockSettings, worker: int = 0) -> web.Application:
+    mock = MockServer(settings, worker)
+    app = web.Application(middlewares=[_openai_errors])
+    app[MOCK_KEY] = mock
+    app.router.add_post("/v1/chat/completions", mock.chat)
+    app.router.add_post("/v1/completions", mock.completions)
+    app.router.add_post("/v1/embeddings", mock.embeddings)
+    app.router.add_get("/v1/models", mock.models)
+    app.router.add_get("/health", mock.health)
+    app.router.add_get("/mock/config", mock.get_config)
+    app.router.add_post("/mock/config", mock.post_config)
+    app.router.add_get("/mock/stats", mock.get_stats)
+    app.router.add_delete("/mock/stats", mock.reset_stats)
+    return app
