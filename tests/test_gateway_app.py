@@ -1,0 +1,375 @@
+"""The gateway app in-process against small scripted aiohttp upstreams (real sockets, port 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from loadbench.gateway.app import create_app
+from loadbench.gateway.config import compile_model, parse_model
+from loadbench.gateway.state import Gateway
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def chunk(text: str) -> bytes:
+    return b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {"content": text}}]}) + b"\n\n"
+
+
+ROLE = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
+USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":3,"total_tokens":4}}\n\n'
+DONE = b"data: [DONE]\n\n"
+WHOLE = orjson.dumps(
+    {
+        "object": "chat.completion",
+        "choices": [{"message": {"content": "ok"}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+)
+
+
+class Upstream:
+    """A scripted upstream: ``behave`` decides each answer; every request body is recorded."""
+
+    def __init__(
+        self, behave: Callable[[Upstream, web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
+    ):
+        self.behave = behave
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.disconnected = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.bodies.append(body)
+        self.headers.append(dict(request.headers))
+        return await self.behave(self, request, body)
+
+
+async def ok(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    if not body.get("stream"):
+        return web.Response(body=WHOLE, content_type="application/json")
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for part in (ROLE, chunk("a"), chunk("b"), chunk("c"), USAGE, DONE):
+        await resp.write(part)
+    return resp
+
+
+def failing(status: int) -> Callable[[Upstream, web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]:
+    async def behave(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        return web.Response(
+            status=status,
+            body=orjson.dumps({"error": {"message": f"no ({status})"}}),
+            content_type="application/json",
+        )
+
+    return behave
+
+
+@contextlib.asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def upstream(up: Upstream) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", up.handle)
+    app.router.add_post("/v1/completions", up.handle)
+    async with serve(app) as url:
+        yield url + "/v1"
+
+
+@contextlib.asynccontextmanager
+async def gateway(config: dict[str, Any]) -> AsyncIterator[tuple[str, Gateway]]:
+    spec = compile_model(
+        parse_model(config, "test.yaml"), "test.yaml", env={"UP_KEY": "sk-up", "GW_KEYS": "k1,k2"}
+    )
+    gw = Gateway(spec, seed=1)
+    async with serve(create_app(gw)) as url:
+        yield url, gw
+
+
+def one_target(url: str, **vm: Any) -> dict[str, Any]:
+    return {
+        "targets": [{"name": "t", "url": url, "model": "up-model"}],
+        "virtual_models": [{"name": "vm", "targets": [{"target": "t"}], **vm}],
+    }
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: Any,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    data = raw if raw is not None else orjson.dumps(body)
+    async with session.post(url + "/v1/chat/completions", data=data, headers=headers or {}) as resp:
+        return resp.status, dict(resp.headers), await resp.read()
+
+
+CHAT = {"model": "vm", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+
+
+def test_request_errors_are_openai_shaped() -> None:
+    async def main() -> None:
+        up = Upstream(ok)
+        async with (
+            upstream(up) as up_url,
+            gateway({**one_target(up_url), "limits": {"max_body_bytes": 2000}}) as (url, _),
+            aiohttp.ClientSession() as s,
+        ):
+            status, _, body = await post(s, url, None, raw=b"{not json")
+            assert status == 400 and orjson.loads(body)["error"]["type"] == "invalid_request_error"
+            status, _, body = await post(s, url, {**CHAT, "model": "nope"})
+            assert status == 404 and orjson.loads(body)["error"]["code"] == "model_not_found"
+            status, _, body = await post(s, url, {"messages": []})
+            assert status == 400 and orjson.loads(body)["error"]["param"] == "model"
+            status, _, body = await post(
+                s, url, {**CHAT, "messages": [{"role": "user", "content": "x" * 5000}]}
+            )
+            assert status == 413 and "error" in orjson.loads(body)
+            status, _, _ = await post(s, url, CHAT, headers={"X-Loadbench-Metadata": "[1]"})
+            assert status == 400
+            assert up.bodies == []  # none of them went upstream
+
+    run(main())
+
+
+def test_auth_and_upstream_key() -> None:
+    async def main() -> None:
+        up = Upstream(ok)
+        async with upstream(up) as up_url:
+            cfg = one_target(up_url)
+            cfg["targets"][0]["api_key_env"] = "UP_KEY"
+            cfg["auth"] = {"api_keys_env": "GW_KEYS"}
+            async with gateway(cfg) as (url, _), aiohttp.ClientSession() as s:
+                assert (await post(s, url, CHAT))[0] == 401
+                assert (await post(s, url, CHAT, headers={"Authorization": "Bearer wrong"}))[0] == 401
+                status, headers, _ = await post(s, url, CHAT, headers={"Authorization": "Bearer k2"})
+                assert status == 200 and headers["x-loadbench-target"] == "t"
+                # the client's key never goes upstream; the target's key does
+                assert up.headers[-1]["Authorization"] == "Bearer sk-up"
+                assert up.bodies[-1]["model"] == "up-model"
+
+    run(main())
+
+
+def test_override_params_and_metadata_routing() -> None:
+    async def main() -> None:
+        a, b = Upstream(ok), Upstream(ok)
+        async with upstream(a) as a_url, upstream(b) as b_url:
+            cfg = {
+                "targets": [
+                    {"name": "a", "url": a_url, "model": "ma"},
+                    {"name": "b", "url": b_url, "model": "mb"},
+                ],
+                "virtual_models": [
+                    {
+                        "name": "vm",
+                        "targets": [
+                            {
+                                "target": "a",
+                                "weight": 1,
+                                "metadata_match": {"task": "sum"},
+                                "override_params": {"temperature": 0},
+                            },
+                            {"target": "b", "weight": 0},
+                        ],
+                    }
+                ],
+            }
+            async with gateway(cfg) as (url, _), aiohttp.ClientSession() as s:
+                meta = {"X-Loadbench-Metadata": '{"task": "sum"}'}
+                status, headers, _ = await post(s, url, {**CHAT, "temperature": 0.9}, headers=meta)
+                assert status == 200 and headers["x-loadbench-target"] == "a"
+                assert a.bodies[-1]["temperature"] == 0 and a.bodies[-1]["model"] == "ma"
+                status, headers, _ = await post(
+                    s, url, CHAT, headers={"X-Loadbench-Metadata": '{"task": "x"}'}
+                )
+                assert status == 200 and headers["x-loadbench-target"] == "b"
+
+    run(main())
+
+
+def test_retry_then_fallback_and_pass_through_of_non_fallback_errors() -> None:
+    async def main() -> None:
+        bad, good = Upstream(failing(503)), Upstream(ok)
+        async with upstream(bad) as bad_url, upstream(good) as good_url:
+            cfg = {
+                "targets": [
+                    {
+                        "name": "bad",
+                        "url": bad_url,
+                        "model": "m",
+                        "failure_tolerance": {"allowed_failures_per_minute": 100},
+                    },
+                    {"name": "good", "url": good_url, "model": "m"},
+                ],
+                "virtual_models": [
+                    {
+                        "name": "vm",
+                        "routing": "priority",
+                        "targets": [{"target": "bad", "priority": 0}, {"target": "good", "priority": 1}],
+                        "retry": {"attempts": 2, "delay_ms": 1},
+                    }
+                ],
+            }
+            async with gateway(cfg) as (url, gw), aiohttp.ClientSession() as s:
+                for stream in (False, True):
+                    status, headers, body = await post(s, url, {**CHAT, "stream": stream})
+                    assert status == 200, body
+                    assert headers["x-loadbench-target"] == "good"
+                    assert headers["x-loadbench-attempts"] == "4"  # 3 on bad, 1 on good
+                assert len(bad.bodies) == 6
+                assert gw.metrics.counters["fallbacks"][("vm",)] == 2
+                assert gw.metrics.counters["retries"][("bad",)] == 4
+        bad400 = Upstream(failing(400))
+        good2 = Upstream(ok)
+        async with upstream(bad400) as bad_url, upstream(good2) as good_url:
+            cfg = {
+                "targets": [
+                    {"name": "bad", "url": bad_url, "model": "m"},
+                    {"name": "good", "url": good_url, "model": "m"},
+                ],
+                "virtual_models": [
+                    {
+                        "name": "vm",
+                        "routing": "priority",
+                        "targets": [{"target": "bad"}, {"target": "good", "priority": 1}],
+                    }
+                ],
+            }
+            async with gateway(cfg) as (url, _), aiohttp.ClientSession() as s:
+                status, headers, body = await post(s, url, CHAT)
+                assert status == 400 and b"no (400)" in body  # the upstream's own error, not retried
+                assert good2.bodies == []
+
+    run(main())
+
+
+def test_stream_relays_split_events_byte_for_byte() -> None:
+    parts = [ROLE, chunk("a"), chunk("b"), chunk("c"), USAGE, DONE]
+    stream = b"".join(parts)
+
+    async def split(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(0, len(stream), 37):  # cuts fall inside events
+            await resp.write(stream[i : i + 37])
+            await asyncio.sleep(0.002)
+        return resp
+
+    async def main() -> None:
+        up = Upstream(split)
+        async with (
+            upstream(up) as up_url,
+            gateway(one_target(up_url)) as (url, gw),
+            aiohttp.ClientSession() as s,
+        ):
+            status, headers, body = await post(s, url, {**CHAT, "stream": True})
+            assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+            assert body == stream
+            timings = gw.metrics.target("t")
+            assert sum(timings.ttft.counts) == 1 and sum(timings.tpot.counts) == 1
+            assert sum(timings.itl.counts) >= 1
+
+    run(main())
+
+
+def test_mid_stream_break_ends_with_an_error_event() -> None:
+    async def breaking(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(ROLE + chunk("a"))
+        await resp.write(chunk("b")[:20])  # half an event, then the connection dies
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    async def main() -> None:
+        up = Upstream(breaking)
+        async with (
+            upstream(up) as up_url,
+            gateway(one_target(up_url)) as (url, gw),
+            aiohttp.ClientSession() as s,
+        ):
+            status, _, body = await post(s, url, {**CHAT, "stream": True})
+            assert status == 200
+            events = [e for e in body.split(b"\n\n") if e]
+            assert events[:2] == [ROLE[:-2], chunk("a")[:-2]]
+            last = orjson.loads(events[-1][len(b"data: ") :])
+            assert last["error"]["code"] == 502 and "after the stream started" in last["error"]["message"]
+            assert len(up.bodies) == 1  # never retried once bytes went to the client
+            assert gw.metrics.counters["stream_breaks"][("t",)] == 1
+
+    run(main())
+
+
+def test_client_disconnect_cancels_the_upstream_request() -> None:
+    async def slow(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            for i in range(200):
+                await resp.write(chunk(str(i)))
+                await asyncio.sleep(0.02)
+        except (ConnectionResetError, asyncio.CancelledError):
+            up.disconnected.set()
+            raise
+        return resp
+
+    async def main() -> None:
+        up = Upstream(slow)
+        async with upstream(up) as up_url, gateway(one_target(up_url)) as (url, _):
+            async with (
+                aiohttp.ClientSession() as s,
+                s.post(url + "/v1/chat/completions", json={**CHAT, "stream": True}) as resp,
+            ):
+                await resp.content.readany()
+            await asyncio.wait_for(up.disconnected.wait(), 3)
+
+    run(main())
+
+
+def test_models_health_and_metrics_endpoints() -> None:
+    async def main() -> None:
+        up = Upstream(ok)
+        async with (
+            upstream(up) as up_url,
+            gateway(one_target(up_url)) as (url, _),
+            aiohttp.ClientSession() as s,
+        ):
+            await post(s, url, {**CHAT, "stream": True})
+            async with s.get(url + "/v1/models") as r:
+                assert [m["id"] for m in (await r.json())["data"]] == ["vm"]
+            async with s.get(url + "/health") as r:
+                assert (await r.json())["targets"]["t"]["healthy"] is True
+            async with s.get(url + "/metrics") as r:
+                text = await r.text()
+            assert 'loadbench_gateway_requests_total{model="vm",status="200"' in text
+            assert 'loadbench_gateway_ttft_seconds_count{target="t"' in text
+            assert "loadbench_gateway_tpot_seconds_bucket" in text
+
+    run(main())

@@ -1,0 +1,65 @@
+"""Byte-level SSE helpers used by the relay."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loadbench.gateway.sse import complete_end, completion_tokens, content_deltas, error_event
+
+
+def ev(obj: object) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def delta(text: str) -> bytes:
+    return ev({"choices": [{"delta": {"content": text}}]})
+
+
+def test_content_deltas_skips_role_and_empty_deltas() -> None:
+    role = ev({"choices": [{"delta": {"role": "assistant", "content": ""}}]})
+    assert content_deltas(role) == 0
+    assert content_deltas(delta("hi") + delta("there")) == 2
+    # generated text that looks like the key is escaped inside the JSON string
+    assert content_deltas(delta('say "content":"x"')) == 1
+    spaced = b'data: {"choices": [{"delta": {"content": "a"}}]}\n\n'
+    assert content_deltas(spaced) == 1
+
+
+def test_complete_end() -> None:
+    assert complete_end(b"data: x\n\ndata: y") == len(b"data: x\n\n")
+    assert complete_end(b"data: x") == 0
+    assert complete_end(b"data: x\r\n\r\ndata") == len(b"data: x\r\n\r\n")
+
+
+def test_completion_tokens_from_the_tail() -> None:
+    tail = ev({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 64, "total_tokens": 67}})
+    assert completion_tokens(delta("x") + tail + b"data: [DONE]\n\n") == 64
+    assert completion_tokens(delta("x")) is None
+    assert completion_tokens(b'{"choices":[],"usage":null}') is None
+
+
+def test_error_event_is_one_parseable_event() -> None:
+    raw = error_event("upstream broke", 502)
+    assert raw.startswith(b"data: ") and raw.endswith(b"\n\n")
+    assert orjson.loads(raw[6:])["error"]["code"] == 502
+
+
+@given(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=6), st.data())
+def test_cutting_at_complete_end_keeps_whole_events(texts: list[str], data: st.DataObject) -> None:
+    stream = b"".join(delta(t) for t in texts)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=5)))
+    pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    # the relay's hold-back rule: forward up to the last complete event, carry the rest
+    carry = b""
+    sent: list[bytes] = []
+    for piece in pieces:
+        buf = carry + piece
+        end = complete_end(buf)
+        sent.append(buf[:end])
+        carry = buf[end:]
+    assert carry == b""
+    assert b"".join(sent) == stream
+    assert all(p.endswith(b"\n\n") for p in sent if p)
+    assert sum(content_deltas(p) for p in sent) == len(texts)
