@@ -89,7 +89,8 @@ def parse_body(body: bytes) -> BodyInfo:
                 text_len += len(msg["content"])
             elif isinstance(choice.get("text"), str):
                 text_len += len(choice["text"])
-    usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
+    raw_usage = obj.get("usage")
+    usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
     return BodyInfo(text_len, _int_or_none(usage.get("prompt_tokens")),
                     _int_or_none(usage.get("completion_tokens")))
 

@@ -1,0 +1,49 @@
+"""``loadbench run``: one load test, from config to results folder and verdict."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from loadbench.errors import ExitCode
+
+
+@click.command()
+@click.option("--target", metavar="URL", help="OpenAI base URL, e.g. http://127.0.0.1:8001/v1. "
+              "Default: start the embedded mock upstream.")
+@click.option("--model", help="Model name to request (default: the profile's, else the target's first).")
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Profile YAML: how much load (profiles/).")
+@click.option("--scenario", "scenario_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Scenario YAML: what is sent (scenarios/).")
+@click.option("--users", type=click.IntRange(min=1), help="Concurrent users (closed loop).")
+@click.option("--ramp-up", "ramp_up_s", type=click.FloatRange(min=0), help="Seconds to spawn all users.")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True),
+              help="Run length in seconds (includes ramp-up).")
+@click.option("--max-requests", type=click.IntRange(min=1), help="Stop after this many requests.")
+@click.option("--stream/--no-stream", default=None, help="Stream responses (default: the profile's, true).")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed of the request stream.")
+@click.option("--api-key-env", metavar="VAR", help="Environment variable holding the target's API key.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Folder that receives the run folder.")
+@click.option("--name", help="Run name (part of the folder name).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local Locust worker processes.")
+@click.option("--strict", is_flag=True, help="Exit 3 when the run is not valid to judge (e.g. the "
+              "generator was saturated).")
+def run(target: str | None, model: str | None, profile_path: Path | None, scenario_path: Path | None,
+        users: int | None, ramp_up_s: float | None, duration_s: float | None, max_requests: int | None,
+        stream: bool | None, seed: int | None, api_key_env: str | None, out_dir: Path, name: str | None,
+        workers: int, strict: bool) -> int:
+    """Run a load test and write a results folder."""
+    from loadbench.runflow import RunRequest, execute
+
+    req = RunRequest(target=target, model=model, profile_path=profile_path, scenario_path=scenario_path,
+                     overrides={"users": users, "ramp_up_s": ramp_up_s, "duration_s": duration_s,
+                                "max_requests": max_requests, "stream": stream, "seed": seed},
+                     api_key_env=api_key_env, out_dir=out_dir, name=name, workers=workers,
+                     strict=strict, argv=list(sys.argv))
+    result = execute(req)
+    return int(result.exit_code) if result.exit_code != ExitCode.OK else 0

@@ -1,0 +1,98 @@
+"""Start the Locust processes of a run (a master and N local workers) and see them to the end.
+
+The processes run in their own sessions, so a Ctrl-C in the terminal reaches only this process; it
+then asks the master to stop (SIGTERM), and the master collects every worker's final report before
+it exits. A second Ctrl-C kills everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from loadbench.plan import RunPlan
+from loadbench.results import run_dir as rd
+
+PLAN_FILE = "plan.json"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _python_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "loadbench.workers", *args]
+
+
+@dataclass(slots=True)
+class Launch:
+    master: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def start(plan: RunPlan, run_dir: Path, *, local_workers: int, expect_workers: int,
+          bind_host: str = "127.0.0.1", bind_port: int | None = None) -> Launch:
+    plan_path = run_dir / PLAN_FILE
+    rd.write_json(plan_path, plan.to_dict())
+    port = bind_port or free_port(bind_host if bind_host not in ("*", "0.0.0.0") else "127.0.0.1")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    master = subprocess.Popen(
+        _python_cmd("master", "--plan", str(plan_path), "--run-dir", str(run_dir), "--bind-host", bind_host,
+                    "--bind-port", str(port), "--expect-workers", str(expect_workers)),
+        env=env, start_new_session=True)
+    launch = Launch(master=master)
+    for _ in range(local_workers):
+        launch.workers.append(subprocess.Popen(
+            _python_cmd("worker", "--master-host", "127.0.0.1", "--master-port", str(port)),
+            env=env, start_new_session=True, stdout=subprocess.DEVNULL))
+    return launch
+
+
+def wait(launch: Launch, *, kill_after_s: float = 60.0) -> int:
+    """Wait for the master; forward the first Ctrl-C/SIGTERM to it, kill everything on the second."""
+    signals_seen = 0
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        launch.interrupted = True
+        if signals_seen == 1:
+            print("\nloadbench: stopping, writing what was measured (Ctrl-C again to kill)",
+                  file=sys.stderr, flush=True)
+            with contextlib.suppress(ProcessLookupError):
+                launch.master.send_signal(signal.SIGTERM)
+        else:
+            _kill_all(launch)
+
+    old_int = signal.signal(signal.SIGINT, forward)
+    old_term = signal.signal(signal.SIGTERM, forward)
+    try:
+        code = launch.master.wait()
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    deadline = time.monotonic() + kill_after_s / 6
+    for w in launch.workers:
+        try:
+            w.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
+    return code
+
+
+def _kill_all(launch: Launch) -> None:
+    for p in [launch.master, *launch.workers]:
+        with contextlib.suppress(ProcessLookupError):
+            p.kill()

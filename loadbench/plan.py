@@ -1,0 +1,39 @@
+"""The resolved plan of one run, handed from the CLI to the Locust master and from it to every worker.
+
+Plain data only (it crosses process and machine boundaries as JSON / msgpack)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class TargetSpec:
+    url: str  # OpenAI base URL, e.g. http://127.0.0.1:8001/v1
+    model: str
+    name: str = "default"
+    api_key_env: str | None = None  # the variable's NAME; the key itself never enters the plan
+    include_usage: bool = True
+
+
+@dataclass(slots=True)
+class RunPlan:
+    run_id: str
+    target: TargetSpec
+    profile: dict[str, Any]  # Profile.model_dump(mode="json")
+    scenario: dict[str, Any]  # Scenario.model_dump(mode="json")
+    seed: int = 0
+    interval_s: float = 2.0
+    workers: int = 1
+    start_unix_ns: int = 0  # set by the master when load starts
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> RunPlan:
+        data = dict(obj)
+        data["target"] = TargetSpec(**data["target"])
+        return cls(**data)

@@ -1,0 +1,42 @@
+"""``python -m loadbench.workers master|worker ...``: the Locust processes of a run."""
+
+from __future__ import annotations
+
+# Locust must patch the process before anything else imports socket/ssl.
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadbench.workers")
+    sub = parser.add_subparsers(dest="role", required=True)
+    m = sub.add_parser("master")
+    m.add_argument("--plan", type=Path, required=True)
+    m.add_argument("--run-dir", type=Path, required=True)
+    m.add_argument("--bind-host", default="127.0.0.1")
+    m.add_argument("--bind-port", type=int, default=5557)
+    m.add_argument("--expect-workers", type=int, default=1)
+    m.add_argument("--wait-workers-s", type=float, default=60.0)
+    w = sub.add_parser("worker")
+    w.add_argument("--master-host", default="127.0.0.1")
+    w.add_argument("--master-port", type=int, default=5557)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.role == "master":
+        from loadbench.workers import master
+
+        return master.main(args.plan, args.run_dir, args.bind_host, args.bind_port,
+                           args.expect_workers, args.wait_workers_s)
+    from loadbench.workers import worker
+
+    return worker.main(args.master_host, args.master_port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""The Locust master of a loadbench run: starts the load, merges worker data, writes the folder."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust.env import Environment
+from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner
+
+from loadbench.config import Profile
+from loadbench.plan import RunPlan
+from loadbench.results import run_dir as rd
+from loadbench.results.collector import Collector
+from loadbench.workers.shape import PlanShape
+from loadbench.workers.user import LLMUser
+
+PROGRESS_EVERY_S = 5.0
+FINAL_WAIT_S = 15.0
+UNREACHABLE_AFTER = 20  # finished requests, all connection errors, none ok
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+class Master:
+    def __init__(self, plan: RunPlan, run_dir: Path, bind_host: str, bind_port: int,
+                 expect_workers: int, wait_workers_s: float) -> None:
+        self.plan = plan
+        self.run_dir = run_dir
+        self.profile = Profile.model_validate(plan.profile)
+        self.expect = expect_workers
+        self.wait_workers_s = wait_workers_s
+        self.env = Environment(user_classes=[LLMUser])
+        self.runner: MasterRunner = self.env.create_master_runner(bind_host, bind_port)
+        self.collector: Collector | None = None
+        self.finals: set[str] = set()
+        self.stop_reason: str | None = None
+        self.interrupted = False
+        self.lost: list[str] = []
+        self.users_at: dict[int, int] = {}
+        self.env.events.worker_report.add_listener(self._on_report)
+        self.runner.register_message("lb_final", self._on_final)
+
+    # --- worker messages -------------------------------------------------------------------
+    def _on_report(self, client_id: str, data: dict[str, Any]) -> None:
+        if self.collector is not None:
+            self.collector.add(data.get("lb"))
+
+    def _on_final(self, msg: Any, **_: Any) -> None:
+        if self.collector is not None:
+            self.collector.add(msg.data)
+        self.finals.add(str(msg.node_id))
+
+    # --- the run ---------------------------------------------------------------------------
+    def request_stop(self, reason: str, interrupted: bool = False) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.interrupted = self.interrupted or interrupted
+
+    def _context(self, idx: int) -> dict[str, Any]:
+        t = (idx + 0.5) * self.plan.interval_s
+        return {"users": self.users_at.get(idx), "target_rps": _rate_at(self.profile, t),
+                "stage": _stage_label(self.profile, t), "phase": _phase_at(self.profile, t)}
+
+    def run(self) -> int:
+        deadline = time.monotonic() + self.wait_workers_s
+        while len(self.runner.clients.ready) < self.expect:
+            if time.monotonic() > deadline or self.stop_reason:
+                _say(f"loadbench: only {len(self.runner.clients.ready)} of {self.expect} workers connected")
+                self.runner.quit()
+                return 4
+            gevent.sleep(0.05)
+        self.plan.start_unix_ns = time.time_ns()
+        self.collector = Collector(self.run_dir, self.plan.start_unix_ns, self.plan.interval_s, self._context)
+        self._update_manifest(load_start_unix_s=self.plan.start_unix_ns / 1e9,
+                              workers={"expected": self.expect, "seen": [], "lost": []})
+        self.runner.send_message("lb_spec", self.plan.to_dict())
+        self.env.shape_class = PlanShape(self.profile, self.plan.workers)
+        self.env.shape_class.runner = self.runner
+        self.runner.start_shape()
+        bg = [gevent.spawn(self._flusher), gevent.spawn(self._progress), gevent.spawn(self._watch_workers)]
+        total_s = self.profile.total_duration_s
+        t0 = time.monotonic()
+        max_requests = self.profile.max_requests
+        while self.stop_reason is None:
+            gevent.sleep(0.1)
+            if time.monotonic() - t0 >= total_s:
+                self.request_stop("duration reached")
+            elif self.runner.state in (STATE_STOPPED, STATE_STOPPING):
+                self.request_stop("load plan finished")
+            elif max_requests is not None and self._finished() >= max_requests:
+                self.request_stop("max_requests reached")
+            elif self._unreachable():
+                self.request_stop("target unreachable: every request failed to connect")
+        _say(f"loadbench: stopping ({self.stop_reason})")
+        self._stop_workers()
+        for g in bg:
+            g.kill(block=False)
+        self.collector.close()
+        self._update_manifest(
+            end_unix_s=time.time(), interrupted=self.interrupted, stop_reason=self.stop_reason,
+            workers={"expected": self.expect, "seen": sorted(self.collector.workers_seen),
+                     "lost": self.lost},
+        )
+        self.runner.quit()
+        return 130 if self.interrupted else 0
+
+    def _finished(self) -> int:
+        assert self.collector is not None
+        t = self.collector.totals
+        return t.ok + t.failed
+
+    def _unreachable(self) -> bool:
+        assert self.collector is not None
+        t = self.collector.totals
+        outcomes = self.collector.outcomes
+        return (t.ok == 0 and t.failed >= UNREACHABLE_AFTER
+                and outcomes.get("connection_error", 0) == t.failed)
+
+    def _stop_workers(self) -> None:
+        connected = {c.id for c in self.runner.clients.all}
+        if self.runner.state not in (STATE_STOPPED, STATE_STOPPING):
+            gevent.spawn(self.runner.stop)
+        deadline = time.monotonic() + FINAL_WAIT_S
+        while time.monotonic() < deadline:
+            alive = {c.id for c in self.runner.clients.all} | (connected - set(self.lost))
+            if alive <= self.finals or not alive - self.finals - set(self.lost):
+                break
+            gevent.sleep(0.05)
+        missing = connected - self.finals - set(self.lost)
+        if missing:
+            _say(f"loadbench: no final report from {len(missing)} worker(s); their last second may be lost")
+
+    def _flusher(self) -> None:
+        assert self.collector is not None
+        while True:
+            gevent.sleep(0.25)
+            idx = int((time.time_ns() - self.plan.start_unix_ns) // int(self.plan.interval_s * 1e9))
+            self.users_at[idx] = max(self.users_at.get(idx, 0), self.runner.user_count)
+            self.collector.flush_ready()
+
+    def _progress(self) -> None:
+        assert self.collector is not None
+        t0 = time.monotonic()
+        last = t0
+        while True:
+            gevent.sleep(PROGRESS_EVERY_S)
+            now = time.monotonic()
+            w = self.collector.take_window()
+            rps = w.ok / (now - last)
+            last = now
+            ttft = w.ttft
+            p50 = ttft.get_value_at_percentile(50) / 1000 if ttft.get_total_count() else float("nan")
+            p99 = ttft.get_value_at_percentile(99) / 1000 if ttft.get_total_count() else float("nan")
+            tot = self.collector.totals
+            _say(f"[{now - t0:6.1f}s] users {self.runner.user_count:5d}  rps {rps:8.1f}  "
+                 f"ttft p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  ok {tot.ok}  errors {tot.failed}"
+                 + (f"  dropped {tot.dropped}" if tot.dropped else ""))
+
+    def _watch_workers(self) -> None:
+        while True:
+            gevent.sleep(0.5)
+            for c in self.runner.clients.all:
+                if c.state == "missing" and c.id not in self.lost:
+                    self.lost.append(c.id)
+                    _say(f"loadbench: worker {c.id} stopped responding; its data so far is kept")
+                    if self.collector is not None and not self.runner.clients.ready and all(
+                            x.state == "missing" for x in self.runner.clients.all):
+                        self.request_stop("every worker was lost")
+
+    def _update_manifest(self, **fields: Any) -> None:
+        path = self.run_dir / rd.MANIFEST
+        manifest = rd.read_json(path)
+        manifest.update(fields)
+        rd.write_json(path, manifest)
+
+
+def _rate_at(profile: Profile, t_s: float) -> float | None:
+    for seg in profile.rate_segments():
+        if seg.start_s <= t_s < seg.end_s:
+            frac = (t_s - seg.start_s) / seg.duration_s if seg.duration_s else 0.0
+            return round(seg.rps_start + (seg.rps_end - seg.rps_start) * frac, 3)
+    return None
+
+
+def _stage_label(profile: Profile, t_s: float) -> str | None:
+    for st in profile.closed_stages():
+        if st.start_s <= t_s < st.end_s:
+            return st.label
+    for seg in profile.rate_segments():
+        if seg.start_s <= t_s < seg.end_s:
+            return seg.label
+    return None
+
+
+def _phase_at(profile: Profile, t_s: float) -> str:
+    if t_s < profile.warmup_s:
+        return "warmup"
+    if profile.cooldown_s and t_s >= profile.total_duration_s - profile.cooldown_s:
+        return "cooldown"
+    return "measure"
+
+
+def main(plan_path: Path, run_dir: Path, bind_host: str, bind_port: int, expect_workers: int,
+         wait_workers_s: float) -> int:
+    plan = RunPlan.from_dict(rd.read_json(plan_path))
+    master = Master(plan, run_dir, bind_host, bind_port, expect_workers, wait_workers_s)
+    gevent.signal_handler(signal.SIGTERM, master.request_stop, "terminated (SIGTERM)", True)
+    gevent.signal_handler(signal.SIGINT, master.request_stop, "interrupted (Ctrl-C)", True)
+    _say(f"loadbench master listening on tcp://{bind_host}:{master.runner.master_bind_port}")
+    code = master.run()
+    sys.stdout.flush()
+    return code

@@ -1,0 +1,158 @@
+"""Per-process state of a Locust worker: the plan, the request stream, the recorder and the outbox.
+
+Samples and interval histograms recorded here leave the process through Locust's
+``report_to_master`` event (every second) and a final ``lb_final`` message when the master stops
+the run, so the master is the only writer of the results folder (works across machines too).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import psutil
+
+from loadbench.config import Profile, Scenario
+from loadbench.metrics import histogram as hg
+from loadbench.metrics.recorder import IntervalRecorder
+from loadbench.metrics.sample import Sample
+from loadbench.metrics.timing import RequestTiming, derive, gaps_us
+from loadbench.plan import RunPlan
+from loadbench.workers.stream import Measured
+from loadbench.workload.requests import RequestFactory, RequestSpec
+
+
+@dataclass(slots=True)
+class GeneratorStats:
+    """Self-check of this worker per interval: CPU and event-loop lag."""
+
+    cpu_max: dict[int, float] = field(default_factory=dict)
+    lag: dict[int, Any] = field(default_factory=dict)  # idx -> HdrHistogram of loop lag (us)
+    pool_waits: int = 0
+
+
+class WorkerRuntime:
+    def __init__(self, plan: RunPlan, worker_index: int, worker_id: str) -> None:
+        self.plan = plan
+        self.worker_index = worker_index
+        self.worker_id = worker_id
+        self.profile = Profile.model_validate(plan.profile)
+        self.scenario = Scenario.model_validate(plan.scenario)
+        self.factory = RequestFactory(
+            self.scenario, model=plan.target.model, stream=self.profile.stream,
+            include_usage=plan.target.include_usage, seed=plan.seed,
+            stream_index=worker_index, stream_count=max(plan.workers, 1),
+            prompt_scale=float(plan.extra.get("prompt_scale", 1.0)),
+        )
+        self.recorder = IntervalRecorder(plan.start_unix_ns, int(plan.interval_s * 1e9))
+        self.outbox: list[bytes] = []
+        self.gen = GeneratorStats()
+        self.seq = 0
+        # perf_counter_ns -> unix ns, fixed once so all of this process's timestamps agree
+        self.unix_offset_ns = time.time_ns() - time.perf_counter_ns()
+        parsed = urlsplit(plan.target.url.rstrip("/"))
+        self.host_root = f"{parsed.scheme}://{parsed.netloc}"
+        self.base_path = parsed.path
+        self.open_loop = self.profile.mode == "open"
+        self.slots: Any = None  # open loop: a gevent queue of intended perf_counter_ns, fed by the scheduler
+        key = os.environ.get(plan.target.api_key_env) if plan.target.api_key_env else None
+        self.headers: dict[str, str] = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if key:
+            self.headers["Authorization"] = f"Bearer {key}"
+        share = _share(plan.profile.get("max_requests"), worker_index, max(plan.workers, 1))
+        self.quota: int | None = share
+        self.issued = 0
+        self.timeout_s = self.profile.timeout_s
+        self.warmup_end_ns = plan.start_unix_ns + int(self.profile.warmup_s * 1e9)
+        total = self.profile.total_duration_s
+        cd = self.profile.cooldown_s
+        self.cooldown_start_ns = plan.start_unix_ns + int((total - cd) * 1e9) if cd else None
+        self._proc = psutil.Process()
+        self._proc.cpu_percent(None)
+
+    def quota_left(self) -> bool:
+        return self.quota is None or self.issued < self.quota
+
+    def take_slot(self) -> int | None:
+        """Open loop: wait for the next arrival slot (its intended perf_counter_ns), None when done."""
+        if self.slots is None:
+            return None
+        return self.slots.get()
+
+    def next_request(self) -> RequestSpec:
+        self.issued += 1
+        return self.factory.next()
+
+    def phase_of(self, intended_unix_ns: int) -> str:
+        if intended_unix_ns < self.warmup_end_ns:
+            return "warmup"
+        if self.cooldown_start_ns is not None and intended_unix_ns >= self.cooldown_start_ns:
+            return "cooldown"
+        return "measure"
+
+    def finish(self, spec: RequestSpec, m: Measured, intended_ns: int) -> Sample:
+        """Turn a measured request into a Sample, record it and queue it for the master."""
+        self.seq += 1
+        tokens = m.token_times_ns
+        first = tokens[0] if tokens else None
+        last = tokens[-1] if tokens else None
+        estimated = m.completion_tokens is None
+        output_tokens = len(tokens) if estimated else m.completion_tokens
+        if m.outcome != "ok" and estimated:
+            output_tokens = len(tokens) or None
+        d = derive(RequestTiming(intended_ns, m.sent_ns, m.first_byte_ns, first, last, m.end_ns),
+                   output_tokens)
+        gaps = gaps_us(tokens) if len(tokens) > 1 and self.profile.stream else []
+        intended_unix = intended_ns + self.unix_offset_ns
+        sample = Sample(
+            seq=self.seq, worker=self.worker_id, type=spec.request_type,
+            target=m.headers.get("x-loadbench-target") or self.plan.target.name,
+            phase=self.phase_of(intended_unix), intended_unix_ns=intended_unix,
+            outcome=m.outcome, status=m.status,
+            queue_us=d.queue_us, ttft_us=d.ttft_us, service_ttft_us=d.service_ttft_us,
+            e2e_us=d.e2e_us, tpot_us=d.tpot_us, first_byte_us=d.first_byte_us,
+            chunks=len(tokens),
+            itl_mean_us=(sum(gaps) // len(gaps)) if gaps else None,
+            itl_max_us=max(gaps) if gaps else None,
+            prompt_tokens=m.prompt_tokens, output_tokens=output_tokens,
+            tokens_source="estimated" if estimated else "usage",
+            prompt_tokens_requested=spec.prompt_tokens_requested,
+            output_tokens_requested=spec.output_tokens_requested,
+            error=m.error, cache=m.headers.get("x-loadbench-cache"), metadata=spec.metadata,
+        )
+        self.recorder.record(sample, m.end_ns + self.unix_offset_ns, gaps)
+        self.outbox.append(sample.to_json())
+        return sample
+
+    def sample_cpu(self) -> None:
+        idx = self.recorder.index_of(time.time_ns())
+        cpu = self._proc.cpu_percent(None)
+        self.gen.cpu_max[idx] = max(self.gen.cpu_max.get(idx, 0.0), cpu)
+
+    def record_lag(self, lag_us: int) -> None:
+        idx = self.recorder.index_of(time.time_ns())
+        h = self.gen.lag.get(idx)
+        if h is None:
+            h = self.gen.lag[idx] = hg.new_histogram()
+        hg.record(h, lag_us)
+
+    def drain(self) -> dict[str, Any]:
+        """Everything not yet shipped to the master (msgpack-friendly: string keys only)."""
+        samples, self.outbox = self.outbox, []
+        parts = self.recorder.drain()
+        gen: dict[str, dict[str, Any]] = {str(i): {"cpu_max": c} for i, c in self.gen.cpu_max.items()}
+        for i, h in self.gen.lag.items():
+            gen.setdefault(str(i), {})["lag"] = hg.encode(h)
+        self.gen.cpu_max, self.gen.lag = {}, {}
+        return {"worker": self.worker_id, "samples": samples,
+                "parts": {str(k): v for k, v in parts.items()}, "gen": gen}
+
+
+def _share(total: int | None, index: int, count: int) -> int | None:
+    """This worker's share of a request budget (the first ``total % count`` workers get one more)."""
+    if total is None:
+        return None
+    return total // count + (1 if index < total % count else 0)

@@ -1,0 +1,171 @@
+"""Send one request and time every chunk of its response (runs inside a gevent worker).
+
+Timing rules (see loadbench.metrics.timing): timestamps are ``time.perf_counter_ns()`` taken when a
+socket read returns, so every event decoded from one read shares the time the client saw it. The body
+is read as bytes arrive — never ``iter_content(n)``, which waits for n bytes and made TTFT read late.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+from geventhttpclient.response import HTTPConnectionClosed
+
+from loadbench.protocol.openai import DONE, error_message, parse_body, parse_chunk
+from loadbench.protocol.sse import SSEDecoder
+
+perf_ns = time.perf_counter_ns
+
+
+class StreamCut(Exception):
+    """The connection closed before the response was complete."""
+
+
+@dataclass(slots=True)
+class Measured:
+    outcome: str
+    status: int
+    sent_ns: int
+    first_byte_ns: int | None = None
+    token_times_ns: list[int] = field(default_factory=list)
+    end_ns: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+_KEEP_HEADERS = ("x-loadbench-target", "x-loadbench-cache", "x-loadbench-attempts")
+
+
+def _read_available(raw: Any) -> bytes:
+    """Return the body bytes available now, reading the socket once if none are buffered.
+
+    Returns b"" at the end of the message; raises StreamCut if the peer closed mid-message.
+    """
+    buf = raw._body_buffer
+    while not buf:
+        if raw.message_complete:
+            return b""
+        sock = raw._sock
+        if sock is None:
+            raise StreamCut("connection closed")
+        data = sock.recv(raw.block_size)
+        if not data:
+            raw.release()
+            raise StreamCut("connection closed mid-response")
+        raw.feed(data)  # parses chunked framing; may complete the message and release the socket
+    out = bytes(buf)
+    del buf[:]
+    return out
+
+
+def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stream: bool,
+            timeout_s: float) -> Measured:
+    """POST ``body`` to ``url`` with the Locust FastHttpSession ``client`` and time the response."""
+    sent = perf_ns()
+    m = Measured(outcome="ok", status=0, sent_ns=sent)
+    timer = gevent.Timeout(timeout_s)
+    timer.start()
+    try:
+        rcm = client.request("POST", url, data=body, headers=headers, stream=True, catch_response=True,
+                             name="stream" if stream else "request")
+        with rcm as resp:
+            m.first_byte_ns = perf_ns()
+            m.status = resp.status_code or 0
+            raw = resp._response
+            if raw is None or m.status == 0:
+                err = getattr(resp, "error", None)
+                m.outcome = "timeout" if isinstance(err, TimeoutError) else "connection_error"
+                m.error = f"{type(err).__name__}: {err}"[:200] if err else "no response"
+                m.end_ns = perf_ns()
+                rcm.failure(m.error)
+                return m
+            for name in _KEEP_HEADERS:
+                value = raw.get(name)
+                if value:
+                    m.headers[name] = value if isinstance(value, str) else value[0]
+            if m.status >= 400:
+                chunks = []
+                while chunk := _read_available(raw):
+                    chunks.append(chunk)
+                m.end_ns = perf_ns()
+                m.outcome = "http_error"
+                m.error = f"HTTP {m.status}: {error_message(b''.join(chunks))}"
+                rcm.failure(m.error)
+                return m
+            if stream:
+                _read_stream(raw, m)
+            else:
+                _read_body(raw, m)
+            rcm.request_meta["response_time"] = (m.end_ns - sent) / 1e6
+            if m.outcome == "ok":
+                rcm.success()
+            else:
+                rcm.failure(m.error or m.outcome)
+    except gevent.Timeout as t:
+        if t is not timer:
+            raise
+        m.outcome = "timeout"
+        m.error = f"no complete response within {timeout_s:g} s"
+        m.end_ns = perf_ns()
+    except (StreamCut, HTTPConnectionClosed, ConnectionError, OSError) as exc:
+        m.outcome = "stream_cut" if m.first_byte_ns is not None else "connection_error"
+        m.error = f"{type(exc).__name__}: {exc}"[:200]
+        m.end_ns = perf_ns()
+    finally:
+        timer.close()
+    return m
+
+
+def _read_stream(raw: Any, m: Measured) -> None:
+    decoder = SSEDecoder()
+    times = m.token_times_ns
+    done = False
+    while True:
+        data = _read_available(raw)
+        now = perf_ns()
+        if not data:
+            break
+        for payload in decoder.feed(data):
+            if payload == DONE:
+                done = True
+                continue
+            info = parse_chunk(payload)
+            if info.error is not None:
+                m.outcome = "http_error" if m.error is None else m.outcome
+                m.error = info.error[:200]
+            if info.content:
+                times.append(now)
+            if info.completion_tokens is not None:
+                m.completion_tokens = info.completion_tokens
+                m.prompt_tokens = info.prompt_tokens
+    m.end_ns = perf_ns()
+    if m.outcome != "ok":
+        return
+    if not done:
+        m.outcome = "stream_cut"
+        m.error = "stream ended without data: [DONE]"
+    elif not times:
+        m.outcome = "empty"
+        m.error = "stream carried no content token"
+
+
+def _read_body(raw: Any, m: Measured) -> None:
+    chunks = []
+    while chunk := _read_available(raw):
+        chunks.append(chunk)
+    m.end_ns = perf_ns()
+    info = parse_body(b"".join(chunks))
+    if info.error is not None:
+        m.outcome, m.error = "http_error", info.error[:200]
+        return
+    m.prompt_tokens, m.completion_tokens = info.prompt_tokens, info.completion_tokens
+    if info.text_len == 0 and not info.completion_tokens:
+        m.outcome, m.error = "empty", "response carried no content"
+        return
+    # Non-streamed: the first token becomes visible with the whole body.
+    m.token_times_ns.append(m.end_ns)

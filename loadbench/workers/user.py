@@ -1,0 +1,42 @@
+"""The Locust user: one closed-loop stream after another (open-loop users take arrival slots)."""
+
+from __future__ import annotations
+
+import gevent
+import orjson
+from locust import constant, task
+from locust.contrib.fasthttp import FastHttpUser
+
+from loadbench.workers import state
+from loadbench.workers.stream import measure
+
+CONNECTION_ERROR_BACKOFF_S = 0.25  # an unreachable target must not turn into a hot loop
+
+
+class LLMUser(FastHttpUser):
+    host = "http://127.0.0.1"  # replaced from the run plan before any user spawns
+    wait_time = constant(0)
+    concurrency = 1  # one connection per user: a user is one stream at a time
+    connection_timeout = 10.0
+    network_timeout = 600.0
+    insecure = False
+
+    @task
+    def one_request(self) -> None:
+        rt = state.RUNTIME
+        if rt is None or not rt.quota_left():
+            gevent.sleep(0.2)
+            return
+        slot = rt.take_slot() if rt.open_loop else None
+        if rt.open_loop and slot is None:
+            return
+        spec = rt.next_request()
+        headers = rt.headers
+        if spec.metadata:
+            headers = {**headers, "X-Loadbench-Metadata": orjson.dumps(spec.metadata).decode()}
+        m = measure(self.client, rt.base_path + spec.path, spec.body, headers,
+                    stream=rt.profile.stream, timeout_s=rt.timeout_s)
+        # Closed loop: the intended start is the send time (queue = 0 by definition).
+        rt.finish(spec, m, slot if slot is not None else m.sent_ns)
+        if m.outcome == "connection_error":
+            gevent.sleep(CONNECTION_ERROR_BACKOFF_S)

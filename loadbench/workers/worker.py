@@ -1,0 +1,70 @@
+"""A Locust worker process of a loadbench run."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import gevent
+import locust.runners
+from locust.env import Environment
+
+from loadbench.plan import RunPlan
+from loadbench.workers import state
+from loadbench.workers.runtime import WorkerRuntime
+from loadbench.workers.user import LLMUser
+
+REPORT_EVERY_S = 1.0  # ship samples and histograms to the master about every second
+LAG_PROBE_S = 0.1  # the loop-lag probe sleeps this long and records how late it wakes
+
+
+def _lag_probe() -> None:
+    while True:
+        t = time.perf_counter_ns()
+        gevent.sleep(LAG_PROBE_S)
+        late_us = (time.perf_counter_ns() - t) // 1000 - int(LAG_PROBE_S * 1e6)
+        rt = state.RUNTIME
+        if rt is not None:
+            rt.record_lag(max(late_us, 0))
+            rt.sample_cpu()
+
+
+def main(master_host: str, master_port: int) -> int:
+    locust.runners.WORKER_REPORT_INTERVAL = REPORT_EVERY_S
+    env = Environment(user_classes=[LLMUser])
+    runner = env.create_worker_runner(master_host, master_port)
+
+    def on_spec(msg: Any, **_: Any) -> None:
+        plan = RunPlan.from_dict(msg.data)
+        rt = WorkerRuntime(plan, runner.worker_index, f"w{runner.worker_index}")
+        LLMUser.host = rt.host_root
+        state.RUNTIME = rt
+        if rt.open_loop:
+            from loadbench.workers.openloop import start_scheduler
+
+            start_scheduler(rt)
+
+    def on_report(client_id: str, data: dict[str, Any]) -> None:
+        if state.RUNTIME is not None:
+            data["lb"] = state.RUNTIME.drain()
+
+    def on_test_stop(**_: Any) -> None:
+        if state.RUNTIME is not None:
+            runner.send_message("lb_final", state.RUNTIME.drain())
+
+    runner.register_message("lb_spec", on_spec)
+    env.events.report_to_master.add_listener(on_report)
+    env.events.test_stop.add_listener(on_test_stop)
+
+    def on_signal() -> None:
+        # Killed directly (not through the master): stop users, ship what was measured, leave.
+        runner.stop()
+        runner.greenlet.kill(block=False)
+
+    gevent.signal_handler(signal.SIGTERM, on_signal)
+    gevent.signal_handler(signal.SIGINT, on_signal)
+    probe = gevent.spawn(_lag_probe)
+    runner.greenlet.join()
+    probe.kill(block=False)
+    return 0
