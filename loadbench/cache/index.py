@@ -1,0 +1,74 @@
+"""One partition's embeddings as a preallocated float32 matrix: a search is one matrix-vector product.
+
+Rows are slots. Freed slots are zeroed (cosine 0, below any valid threshold) and reused, so
+deletions never move rows. Capacity doubles when full, so n inserts cost O(n) copying in total.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+_INITIAL_ROWS = 16
+
+
+class VectorIndex:
+    __slots__ = ("_free", "_ids", "_matrix", "_scores", "_used", "count", "dim")
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._matrix = np.zeros((_INITIAL_ROWS, dim), dtype=np.float32)
+        self._ids = np.full(_INITIAL_ROWS, -1, dtype=np.int64)
+        self._scores = np.empty(_INITIAL_ROWS, dtype=np.float32)
+        self._used = 0  # high-water mark: rows [0, _used) have ever been written
+        self._free: list[int] = []
+        self.count = 0
+
+    def add(self, vec: npt.NDArray[np.float32], entry_id: int) -> int:
+        if vec.shape != (self.dim,):
+            raise ValueError(f"vector of shape {vec.shape}, index dimension {self.dim}")
+        if self._free:
+            slot = self._free.pop()
+        else:
+            if self._used == len(self._ids):
+                self._grow()
+            slot = self._used
+            self._used += 1
+        self._matrix[slot] = vec
+        self._ids[slot] = entry_id
+        self.count += 1
+        return slot
+
+    def remove(self, slot: int) -> None:
+        self._matrix[slot] = 0.0
+        self._ids[slot] = -1
+        self._free.append(slot)
+        self.count -= 1
+
+    def search(self, query: npt.NDArray[np.float32], threshold: float, limit: int) -> list[tuple[int, float]]:
+        """Entry ids with cosine >= threshold, best first, at most ``limit``."""
+        n = self._used
+        if n == 0:
+            return []
+        scores = self._scores[:n]
+        np.matmul(self._matrix[:n], query, out=scores)
+        hits = np.flatnonzero(scores >= threshold)
+        if hits.size == 0:
+            return []
+        if hits.size > limit:
+            top = np.argpartition(scores[hits], -limit)[-limit:]
+            hits = hits[top]
+        order = hits[np.argsort(-scores[hits], kind="stable")]
+        return [(int(self._ids[i]), float(scores[i])) for i in order if self._ids[i] >= 0]
+
+    def nbytes(self) -> int:
+        return self._matrix.nbytes + self._ids.nbytes + self._scores.nbytes
+
+    def _grow(self) -> None:
+        rows = len(self._ids) * 2
+        matrix = np.zeros((rows, self.dim), dtype=np.float32)
+        matrix[: self._used] = self._matrix[: self._used]
+        ids = np.full(rows, -1, dtype=np.int64)
+        ids[: self._used] = self._ids[: self._used]
+        self._matrix, self._ids = matrix, ids
+        self._scores = np.empty(rows, dtype=np.float32)
