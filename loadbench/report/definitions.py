@@ -1,0 +1,21 @@
+"""The metric definitions every report states (docs/results-format.md and DESIGN.md are the source)."""
+
+from __future__ import annotations
+
+DEFINITIONS: dict[str, str] = {
+    "ttft": "time to first token: first content-bearing chunk minus the request's intended start "
+            "(role-only or empty deltas do not count; in open-loop runs includes queue delay)",
+    "itl": "inter-chunk latency: every gap between consecutive content chunks (a distribution of gaps, "
+           "not a per-request mean); vLLM 'ITL', AIPerf 'ICL'",
+    "tpot": "time per output token: (last token - first token) / (output_tokens - 1), per request with at "
+            "least 2 output tokens; vLLM/inference-perf 'TPOT', GuideLLM 'ITL'",
+    "e2e": "end-to-end latency: end of stream minus intended start",
+    "queue": "queue delay: actual send minus intended start (coordinated-omission visibility)",
+    "service_ttft": "first token minus actual send (TTFT as the server alone caused it)",
+    "throughput": "successful requests (and output tokens) per second over the measure window",
+    "error_rate": "failed requests / all requests whose intended start is in the measure window",
+}
+
+EXCLUSIONS = ("Latency figures count only requests whose intended start falls in the measure phase and "
+              "that finished with outcome 'ok'. Warm-up and cool-down requests are excluded from every "
+              "figure; failed requests are counted by outcome and in error_rate but never in latencies.")

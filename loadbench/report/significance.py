@@ -1,0 +1,231 @@
+"""Is a difference between two runs bigger than the noise the data can show?
+
+Each run gets a **standard error** per figure (``Noise.se[key]``, in the figure's unit), estimated two
+ways, taking the larger (so noise is never under-stated):
+
+1. *Order statistics from the summary alone* (``summary_noise``): the rank of the p-th percentile of n
+   samples has a binomial spread sqrt(n p (1-p)); the percentiles one rank-spread either side are read
+   off the summary's own percentile curve (interpolated), and half their distance is the standard
+   error. Means use stdev/sqrt(n); error_rate sqrt(r (1-r) / n); throughput a Poisson sqrt(N)/T.
+2. *Interval bootstrap over the hlog* (``folder_noise``): the run's measure intervals are resampled with
+   replacement (seeded RNG, ``replicates`` times), their histograms merged losslessly, and the figure
+   recomputed; the spread of the replicates is the standard error. Resampling whole intervals keeps
+   the correlation inside an interval and lets drift between intervals show up as noise, which a
+   per-request bootstrap would hide. Throughput and error rate use the spread of the per-interval
+   values in timeline.jsonl (batch means). Needs at least ``MIN_INTERVALS`` intervals.
+
+A difference ``d = run - baseline`` is **significant** when ``|d| > z * sqrt(se_run² + se_base²)`` and
+``|d| > min_effect * |baseline|`` (default z = 3, min_effect = 1%: below that, differences between two
+runs on one machine are routine and the HDR resolution is 0.1%).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from loadbench.report.distribution import bucket_values_us, percentile_matrix_us
+from loadbench.report.stats import LATENCY_METRICS, PERCENTILE_STATS, RUN_FIGURES, Figure
+
+if TYPE_CHECKING:
+    from loadbench.report.runfolder import RunFolder
+
+DEFAULT_Z = 3.0
+DEFAULT_MIN_EFFECT = 0.01
+MIN_INTERVALS = 4
+_KNOWN_POINTS = ("min", *PERCENTILE_STATS, "max")
+
+
+@dataclass(slots=True)
+class Noise:
+    se: dict[str, float] = field(default_factory=dict)
+    method: str = ""
+
+    def get(self, key: str) -> float | None:
+        return self.se.get(key)
+
+
+@dataclass(frozen=True, slots=True)
+class Significance:
+    significant: bool
+    noise: float  # the |difference| needed to call it significant, in the figure's unit
+    why: str
+
+
+def _percentile_curve(stats: dict[str, Any]) -> tuple[list[float], list[float]] | None:
+    ps: list[float] = []
+    vs: list[float] = []
+    for name in _KNOWN_POINTS:
+        v = stats.get(name)
+        if v is None:
+            continue
+        p = 0.0 if name == "min" else 100.0 if name == "max" else PERCENTILE_STATS[name]
+        ps.append(p)
+        vs.append(float(v))
+    return (ps, vs) if len(ps) >= 2 else None
+
+
+def _order_stat_se(stats: dict[str, Any], stat: str) -> float | None:
+    n = int(stats.get("count") or 0)
+    if n == 0:
+        return None
+    if stat == "mean":
+        return float(stats.get("stdev") or 0.0) / math.sqrt(n)
+    if stat == "stdev":
+        return float(stats.get("stdev") or 0.0) / math.sqrt(max(1, 2 * (n - 1)))
+    curve = _percentile_curve(stats)
+    if curve is None:
+        return None
+    ps, vs = curve
+    if stat in ("min", "max"):
+        # an extreme has no useful rank interval; its neighbour percentile bounds how far it moves
+        near = stats.get("p99_9") if stat == "max" else stats.get("p50")
+        v = stats.get(stat)
+        return abs(float(v) - float(near)) if v is not None and near is not None else None
+    p = PERCENTILE_STATS[stat] / 100.0
+    half = math.sqrt(p * (1 - p) / n) * 100.0
+    q = PERCENTILE_STATS[stat]
+    lo = float(np.interp(max(0.0, q - half), ps, vs))
+    hi = float(np.interp(min(100.0, q + half), ps, vs))
+    return (hi - lo) / 2.0
+
+
+def summary_noise(summary: dict[str, Any], figures: Iterable[Figure] | None = None) -> Noise:
+    """Standard errors from the summary alone (order statistics / binomial / Poisson)."""
+    noise = Noise(method="order statistics of the summary percentiles")
+    for fig in figures if figures is not None else all_figures(summary):
+        se = _figure_order_stat_se(summary, fig)
+        if se is not None:
+            noise.se[fig.key] = se
+    return noise
+
+
+def _figure_order_stat_se(summary: dict[str, Any], fig: Figure) -> float | None:
+    if fig.is_latency:
+        metrics = summary.get("metrics") or {}
+        if fig.where:
+            dim, val = fig.where
+            metrics = (((summary.get("breakdowns") or {}).get(dim) or {}).get(val) or {}).get("metrics") or {}
+        assert fig.stat is not None
+        return _order_stat_se(metrics.get(f"{fig.metric}_ms") or {}, fig.stat)
+    requests = summary.get("requests") or {}
+    n = int(requests.get("total") or 0)
+    if n == 0:
+        return None
+    if fig.metric == "error_rate":
+        rate = max(float(requests.get("error_rate") or 0.0), 1.0 / n)
+        return math.sqrt(rate * (1 - rate) / n)
+    value = fig.lookup(summary)
+    measure_s = float((summary.get("window") or {}).get("measure_s") or 0.0)
+    if value is None or measure_s <= 0:
+        return None
+    # Poisson: counts N over T have sd sqrt(N); scale to the figure (tokens/s scale with requests/s)
+    ok = max(1, int(requests.get("ok") or 0))
+    return value / math.sqrt(ok)
+
+
+def all_figures(summary: dict[str, Any]) -> list[Figure]:
+    figs = [Figure(m, s) for m in LATENCY_METRICS for s in ("mean", *PERCENTILE_STATS)]
+    for dim, values in (summary.get("breakdowns") or {}).items():
+        for val in values or {}:
+            figs += [Figure(m, s, (dim, val)) for m in LATENCY_METRICS for s in ("mean", *PERCENTILE_STATS)]
+    figs += [Figure(name) for name in RUN_FIGURES]
+    return figs
+
+
+def folder_noise(run: RunFolder, figures: Iterable[Figure] | None = None, *, seed: int = 0,
+                 replicates: int = 200) -> Noise:
+    """Standard errors from the run's data: the larger of the interval bootstrap and order statistics."""
+    figs = list(figures) if figures is not None else all_figures(run.summary)
+    base = summary_noise(run.summary, figs)
+    intervals = run.hlog.intervals
+    if len(intervals) < MIN_INTERVALS:
+        base.method += f" (only {len(intervals)} hlog intervals: too few to bootstrap)"
+        return base
+    rng = np.random.default_rng(seed)
+    k = len(intervals)
+    # the same resampled interval sets for every figure, so figures stay comparable
+    weights = np.stack([np.bincount(rng.integers(0, k, size=k), minlength=k) for _ in range(replicates)])
+    boot: dict[str, float] = {}
+    matrices: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    for fig in figs:
+        if not fig.is_latency:
+            se = _timeline_se(run, fig)
+        else:
+            tag = fig.hlog_tag()
+            if tag not in matrices:
+                matrices[tag] = _interval_matrix(run, tag)
+            se = _bootstrap_se(matrices[tag], weights, fig.stat)
+        if se is not None:
+            boot[fig.key] = se
+    out = Noise(method=f"larger of: interval bootstrap over {k} hlog intervals "
+                       f"({replicates} replicates, seed {seed}), and {base.method}")
+    for key in set(base.se) | set(boot):
+        out.se[key] = max(base.se.get(key, 0.0), boot.get(key, 0.0))
+    return out
+
+
+def _interval_matrix(run: RunFolder, tag: str) -> tuple[np.ndarray, np.ndarray] | None:
+    dists = run.hlog.per_interval(tag)
+    if not any(d.total for d in dists):
+        return None
+    indices = np.unique(np.concatenate([d.indices for d in dists]))
+    matrix = np.zeros((len(dists), len(indices)), dtype=np.int64)
+    for row, d in enumerate(dists):
+        matrix[row, np.searchsorted(indices, d.indices)] = d.counts
+    return indices, matrix
+
+
+def _bootstrap_se(mat: tuple[np.ndarray, np.ndarray] | None, weights: np.ndarray,
+                  stat: str | None) -> float | None:
+    if mat is None or stat is None:
+        return None
+    indices, matrix = mat
+    counts = weights @ matrix  # replicates x buckets
+    if stat == "mean":
+        values = bucket_values_us(indices)
+        totals = counts.sum(axis=1)
+        reps = np.where(totals > 0, (counts @ values) / np.maximum(totals, 1), np.nan)
+    elif stat in PERCENTILE_STATS:
+        reps = percentile_matrix_us(indices, counts, PERCENTILE_STATS[stat])
+    else:
+        return None
+    reps = reps[~np.isnan(reps)]
+    if len(reps) < 2:
+        return None
+    return float(np.std(reps, ddof=1)) / 1000.0
+
+
+def _timeline_se(run: RunFolder, fig: Figure) -> float | None:
+    rows = [r for r in run.timeline if r.get("phase", "measure") == "measure"]
+    if len(rows) < MIN_INTERVALS:
+        return None
+    lengths = np.array([float(r["t_end_s"]) - float(r["t_start_s"]) for r in rows])
+    if fig.metric == "error_rate":
+        req = np.array([float(r.get("requests") or 0) for r in rows])
+        failed = np.array([float(r.get("failed") or 0) for r in rows])
+        per = np.where(req > 0, failed / np.maximum(req, 1), 0.0)
+    elif fig.metric == "throughput.rps":
+        per = np.array([float(r.get("ok") or 0) for r in rows]) / lengths
+    elif fig.metric == "throughput.tokens_per_s":
+        per = np.array([float(r.get("output_tokens") or 0) for r in rows]) / lengths
+    else:
+        return None
+    return float(np.std(per, ddof=1) / math.sqrt(len(per)))
+
+
+def decide(run_value: float, base_value: float, se_run: float | None, se_base: float | None, *,
+           z: float = DEFAULT_Z, min_effect: float = DEFAULT_MIN_EFFECT) -> Significance:
+    diff = run_value - base_value
+    se = math.sqrt((se_run or 0.0) ** 2 + (se_base or 0.0) ** 2)
+    floor = min_effect * abs(base_value)
+    noise = max(z * se, floor)
+    if se_run is None and se_base is None:
+        return Significance(False, math.inf, "no noise estimate: cannot call it significant")
+    if abs(diff) > noise:
+        return Significance(True, noise, f"|Δ| {abs(diff):.4g} > noise {noise:.4g}")
+    return Significance(False, noise, f"|Δ| {abs(diff):.4g} ≤ noise {noise:.4g}")
