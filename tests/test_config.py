@@ -84,7 +84,7 @@ def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
     err = profile_error(tmp_path, "users: 3\nuzers: 4\n")
     assert err.field == "uzers"
     assert "unknown key" in err.problem
-    assert "users" in err.fix and "ramp_up_s" in err.fix
+    assert "did you mean 'users'?" in err.fix and "ramp_up_s" in err.fix
 
 
 def test_unknown_nested_key(tmp_path: Path) -> None:
@@ -105,6 +105,7 @@ def test_stage_without_duration(tmp_path: Path) -> None:
 def test_wrong_type_is_not_coerced(tmp_path: Path) -> None:
     err = profile_error(tmp_path, 'users: "20"\n')
     assert err.field == "users" and "wrong type" in err.problem and "integer" in err.fix
+    assert "remove the quotes" in err.fix
 
 
 def test_negative_rate(tmp_path: Path) -> None:

@@ -156,10 +156,19 @@ class TargetOptions(StrictModel):
 
 class Target(StrictModel):
     name: str = Field(min_length=1)
-    url: str = Field(pattern=r"^https?://")
+    url: str
     model: str | None = None
     api_key_env: str | None = None  # the NAME of an environment variable, never the key itself
     options: TargetOptions = Field(default_factory=TargetOptions)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise invalid(
+                f"{url!r} is not an http(s) URL", "write the base URL, e.g. http://127.0.0.1:8000/v1"
+            )
+        return url
 
 
 @dataclass(frozen=True, slots=True)

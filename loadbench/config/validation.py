@@ -6,6 +6,7 @@ the error context instead of being parsed back out of a message.
 
 from __future__ import annotations
 
+import difflib
 import types
 import typing
 from typing import Any, TypeVar
@@ -80,8 +81,15 @@ def _describe(err: Any, model: type[BaseModel]) -> tuple[str, str, str]:
     got = err.get("input")
     if kind == "extra_forbidden":
         parent = _model_at(model, loc[:-1])
-        allowed = ", ".join(sorted(parent.model_fields)) if parent else "see the documented schema"
-        return field, f"unknown key {loc[-1]!r}", f"allowed keys here: {allowed}"
+        if parent is None:
+            return field, f"unknown key {loc[-1]!r}", "see the documented schema"
+        close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (
+            field,
+            f"unknown key {loc[-1]!r}",
+            f"{hint}allowed keys here: {', '.join(sorted(parent.model_fields))}",
+        )
     if kind == "missing":
         return field, "required field is missing", f"add `{loc[-1]}:`"
     if kind == "literal_error":
@@ -93,9 +101,20 @@ def _describe(err: Any, model: type[BaseModel]) -> tuple[str, str, str]:
         bound = next(iter(ctx.values()), "?")
         return field, f"{got!r} is out of range", f"must be {op} {bound}"
     if kind.endswith("_type") or kind.endswith("_parsing") or kind == "model_type":
-        expected = err["msg"].removeprefix("Input should be ").removeprefix("a ")
-        return field, f"wrong type: got {type(got).__name__} {got!r}", f"expected {expected}"
+        expected = err["msg"].removeprefix("Input should be ")
+        fix = f"expected {expected}"
+        if isinstance(got, str) and _is_number(got):
+            fix += "; remove the quotes around the number"
+        return field, f"wrong type: got {type(got).__name__} {got!r}", fix
     return field, err["msg"], "see the documented schema for this field"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def validate(model: type[M], data: dict[str, Any], path: str) -> M:
