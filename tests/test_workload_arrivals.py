@@ -28,6 +28,7 @@ def offsets(segments: list[RateSegment], kind: str = "constant", seed: int = 0, 
     return list(arrival_offsets_ns(segments, kind=kind, rng=random.Random(seed), **kw))  # type: ignore[arg-type]
 
 
+@settings(deadline=None)
 @given(st.floats(0.1, 2000), st.floats(0.5, 30))
 def test_constant_kth_arrival_is_exactly_k_over_rps(rps: float, duration_s: float) -> None:
     xs = offsets(flat(rps, duration_s))
@@ -57,6 +58,7 @@ def test_burstiness_is_the_squared_cv_of_gaps() -> None:
         assert cv2 == pytest.approx(b, rel=0.15)
 
 
+@settings(deadline=None)
 @given(st.floats(0, 50), st.floats(0.5, 50), st.floats(0.5, 20), st.floats(0, 10))
 def test_constant_ramp_places_kth_arrival_where_integral_is_k(
     r0: float, r1: float, ramp_s: float, hold_s: float
@@ -78,6 +80,7 @@ def test_poisson_ramp_follows_the_rate() -> None:
     assert len(xs) - first_half == pytest.approx(1500, abs=6 * 1500**0.5)
 
 
+@settings(deadline=None)
 @given(st.integers(1, 6), st.sampled_from(["constant", "poisson", "gamma"]), st.integers(0, 1000))
 def test_workers_interleave_one_global_schedule(workers: int, kind: str, seed: int) -> None:
     segments = flat(50, 3)

@@ -35,6 +35,7 @@ dists = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(dists, st.integers(1, 50), st.integers(0, 200), st.integers(0, 2**32))
 def test_draws_are_ints_within_clip_bounds(dist: LengthDist, lo: int, width: int, seed: int) -> None:
     clipped = dist.model_copy(update={"clip_min": lo, "clip_max": lo + width})
@@ -44,6 +45,7 @@ def test_draws_are_ints_within_clip_bounds(dist: LengthDist, lo: int, width: int
         assert n >= 1
 
 
+@settings(deadline=None)
 @given(dists, st.integers(0, 2**32))
 def test_same_seed_same_draws(dist: LengthDist, seed: int) -> None:
     assert draws(dist, seed, 50) == draws(dist, seed, 50)

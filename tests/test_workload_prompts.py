@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadbench.workload.prompts import VOCABULARY, PromptBuilder, text
@@ -15,11 +15,13 @@ def test_vocabulary_is_varied_single_words() -> None:
     assert all(w.isalpha() and w.islower() for w in VOCABULARY)
 
 
+@settings(deadline=None)
 @given(st.integers(0, 5000), st.integers(0, 2**32))
 def test_text_has_exact_word_count(n: int, seed: int) -> None:
     assert len(text(random.Random(seed), n).split()) == n
 
 
+@settings(deadline=None)
 @given(
     st.integers(0, 300), st.integers(1, 8), st.booleans(), st.integers(1, 1000), st.integers(0, 100),
     st.integers(0, 2**16),

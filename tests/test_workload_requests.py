@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadbench.config import Scenario, load_scenario
@@ -66,6 +66,7 @@ def test_completions_api_and_sampling_and_extra_body() -> None:
     assert (body["temperature"], body["top_p"], body["ignore_eos"]) == (0.0, 0.9, True)
 
 
+@settings(deadline=None)
 @given(st.floats(min_value=0.25, max_value=4.0))
 def test_prompt_scale_scales_word_count(scale: float) -> None:
     spec = factory(prompt_scale=scale).next()
@@ -74,6 +75,7 @@ def test_prompt_scale_scales_word_count(scale: float) -> None:
     assert spec.prompt_tokens_requested == 128
 
 
+@settings(deadline=None)
 @given(st.lists(st.integers(1, 5000), min_size=1, max_size=20), st.floats(0.5, 2.0))
 def test_calibration_inverts_a_proportional_tokenizer(requested: list[int], ratio: float) -> None:
     reported = [max(1, round(q * ratio)) for q in requested]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadbench.config import Profile, load_profile
@@ -51,6 +51,7 @@ def test_stages_spawn_rates_follow_the_ramp_from_the_previous_level() -> None:
     assert s.users_at(25) is None
 
 
+@settings(deadline=None)
 @given(
     st.lists(st.tuples(st.floats(0.5, 100), st.integers(0, 500)), min_size=1, max_size=8), st.floats(0, 400)
 )

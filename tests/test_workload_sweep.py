@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadbench.config import Profile, Slo, Sweep
@@ -18,6 +18,7 @@ from loadbench.workload.sweep import (
 )
 
 
+@settings(deadline=None)
 @given(st.integers(1, 50), st.integers(1, 20), st.integers(0, 200))
 def test_sweep_values_cover_start_to_max_by_step(start: int, step: int, extra: int) -> None:
     sweep = Sweep(variable="users", start=start, step=step, max=start + extra, hold_s=10)

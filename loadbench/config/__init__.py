@@ -103,7 +103,11 @@ def _load_dataset(spec: DatasetSpec, base: Path) -> DatasetSpec:
 
 
 def dataset_records(spec: DatasetSpec) -> tuple[DatasetRecord, ...]:
-    """The records loaded by ``load_scenario`` (empty when the spec was built without loading)."""
+    """The spec's records: those read by ``load_scenario``, or read now (and kept) for a spec rebuilt
+    from a dump with ``Scenario.model_validate`` (its path is already resolved; a relative one is
+    taken from the working directory). Errors name the file and line like ``load_scenario``."""
+    if not spec._records:
+        spec._records = read_dataset(Path(spec.path))
     return spec._records
 
 

@@ -104,8 +104,6 @@ class RequestFactory:
             groups: int,
         ) -> _RequestType:
             records = dataset_records(dataset) if dataset is not None else ()
-            if dataset is not None and not records:
-                raise ValueError(f"dataset {dataset.path} was not loaded; use load_scenario()")
             return _RequestType(
                 name=name,
                 prompt_tokens=make_sampler(prompt),
