@@ -1,0 +1,34 @@
+"""Shared fixtures: real servers as subprocesses on 127.0.0.1, port 0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loadbench.procs import ServerProcess, start_server
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def mock_factory() -> Iterator:
+    started: list[ServerProcess] = []
+
+    def make(*args: str) -> ServerProcess:
+        server = start_server(["mock", "--port", "0", *args])
+        started.append(server)
+        return server
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+def run_loadbench(*args: str, timeout_s: float = 180.0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI as a user would (a fresh interpreter)."""
+    return subprocess.run([sys.executable, "-m", "loadbench", *args], capture_output=True, text=True,
+                          timeout=timeout_s, cwd=cwd or REPO)

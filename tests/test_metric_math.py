@@ -1,0 +1,102 @@
+"""Metric math against hand-computed values (formulas in the README)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loadbench.metrics import histogram as hg
+from loadbench.metrics.timing import RequestTiming, derive, gaps_us
+from loadbench.protocol.openai import parse_body, parse_chunk
+
+MS = 1_000_000
+
+
+def test_derive_closed_loop_stream() -> None:
+    # sent at 0; first token 50 ms; 64 tokens 10 ms apart; end 1 ms after the last token
+    tokens = [50 * MS + k * 10 * MS for k in range(64)]
+    t = RequestTiming(intended_ns=0, sent_ns=0, first_byte_ns=2 * MS, first_token_ns=tokens[0],
+                      last_token_ns=tokens[-1], end_ns=tokens[-1] + MS)
+    d = derive(t, 64)
+    assert d.queue_us == 0
+    assert d.ttft_us == 50_000
+    assert d.service_ttft_us == 50_000
+    assert d.tpot_us == 10_000  # (680 - 50) ms / 63
+    assert d.e2e_us == 681_000
+    assert d.first_byte_us == 2_000
+    assert gaps_us(tokens) == [10_000] * 63
+
+
+def test_derive_open_loop_separates_queue_from_service() -> None:
+    t = RequestTiming(intended_ns=0, sent_ns=30 * MS, first_byte_ns=None, first_token_ns=80 * MS,
+                      last_token_ns=80 * MS, end_ns=81 * MS)
+    d = derive(t, 1)
+    assert d.queue_us == 30_000
+    assert d.ttft_us == 80_000  # corrected for coordinated omission: from the intended start
+    assert d.service_ttft_us == 50_000
+    assert d.tpot_us is None  # one token: no decode interval
+    assert d.e2e_us == 81_000
+
+
+def test_no_token_means_no_ttft() -> None:
+    d = derive(RequestTiming(0, 0, None, None, None, 5 * MS), None)
+    assert d.ttft_us is None and d.tpot_us is None and d.e2e_us == 5_000
+
+
+def test_role_only_and_empty_deltas_are_not_tokens() -> None:
+    role = b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}'
+    empty = b'{"choices":[{"index":0,"delta":{}}]}'
+    text = b'{"choices":[{"index":0,"delta":{"content":" tok1"}}]}'
+    completion = b'{"choices":[{"index":0,"text":" a"}]}'
+    usage = b'{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":64,"total_tokens":76}}'
+    assert not parse_chunk(role).content
+    assert not parse_chunk(empty).content
+    assert parse_chunk(text).content
+    assert parse_chunk(completion).content
+    u = parse_chunk(usage)
+    assert not u.content and u.prompt_tokens == 12 and u.completion_tokens == 64
+    assert parse_chunk(b'{"error":{"message":"boom"}}').error == "boom"
+    assert parse_chunk(b"not json").error is not None
+
+
+def test_parse_body() -> None:
+    b = parse_body(b'{"choices":[{"message":{"content":"hi there"}}],"usage":{"prompt_tokens":3,'
+                   b'"completion_tokens":2}}')
+    assert (b.text_len, b.prompt_tokens, b.completion_tokens) == (8, 3, 2)
+
+
+def test_histogram_precision_three_digits() -> None:
+    h = hg.new_histogram()
+    for v in (50_000, 50_010, 123_456, 9_999):
+        hg.record(h, v)
+    for v in (50_000, 50_010, 123_456, 9_999):
+        # 3 significant digits: equivalent-value range is within 0.1% of the value
+        assert abs(h.get_highest_equivalent_value(v) - v) <= v * 0.001 + 1
+    stats = hg.stats_ms(h)
+    assert stats["count"] == 4
+    assert stats["min"] == pytest.approx(9.999, abs=0.01)
+    assert stats["max"] == pytest.approx(123.456, rel=0.001)
+
+
+def test_empty_histogram_stats_are_null() -> None:
+    s = hg.stats_ms(hg.new_histogram())
+    assert s["count"] == 0 and s["p50"] is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 10_000_000), min_size=1, max_size=400), st.integers(1, 6), st.integers(0, 99))
+def test_merged_histograms_equal_one_histogram(values: list[int], parts: int, seed: int) -> None:
+    rng = random.Random(seed)
+    shards = [hg.new_histogram() for _ in range(parts)]
+    whole = hg.new_histogram()
+    for v in values:
+        hg.record(whole, v)
+        hg.record(shards[rng.randrange(parts)], v)
+    # across a process boundary: encode, decode, merge
+    merged = hg.merge(hg.decode(hg.encode(s)) for s in shards if s.get_total_count())
+    assert hg.stats_ms(merged) == hg.stats_ms(whole)
+    for p in (50.0, 90.0, 99.0, 99.9, 100.0):
+        assert merged.get_value_at_percentile(p) == whole.get_value_at_percentile(p)

@@ -1,0 +1,138 @@
+"""End-to-end: real mock upstream, real Locust master + worker processes, real results folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from loadbench.results import run_dir as rd
+from tests.conftest import REPO, run_loadbench
+
+pytestmark = pytest.mark.slow
+
+
+def _only_run(out: Path) -> Path:
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def _samples(run: Path) -> list[dict]:
+    return list(rd.iter_samples(run))
+
+
+def test_accuracy_against_the_ruler(mock_factory, tmp_path: Path) -> None:
+    """Mock TTFT 50 ms, ITL 10 ms, 64 tokens: loadbench must read back what the mock did."""
+    mock = mock_factory("--ttft-ms", "50", "--itl-ms", "10")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--users", "40", "--ramp-up", "2",
+                      "--duration", "12", "--out", str(out), "--name", "accuracy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = _only_run(out)
+    summary = orjson.loads((run / "summary.json").read_bytes())
+    m = summary["metrics"]
+    assert summary["requests"]["failed"] == 0 and summary["requests"]["ok"] > 200
+    assert abs(m["ttft_ms"]["p50"] - 50) <= 3.0, m["ttft_ms"]
+    assert abs(m["ttft_ms"]["p99"] - 50) <= 15.0, m["ttft_ms"]
+    assert abs(m["itl_ms"]["p50"] - 10) <= 1.0, m["itl_ms"]
+    assert abs(m["tpot_ms"]["mean"] - 10) <= 0.5, m["tpot_ms"]
+    # E2E = TTFT + 63 ITL
+    assert abs(m["e2e_ms"]["p50"] - 680) <= 10, m["e2e_ms"]
+    assert m["queue_ms"]["max"] == pytest.approx(0.001, abs=0.001)  # closed loop: no queue
+    assert summary["tokens"]["source"] == "usage"
+    ok = [s for s in _samples(run) if s["outcome"] == "ok"]
+    assert ok and all(s["output_tokens"] == 64 and s["tokens_source"] == "usage" for s in ok)
+    assert all(s["chunks"] == 64 for s in ok)
+    assert summary["generator"]["saturated"] is False
+    # the run folder is complete
+    for name in ("manifest.json", "samples.jsonl", "histograms.hlog", "timeline.jsonl", "summary.md"):
+        assert (run / name).exists(), name
+    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    assert manifest["status"] == "finished" and manifest["target"]["model"] == "mock-model"
+
+
+def test_estimated_tokens_when_the_server_sends_no_usage(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5", "--no-usage", "--tokens-per-chunk", "2")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--users", "4", "--duration", "4", "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = orjson.loads((_only_run(out) / "summary.json").read_bytes())
+    assert summary["tokens"]["source"] == "estimated"
+    # 64 tokens in chunks of 2: 32 content chunks, counted as 32 estimated tokens
+    assert summary["tokens"]["output_mean"] == 32
+    assert any("estimated" in w for w in summary["warnings"])
+
+
+def test_failed_requests_are_counted_by_outcome_not_timed(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "10", "--itl-ms", "2", "--error-rate", "0.5", "--error-status", "503")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--users", "4", "--duration", "4", "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = orjson.loads((_only_run(out) / "summary.json").read_bytes())
+    req = summary["requests"]
+    assert req["by_outcome"]["http_error"] == req["failed"] > 0
+    assert 0.3 < req["error_rate"] < 0.7
+    assert summary["metrics"]["ttft_ms"]["count"] == req["ok"]
+    errors = [s for s in _samples(_only_run(out)) if s["outcome"] == "http_error"]
+    assert all(s["status"] == 503 and s["ttft_us"] is None for s in errors)
+
+
+def test_unreachable_target_fails_clearly_and_keeps_a_folder(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    # a port nothing listens on (bound then closed)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run_loadbench("run", "--target", f"http://127.0.0.1:{port}/v1", "--model", "x", "--users", "5",
+                      "--duration", "30", "--out", str(out), timeout_s=90)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "no request succeeded" in r.stdout + r.stderr
+    run = _only_run(out)
+    summary = orjson.loads((run / "summary.json").read_bytes())
+    assert summary["requests"]["ok"] == 0
+    assert summary["requests"]["by_outcome"].get("connection_error", 0) >= 20
+    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    assert "unreachable" in (manifest.get("stop_reason") or "")
+
+
+def test_invalid_profile_exits_2_before_any_load(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("users: -3\nduration_s: 5\n")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--profile", str(bad), "--out", str(out))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "bad.yaml" in r.stderr and "users" in r.stderr
+    assert not out.exists() or not any(out.iterdir())
+    stats = orjson.loads(__import__("urllib.request").request.urlopen(mock.url + "/mock/stats").read())
+    assert stats["requests"] == 0
+
+
+def test_sigterm_mid_run_leaves_a_complete_folder(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
+    out = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "loadbench", "run", "--target", mock.base_url, "--users", "8",
+                             "--duration", "60", "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    run = _only_run(out)
+    summary = orjson.loads((run / "summary.json").read_bytes())
+    assert summary["interrupted"] is True
+    assert summary["requests"]["ok"] > 20
+    assert summary["metrics"]["ttft_ms"]["count"] == summary["requests"]["ok"]
+    n_samples = len(_samples(run))
+    assert n_samples == summary["requests"]["total"]
+    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    assert manifest["status"] == "interrupted" and manifest["end_unix_s"]
