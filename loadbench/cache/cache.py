@@ -135,10 +135,8 @@ class ResponseCache:
             return False
         if not parse_cache_control(cache_control)[1]:
             return False
-        prepared: PreparedRequest | Bypass
-        if lookup is not None and lookup.prepared is not None:
-            prepared = lookup.prepared
-        else:
+        prepared: PreparedRequest | Bypass | None = lookup.prepared if lookup is not None else None
+        if prepared is None:
             prepared = prepare(body, self.config)
         if isinstance(prepared, Bypass):
             return False

@@ -34,6 +34,8 @@ _NGRAM_WEIGHT = 0.2  # per 3-gram: spelling variants still score, but whole word
 # Function and filler words ("can you", "please") barely move the meaning; weighting them like
 # content words made "how do I reset my password" vs "how can i ..." score 0.84.
 _STOP_WEIGHT = 0.25
+# What the word pattern leaves of "what's", "don't", "we'll": function words, not content.
+_CLITIC_PARTS = frozenset({"s", "t", "re", "ll", "ve", "d", "m"})
 
 
 @runtime_checkable
@@ -71,7 +73,7 @@ class HashingEmbedder:
         idx: list[int] = []
         weights: list[float] = []
         for word in _WORD_RE.findall(text.lower()):
-            weight = self._stop_weight if word in STOPWORDS else 1.0
+            weight = self._stop_weight if word in STOPWORDS or word in _CLITIC_PARTS else 1.0
             canon = normal_word(word)
             h = zlib.crc32(canon.encode())
             idx.append(h % dim)
