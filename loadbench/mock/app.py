@@ -95,6 +95,13 @@ class MockServer:
         self._id_prefix = f"{os.getpid():x}{worker:x}-"
         self._next_id = 0
 
+    def _injected_error(self, s: MockSettings) -> web.Response | None:
+        """The ``--error-rate`` draw (seeded): an error response, or None to serve normally."""
+        if s.error_rate > 0 and self._error_rng.random() < s.error_rate:
+            self.stats.count(s.error_status)
+            return _error(s.error_status, f"injected error (error_rate={s.error_rate:g})")
+        return None
+
     # --- inference ---------------------------------------------------------------------
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -120,9 +127,9 @@ class MockServer:
         except InputError as exc:
             stats.count(400)
             return _error(400, str(exc))
-        if s.error_rate > 0 and self._error_rng.random() < s.error_rate:
-            stats.count(s.error_status)
-            return _error(s.error_status, f"injected error (error_rate={s.error_rate:g})")
+        injected = self._injected_error(s)
+        if injected is not None:
+            return injected
         stats.count(200)
         self._next_id += 1
         response_id = ("chatcmpl-" if chat else "cmpl-") + self._id_prefix + f"{self._next_id:x}"
@@ -217,9 +224,9 @@ class MockServer:
         except InputError as exc:
             self.stats.count(400)
             return _error(400, str(exc))
-        if s.error_rate > 0 and self._error_rng.random() < s.error_rate:
-            self.stats.count(s.error_status)
-            return _error(s.error_status, f"injected error (error_rate={s.error_rate:g})")
+        injected = self._injected_error(s)
+        if injected is not None:
+            return injected
         self.stats.count(200)
         model = body.get("model")
         return _json(bodies.embeddings_body(
