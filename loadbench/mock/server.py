@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import signal
@@ -114,6 +115,7 @@ def run(settings: MockSettings) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     sockets = bind_sockets(settings.host, settings.port, settings.workers)
     port = sockets[0].getsockname()[1]
+    settings = dataclasses.replace(settings, port=port)  # /mock/config shows the bound port
     if settings.workers == 1:
         _run_loop(settings, sockets[0], 0, lambda: _announce(settings.host, port))
         return ExitCode.OK
