@@ -120,6 +120,10 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         warnings.append(f"worker(s) lost during the run: {', '.join(map(str, lost))}")
 
     generator = _generator_verdict(timeline)
+    cpu_by_worker = (manifest.get("workers") or {}).get("cpu_s") or {}
+    generator["cpu_s"] = round(sum(cpu_by_worker.values()), 3) if cpu_by_worker else None
+    generator["cpu_ms_per_request"] = (round(1000 * generator["cpu_s"] / len(samples), 4)
+                                       if cpu_by_worker and samples else None)
     if generator["saturated"]:
         warnings.append("the load generator was saturated: " + "; ".join(generator["reasons"]))
 

@@ -11,6 +11,7 @@ Definitions (the README table states the same):
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from loadbench.units import ns_to_us
@@ -56,4 +57,4 @@ def derive(t: RequestTiming, output_tokens: int | None) -> Derived:
 
 def gaps_us(token_times_ns: list[int]) -> list[int]:
     """Inter-chunk gaps of the content chunks, in microseconds."""
-    return [ns_to_us(b - a) for a, b in zip(token_times_ns, token_times_ns[1:], strict=False)]
+    return [ns_to_us(b - a) for a, b in itertools.pairwise(token_times_ns)]

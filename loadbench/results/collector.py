@@ -61,6 +61,7 @@ class Collector:
         self.window = Progress()
         self.outcomes: dict[str, int] = {}
         self.workers_seen: set[str] = set()
+        self.worker_cpu_s: dict[str, float] = {}
         self.closed = False
 
     def add(self, data: dict[str, Any] | None) -> None:
@@ -69,6 +70,8 @@ class Collector:
             return
         worker = str(data.get("worker"))
         self.workers_seen.add(worker)
+        if data.get("cpu_s") is not None:
+            self.worker_cpu_s[worker] = float(data["cpu_s"])
         samples = data.get("samples") or []
         if samples:
             self._samples.write(b"\n".join(samples) + b"\n")

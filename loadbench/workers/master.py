@@ -106,7 +106,7 @@ class Master:
         self._update_manifest(
             end_unix_s=time.time(), interrupted=self.interrupted, stop_reason=self.stop_reason,
             workers={"expected": self.expect, "seen": sorted(self.collector.workers_seen),
-                     "lost": self.lost},
+                     "lost": self.lost, "cpu_s": self.collector.worker_cpu_s},
         )
         self.runner.quit()
         return 130 if self.interrupted else 0

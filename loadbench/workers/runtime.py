@@ -147,7 +147,8 @@ class WorkerRuntime:
         for i, h in self.gen.lag.items():
             gen.setdefault(str(i), {})["lag"] = hg.encode(h)
         self.gen.cpu_max, self.gen.lag = {}, {}
-        return {"worker": self.worker_id, "samples": samples,
+        cpu = self._proc.cpu_times()
+        return {"worker": self.worker_id, "samples": samples, "cpu_s": round(cpu.user + cpu.system, 4),
                 "parts": {str(k): v for k, v in parts.items()}, "gen": gen}
 
 

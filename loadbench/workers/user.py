@@ -18,7 +18,9 @@ class LLMUser(FastHttpUser):
     wait_time = constant(0)
     concurrency = 1  # one connection per user: a user is one stream at a time
     connection_timeout = 10.0
-    network_timeout = 600.0
+    # No per-read socket timeout: gevent would build a Timeout object for every recv (measurably
+    # costly at thousands of chunks/s); each request has one overall deadline instead (timeout_s).
+    network_timeout = None
     insecure = False
 
     @task
