@@ -20,7 +20,7 @@ class LLMUser(FastHttpUser):
     connection_timeout = 10.0
     # No per-read socket timeout: gevent would build a Timeout object for every recv (measurably
     # costly at thousands of chunks/s); each request has one overall deadline instead (timeout_s).
-    network_timeout = None
+    network_timeout = None  # type: ignore[assignment]
     insecure = False
 
     @task
