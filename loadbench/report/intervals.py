@@ -22,7 +22,7 @@ class IntervalRow:
     t_start_s: float
     t_end_s: float
     phase: str = "measure"
-    stage: int | None = None
+    stage: str | None = None  # the contract says an index; `loadbench run` writes a stage name
     users: float | None = None
     target_rps: float | None = None
     requests: int = 0
@@ -43,7 +43,7 @@ def interval_rows(run: RunFolder) -> list[IntervalRow]:
     for t in run.timeline:
         rows.append(IntervalRow(
             t_start_s=float(t.get("t_start_s", 0.0)), t_end_s=float(t.get("t_end_s", 0.0)),
-            phase=str(t.get("phase") or "measure"), stage=_opt_int(t.get("stage")),
+            phase=str(t.get("phase") or "measure"), stage=_opt_str(t.get("stage")),
             users=_opt_float(t.get("users")), target_rps=_opt_float(t.get("target_rps")),
             requests=int(t.get("requests") or 0), ok=int(t.get("ok") or 0), failed=int(t.get("failed") or 0),
             output_tokens=int(t.get("output_tokens") or 0)))
@@ -70,8 +70,8 @@ def _nearest(rows: list[IntervalRow], start_s: float) -> IntervalRow | None:
     return best
 
 
-def _opt_int(v: Any) -> int | None:
-    return None if v is None else int(v)
+def _opt_str(v: Any) -> str | None:
+    return None if v is None else str(v)
 
 
 def _opt_float(v: Any) -> float | None:
@@ -103,7 +103,7 @@ def write_intervals_csv(rows: list[IntervalRow], path: Path) -> Path:
     return path
 
 
-def _blank(v: float | int | None) -> str:
+def _blank(v: float | int | str | None) -> str:
     if v is None:
         return ""
     return f"{v:g}" if isinstance(v, float) else str(v)

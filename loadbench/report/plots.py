@@ -50,6 +50,7 @@ def _pct_label(p: float) -> str:
 
 def _spectrum_axes(ax: Axes, dists: Mapping[str, Dist], title: str) -> None:
     max_x = 10.0
+    lo_ms, hi_ms = math.inf, 0.0
     for label, dist in dists.items():
         below, values = dist.spectrum()
         if len(values) == 0:
@@ -59,6 +60,7 @@ def _spectrum_axes(ax: Axes, dists: Mapping[str, Dist], title: str) -> None:
         ys = [*values.tolist(), float(values[-1])]
         ax.plot(xs, ys, drawstyle="steps-post", label=f"{label} (n={dist.total:,})", linewidth=1.6)
         max_x = max(max_x, xs[-1])
+        lo_ms, hi_ms = min(lo_ms, float(values[0])), max(hi_ms, float(values[-1]))
     # always show P50 .. P99.99 so spectra of different runs line up; a short run's curve just ends early
     upper = max(10 ** math.ceil(math.log10(max(max_x, 10.0)) - 1e-9), 1e4)
     ax.set_xscale("log")
@@ -70,10 +72,18 @@ def _spectrum_axes(ax: Axes, dists: Mapping[str, Dist], title: str) -> None:
     ax.minorticks_off()
     for t in ticks[1:]:
         ax.axvline(t, color="#bbb", linestyle=":", linewidth=0.8)
-    ax.set_ylim(bottom=0)
+    ylabel = "latency (ms)"
+    if hi_ms > 0:
+        pad = max((hi_ms - lo_ms) * 0.1, hi_ms * 0.005)
+        if lo_ms > 0.3 * hi_ms:
+            # a narrow band far from 0 (e.g. E2E 680..695 ms) would be a flat line on a 0-based axis
+            ax.set_ylim(lo_ms - pad, hi_ms + pad)
+            ylabel = "latency (ms, axis not from 0)"
+        else:
+            ax.set_ylim(0, hi_ms + pad)
     ax.set_title(title, fontsize=11)
     ax.set_xlabel("percentile (HDR axis: log of 1/(1-p))")
-    ax.set_ylabel("latency (ms)")
+    ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     if any(d.total for d in dists.values()):
         # spectra rise to the right from a floor well above 0: the lower right is free
@@ -165,6 +175,8 @@ def plot_over_time(rows: Sequence[IntervalRow], path: Path, title: str) -> Path:
     handles, labels = ax.get_legend_handles_labels()
     h2, l2 = twin.get_legend_handles_labels()
     ax.legend(handles + h2, labels + l2, fontsize=8, loc="upper left", ncols=3)
+    if rows:
+        ax.set_xlim(rows[0].t_start_s, rows[-1].t_end_s)
     top = max([(r.ok + r.failed) / r.length_s for r in rows] or [1])
     ax.set_ylim(0, top * 1.3 or 1)
     fig.suptitle(title, fontsize=13)

@@ -14,6 +14,10 @@ ways, taking the larger (so noise is never under-stated):
    per-request bootstrap would hide. Throughput and error rate use the spread of the per-interval
    values in timeline.jsonl (batch means). Needs at least ``MIN_INTERVALS`` intervals.
 
+A percentile p is only judged when at least ``MIN_TAIL_SAMPLES`` samples lie beyond it in both runs
+(n * (1 - p) >= 5: P90 needs 50 samples, P99 500, P99.9 5000); below that the figure is little more
+than the largest few samples, its noise is unbounded and no difference in it is called significant.
+
 A difference ``d = run - baseline`` is **significant** when ``|d| > z * sqrt(se_run² + se_base²)`` and
 ``|d| > min_effect * |baseline|`` (default z = 3, min_effect = 1%: below that, differences between two
 runs on one machine are routine and the HDR resolution is 0.1%).
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
 DEFAULT_Z = 3.0
 DEFAULT_MIN_EFFECT = 0.01
 MIN_INTERVALS = 4
+MIN_TAIL_SAMPLES = 5
 _KNOWN_POINTS = ("min", *PERCENTILE_STATS, "max")
 
 
@@ -87,6 +92,8 @@ def _order_stat_se(stats: dict[str, Any], stat: str) -> float | None:
         v = stats.get(stat)
         return abs(float(v) - float(near)) if v is not None and near is not None else None
     p = PERCENTILE_STATS[stat] / 100.0
+    if n * (1 - p) < MIN_TAIL_SAMPLES - 1e-9:
+        return math.inf
     half = math.sqrt(p * (1 - p) / n) * 100.0
     q = PERCENTILE_STATS[stat]
     lo = float(np.interp(max(0.0, q - half), ps, vs))
@@ -226,6 +233,8 @@ def decide(run_value: float, base_value: float, se_run: float | None, se_base: f
     noise = max(z * se, floor)
     if se_run is None and se_base is None:
         return Significance(False, math.inf, "no noise estimate: cannot call it significant")
+    if math.isinf(se):
+        return Significance(False, math.inf, f"too few samples beyond this percentile (< {MIN_TAIL_SAMPLES})")
     if abs(diff) > noise:
         return Significance(True, noise, f"|Δ| {abs(diff):.4g} > noise {noise:.4g}")
     return Significance(False, noise, f"|Δ| {abs(diff):.4g} ≤ noise {noise:.4g}")

@@ -1,0 +1,247 @@
+"""Compare a run against a baseline: a delta per figure with its significance, gate verdicts, and the
+renderings CI wants (terminal table, compare.md for a pull-request comment, JUnit XML)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from loadbench.errors import InputError
+from loadbench.report.document import markdown_table
+from loadbench.report.gates import GateExpr, GateVerdict, evaluate_gates, relative_change
+from loadbench.report.runfolder import SUMMARY_SCHEMA, RunFolder, load_run
+from loadbench.report.significance import DEFAULT_MIN_EFFECT, DEFAULT_Z, Noise, decide, folder_noise
+from loadbench.report.stats import PERCENTILE_STATS, RUN_FIGURES, Figure, format_value
+from loadbench.report.validity import DEFAULT_ERROR_CEILING, DEFAULT_MIN_SAMPLES, check_valid
+from loadbench.results import run_dir as rd
+
+TABLE_METRICS = ("ttft", "itl", "tpot", "e2e")
+TABLE_STATS = ("mean", *PERCENTILE_STATS)
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    figure: Figure
+    baseline: float | None
+    run: float | None
+    delta: float | None
+    delta_rel: float | None
+    significant: bool
+    noise: float | None
+
+    @property
+    def worse(self) -> bool | None:
+        if self.delta is None or self.delta == 0:
+            return None
+        return (self.delta > 0) == self.figure.higher_is_worse
+
+
+@dataclass(slots=True)
+class Comparison:
+    baseline: RunFolder
+    run: RunFolder
+    deltas: list[Delta]
+    verdict: GateVerdict
+    noise_method: str
+    z: float
+    min_effect: float
+    invalid: dict[str, list[str]] = field(default_factory=dict)  # "baseline"/"run" -> reasons
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not any(self.invalid.values())
+
+
+def _check_schemas(baseline_dir: Path, run_dir: Path) -> None:
+    schemas = {}
+    for label, path in (("baseline", baseline_dir), ("run", run_dir)):
+        summary = path / "summary.json"
+        if not summary.is_file():
+            raise InputError(f"{label} {path}: no summary.json; not a finished loadbench run folder")
+        data = rd.read_json(summary)
+        schemas[label] = data.get("schema") if isinstance(data, dict) else None
+    if schemas["baseline"] != schemas["run"]:
+        raise InputError(f"baseline and run have different summary schemas ({schemas['baseline']!r} vs "
+                         f"{schemas['run']!r}); rebuild the older one or record a new baseline "
+                         f"(this loadbench reads {SUMMARY_SCHEMA!r})")
+
+
+def _mismatch_warnings(base: RunFolder, run: RunFolder) -> list[str]:
+    out = []
+    bl, rl = base.summary.get("load") or {}, run.summary.get("load") or {}
+    for key in ("mode", "users", "rps", "duration_s", "warmup_s", "workers"):
+        if bl.get(key) != rl.get(key):
+            out.append(f"load differs: {key} {bl.get(key)!r} (baseline) vs {rl.get(key)!r} (run)")
+    bm = (base.summary.get("target") or {}).get("model")
+    rm = (run.summary.get("target") or {}).get("model")
+    if bm != rm:
+        out.append(f"model differs: {bm!r} (baseline) vs {rm!r} (run)")
+    bs = (base.summary.get("tokens") or {}).get("source")
+    rs = (run.summary.get("tokens") or {}).get("source")
+    if bs != rs:
+        out.append(f"token source differs: {bs!r} (baseline) vs {rs!r} (run); "
+                   "token figures are not comparable")
+    return out
+
+
+def compare_runs(baseline_dir: Path, run_dir: Path, exprs: Sequence[GateExpr] = (), *,
+                 z: float = DEFAULT_Z, min_effect: float = DEFAULT_MIN_EFFECT, seed: int = 0,
+                 min_samples: int = DEFAULT_MIN_SAMPLES, error_ceiling: float = DEFAULT_ERROR_CEILING,
+                 ) -> Comparison:
+    _check_schemas(Path(baseline_dir), Path(run_dir))
+    base, run = load_run(Path(baseline_dir)), load_run(Path(run_dir))
+    figures = [Figure(m, s) for m in TABLE_METRICS for s in TABLE_STATS] + [Figure(n) for n in RUN_FIGURES]
+    for e in exprs:
+        if e.figure not in figures:
+            figures.append(e.figure)
+    base_noise = folder_noise(base, figures, seed=seed)
+    run_noise = folder_noise(run, figures, seed=seed)
+    deltas = [_delta(f, base, run, base_noise, run_noise, z, min_effect) for f in figures]
+    deltas = [d for d in deltas if d.baseline is not None or d.run is not None]
+    verdict = evaluate_gates(exprs, run.summary, base.summary, run_noise=run_noise, baseline_noise=base_noise,
+                             z=z, min_effect=min_effect)
+    invalid = {"baseline": check_valid(base.summary, min_samples=min_samples, error_ceiling=error_ceiling),
+               "run": check_valid(run.summary, min_samples=min_samples, error_ceiling=error_ceiling)}
+    return Comparison(base, run, deltas, verdict, run_noise.method, z, min_effect, invalid,
+                      _mismatch_warnings(base, run))
+
+
+def _delta(fig: Figure, base: RunFolder, run: RunFolder, base_noise: Noise, run_noise: Noise, z: float,
+           min_effect: float) -> Delta:
+    b, r = fig.lookup(base.summary), fig.lookup(run.summary)
+    if b is None or r is None:
+        return Delta(fig, b, r, None, None, False, None)
+    sig = decide(r, b, run_noise.get(fig.key), base_noise.get(fig.key), z=z, min_effect=min_effect)
+    return Delta(fig, b, r, r - b, relative_change(r, b), sig.significant,
+                 sig.noise if math.isfinite(sig.noise) else None)
+
+
+# ---------------------------------------------------------------- renderings
+
+def _rel(d: Delta) -> str:
+    if d.delta_rel is None:
+        return "–"
+    if math.isinf(d.delta_rel):
+        return "new" if d.delta_rel > 0 else "gone"
+    return f"{d.delta_rel * 100:+.1f}%"
+
+
+def _delta_abs(d: Delta) -> str:
+    if d.delta is None:
+        return "–"
+    if d.figure.unit == "":
+        return f"{d.delta * 100:+.2f} pp"
+    return f"{d.delta:+.3g}{' ms' if d.figure.unit == 'ms' else '/s'}"
+
+
+def _sig(d: Delta) -> str:
+    if d.delta is None:
+        return "–"
+    if not d.significant:
+        return "no"
+    return "yes, worse" if d.worse else "yes, better"
+
+
+def delta_rows(c: Comparison) -> list[list[str]]:
+    return [[d.figure.key, format_value(d.baseline, d.figure.unit), format_value(d.run, d.figure.unit),
+             _delta_abs(d), _rel(d), "–" if d.noise is None else "±" + format_value(d.noise, d.figure.unit),
+             _sig(d)] for d in c.deltas]
+
+
+DELTA_HEADERS = ["figure", "baseline", "run", "Δ", "Δ %", "noise (z·se)", "significant"]
+GATE_HEADERS = ["gate", "result", "baseline", "run", "Δ %", "significant", "detail"]
+
+
+def gate_rows(c: Comparison) -> list[list[str]]:
+    rows = []
+    for r in c.verdict.results:
+        unit = r.expr.figure.unit
+        rows.append([r.expr.text, r.status.upper(), format_value(r.baseline, unit),
+                     format_value(r.observed, unit),
+                     "–" if r.delta_rel is None else f"{r.delta_rel * 100:+.1f}%",
+                     {None: "n/a", True: "yes", False: "no"}[r.significant], r.message])
+    return rows
+
+
+def headline(c: Comparison) -> str:
+    if not c.valid:
+        return "NOT VALID TO JUDGE"
+    if not c.verdict.results:
+        return "NO GATES (report only)"
+    fails = len(c.verdict.failures)
+    if fails:
+        return f"FAIL: {fails} of {len(c.verdict.results)} gate(s) failed"
+    return f"PASS: {len(c.verdict.results)} gate(s) passed"
+
+
+def significance_note(c: Comparison) -> str:
+    return (f"A difference is significant when |Δ| > {c.z:g} × the combined standard error of both runs "
+            f"and > {c.min_effect * 100:g}% of the baseline. Standard errors: {c.noise_method}. "
+            "A relative gate fails only when its threshold is crossed AND the difference is significant; "
+            "absolute gates need no significance.")
+
+
+def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)) for row in rows]
+    return "\n".join(out)
+
+
+def render_text(c: Comparison) -> str:
+    parts = [f"loadbench compare: {c.baseline.path} (baseline) -> {c.run.path} (run)", headline(c), ""]
+    for label, reasons in c.invalid.items():
+        parts += [f"{label} not valid to judge: {r}" for r in reasons]
+    parts += [f"warning: {w}" for w in c.warnings]
+    if c.verdict.results:
+        short = [[*row[:2], row[6]] for row in gate_rows(c)]
+        parts += ["", _plain_table(["gate", "result", "detail"], short)]
+    parts += ["", _plain_table(DELTA_HEADERS, delta_rows(c)), "", significance_note(c)]
+    return "\n".join(parts) + "\n"
+
+
+def render_markdown(c: Comparison) -> str:
+    parts = [f"## loadbench compare: {headline(c)}",
+             f"Baseline `{c.baseline.name}` ({c.baseline.summary.get('run_id', '?')}) vs run `{c.run.name}` "
+             f"({c.run.summary.get('run_id', '?')})."]
+    problems = [f"**{label} not valid to judge**: {r}"
+                for label, reasons in c.invalid.items() for r in reasons]
+    if problems or c.warnings:
+        parts.append("\n".join(f"- {p}" for p in problems + [f"warning: {w}" for w in c.warnings]))
+    if c.verdict.results:
+        parts += ["### Gates", markdown_table(GATE_HEADERS, gate_rows(c))]
+    parts += ["### Deltas", markdown_table(DELTA_HEADERS, delta_rows(c)),
+              "Latencies in ms (measure window, successful requests); error rate in percent "
+              "(Δ in percentage points).", f"_{significance_note(c)}_"]
+    return "\n\n".join(parts) + "\n"
+
+
+def render_junit(c: Comparison) -> str:
+    """One test case per gate (and one for validity), so CI systems show each gate by name."""
+    cases: list[str] = []
+    failures = 0
+    errors = 0
+    reasons = [f"{label}: {r}" for label, rs in c.invalid.items() for r in rs]
+    body = f"<error message={quoteattr('; '.join(reasons))}/>" if reasons else ""
+    errors += bool(reasons)
+    cases.append(f'<testcase classname="loadbench.compare" name="run is valid to judge">{body}</testcase>')
+    for r in c.verdict.results:
+        inner = ""
+        if r.status == "fail":
+            failures += 1
+            inner = f"<failure message={quoteattr(r.message)}>{escape(r.message)}</failure>"
+        elif r.status == "skipped":
+            inner = f"<skipped message={quoteattr(r.message)}/>"
+        else:
+            inner = f"<system-out>{escape(r.message)}</system-out>"
+        name = quoteattr(r.expr.text)
+        cases.append(f'<testcase classname="loadbench.gates" name={name}>{inner}</testcase>')
+    skipped = sum(r.status == "skipped" for r in c.verdict.results)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuites><testsuite name="loadbench compare" tests="{len(cases)}" failures="{failures}" '
+            f'errors="{errors}" skipped="{skipped}">\n' + "\n".join(cases) + "\n</testsuite></testsuites>\n")
