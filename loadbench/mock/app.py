@@ -8,12 +8,13 @@ Routes
     GET/DELETE /mock/stats                            counters / reset them
 Per-request overrides: headers ``X-Mock-TTFT-Ms`` and ``X-Mock-ITL-Ms``.
 
-Timing: ``t0 = loop.time()`` when the handler starts. A stream sends its headers and a
-role-only chunk at once, then waits for a ``--max-concurrency`` slot (if it queued, the start
-moves to when it got the slot), then writes content chunk k at ``start + offsets[k]``
-(see ``schedule``), sleeping until each absolute deadline. The last content chunk, the finish
-chunk, the usage chunk and ``[DONE]`` go out in one write. A non-streamed response is returned
-when its last token would have been produced.
+Timing: ``t0 = loop.time()`` when the handler starts. A stream at once sends its headers and
+a first chunk that carries no token (chat: a role-only delta; completions: empty text), then
+waits for a ``--max-concurrency`` slot (if it queued, its start moves to when it got the slot),
+then writes content chunk k at ``start + offsets[k]`` (see ``schedule``), sleeping until each
+absolute deadline. The last content chunk, the finish chunk, the usage chunk and ``[DONE]`` go
+out in one write. A non-streamed response is returned when its last token would have been
+produced.
 
 With ``--workers N`` each process has its own settings, counters and queue; ``/mock/config``
 changes only the process that answered it.
