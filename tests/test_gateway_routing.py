@@ -46,6 +46,7 @@ def route(routing: str, *targets: RouteTarget) -> Route:
         retry_delay_s=0.0,
         retry_status_codes=frozenset(),
         fallback_status_codes=frozenset(),
+        filtered=any(t.metadata_match for t in targets),
     )
 
 

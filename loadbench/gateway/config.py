@@ -164,6 +164,7 @@ class Route:
     retry_delay_s: float
     retry_status_codes: frozenset[int]
     fallback_status_codes: frozenset[int]
+    filtered: bool = False  # some target has a metadata_match (else routing skips matching)
 
 
 @dataclass(slots=True, frozen=True)
@@ -305,7 +306,8 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
             name=vm.name, routing=vm.routing, targets=tuple(rts),
             retry_attempts=vm.retry.attempts, retry_delay_s=vm.retry.delay_ms / 1000.0,
             retry_status_codes=frozenset(vm.retry.on_status_codes),
-            fallback_status_codes=frozenset(vm.fallback_status_codes))
+            fallback_status_codes=frozenset(vm.fallback_status_codes),
+            filtered=any(rt.metadata_match for rt in rts))
     lr = model.latency_routing
     sla = model.sla
     if sla.min_samples > sla.max_samples:

@@ -87,14 +87,14 @@ def plan(route: Route, metadata: Mapping[str, str], health: Mapping[str, TargetH
          windows: Mapping[str, TpotWindow], lt: LatencyTunables, sla: SlaTunables, now_ns: int,
          rng: random.Random) -> list[RouteTarget]:
     """Targets to try, in order. Empty only when no target matches the metadata."""
-    eligible = [rt for rt in route.targets if matches(rt, metadata)]
+    eligible = [rt for rt in route.targets if matches(rt, metadata)] if route.filtered else route.targets
     healthy = [rt for rt in eligible if now_ns >= health[rt.target].unhealthy_until_ns]
+    order: Sequence[RouteTarget]
     if not healthy:
         if not eligible:
             return []
         # Everything is cooling down: try the target that failed longest ago rather than nothing.
         return [min(eligible, key=lambda rt: health[rt.target].last_failure_ns)]
-    order: Sequence[RouteTarget]
     if len(healthy) == 1:
         order = healthy
     elif route.routing == "weight":

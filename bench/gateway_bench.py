@@ -1,0 +1,384 @@
+"""What the gateway costs: CPU per request (streamed and not) against a bare relay, and added TTFT.
+
+Layout (2 cores): the gateway and the bare relay (``bench/bare_relay.py``, the floor for
+aiohttp) are pinned to CPU 1, the mock upstream (TTFT 50 ms, ITL 5 ms, 64 tokens) and this load
+generator to CPU 0. Phases, each bounded in requests and seconds, 127.0.0.1 only:
+
+1. closed loop at fixed concurrency, streamed then not, through the bare relay and the gateway:
+   server CPU time (user+sys from /proc via psutil) / requests completed;
+2. open loop at ``--rate`` RPS, streamed, alternating direct-to-mock and through-gateway rounds:
+   TTFT from each request's intended start (P50/P99), and the gateway's CPU per request there.
+The generator reports its own lag (actual - intended send) and CPU; when it, not the server,
+was the limit the output says so.
+
+    .venv/bin/python -m bench.gateway_bench [--seconds 6] [--rate 350] [--profile]
+Writes bench/out/gateway.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+from loadbench.procs import ServerProcess, start_server
+
+OUT = Path(__file__).resolve().parent / "out" / "gateway.json"
+TTFT_MS, ITL_MS, TOKENS = 50, 5, 64
+_MARK = b'"content":" '  # the mock's content deltas start with a space; the role delta is empty
+BARS = {
+    "stream_req_per_cpu_s": 350,
+    "nonstream_req_per_cpu_s": 1500,
+    "added_p50_ttft_ms": 2.0,
+    "added_p99_ttft_ms": 5.0,
+}
+
+
+@dataclass
+class Tally:
+    ok: int = 0
+    errors: int = 0
+    ttft_ms: list[float] = field(default_factory=list)
+    lag_ms: list[float] = field(default_factory=list)
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+async def _request(session: aiohttp.ClientSession, url: str, stream: bool, intended_ns: int, tally: Tally) -> None:
+    body = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": stream, "max_tokens": TOKENS}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    tally.lag_ms.append((time.perf_counter_ns() - intended_ns) / 1e6)
+    try:
+        async with session.post(url + "/v1/chat/completions", json=body) as resp:
+            if resp.status != 200:
+                await resp.read()
+                tally.errors += 1
+                return
+            if not stream:
+                data = await resp.read()
+                tally.ok += b'"choices"' in data
+                return
+            first = 0
+            tail = b""
+            async for piece in resp.content.iter_any():
+                if not first and _MARK in piece:
+                    first = time.perf_counter_ns()
+                tail = piece
+            if first and b"[DONE]" in tail:
+                tally.ok += 1
+                tally.ttft_ms.append((first - intended_ns) / 1e6)
+            else:
+                tally.errors += 1
+    except (aiohttp.ClientError, TimeoutError):
+        tally.errors += 1
+
+
+def _session(limit: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit), timeout=aiohttp.ClientTimeout(total=60)
+    )
+
+
+async def closed_loop(url: str, stream: bool, concurrency: int, seconds: float, max_requests: int) -> Tally:
+    tally = Tally()
+    deadline = time.monotonic() + seconds
+    budget = [max_requests]
+    async with _session(concurrency) as session:
+
+        async def user() -> None:
+            while time.monotonic() < deadline and budget[0] > 0:
+                budget[0] -= 1
+                await _request(session, url, stream, time.perf_counter_ns(), tally)
+
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+    return tally
+
+
+async def open_loop(url: str, rate: float, seconds: float) -> Tally:
+    tally = Tally()
+    n = int(rate * seconds)
+    async with _session(2048) as session:
+        # warm the pool so connection set-up is not charged to the first requests
+        await asyncio.gather(
+            *(_request(session, url, True, time.perf_counter_ns(), Tally()) for _ in range(min(64, n)))
+        )
+        start = time.perf_counter_ns() + 20_000_000
+        tasks = []
+        for i in range(n):
+            intended = start + round(i * 1e9 / rate)
+            delay = (intended - time.perf_counter_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(_request(session, url, True, intended, tally)))
+        await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    return tally
+
+
+def cpu_s(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    children = [c.cpu_times() for c in proc.children(recursive=True)]
+    return t.user + t.system + sum(c.user + c.system for c in children)
+
+
+def cpu1_busy_s() -> float:
+    """Busy seconds of CPU 1 (the gateway's core) from /proc/stat, whoever used it."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu1 "):
+                v = [int(x) for x in line.split()[1:]]
+                return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+FOREIGN: list[float] = []  # per phase: share of CPU 1 used by processes other than the server
+
+
+def measure(server: psutil.Process, coro_factory: object) -> tuple[Tally, float, float, float]:
+    me = psutil.Process()
+    c0, g0, w0, b0 = cpu_s(server), cpu_s(me), time.monotonic(), cpu1_busy_s()
+    tally: Tally = asyncio.run(coro_factory())  # type: ignore[operator]
+    server_cpu, wall = cpu_s(server) - c0, time.monotonic() - w0
+    FOREIGN.append(max(0.0, (cpu1_busy_s() - b0 - server_cpu) / wall))
+    return tally, server_cpu, cpu_s(me) - g0, wall
+
+
+@contextlib.contextmanager
+def bare_relay(upstream: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    proc = subprocess.Popen(
+        ["taskset", "-c", "1", sys.executable, "-m", "bench.bare_relay", "--upstream", upstream],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    m = re.search(r"listening on (http://\S+)", line)
+    if not m:
+        proc.kill()
+        raise RuntimeError(f"bare relay did not start: {line}")
+    threading.Thread(target=lambda: proc.stdout and proc.stdout.read(), daemon=True).start()
+    try:
+        yield m.group(1), proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def gateway_config(mock: ServerProcess) -> str:
+    text = f"""targets:
+  - name: mock
+    url: {mock.base_url}
+    model: mock-model
+    max_connections: 1024
+virtual_models:
+  - name: bench
+    routing: weight
+    targets: [{{target: mock, weight: 1}}]
+"""
+    path = Path(tempfile.mkdtemp(prefix="gwbench-")) / "gateway.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def cost_row(
+    name: str, stream: bool, tally: Tally, server_cpu: float, gen_cpu: float, wall: float
+) -> dict[str, object]:
+    done = tally.ok
+    return {
+        "server": name,
+        "stream": stream,
+        "completed": done,
+        "errors": tally.errors,
+        "cpu1_used_by_others": round(FOREIGN[-1], 2),
+        "rps": round(done / wall, 1),
+        "server_cpu_s": round(server_cpu, 3),
+        "server_cpu_util": round(server_cpu / wall, 3),
+        "req_per_cpu_s": round(done / server_cpu, 1) if server_cpu > 0 else None,
+        "cpu_ms_per_req": round(server_cpu * 1000 / done, 3) if done else None,
+        "generator_cpu_util": round(gen_cpu / wall, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each phase")
+    parser.add_argument("--rate", type=float, default=350.0, help="open-loop streamed RPS for TTFT")
+    parser.add_argument("--stream-concurrency", type=int, default=160)
+    parser.add_argument("--json-concurrency", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=2, help="direct/gateway alternations at --rate")
+    parser.add_argument("--profile", action="store_true", help="py-spy the gateway during the stream phase")
+    args = parser.parse_args(argv)
+    os.sched_setaffinity(0, {0})
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    cap = 20_000  # every loop is bounded in count as well as time
+    mock = start_server(
+        [
+            "mock",
+            "--port",
+            "0",
+            "--ttft-ms",
+            str(TTFT_MS),
+            "--itl-ms",
+            str(ITL_MS),
+            "--jitter-ms",
+            "0",
+            "--output-tokens",
+            str(TOKENS),
+        ],
+        cpu=0,
+    )
+    gw = start_server(["gateway", "--config", gateway_config(mock), "--port", "0"], cpu=1)
+    result: dict[str, object] = {
+        "bench": "gateway",
+        "mock": {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS, "tokens": TOKENS},
+        "seconds": args.seconds,
+        "cpus": os.cpu_count(),
+    }
+    try:
+        gw_proc = psutil.Process(gw.proc.pid)
+        rows: list[dict[str, object]] = []
+        with bare_relay(mock.url) as (relay_url, relay_popen):
+            relay_proc = psutil.Process(relay_popen.pid)
+            for stream, conc in ((True, args.stream_concurrency), (False, args.json_concurrency)):
+                for name, url, proc in (("bare_relay", relay_url, relay_proc), ("gateway", gw.url, gw_proc)):
+                    asyncio.run(closed_loop(url, stream, 16, 0.5, 200))  # warm-up
+                    spy = None
+                    if args.profile and name == "gateway" and stream:
+                        OUT.parent.mkdir(exist_ok=True)
+                        spy = subprocess.Popen(
+                            [
+                                "py-spy",
+                                "record",
+                                "-p",
+                                str(proc.pid),
+                                "-o",
+                                str(OUT.parent / "gateway-profile.svg"),
+                                "-d",
+                                str(int(args.seconds)),
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
+                    tally, server_cpu, gen_cpu, wall = measure(
+                        proc, lambda u=url, s=stream, c=conc: closed_loop(u, s, c, args.seconds, cap)
+                    )
+                    if spy is not None:
+                        spy.wait(30)
+                    rows.append(cost_row(name, stream, tally, server_cpu, gen_cpu, wall))
+                    print(json.dumps(rows[-1]), flush=True)
+        result["cost"] = rows
+        by = {(r["server"], r["stream"]): r for r in rows}
+        ratio = {}
+        for stream, key in ((True, "stream"), (False, "nonstream")):
+            g, b = by[("gateway", stream)], by[("bare_relay", stream)]
+            if g["cpu_ms_per_req"] and b["cpu_ms_per_req"]:
+                ratio[key] = round(float(g["cpu_ms_per_req"]) / float(b["cpu_ms_per_req"]), 2)  # type: ignore[arg-type]
+        result["cpu_ratio_to_bare_relay"] = ratio
+
+        direct, through = Tally(), Tally()
+        gw_cpu = 0.0
+        gen_util: list[float] = []
+        foreign_start = len(FOREIGN)
+        for _ in range(args.rounds):
+            for name, url, acc in (("direct", mock.url, direct), ("gateway", gw.url, through)):
+                tally, server_cpu, gen_cpu, wall = measure(gw_proc, lambda u=url: open_loop(u, args.rate, args.seconds))
+                acc.ok += tally.ok
+                acc.errors += tally.errors
+                acc.ttft_ms += tally.ttft_ms
+                acc.lag_ms += tally.lag_ms
+                gen_util.append(gen_cpu / wall)
+                if name == "gateway":
+                    gw_cpu += server_cpu
+        ttft = {}
+        for name, t in (("direct", direct), ("gateway", through)):
+            ttft[name] = {
+                "ok": t.ok,
+                "errors": t.errors,
+                "p50_ms": _pct(t.ttft_ms, 0.5),
+                "p99_ms": _pct(t.ttft_ms, 0.99),
+                "generator_lag_p99_ms": _pct(t.lag_ms, 0.99),
+            }
+        added = {
+            "p50_ms": round(float(ttft["gateway"]["p50_ms"]) - float(ttft["direct"]["p50_ms"]), 3),
+            "p99_ms": round(float(ttft["gateway"]["p99_ms"]) - float(ttft["direct"]["p99_ms"]), 3),
+        }
+        result["ttft_at_rate"] = {
+            "rate": args.rate,
+            **ttft,
+            "added_by_gateway": added,
+            "gateway_cpu_ms_per_req": round(gw_cpu * 1000 / max(1, through.ok), 3),
+            "gateway_req_per_cpu_s": round(through.ok / gw_cpu, 1) if gw_cpu else None,
+            "generator_cpu_util_max": round(max(gen_util), 3),
+        }
+        foreign = max(FOREIGN[foreign_start:], default=0.0)
+        result["ttft_at_rate"]["cpu1_used_by_others_max"] = round(foreign, 2)  # type: ignore[index]
+        notes = []
+        if foreign > 0.1:
+            notes.append(
+                f"CPU 1 was up to {foreign:.0%} busy with other processes during the TTFT rounds: "
+                "the added TTFT includes waiting for that core, not only gateway work"
+            )
+        for r in rows:
+            if float(r["server_cpu_util"]) < 0.85 and float(r["generator_cpu_util"]) > 0.5:  # type: ignore[arg-type]
+                notes.append(
+                    f"{r['server']} {'stream' if r['stream'] else 'json'}: server at "
+                    f"{r['server_cpu_util']} of its core; the generator/mock core (CPU 0) was the limit"
+                )
+        for name in ("direct", "gateway"):
+            if float(ttft[name]["generator_lag_p99_ms"]) > 2.0:
+                notes.append(
+                    f"open loop {name}: generator lag p99 {ttft[name]['generator_lag_p99_ms']} ms; "
+                    "the generator, not the gateway, limited timing accuracy"
+                )
+        result["notes"] = notes
+        g_s, g_j = by[("gateway", True)], by[("gateway", False)]
+        result["verdict"] = {
+            "stream_req_per_cpu_s": g_s["req_per_cpu_s"],
+            "nonstream_req_per_cpu_s": g_j["req_per_cpu_s"],
+            "added_p50_ttft_ms": added["p50_ms"],
+            "added_p99_ttft_ms": added["p99_ms"],
+            "bars": BARS,
+            "pass": bool(
+                float(g_s["req_per_cpu_s"] or 0) >= BARS["stream_req_per_cpu_s"]  # type: ignore[arg-type]
+                and float(g_j["req_per_cpu_s"] or 0) >= BARS["nonstream_req_per_cpu_s"]  # type: ignore[arg-type]
+                and added["p50_ms"] <= BARS["added_p50_ttft_ms"]
+                and added["p99_ms"] <= BARS["added_p99_ttft_ms"]
+            ),
+        }
+    finally:
+        gw.stop()
+        mock.stop()
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
