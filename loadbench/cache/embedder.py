@@ -52,7 +52,7 @@ class Embedder(Protocol):
 
 
 class HashingEmbedder:
-    def __init__(self, dim: int = 128, *, inline_max_chars: int = 2000, stop_weight: float = _STOP_WEIGHT,
+    def __init__(self, dim: int = 128, *, inline_max_chars: int = 512, stop_weight: float = _STOP_WEIGHT,
                  ngram_weight: float = _NGRAM_WEIGHT) -> None:
         self._dim = dim
         self._inline_max_chars = inline_max_chars
