@@ -67,6 +67,9 @@ def test_scope_uses_key_identity_and_namespace_header_only_when_allowed() -> Non
     assert a == b and a.tenant == "ns:team" and a.namespace == "prod"
     assert scope_for(on, api_key="sk-a", virtual_model="vm", headers={}).tenant == tenant_from_api_key("sk-a")
     assert tenant_from_api_key(None) == "anonymous"
+    d1 = scope_for(off, key_digest=b"\x01" * 16, virtual_model="vm")
+    d2 = scope_for(off, key_digest=b"\x02" * 16, virtual_model="vm")
+    assert d1 != d2 and d1.tenant == "key:" + "01" * 16
 
 
 def test_response_headers() -> None:

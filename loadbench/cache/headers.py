@@ -48,12 +48,13 @@ def tenant_from_api_key(api_key: str | None) -> str:
     return "key:" + hashlib.blake2b(api_key.encode(), digest_size=12).hexdigest()
 
 
-def scope_for(config: CacheConfig, *, api_key: str | None, virtual_model: str,
-              headers: Mapping[str, str] | None = None) -> CacheScope:
-    """The scope of a request. With ``allow_namespace_header`` and the header present, callers
-    presenting the same namespace share one tenant ("ns:" so it can never equal a key's id);
-    otherwise the tenant is the API key's identity."""
-    tenant = tenant_from_api_key(api_key)
+def scope_for(config: CacheConfig, *, virtual_model: str, api_key: str | None = None,
+              key_digest: bytes | None = None, headers: Mapping[str, str] | None = None) -> CacheScope:
+    """The scope of a request. The tenant is the caller's identity: ``key_digest`` (a digest the
+    gateway already computed, e.g. ``RequestContext.client_key_digest``) or else ``api_key``.
+    With ``allow_namespace_header`` and the header present, callers presenting the same namespace
+    share one tenant ("ns:" so it can never equal a key's id)."""
+    tenant = "key:" + key_digest.hex() if key_digest else tenant_from_api_key(api_key)
     if config.allow_namespace_header and headers is not None:
         shared = _get(headers, NAMESPACE_HEADER)
         if shared:
