@@ -37,9 +37,7 @@ WHOLE = orjson.dumps(
 class Upstream:
     """A scripted upstream: ``behave`` decides each answer; every request body is recorded."""
 
-    def __init__(
-        self, behave: Callable[[Upstream, web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
-    ):
+    def __init__(self, behave: Callable[[Upstream, web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]):
         self.behave = behave
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -97,9 +95,7 @@ async def upstream(up: Upstream) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def gateway(config: dict[str, Any]) -> AsyncIterator[tuple[str, Gateway]]:
-    spec = compile_model(
-        parse_model(config, "test.yaml"), "test.yaml", env={"UP_KEY": "sk-up", "GW_KEYS": "k1,k2"}
-    )
+    spec = compile_model(parse_model(config, "test.yaml"), "test.yaml", env={"UP_KEY": "sk-up", "GW_KEYS": "k1,k2"})
     gw = Gateway(spec, seed=1)
     async with serve(create_app(gw)) as url:
         yield url, gw
@@ -110,6 +106,27 @@ def one_target(url: str, **vm: Any) -> dict[str, Any]:
         "targets": [{"name": "t", "url": url, "model": "up-model"}],
         "virtual_models": [{"name": "vm", "targets": [{"target": "t"}], **vm}],
     }
+
+
+def two_targets(
+    first: tuple[str, str], second: tuple[str, str], route_targets: list[dict[str, Any]], **vm: Any
+) -> dict[str, Any]:
+    """A config with two targets (name, url) serving upstream model "m" behind virtual model "vm"."""
+    return {
+        "targets": [{"name": name, "url": url, "model": "m"} for name, url in (first, second)],
+        "virtual_models": [{"name": "vm", "targets": route_targets, **vm}],
+    }
+
+
+@contextlib.asynccontextmanager
+async def single(up: Upstream, **extra: Any) -> AsyncIterator[tuple[str, Gateway, aiohttp.ClientSession]]:
+    """One scripted upstream behind a one-target gateway, and a client session."""
+    async with (
+        upstream(up) as up_url,
+        gateway({**one_target(up_url), **extra}) as (url, gw),
+        aiohttp.ClientSession() as s,
+    ):
+        yield url, gw, s
 
 
 async def post(
@@ -145,9 +162,7 @@ def test_request_errors_are_openai_shaped() -> None:
             assert status == 404 and orjson.loads(body)["error"]["code"] == "model_not_found"
             status, _, body = await post(s, url, {"messages": []})
             assert status == 400 and orjson.loads(body)["error"]["param"] == "model"
-            status, _, body = await post(
-                s, url, {**CHAT, "messages": [{"role": "user", "content": "x" * 5000}]}
-            )
+            status, _, body = await post(s, url, {**CHAT, "messages": [{"role": "user", "content": "x" * 5000}]})
             assert status == 413 and "error" in orjson.loads(body)
             status, _, _ = await post(s, url, CHAT, headers={"X-Loadbench-Metadata": "[1]"})
             assert status == 400
@@ -179,34 +194,17 @@ def test_override_params_and_metadata_routing() -> None:
     async def main() -> None:
         a, b = Upstream(ok), Upstream(ok)
         async with upstream(a) as a_url, upstream(b) as b_url:
-            cfg = {
-                "targets": [
-                    {"name": "a", "url": a_url, "model": "ma"},
-                    {"name": "b", "url": b_url, "model": "mb"},
-                ],
-                "virtual_models": [
-                    {
-                        "name": "vm",
-                        "targets": [
-                            {
-                                "target": "a",
-                                "weight": 1,
-                                "metadata_match": {"task": "sum"},
-                                "override_params": {"temperature": 0},
-                            },
-                            {"target": "b", "weight": 0},
-                        ],
-                    }
-                ],
-            }
+            route_targets = [
+                {"target": "a", "weight": 1, "metadata_match": {"task": "sum"}, "override_params": {"temperature": 0}},
+                {"target": "b", "weight": 0},
+            ]
+            cfg = two_targets(("a", a_url), ("b", b_url), route_targets)
             async with gateway(cfg) as (url, _), aiohttp.ClientSession() as s:
                 meta = {"X-Loadbench-Metadata": '{"task": "sum"}'}
                 status, headers, _ = await post(s, url, {**CHAT, "temperature": 0.9}, headers=meta)
                 assert status == 200 and headers["x-loadbench-target"] == "a"
-                assert a.bodies[-1]["temperature"] == 0 and a.bodies[-1]["model"] == "ma"
-                status, headers, _ = await post(
-                    s, url, CHAT, headers={"X-Loadbench-Metadata": '{"task": "x"}'}
-                )
+                assert a.bodies[-1]["temperature"] == 0 and a.bodies[-1]["model"] == "m"
+                status, headers, _ = await post(s, url, CHAT, headers={"X-Loadbench-Metadata": '{"task": "x"}'})
                 assert status == 200 and headers["x-loadbench-target"] == "b"
 
     run(main())
@@ -216,25 +214,14 @@ def test_retry_then_fallback_and_pass_through_of_non_fallback_errors() -> None:
     async def main() -> None:
         bad, good = Upstream(failing(503)), Upstream(ok)
         async with upstream(bad) as bad_url, upstream(good) as good_url:
-            cfg = {
-                "targets": [
-                    {
-                        "name": "bad",
-                        "url": bad_url,
-                        "model": "m",
-                        "failure_tolerance": {"allowed_failures_per_minute": 100},
-                    },
-                    {"name": "good", "url": good_url, "model": "m"},
-                ],
-                "virtual_models": [
-                    {
-                        "name": "vm",
-                        "routing": "priority",
-                        "targets": [{"target": "bad", "priority": 0}, {"target": "good", "priority": 1}],
-                        "retry": {"attempts": 2, "delay_ms": 1},
-                    }
-                ],
-            }
+            cfg = two_targets(
+                ("bad", bad_url),
+                ("good", good_url),
+                [{"target": "bad", "priority": 0}, {"target": "good", "priority": 1}],
+                routing="priority",
+                retry={"attempts": 2, "delay_ms": 1},
+            )
+            cfg["targets"][0]["failure_tolerance"] = {"allowed_failures_per_minute": 100}
             async with gateway(cfg) as (url, gw), aiohttp.ClientSession() as s:
                 for stream in (False, True):
                     status, headers, body = await post(s, url, {**CHAT, "stream": stream})
@@ -247,19 +234,12 @@ def test_retry_then_fallback_and_pass_through_of_non_fallback_errors() -> None:
         bad400 = Upstream(failing(400))
         good2 = Upstream(ok)
         async with upstream(bad400) as bad_url, upstream(good2) as good_url:
-            cfg = {
-                "targets": [
-                    {"name": "bad", "url": bad_url, "model": "m"},
-                    {"name": "good", "url": good_url, "model": "m"},
-                ],
-                "virtual_models": [
-                    {
-                        "name": "vm",
-                        "routing": "priority",
-                        "targets": [{"target": "bad"}, {"target": "good", "priority": 1}],
-                    }
-                ],
-            }
+            cfg = two_targets(
+                ("bad", bad_url),
+                ("good", good_url),
+                [{"target": "bad"}, {"target": "good", "priority": 1}],
+                routing="priority",
+            )
             async with gateway(cfg) as (url, _), aiohttp.ClientSession() as s:
                 status, headers, body = await post(s, url, CHAT)
                 assert status == 400 and b"no (400)" in body  # the upstream's own error, not retried
@@ -282,11 +262,7 @@ def test_stream_relays_split_events_byte_for_byte() -> None:
 
     async def main() -> None:
         up = Upstream(split)
-        async with (
-            upstream(up) as up_url,
-            gateway(one_target(up_url)) as (url, gw),
-            aiohttp.ClientSession() as s,
-        ):
+        async with single(up) as (url, gw, s):
             status, headers, body = await post(s, url, {**CHAT, "stream": True})
             assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
             assert body == stream
@@ -310,11 +286,7 @@ def test_mid_stream_break_ends_with_an_error_event() -> None:
 
     async def main() -> None:
         up = Upstream(breaking)
-        async with (
-            upstream(up) as up_url,
-            gateway(one_target(up_url)) as (url, gw),
-            aiohttp.ClientSession() as s,
-        ):
+        async with single(up) as (url, gw, s):
             status, _, body = await post(s, url, {**CHAT, "stream": True})
             assert status == 200
             events = [e for e in body.split(b"\n\n") if e]
@@ -356,11 +328,7 @@ def test_client_disconnect_cancels_the_upstream_request() -> None:
 def test_models_health_and_metrics_endpoints() -> None:
     async def main() -> None:
         up = Upstream(ok)
-        async with (
-            upstream(up) as up_url,
-            gateway(one_target(up_url)) as (url, _),
-            aiohttp.ClientSession() as s,
-        ):
+        async with single(up) as (url, _, s):
             await post(s, url, {**CHAT, "stream": True})
             async with s.get(url + "/v1/models") as r:
                 assert [m["id"] for m in (await r.json())["data"]] == ["vm"]
