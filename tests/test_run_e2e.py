@@ -32,13 +32,13 @@ def test_accuracy_against_the_ruler(mock_factory, tmp_path: Path) -> None:
     """Mock TTFT 50 ms, ITL 10 ms, 64 tokens: loadbench must read back what the mock did."""
     mock = mock_factory("--ttft-ms", "50", "--itl-ms", "10")
     out = tmp_path / "results"
-    r = run_loadbench("run", "--target", mock.base_url, "--users", "40", "--ramp-up", "2",
+    r = run_loadbench("run", "--target", mock.base_url, "--users", "20", "--ramp-up", "1",
                       "--duration", "12", "--out", str(out), "--name", "accuracy")
     assert r.returncode == 0, r.stdout + r.stderr
     run = _only_run(out)
     summary = orjson.loads((run / "summary.json").read_bytes())
     m = summary["metrics"]
-    assert summary["requests"]["failed"] == 0 and summary["requests"]["ok"] > 200
+    assert summary["requests"]["failed"] == 0 and summary["requests"]["ok"] > 150
     assert abs(m["ttft_ms"]["p50"] - 50) <= 3.0, m["ttft_ms"]
     assert abs(m["ttft_ms"]["p99"] - 50) <= 15.0, m["ttft_ms"]
     assert abs(m["itl_ms"]["p50"] - 10) <= 1.0, m["itl_ms"]

@@ -19,6 +19,9 @@ from loadbench.metrics import histogram as hg
 from loadbench.metrics.sample import Sample
 
 METRICS = ("ttft", "itl", "tpot", "e2e", "queue", "service_ttft")
+# The generator's own health goes into the same hlog (these are not latencies of the target).
+LOOP_LAG_TAG = "generator.loop_lag"
+SCHEDULE_LAG_TAG = "generator.schedule_lag"
 COUNTERS = ("requests", "ok", "failed", "dropped", "excluded", "output_tokens", "prompt_tokens")
 
 

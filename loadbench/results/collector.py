@@ -20,11 +20,12 @@ import orjson
 from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics import histogram as hg
-from loadbench.metrics.recorder import IntervalPart
+from loadbench.metrics.recorder import LOOP_LAG_TAG, SCHEDULE_LAG_TAG, IntervalPart
 from loadbench.results import run_dir as rd
 from loadbench.results.hlog import HlogWriter
 
-GRACE_S = 2.5  # a report in flight arrives within ~1 s (the report period) plus slack
+GRACE_S = 2.5
+  # a report in flight arrives within ~1 s (the report period) plus slack
 
 
 @dataclass(slots=True)
@@ -128,6 +129,9 @@ class Collector:
                 h = b.part.hists[tag]
                 if h.get_total_count():
                     self._hlog.write(tag, start_s, self.interval_s, h)
+            for tag, gh in ((LOOP_LAG_TAG, b.lag), (SCHEDULE_LAG_TAG, b.schedule_lag)):
+                if gh is not None and gh.get_total_count():
+                    self._hlog.write(tag, start_s, self.interval_s, gh)
             line = {
                 "t_start_s": round(start_s, 3), "t_end_s": round(start_s + self.interval_s, 3),
                 **self._context(idx),

@@ -12,15 +12,18 @@ import gevent
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner
 
-from loadbench.config import Profile
+from loadbench.config import Profile, profile_from_dict
 from loadbench.plan import RunPlan
 from loadbench.results import run_dir as rd
 from loadbench.results.collector import Collector
 from loadbench.workers.shape import PlanShape
 from loadbench.workers.user import LLMUser
+from loadbench.workload.shapes import LoadShape
 
 PROGRESS_EVERY_S = 5.0
 FINAL_WAIT_S = 15.0
+DRAIN_MAX_S = 60.0
+OPEN_LOOP_LEAD_S = 1.0
 UNREACHABLE_AFTER = 20  # finished requests, all connection errors, none ok
 
 
@@ -33,19 +36,22 @@ class Master:
                  expect_workers: int, wait_workers_s: float) -> None:
         self.plan = plan
         self.run_dir = run_dir
-        self.profile = Profile.model_validate(plan.profile)
+        self.profile = profile_from_dict(plan.profile)
+        self.shape = LoadShape.from_profile(self.profile)
         self.expect = expect_workers
         self.wait_workers_s = wait_workers_s
         self.env = Environment(user_classes=[LLMUser])
         self.runner: MasterRunner = self.env.create_master_runner(bind_host, bind_port)
         self.collector: Collector | None = None
         self.finals: set[str] = set()
+        self.drained: set[str] = set()
         self.stop_reason: str | None = None
         self.interrupted = False
         self.lost: list[str] = []
         self.users_at: dict[int, int] = {}
         self.env.events.worker_report.add_listener(self._on_report)
         self.runner.register_message("lb_final", self._on_final)
+        self.runner.register_message("lb_drained", self._on_drained)
 
     # --- worker messages -------------------------------------------------------------------
     def _on_report(self, client_id: str, data: dict[str, Any]) -> None:
@@ -57,6 +63,9 @@ class Master:
             self.collector.add(msg.data)
         self.finals.add(str(msg.node_id))
 
+    def _on_drained(self, msg: Any, **_: Any) -> None:
+        self.drained.add(str(msg.node_id))
+
     # --- the run ---------------------------------------------------------------------------
     def request_stop(self, reason: str, interrupted: bool = False) -> None:
         if self.stop_reason is None:
@@ -66,7 +75,7 @@ class Master:
     def _context(self, idx: int) -> dict[str, Any]:
         t = (idx + 0.5) * self.plan.interval_s
         return {"users": self.users_at.get(idx), "target_rps": _rate_at(self.profile, t),
-                "stage": _stage_label(self.profile, t), "phase": _phase_at(self.profile, t)}
+                "stage": self.shape.label_at(t), "phase": self.shape.phase_at(t)}
 
     def run(self) -> int:
         deadline = time.monotonic() + self.wait_workers_s
@@ -76,28 +85,34 @@ class Master:
                 self.runner.quit()
                 return 4
             gevent.sleep(0.05)
-        self.plan.start_unix_ns = time.time_ns()
+        # Open loop: the first arrival may only come once the request slots (users) exist.
+        lead_ns = int(OPEN_LOOP_LEAD_S * 1e9) if self.profile.mode == "open" else 0
+        self.plan.start_unix_ns = time.time_ns() + lead_ns
         self.collector = Collector(self.run_dir, self.plan.start_unix_ns, self.plan.interval_s, self._context)
         self._update_manifest(load_start_unix_s=self.plan.start_unix_ns / 1e9,
+                              planned_duration_s=self.profile.total_duration_s,
                               workers={"expected": self.expect, "seen": [], "lost": []})
         self.runner.send_message("lb_spec", self.plan.to_dict())
-        self.env.shape_class = PlanShape(self.profile, self.plan.workers)
+        # open loop: users (request slots) are spawned during the lead, before the first arrival
+        self.env.shape_class = PlanShape(self.shape, lead_s=0.0)
         self.env.shape_class.runner = self.runner
         self.runner.start_shape()
         bg = [gevent.spawn(self._flusher), gevent.spawn(self._progress), gevent.spawn(self._watch_workers)]
         total_s = self.profile.total_duration_s
-        t0 = time.monotonic()
+        t0 = time.monotonic() + lead_ns / 1e9
         max_requests = self.profile.max_requests
         while self.stop_reason is None:
             gevent.sleep(0.1)
             if time.monotonic() - t0 >= total_s:
                 self.request_stop("duration reached")
             elif self.runner.state in (STATE_STOPPED, STATE_STOPPING):
-                self.request_stop("load plan finished")
+                self.request_stop("the Locust runner stopped")
             elif max_requests is not None and self._finished() >= max_requests:
                 self.request_stop("max_requests reached")
             elif self._unreachable():
                 self.request_stop("target unreachable: every request failed to connect")
+        if not self.interrupted and self.stop_reason != "every worker was lost":
+            self._drain()
         _say(f"loadbench: stopping ({self.stop_reason})")
         self._stop_workers()
         for g in bg:
@@ -122,6 +137,20 @@ class Master:
         outcomes = self.collector.outcomes
         return (t.ok == 0 and t.failed >= UNREACHABLE_AFTER
                 and outcomes.get("connection_error", 0) == t.failed)
+
+    def _drain(self) -> None:
+        """Send nothing new and let in-flight requests finish, so the slowest requests of the run are
+        measured rather than cut (cutting them would bias every percentile low). Bounded."""
+        limit_s = min(self.profile.timeout_s, DRAIN_MAX_S)
+        self.runner.send_message("lb_drain", None)
+        deadline = time.monotonic() + limit_s
+        connected = {c.id for c in self.runner.clients.all if c.state != "missing"}
+        while time.monotonic() < deadline and not self.interrupted:
+            if connected <= self.drained:
+                return
+            gevent.sleep(0.02)
+        if not self.interrupted:
+            _say(f"loadbench: requests still in flight after {limit_s:g} s of draining were cut")
 
     def _stop_workers(self) -> None:
         connected = {c.id for c in self.runner.clients.all}
@@ -187,24 +216,6 @@ def _rate_at(profile: Profile, t_s: float) -> float | None:
             frac = (t_s - seg.start_s) / seg.duration_s if seg.duration_s else 0.0
             return round(seg.rps_start + (seg.rps_end - seg.rps_start) * frac, 3)
     return None
-
-
-def _stage_label(profile: Profile, t_s: float) -> str | None:
-    for st in profile.closed_stages():
-        if st.start_s <= t_s < st.end_s:
-            return st.label
-    for seg in profile.rate_segments():
-        if seg.start_s <= t_s < seg.end_s:
-            return seg.label
-    return None
-
-
-def _phase_at(profile: Profile, t_s: float) -> str:
-    if t_s < profile.warmup_s:
-        return "warmup"
-    if profile.cooldown_s and t_s >= profile.total_duration_s - profile.cooldown_s:
-        return "cooldown"
-    return "measure"
 
 
 def main(plan_path: Path, run_dir: Path, bind_host: str, bind_port: int, expect_workers: int,

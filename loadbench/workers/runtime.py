@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from loadbench.config import Profile, Scenario
+from loadbench.config import profile_from_dict, scenario_from_dict
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.recorder import IntervalRecorder
 from loadbench.metrics.sample import Sample
@@ -31,6 +31,7 @@ class GeneratorStats:
 
     cpu_max: dict[int, float] = field(default_factory=dict)
     lag: dict[int, Any] = field(default_factory=dict)  # idx -> HdrHistogram of loop lag (us)
+    schedule_lag: dict[int, Any] = field(default_factory=dict)  # idx -> HdrHistogram (us), open loop
     pool_waits: int = 0
 
 
@@ -39,8 +40,8 @@ class WorkerRuntime:
         self.plan = plan
         self.worker_index = worker_index
         self.worker_id = worker_id
-        self.profile = Profile.model_validate(plan.profile)
-        self.scenario = Scenario.model_validate(plan.scenario)
+        self.profile = profile_from_dict(plan.profile)
+        self.scenario = scenario_from_dict(plan.scenario)
         self.factory = RequestFactory(
             self.scenario, model=plan.target.model, stream=self.profile.stream,
             include_usage=plan.target.include_usage, seed=plan.seed,
@@ -58,6 +59,11 @@ class WorkerRuntime:
         self.base_path = parsed.path
         self.open_loop = self.profile.mode == "open"
         self.slots: Any = None  # open loop: a gevent queue of intended perf_counter_ns, fed by the scheduler
+        self.idle = 0  # open loop: users waiting for a slot
+        self.in_flight = 0
+        self.draining = False  # set at the end of the plan: send nothing new, let in-flight requests finish
+        self.on_drained: Any = None  # callback once draining and nothing is in flight
+        self.schedule_done = False
         key = os.environ.get(plan.target.api_key_env) if plan.target.api_key_env else None
         self.headers: dict[str, str] = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if key:
@@ -74,16 +80,31 @@ class WorkerRuntime:
         self._proc.cpu_percent(None)
 
     def quota_left(self) -> bool:
-        return self.quota is None or self.issued < self.quota
+        return not self.draining and (self.quota is None or self.issued < self.quota)
+
+    def start_drain(self) -> None:
+        self.draining = True
+        if self.slots is not None:
+            self.slots.put(None)  # wake any user waiting for an arrival slot
+        if self.in_flight == 0 and self.on_drained is not None:
+            self.on_drained()
 
     def take_slot(self) -> int | None:
         """Open loop: wait for the next arrival slot (its intended perf_counter_ns), None when done."""
-        if self.slots is None:
+        if self.slots is None or self.schedule_done:
             return None
-        return self.slots.get()
+        self.idle += 1
+        try:
+            slot: int | None = self.slots.get()
+        finally:
+            self.idle -= 1
+        if slot is None:
+            self.schedule_done = True
+        return slot
 
     def next_request(self) -> RequestSpec:
         self.issued += 1
+        self.in_flight += 1
         return self.factory.next()
 
     def phase_of(self, intended_unix_ns: int) -> str:
@@ -92,6 +113,9 @@ class WorkerRuntime:
         if self.cooldown_start_ns is not None and intended_unix_ns >= self.cooldown_start_ns:
             return "cooldown"
         return "measure"
+
+    def abandon(self) -> None:
+        self.in_flight -= 1
 
     def finish(self, spec: RequestSpec, m: Measured, intended_ns: int) -> Sample:
         """Turn a measured request into a Sample, record it and queue it for the master."""
@@ -125,7 +149,27 @@ class WorkerRuntime:
         )
         self.recorder.record(sample, m.end_ns + self.unix_offset_ns, gaps)
         self.outbox.append(sample.to_json())
+        self.in_flight -= 1
+        if self.draining and self.in_flight == 0 and self.on_drained is not None:
+            self.on_drained()
         return sample
+
+    def record_dropped(self, intended_ns: int) -> None:
+        """An arrival that could not be sent: max_in_flight was reached (counted, never timed)."""
+        self.seq += 1
+        intended_unix = intended_ns + self.unix_offset_ns
+        sample = Sample(seq=self.seq, worker=self.worker_id, type="default", target=self.plan.target.name,
+                        phase=self.phase_of(intended_unix), intended_unix_ns=intended_unix,
+                        outcome="dropped", status=0, error="max_in_flight reached")
+        self.recorder.record(sample, intended_unix, [])
+        self.outbox.append(sample.to_json())
+
+    def record_schedule_lag(self, lag_us: int) -> None:
+        idx = self.recorder.index_of(time.time_ns())
+        h = self.gen.schedule_lag.get(idx)
+        if h is None:
+            h = self.gen.schedule_lag[idx] = hg.new_histogram()
+        hg.record(h, lag_us)
 
     def sample_cpu(self) -> None:
         idx = self.recorder.index_of(time.time_ns())
@@ -144,11 +188,13 @@ class WorkerRuntime:
         samples, self.outbox = self.outbox, []
         parts = self.recorder.drain()
         gen: dict[str, dict[str, Any]] = {str(i): {"cpu_max": c} for i, c in self.gen.cpu_max.items()}
-        for i, h in self.gen.lag.items():
-            gen.setdefault(str(i), {})["lag"] = hg.encode(h)
-        self.gen.cpu_max, self.gen.lag = {}, {}
+        for name in ("lag", "schedule_lag"):
+            for i, h in getattr(self.gen, name).items():
+                gen.setdefault(str(i), {})[name] = hg.encode(h)
+        self.gen.cpu_max, self.gen.lag, self.gen.schedule_lag = {}, {}, {}
         cpu = self._proc.cpu_times()
         return {"worker": self.worker_id, "samples": samples, "cpu_s": round(cpu.user + cpu.system, 4),
+                "in_flight": self.in_flight,
                 "parts": {str(k): v for k, v in parts.items()}, "gen": gen}
 
 

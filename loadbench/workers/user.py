@@ -30,14 +30,19 @@ class LLMUser(FastHttpUser):
             gevent.sleep(0.2)
             return
         slot = rt.take_slot() if rt.open_loop else None
-        if rt.open_loop and slot is None:
+        if rt.open_loop and (slot is None or rt.draining):
+            gevent.sleep(0.5)  # the schedule is over; the master ends the run
             return
         spec = rt.next_request()
         headers = rt.headers
         if spec.metadata:
             headers = {**headers, "X-Loadbench-Metadata": orjson.dumps(spec.metadata).decode()}
-        m = measure(self.client, rt.base_path + spec.path, spec.body, headers,
-                    stream=rt.profile.stream, timeout_s=rt.timeout_s)
+        try:
+            m = measure(self.client, rt.base_path + spec.path, spec.body, headers,
+                        stream=rt.profile.stream, timeout_s=rt.timeout_s)
+        except BaseException:
+            rt.abandon()  # killed mid-request (run stopped): nothing to record, but not in flight
+            raise
         # Closed loop: the intended start is the send time (queue = 0 by definition).
         rt.finish(spec, m, slot if slot is not None else m.sent_ns)
         if m.outcome == "connection_error":

@@ -39,6 +39,7 @@ def main(master_host: str, master_port: int) -> int:
         plan = RunPlan.from_dict(msg.data)
         rt = WorkerRuntime(plan, runner.worker_index, f"w{runner.worker_index}")
         LLMUser.host = rt.host_root
+        rt.on_drained = lambda: runner.send_message("lb_drained", {"worker": rt.worker_id})
         state.RUNTIME = rt
         if rt.open_loop:
             from loadbench.workers.openloop import start_scheduler
@@ -53,7 +54,12 @@ def main(master_host: str, master_port: int) -> int:
         if state.RUNTIME is not None:
             runner.send_message("lb_final", state.RUNTIME.drain())
 
+    def on_drain(msg: Any, **_: Any) -> None:
+        if state.RUNTIME is not None:
+            state.RUNTIME.start_drain()
+
     runner.register_message("lb_spec", on_spec)
+    runner.register_message("lb_drain", on_drain)
     env.events.report_to_master.add_listener(on_report)
     env.events.test_stop.add_listener(on_test_stop)
 

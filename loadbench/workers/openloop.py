@@ -1,0 +1,49 @@
+"""Open-loop arrivals inside a worker: requests start on a precomputed schedule, whatever the
+earlier requests are doing.
+
+The schedule (loadbench.workload.arrivals) is a list of absolute offsets from the shared run start;
+this worker takes its interleaved share. A scheduler greenlet sleeps until each deadline and hands
+the *intended* start to an idle user. When every user of this worker is busy (``max_in_flight``
+reached), the arrival is recorded as ``dropped`` — or, with ``late: send``, queued and sent as soon
+as a user frees up, its queue delay measured from the intended start (coordinated omission stays
+visible and corrected). How late the scheduler itself woke is recorded as schedule lag.
+"""
+
+from __future__ import annotations
+
+import time
+
+import gevent
+from gevent.queue import Queue
+
+from loadbench.workers.runtime import WorkerRuntime
+from loadbench.workload.arrivals import profile_arrivals_ns
+
+
+def start_scheduler(rt: WorkerRuntime) -> gevent.Greenlet:
+    rt.slots = Queue()
+    return gevent.spawn(_schedule, rt)
+
+
+def _schedule(rt: WorkerRuntime) -> None:
+    slots = rt.slots
+    assert slots is not None
+    start_perf_ns = rt.plan.start_unix_ns - rt.unix_offset_ns
+    send_late = rt.profile.late == "send"
+    offsets = profile_arrivals_ns(rt.profile, worker_index=rt.worker_index, worker_count=max(rt.plan.workers, 1))
+    for offset_ns in offsets:
+        if rt.draining:
+            break
+        intended = start_perf_ns + offset_ns
+        delay_ns = intended - time.perf_counter_ns()
+        if delay_ns > 0:
+            gevent.sleep(delay_ns / 1e9)
+        if rt.draining:
+            break
+        rt.record_schedule_lag(max(0, (time.perf_counter_ns() - intended) // 1000))
+        if slots.qsize() < rt.idle or send_late:
+            slots.put(intended)
+        else:
+            rt.record_dropped(intended)
+    for _ in range(max(rt.idle, 1) * 4):
+        slots.put(None)  # schedule exhausted: release waiting users
