@@ -67,9 +67,12 @@ def resolve_model(base_url: str, api_key: str | None = None, timeout_s: float = 
 
 
 def load_inputs(req: RunRequest) -> tuple[Profile, Scenario]:
+    from loadbench.report.gates import parse_exprs
+
     profile = load_profile(req.profile_path)
     profile = profile.apply_overrides(**{k: v for k, v in req.overrides.items() if v is not None})
     scenario = load_scenario(req.scenario_path)
+    parse_exprs(profile.thresholds)  # a threshold that does not parse fails before any load
     if req.target is not None and not req.target.startswith(("http://", "https://")):
         raise InputError(f"--target: {req.target!r} is not an http(s) URL (example: http://127.0.0.1:8001/v1)")
     return profile, scenario
@@ -132,7 +135,10 @@ def _run(req: RunRequest, profile: Profile, scenario: Scenario, base_url: str, m
     for w in summary["warnings"]:
         _say(req, f"warning: {w}")
     _say(req, f"results: {run_dir}")
+    _build_report(req, run_dir)
     exit_code = ExitCode.OK
+    gates_failed = _check_thresholds(req, profile, summary)
+    invalid = _check_validity(req, summary)
     if interrupted:
         exit_code = ExitCode.INTERRUPTED
     elif code not in (0,):
@@ -140,6 +146,45 @@ def _run(req: RunRequest, profile: Profile, scenario: Scenario, base_url: str, m
     elif req_counts["total"] and req_counts["ok"] == 0:
         exit_code = ExitCode.TARGET_FAILED
         _say(req, "error: no request succeeded against the target (see samples.jsonl for each error)")
-    elif req.strict and summary["generator"]["saturated"]:
+    elif req.strict and invalid:
         exit_code = ExitCode.INVALID_RUN
+    elif gates_failed:
+        exit_code = ExitCode.GATE_FAILED
     return RunResult(run_dir=run_dir, summary=summary, exit_code=exit_code)
+
+
+def _build_report(req: RunRequest, run_dir: Path) -> None:
+    """Plots and reports are derived data: a failure here never loses the run (rebuild with
+    ``loadbench report``)."""
+    from loadbench.report import build_report
+
+    try:
+        files = build_report(run_dir)
+    except Exception as exc:  # the measurements are already safe on disk
+        _say(req, f"warning: the report could not be built ({type(exc).__name__}: {exc}); "
+                  f"retry with: loadbench report {run_dir}")
+        return
+    html = [f for f in files if f.suffix == ".html"]
+    if html:
+        _say(req, f"report: {html[0]}")
+
+
+def _check_thresholds(req: RunRequest, profile: Profile, summary: dict[str, Any]) -> bool:
+    """Profile ``thresholds:`` checked against this run alone. True when one failed."""
+    if not profile.thresholds:
+        return False
+    from loadbench.report.gates import evaluate_gates, parse_exprs
+
+    verdict = evaluate_gates(parse_exprs(profile.thresholds), summary, None)
+    for r in verdict.results:
+        _say(req, f"threshold {'PASS' if r.passed else 'FAIL'}: {r.message}")
+    return not verdict.passed
+
+
+def _check_validity(req: RunRequest, summary: dict[str, Any]) -> list[str]:
+    from loadbench.report.validity import check_valid
+
+    reasons = check_valid(summary)
+    for r in reasons:
+        _say(req, f"{'error' if req.strict else 'note'}: the run may not be valid to judge: {r}")
+    return reasons

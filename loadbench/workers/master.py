@@ -75,7 +75,9 @@ class Master:
     def _context(self, idx: int) -> dict[str, Any]:
         t = (idx + 0.5) * self.plan.interval_s
         return {"users": self.users_at.get(idx), "target_rps": _rate_at(self.profile, t),
-                "stage": self.shape.label_at(t), "phase": self.shape.phase_at(t)}
+                "stage": self.shape.label_at(t),
+                # after the plan only requests sent inside it finish: "drain", not cool-down
+                "phase": "drain" if t >= self.shape.total_s else self.shape.phase_at(t)}
 
     def run(self) -> int:
         deadline = time.monotonic() + self.wait_workers_s
