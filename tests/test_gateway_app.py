@@ -341,3 +341,42 @@ def test_models_health_and_metrics_endpoints() -> None:
             assert "loadbench_gateway_tpot_seconds_bucket" in text
 
     run(main())
+
+
+def test_timeouts_fall_back_before_the_first_byte_and_break_after_it() -> None:
+    async def silent(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        await asyncio.sleep(2)  # longer than first_token_s
+        return web.Response(body=WHOLE, content_type="application/json")
+
+    async def stalls(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(ROLE + chunk("a"))
+        await asyncio.sleep(2)  # longer than idle_s, shorter than first_token_s
+        return resp
+
+    async def main() -> None:
+        slow, good = Upstream(silent), Upstream(ok)
+        async with upstream(slow) as slow_url, upstream(good) as good_url:
+            cfg = two_targets(
+                ("slow", slow_url),
+                ("good", good_url),
+                [{"target": "slow"}, {"target": "good", "priority": 1}],
+                routing="priority",
+            )
+            cfg["targets"][0]["timeouts"] = {"first_token_s": 0.3}
+            async with gateway(cfg) as (url, gw), aiohttp.ClientSession() as s:
+                status, headers, body = await post(s, url, {**CHAT, "stream": True})
+                assert status == 200 and headers["x-loadbench-target"] == "good" and body.endswith(DONE)
+                assert gw.metrics.counters["attempts"][("slow", "timeout")] == 1
+        stall = Upstream(stalls)
+        async with upstream(stall) as up_url:
+            cfg = one_target(up_url)
+            cfg["targets"][0]["timeouts"] = {"first_token_s": 5, "idle_s": 0.3}
+            async with gateway(cfg) as (url, gw), aiohttp.ClientSession() as s:
+                status, _, body = await post(s, url, {**CHAT, "stream": True})
+                assert status == 200
+                last = orjson.loads([e for e in body.split(b"\n\n") if e][-1][len(b"data: ") :])
+                assert "timed out after the stream started" in last["error"]["message"]
+
+    run(main())

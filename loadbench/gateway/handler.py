@@ -207,7 +207,8 @@ async def _attempt(request: web.Request, ctx: RequestContext, state: GatewayStat
     done = False
     try:
         try:
-            resp = await up.session.post(url, data=payload, headers=up.headers)
+            resp = await up.session.post(url, data=payload, headers=up.headers,
+                                         timeout=up.stream_timeout if ctx.stream else up.whole_timeout)
             if resp.status != 200:
                 err_body = await resp.read()
                 metrics.inc("attempts", name, str(resp.status))
@@ -278,7 +279,6 @@ async def _relay_stream(request: web.Request, ctx: RequestContext, state: Gatewa
                         send_ns: int) -> web.StreamResponse:
     name = up.spec.name
     first_ns = perf_counter_ns()
-    up.use_idle_timeout(resp)
     out = web.StreamResponse(status=200, headers=_SSE_HEADERS)
     overhead_ns = (perf_counter_ns() - ctx.arrival_ns) - (first_ns - send_ns) - ctx.failed_ns
     out.headers.update(_headers(ctx, overhead_ns))
@@ -319,6 +319,7 @@ async def _relay_stream(request: web.Request, ctx: RequestContext, state: Gatewa
                     if n > 0:
                         if tok_first_ns == 0:
                             tok_first_ns = now_ns
+                            up.use_idle_timeout(resp)  # first token in: from now on gaps are bounded by idle_s
                         else:
                             itl.record((now_ns - tok_last_ns) / 1e9)
                         tok_last_ns = now_ns
