@@ -106,3 +106,12 @@ def test_cli_exits_2_naming_the_field(tmp_path: Path) -> None:
     assert proc.returncode == ExitCode.BAD_INPUT
     assert "virtual_models[0].targets[1].target" in proc.stderr
     assert "listening" not in proc.stdout
+
+
+def test_importing_the_gateway_never_imports_gevent() -> None:
+    code = (
+        "import sys, loadbench.gateway.server, loadbench.gateway.app, loadbench.cli.gateway_cmd; "
+        "assert not [m for m in sys.modules if m.startswith(('gevent', 'locust'))]"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
