@@ -34,7 +34,10 @@ class RunRequest:
     api_key_env: str | None = None
     out_dir: Path = Path("results")
     name: str | None = None
-    workers: int = 1
+    workers: int = 1  # workers expected to take part
+    local_workers: int | None = None  # started here (None: = workers; 0 with --master)
+    master_bind_host: str = "127.0.0.1"
+    master_port: int | None = None
     strict: bool = False
     argv: list[str] = field(default_factory=list)
     quiet: bool = False
@@ -114,7 +117,12 @@ def _run(req: RunRequest, profile: Profile, scenario: Scenario, base_url: str, m
                    interval_s=profile.interval_s, workers=req.workers)
     _say(req, f"loadbench: run {run_id}: {profile.mode} loop, target {base_url} (model {model}), "
               f"results in {run_dir}")
-    launch = launcher.start(plan, run_dir, local_workers=req.workers, expect_workers=req.workers)
+    local = req.workers if req.local_workers is None else req.local_workers
+    if local < req.workers:
+        _say(req, f"loadbench: waiting for {req.workers - local} remote worker(s): run "
+                  f"`loadbench worker --master-host <this host> --master-port {req.master_port}` on each")
+    launch = launcher.start(plan, run_dir, local_workers=local, expect_workers=req.workers,
+                            bind_host=req.master_bind_host, bind_port=req.master_port)
     code = launcher.wait(launch)
     interrupted = launch.interrupted or code == ExitCode.INTERRUPTED
     manifest = rd.read_json(run_dir / rd.MANIFEST)

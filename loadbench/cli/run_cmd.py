@@ -31,19 +31,31 @@ from loadbench.errors import ExitCode
 @click.option("--name", help="Run name (part of the folder name).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Local Locust worker processes.")
+@click.option("--master", "master_mode", is_flag=True,
+              help="Multi-machine: run only the Locust master and wait for --expect-workers remote workers "
+                   "(start them with `loadbench worker --master-host HOST`).")
+@click.option("--expect-workers", type=click.IntRange(min=1), help="Workers to wait for with --master.")
+@click.option("--master-bind-host", default="127.0.0.1", show_default=True,
+              help="Address the master listens on (use 0.0.0.0 for remote workers).")
+@click.option("--master-port", type=click.IntRange(1, 65535), help="Master port (default: 5557 with "
+              "--master, a free port otherwise).")
 @click.option("--strict", is_flag=True, help="Exit 3 when the run is not valid to judge (e.g. the "
               "generator was saturated).")
 def run(target: str | None, model: str | None, profile_path: Path | None, scenario_path: Path | None,
         users: int | None, ramp_up_s: float | None, duration_s: float | None, max_requests: int | None,
         stream: bool | None, seed: int | None, api_key_env: str | None, out_dir: Path, name: str | None,
-        workers: int, strict: bool) -> int:
+        workers: int, master_mode: bool, expect_workers: int | None, master_bind_host: str,
+        master_port: int | None, strict: bool) -> int:
     """Run a load test and write a results folder."""
     from loadbench.runflow import RunRequest, execute
 
     req = RunRequest(target=target, model=model, profile_path=profile_path, scenario_path=scenario_path,
                      overrides={"users": users, "ramp_up_s": ramp_up_s, "duration_s": duration_s,
                                 "max_requests": max_requests, "stream": stream, "seed": seed},
-                     api_key_env=api_key_env, out_dir=out_dir, name=name, workers=workers,
+                     api_key_env=api_key_env, out_dir=out_dir, name=name,
+                     workers=(expect_workers or workers) if master_mode else workers,
+                     local_workers=0 if master_mode else workers, master_bind_host=master_bind_host,
+                     master_port=master_port or (5557 if master_mode else None),
                      strict=strict, argv=list(sys.argv))
     result = execute(req)
     return int(result.exit_code) if result.exit_code != ExitCode.OK else 0

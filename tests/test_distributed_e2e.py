@@ -1,0 +1,113 @@
+"""Distributed runs: a Locust master and workers as separate processes over 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import psutil
+import pytest
+
+from loadbench.launcher import free_port
+from loadbench.results import run_dir as rd
+from tests.conftest import REPO, run_loadbench
+
+pytestmark = pytest.mark.slow
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _only_run(out: Path) -> Path:
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def _json(path: Path) -> dict:
+    return orjson.loads(path.read_bytes())
+
+
+def test_master_and_two_remote_style_workers(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "30", "--itl-ms", "5")
+    out = tmp_path / "results"
+    port = free_port()
+    master = subprocess.Popen(
+        [sys.executable, "-m", "loadbench", "run", "--master", "--expect-workers", "2", "--master-port", str(port),
+         "--target", mock.base_url, "--users", "10", "--duration", "6", "--out", str(out)],
+        cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    workers = [subprocess.Popen([sys.executable, "-m", "loadbench", "worker", "--master-port", str(port)],
+                                cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for _ in range(2)]
+    try:
+        output, _ = master.communicate(timeout=120)
+    finally:
+        for w in workers:
+            try:
+                w.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                w.kill()
+    assert master.returncode == 0, output
+    assert all(w.returncode == 0 for w in workers)
+    run = _only_run(out)
+    manifest = _json(run / "manifest.json")
+    assert sorted(manifest["workers"]["seen"]) == ["w0", "w1"]
+    samples = list(rd.iter_samples(run))
+    by_worker = {s["worker"] for s in samples}
+    assert by_worker == {"w0", "w1"}
+    summary = _json(run / "summary.json")
+    assert summary["requests"]["failed"] == 0
+    assert summary["metrics"]["ttft_ms"]["count"] == summary["requests"]["ok"] == len(samples)
+    assert abs(summary["metrics"]["ttft_ms"]["p50"] - 30) < 4
+
+
+def test_killing_a_worker_mid_run_leaves_a_valid_folder_that_says_so(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
+    out = tmp_path / "results"
+    cli = subprocess.Popen([sys.executable, "-m", "loadbench", "run", "--workers", "2", "--target", mock.base_url,
+                            "--users", "10", "--duration", "14", "--out", str(out)],
+                           cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    victims: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(victims) < 2:
+        time.sleep(0.5)
+        victims = [p for p in psutil.Process(cli.pid).children(recursive=True)
+                   if "worker" in p.cmdline() and "loadbench.workers" in p.cmdline()]
+    assert len(victims) == 2
+    time.sleep(5)
+    victims[0].send_signal(signal.SIGKILL)
+    output, _ = cli.communicate(timeout=120)
+    assert cli.returncode == 0, output
+    run = _only_run(out)
+    manifest = _json(run / "manifest.json")
+    assert len(manifest["workers"]["lost"]) == 1, output
+    summary = _json(run / "summary.json")
+    assert any("lost" in w for w in summary["warnings"])
+    assert summary["requests"]["ok"] > 50
+    # what the dead worker measured before dying is kept
+    assert {s["worker"] for s in rd.iter_samples(run)} == {"w0", "w1"}
+
+
+def test_overloaded_worker_is_reported_saturated_and_strict_exits_3(mock_factory, tmp_path: Path) -> None:
+    # 1 ms between chunks for 300 streams: far more chunks per second than one worker core can read.
+    mock = mock_factory("--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "200")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--users", "300", "--ramp-up", "1", "--duration", "10",
+                      "--out", str(out), "--strict")
+    run = _only_run(out)
+    summary = _json(run / "summary.json")
+    assert summary["generator"]["saturated"] is True, summary["generator"]
+    assert summary["generator"]["reasons"]
+    assert r.returncode == 3, r.stdout + r.stderr
+
+
+def test_comfortable_run_is_not_saturated(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "20", "--itl-ms", "10")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--users", "5", "--duration", "6", "--out", str(out),
+                      "--strict")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _json(_only_run(out) / "summary.json")["generator"]["saturated"] is False
