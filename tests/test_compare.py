@@ -23,7 +23,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomized: significance at z = 3 is a statistical test, so a search long enough finds a pair of
+# same-distribution runs it flags; a fixed example set keeps CI deterministic while still covering
+# seeds, spreads and sample sizes (the measured false-alarm rate is pinned below)
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(min_value=0, max_value=10_000), jitter=st.sampled_from([0.02, 0.1, 0.4, 0.8]),
        per_interval=st.integers(min_value=4, max_value=30))
 def test_identical_distributions_are_not_flagged(tmp_path_factory: pytest.TempPathFactory, seed: int,
@@ -34,6 +38,17 @@ def test_identical_distributions_are_not_flagged(tmp_path_factory: pytest.TempPa
     c = compare_runs(a, b, parse_exprs(["ttft.p50 > +10%", "ttft.p99 > +10%", "itl.p99 > +10%"]), min_samples=0)
     assert [d.figure.key for d in c.deltas if d.significant] == []
     assert c.verdict.passed
+
+
+def test_false_alarm_rate_is_low(tmp_path: Path) -> None:
+    flagged = 0
+    for i in range(24):
+        a = make_run(tmp_path / f"a{i}", seed=2 * i, jitter=(0.05, 0.3, 0.8)[i % 3], requests_per_interval=12,
+                     intervals=6)
+        b = make_run(tmp_path / f"b{i}", seed=2 * i + 1, jitter=(0.05, 0.3, 0.8)[i % 3], requests_per_interval=12,
+                     intervals=6)
+        flagged += any(d.significant for d in compare_runs(a, b, (), min_samples=0).deltas)
+    assert flagged <= 1  # of 24 pairs x 31 figures
 
 
 def test_shift_is_flagged_and_named(tmp_path: Path) -> None:

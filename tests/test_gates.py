@@ -122,6 +122,16 @@ def test_decide() -> None:
     assert not decide(200.0, 100.0, None, None).significant
 
 
+def test_t_factor_widens_few_intervals() -> None:
+    from loadbench.report.significance import t_factor
+
+    assert t_factor(6) == pytest.approx(5.51 / 3)
+    assert t_factor(11) == pytest.approx(3.96 / 3)
+    assert t_factor(100) == 1.0
+    assert math.isinf(t_factor(1))
+    assert all(t_factor(k) >= t_factor(k + 1) for k in range(2, 60))
+
+
 def test_tail_percentiles_need_enough_samples(tmp_path: Path) -> None:
     s = _summary(tmp_path, "a", requests_per_interval=10, intervals=5)  # 50 ttft samples
     noise = summary_noise(s)

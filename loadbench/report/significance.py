@@ -6,10 +6,12 @@ ways, taking the larger (so noise is never under-stated):
 1. *Order statistics from the summary alone* (``summary_noise``): the rank of the p-th percentile of n
    samples has a binomial spread sqrt(n p (1-p)); the percentiles one rank-spread either side are read
    off the summary's own percentile curve (interpolated), and half their distance is the standard
-   error. Means use stdev/sqrt(n); error_rate sqrt(r (1-r) / n); throughput a Poisson sqrt(N)/T.
+   error (``folder_noise`` reads the percentiles off the run's exact HDR distribution instead of
+   interpolating). Means use stdev/sqrt(n); error_rate sqrt(r (1-r) / n); throughput a Poisson sqrt(N)/T.
 2. *Interval bootstrap over the hlog* (``folder_noise``): the run's measure intervals are resampled with
    replacement (seeded RNG, ``replicates`` times), their histograms merged losslessly, and the figure
-   recomputed; the spread of the replicates is the standard error. Resampling whole intervals keeps
+   recomputed; the spread of the replicates is the standard error, widened by the Student-t factor
+   t(k-1)/z for k intervals (a spread seen in 6 intervals is itself uncertain). Resampling whole intervals keeps
    the correlation inside an interval and lets drift between intervals show up as noise, which a
    per-request bootstrap would hide. Throughput and error rate use the spread of the per-interval
    values in timeline.jsonl (batch means). Needs at least ``MIN_INTERVALS`` intervals.
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from loadbench.report.distribution import bucket_values_us, percentile_matrix_us
+from loadbench.report.distribution import bucket_values_us, percentile_matrix_us, percentiles_us
 from loadbench.report.stats import LATENCY_METRICS, PERCENTILE_STATS, RUN_FIGURES, Figure
 
 if TYPE_CHECKING:
@@ -42,6 +44,18 @@ DEFAULT_Z = 3.0
 DEFAULT_MIN_EFFECT = 0.01
 MIN_INTERVALS = 4
 MIN_TAIL_SAMPLES = 5
+# two-sided 99.73% Student-t quantiles (the z = 3 level) by degrees of freedom; beyond 30 use 3.0
+_T_9973 = {1: 235.8, 2: 19.21, 3: 9.22, 4: 6.62, 5: 5.51, 6: 4.90, 7: 4.53, 8: 4.28, 9: 4.09, 10: 3.96,
+           12: 3.76, 15: 3.59, 20: 3.42, 30: 3.27}
+
+
+def t_factor(intervals: int) -> float:
+    """How much wider a standard error estimated from ``intervals`` batches must be taken."""
+    df = intervals - 1
+    if df <= 0:
+        return math.inf
+    known = [d for d in sorted(_T_9973) if d <= df]
+    return (_T_9973[known[-1]] if df <= 30 else 3.0) / 3.0
 _KNOWN_POINTS = ("min", *PERCENTILE_STATS, "max")
 
 
@@ -157,6 +171,7 @@ def folder_noise(run: RunFolder, figures: Iterable[Figure] | None = None, *, see
     k = len(intervals)
     # the same resampled interval sets for every figure, so figures stay comparable
     weights = np.stack([np.bincount(rng.integers(0, k, size=k), minlength=k) for _ in range(replicates)])
+    widen = t_factor(k)
     boot: dict[str, float] = {}
     matrices: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
     for fig in figs:
@@ -167,8 +182,11 @@ def folder_noise(run: RunFolder, figures: Iterable[Figure] | None = None, *, see
             if tag not in matrices:
                 matrices[tag] = _interval_matrix(run, tag)
             se = _bootstrap_se(matrices[tag], weights, fig.stat)
+            rank = _rank_se(matrices[tag], fig.stat)
+            if rank is not None:
+                base.se[fig.key] = rank
         if se is not None:
-            boot[fig.key] = se
+            boot[fig.key] = se * widen
     out = Noise(method=f"larger of: interval bootstrap over {k} hlog intervals "
                        f"({replicates} replicates, seed {seed}), and {base.method}")
     for key in set(base.se) | set(boot):
@@ -185,6 +203,24 @@ def _interval_matrix(run: RunFolder, tag: str) -> tuple[np.ndarray, np.ndarray] 
     for row, d in enumerate(dists):
         matrix[row, np.searchsorted(indices, d.indices)] = d.counts
     return indices, matrix
+
+
+def _rank_se(mat: tuple[np.ndarray, np.ndarray] | None, stat: str | None) -> float | None:
+    """Order-statistic standard error of a percentile, read off the run's exact distribution."""
+    if mat is None or stat not in PERCENTILE_STATS:
+        return None
+    indices, matrix = mat
+    counts = matrix.sum(axis=0)
+    n = int(counts.sum())
+    q = PERCENTILE_STATS[stat]
+    p = q / 100.0
+    if n * (1 - p) < MIN_TAIL_SAMPLES - 1e-9:
+        return math.inf
+    half = math.sqrt(p * (1 - p) / n) * 100.0
+    lo, hi = percentiles_us(indices, counts, [max(0.0, q - half), min(100.0, q + half)])
+    if lo is None or hi is None:
+        return None
+    return (hi - lo) / 2.0 / 1000.0
 
 
 def _bootstrap_se(mat: tuple[np.ndarray, np.ndarray] | None, weights: np.ndarray,
