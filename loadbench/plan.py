@@ -15,6 +15,7 @@ class TargetSpec:
     name: str = "default"
     api_key_env: str | None = None  # the variable's NAME; the key itself never enters the plan
     include_usage: bool = True
+    headers: dict[str, str] = field(default_factory=dict)  # extra per-target headers (never a key)
 
 
 @dataclass(slots=True)

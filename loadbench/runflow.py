@@ -5,6 +5,7 @@ Everything that can be wrong with the input fails before any load is sent.
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 import orjson
 
 from loadbench import launcher
-from loadbench.config import Profile, Scenario, load_profile, load_scenario
+from loadbench.config import Profile, Scenario, load_profile, load_scenario, profile_from_dict
 from loadbench.errors import ExitCode, InputError, TargetError
 from loadbench.metrics.summary import render_table, write_summary
 from loadbench.plan import RunPlan, TargetSpec
@@ -42,6 +43,7 @@ class RunRequest:
     argv: list[str] = field(default_factory=list)
     quiet: bool = False
     mock_args: list[str] = field(default_factory=list)
+    run_dir: Path | None = None  # explicit folder (sweep steps, targets); default results/<time>-<name>
 
 
 @dataclass(slots=True)
@@ -81,31 +83,74 @@ def load_inputs(req: RunRequest) -> tuple[Profile, Scenario]:
     return profile, scenario
 
 
+def _target_spec(req: RunRequest, profile: Profile, base_url: str, model: str | None,
+                 name: str = "default", api_key_env: str | None = None, include_usage: bool | None = None,
+                 headers: dict[str, str] | None = None) -> TargetSpec:
+    key_env = api_key_env or req.api_key_env
+    if model is None:
+        model = resolve_model(base_url, os.environ.get(key_env) if key_env else None)
+    return TargetSpec(url=base_url, model=model, name=name, api_key_env=key_env,
+                      include_usage=profile.include_usage if include_usage is None else include_usage,
+                      headers=dict(headers or {}))
+
+
 def execute(req: RunRequest) -> RunResult:
+    """A single run, or one sub-run per target when the profile lists several targets."""
     profile, scenario = load_inputs(req)
     mock: ServerProcess | None = None
     try:
+        if req.target is None and profile.targets:
+            return _run_targets(req, profile, scenario)
         if req.target is None:
             mock = start_server(["mock", "--port", "0", "--seed", str(profile.seed), *req.mock_args])
-            base_url = mock.base_url
-            model = req.model or profile.model or DEFAULT_MOCK_MODEL
-            _say(req, f"loadbench: no --target given: started the embedded mock upstream at {base_url}")
+            target = _target_spec(req, profile, mock.base_url, req.model or profile.model or DEFAULT_MOCK_MODEL)
+            _say(req, f"loadbench: no --target given: started the embedded mock upstream at {target.url}")
         else:
-            base_url = req.target.rstrip("/")
-            model = req.model or profile.model or resolve_model(base_url)
-        return _run(req, profile, scenario, base_url, model)
+            target = _target_spec(req, profile, req.target.rstrip("/"), req.model or profile.model)
+        run_dir = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "run")
+        return _run(req, profile, scenario, target, run_dir)
     finally:
         if mock is not None:
             mock.stop()
 
 
-def _run(req: RunRequest, profile: Profile, scenario: Scenario, base_url: str, model: str) -> RunResult:
+def _run_targets(req: RunRequest, profile: Profile, scenario: Scenario) -> RunResult:
+    """The same seeded workload against each target in turn: ``<folder>/targets/<name>/``."""
+    if profile.interleave:
+        raise InputError("profile: interleave: true is not supported yet; remove it to run the targets "
+                         "in turn (each with the same seeded workload)")
+    parent = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "compare")
+    (parent / "targets").mkdir(parents=True, exist_ok=True)
+    results: list[RunResult] = []
+    for t in profile.targets:
+        sub_profile = profile
+        if t.options.stream is not None or t.options.timeout_s is not None:
+            updates: dict[str, Any] = {}
+            if t.options.stream is not None:
+                updates["stream"] = t.options.stream
+            if t.options.timeout_s is not None:
+                updates["timeout_s"] = t.options.timeout_s
+            sub_profile = profile_from_dict({**profile.model_dump(mode="json"), **updates})
+        target = _target_spec(req, sub_profile, t.url.rstrip("/"), t.model or req.model or profile.model,
+                              name=t.name, api_key_env=t.api_key_env, include_usage=t.options.include_usage,
+                              headers=t.options.headers)
+        _say(req, f"\n== target {t.name}: {target.url} (model {target.model})")
+        results.append(_run(req, sub_profile, scenario, target, parent / "targets" / t.name))
+    rd.write_json(parent / "targets.json", {"schema": "loadbench.targets/1", "order": [t.name for t in
+                                                                                       profile.targets]})
+    _build_report(req, parent)
+    worst = max((r.exit_code for r in results), key=lambda c: (c != ExitCode.OK, int(c)))
+    return RunResult(run_dir=parent, summary={"targets": {t.name: r.summary for t, r in
+                                                          zip(profile.targets, results, strict=True)}},
+                     exit_code=worst)
+
+
+def _run(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec, run_dir: Path) -> RunResult:
+    base_url, model = target.url, target.model
+    run_dir.mkdir(parents=True, exist_ok=True)
     name = req.name or profile.name or "run"
-    run_dir = rd.new_run_dir(req.out_dir, name)
     run_id = run_dir.name
-    api_key_env = req.api_key_env
-    target = TargetSpec(url=base_url, model=model, api_key_env=api_key_env,
-                        include_usage=profile.include_usage)
+    api_key_env = target.api_key_env
     manifest = rd.new_manifest(run_id=run_id, argv=req.argv, target={"url": base_url, "model": model,
                                                                      "api_key_env": api_key_env},
                                profile=profile.model_dump(mode="json"),
@@ -196,3 +241,81 @@ def _check_validity(req: RunRequest, summary: dict[str, Any]) -> list[str]:
     for r in reasons:
         _say(req, f"{'error' if req.strict else 'note'}: the run may not be valid to judge: {r}")
     return reasons
+
+
+def execute_sweep(req: RunRequest) -> RunResult:
+    """Step the load up (users or rps) until the SLO breaks or the maximum is reached.
+
+    Each step is a normal run in ``<folder>/steps/<k>-<load>/``; ``sweep.json`` (rewritten after every
+    step, so an interrupted sweep keeps what it measured) names the capacity: the highest load of the
+    leading run of steps that met the SLO."""
+    from loadbench.workload.sweep import max_passing_load
+
+    profile, scenario = load_inputs(req)
+    sweep = profile.sweep
+    if sweep is None:
+        raise InputError("sweep: the profile has no `sweep:` block (variable, start, step, max, hold_s); "
+                         "see profiles/sweep.yaml")
+    if profile.slo is None:
+        raise InputError("sweep: the profile has no `slo:` block; a sweep needs an SLO to find the capacity "
+                         "(e.g. slo: {ttft_ms: {p95: 500}, error_rate: 0.01})")
+    parent = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "sweep")
+    mock: ServerProcess | None = None
+    steps: list[dict[str, Any]] = []
+    doc: dict[str, Any] = {"schema": "loadbench.sweep/1", "name": req.name or profile.name or "sweep",
+                           "load_unit": sweep.variable, "slo": profile.slo.model_dump(exclude_none=True),
+                           "steps": steps, "capacity": None}
+    exit_code = ExitCode.OK
+    try:
+        if req.target is None:
+            mock = start_server(["mock", "--port", "0", "--seed", str(profile.seed), *req.mock_args])
+            target = _target_spec(req, profile, mock.base_url, req.model or profile.model or DEFAULT_MOCK_MODEL)
+        else:
+            target = _target_spec(req, profile, req.target.rstrip("/"), req.model or profile.model)
+        base = profile.model_dump(mode="json")
+        for k, value in enumerate(sweep.values()):
+            step = {**base, "sweep": None, "stages": None, "peak": None, "duration_s": sweep.hold_s,
+                    "max_requests": None, "targets": []}
+            if sweep.variable == "users":
+                step["users"] = int(value)
+            else:
+                arrival = dict(base.get("arrival") or {"kind": "poisson"})
+                for key in ("rps_start", "rps_end", "ramp_up_s"):
+                    arrival.pop(key, None)
+                step["arrival"] = {**arrival, "rps": value}
+            step_profile = profile_from_dict(step, source=f"sweep step {k}")
+            _say(req, f"\n== sweep step {k}: {sweep.variable} = {value:g}")
+            res = _run(req, step_profile, scenario, target, parent / "steps" / f"{k}-{value:g}")
+            s = res.summary
+            met = bool((s.get("slo") or {}).get("met")) and res.exit_code in (ExitCode.OK, ExitCode.GATE_FAILED)
+            steps.append({"index": k, "load": value, "dir": f"steps/{k}-{value:g}",
+                          "throughput_rps": s["throughput"]["requests_per_s"],
+                          "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
+                          "goodput_rps": s["throughput"]["goodput_rps"], "slo_met": met,
+                          "slo_reasons": (s.get("slo") or {}).get("reasons", []),
+                          "valid": not s["generator"]["saturated"]})
+            cap = max_passing_load([(st["load"], st["slo_met"]) for st in steps])
+            doc["capacity"] = next(({"load": st["load"], "throughput_rps": st["throughput_rps"],
+                                     "goodput_rps": st["goodput_rps"]} for st in steps if st["load"] == cap), None)
+            rd.write_json(parent / "sweep.json", doc)
+            if res.exit_code == ExitCode.INTERRUPTED:
+                exit_code = ExitCode.INTERRUPTED
+                break
+            if not met:
+                _say(req, f"loadbench: SLO missed at {sweep.variable} = {value:g}: "
+                          + "; ".join(steps[-1]["slo_reasons"]) if steps[-1]["slo_reasons"] else "")
+                break
+    finally:
+        if mock is not None:
+            mock.stop()
+    rd.write_json(parent / "sweep.json", doc)
+    _build_report(req, parent)
+    _say(req, "\n| step | load | req/s | goodput/s | SLO met |\n|---|---|---|---|---|")
+    for st in steps:
+        _say(req, f"| {st['index']} | {st['load']:g} | {st['throughput_rps']} | {st['goodput_rps']} | "
+                  f"{'yes' if st['slo_met'] else 'no'} |")
+    cap = doc["capacity"]
+    _say(req, f"capacity: {cap['load']:g} {sweep.variable} ({cap['goodput_rps']} good req/s)" if cap
+         else "capacity: no step met the SLO")
+    _say(req, f"results: {parent}")
+    return RunResult(run_dir=parent, summary=doc, exit_code=exit_code)

@@ -121,6 +121,7 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
     if lost:
         warnings.append(f"worker(s) lost during the run: {', '.join(map(str, lost))}")
 
+    goodput_rps, slo_info = _goodput(profile.get("slo"), ok, measure_s, hists)
     generator = _generator_verdict(timeline, hists)
     cpu_by_worker = (manifest.get("workers") or {}).get("cpu_s") or {}
     generator["cpu_s"] = round(sum(cpu_by_worker.values()), 3) if cpu_by_worker else None
@@ -141,7 +142,7 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         "max_requests": profile.get("max_requests"),
         "workers": (manifest.get("workers") or {}).get("expected"),
     }
-    return {
+    summary = {
         "schema": SCHEMA,
         "run_id": manifest.get("run_id"),
         "name": manifest.get("name"),
@@ -155,8 +156,9 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         "throughput": {
             "requests_per_s": round(len(ok) / measure_s, 4) if measure_s else None,
             "output_tokens_per_s": round(sum(out_tokens) / measure_s, 3) if measure_s else None,
-            "goodput_rps": None,
+            "goodput_rps": goodput_rps,
         },
+        "slo": None,
         "tokens": {"source": token_source if ok else None,
                    "prompt_mean": _mean(prompt_tokens), "output_mean": _mean(out_tokens),
                    "prompt_requested_mean": _mean([s["prompt_tokens_requested"] for s in ok
@@ -169,6 +171,42 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         "warnings": warnings,
         "interrupted": bool(manifest.get("interrupted")),
     }
+    if slo_info is not None:
+        summary["slo"] = {**slo_info, **slo_verdict(summary, profile["slo"])}
+    return summary
+
+
+def _goodput(slo_dict: dict[str, Any] | None, ok: list[dict[str, Any]], measure_s: float,
+             hists: dict[str, HdrHistogram]) -> tuple[float | None, dict[str, Any] | None]:
+    """Requests per second that met every per-request SLO limit, and whether the run met the SLO."""
+    if not slo_dict:
+        return None, None
+    from loadbench.config.profile import Slo
+    from loadbench.workload.sweep import request_is_good, request_limits_ms, slo_met
+
+    slo = Slo.model_validate(slo_dict)
+    limits = request_limits_ms(slo)
+
+    def ms(v: Any) -> float | None:
+        return v / 1000.0 if isinstance(v, int) else None
+
+    good = sum(1 for s in ok if request_is_good(limits, ok=True, ttft_ms=ms(s.get("ttft_us")),
+                                                itl_ms=ms(s.get("itl_max_us")), tpot_ms=ms(s.get("tpot_us")),
+                                                e2e_ms=ms(s.get("e2e_us"))))
+    return (round(good / measure_s, 4) if measure_s else None), {"limits_ms": limits}
+
+
+def slo_verdict(summary: dict[str, Any], slo_dict: dict[str, Any]) -> dict[str, Any]:
+    """Whether a summary meets an SLO (statistic names as in the SLO: p95, p99.9, mean, max)."""
+    from loadbench.config.profile import Slo
+    from loadbench.workload.sweep import slo_met
+
+    metrics: dict[str, Any] = {}
+    for name, stats in summary["metrics"].items():
+        metrics[name] = {k.replace("_", "."): v for k, v in stats.items()} | stats
+    metrics["error_rate"] = summary["requests"]["error_rate"]
+    met, reasons = slo_met(metrics, Slo.model_validate(slo_dict))
+    return {"met": met, "reasons": reasons}
 
 
 # Saturation thresholds (docs/generator.md): past these, the worker reads responses late enough to

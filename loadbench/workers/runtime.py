@@ -66,6 +66,7 @@ class WorkerRuntime:
         self.schedule_done = False
         key = os.environ.get(plan.target.api_key_env) if plan.target.api_key_env else None
         self.headers: dict[str, str] = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        self.headers.update(plan.target.headers)
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
         share = _share(plan.profile.get("max_requests"), worker_index, max(plan.workers, 1))
