@@ -92,4 +92,4 @@ def format_value(value: float | None, unit: str) -> str:
         return f"{value * 100:.2f}%"
     if unit == "ms":
         return f"{value:.3g} ms" if abs(value) < 100 else f"{value:.0f} ms"
-    return f"{value:.3g}{unit}"
+    return f"{value:,.0f}{unit}" if abs(value) >= 1000 else f"{value:.3g}{unit}"
