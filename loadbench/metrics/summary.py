@@ -182,7 +182,7 @@ def _goodput(slo_dict: dict[str, Any] | None, ok: list[dict[str, Any]], measure_
     if not slo_dict:
         return None, None
     from loadbench.config.profile import Slo
-    from loadbench.workload.sweep import request_is_good, request_limits_ms, slo_met
+    from loadbench.workload.sweep import request_is_good, request_limits_ms
 
     slo = Slo.model_validate(slo_dict)
     limits = request_limits_ms(slo)
