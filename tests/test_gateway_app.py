@@ -380,3 +380,38 @@ def test_timeouts_fall_back_before_the_first_byte_and_break_after_it() -> None:
                 assert "timed out after the stream started" in last["error"]["message"]
 
     run(main())
+
+
+def test_cache_hook_sees_lookup_then_store_after_a_complete_answer() -> None:
+    from loadbench.gateway.context import RequestContext
+
+    class DictCache:
+        def __init__(self) -> None:
+            self.saved: dict[str, bytes] = {}
+
+        async def lookup(self, ctx: RequestContext) -> web.StreamResponse | None:
+            key = orjson.dumps(ctx.body).decode()
+            if key in self.saved:
+                return web.Response(body=self.saved[key], headers={"x-loadbench-cache": "hit"})
+            ctx.capture = True
+            ctx.extra_headers["x-loadbench-cache"] = "miss"
+            return None
+
+        async def store(self, ctx: RequestContext, status: int, body: bytes) -> None:
+            self.saved[orjson.dumps(ctx.body).decode()] = body
+
+    async def main() -> None:
+        up = Upstream(ok)
+        cache = DictCache()
+        async with upstream(up) as up_url:
+            spec = compile_model(parse_model(one_target(up_url), "t.yaml"), "t.yaml", env={})
+            async with serve(create_app(Gateway(spec), cache=cache)) as url, aiohttp.ClientSession() as s:
+                body = {**CHAT, "stream": True}
+                status, headers, first = await post(s, url, body)
+                assert status == 200 and headers["x-loadbench-cache"] == "miss"
+                assert list(cache.saved.values()) == [first]  # the whole stream, stored after [DONE]
+                status, headers, second = await post(s, url, body)
+                assert headers["x-loadbench-cache"] == "hit" and second == first
+                assert len(up.bodies) == 1
+
+    run(main())

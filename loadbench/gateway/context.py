@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +37,7 @@ class RequestContext:
     request_id: str
     arrival_ns: int
     kind: str  # "chat" | "completions"
+    headers: Mapping[str, str] = field(default_factory=dict)  # the client's request headers
     body: dict[str, Any] = field(default_factory=dict)  # the parsed client body
     stream: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
@@ -46,6 +48,7 @@ class RequestContext:
     failed_ns: int = 0  # time spent in failed attempts and retry delays
     capture: bool = False  # set by a cache hook to receive the response bytes in ``store``
     captured: list[bytes] = field(default_factory=list)
+    extra_headers: dict[str, str] = field(default_factory=dict)  # added to the routed response
 
 
 class CacheHook(Protocol):

@@ -111,7 +111,7 @@ async def _parse(request: web.Request, state: GatewayState, ctx: RequestContext)
 
 
 async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook | None) -> web.StreamResponse:
-    ctx = RequestContext(next_request_id(), perf_counter_ns(), kind)
+    ctx = RequestContext(next_request_id(), perf_counter_ns(), kind, request.headers)
     state = gw.state
     assert state is not None
     metrics = gw.metrics
@@ -251,8 +251,11 @@ async def _attempt(request: web.Request, ctx: RequestContext, state: GatewayStat
 
 
 def _headers(ctx: RequestContext, overhead_ns: int) -> dict[str, str]:
-    return {"x-loadbench-target": ctx.target, "x-loadbench-attempts": str(ctx.attempts),
-            "x-loadbench-overhead-ms": f"{max(0, overhead_ns) / 1e6:.3f}", "x-request-id": ctx.request_id}
+    headers = {"x-loadbench-target": ctx.target, "x-loadbench-attempts": str(ctx.attempts),
+               "x-loadbench-overhead-ms": f"{max(0, overhead_ns) / 1e6:.3f}", "x-request-id": ctx.request_id}
+    if ctx.extra_headers:
+        headers.update(ctx.extra_headers)
+    return headers
 
 
 def _finish_json(ctx: RequestContext, state: GatewayState, gw: Gateway, up: Upstream,
