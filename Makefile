@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/loadbench run --name demo --duration 20 --users 20 --ramp-up 2
+	$(BIN)/loadbench run --embedded gateway --name demo --duration 20 --users 20 --ramp-up 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -43,6 +43,7 @@ class RunRequest:
     argv: list[str] = field(default_factory=list)
     quiet: bool = False
     mock_args: list[str] = field(default_factory=list)
+    embedded: str = "mock"  # without --target: "mock" or "gateway" (two mocks behind the gateway)
     run_dir: Path | None = None  # explicit folder (sweep steps, targets); default results/<time>-<name>
 
 
@@ -97,12 +98,16 @@ def _target_spec(req: RunRequest, profile: Profile, base_url: str, model: str | 
 def execute(req: RunRequest) -> RunResult:
     """A single run, or one sub-run per target when the profile lists several targets."""
     profile, scenario = load_inputs(req)
-    mock: ServerProcess | None = None
+    servers: list[ServerProcess] = []
     try:
         if req.target is None and profile.targets:
             return _run_targets(req, profile, scenario)
-        if req.target is None:
+        if req.target is None and req.embedded == "gateway":
+            servers, base_url = _start_embedded_gateway(req, profile)
+            target = _target_spec(req, profile, base_url, req.model or EMBEDDED_GATEWAY_MODEL)
+        elif req.target is None:
             mock = start_server(["mock", "--port", "0", "--seed", str(profile.seed), *req.mock_args])
+            servers.append(mock)
             target = _target_spec(req, profile, mock.base_url, req.model or profile.model or DEFAULT_MOCK_MODEL)
             _say(req, f"loadbench: no --target given: started the embedded mock upstream at {target.url}")
         else:
@@ -110,8 +115,43 @@ def execute(req: RunRequest) -> RunResult:
         run_dir = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "run")
         return _run(req, profile, scenario, target, run_dir)
     finally:
-        if mock is not None:
-            mock.stop()
+        for server in reversed(servers):
+            server.stop()
+
+
+EMBEDDED_GATEWAY_MODEL = "demo"
+# Two mock upstreams with different speeds behind a weighted virtual model: the run's per-target
+# breakdown shows the split and each target's own timing.
+_EMBEDDED_MOCKS = (("fast", 80, ("--ttft-ms", "50", "--itl-ms", "10")),
+                   ("slow", 20, ("--ttft-ms", "120", "--itl-ms", "20")))
+
+
+def _start_embedded_gateway(req: RunRequest, profile: Profile) -> tuple[list[ServerProcess], str]:
+    import tempfile
+
+    import yaml
+
+    servers: list[ServerProcess] = []
+    try:
+        targets, refs = [], []
+        for name, weight, args in _EMBEDDED_MOCKS:
+            mock = start_server(["mock", "--port", "0", "--seed", str(profile.seed), *args, *req.mock_args])
+            servers.append(mock)
+            targets.append({"name": name, "url": mock.base_url, "model": DEFAULT_MOCK_MODEL, "max_connections": 1024})
+            refs.append({"target": name, "weight": weight})
+        config = {"targets": targets,
+                  "virtual_models": [{"name": EMBEDDED_GATEWAY_MODEL, "routing": "weight", "targets": refs}]}
+        cfg = Path(tempfile.mkdtemp(prefix="loadbench-gateway-")) / "gateway.yaml"
+        cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+        gateway = start_server(["gateway", "--config", str(cfg), "--port", "0"])
+        servers.append(gateway)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    _say(req, f"loadbench: no --target given: started the embedded gateway at {gateway.base_url} in front of "
+              + ", ".join(f"mock '{n}' ({w}%: {' '.join(a)})" for n, w, a in _EMBEDDED_MOCKS))
+    return servers, gateway.base_url
 
 
 def _run_targets(req: RunRequest, profile: Profile, scenario: Scenario) -> RunResult:

@@ -100,3 +100,16 @@ def test_merged_histograms_equal_one_histogram(values: list[int], parts: int, se
     assert hg.stats_ms(merged) == hg.stats_ms(whole)
     for p in (50.0, 90.0, 99.0, 99.9, 100.0):
         assert merged.get_value_at_percentile(p) == whole.get_value_at_percentile(p)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 50_000_000), min_size=1, max_size=300))
+def test_fast_stats_equal_hdrh_own_answers(values: list[int]) -> None:
+    h = hg.new_histogram()
+    for v in values:
+        hg.record(h, v)
+    s = hg.stats_ms(h)
+    for key, p in hg.PERCENTILES:
+        assert s[key] == round(h.get_value_at_percentile(p) / 1000.0, 4)
+    assert s["mean"] == pytest.approx(round(h.get_mean_value() / 1000.0, 4), abs=2e-4)
+    assert s["stdev"] == pytest.approx(round(h.get_stddev() / 1000.0, 4), abs=2e-4)

@@ -68,5 +68,12 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(ExitCode.INTERRUPTED)
+    except Exception:
+        # Not a LoadbenchError: a bug. Exit 70, never 1 (which means "a gate failed").
+        import traceback
+
+        traceback.print_exc()
+        click.echo("error: internal error in loadbench (a bug): please report the traceback above", err=True)
+        sys.exit(ExitCode.INTERNAL)
     # Commands may return an ExitCode (e.g. a gate verdict) instead of raising.
     sys.exit(int(result) if isinstance(result, int) else ExitCode.OK)

@@ -13,6 +13,9 @@ from loadbench.errors import ExitCode
 @click.command()
 @click.option("--target", metavar="URL", help="OpenAI base URL, e.g. http://127.0.0.1:8001/v1. "
               "Default: start the embedded mock upstream.")
+@click.option("--embedded", type=click.Choice(["mock", "gateway"]), default="mock", show_default=True,
+              help="Without --target: what to start locally. 'gateway' puts the loadbench gateway in front of "
+                   "two mocks of different speed (80/20 weighted split).")
 @click.option("--model", help="Model name to request (default: the profile's, else the target's first).")
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Profile YAML: how much load (profiles/).")
@@ -41,7 +44,7 @@ from loadbench.errors import ExitCode
               "--master, a free port otherwise).")
 @click.option("--strict", is_flag=True, help="Exit 3 when the run is not valid to judge (e.g. the "
               "generator was saturated).")
-def run(target: str | None, model: str | None, profile_path: Path | None, scenario_path: Path | None,
+def run(target: str | None, embedded: str, model: str | None, profile_path: Path | None, scenario_path: Path | None,
         users: int | None, ramp_up_s: float | None, duration_s: float | None, max_requests: int | None,
         stream: bool | None, seed: int | None, api_key_env: str | None, out_dir: Path, name: str | None,
         workers: int, master_mode: bool, expect_workers: int | None, master_bind_host: str,
@@ -49,7 +52,7 @@ def run(target: str | None, model: str | None, profile_path: Path | None, scenar
     """Run a load test and write a results folder."""
     from loadbench.runflow import RunRequest, execute
 
-    req = RunRequest(target=target, model=model, profile_path=profile_path, scenario_path=scenario_path,
+    req = RunRequest(target=target, embedded=embedded, model=model, profile_path=profile_path, scenario_path=scenario_path,
                      overrides={"users": users, "ramp_up_s": ramp_up_s, "duration_s": duration_s,
                                 "max_requests": max_requests, "stream": stream, "seed": seed},
                      api_key_env=api_key_env, out_dir=out_dir, name=name,

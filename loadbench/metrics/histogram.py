@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -64,20 +65,44 @@ def merge(hists: Iterable[HdrHistogram]) -> HdrHistogram:
     return out
 
 
+def _nonzero(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.ctypeslib.as_array(hist.counts)[: hist.counts_len]
+    idx = np.flatnonzero(counts)
+    return idx, counts[idx].astype(np.int64)
+
+
+def percentile_us(hist: HdrHistogram, idx: np.ndarray, cum: np.ndarray, percentile: float) -> int:
+    """Exactly ``HdrHistogram.get_value_at_percentile`` (same target count, same bucket value), but
+    over the non-zero buckets only: hdrh walks all ~23,000 counters in Python for every call."""
+    total = int(cum[-1])
+    target = max(int(min(percentile, 100.0) * total / 100 + 0.5), 1)
+    i = int(np.searchsorted(cum, target))
+    value = hist.get_value_from_index(int(idx[i]))
+    return int(hist.get_highest_equivalent_value(value) if percentile else hist.get_lowest_equivalent_value(value))
+
+
 def stats_ms(hist: HdrHistogram | None) -> dict[str, float | int | None]:
-    """count, mean, stdev, min, p50 ... p99_9, max in milliseconds (floats), from the histogram."""
+    """count, mean, stdev, min, p50 ... p99_9, max in milliseconds (floats), from the histogram.
+
+    Same definitions as hdrh (mean and stdev over each bucket's median equivalent value), computed
+    over the non-zero buckets with numpy (hdrh's own mean/stdev iterate in Python: ~0.5 s each)."""
     count = hist.get_total_count() if hist is not None else 0
     keys = ["mean", "stdev", "min", *[k for k, _ in PERCENTILES], "max"]
     if hist is None or count == 0:
         return {"count": 0, **{k: None for k in keys}}
-    values = hist.get_percentile_to_value_dict([p for _, p in PERCENTILES])
+    idx, counts = _nonzero(hist)
+    cum = np.cumsum(counts)
+    mids = np.fromiter((hist._hdr_median_equiv_value(hist.get_value_from_index(int(i))) for i in idx),
+                       dtype=np.float64, count=len(idx))
+    mean = float(np.dot(mids, counts) / count)
+    stdev = float(np.sqrt(np.dot((mids - mean) ** 2, counts) / count))
     out: dict[str, float | int | None] = {
         "count": count,
-        "mean": round(hist.get_mean_value() / 1000.0, 4),
-        "stdev": round(hist.get_stddev() / 1000.0, 4),
+        "mean": round(mean / 1000.0, 4),
+        "stdev": round(stdev / 1000.0, 4),
         "min": round(hist.get_min_value() / 1000.0, 4),
     }
     for key, p in PERCENTILES:
-        out[key] = round(values[p] / 1000.0, 4)
+        out[key] = round(percentile_us(hist, idx, cum, p) / 1000.0, 4)
     out["max"] = round(hist.get_max_value() / 1000.0, 4)
     return out
