@@ -415,3 +415,25 @@ def test_cache_hook_sees_lookup_then_store_after_a_complete_answer() -> None:
                 assert len(up.bodies) == 1
 
     run(main())
+
+
+def test_a_role_only_first_chunk_keeps_the_first_token_deadline() -> None:
+    async def thinks(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(ROLE)
+        await asyncio.sleep(0.6)  # longer than idle_s, shorter than first_token_s
+        for part in (chunk("a"), chunk("b"), DONE):
+            await resp.write(part)
+        return resp
+
+    async def main() -> None:
+        up = Upstream(thinks)
+        async with upstream(up) as up_url:
+            cfg = one_target(up_url)
+            cfg["targets"][0]["timeouts"] = {"first_token_s": 3, "idle_s": 0.2}
+            async with gateway(cfg) as (url, _), aiohttp.ClientSession() as s:
+                status, _, body = await post(s, url, {**CHAT, "stream": True})
+                assert status == 200 and body.endswith(DONE) and b'"error"' not in body
+
+    run(main())

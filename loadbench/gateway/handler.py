@@ -32,6 +32,7 @@ from loadbench.gateway.routing import plan
 from loadbench.gateway.sse import DONE, complete_end, completion_tokens, error_event
 from loadbench.gateway.state import Gateway, GatewayState
 from loadbench.gateway.upstream import Upstream
+from loadbench.gateway.watchdog import Watch
 
 log = logging.getLogger("loadbench.gateway")
 
@@ -204,11 +205,17 @@ async def _attempt(request: web.Request, ctx: RequestContext, state: GatewayStat
     send_ns = perf_counter_ns()
     up.in_flight += 1
     resp: aiohttp.ClientResponse | None = None
+    watch: Watch | None = None
     done = False
     try:
         try:
-            resp = await up.session.post(url, data=payload, headers=up.headers,
-                                         timeout=up.stream_timeout if ctx.stream else up.whole_timeout)
+            if ctx.stream:
+                # first_token_s runs from the send: to the headers here, then to the first content
+                # chunk under the watchdog (the relay moves the deadline to idle_s gaps after it)
+                async with asyncio.timeout(up.spec.timeouts.first_token_s):
+                    resp = await up.session.post(url, data=payload, headers=up.headers)
+            else:
+                resp = await up.session.post(url, data=payload, headers=up.headers)
             if resp.status != 200:
                 err_body = await resp.read()
                 metrics.inc("attempts", name, str(resp.status))
@@ -217,6 +224,7 @@ async def _attempt(request: web.Request, ctx: RequestContext, state: GatewayStat
                 return _Failure(resp.status, str(resp.status), err_body, resp.content_type,
                                 f"upstream {name} answered {resp.status}")
             if ctx.stream:
+                watch = gw.watchdog.watch(resp, send_ns + up.first_token_ns)
                 first = await resp.content.readany()
                 if not first:
                     raise aiohttp.ClientPayloadError("upstream closed the stream before any byte")
@@ -228,6 +236,11 @@ async def _attempt(request: web.Request, ctx: RequestContext, state: GatewayStat
             ctx.failed_ns += perf_counter_ns() - send_ns
             return _Failure(TIMEOUT, "timeout", b"", "", f"upstream {name} timed out")
         except aiohttp.ClientError as exc:
+            if watch is not None and watch.timed_out:
+                metrics.inc("attempts", name, "timeout")
+                _count_failure(state, gw, up, None)
+                ctx.failed_ns += perf_counter_ns() - send_ns
+                return _Failure(TIMEOUT, "timeout", b"", "", f"upstream {name} timed out")
             metrics.inc("attempts", name, "connect_error")
             _count_failure(state, gw, up, None)
             ctx.failed_ns += perf_counter_ns() - send_ns
@@ -235,14 +248,16 @@ async def _attempt(request: web.Request, ctx: RequestContext, state: GatewayStat
                             f"upstream {name} connection failed: {type(exc).__name__}")
         metrics.inc("attempts", name, "200")
         ctx.target = name
-        if ctx.stream:
-            out = await _relay_stream(request, ctx, state, gw, up, resp, first, send_ns)
+        if watch is not None:
+            out = await _relay_stream(request, ctx, state, gw, up, resp, watch, first, send_ns)
         else:
             out = _finish_json(ctx, state, gw, up, resp, first, send_ns)
         done = True
         return out
     finally:
         up.in_flight -= 1
+        if watch is not None:
+            gw.watchdog.done(watch)
         if resp is not None:
             if done and resp.content.is_eof():
                 resp.release()
@@ -278,7 +293,7 @@ def _finish_json(ctx: RequestContext, state: GatewayState, gw: Gateway, up: Upst
 
 
 async def _relay_stream(request: web.Request, ctx: RequestContext, state: GatewayState, gw: Gateway,
-                        up: Upstream, resp: aiohttp.ClientResponse, first: bytes,
+                        up: Upstream, resp: aiohttp.ClientResponse, watch: Watch, first: bytes,
                         send_ns: int) -> web.StreamResponse:
     name = up.spec.name
     first_ns = perf_counter_ns()
@@ -291,6 +306,7 @@ async def _relay_stream(request: web.Request, ctx: RequestContext, state: Gatewa
     itl = timings.itl
     capture = ctx.captured if ctx.capture else None
     content = resp.content
+    idle_ns = up.idle_ns
     chunk = first
     now_ns = first_ns
     carry = b""
@@ -322,20 +338,21 @@ async def _relay_stream(request: web.Request, ctx: RequestContext, state: Gatewa
                     if n > 0:
                         if tok_first_ns == 0:
                             tok_first_ns = now_ns
-                            up.use_idle_timeout(resp)  # first token in: from now on gaps are bounded by idle_s
                         else:
                             itl.record((now_ns - tok_last_ns) / 1e9)
                         tok_last_ns = now_ns
                         tokens += n
                 prev = last
                 last = chunk
+            if tok_first_ns:
+                watch.deadline_ns = now_ns + idle_ns  # after the first token, each gap gets idle_s
             try:
                 chunk = await content.readany()
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 broke = "timed out"
                 break
             except aiohttp.ClientError as exc:
-                broke = f"connection failed ({type(exc).__name__})"
+                broke = "timed out" if watch.timed_out else f"connection failed ({type(exc).__name__})"
                 break
             if not chunk:
                 break

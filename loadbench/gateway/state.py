@@ -20,6 +20,7 @@ from loadbench.gateway.health import TargetHealth
 from loadbench.gateway.metrics import Metrics
 from loadbench.gateway.stats import TpotWindow
 from loadbench.gateway.upstream import Upstream
+from loadbench.gateway.watchdog import Watchdog
 
 log = logging.getLogger("loadbench.gateway")
 
@@ -40,6 +41,7 @@ class Gateway:
         self._spec = spec
         self.state: GatewayState | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self.watchdog = Watchdog()
 
     async def start(self) -> None:
         """Open the pools (needs a running loop)."""
@@ -88,6 +90,7 @@ class Gateway:
         await up.close()
 
     async def close(self) -> None:
+        self.watchdog.stop()
         for task in list(self._closing):
             task.cancel()
         if self.state is not None:
