@@ -113,3 +113,19 @@ def test_fast_stats_equal_hdrh_own_answers(values: list[int]) -> None:
         assert s[key] == round(h.get_value_at_percentile(p) / 1000.0, 4)
     assert s["mean"] == pytest.approx(round(h.get_mean_value() / 1000.0, 4), abs=2e-4)
     assert s["stdev"] == pytest.approx(round(h.get_stddev() / 1000.0, 4), abs=2e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-5, 5_000_000_000), min_size=0, max_size=200))
+def test_vector_record_and_sparse_wire_equal_one_by_one(values: list[int]) -> None:
+    one = hg.new_histogram()
+    for v in values:
+        hg.record(one, v)
+    many = hg.new_histogram()
+    hg.record_many(many, values)
+    assert hg.to_sparse(many) == hg.to_sparse(one)
+    assert many.get_total_count() == one.get_total_count()
+    shipped = hg.new_histogram()
+    hg.add_sparse(shipped, hg.to_sparse(one))
+    assert hg.stats_ms(shipped) == hg.stats_ms(one)
+    assert hg.encode(shipped) == hg.encode(one) or not values

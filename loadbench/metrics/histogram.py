@@ -40,10 +40,55 @@ def record(hist: HdrHistogram, value_us: int) -> None:
     hist.record_value(clamp_us(value_us))
 
 
-def record_many(hist: HdrHistogram, values_us: Iterable[int]) -> None:
-    rec = hist.record_value
-    for v in values_us:
-        rec(clamp_us(v))
+_VECTOR_MIN = 16  # below this, numpy's call overhead costs more than hdrh's Python loop
+
+
+def counts_view(hist: HdrHistogram) -> np.ndarray:
+    """The histogram's own counters as a numpy array (no copy: writes go into the histogram)."""
+    return np.ctypeslib.as_array(hist.counts)[: hist.counts_len]
+
+
+def counts_indices(hist: HdrHistogram, values_us: np.ndarray) -> np.ndarray:
+    """hdrh's ``_counts_index_for`` for an array of values (int64, already clamped)."""
+    bits = np.frexp((values_us | hist.sub_bucket_mask).astype(np.float64))[1].astype(np.int64)
+    bucket = bits - hist.unit_magnitude - (hist.sub_bucket_half_count_magnitude + 1)
+    sub_bucket = values_us >> (bucket + hist.unit_magnitude)
+    return ((bucket + 1) << hist.sub_bucket_half_count_magnitude) + (sub_bucket - hist.sub_bucket_half_count)
+
+
+def record_many(hist: HdrHistogram, values_us: list[int]) -> None:
+    """Record many values at once; the same counts as calling ``record`` for each (property-tested)."""
+    if len(values_us) < _VECTOR_MIN:
+        rec = hist.record_value
+        for v in values_us:
+            rec(clamp_us(v))
+        return
+    arr = np.clip(np.asarray(values_us, dtype=np.int64), LOWEST_US, HIGHEST_US)
+    np.add.at(counts_view(hist), counts_indices(hist, arr), 1)
+    hist.total_count += len(arr)
+    hist.min_value = min(hist.min_value, int(arr.min()))
+    hist.max_value = max(hist.max_value, int(arr.max()))
+
+
+def to_sparse(hist: HdrHistogram) -> list[list[int]]:
+    """Lossless, cheap wire form: [[counter index...], [count...]] of the non-zero counters.
+
+    Workers ship this every second instead of hdrh's encoding, which compresses all ~23,000
+    counters (milliseconds per histogram, a measurable stall in the worker that is timing streams)."""
+    idx, counts = _nonzero(hist)
+    return [idx.tolist(), counts.tolist()]
+
+
+def add_sparse(hist: HdrHistogram, sparse: list[list[int]]) -> None:
+    idx, counts = sparse
+    if not idx:
+        return
+    np.add.at(counts_view(hist), np.asarray(idx, dtype=np.int64), np.asarray(counts, dtype=np.int64))
+    lo = int(hist.get_value_from_index(int(min(idx))))
+    hi = int(hist.get_highest_equivalent_value(hist.get_value_from_index(int(max(idx)))))
+    hist.total_count += int(sum(counts))
+    hist.min_value = min(hist.min_value, lo)
+    hist.max_value = max(hist.max_value, hi)
 
 
 def encode(hist: HdrHistogram) -> str:
@@ -66,7 +111,7 @@ def merge(hists: Iterable[HdrHistogram]) -> HdrHistogram:
 
 
 def _nonzero(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
-    counts = np.ctypeslib.as_array(hist.counts)[: hist.counts_len]
+    counts = counts_view(hist)
     idx = np.flatnonzero(counts)
     return idx, counts[idx].astype(np.int64)
 

@@ -51,14 +51,14 @@ class IntervalPart:
 
     def to_wire(self) -> dict[str, Any]:
         return {
-            "hists": {tag: hg.encode(h) for tag, h in self.hists.items() if h.get_total_count()},
+            "hists": {tag: hg.to_sparse(h) for tag, h in self.hists.items() if h.get_total_count()},
             "counts": dict(self.counts),
             "outcomes": dict(self.outcomes),
         }
 
     def add_wire(self, wire: dict[str, Any]) -> None:
-        for tag, payload in wire.get("hists", {}).items():
-            self.hist(tag).decode_and_add(payload.encode("ascii"))
+        for tag, sparse in wire.get("hists", {}).items():
+            hg.add_sparse(self.hist(tag), sparse)
         for k, v in wire.get("counts", {}).items():
             self.counts[k] = self.counts.get(k, 0) + int(v)
         for k, v in wire.get("outcomes", {}).items():

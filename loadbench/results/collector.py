@@ -91,7 +91,7 @@ class Collector:
                 self.outcomes[k] = self.outcomes.get(k, 0) + int(v)
             ttft = wire.get("hists", {}).get("ttft")
             if ttft:
-                self.window.ttft.decode_and_add(ttft.encode("ascii"))
+                hg.add_sparse(self.window.ttft, ttft)
         for key, g in (data.get("gen") or {}).items():
             b = self._bucket(int(key))
             if g.get("cpu_max") is not None:
@@ -102,7 +102,7 @@ class Collector:
                     if h is None:
                         h = hg.new_histogram()
                         setattr(b, name, h)
-                    h.decode_and_add(g[name].encode("ascii"))
+                    hg.add_sparse(h, g[name])
 
     def _bucket(self, idx: int) -> Bucket:
         b = self._buckets.get(idx)

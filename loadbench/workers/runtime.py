@@ -79,6 +79,8 @@ class WorkerRuntime:
         self.cooldown_start_ns = plan.start_unix_ns + int((total - cd) * 1e9) if cd else None
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)
+        cpu = self._proc.cpu_times()
+        self.cpu_at_start_s = cpu.user + cpu.system  # imports and set-up are not the cost of the load
 
     def quota_left(self) -> bool:
         return not self.draining and (self.quota is None or self.issued < self.quota)
@@ -191,10 +193,11 @@ class WorkerRuntime:
         gen: dict[str, dict[str, Any]] = {str(i): {"cpu_max": c} for i, c in self.gen.cpu_max.items()}
         for name in ("lag", "schedule_lag"):
             for i, h in getattr(self.gen, name).items():
-                gen.setdefault(str(i), {})[name] = hg.encode(h)
+                gen.setdefault(str(i), {})[name] = hg.to_sparse(h)
         self.gen.cpu_max, self.gen.lag, self.gen.schedule_lag = {}, {}, {}
         cpu = self._proc.cpu_times()
-        return {"worker": self.worker_id, "samples": samples, "cpu_s": round(cpu.user + cpu.system, 4),
+        return {"worker": self.worker_id, "samples": samples,
+                "cpu_s": round(cpu.user + cpu.system - self.cpu_at_start_s, 4),
                 "in_flight": self.in_flight,
                 "parts": {str(k): v for k, v in parts.items()}, "gen": gen}
 

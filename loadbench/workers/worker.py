@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import time
 from typing import Any
@@ -41,6 +42,10 @@ def main(master_host: str, master_port: int) -> int:
         LLMUser.host = rt.host_root
         rt.on_drained = lambda: runner.send_message("lb_drained", {"worker": rt.worker_id})
         state.RUNTIME = rt
+        # Everything built so far lives for the whole run: keep it out of the cyclic GC, whose full
+        # collections otherwise stall the loop (and every stream's timing) for tens of ms.
+        gc.collect()
+        gc.freeze()
         if rt.open_loop:
             from loadbench.workers.openloop import start_scheduler
 

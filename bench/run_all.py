@@ -1,0 +1,23 @@
+"""``make bench``: every benchmark in turn; each writes its figures to bench/out/<name>.json."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHES = ["bench.generator_bench", "bench.mock_bench", "bench.gateway_bench", "bench.cache_bench"]
+
+
+def main() -> int:
+    failed = []
+    for mod in BENCHES:
+        print(f"== {mod}", flush=True)
+        if subprocess.call([sys.executable, "-m", mod]) != 0:
+            failed.append(mod)
+    if failed:
+        print("failed: " + ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
