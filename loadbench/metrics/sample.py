@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -42,7 +42,7 @@ class Sample:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson serialises (slotted) dataclasses natively, in field order
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> Sample:
