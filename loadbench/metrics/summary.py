@@ -87,6 +87,13 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
     if ok and token_source != "usage":
         warnings.append("the target sent no usage for some requests: output token counts are "
                         "estimated from content chunks (one token per chunk)")
+    p_req = [s["prompt_tokens_requested"] for s in ok if isinstance(s.get("prompt_tokens_requested"), int)
+             and isinstance(s.get("prompt_tokens"), int)]
+    p_got = [s["prompt_tokens"] for s in ok if isinstance(s.get("prompt_tokens_requested"), int)
+             and isinstance(s.get("prompt_tokens"), int)]
+    if p_req and abs(sum(p_got) - sum(p_req)) > 0.05 * sum(p_req):
+        warnings.append(f"prompt tokens: requested mean {sum(p_req) / len(p_req):.1f}, the target counted "
+                        f"{sum(p_got) / len(p_got):.1f} (more than 5% apart)")
     mismatch = sum(1 for s in ok if isinstance(s.get("output_tokens_requested"), int)
                    and s.get("output_tokens") != s.get("output_tokens_requested"))
     if mismatch:
