@@ -374,7 +374,7 @@ def _post_json(url: str, body: dict[str, Any], api_key: str | None, timeout_s: f
                                      headers={"Content-Type": "application/json"})
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
-    with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # noqa: S310 (URL from the user)
+    with urllib.request.urlopen(request, timeout=timeout_s) as resp:
         return dict(orjson.loads(resp.read()))
 
 
@@ -384,7 +384,7 @@ def _calibrate(req: RunRequest, profile: Profile, scenario: Scenario, target: Ta
     requested prompt sizes are what the target sees. Datasets are sent as they are."""
     from loadbench.workload.requests import RequestFactory, calibrate
 
-    synthetic = scenario.mix is not None and any(m.dataset is None for m in scenario.mix) or (
+    synthetic = (scenario.mix is not None and any(m.dataset is None for m in scenario.mix)) or (
         scenario.mix is None and scenario.dataset is None)
     if not synthetic:
         return 1.0

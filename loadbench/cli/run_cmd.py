@@ -54,7 +54,8 @@ def run(target: str | None, embedded: str, model: str | None, profile_path: Path
     """Run a load test and write a results folder."""
     from loadbench.runflow import RunRequest, execute
 
-    req = RunRequest(target=target, embedded=embedded, model=model, profile_path=profile_path, scenario_path=scenario_path,
+    req = RunRequest(target=target, embedded=embedded, model=model, profile_path=profile_path,
+                     scenario_path=scenario_path,
                      overrides={"users": users, "ramp_up_s": ramp_up_s, "duration_s": duration_s,
                                 "max_requests": max_requests, "stream": stream, "seed": seed},
                      api_key_env=api_key_env, out_dir=out_dir, name=name,
