@@ -153,11 +153,13 @@ def cpu1_busy_s() -> float:
 FOREIGN: list[float] = []  # per phase: share of CPU 1 used by processes other than the server
 
 
-def measure(server: psutil.Process, coro_factory: object) -> tuple[Tally, float, float, float]:
+def measure(server: psutil.Process | None, coro_factory: object) -> tuple[Tally, float, float, float]:
+    """Run one phase; return its tally, the server's CPU s (0 without a server), the generator's, wall s."""
     me = psutil.Process()  # the generator alone: its children (mock, gateway) are not counted
-    c0, g0, w0, b0 = cpu_s(server), sum(me.cpu_times()[:2]), time.monotonic(), cpu1_busy_s()
+    c0 = cpu_s(server) if server else 0.0
+    g0, w0, b0 = sum(me.cpu_times()[:2]), time.monotonic(), cpu1_busy_s()
     tally: Tally = asyncio.run(coro_factory())  # type: ignore[operator]
-    server_cpu, wall = cpu_s(server) - c0, time.monotonic() - w0
+    server_cpu, wall = (cpu_s(server) - c0 if server else 0.0), time.monotonic() - w0
     FOREIGN.append(max(0.0, (cpu1_busy_s() - b0 - server_cpu) / wall))
     return tally, server_cpu, sum(me.cpu_times()[:2]) - g0, wall
 
@@ -224,7 +226,10 @@ def cost_phase(args: argparse.Namespace, servers: list[tuple[str, str, psutil.Pr
     """Closed loop at fixed concurrency through each server: CPU per completed request."""
     rows: list[dict[str, object]] = []
     for stream, conc in ((True, args.stream_concurrency), (False, args.json_concurrency)):
-        for name, url, proc in servers:
+        # interleaved rounds, alternating which server goes first, so drifting load from other
+        # processes on the machine hits both alike; the verdict uses each server's median
+        order = [servers[i % 2 :] + servers[: i % 2] for i in range(args.cost_rounds)]
+        for name, url, proc in [s for round_ in order for s in round_]:
             asyncio.run(closed_loop(url, stream, 16, 0.5, 200))  # warm-up
             spy = None
             if args.profile and name == "gateway" and stream:
@@ -249,15 +254,23 @@ def ttft_phase(args: argparse.Namespace, paths: list[tuple[str, str, psutil.Proc
     acc = {name: Tally() for name, _, _ in paths}
     server_cpu = {name: 0.0 for name, _, _ in paths}
     foreign_start = len(FOREIGN)
+    rounds: list[dict[str, object]] = []
     for _ in range(args.rounds):
+        this: dict[str, object] = {}
         for name, url, proc in paths:
-            tally, cpu, _, _ = measure(proc or psutil.Process(), lambda u=url: open_loop(u, args.rate, args.seconds))
+            tally, cpu, _, _ = measure(proc, lambda u=url: open_loop(u, args.rate, args.seconds))
+            this[name] = {
+                "p50_ms": _pct(tally.ttft_ms, 0.5),
+                "p99_ms": _pct(tally.ttft_ms, 0.99),
+                "cpu1_used_by_others": round(FOREIGN[-1], 2),
+            }
             a = acc[name]
             a.ok, a.errors = a.ok + tally.ok, a.errors + tally.errors
             a.ttft_ms += tally.ttft_ms
             a.lag_ms += tally.lag_ms
-            server_cpu[name] += cpu if proc is not None else 0.0
-    out: dict[str, object] = {"rate": args.rate}
+            server_cpu[name] += cpu
+        rounds.append(this)
+    out: dict[str, object] = {"rate": args.rate, "rounds": rounds}
     for name, t in acc.items():
         out[name] = {
             "ok": t.ok,
@@ -276,6 +289,20 @@ def ttft_phase(args: argparse.Namespace, paths: list[tuple[str, str, psutil.Proc
                 "p99_ms": round(_pct(t.ttft_ms, 0.99) - _pct(base, 0.99), 3),
             }
     out["cpu1_used_by_others_max"] = round(max(FOREIGN[foreign_start:], default=0.0), 2)
+    # the round in which the gateway's core was least shared with other people's jobs, as a
+    # same-round comparison (each path's figure minus that round's direct figure)
+    quiet = min(rounds, key=lambda r: float(r["gateway"]["cpu1_used_by_others"]))  # type: ignore[index]
+    out["quietest_round"] = {
+        "cpu1_used_by_others": quiet["gateway"]["cpu1_used_by_others"],  # type: ignore[index]
+        **{
+            f"added_by_{name}": {
+                q: round(float(quiet[name][q]) - float(quiet["direct"][q]), 3)  # type: ignore[index]
+                for q in ("p50_ms", "p99_ms")
+            }
+            for name in acc
+            if name != "direct"
+        },
+    }
     return out
 
 
@@ -286,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-concurrency", type=int, default=160)
     parser.add_argument("--json-concurrency", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2, help="alternations of direct/relay/gateway at --rate")
+    parser.add_argument("--cost-rounds", type=int, default=3, help="interleaved relay/gateway CPU-cost rounds")
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway during the stream phase")
     parser.add_argument(
         "--nice",
@@ -336,7 +364,16 @@ def main(argv: list[str] | None = None) -> int:
         gw.stop()
         mock.stop()
     result["cost"] = rows
-    by = {(r["server"], r["stream"]): r for r in rows}
+    by = {}
+    for key in {(r["server"], r["stream"]) for r in rows}:
+        same = sorted(
+            (r for r in rows if (r["server"], r["stream"]) == key), key=lambda r: float(r["cpu_ms_per_req"] or 0)
+        )  # type: ignore[arg-type]
+        by[key] = same[len(same) // 2]  # the median round
+    result["cost_median"] = {
+        f"{s}_{'stream' if st else 'json'}": {k: r[k] for k in ("cpu_ms_per_req", "req_per_cpu_s")}
+        for (s, st), r in sorted(by.items())
+    }
     ratio = {}
     for stream, key in ((True, "stream"), (False, "nonstream")):
         g, b = by[("gateway", stream)], by[("bare_relay", stream)]
