@@ -5,6 +5,7 @@ Everything that can be wrong with the input fails before any load is sent.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import urllib.request
@@ -35,7 +36,7 @@ class RunRequest:
     api_key_env: str | None = None
     out_dir: Path = Path("results")
     name: str | None = None
-    workers: int = 1  # workers expected to take part
+    workers: int | None = None  # workers expected to take part (None: auto_workers)
     local_workers: int | None = None  # started here (None: = workers; 0 with --master)
     master_bind_host: str = "127.0.0.1"
     master_port: int | None = None
@@ -71,6 +72,22 @@ def resolve_model(base_url: str, api_key: str | None = None, timeout_s: float = 
         return str(data["data"][0]["id"])
     except Exception as exc:
         raise TargetError(f"could not list models at {base_url}/models ({exc}); pass --model") from exc
+
+
+USERS_PER_WORKER = 250  # measured capacity of one worker core: docs/generator.md
+RPS_PER_WORKER = 200.0
+
+
+def auto_workers(profile: Profile, cpus: int | None = None) -> int:
+    """One worker per core, capped by what the load needs at its peak."""
+    cpus = cpus or os.cpu_count() or 1
+    if profile.mode == "open":
+        peak_rps = max((max(s.rps_start, s.rps_end) for s in profile.rate_segments()), default=0.0)
+        need = math.ceil(peak_rps / RPS_PER_WORKER)
+    else:
+        peak_users = max((s.users for s in profile.closed_stages()), default=profile.users)
+        need = math.ceil(peak_users / USERS_PER_WORKER)
+    return max(1, min(cpus, need))
 
 
 def load_inputs(req: RunRequest) -> tuple[Profile, Scenario]:
@@ -198,20 +215,21 @@ def _run(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSp
                                scenario=scenario.model_dump(mode="json"), start_unix_s=time.time())
     manifest["name"] = name
     rd.write_json(run_dir / rd.MANIFEST, manifest)
+    workers = req.workers or auto_workers(profile)
     scale = _calibrate(req, profile, scenario, target) if req.calibrate else 1.0
     manifest = rd.read_json(run_dir / rd.MANIFEST)
     manifest["prompt_scale"] = scale
     rd.write_json(run_dir / rd.MANIFEST, manifest)
     plan = RunPlan(run_id=run_id, target=target, profile=profile.model_dump(mode="json"),
                    scenario=scenario.model_dump(mode="json"), seed=profile.seed,
-                   interval_s=profile.interval_s, workers=req.workers, extra={"prompt_scale": scale})
+                   interval_s=profile.interval_s, workers=workers, extra={"prompt_scale": scale})
     _say(req, f"loadbench: run {run_id}: {profile.mode} loop, target {base_url} (model {model}), "
               f"results in {run_dir}")
-    local = req.workers if req.local_workers is None else req.local_workers
-    if local < req.workers:
-        _say(req, f"loadbench: waiting for {req.workers - local} remote worker(s): run "
+    local = workers if req.local_workers is None else req.local_workers
+    if local < workers:
+        _say(req, f"loadbench: waiting for {workers - local} remote worker(s): run "
                   f"`loadbench worker --master-host <this host> --master-port {req.master_port}` on each")
-    launch = launcher.start(plan, run_dir, local_workers=local, expect_workers=req.workers,
+    launch = launcher.start(plan, run_dir, local_workers=local, expect_workers=workers,
                             bind_host=req.master_bind_host, bind_port=req.master_port)
     code = launcher.wait(launch)
     interrupted = launch.interrupted or code == ExitCode.INTERRUPTED

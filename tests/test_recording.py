@@ -139,3 +139,16 @@ def test_hlog_writer_rejects_bad_tags() -> None:
     except ValueError:
         return
     raise AssertionError("a tag with a space must be rejected")
+
+
+def test_auto_workers_one_per_core_capped_by_the_load() -> None:
+    from loadbench.config import profile_from_dict
+    from loadbench.runflow import auto_workers
+
+    assert auto_workers(profile_from_dict({"users": 20}), cpus=8) == 1
+    assert auto_workers(profile_from_dict({"users": 600}), cpus=8) == 3
+    assert auto_workers(profile_from_dict({"users": 6000}), cpus=2) == 2
+    stages = {"stages": [{"duration_s": 5, "users": 10}, {"duration_s": 5, "users": 700}]}
+    assert auto_workers(profile_from_dict(stages), cpus=8) == 3
+    assert auto_workers(profile_from_dict({"arrival": {"kind": "poisson", "rps": 500}, "duration_s": 5}),
+                        cpus=8) == 3

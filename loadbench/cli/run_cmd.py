@@ -32,8 +32,9 @@ from loadbench.errors import ExitCode
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder that receives the run folder.")
 @click.option("--name", help="Run name (part of the folder name).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Local Locust worker processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local Locust worker processes (default: one per core, capped by what the load needs: "
+                   "one per 250 users or 200 req/s at peak).")
 @click.option("--master", "master_mode", is_flag=True,
               help="Multi-machine: run only the Locust master and wait for --expect-workers remote workers "
                    "(start them with `loadbench worker --master-host HOST`).")
@@ -49,7 +50,7 @@ from loadbench.errors import ExitCode
 def run(target: str | None, embedded: str, model: str | None, profile_path: Path | None, scenario_path: Path | None,
         users: int | None, ramp_up_s: float | None, duration_s: float | None, max_requests: int | None,
         stream: bool | None, seed: int | None, api_key_env: str | None, out_dir: Path, name: str | None,
-        workers: int, master_mode: bool, expect_workers: int | None, master_bind_host: str,
+        workers: int | None, master_mode: bool, expect_workers: int | None, master_bind_host: str,
         master_port: int | None, calibrate: bool, strict: bool) -> int:
     """Run a load test and write a results folder."""
     from loadbench.runflow import RunRequest, execute
@@ -59,8 +60,8 @@ def run(target: str | None, embedded: str, model: str | None, profile_path: Path
                      overrides={"users": users, "ramp_up_s": ramp_up_s, "duration_s": duration_s,
                                 "max_requests": max_requests, "stream": stream, "seed": seed},
                      api_key_env=api_key_env, out_dir=out_dir, name=name,
-                     workers=(expect_workers or workers) if master_mode else workers,
-                     local_workers=0 if master_mode else workers, master_bind_host=master_bind_host,
+                     workers=(expect_workers or workers or 1) if master_mode else workers,
+                     local_workers=0 if master_mode else None, master_bind_host=master_bind_host,
                      master_port=master_port or (5557 if master_mode else None),
                      strict=strict, calibrate=calibrate, argv=list(sys.argv))
     result = execute(req)

@@ -18,11 +18,13 @@ import click
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True)
 @click.option("--name")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local Locust workers per step (default: one per core, capped by the step's load).")
 @click.option("--mock-arg", "mock_args", multiple=True, metavar="ARG",
               help="Extra argument for the embedded mock, e.g. --mock-arg=--max-concurrency=50.")
 def sweep(profile_path: Path, scenario_path: Path | None, target: str | None, model: str | None,
-          api_key_env: str | None, out_dir: Path, name: str | None, workers: int, mock_args: tuple[str, ...]) -> int:
+          api_key_env: str | None, out_dir: Path, name: str | None, workers: int | None,
+          mock_args: tuple[str, ...]) -> int:
     """Step the load up, holding each step, until the SLO breaks; report per step and the capacity."""
     from loadbench.runflow import RunRequest, execute_sweep
 
