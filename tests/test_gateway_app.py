@@ -118,6 +118,12 @@ def two_targets(
     }
 
 
+def priority_pair(first: tuple[str, str], good_url: str) -> dict[str, Any]:
+    """Priority routing: ``first`` (name, url) and then a target named "good"."""
+    route_targets = [{"target": first[0]}, {"target": "good", "priority": 1}]
+    return two_targets(first, ("good", good_url), route_targets, routing="priority")
+
+
 @contextlib.asynccontextmanager
 async def single(up: Upstream, **extra: Any) -> AsyncIterator[tuple[str, Gateway, aiohttp.ClientSession]]:
     """One scripted upstream behind a one-target gateway, and a client session."""
@@ -234,12 +240,7 @@ def test_retry_then_fallback_and_pass_through_of_non_fallback_errors() -> None:
         bad400 = Upstream(failing(400))
         good2 = Upstream(ok)
         async with upstream(bad400) as bad_url, upstream(good2) as good_url:
-            cfg = two_targets(
-                ("bad", bad_url),
-                ("good", good_url),
-                [{"target": "bad"}, {"target": "good", "priority": 1}],
-                routing="priority",
-            )
+            cfg = priority_pair(("bad", bad_url), good_url)
             async with gateway(cfg) as (url, _), aiohttp.ClientSession() as s:
                 status, headers, body = await post(s, url, CHAT)
                 assert status == 400 and b"no (400)" in body  # the upstream's own error, not retried
@@ -358,12 +359,7 @@ def test_timeouts_fall_back_before_the_first_byte_and_break_after_it() -> None:
     async def main() -> None:
         slow, good = Upstream(silent), Upstream(ok)
         async with upstream(slow) as slow_url, upstream(good) as good_url:
-            cfg = two_targets(
-                ("slow", slow_url),
-                ("good", good_url),
-                [{"target": "slow"}, {"target": "good", "priority": 1}],
-                routing="priority",
-            )
+            cfg = priority_pair(("slow", slow_url), good_url)
             cfg["targets"][0]["timeouts"] = {"first_token_s": 0.3}
             async with gateway(cfg) as (url, gw), aiohttp.ClientSession() as s:
                 status, headers, body = await post(s, url, {**CHAT, "stream": True})
