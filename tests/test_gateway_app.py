@@ -125,14 +125,16 @@ def priority_pair(first: tuple[str, str], good_url: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def single(up: Upstream, **extra: Any) -> AsyncIterator[tuple[str, Gateway, aiohttp.ClientSession]]:
-    """One scripted upstream behind a one-target gateway, and a client session."""
-    async with (
-        upstream(up) as up_url,
-        gateway({**one_target(up_url), **extra}) as (url, gw),
-        aiohttp.ClientSession() as s,
-    ):
-        yield url, gw, s
+async def single(
+    up: Upstream, timeouts: dict[str, float] | None = None, **extra: Any
+) -> AsyncIterator[tuple[str, Gateway, aiohttp.ClientSession]]:
+    """One scripted upstream behind a one-target gateway (with these timeouts), and a client session."""
+    async with upstream(up) as up_url:
+        cfg = {**one_target(up_url), **extra}
+        if timeouts:
+            cfg["targets"][0]["timeouts"] = timeouts
+        async with gateway(cfg) as (url, gw), aiohttp.ClientSession() as s:
+            yield url, gw, s
 
 
 async def post(
@@ -365,15 +367,11 @@ def test_timeouts_fall_back_before_the_first_byte_and_break_after_it() -> None:
                 status, headers, body = await post(s, url, {**CHAT, "stream": True})
                 assert status == 200 and headers["x-loadbench-target"] == "good" and body.endswith(DONE)
                 assert gw.metrics.counters["attempts"][("slow", "timeout")] == 1
-        stall = Upstream(stalls)
-        async with upstream(stall) as up_url:
-            cfg = one_target(up_url)
-            cfg["targets"][0]["timeouts"] = {"first_token_s": 5, "idle_s": 0.3}
-            async with gateway(cfg) as (url, gw), aiohttp.ClientSession() as s:
-                status, _, body = await post(s, url, {**CHAT, "stream": True})
-                assert status == 200
-                last = orjson.loads([e for e in body.split(b"\n\n") if e][-1][len(b"data: ") :])
-                assert "timed out after the stream started" in last["error"]["message"]
+        async with single(Upstream(stalls), timeouts={"first_token_s": 5, "idle_s": 0.3}) as (url, _, s):
+            status, _, body = await post(s, url, {**CHAT, "stream": True})
+            assert status == 200
+            last = orjson.loads([e for e in body.split(b"\n\n") if e][-1][len(b"data: ") :])
+            assert "timed out after the stream started" in last["error"]["message"]
 
     run(main())
 
@@ -424,12 +422,8 @@ def test_a_role_only_first_chunk_keeps_the_first_token_deadline() -> None:
         return resp
 
     async def main() -> None:
-        up = Upstream(thinks)
-        async with upstream(up) as up_url:
-            cfg = one_target(up_url)
-            cfg["targets"][0]["timeouts"] = {"first_token_s": 3, "idle_s": 0.2}
-            async with gateway(cfg) as (url, _), aiohttp.ClientSession() as s:
-                status, _, body = await post(s, url, {**CHAT, "stream": True})
-                assert status == 200 and body.endswith(DONE) and b'"error"' not in body
+        async with single(Upstream(thinks), timeouts={"first_token_s": 3, "idle_s": 0.2}) as (url, _, s):
+            status, _, body = await post(s, url, {**CHAT, "stream": True})
+            assert status == 200 and body.endswith(DONE) and b'"error"' not in body
 
     run(main())
