@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from loadbench.mock.app import create_app
@@ -384,3 +385,63 @@ def test_max_concurrency_queues_fifo_and_the_wait_delays_ttft() -> None:
     # ... but its role chunk came at once, while it waited
     assert b.ms_after_send(b.events[0][0]) < 30
     assert a.ms_after_send(b_first) >= ttft + (n - 1) * itl + ttft - 2  # a's e2e, then b's ttft
+
+
+@pytest.mark.parametrize("handler_cancellation", [False, True])  # the mock's default, TestServer's
+def test_a_client_leaving_mid_stream_is_counted_and_frees_its_slot(handler_cancellation: bool) -> None:
+    async def scenario(c: aiohttp.ClientSession) -> tuple[Any, Stream, Any]:
+        async with c.post(CHAT, data=orjson.dumps({"messages": MESSAGES, "stream": True,
+                                                   "max_tokens": 500})) as resp:
+            got = b""
+            while got.count(b" tok") < 3:
+                got += await resp.content.readany()
+            resp.connection.transport.abort()  # type: ignore[union-attr]  # hang up mid-stream
+        for _ in range(200):  # the pacer notices at the stream's next deadline
+            stats = await get(c, "/mock/stats")
+            if stats["in_flight"] == 0:
+                break
+            await asyncio.sleep(0.01)
+        # with --max-concurrency 1 this only gets served if the slot was given back
+        follow = await asyncio.wait_for(stream(c, max_tokens=2), 5)
+        return stats, follow, await get(c, "/mock/stats")
+
+    async def main() -> tuple[Any, Stream, Any]:
+        app = create_app(MockSettings(ttft_ms=0, itl_ms=5, max_concurrency=1))
+        runner = web.AppRunner(app, handler_cancellation=handler_cancellation)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+                return await scenario(session)
+        finally:
+            await runner.cleanup()
+
+    with asyncio.Runner(loop_factory=loop_factory()) as aio:
+        stats, follow, after = aio.run(main())
+    assert stats["disconnects"] == 1 and stats["in_flight"] == 0, str(stats)
+    assert 3 <= stats["chunks"] < 500
+    assert [t for _, t in follow.content] == [" tok0", " tok1"]
+    assert after["disconnects"] == 1 and after["queued"] == 0
+
+
+def test_http_1_0_streams_without_chunked_framing() -> None:
+    async def scenario(c: aiohttp.ClientSession) -> bytes:
+        url = c._base_url
+        assert url is not None and url.port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", url.port)
+        body = orjson.dumps({"messages": MESSAGES, "stream": True, "max_tokens": 3})
+        writer.write(b"POST /v1/chat/completions HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+        data = await asyncio.wait_for(reader.read(-1), 5)  # HTTP/1.0: the body ends at close
+        writer.close()
+        return data
+
+    raw = run(MockSettings(ttft_ms=0, itl_ms=1), scenario)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"chunked" not in head.lower()
+    events = body.split(b"\n\n")
+    assert events[-1] == b"" and events[-2] == b"data: [DONE]"
+    texts = [orjson.loads(e[6:])["choices"][0]["delta"].get("content") for e in events[:-2]]
+    assert texts == ["", " tok0", " tok1", " tok2", None]

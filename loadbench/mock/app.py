@@ -8,13 +8,14 @@ Routes
     GET/DELETE /mock/stats                            counters / reset them
 Per-request overrides: headers ``X-Mock-TTFT-Ms`` and ``X-Mock-ITL-Ms``.
 
-Timing: ``t0 = loop.time()`` when the handler starts. A stream at once sends its headers and
-a first chunk that carries no token (chat: a role-only delta; completions: empty text), then
+Timing: ``t0 = time.monotonic()`` when the handler starts. A stream at once sends its headers
+and a first chunk that carries no token (chat: a role-only delta; completions: empty text), then
 waits for a ``--max-concurrency`` slot (if it queued, its start moves to when it got the slot),
-then writes content chunk k at ``start + offsets[k]`` (see ``schedule``), sleeping until each
-absolute deadline. The last content chunk, the finish chunk, the usage chunk and ``[DONE]`` go
-out in one write. A non-streamed response is returned when its last token would have been
-produced.
+then hands its content chunks to the process's ``Pacer`` (see ``pacer``), which writes chunk k
+at ``start + offsets[k]`` (see ``schedule``) straight to the transport, and awaits the end. The
+last content chunk, the finish chunk, the usage chunk and ``[DONE]`` go out in one write; the
+handler then ends the chunked body through aiohttp (``write_eof``) so keep-alive stays correct.
+A non-streamed response is returned when its last token would have been produced.
 
 With ``--workers N`` each process has its own settings, counters and queue; ``/mock/config``
 changes only the process that answered it.
@@ -23,11 +24,11 @@ changes only the process that answered it.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -36,30 +37,16 @@ from aiohttp import web
 from loadbench.errors import ConfigError, InputError
 from loadbench.mock import bodies
 from loadbench.mock.gate import FifoGate
+from loadbench.mock.pacer import PacedStream, Pacer
 from loadbench.mock.request import GenerationRequest, parse_embedding_inputs, parse_generation
 from loadbench.mock.schedule import chunk_count, chunk_offsets_s, last_offset_s
 from loadbench.mock.settings import MockSettings, live_view, with_updates
+from loadbench.mock.stats import MockStats
 from loadbench.mock.tokens import count_words, token_text
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-_LATE_S = 0.002  # a chunk written this long after its deadline counts as late in /mock/stats
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(slots=True)
-class MockStats:
-    requests: int = 0  # inference requests (chat, completions, embeddings)
-    in_flight: int = 0
-    max_in_flight: int = 0
-    by_status: dict[int, int] = field(default_factory=dict)
-    disconnects: int = 0  # clients that left mid-stream
-    chunks: int = 0  # content chunks written
-    late_chunks: int = 0  # written more than _LATE_S after their deadline
-    max_lateness_s: float = 0.0
-
-    def count(self, status: int) -> None:
-        self.by_status[status] = self.by_status.get(status, 0) + 1
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
@@ -95,6 +82,12 @@ class MockServer:
         self._jitter_rng = random.Random(f"{settings.seed}:{worker}:jitter")
         self._id_prefix = f"{os.getpid():x}{worker:x}-"
         self._next_id = 0
+        self._pacer: Pacer | None = None  # made on the first stream, inside the running loop
+
+    def _get_pacer(self, loop: asyncio.AbstractEventLoop) -> Pacer:
+        if self._pacer is None:
+            self._pacer = Pacer(self.stats, loop.call_later)
+        return self._pacer
 
     def _injected_error(self, s: MockSettings) -> web.Response | None:
         """The ``--error-rate`` draw (seeded): an error response, or None to serve normally."""
@@ -113,7 +106,7 @@ class MockServer:
 
     async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        t0 = time.monotonic()
         s = self.settings  # a snapshot: live changes apply to later requests
         stats = self.stats
         stats.requests += 1
@@ -148,7 +141,7 @@ class MockServer:
         if self.gate.try_acquire():
             return t0
         await self.gate.wait()
-        return loop.time()
+        return time.monotonic()
 
     async def _stream(self, request: web.Request, loop: asyncio.AbstractEventLoop, t0: float,
                       s: MockSettings, g: GenerationRequest, chat: bool, response_id: str,
@@ -162,34 +155,45 @@ class MockServer:
             include_usage=g.include_usage and not s.no_usage)
         offsets = chunk_offsets_s(ttft_s, itl_s, s.jitter_ms / 1000.0, n_chunks, self._jitter_rng)
         resp = web.StreamResponse(headers=_SSE_HEADERS)
-        stats = self.stats
         try:
             await resp.prepare(request)
             await resp.write(tpl.first)
-            start = await self._admit(loop, t0)
-            try:
-                prefix, suffix, last = tpl.prefix, tpl.suffix, n_chunks - 1
-                now = loop.time
-                for k in range(n_chunks):
-                    due = start + offsets[k]
-                    delay = due - now()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    lateness = now() - due
-                    if lateness > _LATE_S:
-                        stats.late_chunks += 1
-                        stats.max_lateness_s = max(stats.max_lateness_s, lateness)
-                    first = k * per
-                    data = prefix + token_text(first, min(per, n_tokens - first)).encode() + suffix
-                    if k == last:
-                        data += tpl.tail
-                    await resp.write(data)
-                    stats.chunks += 1
-            finally:
-                self.gate.release()
+        except ConnectionResetError:
+            self.stats.disconnects += 1
+            return resp
+        start = await self._admit(loop, t0)
+        ended: asyncio.Future[bool] = loop.create_future()
+
+        def on_end(disconnected: bool) -> None:
+            if not ended.done():
+                ended.set_result(disconnected)
+
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            self.gate.release()
+            self.stats.disconnects += 1
+            return resp
+        paced = PacedStream(
+            transport=transport, start_s=start, offsets_s=offsets, prefix=tpl.prefix,
+            suffix=tpl.suffix, tail=tpl.tail, n_tokens=n_tokens, tokens_per_chunk=per,
+            chunked=resp.headers.get("Transfer-Encoding") == "chunked", on_end=on_end)
+        pacer = self._get_pacer(loop)
+        try:
+            pacer.add(paced)
+            if await ended:
+                return resp  # the client left; the pacer counted it
+        except asyncio.CancelledError:
+            # aiohttp cancels the handler when the client leaves if handler_cancellation is on
+            if not paced.ended and transport.is_closing():
+                self.stats.disconnects += 1
+            raise
+        finally:
+            pacer.remove(paced)  # a no-op unless this handler was cancelled
+            self.gate.release()
+        try:
             await resp.write_eof()
         except ConnectionResetError:
-            stats.disconnects += 1
+            self.stats.disconnects += 1
         return resp
 
     async def _whole(self, loop: asyncio.AbstractEventLoop, t0: float, s: MockSettings,
@@ -206,9 +210,9 @@ class MockServer:
             completion_tokens=n_tokens, with_usage=not s.no_usage)
         start = await self._admit(loop, t0)
         try:
-            delay = start + offset - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            delay = start + offset - time.monotonic()
+            if delay > 0:  # whole ms, rounded up: uvloop rounds to the nearest ms
+                await asyncio.sleep(math.ceil(delay * 1000.0) / 1000.0)
         finally:
             self.gate.release()
         return _json(body)
@@ -270,6 +274,8 @@ class MockServer:
     async def reset_stats(self, request: web.Request) -> web.StreamResponse:
         in_flight = self.stats.in_flight
         self.stats = MockStats(in_flight=in_flight, max_in_flight=in_flight)
+        if self._pacer is not None:
+            self._pacer.stats = self.stats
         return _json(orjson.dumps(self.stats_view()))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import multiprocessing
 import multiprocessing.connection
 import signal
@@ -82,6 +83,9 @@ async def serve(settings: MockSettings, sock: socket.socket, worker: int,
     try:
         # SockSite listens again with its own backlog (default 128: SYNs beyond it are dropped).
         await web.SockSite(runner, sock, shutdown_timeout=_SHUTDOWN_TIMEOUT_S, backlog=_BACKLOG).start()
+        # Start-up objects (modules, app, routes) never die: keep them out of every collection
+        # so a full GC pass cannot stall the chunk schedule.
+        gc.freeze()
         on_ready()
         await stop.wait()
     finally:

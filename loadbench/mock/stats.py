@@ -1,0 +1,22 @@
+"""The counters behind ``GET /mock/stats`` (one set per process; ``DELETE`` replaces them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LATE_S = 0.002  # a chunk written this long after its deadline counts as late
+
+
+@dataclass(slots=True)
+class MockStats:
+    requests: int = 0  # inference requests (chat, completions, embeddings)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    disconnects: int = 0  # clients that left mid-stream
+    chunks: int = 0  # content chunks written
+    late_chunks: int = 0  # written more than LATE_S after their deadline
+    max_lateness_s: float = 0.0
+
+    def count(self, status: int) -> None:
+        self.by_status[status] = self.by_status.get(status, 0) + 1
