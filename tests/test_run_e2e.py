@@ -29,10 +29,13 @@ def _samples(run: Path) -> list[dict]:
 
 
 def test_accuracy_against_the_ruler(mock_factory, tmp_path: Path) -> None:
-    """Mock TTFT 50 ms, ITL 10 ms, 64 tokens: loadbench must read back what the mock did."""
+    """Mock TTFT 50 ms, ITL 10 ms, 64 tokens: loadbench must read back what the mock did.
+
+    The first 2 s are warm-up: each user's first request also opens its connection, which is real
+    latency but not the mock's configured timing."""
     mock = mock_factory("--ttft-ms", "50", "--itl-ms", "10")
     out = tmp_path / "results"
-    r = run_loadbench("run", "--target", mock.base_url, "--users", "20", "--ramp-up", "1",
+    r = run_loadbench("run", "--target", mock.base_url, "--users", "20", "--ramp-up", "1", "--warmup", "2",
                       "--duration", "12", "--out", str(out), "--name", "accuracy")
     assert r.returncode == 0, r.stdout + r.stderr
     run = _only_run(out)
@@ -50,6 +53,7 @@ def test_accuracy_against_the_ruler(mock_factory, tmp_path: Path) -> None:
     ok = [s for s in _samples(run) if s["outcome"] == "ok"]
     assert ok and all(s["output_tokens"] == 64 and s["tokens_source"] == "usage" for s in ok)
     assert all(s["chunks"] == 64 for s in ok)
+    assert summary["requests"]["excluded"] > 0  # the warm-up requests: kept in samples, marked
     assert summary["generator"]["saturated"] is False
     # the run folder is complete
     for name in ("manifest.json", "samples.jsonl", "histograms.hlog", "timeline.jsonl", "summary.md"):

@@ -25,6 +25,10 @@ from loadbench.errors import ExitCode
 @click.option("--ramp-up", "ramp_up_s", type=click.FloatRange(min=0), help="Seconds to spawn all users.")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True),
               help="Run length in seconds (includes ramp-up).")
+@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0),
+              help="Seconds at the start excluded from the summary (by each request's intended start).")
+@click.option("--cooldown", "cooldown_s", type=click.FloatRange(min=0),
+              help="Seconds at the end excluded from the summary.")
 @click.option("--max-requests", type=click.IntRange(min=1), help="Stop after this many requests.")
 @click.option("--stream/--no-stream", default=None, help="Stream responses (default: the profile's, true).")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of the request stream.")
@@ -48,7 +52,8 @@ from loadbench.errors import ExitCode
 @click.option("--strict", is_flag=True, help="Exit 3 when the run is not valid to judge (e.g. the "
               "generator was saturated).")
 def run(target: str | None, embedded: str, model: str | None, profile_path: Path | None, scenario_path: Path | None,
-        users: int | None, ramp_up_s: float | None, duration_s: float | None, max_requests: int | None,
+        users: int | None, ramp_up_s: float | None, duration_s: float | None, warmup_s: float | None,
+        cooldown_s: float | None, max_requests: int | None,
         stream: bool | None, seed: int | None, api_key_env: str | None, out_dir: Path, name: str | None,
         workers: int | None, master_mode: bool, expect_workers: int | None, master_bind_host: str,
         master_port: int | None, calibrate: bool, strict: bool) -> int:
@@ -58,7 +63,8 @@ def run(target: str | None, embedded: str, model: str | None, profile_path: Path
     req = RunRequest(target=target, embedded=embedded, model=model, profile_path=profile_path,
                      scenario_path=scenario_path,
                      overrides={"users": users, "ramp_up_s": ramp_up_s, "duration_s": duration_s,
-                                "max_requests": max_requests, "stream": stream, "seed": seed},
+                                "max_requests": max_requests, "stream": stream, "seed": seed,
+                                "warmup_s": warmup_s, "cooldown_s": cooldown_s},
                      api_key_env=api_key_env, out_dir=out_dir, name=name,
                      workers=(expect_workers or workers or 1) if master_mode else workers,
                      local_workers=0 if master_mode else None, master_bind_host=master_bind_host,

@@ -201,7 +201,9 @@ class RateSegment:
         return self.start_s + self.duration_s
 
 
-_OVERRIDABLE = ("users", "ramp_up_s", "duration_s", "max_requests", "stream", "model", "seed")
+_OVERRIDABLE = (
+    "users", "ramp_up_s", "duration_s", "max_requests", "stream", "model", "seed", "warmup_s", "cooldown_s",
+)
 
 
 class Profile(StrictModel):

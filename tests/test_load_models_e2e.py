@@ -1,0 +1,126 @@
+"""Load models end to end against the mock: open loop, late sending, peak multiples, sweeps, targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from loadbench.results import run_dir as rd
+from tests.conftest import run_loadbench
+
+pytestmark = pytest.mark.slow
+
+
+def _only_run(out: Path) -> Path:
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def _json(path: Path) -> dict:
+    return orjson.loads(path.read_bytes())
+
+
+def _profile(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "profile.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_open_loop_constant_rate_is_achieved_on_schedule(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
+    prof = _profile(tmp_path, "name: open\narrival: {kind: constant, rps: 50}\nduration_s: 8\nmax_in_flight: 100\n")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = _json(_only_run(out) / "summary.json")
+    assert s["load"]["mode"] == "open"
+    assert s["requests"]["dropped"] == 0
+    assert abs(s["requests"]["ok"] - 400) <= 4  # 50/s for 8 s, every arrival sent and drained
+    assert abs(s["throughput"]["requests_per_s"] - 50) <= 1.5
+    assert s["metrics"]["queue_ms"]["p50"] < 5
+    assert s["generator"]["schedule_lag_p99_ms"] is not None
+
+
+def test_open_loop_late_sending_shows_client_queue_in_ttft_not_in_service_time(mock_factory, tmp_path: Path) -> None:
+    # each request takes ~0.37 s; 20 slots can carry ~54 req/s on time; 90 req/s are offered
+    mock = mock_factory("--ttft-ms", "50", "--itl-ms", "5")
+    prof = _profile(tmp_path, "name: late\narrival: {kind: constant, rps: 90}\nduration_s: 6\n"
+                              "max_in_flight: 20\nlate: send\n")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = _json(_only_run(out) / "summary.json")
+    m = s["metrics"]
+    assert s["requests"]["dropped"] == 0
+    assert abs(m["service_ttft_ms"]["p50"] - 50) < 10  # the server was not slower
+    assert m["ttft_ms"]["p50"] > m["service_ttft_ms"]["p50"] + 300  # the client-side queue is counted
+    assert m["queue_ms"]["p99"] > 1000
+
+
+def test_open_loop_drops_are_counted_never_skipped(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "50", "--itl-ms", "5")
+    prof = _profile(tmp_path, "name: drop\narrival: {kind: constant, rps: 90}\nduration_s: 5\n"
+                              "max_in_flight: 10\nlate: drop\n")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = _only_run(out)
+    s = _json(run / "summary.json")
+    assert s["requests"]["dropped"] > 100
+    assert s["requests"]["dropped"] + s["requests"]["ok"] == pytest.approx(450, abs=5)
+    assert any("dropped" in w for w in s["warnings"])
+    assert s["metrics"]["queue_ms"]["p99"] < 50  # what was sent, was sent on time
+
+
+def test_peak_multiple_stages_show_in_the_timeline_and_warmup_is_excluded(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
+    prof = _profile(tmp_path, "name: peak\nwarmup_s: 2\nramp_up_s: 0\ninterval_s: 1\n"
+                              "peak: {users: 4, multiplier: 2, ramp_s: 1, hold_s: 3}\n")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = _only_run(out)
+    timeline = list(rd.iter_timeline(run))
+    stages = [t["stage"] for t in timeline]
+    assert {"warmup", "peak", "2x-peak", "recovery"} <= set(stages)
+    users = {t["stage"]: t["users"] for t in timeline if t["stage"]}
+    assert users["2x-peak"] == 8 and users["peak"] == 4
+    assert timeline[0]["phase"] == "warmup"
+    s = _json(run / "summary.json")
+    assert s["requests"]["excluded"] > 0
+    assert s["metrics"]["ttft_ms"]["count"] == s["requests"]["ok"]
+
+
+def test_sweep_finds_the_capacity_where_the_server_queue_starts(mock_factory, tmp_path: Path) -> None:
+    # the mock serves 50 requests at once; beyond that requests queue and TTFT jumps by a whole E2E
+    prof = _profile(tmp_path, "name: sw\nramp_up_s: 1\nsweep: {variable: users, start: 20, step: 20, max: 100, "
+                              "hold_s: 5}\nslo: {ttft_ms: {p95: 200}, error_rate: 0.01}\n")
+    out = tmp_path / "results"
+    r = run_loadbench("sweep", "--profile", str(prof), "--out", str(out), "--mock-arg=--max-concurrency=50",
+                      timeout_s=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = _json(_only_run(out) / "sweep.json")
+    assert doc["capacity"]["load"] == 40
+    assert [s["slo_met"] for s in doc["steps"]] == [True, True, False]
+    assert (_only_run(out) / "plots" / "sweep.png").exists()
+
+
+def test_two_targets_side_by_side_match_their_mocks(mock_factory, tmp_path: Path) -> None:
+    fast = mock_factory("--ttft-ms", "30", "--itl-ms", "5")
+    slow = mock_factory("--ttft-ms", "90", "--itl-ms", "15")
+    prof = _profile(tmp_path, f"name: cmp\nusers: 4\nduration_s: 5\ntargets:\n"
+                              f"  - {{name: fast, url: '{fast.base_url}', model: mock-model}}\n"
+                              f"  - {{name: slow, url: '{slow.base_url}', model: mock-model}}\n")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--profile", str(prof), "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    folder = _only_run(out)
+    fast_s = _json(folder / "targets" / "fast" / "summary.json")
+    slow_s = _json(folder / "targets" / "slow" / "summary.json")
+    assert abs(fast_s["metrics"]["ttft_ms"]["p50"] - 30) < 5 and abs(fast_s["metrics"]["itl_ms"]["p50"] - 5) < 1
+    assert abs(slow_s["metrics"]["ttft_ms"]["p50"] - 90) < 5 and abs(slow_s["metrics"]["itl_ms"]["p50"] - 15) < 1
+    assert (folder / "report.html").exists()
+    assert (folder / "plots" / "targets_bars.png").exists()
