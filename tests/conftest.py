@@ -32,3 +32,16 @@ def run_loadbench(*args: str, timeout_s: float = 180.0, cwd: Path | None = None)
     """Run the real CLI as a user would (a fresh interpreter)."""
     return subprocess.run([sys.executable, "-m", "loadbench", *args], capture_output=True, text=True,
                           timeout=timeout_s, cwd=cwd or REPO)
+
+
+def only_run(out: Path) -> Path:
+    """The single run folder a command wrote under ``out``."""
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def read_json(path: Path) -> dict:
+    import orjson
+
+    return dict(orjson.loads(path.read_bytes()))

@@ -9,26 +9,17 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
 import psutil
 import pytest
 
 from loadbench.launcher import free_port
 from loadbench.results import run_dir as rd
-from tests.conftest import REPO, run_loadbench
+from tests.conftest import REPO, only_run, read_json, run_loadbench
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def _only_run(out: Path) -> Path:
-    runs = [p for p in out.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-def _json(path: Path) -> dict:
-    return orjson.loads(path.read_bytes())
 
 
 def test_master_and_two_remote_style_workers(mock_factory, tmp_path: Path) -> None:
@@ -52,13 +43,13 @@ def test_master_and_two_remote_style_workers(mock_factory, tmp_path: Path) -> No
                 w.kill()
     assert master.returncode == 0, output
     assert all(w.returncode == 0 for w in workers)
-    run = _only_run(out)
-    manifest = _json(run / "manifest.json")
+    run = only_run(out)
+    manifest = read_json(run / "manifest.json")
     assert sorted(manifest["workers"]["seen"]) == ["w0", "w1"]
     samples = list(rd.iter_samples(run))
     by_worker = {s["worker"] for s in samples}
     assert by_worker == {"w0", "w1"}
-    summary = _json(run / "summary.json")
+    summary = read_json(run / "summary.json")
     assert summary["requests"]["failed"] == 0
     assert summary["metrics"]["ttft_ms"]["count"] == summary["requests"]["ok"] == len(samples)
     assert abs(summary["metrics"]["ttft_ms"]["p50"] - 30) < 4
@@ -81,10 +72,10 @@ def test_killing_a_worker_mid_run_leaves_a_valid_folder_that_says_so(mock_factor
     victims[0].send_signal(signal.SIGKILL)
     output, _ = cli.communicate(timeout=120)
     assert cli.returncode == 0, output
-    run = _only_run(out)
-    manifest = _json(run / "manifest.json")
+    run = only_run(out)
+    manifest = read_json(run / "manifest.json")
     assert len(manifest["workers"]["lost"]) == 1, output
-    summary = _json(run / "summary.json")
+    summary = read_json(run / "summary.json")
     assert any("lost" in w for w in summary["warnings"])
     assert summary["requests"]["ok"] > 50
     # what the dead worker measured before dying is kept
@@ -97,8 +88,8 @@ def test_overloaded_worker_is_reported_saturated_and_strict_exits_3(mock_factory
     out = tmp_path / "results"
     r = run_loadbench("run", "--target", mock.base_url, "--users", "300", "--ramp-up", "1", "--duration", "10",
                       "--out", str(out), "--strict")
-    run = _only_run(out)
-    summary = _json(run / "summary.json")
+    run = only_run(out)
+    summary = read_json(run / "summary.json")
     assert summary["generator"]["saturated"] is True, summary["generator"]
     assert summary["generator"]["reasons"]
     assert r.returncode == 3, r.stdout + r.stderr
@@ -110,4 +101,4 @@ def test_comfortable_run_is_not_saturated(mock_factory, tmp_path: Path) -> None:
     r = run_loadbench("run", "--target", mock.base_url, "--users", "5", "--duration", "6", "--out", str(out),
                       "--strict")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert _json(_only_run(out) / "summary.json")["generator"]["saturated"] is False
+    assert read_json(only_run(out) / "summary.json")["generator"]["saturated"] is False

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
 import pytest
 
 from loadbench.results import run_dir as rd
-from tests.conftest import run_loadbench
+from tests.conftest import only_run, read_json, run_loadbench
 
 pytestmark = pytest.mark.slow
 
 
-def _only_run(out: Path) -> Path:
-    runs = [p for p in out.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-def _json(path: Path) -> dict:
-    return orjson.loads(path.read_bytes())
 
 
 def _profile(tmp_path: Path, text: str) -> Path:
@@ -35,7 +26,7 @@ def test_open_loop_constant_rate_is_achieved_on_schedule(mock_factory, tmp_path:
     out = tmp_path / "results"
     r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    s = _json(_only_run(out) / "summary.json")
+    s = read_json(only_run(out) / "summary.json")
     assert s["load"]["mode"] == "open"
     assert s["requests"]["dropped"] == 0
     assert abs(s["requests"]["ok"] - 400) <= 4  # 50/s for 8 s, every arrival sent and drained
@@ -52,7 +43,7 @@ def test_open_loop_late_sending_shows_client_queue_in_ttft_not_in_service_time(m
     out = tmp_path / "results"
     r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    s = _json(_only_run(out) / "summary.json")
+    s = read_json(only_run(out) / "summary.json")
     m = s["metrics"]
     assert s["requests"]["dropped"] == 0
     assert abs(m["service_ttft_ms"]["p50"] - 50) < 10  # the server was not slower
@@ -67,8 +58,8 @@ def test_open_loop_drops_are_counted_never_skipped(mock_factory, tmp_path: Path)
     out = tmp_path / "results"
     r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    run = _only_run(out)
-    s = _json(run / "summary.json")
+    run = only_run(out)
+    s = read_json(run / "summary.json")
     assert s["requests"]["dropped"] > 100
     assert s["requests"]["dropped"] + s["requests"]["ok"] == pytest.approx(450, abs=5)
     assert any("dropped" in w for w in s["warnings"])
@@ -82,14 +73,14 @@ def test_peak_multiple_stages_show_in_the_timeline_and_warmup_is_excluded(mock_f
     out = tmp_path / "results"
     r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    run = _only_run(out)
+    run = only_run(out)
     timeline = list(rd.iter_timeline(run))
     stages = [t["stage"] for t in timeline]
     assert {"warmup", "peak", "2x-peak", "recovery"} <= set(stages)
     users = {t["stage"]: t["users"] for t in timeline if t["stage"]}
     assert users["2x-peak"] == 8 and users["peak"] == 4
     assert timeline[0]["phase"] == "warmup"
-    s = _json(run / "summary.json")
+    s = read_json(run / "summary.json")
     assert s["requests"]["excluded"] > 0
     assert s["metrics"]["ttft_ms"]["count"] == s["requests"]["ok"]
 
@@ -102,10 +93,10 @@ def test_sweep_finds_the_capacity_where_the_server_queue_starts(mock_factory, tm
     r = run_loadbench("sweep", "--profile", str(prof), "--out", str(out), "--mock-arg=--max-concurrency=50",
                       timeout_s=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    doc = _json(_only_run(out) / "sweep.json")
+    doc = read_json(only_run(out) / "sweep.json")
     assert doc["capacity"]["load"] == 40
     assert [s["slo_met"] for s in doc["steps"]] == [True, True, False]
-    assert (_only_run(out) / "plots" / "sweep.png").exists()
+    assert (only_run(out) / "plots" / "sweep.png").exists()
 
 
 def test_two_targets_side_by_side_match_their_mocks(mock_factory, tmp_path: Path) -> None:
@@ -117,9 +108,9 @@ def test_two_targets_side_by_side_match_their_mocks(mock_factory, tmp_path: Path
     out = tmp_path / "results"
     r = run_loadbench("run", "--profile", str(prof), "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    folder = _only_run(out)
-    fast_s = _json(folder / "targets" / "fast" / "summary.json")
-    slow_s = _json(folder / "targets" / "slow" / "summary.json")
+    folder = only_run(out)
+    fast_s = read_json(folder / "targets" / "fast" / "summary.json")
+    slow_s = read_json(folder / "targets" / "slow" / "summary.json")
     assert abs(fast_s["metrics"]["ttft_ms"]["p50"] - 30) < 5 and abs(fast_s["metrics"]["itl_ms"]["p50"] - 5) < 1
     assert abs(slow_s["metrics"]["ttft_ms"]["p50"] - 90) < 5 and abs(slow_s["metrics"]["itl_ms"]["p50"] - 15) < 1
     assert (folder / "report.html").exists()

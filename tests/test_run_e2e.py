@@ -13,15 +13,10 @@ import orjson
 import pytest
 
 from loadbench.results import run_dir as rd
-from tests.conftest import REPO, run_loadbench
+from tests.conftest import REPO, only_run, read_json, run_loadbench
 
 pytestmark = pytest.mark.slow
 
-
-def _only_run(out: Path) -> Path:
-    runs = [p for p in out.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
 
 
 def _samples(run: Path) -> list[dict]:
@@ -38,8 +33,8 @@ def test_accuracy_against_the_ruler(mock_factory, tmp_path: Path) -> None:
     r = run_loadbench("run", "--target", mock.base_url, "--users", "20", "--ramp-up", "1", "--warmup", "2",
                       "--duration", "12", "--out", str(out), "--name", "accuracy")
     assert r.returncode == 0, r.stdout + r.stderr
-    run = _only_run(out)
-    summary = orjson.loads((run / "summary.json").read_bytes())
+    run = only_run(out)
+    summary = read_json(run / "summary.json")
     m = summary["metrics"]
     assert summary["requests"]["failed"] == 0 and summary["requests"]["ok"] > 150
     assert abs(m["ttft_ms"]["p50"] - 50) <= 3.0, m["ttft_ms"]
@@ -58,7 +53,7 @@ def test_accuracy_against_the_ruler(mock_factory, tmp_path: Path) -> None:
     # the run folder is complete
     for name in ("manifest.json", "samples.jsonl", "histograms.hlog", "timeline.jsonl", "summary.md"):
         assert (run / name).exists(), name
-    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    manifest = read_json(run / "manifest.json")
     assert manifest["status"] == "finished" and manifest["target"]["model"] == "mock-model"
 
 
@@ -67,7 +62,7 @@ def test_estimated_tokens_when_the_server_sends_no_usage(mock_factory, tmp_path:
     out = tmp_path / "results"
     r = run_loadbench("run", "--target", mock.base_url, "--users", "4", "--duration", "4", "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    summary = orjson.loads((_only_run(out) / "summary.json").read_bytes())
+    summary = orjson.loads((only_run(out) / "summary.json").read_bytes())
     assert summary["tokens"]["source"] == "estimated"
     # 64 tokens in chunks of 2: 32 content chunks, counted as 32 estimated tokens
     assert summary["tokens"]["output_mean"] == 32
@@ -79,12 +74,12 @@ def test_failed_requests_are_counted_by_outcome_not_timed(mock_factory, tmp_path
     out = tmp_path / "results"
     r = run_loadbench("run", "--target", mock.base_url, "--users", "4", "--duration", "4", "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    summary = orjson.loads((_only_run(out) / "summary.json").read_bytes())
+    summary = orjson.loads((only_run(out) / "summary.json").read_bytes())
     req = summary["requests"]
     assert req["by_outcome"]["http_error"] == req["failed"] > 0
     assert 0.3 < req["error_rate"] < 0.7
     assert summary["metrics"]["ttft_ms"]["count"] == req["ok"]
-    errors = [s for s in _samples(_only_run(out)) if s["outcome"] == "http_error"]
+    errors = [s for s in _samples(only_run(out)) if s["outcome"] == "http_error"]
     assert all(s["status"] == 503 and s["ttft_us"] is None for s in errors)
 
 
@@ -100,11 +95,11 @@ def test_unreachable_target_fails_clearly_and_keeps_a_folder(tmp_path: Path) -> 
                       "--duration", "30", "--out", str(out), timeout_s=90)
     assert r.returncode == 4, r.stdout + r.stderr
     assert "no request succeeded" in r.stdout + r.stderr
-    run = _only_run(out)
-    summary = orjson.loads((run / "summary.json").read_bytes())
+    run = only_run(out)
+    summary = read_json(run / "summary.json")
     assert summary["requests"]["ok"] == 0
     assert summary["requests"]["by_outcome"].get("connection_error", 0) >= 20
-    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    manifest = read_json(run / "manifest.json")
     assert "unreachable" in (manifest.get("stop_reason") or "")
 
 
@@ -117,7 +112,9 @@ def test_invalid_profile_exits_2_before_any_load(mock_factory, tmp_path: Path) -
     assert r.returncode == 2, r.stdout + r.stderr
     assert "bad.yaml" in r.stderr and "users" in r.stderr
     assert not out.exists() or not any(out.iterdir())
-    stats = orjson.loads(__import__("urllib.request").request.urlopen(mock.url + "/mock/stats").read())
+    import urllib.request
+
+    stats = orjson.loads(urllib.request.urlopen(mock.url + "/mock/stats").read())
     assert stats["requests"] == 0
 
 
@@ -131,12 +128,12 @@ def test_sigterm_mid_run_leaves_a_complete_folder(mock_factory, tmp_path: Path) 
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
-    run = _only_run(out)
-    summary = orjson.loads((run / "summary.json").read_bytes())
+    run = only_run(out)
+    summary = read_json(run / "summary.json")
     assert summary["interrupted"] is True
     assert summary["requests"]["ok"] > 20
     assert summary["metrics"]["ttft_ms"]["count"] == summary["requests"]["ok"]
     n_samples = len(_samples(run))
     assert n_samples == summary["requests"]["total"]
-    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    manifest = read_json(run / "manifest.json")
     assert manifest["status"] == "interrupted" and manifest["end_unix_s"]

@@ -84,27 +84,21 @@ def new_manifest(*, run_id: str, argv: list[str], target: dict[str, Any], profil
 
 def iter_samples(run_dir: Path) -> Iterator[dict[str, Any]]:
     """Every complete line of samples.jsonl (a torn last line from a crash is skipped)."""
-    path = run_dir / SAMPLES
+    return _iter_jsonl(run_dir / SAMPLES)
+
+
+def iter_timeline(run_dir: Path) -> Iterator[dict[str, Any]]:
+    return _iter_jsonl(run_dir / TIMELINE)
+
+
+def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     if not path.exists():
         return
     with path.open("rb") as f:
         for line in f:
             if not line.endswith(b"\n"):
-                break
+                break  # torn by a crash mid-write
             try:
                 yield orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue
-
-
-def iter_timeline(run_dir: Path) -> Iterator[dict[str, Any]]:
-    path = run_dir / TIMELINE
-    if not path.exists():
-        return
-    with path.open("rb") as f:
-        for line in f:
-            if line.endswith(b"\n"):
-                try:
-                    yield orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue

@@ -168,11 +168,7 @@ class WorkerRuntime:
         self.outbox.append(sample.to_json())
 
     def record_schedule_lag(self, lag_us: int) -> None:
-        idx = self.recorder.index_of(time.time_ns())
-        h = self.gen.schedule_lag.get(idx)
-        if h is None:
-            h = self.gen.schedule_lag[idx] = hg.new_histogram()
-        hg.record(h, lag_us)
+        self._record_gen(self.gen.schedule_lag, lag_us)
 
     def sample_cpu(self) -> None:
         idx = self.recorder.index_of(time.time_ns())
@@ -180,11 +176,14 @@ class WorkerRuntime:
         self.gen.cpu_max[idx] = max(self.gen.cpu_max.get(idx, 0.0), cpu)
 
     def record_lag(self, lag_us: int) -> None:
+        self._record_gen(self.gen.lag, lag_us)
+
+    def _record_gen(self, by_interval: dict[int, Any], value_us: int) -> None:
         idx = self.recorder.index_of(time.time_ns())
-        h = self.gen.lag.get(idx)
+        h = by_interval.get(idx)
         if h is None:
-            h = self.gen.lag[idx] = hg.new_histogram()
-        hg.record(h, lag_us)
+            h = by_interval[idx] = hg.new_histogram()
+        hg.record(h, value_us)
 
     def drain(self) -> dict[str, Any]:
         """Everything not yet shipped to the master (msgpack-friendly: string keys only)."""
