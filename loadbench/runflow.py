@@ -174,33 +174,82 @@ def _start_embedded_gateway(req: RunRequest, profile: Profile) -> tuple[list[Ser
 
 def _run_targets(req: RunRequest, profile: Profile, scenario: Scenario) -> RunResult:
     """The same seeded workload against each target in turn: ``<folder>/targets/<name>/``."""
-    if profile.interleave:
-        raise InputError("profile: interleave: true is not supported yet; remove it to run the targets "
-                         "in turn (each with the same seeded workload)")
     parent = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "compare")
     (parent / "targets").mkdir(parents=True, exist_ok=True)
-    results: list[RunResult] = []
-    for t in profile.targets:
-        sub_profile = profile
-        if t.options.stream is not None or t.options.timeout_s is not None:
-            updates: dict[str, Any] = {}
-            if t.options.stream is not None:
-                updates["stream"] = t.options.stream
-            if t.options.timeout_s is not None:
-                updates["timeout_s"] = t.options.timeout_s
-            sub_profile = profile_from_dict({**profile.model_dump(mode="json"), **updates})
-        target = _target_spec(req, sub_profile, t.url.rstrip("/"), t.model or req.model or profile.model,
-                              name=t.name, api_key_env=t.api_key_env, include_usage=t.options.include_usage,
-                              headers=t.options.headers)
-        _say(req, f"\n== target {t.name}: {target.url} (model {target.model})")
-        results.append(_run(req, sub_profile, scenario, target, parent / "targets" / t.name))
-    rd.write_json(parent / "targets.json", {"schema": "loadbench.targets/1", "order": [t.name for t in
-                                                                                       profile.targets]})
+    specs = [_target_profile_and_spec(req, profile, t) for t in profile.targets]
+    if profile.interleave:
+        results = _run_interleaved(req, profile, scenario, specs, parent)
+    else:
+        results = []
+        for (sub_profile, target) in specs:
+            _say(req, f"\n== target {target.name}: {target.url} (model {target.model})")
+            results.append(_run(req, sub_profile, scenario, target, parent / "targets" / target.name))
+    rd.write_json(parent / "targets.json", {"schema": "loadbench.targets/1", "interleave": profile.interleave,
+                                            "order": [t.name for t in profile.targets]})
     _build_report(req, parent)
     worst = max((r.exit_code for r in results), key=lambda c: (c != ExitCode.OK, int(c)))
     return RunResult(run_dir=parent, summary={"targets": {t.name: r.summary for t, r in
                                                           zip(profile.targets, results, strict=True)}},
                      exit_code=worst)
+
+
+INTERLEAVE_ROUNDS = 3
+
+
+def _run_interleaved(req: RunRequest, profile: Profile, scenario: Scenario,
+                     specs: list[tuple[Profile, TargetSpec]], parent: Path) -> list[RunResult]:
+    """Rounds of (target A, target B, ...), each a short run of duration / rounds, so drift over time
+    (time of day, a noisy neighbour) hits every target alike; each target's rounds are then merged
+    exactly into ``targets/<name>/``. Every round replays the same seeded request stream."""
+    from loadbench.metrics.summary import write_summary
+    from loadbench.results.merge import merge_runs
+
+    if profile.stages or profile.peak or profile.sweep:
+        raise InputError("profile: interleave: true needs a flat load plan (users or one arrival rate): "
+                         "stages, peak and sweep plans cannot be cut into rounds")
+    round_s = profile.total_duration_s / INTERLEAVE_ROUNDS
+    if profile.warmup_s + profile.cooldown_s >= round_s:
+        raise InputError(f"profile: interleave: each of the {INTERLEAVE_ROUNDS} rounds lasts {round_s:g} s, "
+                         f"no longer than warmup_s + cooldown_s; raise duration_s or lower the warm-up")
+    rounds: dict[str, list[Path]] = {t.name: [] for _, t in specs}
+    interrupted = False
+    for k in range(INTERLEAVE_ROUNDS):
+        if interrupted:
+            break
+        for sub_profile, target in specs:
+            share = {**sub_profile.model_dump(mode="json"),
+                     "duration_s": sub_profile.total_duration_s / INTERLEAVE_ROUNDS}
+            round_profile = profile_from_dict(share, source=f"interleave round {k}")
+            _say(req, f"\n== round {k + 1}/{INTERLEAVE_ROUNDS}, target {target.name}: {target.url}")
+            folder = parent / "targets" / target.name / "rounds" / str(k)
+            res = _run(req, round_profile, scenario, target, folder)
+            rounds[target.name].append(folder)
+            if res.exit_code == ExitCode.INTERRUPTED:
+                interrupted = True
+                break
+    results = []
+    for _, target in specs:
+        dst = parent / "targets" / target.name
+        merge_runs(dst, rounds[target.name])
+        summary = write_summary(dst)
+        results.append(RunResult(run_dir=dst, summary=summary,
+                                 exit_code=ExitCode.INTERRUPTED if interrupted else ExitCode.OK))
+    return results
+
+
+def _target_profile_and_spec(req: RunRequest, profile: Profile, t: Any) -> tuple[Profile, TargetSpec]:
+    sub_profile = profile
+    updates: dict[str, Any] = {}
+    if t.options.stream is not None:
+        updates["stream"] = t.options.stream
+    if t.options.timeout_s is not None:
+        updates["timeout_s"] = t.options.timeout_s
+    if updates:
+        sub_profile = profile_from_dict({**profile.model_dump(mode="json"), **updates})
+    target = _target_spec(req, sub_profile, t.url.rstrip("/"), t.model or req.model or profile.model,
+                          name=t.name, api_key_env=t.api_key_env, include_usage=t.options.include_usage,
+                          headers=t.options.headers)
+    return sub_profile, target
 
 
 def _run(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec, run_dir: Path) -> RunResult:

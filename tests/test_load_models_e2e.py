@@ -115,3 +115,30 @@ def test_two_targets_side_by_side_match_their_mocks(mock_factory, tmp_path: Path
     assert abs(slow_s["metrics"]["ttft_ms"]["p50"] - 90) < 5 and abs(slow_s["metrics"]["itl_ms"]["p50"] - 15) < 1
     assert (folder / "report.html").exists()
     assert (folder / "plots" / "targets_bars.png").exists()
+
+
+def test_interleaved_targets_merge_rounds_exactly(mock_factory, tmp_path: Path) -> None:
+    fast = mock_factory("--ttft-ms", "30", "--itl-ms", "5")
+    slow = mock_factory("--ttft-ms", "90", "--itl-ms", "15")
+    prof = _profile(tmp_path, f"name: cmp\nusers: 3\nduration_s: 6\ninterleave: true\ntargets:\n"
+                              f"  - {{name: fast, url: '{fast.base_url}', model: mock-model}}\n"
+                              f"  - {{name: slow, url: '{slow.base_url}', model: mock-model}}\n")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--profile", str(prof), "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    folder = only_run(out)
+    for name, ttft in (("fast", 30), ("slow", 90)):
+        target = folder / "targets" / name
+        rounds = sorted((target / "rounds").iterdir())
+        assert len(rounds) == 3
+        s = read_json(target / "summary.json")
+        assert abs(s["metrics"]["ttft_ms"]["p50"] - ttft) < 5
+        # the merged folder holds exactly the rounds' samples, and its histograms count them all
+        per_round = sum(read_json(r / "summary.json")["requests"]["ok"] for r in rounds)
+        assert s["requests"]["ok"] == per_round == s["metrics"]["ttft_ms"]["count"]
+        assert 5.5 <= s["window"]["measure_s"] <= 7.0  # three ~2 s windows, not the wall time between them
+    fast_rounds = [read_json(folder / "targets" / "fast" / "rounds" / str(k) / "manifest.json")["load_start_unix_s"]
+                   for k in range(3)]
+    slow_rounds = [read_json(folder / "targets" / "slow" / "rounds" / str(k) / "manifest.json")["load_start_unix_s"]
+                   for k in range(3)]
+    assert fast_rounds[0] < slow_rounds[0] < fast_rounds[1] < slow_rounds[1] < fast_rounds[2]  # interleaved

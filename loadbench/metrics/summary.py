@@ -79,6 +79,8 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         # requests sent inside the window and drained after it count; the window itself does not grow
         measure_end = min(measure_end, start_s + float(planned_s) - cooldown_s)
     measure_s = max(0.0, measure_end - (start_s + warmup_s))
+    if manifest.get("windows"):  # merged rounds (interleaved targets): only the measured time counts
+        measure_s = sum(_window_s(w, warmup_s, cooldown_s) for w in manifest["windows"])
 
     out_tokens = [s["output_tokens"] for s in ok if isinstance(s.get("output_tokens"), int)]
     prompt_tokens = [s["prompt_tokens"] for s in ok if isinstance(s.get("prompt_tokens"), int)]
@@ -181,6 +183,14 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
     if slo_info is not None:
         summary["slo"] = {**slo_info, **slo_verdict(summary, profile["slo"])}
     return summary
+
+
+def _window_s(w: dict[str, Any], warmup_s: float, cooldown_s: float) -> float:
+    start = float(w["start_unix_s"])
+    end = float(w.get("end_unix_s") or start)
+    if w.get("planned_duration_s"):
+        end = min(end, start + float(w["planned_duration_s"]) - cooldown_s)
+    return max(0.0, end - (start + warmup_s))
 
 
 def _goodput(slo_dict: dict[str, Any] | None, ok: list[dict[str, Any]], measure_s: float,
