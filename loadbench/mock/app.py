@@ -46,6 +46,13 @@ from loadbench.mock.tokens import count_words, token_text
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
+class _SseResponse(web.StreamResponse):
+    # The role chunk is written right after prepare(): let aiohttp hold the headers until then
+    # so both leave in one send (one syscall and one client wake-up less per stream). Only an
+    # optimisation: an aiohttp without this attribute sends the headers first, as before.
+    _send_headers_immediately = False
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -154,7 +161,7 @@ class MockServer:
             prompt_tokens=g.prompt_tokens, completion_tokens=n_tokens,
             include_usage=g.include_usage and not s.no_usage)
         offsets = chunk_offsets_s(ttft_s, itl_s, s.jitter_ms / 1000.0, n_chunks, self._jitter_rng)
-        resp = web.StreamResponse(headers=_SSE_HEADERS)
+        resp = _SseResponse(headers=_SSE_HEADERS)
         try:
             await resp.prepare(request)
             await resp.write(tpl.first)
