@@ -33,6 +33,7 @@ def test_open_loop_constant_rate_is_achieved_on_schedule(mock_factory, tmp_path:
     assert abs(s["throughput"]["requests_per_s"] - 50) <= 1.5
     assert s["metrics"]["queue_ms"]["p50"] < 5
     assert s["generator"]["schedule_lag_p99_ms"] is not None
+    assert abs(s["generator"]["achieved_rps"] - s["generator"]["target_rps"]) <= 1.5
 
 
 def test_open_loop_late_sending_shows_client_queue_in_ttft_not_in_service_time(mock_factory, tmp_path: Path) -> None:

@@ -132,6 +132,17 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
 
     goodput_rps, slo_info = _goodput(profile.get("slo"), ok, measure_s, hists)
     generator = _generator_verdict(timeline, hists)
+    is_open = bool(profile.get("arrival")) or bool((profile.get("peak") or {}).get("rps"))
+    if is_open:
+        offered = sum(float(t["target_rps"]) * (t["t_end_s"] - t["t_start_s"]) for t in timeline
+                      if isinstance(t.get("target_rps"), int | float) and t.get("phase") == "measure")
+        arrived = len(measured)  # sent (ok or failed) + dropped: every arrival the schedule produced
+        generator["target_rps"] = round(offered / measure_s, 3) if measure_s and offered else None
+        generator["achieved_rps"] = round(arrived / measure_s, 3) if measure_s else None
+        if offered and arrived < 0.95 * offered:
+            generator["saturated"] = True
+            generator["reasons"].append(f"open loop: {arrived} arrivals of {offered:.0f} scheduled in the window "
+                                        "(< 95%): the generator could not keep the schedule")
     cpu_by_worker = (manifest.get("workers") or {}).get("cpu_s") or {}
     generator["cpu_s"] = round(sum(cpu_by_worker.values()), 3) if cpu_by_worker else None
     generator["cpu_ms_per_request"] = (round(1000 * generator["cpu_s"] / len(samples), 4)
@@ -140,7 +151,7 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         warnings.append("the load generator was saturated: " + "; ".join(generator["reasons"]))
 
     load = {
-        "mode": "open" if profile.get("arrival") else "closed",
+        "mode": "open" if is_open else "closed",
         "users": profile.get("users"),
         "ramp_up_s": profile.get("ramp_up_s"),
         "duration_s": duration_s,
