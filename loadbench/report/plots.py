@@ -117,8 +117,11 @@ def _shade_phases(ax: Axes, rows: Sequence[IntervalRow], label: bool) -> None:
                 spans.append((r.t_start_s, r.t_end_s, r.phase))
     seen: set[str] = set()
     for start, end, phase in spans:
-        ax.axvspan(start, end, color="#999", alpha=0.18, linewidth=0,
-                   label=f"{phase} (excluded)" if label and phase not in seen else None)
+        # drain: after the plan, requests sent inside it finish; they count, nothing new is sent
+        text = "drain (in-flight requests finish)" if phase == "drain" else f"{phase} (excluded)"
+        color = "#7aa6d6" if phase == "drain" else "#999"
+        ax.axvspan(start, end, color=color, alpha=0.18, linewidth=0,
+                   label=text if label and phase not in seen else None)
         seen.add(phase)
     stages = [r.stage for r in rows]
     if len({s for s in stages if s is not None}) > 1:
