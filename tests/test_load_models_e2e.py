@@ -143,3 +143,27 @@ def test_interleaved_targets_merge_rounds_exactly(mock_factory, tmp_path: Path) 
     slow_rounds = [read_json(folder / "targets" / "slow" / "rounds" / str(k) / "manifest.json")["load_start_unix_s"]
                    for k in range(3)]
     assert fast_rounds[0] < slow_rounds[0] < fast_rounds[1] < slow_rounds[1] < fast_rounds[2]  # interleaved
+
+
+@pytest.mark.parametrize("kind,spec", [
+    ("uniform", "{kind: uniform, min: 32, max: 256}"),
+    ("normal", "{kind: normal, mean: 200, stdev: 40}"),
+    ("lognormal", "{kind: lognormal, mean: 300, stdev: 150, clip_max: 2000}"),
+    ("exponential", "{kind: exponential, mean: 150, clip_min: 8}"),
+])
+def test_requested_and_counted_prompt_tokens_agree_per_distribution(mock_factory, tmp_path: Path, kind: str,
+                                                                    spec: str) -> None:
+    """The mock counts words as tokens, with a system prompt the generator must account for too."""
+    mock = mock_factory("--ttft-ms", "5", "--itl-ms", "1")
+    scen = tmp_path / "scenario.yaml"
+    scen.write_text(f"name: {kind}\nsystem_prompt: You are a terse assistant who answers in one line.\n"
+                    f"prompt_tokens: {spec}\noutput_tokens: {{kind: uniform, min: 4, max: 16}}\n")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--scenario", str(scen), "--users", "4",
+                      "--max-requests", "60", "--duration", "30", "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = read_json(only_run(out) / "summary.json")
+    tok = s["tokens"]
+    assert abs(tok["prompt_mean"] - tok["prompt_requested_mean"]) <= 0.05 * tok["prompt_requested_mean"], tok
+    assert tok["output_mean"] == tok["output_requested_mean"]  # the mock honours max_tokens exactly
+    assert not any("prompt tokens" in w for w in s["warnings"])
