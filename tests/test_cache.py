@@ -105,7 +105,10 @@ def test_near_misses_miss_and_would_hit_without_the_guard(a: str, b: str, reason
     guarded, _ = make(similarity_threshold=0.6)
     result = stored_then(guarded, body(a), body(b))
     assert result.outcome == "miss"
-    assert result.reason.startswith("guard:")
+    if reason == "order":  # same signature: compared, then vetoed
+        assert result.reason == "guard:order"
+    else:  # another signature group: never compared, not even embedded
+        assert result.reason == "" and result.vector is None
     unguarded, _ = make(similarity_threshold=0.6, near_miss_guard=False)
     # The pair is close enough that only the guard stands between it and a false hit.
     assert stored_then(unguarded, body(a), body(b)).outcome == "hit-semantic"
@@ -274,7 +277,9 @@ def test_embedder_failure_degrades_to_exact_only() -> None:
     assert run(cache.store(SCOPE, req, ANSWER))
     assert run(cache.lookup(SCOPE, req)).outcome == "hit-exact"
     assert run(cache.lookup(SCOPE, body("what's the speed of light"))).outcome == "miss"
-    assert cache.stats().embed_errors == 2  # store + semantic lookup; an exact hit never embeds
+    # Only the store embedded: the failed store left no semantic group for the lookup to embed for,
+    # and an exact hit never embeds.
+    assert cache.stats().embed_errors == 1
 
 
 def test_store_reuses_the_lookup_vector() -> None:
@@ -327,3 +332,34 @@ def test_semantic_index_grows_and_reuses_slots() -> None:
     assert s.entries == 100 and s.partitions == 1
     assert s.vector_bytes >= 100 * 128 * 4
     assert np.isfinite(s.vector_bytes)
+
+
+_WORDS = ["dog", "cat", "safe", "food", "grape", "two", "3", "not", "to", "from", "Paris", "rome", "the", "is"]
+
+
+@given(stored=st.lists(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=6), min_size=1, max_size=25),
+       query=st.lists(st.sampled_from(_WORDS), min_size=1, max_size=6),
+       threshold=st.floats(0.05, 1.0))
+@settings(max_examples=150, deadline=None)
+def test_signature_prefilter_finds_the_same_best_hit_as_a_full_guarded_scan(
+        stored: list[list[str]], query: list[str], threshold: float) -> None:
+    from loadbench.cache.guard import analyse, disagreement
+
+    cache, _ = make(similarity_threshold=threshold, max_candidates=1000)
+    emb = HashingEmbedder()
+    texts = list(dict.fromkeys(" ".join(words) for words in stored))
+    q = " ".join(query)
+    qv, qf = emb.embed_sync(q), analyse(q)
+    passing = [float(emb.embed_sync(t) @ qv) for t in texts if t != q and disagreement(qf, analyse(t)) is None]
+    best = max((s for s in passing if s >= threshold), default=None)
+
+    async def go() -> Any:
+        for t in texts:
+            if t != q:
+                assert await cache.store(SCOPE, body(t), CachedAnswer(text=t, finish_reason="stop"))
+        return await cache.lookup(SCOPE, body(q))
+    result = run(go())
+    if best is None:
+        assert result.outcome == "miss"
+    else:
+        assert result.outcome == "hit-semantic" and result.similarity == pytest.approx(best, abs=1e-5)

@@ -5,6 +5,13 @@ Isolation is structural, never textual: the exact index is keyed by ``(scope, di
 semantic index by ``(scope, context digest)``, so no similarity, however high, can cross a tenant,
 namespace, virtual model, system prompt, prior turn, sampling parameter or tool list.
 
+Semantic candidates are pre-filtered by the near-miss guard's signature (numbers, negations,
+content words): a request is compared only with the stored entries of its own signature group,
+because the guard would veto every other one. So a lookup scans a handful of rows instead of the
+whole partition and returns the same hits (more, in the rare case where over ``max_candidates``
+vetoed neighbours used to crowd out a good one). When no entry shares the signature, the lookup
+does not even embed: the vector is computed at store time, after the answer has been sent.
+
 Not thread-safe: one instance per event loop (the gateway runs one loop per process).
 """
 
@@ -18,7 +25,7 @@ from typing import Any, Literal
 from loadbench.cache.answer import CachedAnswer, is_cacheable
 from loadbench.cache.config import CacheConfig
 from loadbench.cache.embedder import Embedder, Vector
-from loadbench.cache.guard import TextFeatures, analyse, disagreement
+from loadbench.cache.guard import Signature, TextFeatures, analyse, disagreement, signature
 from loadbench.cache.headers import CacheScope, parse_cache_control, response_headers
 from loadbench.cache.index import VectorIndex
 from loadbench.cache.request import Bypass, PreparedRequest, prepare
@@ -49,6 +56,7 @@ class CacheLookup:
     store_allowed: bool = False  # may store() keep this request's answer afterwards
     prepared: PreparedRequest | None = None  # reused by store(lookup=...)
     vector: Vector | None = None  # reused by store(lookup=...)
+    features: TextFeatures | None = None  # reused by store(lookup=...)
 
     @property
     def hit(self) -> bool:
@@ -109,17 +117,25 @@ class ResponseCache:
             self._remove(entry)
             self._stats.expirations += 1
         result = CacheLookup("miss", store_allowed=allow_store, prepared=prepared)
-        if self.config.mode == "semantic" and prepared.semantic_text is not None:
-            vector = await self._embed(prepared.semantic_text)
-            result.vector = vector
-            index = self._partitions.get((scope, prepared.context_digest))
-            if vector is not None and index is not None and index.dim == vector.shape[0]:
-                found = self._semantic(index, vector, prepared.semantic_text, result)
-                if found is not None:
-                    entry, similarity = found
-                    hit = self._hit("hit-semantic", entry, similarity, prepared, allow_store)
-                    hit.vector = vector
-                    return hit
+        text = prepared.semantic_text
+        if self.config.mode == "semantic" and text is not None:
+            part_key = (scope, prepared.context_digest)
+            group: Signature | None = None
+            if self.config.near_miss_guard:
+                result.features = analyse(text)
+                group = signature(result.features)
+            index = self._partitions.get(part_key)
+            if index is not None and (group is None or index.has_group(group)):
+                vector = await self._embed(text)
+                result.vector = vector
+                index = self._partitions.get(part_key)  # the embed may have yielded to other requests
+                if vector is not None and index is not None and index.dim == vector.shape[0]:
+                    found = self._semantic(index, vector, group, result)
+                    if found is not None:
+                        entry, similarity = found
+                        hit = self._hit("hit-semantic", entry, similarity, prepared, allow_store)
+                        hit.vector = vector
+                        return hit
         self._stats.misses += 1
         return result
 
@@ -147,7 +163,9 @@ class ResponseCache:
             if vector is None:
                 vector = await self._embed(prepared.semantic_text)
             if self.config.near_miss_guard:
-                features = analyse(prepared.semantic_text)
+                features = lookup.features if lookup is not None and lookup.features is not None else None
+                if features is None:
+                    features = analyse(prepared.semantic_text)
         now = self._clock()
         key = (scope, prepared.exact_digest)
         old = self._exact.get(key)
@@ -168,7 +186,7 @@ class ResponseCache:
                 index = self._partitions[part_key] = VectorIndex(vector.shape[0])
             if index.dim == vector.shape[0]:
                 entry.partition = part_key
-                entry.slot = index.add(vector, entry.id)
+                entry.slot = index.add(vector, entry.id, signature(features) if features is not None else None)
         self._exact[key] = entry
         self._lru[entry.id] = entry
         self._fifo[entry.id] = entry
@@ -209,13 +227,13 @@ class ResponseCache:
         return CacheLookup(outcome, entry=entry, similarity=similarity, store_allowed=False,
                            prepared=prepared)
 
-    def _semantic(self, index: VectorIndex, vector: Vector, text: str,
+    def _semantic(self, index: VectorIndex, vector: Vector, group: Signature | None,
                   result: CacheLookup) -> tuple[CacheEntry, float] | None:
-        candidates = index.search(vector, self.config.similarity_threshold, self.config.max_candidates)
+        candidates = index.search(vector, self.config.similarity_threshold, self.config.max_candidates, group)
         if not candidates:
             return None
         now = self._clock()
-        query: TextFeatures | None = None
+        query = result.features
         for entry_id, similarity in candidates:
             entry = self._lru.get(entry_id)
             if entry is None:
@@ -225,10 +243,8 @@ class ResponseCache:
                 self._stats.expirations += 1
                 continue
             if self.config.near_miss_guard:
-                if entry.features is None:
+                if entry.features is None or query is None:
                     continue
-                if query is None:
-                    query = analyse(text)
                 reason = disagreement(query, entry.features)
                 if reason is not None:
                     self._stats.guard_vetoes += 1

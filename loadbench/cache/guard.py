@@ -169,6 +169,18 @@ def analyse(text: str) -> TextFeatures:
     )
 
 
+Signature = tuple[tuple[str, ...], int, tuple[str, ...]]
+
+
+def signature(f: TextFeatures) -> Signature:
+    """What ``disagreement`` requires to be equal outright (numbers, negations, content words).
+
+    Texts with different signatures always disagree, so the cache groups stored entries by it and
+    compares a request only with its own group. (Entities need no place here: each is also a
+    content word, so equal content sets already pass the entity check.)"""
+    return (f.numbers, f.negations, f.content)
+
+
 def disagreement(a: TextFeatures, b: TextFeatures) -> str | None:
     """The first reason ``a`` and ``b`` may mean different things, or None if none is found."""
     if a.numbers != b.numbers:

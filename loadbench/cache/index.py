@@ -1,10 +1,17 @@
-"""One partition's embeddings as a preallocated float32 matrix: a search is one matrix-vector product.
+"""One partition's embeddings as a preallocated float32 matrix, with rows grouped by a signature.
 
 Rows are slots. Freed slots are zeroed (cosine 0, below any valid threshold) and reused, so
 deletions never move rows. Capacity doubles when full, so n inserts cost O(n) copying in total.
+
+A search either scans every row (one matrix-vector product) or only the rows of one *group*:
+the cache groups rows by the near-miss guard's signature (numbers, negations, content words),
+which the guard requires to be equal anyway, so a grouped search returns the same hits while
+touching a handful of rows instead of the whole partition (see ``ResponseCache``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Hashable
 
 import numpy as np
 import numpy.typing as npt
@@ -13,7 +20,7 @@ _INITIAL_ROWS = 16
 
 
 class VectorIndex:
-    __slots__ = ("_free", "_ids", "_matrix", "_scores", "_used", "count", "dim")
+    __slots__ = ("_free", "_groups", "_ids", "_matrix", "_scores", "_slot_group", "_used", "count", "dim")
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
@@ -22,9 +29,12 @@ class VectorIndex:
         self._scores = np.empty(_INITIAL_ROWS, dtype=np.float32)
         self._used = 0  # high-water mark: rows [0, _used) have ever been written
         self._free: list[int] = []
+        # group -> its slots (a dict as an ordered set: O(1) removal); slot -> its group
+        self._groups: dict[Hashable, dict[int, None]] = {}
+        self._slot_group: dict[int, Hashable] = {}
         self.count = 0
 
-    def add(self, vec: npt.NDArray[np.float32], entry_id: int) -> int:
+    def add(self, vec: npt.NDArray[np.float32], entry_id: int, group: Hashable | None = None) -> int:
         if vec.shape != (self.dim,):
             raise ValueError(f"vector of shape {vec.shape}, index dimension {self.dim}")
         if self._free:
@@ -36,6 +46,12 @@ class VectorIndex:
             self._used += 1
         self._matrix[slot] = vec
         self._ids[slot] = entry_id
+        if group is not None:
+            members = self._groups.get(group)
+            if members is None:
+                members = self._groups[group] = {}
+            members[slot] = None
+            self._slot_group[slot] = group
         self.count += 1
         return slot
 
@@ -43,15 +59,34 @@ class VectorIndex:
         self._matrix[slot] = 0.0
         self._ids[slot] = -1
         self._free.append(slot)
+        group = self._slot_group.pop(slot, None)
+        if group is not None:
+            members = self._groups[group]
+            del members[slot]
+            if not members:
+                del self._groups[group]
         self.count -= 1
 
-    def search(self, query: npt.NDArray[np.float32], threshold: float, limit: int) -> list[tuple[int, float]]:
-        """Entry ids with cosine >= threshold, best first, at most ``limit``."""
-        n = self._used
-        if n == 0:
-            return []
-        scores = self._scores[:n]
-        np.matmul(self._matrix[:n], query, out=scores)
+    def has_group(self, group: Hashable) -> bool:
+        return group in self._groups
+
+    def search(self, query: npt.NDArray[np.float32], threshold: float, limit: int,
+               group: Hashable | None = None) -> list[tuple[int, float]]:
+        """Entry ids with cosine >= threshold, best first, at most ``limit``; only the rows added
+        with ``group`` when it is given."""
+        if group is not None:
+            members = self._groups.get(group)
+            if not members:
+                return []
+            rows = np.fromiter(members, dtype=np.intp, count=len(members))
+            scores = self._matrix[rows] @ query
+        else:
+            n = self._used
+            if n == 0:
+                return []
+            rows = None
+            scores = self._scores[:n]
+            np.matmul(self._matrix[:n], query, out=scores)
         hits = np.flatnonzero(scores >= threshold)
         if hits.size == 0:
             return []
@@ -59,7 +94,9 @@ class VectorIndex:
             top = np.argpartition(scores[hits], -limit)[-limit:]
             hits = hits[top]
         order = hits[np.argsort(-scores[hits], kind="stable")]
-        return [(int(self._ids[i]), float(scores[i])) for i in order if self._ids[i] >= 0]
+        slots = order if rows is None else rows[order]
+        return [(int(self._ids[s]), float(scores[i])) for s, i in zip(slots, order, strict=True)
+                if self._ids[s] >= 0]
 
     def nbytes(self) -> int:
         return self._matrix.nbytes + self._ids.nbytes + self._scores.nbytes
