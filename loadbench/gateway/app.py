@@ -7,6 +7,7 @@ from time import perf_counter_ns
 import orjson
 from aiohttp import web
 
+from loadbench.gateway.cache_hook import GatewayCache
 from loadbench.gateway.context import CacheHook
 from loadbench.gateway.handler import handle
 from loadbench.gateway.health import cooldown_remaining_s, is_healthy
@@ -18,7 +19,10 @@ _HARD_BODY_CAP = 256 * 1024 * 1024
 
 
 def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
+    """``cache``: a custom hook; by default the virtual models' ``cache:`` config (GatewayCache)."""
     app = web.Application(client_max_size=_HARD_BODY_CAP)
+    if cache is None:
+        cache = GatewayCache(gw)
     app[GATEWAY_KEY] = gw
 
     async def chat(request: web.Request) -> web.StreamResponse:
@@ -48,7 +52,13 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
         assert gw.state is not None
         now_ns = perf_counter_ns()
         healthy = {name: is_healthy(h, now_ns) for name, h in gw.state.health.items()}
-        return web.Response(body=gw.metrics.render(healthy).encode(),
+        shared: dict[int, list[str]] = {}
+        by_id = {}
+        for name, rc in gw.state.caches.items():
+            shared.setdefault(id(rc), []).append(name)
+            by_id[id(rc)] = rc
+        caches = {",".join(names): by_id[key].stats().as_dict() for key, names in shared.items()}
+        return web.Response(body=gw.metrics.render(healthy, caches).encode(),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def on_startup(app: web.Application) -> None:

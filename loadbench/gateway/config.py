@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, StrictBool, ValidationError
 
+from loadbench.cache.config import CacheConfig, OpenAIEmbedderConfig, load_cache_config
 from loadbench.errors import ConfigError
 
 DEFAULT_FAILURE_CODES = (429, 500, 502, 503, 504)
@@ -78,6 +79,9 @@ class VirtualModelModel(_Strict):
     targets: list[RouteTargetModel] = Field(min_length=1)
     retry: RetryModel = RetryModel()
     fallback_status_codes: list[int] = Field(default_factory=lambda: list(DEFAULT_FALLBACK_CODES))
+    # a mapping overrides fields of the gateway's cache block (or turns the cache on for this model
+    # alone); false turns it off for this model; validated by loadbench.cache.config
+    cache: dict[str, Any] | StrictBool | None = None
 
 
 class LatencyRoutingModel(_Strict):
@@ -110,6 +114,7 @@ class GatewayModel(_Strict):
     sla: SlaModel = SlaModel()
     auth: AuthModel = AuthModel()
     limits: LimitsModel = LimitsModel()
+    cache: dict[str, Any] | None = None  # validated by loadbench.cache.config (docs/cache.md)
 
 
 # ---------------------------------------------------------------- runtime specs (hot path)
@@ -165,6 +170,7 @@ class Route:
     retry_status_codes: frozenset[int]
     fallback_status_codes: frozenset[int]
     filtered: bool = False  # some target has a metadata_match (else routing skips matching)
+    cache: CacheConfig | None = None  # None: this model's answers are never cached
 
 
 @dataclass(slots=True, frozen=True)
@@ -192,6 +198,8 @@ class GatewaySpec:
     client_key_digests: frozenset[bytes]  # sha256 of each accepted client key; empty = no auth
     max_body_bytes: int
     source: str = field(default="")
+    # values of the environment variables named by cache embedders' api_key_env (never logged)
+    embedder_env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def key_digest(key: str) -> bytes:
@@ -269,6 +277,8 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
             allowed_failures_per_minute=ft.allowed_failures_per_minute,
             cooldown_period_s=ft.cooldown_period_s,
             failure_status_codes=frozenset(ft.failure_status_codes))
+    base_cache = load_cache_config(model.cache, path=path, prefix="cache") if model.cache is not None else None
+    embedder_env: dict[str, str] = {}
     routes: dict[str, Route] = {}
     for i, vm in enumerate(model.virtual_models):
         where = f"virtual_models[{i}]"
@@ -302,12 +312,16 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
         if vm.routing == "weight" and not any(rt.weight > 0 for rt in rts):
             raise ConfigError(path, f"{where}.targets", "every weight is 0",
                               "give at least one target a weight > 0")
+        cache = _route_cache(base_cache, vm.cache, path, f"{where}.cache")
+        if cache is not None:
+            _embedder_key(cache, path, f"{where}.cache" if isinstance(vm.cache, dict) else "cache", env,
+                          embedder_env)
         routes[vm.name] = Route(
             name=vm.name, routing=vm.routing, targets=tuple(rts),
             retry_attempts=vm.retry.attempts, retry_delay_s=vm.retry.delay_ms / 1000.0,
             retry_status_codes=frozenset(vm.retry.on_status_codes),
             fallback_status_codes=frozenset(vm.fallback_status_codes),
-            filtered=any(rt.metadata_match for rt in rts))
+            filtered=any(rt.metadata_match for rt in rts), cache=cache)
     lr = model.latency_routing
     sla = model.sla
     if sla.min_samples > sla.max_samples:
@@ -318,7 +332,30 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
                                 lr.explore_fraction),
         sla=SlaTunables(round(sla.window_s * 1e9), sla.min_samples, sla.max_samples),
         client_key_digests=_read_keys(model.auth, path, env),
-        max_body_bytes=model.limits.max_body_bytes, source=path)
+        max_body_bytes=model.limits.max_body_bytes, source=path, embedder_env=embedder_env)
+
+
+def _route_cache(base: CacheConfig | None, block: dict[str, Any] | bool | None, path: str,
+                 where: str) -> CacheConfig | None:
+    """A virtual model's cache: the gateway's, with the model's own block over it, or off."""
+    if block is False:
+        return None
+    if block is None:
+        return base
+    if block is True:
+        return base or CacheConfig()
+    return (base or CacheConfig()).with_overrides(block, path=path, prefix=where)
+
+
+def _embedder_key(cache: CacheConfig, path: str, where: str, env: dict[str, str], out: dict[str, str]) -> None:
+    embedder = cache.embedder
+    if isinstance(embedder, OpenAIEmbedderConfig) and embedder.api_key_env:
+        value = env.get(embedder.api_key_env)
+        if not value:
+            raise ConfigError(path, f"{where}.embedder.api_key_env",
+                              f"environment variable {embedder.api_key_env} is not set",
+                              "export it or remove api_key_env")
+        out[embedder.api_key_env] = value
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewaySpec:

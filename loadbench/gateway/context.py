@@ -49,6 +49,7 @@ class RequestContext:
     capture: bool = False  # set by a cache hook to receive the response bytes in ``store``
     captured: list[bytes] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)  # added to the routed response
+    cache_state: Any = None  # whatever the cache hook keeps between lookup and store
 
 
 class CacheHook(Protocol):

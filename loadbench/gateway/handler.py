@@ -137,6 +137,13 @@ async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook 
     response = await _call(request, ctx, state, gw, route, order)
     metrics.inc("requests", route.name, str(response.status))
     if cache is not None and ctx.capture and response.status == 200 and ctx.captured:
+        if not response.prepared:
+            # A non-streamed answer: send it before storing, so the client never waits for the cache.
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+            except ConnectionResetError:
+                return response
         await cache.store(ctx, 200, b"".join(ctx.captured))
     return response
 
@@ -177,6 +184,8 @@ async def _call(request: web.Request, ctx: RequestContext, state: GatewayState, 
             break
     assert failure is not None
     headers = {"x-loadbench-attempts": str(ctx.attempts), "x-request-id": ctx.request_id}
+    if ctx.extra_headers:
+        headers.update(ctx.extra_headers)
     if failure.body:
         return web.Response(status=failure.status, body=failure.body, headers=headers,
                             content_type=failure.content_type or "application/json")
@@ -386,4 +395,5 @@ async def _relay_stream(request: web.Request, ctx: RequestContext, state: Gatewa
         raise
     except ConnectionResetError:
         metrics.inc("client_disconnects", name)
+        ctx.capture = False
     return out

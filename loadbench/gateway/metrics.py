@@ -49,7 +49,15 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cooldowns": ("Times a target was taken out of rotation", ("target",)),
     "stream_breaks": ("Streams that broke after the first byte (ended with an SSE error event)", ("target",)),
     "client_disconnects": ("Requests whose client went away before the end", ("target",)),
+    "cache_lookups": ("Cache lookups by virtual model and outcome (hit-exact, hit-semantic, miss, bypass)",
+                      ("model", "outcome")),
+    "cache_tokens_saved": ("Model tokens (prompt + completion) of the answers served from the cache",
+                           ("model",)),
+    "cache_stores": ("Answers offered to the cache after a miss: stored, or refused (incomplete, errored)",
+                     ("model", "result")),
 }
+# ResponseCache.stats() fields shown as gauges (the rest are counters)
+_CACHE_GAUGES = frozenset({"entries", "partitions", "vector_bytes"})
 
 
 class Metrics:
@@ -62,13 +70,17 @@ class Metrics:
     def inc(self, name: str, *labels: str) -> None:
         self.counters[name][labels] += 1
 
+    def add(self, name: str, value: int, *labels: str) -> None:
+        self.counters[name][labels] += value
+
     def target(self, name: str) -> TargetTimings:
         t = self.timings.get(name)
         if t is None:
             t = self.timings[name] = TargetTimings()
         return t
 
-    def render(self, healthy: dict[str, bool]) -> str:
+    def render(self, healthy: dict[str, bool], caches: dict[str, dict[str, int]] | None = None) -> str:
+        """``caches``: ResponseCache.stats() by cache label (the virtual models sharing it)."""
         w = self.worker
         lines: list[str] = []
         for name, (help_text, label_names) in _COUNTERS.items():
@@ -98,6 +110,13 @@ class Metrics:
                 lines.append(f'{metric}_bucket{{{tw},le="+Inf"}} {cum}')
                 lines.append(f"{metric}_sum{{{tw}}} {h.sum_s:.6f}")
                 lines.append(f"{metric}_count{{{tw}}} {cum}")
+        for field_name in next(iter(caches.values())) if caches else ():
+            gauge = field_name in _CACHE_GAUGES
+            metric = f"loadbench_gateway_cache_{field_name}" + ("" if gauge else "_total")
+            lines += [f"# HELP {metric} Response cache {field_name.replace('_', ' ')} (see docs/cache.md)",
+                      f"# TYPE {metric} {'gauge' if gauge else 'counter'}"]
+            for label, stats in sorted((caches or {}).items()):
+                lines.append(f'{metric}{{cache="{_esc(label)}",worker="{w}"}} {stats[field_name]}')
         return "\n".join(lines) + "\n"
 
 

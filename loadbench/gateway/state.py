@@ -3,7 +3,9 @@
 A request takes ``Gateway.state`` once at its start and uses that snapshot to the end, so a
 reload never changes the rules under an in-flight request. Pools whose target did not change
 (same URL, size, timeouts, key) are carried over, as are health and latency history by target
-name; pools no longer used are closed once their in-flight requests finish.
+name; pools no longer used are closed once their in-flight requests finish. Response caches are
+carried over when their configuration is unchanged (virtual models with equal cache configs share
+one), so a reload that does not touch ``cache:`` keeps every entry.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import random
 import time
 from dataclasses import dataclass
 
+from loadbench.cache import Embedder, ResponseCache, make_embedder
+from loadbench.cache.config import CacheConfig
 from loadbench.errors import ConfigError
 from loadbench.gateway.config import GatewaySpec, load_config
 from loadbench.gateway.health import TargetHealth
@@ -31,6 +35,7 @@ class GatewayState:
     upstreams: dict[str, Upstream]
     health: dict[str, TargetHealth]
     windows: dict[str, TpotWindow]
+    caches: dict[str, ResponseCache]  # virtual model name -> its cache (absent: not cached)
 
 
 class Gateway:
@@ -42,6 +47,7 @@ class Gateway:
         self.state: GatewayState | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.watchdog = Watchdog()
+        self._embedders: dict[object, Embedder] = {}  # one per embedder config, for the process's life
 
     async def start(self) -> None:
         """Open the pools (needs a running loop)."""
@@ -60,7 +66,27 @@ class Gateway:
                 upstreams[name] = Upstream(target)
             health[name] = old.health.get(name, TargetHealth()) if old else TargetHealth()
             windows[name] = old.windows.get(name, TpotWindow()) if old else TpotWindow()
-        return GatewayState(spec, upstreams, health, windows)
+        return GatewayState(spec, upstreams, health, windows, self._caches(spec, old))
+
+    def _caches(self, spec: GatewaySpec, old: GatewayState | None) -> dict[str, ResponseCache]:
+        by_config: dict[CacheConfig, ResponseCache] = {}
+        if old is not None:
+            for cache in old.caches.values():
+                by_config[cache.config] = cache
+        caches: dict[str, ResponseCache] = {}
+        for name, route in spec.routes.items():
+            config = route.cache
+            if config is None:
+                continue
+            found = by_config.get(config)
+            if found is None:
+                embedder = self._embedders.get(config.embedder)
+                if embedder is None:
+                    embedder = self._embedders[config.embedder] = make_embedder(config.embedder,
+                                                                                 env=spec.embedder_env)
+                found = by_config[config] = ResponseCache(config, embedder, clock=time.monotonic)
+            caches[name] = found
+        return caches
 
     def reload(self) -> bool:
         """Re-read the config file; on any error keep the current config and say why."""
@@ -96,3 +122,5 @@ class Gateway:
         if self.state is not None:
             for up in self.state.upstreams.values():
                 await up.close()
+        for embedder in self._embedders.values():
+            await embedder.aclose()

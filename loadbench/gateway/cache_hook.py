@@ -1,0 +1,117 @@
+"""The gateway's response cache: ``loadbench.cache.ResponseCache`` behind the ``CacheHook`` protocol.
+
+Lookup runs after auth and parsing, before routing. A hit is answered here, in the format the
+request asks for (SSE when streamed, with usage when ``stream_options.include_usage``), never
+touching a target; it says ``x-loadbench-target: cache`` so load tests and per-target metrics never
+mix cache hits into a model's latency. A miss carries ``x-loadbench-cache: miss`` on the routed
+answer and, when storing is allowed, asks the relay to keep the bytes; ``store`` then parses them
+(``StreamCapture`` / ``answer_from_json``) after the answer has gone out, and keeps only complete,
+successful answers.
+
+The tenant is the caller's key digest (``RequestContext.client_key_digest``; with gateway auth off
+every caller is the same "anonymous" tenant), or the ``X-Loadbench-Cache-Namespace`` header when
+the operator allows it (``allow_namespace_header``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from time import perf_counter_ns
+
+import orjson
+from aiohttp import web
+
+from loadbench.cache import (
+    CacheLookup,
+    CacheScope,
+    ResponseCache,
+    StreamCapture,
+    answer_from_json,
+    replay_json,
+    replay_sse,
+    scope_for,
+)
+from loadbench.cache.answer import Format
+from loadbench.gateway.context import RequestContext
+from loadbench.gateway.state import Gateway
+
+CACHE_TARGET = "cache"  # x-loadbench-target of an answer served from the cache
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What ``store`` needs from the lookup of the same request."""
+
+    cache: ResponseCache
+    scope: CacheScope
+    found: CacheLookup
+
+
+class GatewayCache:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    async def lookup(self, ctx: RequestContext) -> web.StreamResponse | None:
+        route = ctx.route
+        state = self.gw.state
+        if route is None or state is None:
+            return None
+        cache = state.caches.get(route.name)
+        if cache is None:
+            return None
+        scope = scope_for(cache.config, virtual_model=route.name, key_digest=ctx.client_key_digest,
+                          headers=ctx.headers)
+        found = await cache.lookup(scope, ctx.body, cache_control=ctx.headers.get("Cache-Control"))
+        metrics = self.gw.metrics
+        metrics.inc("cache_lookups", route.name, found.outcome)
+        entry = found.entry
+        if entry is None:
+            ctx.extra_headers.update(found.headers())
+            if found.store_allowed:
+                ctx.capture = True
+                ctx.cache_state = _Pending(cache, scope, found)
+            return None
+        answer = entry.answer
+        metrics.add("cache_tokens_saved", answer.tokens, route.name)
+        chat = ctx.kind == "chat"
+        fmt: Format = "chat" if chat else "completions"
+        model = answer.model or str(ctx.body.get("model", ""))
+        response_id = ("chatcmpl-" if chat else "cmpl-") + ctx.request_id
+        created_s = int(time.time())
+        headers = found.headers()
+        headers["x-loadbench-target"] = CACHE_TARGET
+        headers["x-loadbench-attempts"] = "0"
+        headers["x-request-id"] = ctx.request_id
+        if ctx.stream:
+            options = ctx.body.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            # The whole replay in one write: it is all known now, and one write is one syscall.
+            payload = b"".join(replay_sse(answer, fmt=fmt, model=model, response_id=response_id,
+                                          created_s=created_s, include_usage=include_usage))
+            content_type = "text/event-stream"
+        else:
+            payload = orjson.dumps(replay_json(answer, fmt=fmt, model=model, response_id=response_id,
+                                               created_s=created_s))
+            content_type = "application/json"
+        headers["x-loadbench-overhead-ms"] = f"{(perf_counter_ns() - ctx.arrival_ns) / 1e6:.3f}"
+        return web.Response(body=payload, headers=headers, content_type=content_type)
+
+    async def store(self, ctx: RequestContext, status: int, body: bytes) -> None:
+        pending = ctx.cache_state
+        if status != 200 or not isinstance(pending, _Pending):
+            return
+        if ctx.stream:
+            capture = StreamCapture()
+            capture.feed(body)
+            answer = capture.result()
+        else:
+            try:
+                obj = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                obj = None
+            answer = answer_from_json(obj) if isinstance(obj, dict) else None
+        model = ctx.route.name if ctx.route is not None else ""
+        stored = answer is not None and await pending.cache.store(pending.scope, ctx.body, answer,
+                                                                  lookup=pending.found)
+        self.gw.metrics.inc("cache_stores", model, "stored" if stored else "refused")
