@@ -217,3 +217,20 @@ def test_frame_is_exactly_aiohttps_chunked_framing() -> None:
 
     assert asyncio.run(aiohttp_bytes()) == b"".join(frame(b, True) for b in bodies)
     assert frame(b"abc", False) == b"abc"
+
+
+def test_poll_writes_only_what_is_due_between_timer_ticks() -> None:
+    loop = FakeLoop()
+    stats = MockStats()
+    pacer = Pacer(stats, loop.call_later, loop.clock)
+    stream, transport = make_stream(loop, [0.005, 0.010, 0.015])
+    pacer.add(stream)
+    pacer.poll()
+    assert transport.writes == []  # nothing due yet
+    loop.now += 0.0107  # a handler runs while the loop is too busy to fire the timer
+    pacer.poll()
+    assert [chunk_indexes(d) for _, d in transport.writes] == [[0, 1]]
+    assert stats.late_chunks == 1  # chunk 0, 5.7 ms late; chunk 1 only 0.7 ms
+    loop.run()
+    assert [k for _, d in transport.writes for k in chunk_indexes(d)] == [0, 1, 2]
+    assert transport.writes[-1][0] >= stream.start_s + 0.015 and len(pacer) == 0

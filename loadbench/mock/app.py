@@ -114,6 +114,8 @@ class MockServer:
     async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         t0 = time.monotonic()
+        if self._pacer is not None:
+            self._pacer.poll()  # chunks due while the loop was parsing this burst of requests
         s = self.settings  # a snapshot: live changes apply to later requests
         stats = self.stats
         stats.requests += 1
@@ -187,6 +189,7 @@ class MockServer:
         pacer = self._get_pacer(loop)
         try:
             pacer.add(paced)
+            pacer.poll()
             if await ended:
                 return resp  # the client left; the pacer counted it
         except asyncio.CancelledError:

@@ -133,37 +133,49 @@ class Pacer:
         self._timer = self._call_later(delay_s, self._tick)
         self._timer_due = due
 
+    def poll(self) -> None:
+        """Write whatever is due now. Request handlers call this between their steps: a burst of
+        new requests can hold the loop for milliseconds, and the timer only runs between them."""
+        heap = self._heap
+        if heap and heap[0][0] <= self._clock():
+            self._drain()
+            if heap and heap[0][0] < self._timer_due:
+                self._arm(heap[0][0])
+
     def _tick(self) -> None:
         self._timer = None
         self._timer_due = math.inf
+        try:
+            self._drain()
+        finally:
+            if self._heap:
+                self._arm(self._heap[0][0])
+
+    def _drain(self) -> None:
         heap = self._heap
         clock = self._clock
-        try:
-            while heap:
-                due, seq, stream = heap[0]
-                now = clock()
-                if due > now:
-                    break
-                if stream.ended:
-                    heapq.heappop(heap)
-                    continue
-                transport = stream.transport
-                if transport.is_closing():
-                    heapq.heappop(heap)
-                    self._end(stream, disconnected=True)
-                    continue
-                if transport.get_write_buffer_size() > HIGH_WATER_BYTES:
-                    heapq.heapreplace(heap, (now + PAUSE_POLL_S, seq, stream))
-                    continue
-                next_due = self._write_due(stream, now)
-                if next_due is None:
-                    heapq.heappop(heap)
-                    self._end(stream, disconnected=False)
-                else:
-                    heapq.heapreplace(heap, (next_due, seq, stream))
-        finally:
-            if heap:
-                self._arm(heap[0][0])
+        while heap:
+            due, seq, stream = heap[0]
+            now = clock()
+            if due > now:
+                break
+            if stream.ended:
+                heapq.heappop(heap)
+                continue
+            transport = stream.transport
+            if transport.is_closing():
+                heapq.heappop(heap)
+                self._end(stream, disconnected=True)
+                continue
+            if transport.get_write_buffer_size() > HIGH_WATER_BYTES:
+                heapq.heapreplace(heap, (now + PAUSE_POLL_S, seq, stream))
+                continue
+            next_due = self._write_due(stream, now)
+            if next_due is None:
+                heapq.heappop(heap)
+                self._end(stream, disconnected=False)
+            else:
+                heapq.heapreplace(heap, (next_due, seq, stream))
 
     def _write_due(self, stream: PacedStream, now: float) -> float | None:
         """Write every chunk of ``stream`` due by ``now`` in one write; its next deadline or None."""
