@@ -278,8 +278,9 @@ def test_metrics_show_hits_misses_entries_evictions_and_tokens_saved() -> None:
                  for line in text.splitlines() if line and not line.startswith("#")}
         assert lines['loadbench_gateway_cache_lookups_total{model="vm",outcome="hit-exact"}'] == "1"
         assert lines['loadbench_gateway_cache_lookups_total{model="vm",outcome="miss"}'] == "4"
-        assert lines['loadbench_gateway_cache_tokens_saved_total{model="vm"}'] == str(USAGE["total_tokens"])
-        assert lines['loadbench_gateway_cache_stores_total{model="vm",result="stored"}'] == "4"
+        assert lines['loadbench_gateway_cache_model_tokens_saved_total{model="vm"}'] == str(USAGE["total_tokens"])
+        assert lines['loadbench_gateway_cache_captures_total{model="vm",result="stored"}'] == "4"
+        assert lines['loadbench_gateway_cache_tokens_saved_total{cache="vm"}'] == str(USAGE["total_tokens"])
         assert lines['loadbench_gateway_cache_entries{cache="vm"}'] == "2"
         assert lines['loadbench_gateway_cache_evictions_total{cache="vm"}'] == "2"
         assert lines['loadbench_gateway_cache_misses_total{cache="vm"}'] == "4"

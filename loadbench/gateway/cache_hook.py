@@ -73,7 +73,7 @@ class GatewayCache:
                 ctx.cache_state = _Pending(cache, scope, found)
             return None
         answer = entry.answer
-        metrics.add("cache_tokens_saved", answer.tokens, route.name)
+        metrics.add("cache_model_tokens_saved", answer.tokens, route.name)
         chat = ctx.kind == "chat"
         fmt: Format = "chat" if chat else "completions"
         model = answer.model or str(ctx.body.get("model", ""))
@@ -114,4 +114,4 @@ class GatewayCache:
         model = ctx.route.name if ctx.route is not None else ""
         stored = answer is not None and await pending.cache.store(pending.scope, ctx.body, answer,
                                                                   lookup=pending.found)
-        self.gw.metrics.inc("cache_stores", model, "stored" if stored else "refused")
+        self.gw.metrics.inc("cache_captures", model, "stored" if stored else "refused")

@@ -144,7 +144,9 @@ async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook 
                 await response.write_eof()
             except ConnectionResetError:
                 return response
-        await cache.store(ctx, 200, b"".join(ctx.captured))
+        # A task of its own: the client may close the connection as soon as it has the answer,
+        # which cancels this handler, and a remote embedder call must not die with it.
+        gw.spawn(cache.store(ctx, 200, b"".join(ctx.captured)))
     return response
 
 

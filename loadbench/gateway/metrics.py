@@ -51,10 +51,10 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "client_disconnects": ("Requests whose client went away before the end", ("target",)),
     "cache_lookups": ("Cache lookups by virtual model and outcome (hit-exact, hit-semantic, miss, bypass)",
                       ("model", "outcome")),
-    "cache_tokens_saved": ("Model tokens (prompt + completion) of the answers served from the cache",
-                           ("model",)),
-    "cache_stores": ("Answers offered to the cache after a miss: stored, or refused (incomplete, errored)",
-                     ("model", "result")),
+    "cache_model_tokens_saved": ("Model tokens (prompt + completion) of the answers served from the cache",
+                                 ("model",)),
+    "cache_captures": ("Answers offered to the cache after a miss: stored, or refused (incomplete, errored)",
+                       ("model", "result")),
 }
 # ResponseCache.stats() fields shown as gauges (the rest are counters)
 _CACHE_GAUGES = frozenset({"entries", "partitions", "vector_bytes"})

@@ -14,7 +14,9 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from loadbench.cache import Embedder, ResponseCache, make_embedder
 from loadbench.cache.config import CacheConfig
@@ -46,8 +48,15 @@ class Gateway:
         self._spec = spec
         self.state: GatewayState | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self.watchdog = Watchdog()
         self._embedders: dict[object, Embedder] = {}  # one per embedder config, for the process's life
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` beyond the request that started it (kept referenced until done)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def start(self) -> None:
         """Open the pools (needs a running loop)."""
@@ -117,6 +126,8 @@ class Gateway:
 
     async def close(self) -> None:
         self.watchdog.stop()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5.0)
         for task in list(self._closing):
             task.cancel()
         if self.state is not None:
