@@ -9,6 +9,8 @@ Modules (pure logic first, then the server):
     tokens     prompt-token counting and the synthetic output tokens (" tok0 tok1 ...")
     request    parse an OpenAI request body into a GenerationRequest
     schedule   chunk sizes and the deadline of every content chunk (seeded jitter)
+    stats      the /mock/stats counters (chunks written, late chunks, disconnects, ...)
+    pacer      one timer per process writes every stream's due chunks to its transport
     bodies     SSE chunk templates, non-streamed bodies, embeddings, error bodies
     gate       a FIFO admission gate (``--max-concurrency``)
     app        ``create_app(settings) -> aiohttp.web.Application``
