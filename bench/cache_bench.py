@@ -1,19 +1,22 @@
 """Cache core speed and memory at 100,000 entries (no gateway, no network: the pure lookup path).
 
-Worst case for semantic search: every entry in ONE partition (same tenant, model, system prompt,
-parameters), so each semantic lookup is one 100,000 x dim matrix-vector product. Phases:
+Every entry in ONE partition (same tenant, model, system prompt, parameters). Semantic lookups
+scan only the entries that share the request's guard signature (numbers, negations, content
+words; see loadbench/cache/cache.py). Phases:
 
-1. fill: store N answers (tracemalloc + RSS delta -> memory per 100,000 entries);
+1. fill: store N answers (with --memory: tracemalloc + RSS delta -> memory per 100,000 entries);
 2. exact hits: lookups of stored requests;
 3. semantic hits: lightly reworded stored questions (exact miss -> embed -> scan -> guard);
 4. semantic misses: unseen questions (exact miss -> embed -> full scan, nothing above threshold);
-5. embedder: built-in embed time by text length vs. one thread-executor hop (the inline decision).
+5. embedder: built-in embed time by text length vs. one thread-executor hop (the inline decision);
+6. worst case: N entries that all share ONE signature (reorderings of the same eight words), so
+   the pre-filter keeps every row and a semantic lookup is the full N x dim product again.
 
 Each lookup is timed around ``await cache.lookup(...)`` with perf_counter_ns. Run twice: with the
 cache's objects frozen out of the GC (``gc.freeze()``, what the gateway should do after warm-up)
 and without, because full collections walking 100k entries are what sets the tail.
 
-    .venv/bin/python -m bench.cache_bench [--entries 100000] [--lookups 3000]
+    .venv/bin/python -m bench.cache_bench [--entries 100000] [--lookups 3000] [--memory] [--no-worst]
 Writes bench/out/cache.json.
 """
 
@@ -79,7 +82,34 @@ async def _timed(cache: ResponseCache, scope: CacheScope, bodies: list[dict[str,
     return _pct(times), wrong
 
 
-async def run(entries: int, lookups: int, dim: int, seed: int) -> dict[str, Any]:
+async def worst_case(entries: int, lookups: int, dim: int) -> dict[str, Any]:
+    """Every stored text a reordering of the same eight words: one signature group of ``entries``."""
+    import itertools
+
+    words = ("amber", "falcon", "harbor", "lantern", "meadow", "quartz", "timber", "walnut")
+    scope = CacheScope("key:bench", "default", "bench-vm")
+    cfg = CacheConfig(mode="semantic", max_entries=entries, embedder={"kind": "builtin", "dim": dim})
+    cache = ResponseCache(cfg, HashingEmbedder(dim), clock=time.monotonic)
+    answer = CachedAnswer(text="cached", finish_reason="stop")
+    perms = itertools.permutations(words)
+    stored = []
+    for i in range(entries):
+        # 8! = 40,320 orders x 3 endings covers 100,000 distinct texts
+        text = " ".join(next(perms)) + ("?", ".", "!")[i // 40_320]
+        if i % 40_320 == 40_319:
+            perms = itertools.permutations(words)
+        stored.append(text)
+        await cache.store(scope, _body(text), answer)
+    rng = random.Random(3)
+    bodies = [_body(rng.choice(stored).rstrip("?.!") + " please?") for _ in range(lookups)]
+    gc.collect()
+    gc.freeze()
+    pct, wrong = await _timed(cache, scope, bodies, "hit-semantic")
+    gc.unfreeze()
+    return {"entries": entries, "signature_groups": 1, "semantic_hit": {**pct, "unexpected_outcomes": wrong}}
+
+
+async def run(entries: int, lookups: int, dim: int, seed: int, memory: bool = False) -> dict[str, Any]:
     rng = random.Random(seed)
     scope = CacheScope("key:bench", "default", "bench-vm")
     cfg = CacheConfig(mode="semantic", max_entries=entries, embedder={"kind": "builtin", "dim": dim})
@@ -91,7 +121,8 @@ async def run(entries: int, lookups: int, dim: int, seed: int) -> dict[str, Any]
     proc = psutil.Process()
     gc.collect()
     rss0 = proc.memory_info().rss
-    tracemalloc.start()
+    if memory:
+        tracemalloc.start()
     t0 = time.perf_counter()
     for text in texts:
         # A distinct answer object per entry, as in real use (the text dominates memory).
@@ -99,8 +130,9 @@ async def run(entries: int, lookups: int, dim: int, seed: int) -> dict[str, Any]
                               usage={"prompt_tokens": 40, "completion_tokens": 60, "total_tokens": 100})
         await cache.store(scope, _body(text), answer)
     fill_s = time.perf_counter() - t0
-    traced, _peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    traced = tracemalloc.get_traced_memory()[0] if memory else 0
+    if memory:
+        tracemalloc.stop()
     gc.collect()
     rss1 = proc.memory_info().rss
     stats = cache.stats()
@@ -149,8 +181,8 @@ async def run(entries: int, lookups: int, dim: int, seed: int) -> dict[str, Any]
     return {
         "entries": entries, "lookups_per_phase": lookups, "dim": dim, "partitions": 1,
         "python": sys.version.split()[0], "numpy": np.__version__, "cpus": os.cpu_count(),
-        "fill": {"seconds": round(fill_s, 2), "stores_per_s": round(entries / fill_s)},
-        "memory": {
+        "fill": {"seconds": round(fill_s, 2), "stores_per_s": round(entries / fill_s), "tracemalloc": memory},
+        "memory": None if not memory else {
             "tracemalloc_bytes": traced, "rss_delta_bytes": rss1 - rss0,
             "vector_bytes": stats.vector_bytes,
             "bytes_per_entry_traced": round(traced / entries),
@@ -170,8 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lookups", type=int, default=3000)
     ap.add_argument("--dim", type=int, default=CacheConfig().embedder.dim)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--memory", action="store_true", help="trace memory during the fill (about 5x slower)")
+    ap.add_argument("--no-worst", action="store_true", help="skip the one-signature worst case")
     args = ap.parse_args(argv)
-    result = asyncio.run(run(args.entries, args.lookups, args.dim, args.seed))
+    result = asyncio.run(run(args.entries, args.lookups, args.dim, args.seed, args.memory))
+    if not args.no_worst:
+        result["worst_case_one_signature"] = asyncio.run(worst_case(args.entries, args.lookups, args.dim))
+    result["load_average_1m_at_end"] = os.getloadavg()[0]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

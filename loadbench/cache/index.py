@@ -20,7 +20,8 @@ _INITIAL_ROWS = 16
 
 
 class VectorIndex:
-    __slots__ = ("_free", "_groups", "_ids", "_matrix", "_scores", "_slot_group", "_used", "count", "dim")
+    __slots__ = ("_free", "_gids", "_group_ids", "_groups", "_ids", "_matrix", "_next_gid", "_scores",
+                 "_slot_group", "_used", "count", "dim")
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
@@ -32,6 +33,11 @@ class VectorIndex:
         # group -> its slots (a dict as an ordered set: O(1) removal); slot -> its group
         self._groups: dict[Hashable, dict[int, None]] = {}
         self._slot_group: dict[int, Hashable] = {}
+        # a small integer per group and per row, so a large group is searched by one full product
+        # and a mask instead of gathering most of the matrix row by row
+        self._group_ids: dict[Hashable, int] = {}
+        self._gids = np.full(_INITIAL_ROWS, -1, dtype=np.int32)
+        self._next_gid = 0
         self.count = 0
 
     def add(self, vec: npt.NDArray[np.float32], entry_id: int, group: Hashable | None = None) -> int:
@@ -50,14 +56,18 @@ class VectorIndex:
             members = self._groups.get(group)
             if members is None:
                 members = self._groups[group] = {}
+                self._group_ids[group] = self._next_gid
+                self._next_gid += 1
             members[slot] = None
             self._slot_group[slot] = group
+            self._gids[slot] = self._group_ids[group]
         self.count += 1
         return slot
 
     def remove(self, slot: int) -> None:
         self._matrix[slot] = 0.0
         self._ids[slot] = -1
+        self._gids[slot] = -1
         self._free.append(slot)
         group = self._slot_group.pop(slot, None)
         if group is not None:
@@ -65,6 +75,7 @@ class VectorIndex:
             del members[slot]
             if not members:
                 del self._groups[group]
+                del self._group_ids[group]
         self.count -= 1
 
     def has_group(self, group: Hashable) -> bool:
@@ -74,20 +85,26 @@ class VectorIndex:
                group: Hashable | None = None) -> list[tuple[int, float]]:
         """Entry ids with cosine >= threshold, best first, at most ``limit``; only the rows added
         with ``group`` when it is given."""
+        rows = None
+        members = None
         if group is not None:
             members = self._groups.get(group)
             if not members:
                 return []
+        if members is not None and len(members) * 8 < self._used:
             rows = np.fromiter(members, dtype=np.intp, count=len(members))
             scores = self._matrix[rows] @ query
+            hits = np.flatnonzero(scores >= threshold)
         else:
             n = self._used
             if n == 0:
                 return []
-            rows = None
             scores = self._scores[:n]
             np.matmul(self._matrix[:n], query, out=scores)
-        hits = np.flatnonzero(scores >= threshold)
+            above = scores >= threshold
+            if members is not None:
+                above &= self._gids[:n] == self._group_ids[group]
+            hits = np.flatnonzero(above)
         if hits.size == 0:
             return []
         if hits.size > limit:
@@ -99,7 +116,7 @@ class VectorIndex:
                 if self._ids[s] >= 0]
 
     def nbytes(self) -> int:
-        return self._matrix.nbytes + self._ids.nbytes + self._scores.nbytes
+        return self._matrix.nbytes + self._ids.nbytes + self._scores.nbytes + self._gids.nbytes
 
     def _grow(self) -> None:
         rows = len(self._ids) * 2
@@ -107,5 +124,7 @@ class VectorIndex:
         matrix[: self._used] = self._matrix[: self._used]
         ids = np.full(rows, -1, dtype=np.int64)
         ids[: self._used] = self._ids[: self._used]
-        self._matrix, self._ids = matrix, ids
+        gids = np.full(rows, -1, dtype=np.int32)
+        gids[: self._used] = self._gids[: self._used]
+        self._matrix, self._ids, self._gids = matrix, ids, gids
         self._scores = np.empty(rows, dtype=np.float32)
