@@ -240,7 +240,7 @@ def slo_verdict(summary: dict[str, Any], slo_dict: dict[str, Any]) -> dict[str, 
 # Saturation thresholds (docs/generator.md): past these, the worker reads responses late enough to
 # inflate the latencies it reports by more than the accuracy the tests hold it to.
 CPU_HOT_PERCENT = 90.0
-LOOP_LAG_P99_MAX_MS = 25.0
+LOOP_LAG_P99_MAX_MS = 15.0
 SCHEDULE_LAG_P99_MAX_MS = 25.0
 
 
