@@ -134,8 +134,7 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
     generator = _generator_verdict(timeline, hists)
     is_open = bool(profile.get("arrival")) or bool((profile.get("peak") or {}).get("rps"))
     if is_open:
-        offered = sum(float(t["target_rps"]) * (t["t_end_s"] - t["t_start_s"]) for t in timeline
-                      if isinstance(t.get("target_rps"), int | float) and t.get("phase") == "measure")
+        offered = _offered_arrivals(profile, warmup_s, measure_s)
         arrived = len(measured)  # sent (ok or failed) + dropped: every arrival the schedule produced
         generator["target_rps"] = round(offered / measure_s, 3) if measure_s and offered else None
         generator["achieved_rps"] = round(arrived / measure_s, 3) if measure_s else None
@@ -194,6 +193,15 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
     if slo_info is not None:
         summary["slo"] = {**slo_info, **slo_verdict(summary, profile["slo"])}
     return summary
+
+
+def _offered_arrivals(profile: dict[str, Any], warmup_s: float, measure_s: float) -> float:
+    """Arrivals the schedule offers in the measurement window: the integral of the planned rate."""
+    from loadbench.config import profile_from_dict
+    from loadbench.workload.arrivals import integrated_rate
+
+    segments = profile_from_dict(profile, source="manifest").rate_segments()
+    return integrated_rate(segments, warmup_s + measure_s) - integrated_rate(segments, warmup_s)
 
 
 def _window_s(w: dict[str, Any], warmup_s: float, cooldown_s: float) -> float:
