@@ -123,7 +123,14 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
     elif error_rate > 0:
         warnings.append(f"{failed} of {attempted} measured requests failed ({error_rate:.1%})")
     if dropped:
-        warnings.append(f"{dropped} arrivals were dropped because max_in_flight was reached")
+        warnings.append(f"{dropped} scheduled arrivals were never sent because max_in_flight requests were "
+                        "outstanding (see each sample's error)")
+    queue = hists.get("queue")
+    if queue is not None and queue.get_total_count() and queue.get_value_at_percentile(50.0) > 50_000:
+        warnings.append(
+            f"client-side queue: half the requests waited over {queue.get_value_at_percentile(50.0) / 1000:.0f} ms "
+            "for a free user (max_in_flight) before being sent; ttft and e2e count that wait (coordinated "
+            "omission corrected), service_ttft shows the server's own time")
     if manifest.get("interrupted"):
         warnings.append("the run was interrupted: the summary covers what was measured until then")
     lost = (manifest.get("workers") or {}).get("lost") or []

@@ -88,6 +88,12 @@ class WorkerRuntime:
     def start_drain(self) -> None:
         self.draining = True
         if self.slots is not None:
+            # late: send — arrivals still waiting for a free user were never sent: count them
+            while not self.slots.empty():
+                intended = self.slots.get_nowait()
+                if intended is not None:
+                    self.record_dropped(intended, "not sent before the end of the plan: every user was busy "
+                                                  "(max_in_flight)")
             self.slots.put(None)  # wake any user waiting for an arrival slot
         if self.in_flight == 0 and self.on_drained is not None:
             self.on_drained()
@@ -157,13 +163,13 @@ class WorkerRuntime:
             self.on_drained()
         return sample
 
-    def record_dropped(self, intended_ns: int) -> None:
+    def record_dropped(self, intended_ns: int, reason: str = "max_in_flight reached") -> None:
         """An arrival that could not be sent: max_in_flight was reached (counted, never timed)."""
         self.seq += 1
         intended_unix = intended_ns + self.unix_offset_ns
         sample = Sample(seq=self.seq, worker=self.worker_id, type="default", target=self.plan.target.name,
                         phase=self.phase_of(intended_unix), intended_unix_ns=intended_unix,
-                        outcome="dropped", status=0, error="max_in_flight reached")
+                        outcome="dropped", status=0, error=reason)
         self.recorder.record(sample, intended_unix, [])
         self.outbox.append(sample.to_json())
 
