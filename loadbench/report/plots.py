@@ -205,7 +205,8 @@ def plot_bars(stats: Mapping[str, Mapping[str, Mapping[str, float | None]]], pat
             xs = [k + (j - (n - 1) / 2) * width for k in range(len(percentiles))]
             ys = [stats[metric][target].get(p) or 0.0 for p in percentiles]
             bars = ax.bar(xs, ys, width=width * 0.95, label=target)
-            ax.bar_label(bars, labels=[f"{y:.3g}" for y in ys], fontsize=7, padding=1)
+            ax.bar_label(bars, labels=[f"{y:,.0f}" if y >= 100 else f"{y:.3g}" for y in ys], fontsize=7,
+                         padding=1)
         ax.set_xticks(range(len(percentiles)))
         ax.set_xticklabels([p.upper().replace("_", ".") for p in percentiles])
         ax.set_ylabel("latency (ms)")
