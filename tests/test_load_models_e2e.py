@@ -103,16 +103,21 @@ def test_sweep_finds_the_capacity_where_the_server_queue_starts(mock_factory, tm
     assert (only_run(out) / "plots" / "sweep.png").exists()
 
 
-def test_two_targets_side_by_side_match_their_mocks(mock_factory, tmp_path: Path) -> None:
+def _run_two_targets(mock_factory, tmp_path: Path, load: str) -> Path:
+    """A fast (TTFT 30 / ITL 5 ms) and a slow (90 / 15 ms) mock as the profile's two targets."""
     fast = mock_factory("--ttft-ms", "30", "--itl-ms", "5")
     slow = mock_factory("--ttft-ms", "90", "--itl-ms", "15")
-    prof = _profile(tmp_path, f"name: cmp\nusers: 4\nduration_s: 5\ntargets:\n"
+    prof = _profile(tmp_path, f"name: cmp\n{load}\ntargets:\n"
                               f"  - {{name: fast, url: '{fast.base_url}', model: mock-model}}\n"
                               f"  - {{name: slow, url: '{slow.base_url}', model: mock-model}}\n")
     out = tmp_path / "results"
     r = run_loadbench("run", "--profile", str(prof), "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    folder = only_run(out)
+    return only_run(out)
+
+
+def test_two_targets_side_by_side_match_their_mocks(mock_factory, tmp_path: Path) -> None:
+    folder = _run_two_targets(mock_factory, tmp_path, "users: 4\nduration_s: 5")
     fast_s = read_json(folder / "targets" / "fast" / "summary.json")
     slow_s = read_json(folder / "targets" / "slow" / "summary.json")
     assert abs(fast_s["metrics"]["ttft_ms"]["p50"] - 30) < 5 and abs(fast_s["metrics"]["itl_ms"]["p50"] - 5) < 1
@@ -122,15 +127,7 @@ def test_two_targets_side_by_side_match_their_mocks(mock_factory, tmp_path: Path
 
 
 def test_interleaved_targets_merge_rounds_exactly(mock_factory, tmp_path: Path) -> None:
-    fast = mock_factory("--ttft-ms", "30", "--itl-ms", "5")
-    slow = mock_factory("--ttft-ms", "90", "--itl-ms", "15")
-    prof = _profile(tmp_path, f"name: cmp\nusers: 3\nduration_s: 6\ninterleave: true\ntargets:\n"
-                              f"  - {{name: fast, url: '{fast.base_url}', model: mock-model}}\n"
-                              f"  - {{name: slow, url: '{slow.base_url}', model: mock-model}}\n")
-    out = tmp_path / "results"
-    r = run_loadbench("run", "--profile", str(prof), "--out", str(out))
-    assert r.returncode == 0, r.stdout + r.stderr
-    folder = only_run(out)
+    folder = _run_two_targets(mock_factory, tmp_path, "users: 3\nduration_s: 6\ninterleave: true")
     for name, ttft in (("fast", 30), ("slow", 90)):
         target = folder / "targets" / name
         rounds = sorted((target / "rounds").iterdir())
