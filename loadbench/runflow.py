@@ -44,6 +44,7 @@ class RunRequest:
     argv: list[str] = field(default_factory=list)
     quiet: bool = False
     mock_args: list[str] = field(default_factory=list)
+    baseline: Path | None = None  # run folder that relative thresholds compare against
     calibrate: bool = True  # size synthetic prompts by the target's own token count first
     embedded: str = "mock"  # without --target: "mock" or "gateway" (two mocks behind the gateway)
     run_dir: Path | None = None  # explicit folder (sweep steps, targets); default results/<time>-<name>
@@ -97,6 +98,8 @@ def load_inputs(req: RunRequest) -> tuple[Profile, Scenario]:
     profile = profile.apply_overrides(**{k: v for k, v in req.overrides.items() if v is not None})
     scenario = load_scenario(req.scenario_path)
     parse_exprs(profile.thresholds)  # a threshold that does not parse fails before any load
+    if req.baseline is not None and not (req.baseline / rd.SUMMARY).is_file():
+        raise InputError(f"--baseline: {req.baseline} has no {rd.SUMMARY} (pass a loadbench run folder)")
     if req.target is not None and not req.target.startswith(("http://", "https://")):
         raise InputError(f"--target: {req.target!r} is not an http(s) URL (example: http://127.0.0.1:8001/v1)")
     return profile, scenario
@@ -302,7 +305,7 @@ def _run(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSp
     _say(req, f"results: {run_dir}")
     _build_report(req, run_dir)
     exit_code = ExitCode.OK
-    gates_failed = _check_thresholds(req, profile, summary)
+    gates_failed = _check_thresholds(req, profile, summary, run_dir)
     invalid = _check_validity(req, summary)
     if interrupted:
         exit_code = ExitCode.INTERRUPTED
@@ -334,13 +337,23 @@ def _build_report(req: RunRequest, run_dir: Path) -> None:
         _say(req, f"report: {html[0]}")
 
 
-def _check_thresholds(req: RunRequest, profile: Profile, summary: dict[str, Any]) -> bool:
-    """Profile ``thresholds:`` checked against this run alone. True when one failed."""
+def _check_thresholds(req: RunRequest, profile: Profile, summary: dict[str, Any], run_dir: Path) -> bool:
+    """Profile ``thresholds:`` checked at the end: absolute ones against this run, relative ones
+    (``+10%``) against ``--baseline`` with the same noise rules as ``loadbench compare``. True when
+    one failed."""
     if not profile.thresholds:
         return False
     from loadbench.report.gates import evaluate_gates, parse_exprs
 
-    verdict = evaluate_gates(parse_exprs(profile.thresholds), summary, None)
+    exprs = parse_exprs(profile.thresholds)
+    if req.baseline is not None:
+        from loadbench.report.compare import compare_runs, render_markdown
+
+        comparison = compare_runs(req.baseline, run_dir, exprs)
+        (run_dir / "compare.md").write_text(render_markdown(comparison))
+        verdict = comparison.verdict
+    else:
+        verdict = evaluate_gates(exprs, summary, None)
     for r in verdict.results:
         _say(req, f"threshold {'PASS' if r.passed else 'FAIL'}: {r.message}")
     return not verdict.passed

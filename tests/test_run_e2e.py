@@ -118,14 +118,15 @@ def test_invalid_profile_exits_2_before_any_load(mock_factory, tmp_path: Path) -
     assert stats["requests"] == 0
 
 
-def test_sigterm_mid_run_leaves_a_complete_folder(mock_factory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_mid_run_leaves_a_complete_folder(mock_factory, tmp_path: Path, signum: int) -> None:
     mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
     out = tmp_path / "results"
     proc = subprocess.Popen([sys.executable, "-m", "loadbench", "run", "--target", mock.base_url, "--users", "8",
                              "--duration", "60", "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     time.sleep(6)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
     run = only_run(out)
@@ -137,3 +138,27 @@ def test_sigterm_mid_run_leaves_a_complete_folder(mock_factory, tmp_path: Path) 
     assert n_samples == summary["requests"]["total"]
     manifest = read_json(run / "manifest.json")
     assert manifest["status"] == "interrupted" and manifest["end_unix_s"]
+
+
+def test_profile_thresholds_gate_the_run_absolute_and_against_a_baseline(mock_factory, tmp_path: Path) -> None:
+    base_mock = mock_factory("--ttft-ms", "50", "--itl-ms", "2")
+    slow_mock = mock_factory("--ttft-ms", "60", "--itl-ms", "2")
+    base_out, out = tmp_path / "base", tmp_path / "results"
+    r = run_loadbench("run", "--target", base_mock.base_url, "--users", "8", "--duration", "5", "--out", str(base_out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    baseline = only_run(base_out)
+
+    def gated(thresholds: list[str], *extra: str) -> subprocess.CompletedProcess[str]:
+        prof = tmp_path / "gates.yaml"
+        prof.write_text("name: gated\nusers: 8\nduration_s: 5\nthresholds:\n"
+                        + "".join(f"  - '{t}'\n" for t in thresholds))
+        return run_loadbench("run", "--target", slow_mock.base_url, "--profile", str(prof), "--out", str(out), *extra)
+
+    r = gated(["ttft.p50 > +10%"], "--baseline", str(baseline))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL" in r.stdout and "ttft.p50" in r.stdout
+    assert gated(["ttft.p50 > 100ms", "error_rate > 1%"]).returncode == 0
+    r = gated(["ttft.p50 > 40ms"])
+    assert r.returncode == 1 and "ttft.p50" in r.stdout
+    r = gated(["ttft.p50 > +10%"], "--baseline", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "--baseline" in r.stderr
