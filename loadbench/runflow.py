@@ -427,8 +427,8 @@ def execute_sweep(req: RunRequest) -> RunResult:
                 exit_code = ExitCode.INTERRUPTED
                 break
             if not met:
-                _say(req, f"loadbench: SLO missed at {sweep.variable} = {value:g}: "
-                          + "; ".join(steps[-1]["slo_reasons"]) if steps[-1]["slo_reasons"] else "")
+                why = "; ".join(steps[-1]["slo_reasons"]) or f"the step ended with {res.exit_code.name}"
+                _say(req, f"loadbench: SLO missed at {sweep.variable} = {value:g}: {why}")
                 break
     finally:
         if mock is not None:
