@@ -20,13 +20,20 @@ def _profile(tmp_path: Path, text: str) -> Path:
     return p
 
 
+def _run_profile(tmp_path: Path, profile: str, *args: str) -> Path:
+    """``loadbench run`` with the given profile text (and extra arguments); the run folder."""
+    prof = _profile(tmp_path, profile)
+    out = tmp_path / "results"
+    r = run_loadbench("run", *args, "--profile", str(prof), "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return only_run(out)
+
+
 def test_open_loop_constant_rate_is_achieved_on_schedule(mock_factory, tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
-    prof = _profile(tmp_path, "name: open\narrival: {kind: constant, rps: 50}\nduration_s: 8\nmax_in_flight: 100\n")
-    out = tmp_path / "results"
-    r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
-    assert r.returncode == 0, r.stdout + r.stderr
-    s = read_json(only_run(out) / "summary.json")
+    run = _run_profile(tmp_path, "name: open\narrival: {kind: constant, rps: 50}\nduration_s: 8\n"
+                                 "max_in_flight: 100\n", "--target", mock.base_url)
+    s = read_json(run / "summary.json")
     assert s["load"]["mode"] == "open"
     assert s["requests"]["dropped"] == 0
     assert abs(s["requests"]["ok"] - 400) <= 4  # 50/s for 8 s, every arrival sent and drained
@@ -39,12 +46,9 @@ def test_open_loop_constant_rate_is_achieved_on_schedule(mock_factory, tmp_path:
 def test_open_loop_late_sending_shows_client_queue_in_ttft_not_in_service_time(mock_factory, tmp_path: Path) -> None:
     # each request takes ~0.37 s; 20 slots can carry ~54 req/s on time; 90 req/s are offered
     mock = mock_factory("--ttft-ms", "50", "--itl-ms", "5")
-    prof = _profile(tmp_path, "name: late\narrival: {kind: constant, rps: 90}\nduration_s: 6\n"
-                              "max_in_flight: 20\nlate: send\n")
-    out = tmp_path / "results"
-    r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
-    assert r.returncode == 0, r.stdout + r.stderr
-    s = read_json(only_run(out) / "summary.json")
+    run = _run_profile(tmp_path, "name: late\narrival: {kind: constant, rps: 90}\nduration_s: 6\n"
+                                 "max_in_flight: 20\nlate: send\n", "--target", mock.base_url)
+    s = read_json(run / "summary.json")
     m = s["metrics"]
     # every scheduled arrival is accounted for: sent late, or still queued when the plan ended
     assert s["requests"]["ok"] + s["requests"]["dropped"] == pytest.approx(540, abs=3)
@@ -57,12 +61,8 @@ def test_open_loop_late_sending_shows_client_queue_in_ttft_not_in_service_time(m
 
 def test_open_loop_drops_are_counted_never_skipped(mock_factory, tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "50", "--itl-ms", "5")
-    prof = _profile(tmp_path, "name: drop\narrival: {kind: constant, rps: 90}\nduration_s: 5\n"
-                              "max_in_flight: 10\nlate: drop\n")
-    out = tmp_path / "results"
-    r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
-    assert r.returncode == 0, r.stdout + r.stderr
-    run = only_run(out)
+    run = _run_profile(tmp_path, "name: drop\narrival: {kind: constant, rps: 90}\nduration_s: 5\n"
+                              "max_in_flight: 10\nlate: drop\n", "--target", mock.base_url)
     s = read_json(run / "summary.json")
     assert s["requests"]["dropped"] > 100
     assert s["requests"]["dropped"] + s["requests"]["ok"] == pytest.approx(450, abs=5)
@@ -72,12 +72,8 @@ def test_open_loop_drops_are_counted_never_skipped(mock_factory, tmp_path: Path)
 
 def test_peak_multiple_stages_show_in_the_timeline_and_warmup_is_excluded(mock_factory, tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
-    prof = _profile(tmp_path, "name: peak\nwarmup_s: 2\nramp_up_s: 0\ninterval_s: 1\n"
-                              "peak: {users: 4, multiplier: 2, ramp_s: 1, hold_s: 3}\n")
-    out = tmp_path / "results"
-    r = run_loadbench("run", "--target", mock.base_url, "--profile", str(prof), "--out", str(out))
-    assert r.returncode == 0, r.stdout + r.stderr
-    run = only_run(out)
+    run = _run_profile(tmp_path, "name: peak\nwarmup_s: 2\nramp_up_s: 0\ninterval_s: 1\n"
+                              "peak: {users: 4, multiplier: 2, ramp_s: 1, hold_s: 3}\n", "--target", mock.base_url)
     timeline = list(rd.iter_timeline(run))
     stages = [t["stage"] for t in timeline]
     assert {"warmup", "peak", "2x-peak", "recovery"} <= set(stages)
@@ -107,13 +103,9 @@ def _run_two_targets(mock_factory, tmp_path: Path, load: str) -> Path:
     """A fast (TTFT 30 / ITL 5 ms) and a slow (90 / 15 ms) mock as the profile's two targets."""
     fast = mock_factory("--ttft-ms", "30", "--itl-ms", "5")
     slow = mock_factory("--ttft-ms", "90", "--itl-ms", "15")
-    prof = _profile(tmp_path, f"name: cmp\n{load}\ntargets:\n"
-                              f"  - {{name: fast, url: '{fast.base_url}', model: mock-model}}\n"
-                              f"  - {{name: slow, url: '{slow.base_url}', model: mock-model}}\n")
-    out = tmp_path / "results"
-    r = run_loadbench("run", "--profile", str(prof), "--out", str(out))
-    assert r.returncode == 0, r.stdout + r.stderr
-    return only_run(out)
+    return _run_profile(tmp_path, f"name: cmp\n{load}\ntargets:\n"
+                                  f"  - {{name: fast, url: '{fast.base_url}', model: mock-model}}\n"
+                                  f"  - {{name: slow, url: '{slow.base_url}', model: mock-model}}\n")
 
 
 def test_two_targets_side_by_side_match_their_mocks(mock_factory, tmp_path: Path) -> None:
