@@ -119,25 +119,30 @@ def _target_spec(req: RunRequest, profile: Profile, base_url: str, model: str | 
 def execute(req: RunRequest) -> RunResult:
     """A single run, or one sub-run per target when the profile lists several targets."""
     profile, scenario = load_inputs(req)
+    if req.target is None and profile.targets:
+        return _run_targets(req, profile, scenario)
     servers: list[ServerProcess] = []
     try:
-        if req.target is None and profile.targets:
-            return _run_targets(req, profile, scenario)
-        if req.target is None and req.embedded == "gateway":
-            servers, base_url = _start_embedded_gateway(req, profile)
-            target = _target_spec(req, profile, base_url, req.model or EMBEDDED_GATEWAY_MODEL)
-        elif req.target is None:
-            mock = start_server(["mock", "--port", "0", "--seed", str(profile.seed), *req.mock_args])
-            servers.append(mock)
-            target = _target_spec(req, profile, mock.base_url, req.model or profile.model or DEFAULT_MOCK_MODEL)
-            _say(req, f"loadbench: no --target given: started the embedded mock upstream at {target.url}")
-        else:
-            target = _target_spec(req, profile, req.target.rstrip("/"), req.model or profile.model)
+        target = _single_target(req, profile, servers)
         run_dir = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "run")
         return _run(req, profile, scenario, target, run_dir)
     finally:
         for server in reversed(servers):
             server.stop()
+
+
+def _single_target(req: RunRequest, profile: Profile, servers: list[ServerProcess]) -> TargetSpec:
+    """``--target``, or the embedded mock / gateway (appended to ``servers`` for the caller to stop)."""
+    if req.target is not None:
+        return _target_spec(req, profile, req.target.rstrip("/"), req.model or profile.model)
+    if req.embedded == "gateway":
+        started, base_url = _start_embedded_gateway(req, profile)
+        servers.extend(started)
+        return _target_spec(req, profile, base_url, req.model or EMBEDDED_GATEWAY_MODEL)
+    mock = start_server(["mock", "--port", "0", "--seed", str(profile.seed), *req.mock_args])
+    servers.append(mock)
+    _say(req, f"loadbench: no --target given: started the embedded mock upstream at {mock.base_url}")
+    return _target_spec(req, profile, mock.base_url, req.model or profile.model or DEFAULT_MOCK_MODEL)
 
 
 EMBEDDED_GATEWAY_MODEL = "demo"
@@ -265,11 +270,9 @@ def _run(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSp
                                                                      "api_key_env": api_key_env},
                                profile=profile.model_dump(mode="json"),
                                scenario=scenario.model_dump(mode="json"), start_unix_s=time.time())
-    manifest["name"] = name
-    rd.write_json(run_dir / rd.MANIFEST, manifest)
     workers = req.workers or auto_workers(profile)
     scale = _calibrate(req, profile, scenario, target) if req.calibrate else 1.0
-    manifest = rd.read_json(run_dir / rd.MANIFEST)
+    manifest["name"] = name
     manifest["prompt_scale"] = scale
     rd.write_json(run_dir / rd.MANIFEST, manifest)
     plan = RunPlan(run_id=run_id, target=target, profile=profile.model_dump(mode="json"),
@@ -385,18 +388,14 @@ def execute_sweep(req: RunRequest) -> RunResult:
         raise InputError("sweep: the profile has no `slo:` block; a sweep needs an SLO to find the capacity "
                          "(e.g. slo: {ttft_ms: {p95: 500}, error_rate: 0.01})")
     parent = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "sweep")
-    mock: ServerProcess | None = None
+    servers: list[ServerProcess] = []
     steps: list[dict[str, Any]] = []
     doc: dict[str, Any] = {"schema": "loadbench.sweep/1", "name": req.name or profile.name or "sweep",
                            "load_unit": sweep.variable, "slo": profile.slo.model_dump(exclude_none=True),
                            "steps": steps, "capacity": None}
     exit_code = ExitCode.OK
     try:
-        if req.target is None:
-            mock = start_server(["mock", "--port", "0", "--seed", str(profile.seed), *req.mock_args])
-            target = _target_spec(req, profile, mock.base_url, req.model or profile.model or DEFAULT_MOCK_MODEL)
-        else:
-            target = _target_spec(req, profile, req.target.rstrip("/"), req.model or profile.model)
+        target = _single_target(req, profile, servers)
         base = profile.model_dump(mode="json")
         for k, value in enumerate(sweep.values()):
             step = {**base, "sweep": None, "stages": None, "peak": None, "duration_s": sweep.hold_s,
@@ -431,8 +430,8 @@ def execute_sweep(req: RunRequest) -> RunResult:
                 _say(req, f"loadbench: SLO missed at {sweep.variable} = {value:g}: {why}")
                 break
     finally:
-        if mock is not None:
-            mock.stop()
+        for server in reversed(servers):
+            server.stop()
     rd.write_json(parent / "sweep.json", doc)
     _build_report(req, parent)
     _say(req, "\n| step | load | req/s | goodput/s | SLO met |\n|---|---|---|---|---|")
