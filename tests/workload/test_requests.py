@@ -13,7 +13,7 @@ from loadbench.config import Scenario, load_scenario
 from loadbench.workload import RequestFactory, calibrate
 from loadbench.workload.prompts import VOCABULARY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def factory(scenario: Scenario | None = None, **kw: object) -> RequestFactory:

@@ -9,7 +9,7 @@ import pytest
 from loadbench.config import Profile, load_profile, load_scenario, resolve_api_key
 from loadbench.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "profiles").glob("*.yaml")), ids=lambda p: p.name)

@@ -12,7 +12,7 @@ from loadbench.config import Scenario, load_scenario, scenario_from_dict
 from loadbench.errors import ConfigError
 from loadbench.workload import RequestFactory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def factory(scenario: Scenario, **kw: object) -> RequestFactory:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from loadbench.config import Profile, load_profile
 from loadbench.workload.shapes import INSTANT_S, LoadShape
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def shape(data: dict[str, object]) -> LoadShape:

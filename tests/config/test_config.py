@@ -9,7 +9,7 @@ import pytest
 from loadbench.config import Profile, Scenario, load_profile, load_scenario, profile_from_dict
 from loadbench.errors import ConfigError, ExitCode
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from runfolder_factory import make_run
+from tests.report.runfolder_factory import make_run
 
 from loadbench.errors import InputError
 from loadbench.report.gates import evaluate_gates, parse_expr, parse_exprs

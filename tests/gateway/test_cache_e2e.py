@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_gateway_e2e
+from tests.gateway import test_e2e as test_gateway_e2e
 import yaml
 
 from loadbench.procs import ServerProcess, start_server
@@ -22,7 +22,7 @@ from loadbench.procs import ServerProcess, start_server
 pytestmark = pytest.mark.slow
 servers = test_gateway_e2e.servers  # the fixture: servers started by a test, stopped after it
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MOCK_TTFT_MS = 150.0
 USERS = 8
 

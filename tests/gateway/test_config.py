@@ -11,7 +11,7 @@ import pytest
 from loadbench.errors import ConfigError, ExitCode
 from loadbench.gateway.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 GOOD = """
 targets:

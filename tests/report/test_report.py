@@ -13,7 +13,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from runfolder_factory import RunSpec, make_multitarget, make_run, make_sweep
+from tests.report.runfolder_factory import RunSpec, make_multitarget, make_run, make_sweep
 
 from loadbench.errors import InputError
 from loadbench.report import build_report

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from runfolder_factory import make_run
+from tests.report.runfolder_factory import make_run
 
 from loadbench.errors import ExitCode, InputError
 from loadbench.report.compare import compare_runs, render_junit, render_markdown

@@ -13,7 +13,7 @@ import openai
 import orjson
 import pytest
 from aiohttp import web
-from test_gateway_app import Upstream, post, run, serve, upstream
+from tests.gateway.test_app import Upstream, post, run, serve, upstream
 
 from loadbench.cache import CachedAnswer, replay_json, replay_sse
 from loadbench.errors import ConfigError
