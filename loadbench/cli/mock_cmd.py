@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from loadbench.mock.faults import FAULTS
 from loadbench.mock.settings import MockSettings, limits, problems
 
 
@@ -50,8 +51,17 @@ _D = MockSettings()
 @click.option("--no-usage", is_flag=True, default=False, help="Never send usage (not even when asked).")
 @click.option("--embedding-dim", default=_D.embedding_dim, show_default=True,
               type=_int_range("embedding_dim"), help="Dimension of /v1/embeddings vectors.")
+@click.option("--fault", default=None, type=click.Choice(FAULTS),
+              help="Answer a fraction of generation requests with this fault (see loadbench.mock.faults).")
+@click.option("--fault-rate", default=_D.fault_rate, show_default=True, type=_float_range("fault_rate"),
+              help="Fraction of generation requests answered with --fault (seeded).")
+@click.option("--fault-hold-s", default=_D.fault_hold_s, show_default=True, type=_float_range("fault_hold_s"),
+              help="Longest stall of a stalling fault (hang, headers-then-stall, ...).")
+@click.option("--fault-retry-after-s", default=_D.fault_retry_after_s, show_default=True,
+              type=_int_range("fault_retry_after_s"), help="Retry-After of the 429-retry-after fault.")
 def mock(**options: object) -> int:
     """Run an OpenAI-compatible fake LLM with exact, configurable timing."""
+    options["fault"] = options["fault"] or ""
     settings = MockSettings(**options)  # type: ignore[arg-type]
     found = problems(settings)
     if found:

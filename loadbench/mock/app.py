@@ -36,6 +36,7 @@ from aiohttp import web
 
 from loadbench.errors import ConfigError, InputError
 from loadbench.mock import bodies
+from loadbench.mock.faults import FaultServer
 from loadbench.mock.gate import FifoGate
 from loadbench.mock.pacer import PacedStream, Pacer
 from loadbench.mock.request import GenerationRequest, parse_embedding_inputs, parse_generation
@@ -87,6 +88,7 @@ class MockServer:
         # Separate streams so the error sequence does not depend on the jitter setting.
         self._error_rng = random.Random(f"{settings.seed}:{worker}:errors")
         self._jitter_rng = random.Random(f"{settings.seed}:{worker}:jitter")
+        self._fault_rng = random.Random(f"{settings.seed}:{worker}:faults")
         self._id_prefix = f"{os.getpid():x}{worker:x}-"
         self._next_id = 0
         self._pacer: Pacer | None = None  # made on the first stream, inside the running loop
@@ -130,6 +132,8 @@ class MockServer:
         except InputError as exc:
             stats.count(400)
             return _error(400, str(exc))
+        if s.fault and self._fault_rng.random() < s.fault_rate:
+            return await self._fault(request, s, g, chat, itl_s)
         injected = self._injected_error(s)
         if injected is not None:
             return injected
@@ -144,6 +148,21 @@ class MockServer:
             return await self._whole(loop, t0, s, g, chat, response_id, ttft_s, itl_s)
         finally:
             stats.in_flight -= 1
+
+    async def _fault(self, request: web.Request, s: MockSettings, g: GenerationRequest, chat: bool,
+                     itl_s: float) -> web.StreamResponse:
+        """Answer with the configured fault (see ``faults``) instead of a generation."""
+        self.stats.faults += 1
+        created = int(time.time())
+        tpl = bodies.stream_template(
+            chat=chat, response_id="fault", created=created, model=g.model, prompt_tokens=g.prompt_tokens,
+            completion_tokens=g.output_tokens, include_usage=g.include_usage and not s.no_usage)
+        whole = bodies.completion_body(
+            chat=chat, response_id="fault", created=created, model=g.model, text=token_text(0, g.output_tokens),
+            prompt_tokens=g.prompt_tokens, completion_tokens=g.output_tokens, with_usage=not s.no_usage)
+        server = FaultServer(request, tpl, whole, stream=g.stream, n_tokens=g.output_tokens, itl_s=itl_s,
+                             hold_s=s.fault_hold_s, retry_after_s=s.fault_retry_after_s)
+        return await server.serve(s.fault)
 
     async def _admit(self, loop: asyncio.AbstractEventLoop, t0: float) -> float:
         """Wait for a concurrency slot; returns when the request's clock starts."""
@@ -274,7 +293,7 @@ class MockServer:
             "pid": os.getpid(), "requests": st.requests, "in_flight": st.in_flight,
             "max_in_flight": st.max_in_flight, "queued": self.gate.queued,
             "by_status": {str(k): v for k, v in sorted(st.by_status.items())},
-            "disconnects": st.disconnects, "chunks": st.chunks, "late_chunks": st.late_chunks,
+            "disconnects": st.disconnects, "faults": st.faults, "chunks": st.chunks, "late_chunks": st.late_chunks,
             "max_lateness_ms": round(st.max_lateness_s * 1000.0, 3),
         }
 

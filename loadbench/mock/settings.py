@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadbench.errors import ConfigError
+from loadbench.mock.faults import FAULTS
 
 
 @dataclass(slots=True, frozen=True)
@@ -31,6 +32,10 @@ class MockSettings:
     workers: int = 1
     no_usage: bool = False
     embedding_dim: int = 64
+    fault: str = ""  # "" = none; else one of faults.FAULTS
+    fault_rate: float = 1.0  # fraction of generation requests answered with ``fault`` (seeded)
+    fault_hold_s: float = 30.0  # longest stall of a stalling fault
+    fault_retry_after_s: int = 1  # Retry-After of the 429-retry-after fault
 
 
 # field -> (type, minimum, maximum or None)
@@ -46,11 +51,14 @@ _LIMITS: dict[str, tuple[type, float, float | None]] = {
     "max_concurrency": (int, 0, None),
     "workers": (int, 1, 256),
     "embedding_dim": (int, 1, 65536),
+    "fault_rate": (float, 0.0, 1.0),
+    "fault_hold_s": (float, 0.0, 3600.0),
+    "fault_retry_after_s": (int, 0, 3600),
 }
 
 LIVE_FIELDS: frozenset[str] = frozenset(
     {"ttft_ms", "itl_ms", "jitter_ms", "output_tokens", "tokens_per_chunk", "error_rate",
-     "error_status", "no_usage"}
+     "error_status", "no_usage", "fault", "fault_rate"}
 )
 
 
@@ -76,6 +84,8 @@ def problems(settings: MockSettings) -> list[tuple[str, str]]:
         found.append(("model", "must not be empty"))
     if not settings.host:
         found.append(("host", "must not be empty"))
+    if settings.fault and settings.fault not in FAULTS:
+        found.append(("fault", f"unknown fault {settings.fault!r}; one of: {', '.join(FAULTS)}"))
     return found
 
 
@@ -99,6 +109,9 @@ def with_updates(settings: MockSettings, updates: object) -> MockSettings:
         if name == "no_usage":
             if not isinstance(value, bool):
                 raise ConfigError(where, name, f"must be true or false, got {value!r}")
+        elif name == "fault":
+            if not isinstance(value, str):
+                raise ConfigError(where, name, f"must be a string, got {value!r}", "one of " + ", ".join(FAULTS))
         elif _LIMITS[name][0] is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)  # JSON 200 means 200.0 ms
         changes[name] = value

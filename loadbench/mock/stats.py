@@ -14,6 +14,7 @@ class MockStats:
     max_in_flight: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
     disconnects: int = 0  # clients that left mid-stream
+    faults: int = 0  # requests answered with the configured fault
     chunks: int = 0  # content chunks written
     late_chunks: int = 0  # written more than LATE_S after their deadline
     max_lateness_s: float = 0.0
