@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ["bench.generator_bench", "bench.mock_bench", "bench.gateway_bench", "bench.cache_bench"]
+BENCHES = ["bench.generator_bench", "bench.generator_matrix", "bench.mock_bench", "bench.gateway_bench",
+           "bench.cache_bench"]
 
 
 def main() -> int:
