@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "compare": "loadbench.cli.compare_cmd:compare",
     "sweep": "loadbench.cli.sweep_cmd:sweep",
     "worker": "loadbench.cli.worker_cmd:worker",
+    "eval": "loadbench.cli.eval_cmd:eval_",
 }
 
 

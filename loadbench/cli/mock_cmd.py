@@ -59,6 +59,24 @@ _D = MockSettings()
               help="Longest stall of a stalling fault (hang, headers-then-stall, ...).")
 @click.option("--fault-retry-after-s", default=_D.fault_retry_after_s, show_default=True,
               type=_int_range("fault_retry_after_s"), help="Retry-After of the 429-retry-after fault.")
+@click.option("--answers", default="", help="Dataset JSONL: answer its cases with known quality (docs/eval.md).")
+@click.option("--accuracy", default=_D.accuracy, show_default=True, type=_float_range("accuracy"),
+              help="With --answers: probability that an answer is the ground truth (seeded).")
+@click.option("--format-error-rate", default=_D.format_error_rate, show_default=True,
+              type=_float_range("format_error_rate"), help="Share of wrong JSON answers that are malformed.")
+@click.option("--consistency", default=_D.consistency, show_default=True, type=_float_range("consistency"),
+              help="Probability that a repeat of a case gives that case's canonical answer.")
+@click.option("--verbosity", default=_D.verbosity, show_default=True, type=_int_range("verbosity"),
+              help="Hidden reasoning tokens billed as output on every answer.")
+@click.option("--context-window", default=_D.context_window, show_default=True,
+              type=_int_range("context_window"), help="Prompt tokens accepted (0 = unlimited).")
+@click.option("--overflow", default=_D.overflow, show_default=True, type=click.Choice(["error", "truncate"]),
+              help="Past --context-window: HTTP 400, or answer as if the prompt were cut.")
+@click.option("--answer-signature", default="", help="Append this provider fingerprint to free-text answers.")
+@click.option("--judge", is_flag=True, default=False, help="Act as an LLM judge for loadbench eval prompts.")
+@click.option("--judge-position-bias", default=_D.judge_position_bias, show_default=True,
+              type=_float_range("judge_position_bias"), help="Probability the judge prefers the first answer.")
+@click.option("--judge-name-bias", default="", help="The judge prefers answers that mention this name.")
 def mock(**options: object) -> int:
     """Run an OpenAI-compatible fake LLM with exact, configurable timing."""
     options["fault"] = options["fault"] or ""

@@ -36,6 +36,7 @@ from aiohttp import web
 
 from loadbench.errors import ConfigError, InputError
 from loadbench.mock import bodies
+from loadbench.mock.answers import Answerer
 from loadbench.mock.faults import FaultServer
 from loadbench.mock.gate import FifoGate
 from loadbench.mock.pacer import PacedStream, Pacer
@@ -92,6 +93,7 @@ class MockServer:
         self._id_prefix = f"{os.getpid():x}{worker:x}-"
         self._next_id = 0
         self._pacer: Pacer | None = None  # made on the first stream, inside the running loop
+        self._answerer = Answerer.from_settings(settings)
 
     def _get_pacer(self, loop: asyncio.AbstractEventLoop) -> Pacer:
         if self._pacer is None:
@@ -137,6 +139,10 @@ class MockServer:
         injected = self._injected_error(s)
         if injected is not None:
             return injected
+        if self._answerer is not None:  # --answers / --judge / --context-window (answers.py)
+            self._next_id += 1
+            return await self._answerer.respond(request, g, chat=chat, response_id=f"ans-{self._next_id:x}",
+                                                ttft_s=ttft_s, itl_s=itl_s, stats=stats)
         stats.count(200)
         self._next_id += 1
         response_id = ("chatcmpl-" if chat else "cmpl-") + self._id_prefix + f"{self._next_id:x}"

@@ -36,11 +36,29 @@ class MockSettings:
     fault_rate: float = 1.0  # fraction of generation requests answered with ``fault`` (seeded)
     fault_hold_s: float = 30.0  # longest stall of a stalling fault
     fault_retry_after_s: int = 1  # Retry-After of the 429-retry-after fault
+    # Answers with known quality (see answers.py, judge.py); "" / 0 = off.
+    answers: str = ""  # dataset JSONL whose cases the mock answers
+    accuracy: float = 1.0
+    format_error_rate: float = 0.0
+    consistency: float = 1.0
+    verbosity: int = 0  # hidden reasoning tokens per answer
+    context_window: int = 0
+    overflow: str = "error"  # error | truncate
+    answer_signature: str = ""
+    judge: bool = False
+    judge_position_bias: float = 0.0
+    judge_name_bias: str = ""
 
 
 # field -> (type, minimum, maximum or None)
 _LIMITS: dict[str, tuple[type, float, float | None]] = {
     "port": (int, 0, 65535),
+    "accuracy": (float, 0.0, 1.0),
+    "format_error_rate": (float, 0.0, 1.0),
+    "consistency": (float, 0.0, 1.0),
+    "verbosity": (int, 0, 10_000_000),
+    "context_window": (int, 0, None),
+    "judge_position_bias": (float, 0.0, 1.0),
     "ttft_ms": (float, 0.0, 3_600_000.0),
     "itl_ms": (float, 0.0, 3_600_000.0),
     "jitter_ms": (float, 0.0, 3_600_000.0),
@@ -86,6 +104,8 @@ def problems(settings: MockSettings) -> list[tuple[str, str]]:
         found.append(("host", "must not be empty"))
     if settings.fault and settings.fault not in FAULTS:
         found.append(("fault", f"unknown fault {settings.fault!r}; one of: {', '.join(FAULTS)}"))
+    if settings.overflow not in ("error", "truncate"):
+        found.append(("overflow", f"must be error or truncate, got {settings.overflow!r}"))
     return found
 
 

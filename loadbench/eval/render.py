@@ -1,0 +1,197 @@
+"""scorecard.md and a self-contained scorecard.html (plot embedded as PNG) from a Scorecard.
+
+The cost vs quality plot marks the Pareto frontier: a target is on it when no other target has
+both a lower cost per acceptable outcome and a higher acceptable rate. matplotlib is imported
+only here, and only when a plot is drawn.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+
+from loadbench.eval.scorecard import Scorecard, TargetCard
+from loadbench.eval.stats import Interval
+
+
+def _pct(i: Interval) -> str:
+    if not math.isfinite(i.value):
+        return "n/a"
+    if not (math.isfinite(i.low) and math.isfinite(i.high)):
+        return f"{100 * i.value:.1f}%"
+    return f"{100 * i.value:.1f}% [{100 * i.low:.1f}, {100 * i.high:.1f}]"
+
+
+def _money(x: float, currency: str) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:.6f} {currency}" if x < 0.01 else f"{x:.4f} {currency}"
+
+
+def _money_i(i: Interval, currency: str) -> str:
+    if not math.isfinite(i.value):
+        return "n/a (no acceptable output)"
+    if not (math.isfinite(i.low) and math.isfinite(i.high)):
+        return _money(i.value, currency)
+    return f"{_money(i.value, currency)} [{i.low:.6f}, {i.high:.6f}]"
+
+
+def _ms(x: float) -> str:
+    return f"{x:.0f}" if math.isfinite(x) else "n/a"
+
+
+def pareto(points: Sequence[tuple[str, float, float]]) -> set[str]:
+    """Names on the frontier of (name, cost, quality): lower cost and higher quality are better."""
+    front = set()
+    for name, c, q in points:
+        if not (math.isfinite(c) and math.isfinite(q)):
+            continue
+        if not any((c2 <= c and q2 >= q and (c2 < c or q2 > q)) for n2, c2, q2 in points if n2 != name
+                   and math.isfinite(c2) and math.isfinite(q2)):
+            front.add(name)
+    return front
+
+
+def _row(t: TargetCard) -> list[str]:
+    cost = t.cost
+    cur = cost.currency if cost else ""
+    return [
+        t.name, _pct(t.quality.acceptable), f"{t.quality.score.value:.3f}",
+        _money(cost.per_request, cur) if cost else "n/a",
+        _money_i(cost.per_acceptable, cur) if cost else "n/a",
+        _money_i(cost.per_acceptable_nocache, cur) if cost else "n/a",
+        f"{100 * cost.cache_hit_rate:.0f}%" if cost else "n/a",
+        f"{_ms(t.latency.ttft_ms.p50)} / {_ms(t.latency.ttft_ms.p95)} / {_ms(t.latency.ttft_ms.p99)}",
+        f"{_ms(t.latency.e2e_ms.p50)} / {_ms(t.latency.e2e_ms.p95)} / {_ms(t.latency.e2e_ms.p99)}",
+        _pct(t.consistency.pass_hat_k),
+        f"{t.consistency.pair_agreement.value:.2f}" if math.isfinite(t.consistency.pair_agreement.value) else "n/a",
+    ]
+
+
+HEADER = ["target", "acceptable (95% CI)", "quality score", "cost/request", "cost/acceptable (95% CI)",
+          "cost/acceptable without cache", "cache hits", "TTFT ms p50/p95/p99", "E2E ms p50/p95/p99",
+          "pass^k (95% CI)", "agreement"]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def markdown(sc: Scorecard) -> str:
+    lines = [f"# Scorecard: {sc.name}", "",
+             f"Suite `{sc.suite}`, dataset sha256 `{sc.dataset_hash[:16]}`, {sc.cases} cases x {sc.repeats} repeats"
+             f" in {sc.sessions} session(s), {sc.created_utc}.", ""]
+    lines += _table(HEADER, [_row(t) for t in sc.targets])
+    lat = {t.latency.source for t in sc.targets}
+    lines += ["", f"Latency from: {', '.join(sorted(lat))}. Consistency k = {sc.targets[0].consistency.k}."]
+    for t in sc.targets:
+        lines += ["", f"## {t.name} ({t.model})", "",
+                  f"{t.calls} calls, {t.errors} failed."]
+        crit = [[c.name, c.type, f"{c.weight:g}", f"{c.threshold:g}", f"{c.score.value:.3f}", _pct(c.pass_rate),
+                 ", ".join(f"{k}={v:.2f}" for k, v in c.parts.items())] for c in t.quality.criteria]
+        head = ["criterion", "type", "weight", "threshold", "mean score", "pass rate (95% CI)",
+                "per field / rubric item"]
+        lines += ["", *_table(head, crit)]
+        if t.quality.by_kind:
+            lines += ["", "By case kind: " + "; ".join(f"{k} {_pct(v)}" for k, v in t.quality.by_kind.items())]
+        cr = t.quality.classification
+        if cr is not None:
+            lines += ["", f"Classification: accuracy {cr.accuracy:.3f}, macro P/R/F1 {cr.macro_precision:.3f} / "
+                      f"{cr.macro_recall:.3f} / {cr.macro_f1:.3f}"]
+            lines += _table(["class", "P", "R", "F1", "support"], [[c.label, f"{c.precision:.3f}", f"{c.recall:.3f}",
+                                                                   f"{c.f1:.3f}", str(c.support)] for c in cr.classes])
+        if t.cost is not None:
+            c = t.cost
+            lines += ["", f"Cost: spend {_money(c.spend, c.currency)} "
+                      f"(without cache {_money(c.spend_nocache, c.currency)}),"
+                      f" per completed task {_money(c.per_completed, c.currency)}, mean tokens in/out "
+                      f"{c.mean_input_tokens:.0f}/{c.mean_output_tokens:.0f}; prices from {c.price_source} as of "
+                      f"{c.price_as_of}."]
+            if c.cost_per_quality_point is not None and math.isfinite(c.cost_per_quality_point.value):
+                q = c.cost_per_quality_point
+                lines.append(f"Cost-to-quality ratio vs the incumbent: {q.value:+.8f} {c.currency} per request per "
+                             f"quality point [{q.low:+.8f}, {q.high:+.8f}]" + (" (DOMINATED: costs more, scores lower)"
+                                                                               if c.dominated else ""))
+        k = t.consistency
+        lines += ["", f"Consistency: pass rate {k.pass_rate:.3f}, pass^{k.k} {_pct(k.pass_hat_k)}, pass@{k.k} "
+                  f"{k.pass_at_k:.3f}, flips {k.flip_rate:.3f}, spread {k.spread:.3f}, "
+                  f"distinct outputs {k.distinct:.2f},"
+                  f" text similarity {k.text_similarity:.3f}, JSON valid {k.json_valid:.3f}, key agreement "
+                  f"{k.key_agreement:.3f}, field agreement {k.field_agreement:.3f}"]
+        if t.regressions:
+            bad = [r.case_id for r in t.regressions if not r.passed]
+            lines += ["", f"Regression cases: {len(t.regressions) - len(bad)}/{len(t.regressions)} pass in every repeat"
+                      + (f"; FAILED: {', '.join(bad)}" if bad else "")]
+        if t.probes:
+            probes = [[p.probe, p.outcome, "yes" if p.passed else "NO", p.detail] for p in t.probes]
+            lines += ["", *_table(["probe", "outcome", "pass", "detail"], probes)]
+        for p in t.pairwise:
+            lines += ["", f"Pairwise vs {p.against} (judge {p.judge}, both orders): {p.wins} wins, {p.ties} ties, "
+                      f"{p.losses} losses; win rate {_pct(p.win_rate)}"]
+    if sc.judge is not None:
+        j = sc.judge
+        lines += ["", "## Judge", "", f"Blind: {'yes' if j.blind else 'NO'}; judge spend (apart from the targets): "
+                  f"{j.spend:.6f}."]
+        for s in j.judges:
+            pc = f"{s.position_consistency:.2f}" if s.position_consistency is not None else "n/a"
+            lines.append(f"- {s.name}: {s.calls} verdicts ({s.cached} from cache), position consistency {pc}")
+        if j.panel_agreement is not None:
+            lines.append(f"- panel agreement {j.panel_agreement:.3f}, Fleiss kappa {j.panel_kappa:.3f}")
+    if sc.least_consistent:
+        lines += ["", "## Least consistent cases", ""]
+        for inc in sc.least_consistent:
+            outs = " || ".join(o.replace("\n", " ")[:80] for o in inc.outputs)
+            lines.append(f"- {inc.target} `{inc.case_id}` (pass rate {inc.pass_rate:.2f}): {outs}")
+    if sc.decision is not None:
+        d = sc.decision
+        lines += ["", f"## Decision: {d.verdict}", ""]
+        for cd in d.candidates:
+            lines.append(f"- {cd.candidate} vs {cd.incumbent}: **{cd.verdict}** ({cd.reason}; {cd.cases} cases)")
+            for ch in cd.checks:
+                lines.append(f"  - {ch.criterion}: candidate/incumbent = {ch.ratio:.3f} (limit {ch.limit:g}); "
+                             f"θ 95% CI [{ch.theta.low:.6g}, {ch.theta.high:.6g}] -> {ch.result}")
+    for w in sc.warnings:
+        lines += ["", f"WARNING: {w}"]
+    return "\n".join(lines) + "\n"
+
+
+def cost_quality_png(sc: Scorecard) -> bytes | None:
+    pts = [(t.name, t.cost.per_acceptable.value, t.quality.acceptable.value) for t in sc.targets if t.cost]
+    if not pts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    front = pareto(pts)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for name, c, q in pts:
+        ax.scatter([c], [100 * q], color="tab:green" if name in front else "tab:gray", zorder=3)
+        ax.annotate(name, (c, 100 * q), textcoords="offset points", xytext=(5, 5))
+    fr = sorted((c, q) for n, c, q in pts if n in front)
+    if len(fr) > 1:
+        ax.plot([c for c, _ in fr], [100 * q for _, q in fr], color="tab:green", linestyle="--",
+                label="Pareto frontier")
+        ax.legend()
+    ax.set_xlabel(f"cost per acceptable outcome ({sc.targets[0].cost.currency if sc.targets[0].cost else ''})")
+    ax.set_ylabel("acceptable outcomes (%)")
+    ax.set_title("Cost vs quality")
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def html_page(sc: Scorecard, png: bytes | None) -> str:
+    md = html.escape(markdown(sc))
+    img = (f'<img alt="cost vs quality with the Pareto frontier" src="data:image/png;base64,'
+           f'{base64.b64encode(png).decode()}">' if png else "")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Scorecard {html.escape(sc.name)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}pre{white-space:pre-wrap}</style>"
+            f"</head><body><h1>Scorecard: {html.escape(sc.name)}</h1>{img}<pre>{md}</pre></body></html>")

@@ -1,0 +1,254 @@
+"""The eval runner: calls every (target, case, repeat) and appends each scored call as it finishes.
+
+Layer 4 (imports the aiohttp client only). Per target, repeats run one after another, each in a
+fresh ``aiohttp.ClientSession`` (new connections, no cookies or client state carried over) with
+the case order shuffled by ``(seed, target, repeat)``; within a repeat at most ``concurrency``
+calls are in flight. Targets run side by side, each with its own bound.
+
+Timing follows the workers' rules: every timestamp is ``perf_counter_ns`` when a socket read
+returns; TTFT = first chunk whose delta carries text − send; E2E = end of stream − send.
+A call is retried (``retries``) on 429, 5xx and connection errors; every attempt's spend counts.
+An HTTP error costs nothing (no tokens are billed); a stream cut or timed out after content is
+priced by estimate (prompt words + received words) and marked ``usage_estimated``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from loadbench.eval.criteria import LATE_TYPES, Output, Score, score
+from loadbench.eval.dataset import Case
+from loadbench.eval.pricing import Price, Usage, call_cost
+from loadbench.eval.records import CallRecord
+from loadbench.eval.suite import Suite
+from loadbench.protocol.openai import DONE, error_message, parse_chunk
+from loadbench.protocol.sse import SSEDecoder
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+CACHE_HEADER = "x-loadbench-cache"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str
+    base_url: str  # .../v1
+    model: str
+    api_key: str | None = field(default=None, repr=False)  # never logged or written
+    price: Price | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    ok: bool
+    text: str
+    finish_reason: str | None
+    usage: Usage
+    usage_estimated: bool
+    status: int | None
+    error: str | None
+    cache: str | None
+    ttft_ms: float | None
+    e2e_ms: float | None
+
+    @property
+    def retryable(self) -> bool:
+        return not self.ok and (self.status is None or self.status in RETRY_STATUSES) and self.error != "timeout"
+
+
+def request_body(case: Case, model: str, suite: Suite, *, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "stream": stream}
+    if case.messages is not None:
+        messages = [{"role": r, "content": c} for r, c in case.messages]
+        if suite.system and not any(r == "system" for r, _ in case.messages):
+            messages.insert(0, {"role": "system", "content": suite.system})
+        body["messages"] = messages
+    else:
+        body["prompt"] = case.prompt
+    max_tokens = case.max_tokens or suite.max_tokens
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if suite.temperature is not None:
+        body["temperature"] = suite.temperature
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _headers(ep: Endpoint) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if ep.api_key:
+        headers["Authorization"] = f"Bearer {ep.api_key}"
+    return headers
+
+
+def _estimate(body: dict[str, Any], text: str) -> Usage:
+    words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])) + len(
+        str(body.get("prompt", "")).split())
+    return Usage(prompt_tokens=words, completion_tokens=len(text.split()))
+
+
+async def chat(session: aiohttp.ClientSession, ep: Endpoint, body: dict[str, Any], timeout_s: float) -> Reply:
+    """One streamed (or plain) call; never raises for a failed call."""
+    chat_api = "messages" in body
+    url = ep.base_url.rstrip("/") + ("/chat/completions" if chat_api else "/completions")
+    t_send = time.perf_counter_ns()
+    first_ns: int | None = None
+    parts: list[str] = []
+    finish: str | None = None
+    usage_obj: object = None
+    status: int | None = None
+    cache: str | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with session.post(url, data=orjson.dumps(body), headers=_headers(ep)) as resp:
+                status = resp.status
+                cache = resp.headers.get(CACHE_HEADER)
+                if resp.status != 200:
+                    msg = error_message(await resp.read())
+                    return Reply(False, "", None, Usage(), False, status, f"HTTP {resp.status}: {msg}", cache,
+                                 None, None)
+                if not body.get("stream"):
+                    obj = orjson.loads(await resp.read())
+                    end_ns = time.perf_counter_ns()
+                    choice = (obj.get("choices") or [{}])[0]
+                    msg_obj = choice.get("message") or {}
+                    text = msg_obj.get("content") if chat_api else choice.get("text")
+                    e2e = (end_ns - t_send) / 1e6
+                    return Reply(True, text or "", choice.get("finish_reason"), Usage.from_openai(obj.get("usage")),
+                                 obj.get("usage") is None, status, None, cache, e2e, e2e)
+                decoder = SSEDecoder()
+                done = False
+                async for data in resp.content.iter_any():
+                    now = time.perf_counter_ns()
+                    for payload in decoder.feed(data):
+                        if payload.strip() == DONE:
+                            done = True
+                            continue
+                        info = parse_chunk(payload)
+                        if info.error:
+                            return Reply(False, "".join(parts), None, _estimate(body, "".join(parts)), True,
+                                         status, info.error, cache, None, None)
+                        if info.content and first_ns is None:
+                            first_ns = now
+                        obj = orjson.loads(payload)
+                        for ch in obj.get("choices") or []:
+                            delta = ch.get("delta") if chat_api else None
+                            piece = (delta or {}).get("content") if chat_api else ch.get("text")
+                            if isinstance(piece, str):
+                                parts.append(piece)
+                            if ch.get("finish_reason"):
+                                finish = ch["finish_reason"]
+                        if obj.get("usage"):
+                            usage_obj = obj["usage"]
+                end_ns = time.perf_counter_ns()
+    except TimeoutError:
+        text = "".join(parts)
+        return Reply(False, text, finish, _estimate(body, text), True, status, "timeout", cache, None, None)
+    except (aiohttp.ClientError, OSError) as exc:
+        text = "".join(parts)
+        return Reply(False, text, finish, _estimate(body, text) if text else Usage(), bool(text), status,
+                     f"connection error: {type(exc).__name__}", cache, None, None)
+    text = "".join(parts)
+    if not done:
+        return Reply(False, text, finish, _estimate(body, text), True, status, "stream cut (no [DONE])", cache,
+                     None, None)
+    ttft = (first_ns - t_send) / 1e6 if first_ns is not None else None
+    usage = Usage.from_openai(usage_obj) if usage_obj is not None else _estimate(body, text)
+    return Reply(True, text, finish, usage, usage_obj is None, status, None, cache, ttft, (end_ns - t_send) / 1e6)
+
+
+LateScorer = Callable[[Case, str], dict[str, Score]]
+
+
+def score_output(suite: Suite, case: Case, reply: Reply) -> dict[str, Score]:
+    out = Output(reply.text, reply.finish_reason, reply.usage.completion_tokens)
+    return {c.name: score(c, case, out) for c in suite.criteria
+            if c.type not in LATE_TYPES and suite.applies_to(c, case)}
+
+
+class OutputsFile:
+    """outputs.jsonl, appended and flushed one line per finished call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = path.open("ab")
+
+    def write(self, obj: dict[str, Any]) -> None:
+        self._fh.write(orjson.dumps(obj) + b"\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+async def run_call(session: aiohttp.ClientSession, ep: Endpoint, suite: Suite, case: Case, repeat: int,
+                   session_no: int, late: LateScorer | None) -> CallRecord:
+    body = request_body(case, ep.model, suite, stream=True)
+    cost = cost_nc = 0.0
+    reply: Reply | None = None
+    attempts = 0
+    for attempts in range(1, suite.retries + 2):
+        reply = await chat(session, ep, body, suite.timeout_s)
+        if ep.price is not None:
+            paid, full = call_cost(reply.usage, ep.price, reply.cache)
+            cost, cost_nc = cost + paid, cost_nc + full
+        if not reply.retryable:
+            break
+        await asyncio.sleep(min(2.0, 0.1 * 2**attempts))
+    assert reply is not None
+    scores = score_output(suite, case, reply) if reply.ok else {}
+    if reply.ok and late is not None:
+        scores.update(await asyncio.to_thread(late, case, reply.text))
+    return CallRecord(
+        target=ep.name, case_id=case.id, repeat=repeat, session=session_no, ok=reply.ok, text=reply.text,
+        finish_reason=reply.finish_reason, usage=reply.usage, attempts=attempts, error=reply.error,
+        status=reply.status, cache=reply.cache, ttft_ms=reply.ttft_ms, e2e_ms=reply.e2e_ms, cost=cost,
+        cost_nocache=cost_nc, usage_estimated=reply.usage_estimated, scores=scores)
+
+
+def shuffled(cases: Sequence[Case], seed: int, target: str, repeat: int) -> list[Case]:
+    order = list(cases)
+    random.Random(f"{seed}:{target}:{repeat}").shuffle(order)
+    return order
+
+
+async def _run_repeat(ep: Endpoint, suite: Suite, cases: Sequence[Case], repeat: int, session_no: int,
+                      out: OutputsFile, late: LateScorer | None) -> list[CallRecord]:
+    records: list[CallRecord] = []
+    connector = aiohttp.TCPConnector(limit=suite.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:  # a fresh session per repeat
+        gate = asyncio.Semaphore(suite.concurrency)
+
+        async def one(case: Case) -> None:
+            async with gate:
+                record = await run_call(session, ep, suite, case, repeat, session_no, late)
+            out.write(record.to_json())
+            records.append(record)
+
+        await asyncio.gather(*(one(c) for c in shuffled(cases, suite.seed, ep.name, repeat)))
+    return records
+
+
+async def _run_target(ep: Endpoint, suite: Suite, cases: Sequence[Case], repeats: Sequence[int], session_no: int,
+                      out: OutputsFile, late: LateScorer | None) -> list[CallRecord]:
+    records: list[CallRecord] = []
+    for repeat in repeats:
+        records += await _run_repeat(ep, suite, cases, repeat, session_no, out, late)
+    return records
+
+
+async def run_calls(endpoints: Sequence[Endpoint], suite: Suite, cases: Sequence[Case],
+                    repeats: dict[str, list[int]], session_no: int, out: OutputsFile,
+                    late: LateScorer | None = None) -> list[CallRecord]:
+    results = await asyncio.gather(*(_run_target(ep, suite, cases, repeats[ep.name], session_no, out, late)
+                                     for ep in endpoints))
+    return [r for rs in results for r in rs]
