@@ -9,18 +9,17 @@ same histogram as recording every sample into one.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
+
+from loadbench.metrics.records import PERCENTILES
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
 SIGNIFICANT_DIGITS = 3
 
-# Percentiles reported everywhere (summary keys p50 ... p99_9).
-PERCENTILES: tuple[tuple[str, float], ...] = (
-    ("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9),
-)
 
 
 def new_histogram() -> HdrHistogram:
@@ -108,6 +107,26 @@ def merge(hists: Iterable[HdrHistogram]) -> HdrHistogram:
         if h.get_total_count():
             out.add(h)
     return out
+
+
+class Tagged(Protocol):
+    """A histogram with a tag (one interval of the histogram log)."""
+
+    @property
+    def tag(self) -> str: ...
+    @property
+    def hist(self) -> HdrHistogram: ...
+
+
+def merge_by_tag(parts: Iterable[Tagged]) -> dict[str, HdrHistogram]:
+    """One histogram per tag (exact: histograms with these parameters add bucket by bucket)."""
+    merged: dict[str, HdrHistogram] = {}
+    for part in parts:
+        h = merged.get(part.tag)
+        if h is None:
+            merged[part.tag] = h = new_histogram()
+        h.add(part.hist)
+    return merged
 
 
 def _nonzero(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:

@@ -16,9 +16,10 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics import histogram as hg
+from loadbench.metrics.records import LATENCY_METRICS
 from loadbench.metrics.sample import Sample
 
-METRICS = ("ttft", "itl", "tpot", "e2e", "queue", "service_ttft")
+METRICS = LATENCY_METRICS
 # The generator's own health goes into the same hlog (these are not latencies of the target).
 LOOP_LAG_TAG = "generator.loop_lag"
 SCHEDULE_LAG_TAG = "generator.schedule_lag"

@@ -32,6 +32,7 @@ class Sample:
     chunks: int = 0
     itl_mean_us: int | None = None
     itl_max_us: int | None = None
+    stalls: int | None = None  # gaps between content chunks over the profile's stall_ms (None: not counted)
     prompt_tokens: int | None = None
     output_tokens: int | None = None
     tokens_source: str = "usage"

@@ -55,6 +55,11 @@ def derive(t: RequestTiming, output_tokens: int | None) -> Derived:
     )
 
 
+def count_stalls(gaps_us: list[int], limit_us: int) -> int:
+    """Stalls of one stream: gaps between content chunks longer than ``limit_us``."""
+    return sum(1 for g in gaps_us if g > limit_us)
+
+
 def gaps_us(token_times_ns: list[int]) -> list[int]:
     """Inter-chunk gaps of the content chunks, in microseconds."""
     # ns_to_us inlined: this runs for every chunk of every request

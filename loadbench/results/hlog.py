@@ -67,11 +67,4 @@ def read_hlog(path: Path) -> tuple[float | None, list[HlogInterval]]:
 
 def merged_by_tag(path: Path) -> dict[str, HdrHistogram]:
     """One histogram per tag over the whole log (exact merge)."""
-    merged: dict[str, HdrHistogram] = {}
-    _, intervals = read_hlog(path)
-    for iv in intervals:
-        h = merged.get(iv.tag)
-        if h is None:
-            merged[iv.tag] = h = hg.new_histogram()
-        h.add(iv.hist)
-    return merged
+    return hg.merge_by_tag(read_hlog(path)[1])
