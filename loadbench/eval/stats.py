@@ -43,7 +43,7 @@ class Interval:
 
     @classmethod
     def from_json(cls, obj: Sequence[float]) -> Interval:
-        return cls(float(obj[0]), float(obj[1]), float(obj[2]))
+        return cls(*(math.nan if x is None else float(x) for x in obj[:3]))  # JSON null is NaN
 
 
 def _r(x: float) -> float:
