@@ -4,12 +4,11 @@
     ├── InputError                  bad profile / scenario / config / CLI usage  -> 2
     │   └── ConfigError             a validated file is wrong (names file, field, fix)
     ├── TargetError                 the endpoint cannot be reached or answers nonsense -> 4
-    ├── InvalidRunError             the run is not valid to judge (too few samples,
-    │                               generator saturated, errors above ceiling) -> 3
-    ├── GateFailed                  a threshold or regression gate failed -> 1
     └── Interrupted                 Ctrl-C / SIGTERM -> 130
 
-The CLI maps every LoadbenchError to its ``exit_code``; anything else is a bug (exit 70).
+The CLI maps every LoadbenchError to its ``exit_code``; anything else is a bug (exit 70). A run's
+own outcome (gates, validity, workers) is not an exception: ``loadbench.run.verdict`` maps it to
+an ExitCode.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # bad usage or input; nothing was sent
     INVALID_RUN = 3  # the run is not valid to judge
     TARGET_FAILED = 4  # the target could not be reached / every request failed
+    WORKERS_MISSING = 5  # fewer workers than expected connected to the master; nothing was measured
     INTERNAL = 70  # a bug in loadbench (EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C or SIGTERM
 
@@ -53,14 +53,6 @@ class ConfigError(InputError):
 
 class TargetError(LoadbenchError):
     exit_code = ExitCode.TARGET_FAILED
-
-
-class InvalidRunError(LoadbenchError):
-    exit_code = ExitCode.INVALID_RUN
-
-
-class GateFailed(LoadbenchError):
-    exit_code = ExitCode.GATE_FAILED
 
 
 class Interrupted(LoadbenchError):

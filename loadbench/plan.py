@@ -24,6 +24,7 @@ class RunPlan:
     target: TargetSpec
     profile: dict[str, Any]  # Profile.model_dump(mode="json")
     scenario: dict[str, Any]  # Scenario.model_dump(mode="json")
+    load_plan: dict[str, Any] = field(default_factory=dict)  # LoadPlan.to_json(): what load, when
     seed: int = 0
     interval_s: float = 2.0
     workers: int = 1

@@ -27,3 +27,7 @@ def ms_to_ns(value_ms: float) -> int:
 
 def s_to_ns(value_s: float) -> int:
     return round(value_s * NS_PER_S)
+
+
+def ns_to_s(value_ns: float) -> float:
+    return value_ns / NS_PER_S

@@ -60,7 +60,7 @@ def run(target: str | None, embedded: str, model: str | None, profile_path: Path
         workers: int | None, master_mode: bool, expect_workers: int | None, master_bind_host: str,
         master_port: int | None, calibrate: bool, baseline: Path | None, strict: bool) -> int:
     """Run a load test and write a results folder."""
-    from loadbench.runflow import RunRequest, execute
+    from loadbench.run import RunRequest, execute
 
     req = RunRequest(target=target, embedded=embedded, model=model, profile_path=profile_path,
                      scenario_path=scenario_path,

@@ -26,7 +26,7 @@ def sweep(profile_path: Path, scenario_path: Path | None, target: str | None, mo
           api_key_env: str | None, out_dir: Path, name: str | None, workers: int | None,
           mock_args: tuple[str, ...]) -> int:
     """Step the load up, holding each step, until the SLO breaks; report per step and the capacity."""
-    from loadbench.runflow import RunRequest, execute_sweep
+    from loadbench.run import RunRequest, execute_sweep
 
     req = RunRequest(target=target, model=model, profile_path=profile_path, scenario_path=scenario_path,
                      api_key_env=api_key_env, out_dir=out_dir, name=name, workers=workers,

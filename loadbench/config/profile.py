@@ -14,18 +14,16 @@ are carved out of the run: requests whose intended start falls in them are exclu
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from loadbench.config.validation import StrictModel, invalid, validate
 from loadbench.errors import ConfigError
 
-DEFAULT_DURATION_S = 20.0
-MAX_REQUESTS_CAP_S = 3600.0  # a run bounded only by request count still needs a time bound
+if TYPE_CHECKING:
+    from loadbench.workload.plan import LoadPlan
 
 
 class Stage(StrictModel):
@@ -115,8 +113,9 @@ class Sweep(StrictModel):
 
     def values(self) -> list[float]:
         """start, start+step, ... <= max (computed by index, so no float drift)."""
-        count = math.floor((self.max - self.start) / self.step + 1e-9) + 1
-        return [self.start + i * self.step for i in range(count)]
+        from loadbench.workload.plan import sweep_values
+
+        return sweep_values(self.start, self.step, self.max)
 
 
 _SLO_KEY = re.compile(r"^(p\d{1,2}(\.\d+)?|mean|max)$")
@@ -139,6 +138,8 @@ class Slo(StrictModel):
     tpot_ms: dict[str, float] | None = None
     e2e_ms: dict[str, float] | None = None
     error_rate: float | None = Field(default=None, ge=0, le=1)
+    stalls_per_1k_tokens: float | None = Field(default=None, ge=0)  # stalls per 1,000 output tokens
+    stalled_share: float | None = Field(default=None, ge=0, le=1)  # share of streams with a stall
 
     _validate_metrics = field_validator("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")(_check_slo_metric)
 
@@ -169,36 +170,6 @@ class Target(StrictModel):
                 f"{url!r} is not an http(s) URL", "write the base URL, e.g. http://127.0.0.1:8000/v1"
             )
         return url
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedStage:
-    """One closed-loop stage on the run clock: hold ``users`` from start_s, reaching it over ramp_up_s."""
-
-    start_s: float
-    duration_s: float
-    users: int
-    ramp_up_s: float
-    label: str
-
-    @property
-    def end_s(self) -> float:
-        return self.start_s + self.duration_s
-
-
-@dataclass(frozen=True, slots=True)
-class RateSegment:
-    """One open-loop segment: the rate moves linearly from rps_start to rps_end over duration_s."""
-
-    start_s: float
-    duration_s: float
-    rps_start: float
-    rps_end: float
-    label: str
-
-    @property
-    def end_s(self) -> float:
-        return self.start_s + self.duration_s
 
 
 _OVERRIDABLE = (
@@ -233,6 +204,7 @@ class Profile(StrictModel):
     # judging and comparing
     sweep: Sweep | None = None
     slo: Slo | None = None
+    stall_ms: float = Field(default=250.0, gt=0)  # a gap between content chunks longer than this is a stall
     thresholds: list[str] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)
     interleave: bool = False
@@ -281,116 +253,50 @@ class Profile(StrictModel):
             )
         return self
 
-    # ---- resolved plan (pure arithmetic on the validated fields) ----
+    # ---- the resolved plan (built by loadbench.workload.plan) ----
+
+    def load_plan(self) -> LoadPlan:
+        from loadbench.workload.plan import LoadPlan
+
+        return LoadPlan.from_profile(self)
 
     @property
     def mode(self) -> Literal["closed", "open"]:
-        if self.arrival is not None or (self.peak is not None and self.peak.rps is not None):
-            return "open"
-        if self.sweep is not None and self.sweep.variable == "rps":
-            return "open"
-        return "closed"
+        from loadbench.workload.plan import is_open_loop
 
-    def _planned(self) -> list[tuple[float, float, float, str]]:
-        """(duration_s, load_from, load_to, label) pieces of users (closed) or rps (open), uncapped."""
-        if self.peak is not None:
-            p = self.peak
-            peak = float(p.users if p.users is not None else p.rps or 0)
-            pieces: list[tuple[float, float, float, str]] = []
-            if self.warmup_s > 0:
-                warm = (
-                    max(1.0, round(peak * p.warmup_fraction))
-                    if p.users is not None
-                    else peak * p.warmup_fraction
-                )
-                pieces.append((self.warmup_s, warm, warm, "warmup"))
-            surge = peak * p.multiplier
-            if p.users is not None:
-                surge = float(round(surge))
-            pieces.append((p.ramp_s + p.hold_s, peak, peak, "peak"))
-            pieces.append((p.ramp_s + (p.surge_hold_s or p.hold_s), surge, surge, f"{p.multiplier:g}x-peak"))
-            pieces.append((p.ramp_s + (p.recovery_s or p.hold_s), peak, peak, "recovery"))
-            return pieces
-        if self.sweep is not None:
-            return [(self.sweep.hold_s, v, v, f"step-{i}") for i, v in enumerate(self.sweep.values())]
-        if self.stages is not None:
-            return [(s.duration_s, s.users, s.users, f"stage-{i}") for i, s in enumerate(self.stages)]
-        duration = self.duration_s or (MAX_REQUESTS_CAP_S if self.max_requests else DEFAULT_DURATION_S)
-        return [(duration, self.users, self.users, "main")]
+        return "open" if is_open_loop(self.model_dump(mode="json")) else "closed"
 
     @property
     def total_duration_s(self) -> float:
-        planned = sum(p[0] for p in self._planned())
-        if self.duration_s is not None:
-            return min(self.duration_s, planned)
-        return planned
+        return self.load_plan().total_s
 
-    def closed_stages(self) -> list[PlannedStage]:
-        """The closed-loop plan on the run clock (empty for open-loop profiles), capped at duration_s."""
-        if self.mode != "closed":
-            return []
-        out: list[PlannedStage] = []
-        start = 0.0
-        cap = self.total_duration_s
-        for i, (duration, _, users, label) in enumerate(self._planned()):
-            if start >= cap:
-                break
-            if self.stages is not None:
-                ramp = self.stages[i].ramp_up_s
-            elif self.peak is not None:
-                ramp = self.ramp_up_s if label == "warmup" else self.peak.ramp_s
-            else:
-                ramp = self.ramp_up_s if i == 0 else 0.0
-            duration = min(duration, cap - start)
-            out.append(PlannedStage(start, duration, int(users), min(ramp, duration), label))
-            start += duration
-        return out
-
-    def rate_segments(self) -> list[RateSegment]:
-        """The open-loop rate plan on the run clock (empty for closed-loop profiles), capped at duration_s.
-
-        A ramp (``arrival.ramp_up_s`` or ``peak.ramp_s`` between levels) is a linear segment, so the
-        arrival schedule can invert the integrated rate exactly."""
-        if self.mode != "open":
-            return []
-        pieces: list[tuple[float, float, float, str]] = []
-        if self.peak is None and self.sweep is None:
-            a = self.arrival
-            assert a is not None and a.target_rps is not None
-            total = self.duration_s or DEFAULT_DURATION_S
-            target = a.target_rps
-            if a.ramp_up_s > 0:
-                start_rps = a.rps_start if a.rps_start is not None else 0.0
-                ramp = min(a.ramp_up_s, total)
-                pieces.append(
-                    (ramp, start_rps, start_rps + (target - start_rps) * ramp / a.ramp_up_s, "ramp")
-                )
-                if total > ramp:
-                    pieces.append((total - ramp, target, target, "main"))
-            else:
-                pieces.append((total, target, target, "main"))
-        else:
-            # peak: every level is reached by a linear ramp of peak.ramp_s (from 0 for the first);
-            # sweep: steps switch instantly.
-            ramp_s = self.peak.ramp_s if self.peak is not None else 0.0
-            previous = 0.0
-            for duration, _, level, label in self._planned():
-                ramp = 0.0 if label == "warmup" else min(ramp_s, duration)
-                if ramp > 0:
-                    pieces.append((ramp, previous, level, f"ramp-to-{label}"))
-                pieces.append((duration - ramp, level, level, label))
-                previous = level
-        out: list[RateSegment] = []
-        start = 0.0
-        cap = self.total_duration_s
-        for duration, r0, r1, label in pieces:
-            if start >= cap or duration <= 0:
-                start += duration
-                continue
-            d = min(duration, cap - start)
-            out.append(RateSegment(start, d, r0, r0 + (r1 - r0) * d / duration, label))
-            start += d
-        return out
+    def with_load(
+        self,
+        *,
+        users: int | None = None,
+        rps: float | None = None,
+        duration_s: float | None = None,
+        stream: bool | None = None,
+        timeout_s: float | None = None,
+        source: str = "derived profile",
+    ) -> Profile:
+        """A validated copy with another load: ``users`` (a flat closed loop) or ``rps`` (one open-loop
+        rate, keeping the arrival kind and burstiness) replaces any stages/peak/sweep plan; the other
+        arguments replace the field of that name where given. Sweep steps, interleave rounds and
+        per-target runs are derived this way."""
+        data = self.model_dump(mode="python")
+        if users is not None or rps is not None:
+            data.update(stages=None, peak=None, sweep=None, max_requests=None, targets=[])
+        if users is not None:
+            data.update(users=users, arrival=None)
+        if rps is not None:
+            arrival = {k: v for k, v in (data.get("arrival") or {"kind": "poisson"}).items()
+                       if k not in ("rps_start", "rps_end", "ramp_up_s")}
+            data["arrival"] = {**arrival, "rps": rps}
+        for name, value in (("duration_s", duration_s), ("stream", stream), ("timeout_s", timeout_s)):
+            if value is not None:
+                data[name] = value
+        return validate(Profile, data, source)
 
     def apply_overrides(self, **flags: Any) -> Profile:
         """A copy with CLI flags applied where not None (validated again; errors name the flag)."""

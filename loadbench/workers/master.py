@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,15 @@ import gevent
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner
 
-from loadbench.config import Profile, profile_from_dict
+from loadbench.config import profile_from_dict
 from loadbench.plan import RunPlan
 from loadbench.results import run_dir as rd
 from loadbench.results.collector import Collector
+from loadbench.results.status import RunStatus, Workers, write_status
+from loadbench.units import ns_to_s, s_to_ns
 from loadbench.workers.shape import PlanShape
 from loadbench.workers.user import LLMUser
-from loadbench.workload.shapes import LoadShape
+from loadbench.workload.plan import LoadPlan
 
 PROGRESS_EVERY_S = 5.0
 FINAL_WAIT_S = 15.0
@@ -37,7 +40,7 @@ class Master:
         self.plan = plan
         self.run_dir = run_dir
         self.profile = profile_from_dict(plan.profile)
-        self.shape = LoadShape.from_profile(self.profile)
+        self.load = LoadPlan.from_json(plan.load_plan)
         self.expect = expect_workers
         self.wait_workers_s = wait_workers_s
         self.env = Environment(user_classes=[LLMUser])
@@ -46,7 +49,9 @@ class Master:
         self.finals: set[str] = set()
         self.drained: set[str] = set()
         self.stop_reason: str | None = None
+        self.stop_signal: str | None = None
         self.interrupted = False
+        self.status = RunStatus(state="waiting", workers=Workers(expected=expect_workers))
         self.lost: list[str] = []
         self.users_at: dict[int, int] = {}
         self.env.events.worker_report.add_listener(self._on_report)
@@ -67,42 +72,49 @@ class Master:
         self.drained.add(str(msg.node_id))
 
     # --- the run ---------------------------------------------------------------------------
-    def request_stop(self, reason: str, interrupted: bool = False) -> None:
+    def request_stop(self, reason: str, interrupted: bool = False, signal_name: str | None = None) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
+            self.stop_signal = signal_name
         self.interrupted = self.interrupted or interrupted
+
+    def _set_status(self, **changes: Any) -> None:
+        """status.json is this process's alone: rewritten atomically whenever the run's state changes."""
+        self.status = replace(self.status, **changes)
+        write_status(self.run_dir, self.status)
 
     def _context(self, idx: int) -> dict[str, Any]:
         t = (idx + 0.5) * self.plan.interval_s
-        return {"users": self.users_at.get(idx), "target_rps": _rate_at(self.profile, t),
-                "stage": self.shape.label_at(t),
+        return {"users": self.users_at.get(idx), "target_rps": _rounded(self.load.rate_at(t)),
+                "stage": self.load.label_at(t),
                 # after the plan only requests sent inside it finish: "drain", not cool-down
-                "phase": "drain" if t >= self.shape.total_s else self.shape.phase_at(t)}
+                "phase": "drain" if t >= self.load.total_s else self.load.phase_at(t)}
 
     def run(self) -> int:
         deadline = time.monotonic() + self.wait_workers_s
         while len(self.runner.clients.ready) < self.expect:
             if time.monotonic() > deadline or self.stop_reason:
                 _say(f"loadbench: only {len(self.runner.clients.ready)} of {self.expect} workers connected")
+                self._set_status(state="failed", stop_reason=f"only {len(self.runner.clients.ready)} of "
+                                 f"{self.expect} workers connected", end_unix_s=time.time())
                 self.runner.quit()
                 return 4
             gevent.sleep(0.05)
         # Open loop: the first arrival may only come once the request slots (users) exist.
-        lead_ns = int(OPEN_LOOP_LEAD_S * 1e9) if self.profile.mode == "open" else 0
+        lead_ns = s_to_ns(OPEN_LOOP_LEAD_S) if self.load.mode == "open" else 0
         self.plan.start_unix_ns = time.time_ns() + lead_ns
         self.collector = Collector(self.run_dir, self.plan.start_unix_ns, self.plan.interval_s, self._context)
-        self._update_manifest(load_start_unix_s=self.plan.start_unix_ns / 1e9,
-                              planned_duration_s=self.profile.total_duration_s,
-                              workers={"expected": self.expect, "seen": [], "lost": []})
+        self._set_status(state="running", load_start_unix_s=ns_to_s(self.plan.start_unix_ns),
+                         planned_duration_s=self.load.total_s)
         self.runner.send_message("lb_spec", self.plan.to_dict())
         # open loop: users (request slots) are spawned during the lead, before the first arrival
-        self.env.shape_class = PlanShape(self.shape, lead_s=0.0)
+        self.env.shape_class = PlanShape(self.load, lead_s=0.0)
         self.env.shape_class.runner = self.runner
         self.runner.start_shape()
         bg = [gevent.spawn(self._flusher), gevent.spawn(self._progress), gevent.spawn(self._watch_workers)]
-        total_s = self.profile.total_duration_s
-        t0 = time.monotonic() + lead_ns / 1e9
-        max_requests = self.profile.max_requests
+        total_s = self.load.total_s
+        t0 = time.monotonic() + ns_to_s(lead_ns)
+        max_requests = self.load.max_requests
         while self.stop_reason is None:
             gevent.sleep(0.1)
             if time.monotonic() - t0 >= total_s:
@@ -120,10 +132,11 @@ class Master:
         for g in bg:
             g.kill(block=False)
         self.collector.close()
-        self._update_manifest(
-            end_unix_s=time.time(), interrupted=self.interrupted, stop_reason=self.stop_reason,
-            workers={"expected": self.expect, "seen": sorted(self.collector.workers_seen),
-                     "lost": self.lost, "cpu_s": self.collector.worker_cpu_s},
+        self._set_status(
+            state="interrupted" if self.interrupted else "finished", end_unix_s=time.time(),
+            interrupted=self.interrupted, stop_reason=self.stop_reason, signal=self.stop_signal,
+            workers=Workers(expected=self.expect, seen=tuple(sorted(self.collector.workers_seen)),
+                            lost=tuple(self.lost), cpu_s=dict(self.collector.worker_cpu_s)),
         )
         self.runner.quit()
         return 130 if self.interrupted else 0
@@ -172,7 +185,7 @@ class Master:
         assert self.collector is not None
         while True:
             gevent.sleep(0.25)
-            idx = int((time.time_ns() - self.plan.start_unix_ns) // int(self.plan.interval_s * 1e9))
+            idx = int((time.time_ns() - self.plan.start_unix_ns) // s_to_ns(self.plan.interval_s))
             self.users_at[idx] = max(self.users_at.get(idx, 0), self.runner.user_count)
             self.collector.flush_ready()
 
@@ -205,27 +218,17 @@ class Master:
                             x.state == "missing" for x in self.runner.clients.all):
                         self.request_stop("every worker was lost")
 
-    def _update_manifest(self, **fields: Any) -> None:
-        path = self.run_dir / rd.MANIFEST
-        manifest = rd.read_json(path)
-        manifest.update(fields)
-        rd.write_json(path, manifest)
 
-
-def _rate_at(profile: Profile, t_s: float) -> float | None:
-    for seg in profile.rate_segments():
-        if seg.start_s <= t_s < seg.end_s:
-            frac = (t_s - seg.start_s) / seg.duration_s if seg.duration_s else 0.0
-            return round(seg.rps_start + (seg.rps_end - seg.rps_start) * frac, 3)
-    return None
+def _rounded(rate: float | None) -> float | None:
+    return None if rate is None else round(rate, 3)
 
 
 def main(plan_path: Path, run_dir: Path, bind_host: str, bind_port: int, expect_workers: int,
          wait_workers_s: float) -> int:
     plan = RunPlan.from_dict(rd.read_json(plan_path))
     master = Master(plan, run_dir, bind_host, bind_port, expect_workers, wait_workers_s)
-    gevent.signal_handler(signal.SIGTERM, master.request_stop, "terminated (SIGTERM)", True)
-    gevent.signal_handler(signal.SIGINT, master.request_stop, "interrupted (Ctrl-C)", True)
+    gevent.signal_handler(signal.SIGTERM, master.request_stop, "terminated (SIGTERM)", True, "SIGTERM")
+    gevent.signal_handler(signal.SIGINT, master.request_stop, "interrupted (Ctrl-C, SIGINT)", True, "SIGINT")
     _say(f"loadbench master listening on tcp://{bind_host}:{master.runner.master_bind_port}")
     code = master.run()
     sys.stdout.flush()

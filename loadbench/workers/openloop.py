@@ -16,8 +16,9 @@ import time
 import gevent
 from gevent.queue import Queue
 
+from loadbench.units import ns_to_s
 from loadbench.workers.runtime import WorkerRuntime
-from loadbench.workload.arrivals import profile_arrivals_ns
+from loadbench.workload.arrivals import plan_arrivals_ns
 
 
 def start_scheduler(rt: WorkerRuntime) -> gevent.Greenlet:
@@ -30,14 +31,15 @@ def _schedule(rt: WorkerRuntime) -> None:
     assert slots is not None
     start_perf_ns = rt.plan.start_unix_ns - rt.unix_offset_ns
     send_late = rt.profile.late == "send"
-    offsets = profile_arrivals_ns(rt.profile, worker_index=rt.worker_index, worker_count=max(rt.plan.workers, 1))
+    offsets = plan_arrivals_ns(rt.load, rt.plan.seed, worker_index=rt.worker_index,
+                               worker_count=max(rt.plan.workers, 1))
     for offset_ns in offsets:
         if rt.draining:
             break
         intended = start_perf_ns + offset_ns
         delay_ns = intended - time.perf_counter_ns()
         if delay_ns > 0:
-            gevent.sleep(delay_ns / 1e9)
+            gevent.sleep(ns_to_s(delay_ns))
         if rt.draining:
             break
         rt.record_schedule_lag(max(0, (time.perf_counter_ns() - intended) // 1000))

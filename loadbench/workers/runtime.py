@@ -19,9 +19,11 @@ from loadbench.config import profile_from_dict, scenario_from_dict
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.recorder import IntervalRecorder
 from loadbench.metrics.sample import Sample
-from loadbench.metrics.timing import RequestTiming, derive, gaps_us
+from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us
 from loadbench.plan import RunPlan
+from loadbench.units import ns_to_s, s_to_ns
 from loadbench.workers.stream import Measured
+from loadbench.workload.plan import LoadPlan, Phase
 from loadbench.workload.requests import RequestFactory, RequestSpec
 
 
@@ -41,6 +43,7 @@ class WorkerRuntime:
         self.worker_index = worker_index
         self.worker_id = worker_id
         self.profile = profile_from_dict(plan.profile)
+        self.load = LoadPlan.from_json(plan.load_plan)
         self.scenario = scenario_from_dict(plan.scenario)
         self.factory = RequestFactory(
             self.scenario, model=plan.target.model, stream=self.profile.stream,
@@ -48,7 +51,7 @@ class WorkerRuntime:
             stream_index=worker_index, stream_count=max(plan.workers, 1),
             prompt_scale=float(plan.extra.get("prompt_scale", 1.0)),
         )
-        self.recorder = IntervalRecorder(plan.start_unix_ns, int(plan.interval_s * 1e9))
+        self.recorder = IntervalRecorder(plan.start_unix_ns, s_to_ns(plan.interval_s))
         self.outbox: list[bytes] = []
         self.gen = GeneratorStats()
         self.seq = 0
@@ -57,7 +60,7 @@ class WorkerRuntime:
         parsed = urlsplit(plan.target.url.rstrip("/"))
         self.host_root = f"{parsed.scheme}://{parsed.netloc}"
         self.base_path = parsed.path
-        self.open_loop = self.profile.mode == "open"
+        self.open_loop = self.load.mode == "open"
         self.slots: Any = None  # open loop: a gevent queue of intended perf_counter_ns, fed by the scheduler
         self.idle = 0  # open loop: users waiting for a slot
         self.in_flight = 0
@@ -69,14 +72,10 @@ class WorkerRuntime:
         self.headers.update(plan.target.headers)
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
-        share = _share(plan.profile.get("max_requests"), worker_index, max(plan.workers, 1))
+        share = _share(self.load.max_requests, worker_index, max(plan.workers, 1))
         self.quota: int | None = share
         self.issued = 0
         self.timeout_s = self.profile.timeout_s
-        self.warmup_end_ns = plan.start_unix_ns + int(self.profile.warmup_s * 1e9)
-        total = self.profile.total_duration_s
-        cd = self.profile.cooldown_s
-        self.cooldown_start_ns = plan.start_unix_ns + int((total - cd) * 1e9) if cd else None
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)
         cpu = self._proc.cpu_times()
@@ -116,12 +115,8 @@ class WorkerRuntime:
         self.in_flight += 1
         return self.factory.next()
 
-    def phase_of(self, intended_unix_ns: int) -> str:
-        if intended_unix_ns < self.warmup_end_ns:
-            return "warmup"
-        if self.cooldown_start_ns is not None and intended_unix_ns >= self.cooldown_start_ns:
-            return "cooldown"
-        return "measure"
+    def phase_of(self, intended_unix_ns: int) -> Phase:
+        return self.load.phase_at(ns_to_s(intended_unix_ns - self.plan.start_unix_ns))
 
     def abandon(self) -> None:
         self.in_flight -= 1
@@ -150,6 +145,7 @@ class WorkerRuntime:
             chunks=len(tokens),
             itl_mean_us=(sum(gaps) // len(gaps)) if gaps else None,
             itl_max_us=max(gaps) if gaps else None,
+            stalls=count_stalls(gaps, int(self.profile.stall_ms * 1000)) if self.profile.stream else None,
             prompt_tokens=m.prompt_tokens, output_tokens=output_tokens,
             tokens_source="estimated" if estimated else "usage",
             prompt_tokens_requested=spec.prompt_tokens_requested,

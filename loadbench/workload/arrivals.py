@@ -23,24 +23,9 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator, Sequence
-from typing import Literal
 
-from loadbench.config.profile import Profile, RateSegment
 from loadbench.units import NS_PER_S
-
-ArrivalKind = Literal["constant", "poisson", "gamma"]
-
-
-def integrated_rate(segments: Sequence[RateSegment], t_s: float) -> float:
-    """Lambda(t): expected arrivals in [0, t) (exact for piecewise-linear rates)."""
-    total = 0.0
-    for seg in segments:
-        if t_s <= seg.start_s:
-            break
-        tau = min(t_s, seg.end_s) - seg.start_s
-        slope = (seg.rps_end - seg.rps_start) / seg.duration_s if seg.duration_s > 0 else 0.0
-        total += seg.rps_start * tau + slope * tau * tau / 2
-    return total
+from loadbench.workload.plan import ArrivalKind, LoadPlan, RateSegment
 
 
 def _segment_integral(seg: RateSegment) -> float:
@@ -120,19 +105,18 @@ def arrival_offsets_ns(
         yield round(t_s * NS_PER_S)
 
 
-def profile_arrivals_ns(
-    profile: Profile, *, worker_index: int = 0, worker_count: int = 1, seed: int | None = None
+def plan_arrivals_ns(
+    plan: LoadPlan, seed: int, *, worker_index: int = 0, worker_count: int = 1
 ) -> Iterator[int]:
-    """The open-loop schedule of a profile (empty for closed-loop profiles), seeded by the profile's seed."""
-    arrival = profile.arrival
-    kind: ArrivalKind = arrival.kind if arrival is not None else "poisson"
-    rng = random.Random(f"loadbench-arrivals:{profile.seed if seed is None else seed}")
+    """The open-loop schedule of a plan (empty for closed loop), seeded by the run's seed."""
+    if plan.mode != "open":
+        return iter(())
     return arrival_offsets_ns(
-        profile.rate_segments(),
-        kind=kind,
-        rng=rng,
-        burstiness=arrival.burstiness if arrival is not None else 1.0,
-        max_count=profile.max_requests,
+        plan.segments,
+        kind=plan.arrival_kind,
+        rng=random.Random(f"loadbench-arrivals:{seed}"),
+        burstiness=plan.burstiness,
+        max_count=plan.max_requests,
         worker_index=worker_index,
         worker_count=worker_count,
     )

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadbench.config import Profile, RateSegment
-from loadbench.workload.arrivals import arrival_offsets_ns, integrated_rate, profile_arrivals_ns
+from loadbench.config import Profile
+from loadbench.workload.arrivals import arrival_offsets_ns, plan_arrivals_ns
+from loadbench.workload.plan import RateSegment, integrated_rate
 
 NS = 1_000_000_000
 
@@ -105,16 +106,16 @@ def test_zero_rate_gives_nothing_and_bad_worker_index_is_refused() -> None:
 
 def test_profile_schedule_is_seeded_and_bounded() -> None:
     p = Profile.model_validate({"arrival": {"kind": "poisson", "rps": 20}, "duration_s": 5, "seed": 4})
-    a, b = list(profile_arrivals_ns(p)), list(profile_arrivals_ns(p))
+    a, b = list(plan_arrivals_ns(p.load_plan(), p.seed)), list(plan_arrivals_ns(p.load_plan(), p.seed))
     assert a == b and all(0 <= x < 5 * NS for x in a)
-    assert a != list(profile_arrivals_ns(p, seed=5))
+    assert a != list(plan_arrivals_ns(p.load_plan(), 5))
     closed = Profile()
-    assert list(profile_arrivals_ns(closed)) == []
+    assert list(plan_arrivals_ns(closed.load_plan(), closed.seed)) == []
 
 
 def test_peak_rps_profile_rates() -> None:
     p = Profile.model_validate({"peak": {"rps": 4, "ramp_s": 2, "hold_s": 5}, "warmup_s": 3})
-    segs = p.rate_segments()
+    segs = p.load_plan().segments
     assert [s.label for s in segs] == [
         "warmup", "ramp-to-peak", "peak", "ramp-to-2x-peak", "2x-peak", "ramp-to-recovery", "recovery"
     ]  # fmt: skip

@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadbench.config import Profile, Slo, Sweep
-from loadbench.workload.shapes import LoadShape
 from loadbench.workload.sweep import (
     max_passing_load,
     request_is_good,
@@ -36,11 +35,11 @@ def test_sweep_steps_match_the_load_shape() -> None:
         {"sweep": {"variable": "users", "start": 2, "step": 2, "max": 6, "hold_s": 10}}
     )
     steps = sweep_steps(p.sweep)  # type: ignore[arg-type]
-    shape = LoadShape.from_profile(p)
+    shape = p.load_plan()
     assert [(s.value, s.start_s, s.end_s) for s in steps] == [(2, 0, 10), (4, 10, 20), (6, 20, 30)]
     for s in steps:
-        assert shape.stage_at(s.start_s) == s.index
-        assert shape.users_at(s.start_s + 1)[0] == s.value  # type: ignore[index]
+        assert shape.step_at(s.start_s) == s.index
+        assert shape.users_at(s.start_s + 1) == s.value
 
 
 SLO = Slo(ttft_ms={"p50": 200, "p95": 500}, tpot_ms={"p95": 50}, error_rate=0.01)

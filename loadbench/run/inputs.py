@@ -1,0 +1,39 @@
+"""The run's inputs, validated before any load: profile with overrides, scenario, thresholds, workers."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from loadbench.config import Profile, Scenario, load_profile, load_scenario
+from loadbench.errors import InputError
+from loadbench.results import run_dir as rd
+from loadbench.run.request import RunRequest
+
+USERS_PER_WORKER = 250  # measured capacity of one worker core: docs/generator.md
+
+
+RPS_PER_WORKER = 200.0
+
+
+def auto_workers(profile: Profile, cpus: int | None = None) -> int:
+    """One worker per core, capped by what the load needs at its peak."""
+    cpus = cpus or os.cpu_count() or 1
+    plan = profile.load_plan()
+    per_worker = RPS_PER_WORKER if plan.mode == "open" else USERS_PER_WORKER
+    need = math.ceil(plan.peak_load() / per_worker)
+    return max(1, min(cpus, need))
+
+
+def load_inputs(req: RunRequest) -> tuple[Profile, Scenario]:
+    from loadbench.report.gates import parse_exprs
+
+    profile = load_profile(req.profile_path)
+    profile = profile.apply_overrides(**{k: v for k, v in req.overrides.items() if v is not None})
+    scenario = load_scenario(req.scenario_path)
+    parse_exprs(profile.thresholds)  # a threshold that does not parse fails before any load
+    if req.baseline is not None and not (req.baseline / rd.SUMMARY).is_file():
+        raise InputError(f"--baseline: {req.baseline} has no {rd.SUMMARY} (pass a loadbench run folder)")
+    if req.target is not None and not req.target.startswith(("http://", "https://")):
+        raise InputError(f"--target: {req.target!r} is not an http(s) URL (example: http://127.0.0.1:8001/v1)")
+    return profile, scenario

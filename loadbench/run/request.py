@@ -1,0 +1,45 @@
+"""What `loadbench run` / `loadbench sweep` ask for, and what a run gives back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadbench.errors import ExitCode
+
+
+@dataclass(slots=True)
+class RunRequest:
+    target: str | None = None
+    model: str | None = None
+    profile_path: Path | None = None
+    scenario_path: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    api_key_env: str | None = None
+    out_dir: Path = Path("results")
+    name: str | None = None
+    workers: int | None = None  # workers expected to take part (None: auto_workers)
+    local_workers: int | None = None  # started here (None: = workers; 0 with --master)
+    master_bind_host: str = "127.0.0.1"
+    master_port: int | None = None
+    strict: bool = False
+    argv: list[str] = field(default_factory=list)
+    quiet: bool = False
+    mock_args: list[str] = field(default_factory=list)
+    baseline: Path | None = None  # run folder that relative thresholds compare against
+    calibrate: bool = True  # size synthetic prompts by the target's own token count first
+    embedded: str = "mock"  # without --target: "mock" or "gateway" (two mocks behind the gateway)
+    run_dir: Path | None = None  # explicit folder (sweep steps, targets); default results/<time>-<name>
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    exit_code: ExitCode
+
+
+def say(req: RunRequest, line: str) -> None:
+    if not req.quiet:
+        print(line, flush=True)

@@ -1,0 +1,110 @@
+"""One run: folder, manifest, Locust master and workers, summary, report, verdict."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from loadbench import launcher
+from loadbench.config import Profile, Scenario
+from loadbench.errors import ExitCode
+from loadbench.metrics.records import Summary
+from loadbench.plan import RunPlan, TargetSpec
+from loadbench.results.manifest import Manifest, write_manifest
+from loadbench.run.calibration import calibrate_prompts
+from loadbench.run.inputs import auto_workers
+from loadbench.run.request import RunRequest, RunResult, say
+from loadbench.run.verdict import RunOutcome, exit_code
+
+
+def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec, run_dir: Path) -> RunResult:
+    base_url, model = target.url, target.model
+    run_dir.mkdir(parents=True, exist_ok=True)
+    name = req.name or profile.name or "run"
+    run_id = run_dir.name
+    api_key_env = target.api_key_env
+    created_s = time.time()
+    workers = req.workers or auto_workers(profile)
+    scale = calibrate_prompts(req, profile, scenario, target) if req.calibrate else 1.0
+    load_plan = profile.load_plan().to_json()
+    write_manifest(run_dir, Manifest(run_id=run_id, name=name, command=tuple(req.argv),
+                                     target={"url": base_url, "model": model, "api_key_env": api_key_env},
+                                     profile=profile.model_dump(mode="json"),
+                                     scenario=scenario.model_dump(mode="json"), start_unix_s=created_s,
+                                     prompt_scale=scale, load_plan=load_plan))
+    plan = RunPlan(run_id=run_id, target=target, profile=profile.model_dump(mode="json"),
+                   scenario=scenario.model_dump(mode="json"), load_plan=load_plan, seed=profile.seed,
+                   interval_s=profile.interval_s, workers=workers, extra={"prompt_scale": scale})
+    say(req, f"loadbench: run {run_id}: {profile.mode} loop, target {base_url} (model {model}), "
+              f"results in {run_dir}")
+    local = workers if req.local_workers is None else req.local_workers
+    if local < workers:
+        say(req, f"loadbench: waiting for {workers - local} remote worker(s): run "
+                  f"`loadbench worker --master-host <this host> --master-port {req.master_port}` on each")
+    launch = launcher.start(plan, run_dir, local_workers=local, expect_workers=workers,
+                            bind_host=req.master_bind_host, bind_port=req.master_port)
+    launch_code = launcher.wait(launch)
+    from loadbench.report.summary_text import render_console, write_summary_files
+
+    summary = write_summary_files(run_dir)
+    say(req, "")
+    say(req, render_console(summary))
+    for w in summary.warnings:
+        say(req, f"warning: {w}")
+    say(req, f"results: {run_dir}")
+    build_report(req, run_dir)
+    gates_failed = _check_thresholds(req, profile, summary, run_dir)
+    invalid = _check_validity(req, summary)
+    code = exit_code(RunOutcome(launch_code=launch_code, interrupted=launch.interrupted,
+                                requests_total=summary.requests.total, requests_ok=summary.requests.ok,
+                                gates_failed=gates_failed, invalid=bool(invalid), strict=req.strict))
+    if code == ExitCode.TARGET_FAILED and summary.requests.total and summary.requests.ok == 0:
+        say(req, "error: no request succeeded against the target (see samples.jsonl for each error)")
+    return RunResult(run_dir=run_dir, summary=summary.to_json(), exit_code=code)
+
+
+def build_report(req: RunRequest, run_dir: Path) -> None:
+    """Plots and reports are derived data: a failure here never loses the run (rebuild with
+    ``loadbench report``)."""
+    from loadbench.report import build_report as build_report_files
+
+    try:
+        files = build_report_files(run_dir)
+    except Exception as exc:  # the measurements are already safe on disk
+        say(req, f"warning: the report could not be built ({type(exc).__name__}: {exc}); "
+                  f"retry with: loadbench report {run_dir}")
+        return
+    html = [f for f in files if f.suffix == ".html"]
+    if html:
+        say(req, f"report: {html[0]}")
+
+
+def _check_thresholds(req: RunRequest, profile: Profile, summary: Summary, run_dir: Path) -> bool:
+    """Profile ``thresholds:`` checked at the end: absolute ones against this run, relative ones
+    (``+10%``) against ``--baseline`` with the same noise rules as ``loadbench compare``. True when
+    one failed."""
+    if not profile.thresholds:
+        return False
+    from loadbench.report.gates import evaluate_gates, parse_exprs
+
+    exprs = parse_exprs(profile.thresholds)
+    if req.baseline is not None:
+        from loadbench.report.compare import compare_runs, render_markdown
+
+        comparison = compare_runs(req.baseline, run_dir, exprs)
+        (run_dir / "compare.md").write_text(render_markdown(comparison))
+        verdict = comparison.verdict
+    else:
+        verdict = evaluate_gates(exprs, summary, None)
+    for r in verdict.results:
+        say(req, f"threshold {'PASS' if r.passed else 'FAIL'}: {r.message}")
+    return not verdict.passed
+
+
+def _check_validity(req: RunRequest, summary: Summary) -> list[str]:
+    from loadbench.report.validity import check_valid
+
+    reasons = check_valid(summary)
+    for r in reasons:
+        say(req, f"{'error' if req.strict else 'note'}: the run may not be valid to judge: {r}")
+    return reasons

@@ -1,0 +1,80 @@
+"""`loadbench sweep`: one run per load step until the SLO breaks; sweep.json names the capacity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadbench.errors import ExitCode, InputError
+from loadbench.procs import ServerProcess
+from loadbench.results import run_dir as rd
+from loadbench.run.inputs import load_inputs
+from loadbench.run.request import RunRequest, RunResult, say
+from loadbench.run.single import build_report, run_one
+from loadbench.run.target import single_target
+
+
+def execute_sweep(req: RunRequest) -> RunResult:
+    """Step the load up (users or rps) until the SLO breaks or the maximum is reached.
+
+    Each step is a normal run in ``<folder>/steps/<k>-<load>/``; ``sweep.json`` (rewritten after every
+    step, so an interrupted sweep keeps what it measured) names the capacity: the highest load of the
+    leading run of steps that met the SLO."""
+    from loadbench.workload.sweep import max_passing_load
+
+    profile, scenario = load_inputs(req)
+    sweep = profile.sweep
+    if sweep is None:
+        raise InputError("sweep: the profile has no `sweep:` block (variable, start, step, max, hold_s); "
+                         "see profiles/sweep.yaml")
+    if profile.slo is None:
+        raise InputError("sweep: the profile has no `slo:` block; a sweep needs an SLO to find the capacity "
+                         "(e.g. slo: {ttft_ms: {p95: 500}, error_rate: 0.01})")
+    parent = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "sweep")
+    servers: list[ServerProcess] = []
+    steps: list[dict[str, Any]] = []
+    doc: dict[str, Any] = {"schema": "loadbench.sweep/1", "name": req.name or profile.name or "sweep",
+                           "load_unit": sweep.variable, "slo": profile.slo.model_dump(exclude_none=True),
+                           "steps": steps, "capacity": None}
+    exit_code = ExitCode.OK
+    try:
+        target = single_target(req, profile, servers)
+        for k, value in enumerate(sweep.values()):
+            step_profile = profile.with_load(
+                users=int(value) if sweep.variable == "users" else None,
+                rps=value if sweep.variable == "rps" else None,
+                duration_s=sweep.hold_s, source=f"sweep step {k}")
+            say(req, f"\n== sweep step {k}: {sweep.variable} = {value:g}")
+            res = run_one(req, step_profile, scenario, target, parent / "steps" / f"{k}-{value:g}")
+            s = res.summary
+            met = bool((s.get("slo") or {}).get("met")) and res.exit_code in (ExitCode.OK, ExitCode.GATE_FAILED)
+            steps.append({"index": k, "load": value, "dir": f"steps/{k}-{value:g}",
+                          "throughput_rps": s["throughput"]["requests_per_s"],
+                          "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
+                          "goodput_rps": s["throughput"]["goodput_rps"], "slo_met": met,
+                          "slo_reasons": (s.get("slo") or {}).get("reasons", []),
+                          "valid": not s["generator"]["saturated"]})
+            cap = max_passing_load([(st["load"], st["slo_met"]) for st in steps])
+            doc["capacity"] = next(({"load": st["load"], "throughput_rps": st["throughput_rps"],
+                                     "goodput_rps": st["goodput_rps"]} for st in steps if st["load"] == cap), None)
+            rd.write_json(parent / "sweep.json", doc)
+            if res.exit_code == ExitCode.INTERRUPTED:
+                exit_code = ExitCode.INTERRUPTED
+                break
+            if not met:
+                why = "; ".join(steps[-1]["slo_reasons"]) or f"the step ended with {res.exit_code.name}"
+                say(req, f"loadbench: SLO missed at {sweep.variable} = {value:g}: {why}")
+                break
+    finally:
+        for server in reversed(servers):
+            server.stop()
+    rd.write_json(parent / "sweep.json", doc)
+    build_report(req, parent)
+    say(req, "\n| step | load | req/s | goodput/s | SLO met |\n|---|---|---|---|---|")
+    for st in steps:
+        say(req, f"| {st['index']} | {st['load']:g} | {st['throughput_rps']} | {st['goodput_rps']} | "
+                  f"{'yes' if st['slo_met'] else 'no'} |")
+    cap = doc["capacity"]
+    say(req, f"capacity: {cap['load']:g} {sweep.variable} ({cap['goodput_rps']} good req/s)" if cap
+         else "capacity: no step met the SLO")
+    say(req, f"results: {parent}")
+    return RunResult(run_dir=parent, summary=doc, exit_code=exit_code)

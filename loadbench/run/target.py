@@ -1,0 +1,92 @@
+"""Target resolution: ``--target``, or the embedded mock / gateway started for the run; the model probe."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from loadbench.config import Profile
+from loadbench.errors import TargetError
+from loadbench.plan import TargetSpec
+from loadbench.procs import ServerProcess, start_server
+from loadbench.run.request import RunRequest, say
+
+DEFAULT_MOCK_MODEL = "mock-model"
+
+
+def resolve_model(base_url: str, api_key: str | None = None, timeout_s: float = 5.0) -> str:
+    """The first model the target lists (GET /models)."""
+    request = urllib.request.Request(base_url.rstrip("/") + "/models")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            data = orjson.loads(resp.read())
+        return str(data["data"][0]["id"])
+    except Exception as exc:
+        raise TargetError(f"could not list models at {base_url}/models ({exc}); pass --model") from exc
+
+
+def target_spec(req: RunRequest, profile: Profile, base_url: str, model: str | None,
+                 name: str = "default", api_key_env: str | None = None, include_usage: bool | None = None,
+                 headers: dict[str, str] | None = None) -> TargetSpec:
+    key_env = api_key_env or req.api_key_env
+    if model is None:
+        model = resolve_model(base_url, os.environ.get(key_env) if key_env else None)
+    return TargetSpec(url=base_url, model=model, name=name, api_key_env=key_env,
+                      include_usage=profile.include_usage if include_usage is None else include_usage,
+                      headers=dict(headers or {}))
+
+
+def single_target(req: RunRequest, profile: Profile, servers: list[ServerProcess]) -> TargetSpec:
+    """``--target``, or the embedded mock / gateway (appended to ``servers`` for the caller to stop)."""
+    if req.target is not None:
+        return target_spec(req, profile, req.target.rstrip("/"), req.model or profile.model)
+    if req.embedded == "gateway":
+        started, base_url = _start_embedded_gateway(req, profile)
+        servers.extend(started)
+        return target_spec(req, profile, base_url, req.model or EMBEDDED_GATEWAY_MODEL)
+    mock = start_server(["mock", "--port", "0", "--seed", str(profile.seed), *req.mock_args])
+    servers.append(mock)
+    say(req, f"loadbench: no --target given: started the embedded mock upstream at {mock.base_url}")
+    return target_spec(req, profile, mock.base_url, req.model or profile.model or DEFAULT_MOCK_MODEL)
+
+
+EMBEDDED_GATEWAY_MODEL = "demo"
+# Two mock upstreams with different speeds behind a weighted virtual model: the run's per-target
+# breakdown shows the split and each target's own timing.
+
+
+_EMBEDDED_MOCKS = (("fast", 80, ("--ttft-ms", "50", "--itl-ms", "10")),
+                   ("slow", 20, ("--ttft-ms", "120", "--itl-ms", "20")))
+
+
+def _start_embedded_gateway(req: RunRequest, profile: Profile) -> tuple[list[ServerProcess], str]:
+    import tempfile
+
+    import yaml
+
+    servers: list[ServerProcess] = []
+    try:
+        targets, refs = [], []
+        for name, weight, args in _EMBEDDED_MOCKS:
+            mock = start_server(["mock", "--port", "0", "--seed", str(profile.seed), *args, *req.mock_args])
+            servers.append(mock)
+            targets.append({"name": name, "url": mock.base_url, "model": DEFAULT_MOCK_MODEL, "max_connections": 1024})
+            refs.append({"target": name, "weight": weight})
+        config = {"targets": targets,
+                  "virtual_models": [{"name": EMBEDDED_GATEWAY_MODEL, "routing": "weight", "targets": refs}]}
+        cfg = Path(tempfile.mkdtemp(prefix="loadbench-gateway-")) / "gateway.yaml"
+        cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+        gateway = start_server(["gateway", "--config", str(cfg), "--port", "0"])
+        servers.append(gateway)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    say(req, f"loadbench: no --target given: started the embedded gateway at {gateway.base_url} in front of "
+              + ", ".join(f"mock '{n}' ({w}%: {' '.join(a)})" for n, w, a in _EMBEDDED_MOCKS))
+    return servers, gateway.base_url
