@@ -1,4 +1,9 @@
-"""The aiohttp application: OpenAI routes, /health and /metrics, over one ``Gateway``."""
+"""The aiohttp application: OpenAI routes, /health and /metrics, over one ``Gateway``.
+
+Every error is OpenAI JSON, also an unknown path or a wrong method (never an echo of the request).
+With auth on, ``/v1/models`` and ``/metrics`` need a client key, and ``/health`` tells a caller
+without one only that the gateway is alive (target names and health are for key holders).
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,30 @@ from time import perf_counter_ns
 import orjson
 from aiohttp import web
 
+from loadbench.gateway import auth
+from loadbench.gateway import openai_error as oai
 from loadbench.gateway.cache_hook import GatewayCache
 from loadbench.gateway.context import CacheHook
-from loadbench.gateway.handler import handle
+from loadbench.gateway.exchange import handle
 from loadbench.gateway.health import cooldown_remaining_s, is_healthy
 from loadbench.gateway.state import Gateway
+from loadbench.protocol.http import openai_errors
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 # aiohttp's own cap; the configured limit (checked per request, reloadable) is applied below it
 _HARD_BODY_CAP = 256 * 1024 * 1024
 
 
+_UNAUTHORIZED = "Invalid or missing API key."
+
+
 def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
     """``cache``: a custom hook; by default the virtual models' ``cache:`` config (GatewayCache)."""
-    app = web.Application(client_max_size=_HARD_BODY_CAP)
+    app = web.Application(client_max_size=_HARD_BODY_CAP, middlewares=[openai_errors])
+
+    def admitted(request: web.Request) -> bool:
+        assert gw.state is not None
+        return auth.admitted(auth.key_digest_of(request.headers), gw.state.spec.client_key_digests)
     if cache is None:
         cache = GatewayCache(gw)
     app[GATEWAY_KEY] = gw
@@ -33,6 +48,8 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
 
     async def models(request: web.Request) -> web.Response:
         assert gw.state is not None
+        if not admitted(request):
+            return oai.error(401, _UNAUTHORIZED, "invalid_request_error", "invalid_api_key")
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "loadbench-gateway"}
                 for name in gw.state.spec.routes]
         return web.Response(body=orjson.dumps({"object": "list", "data": data}),
@@ -40,6 +57,8 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
 
     async def health(request: web.Request) -> web.Response:
         assert gw.state is not None
+        if gw.state.spec.client_key_digests and not admitted(request):
+            return web.Response(body=b'{"status":"ok"}', content_type="application/json")
         now_ns = perf_counter_ns()
         targets = {name: {"healthy": is_healthy(h, now_ns),
                           "cooldown_remaining_s": round(cooldown_remaining_s(h, now_ns), 3),
@@ -50,6 +69,8 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
 
     async def metrics(request: web.Request) -> web.Response:
         assert gw.state is not None
+        if not admitted(request):
+            return oai.error(401, _UNAUTHORIZED, "invalid_request_error", "invalid_api_key")
         now_ns = perf_counter_ns()
         healthy = {name: is_healthy(h, now_ns) for name, h in gw.state.health.items()}
         shared: dict[int, list[str]] = {}

@@ -104,7 +104,20 @@ class AuthModel(_Strict):
 
 
 class LimitsModel(_Strict):
-    max_body_bytes: PositiveInt = 4 * 1024 * 1024
+    max_body_bytes: PositiveInt = 4 * 1024 * 1024  # a client's request body
+    # a non-streamed upstream answer held to be relayed (and an error body: 64 KiB at most)
+    max_upstream_body_bytes: PositiveInt = 32 * 1024 * 1024
+    max_event_bytes: PositiveInt = 1024 * 1024  # one upstream SSE event (and what precedes the first token)
+    body_timeout_s: PositiveFloat = 30.0  # reading a client's request body
+    # a connection that has sent no complete request head for this long (idle before or between
+    # requests, or a slow header) is closed
+    idle_timeout_s: PositiveFloat = 15.0
+    # a streaming client that takes longer than this to accept one write is cut off (its slowness is
+    # its own: nothing is charged to the target)
+    client_write_timeout_s: PositiveFloat = 30.0
+    # open client connections per worker; beyond it new ones get a 503 and are closed. Default:
+    # half the process's descriptor limit (the other half is for upstream pools)
+    max_connections: PositiveInt | None = None
 
 
 class GatewayModel(_Strict):
@@ -190,13 +203,24 @@ class SlaTunables:
 
 
 @dataclass(slots=True, frozen=True)
+class Limits:
+    max_body_bytes: int
+    max_upstream_body_bytes: int
+    max_event_bytes: int
+    body_timeout_s: float
+    idle_timeout_s: float
+    client_write_timeout_s: float
+    max_connections: int | None
+
+
+@dataclass(slots=True, frozen=True)
 class GatewaySpec:
     targets: dict[str, TargetSpec]
     routes: dict[str, Route]
     latency: LatencyTunables
     sla: SlaTunables
     client_key_digests: frozenset[bytes]  # sha256 of each accepted client key; empty = no auth
-    max_body_bytes: int
+    limits: Limits
     source: str = field(default="")
     # values of the environment variables named by cache embedders' api_key_env (never logged)
     embedder_env: dict[str, str] = field(default_factory=dict, repr=False)
@@ -332,7 +356,7 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
                                 lr.explore_fraction),
         sla=SlaTunables(round(sla.window_s * 1e9), sla.min_samples, sla.max_samples),
         client_key_digests=_read_keys(model.auth, path, env),
-        max_body_bytes=model.limits.max_body_bytes, source=path, embedder_env=embedder_env)
+        limits=Limits(**model.limits.model_dump()), source=path, embedder_env=embedder_env)
 
 
 def _route_cache(base: CacheConfig | None, block: dict[str, Any] | bool | None, path: str,

@@ -1,8 +1,8 @@
-"""The per-request context passed down the pipeline, and the hook a response cache plugs into.
+"""What one exchange knows about its request, and the hook a response cache plugs into.
 
-Pipeline order (``handler.handle``): request id and timing -> auth -> body and model ->
-[cache lookup] -> route selection -> upstream call with retry/fallback -> stream relay ->
-[cache store]. A cache implements ``CacheHook`` and is given to ``create_app``.
+The steps (``exchange.Exchange``): auth -> body and model -> [cache lookup] -> route selection ->
+upstream call with retry/fallback -> relay -> [cache store]. A cache implements ``CacheHook`` and is
+given to ``create_app``; it sees the ``RequestContext``, never the exchange.
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cooldowns": ("Times a target was taken out of rotation", ("target",)),
     "stream_breaks": ("Streams that broke after the first byte (ended with an SSE error event)", ("target",)),
     "client_disconnects": ("Requests whose client went away before the end", ("target",)),
+    "slow_clients": ("Streams cut off because the client stopped reading (not charged to the target)",
+                     ("target",)),
     "cache_lookups": ("Cache lookups by virtual model and outcome (hit-exact, hit-semantic, miss, bypass)",
                       ("model", "outcome")),
     "cache_model_tokens_saved": ("Model tokens (prompt + completion) of the answers served from the cache",

@@ -21,10 +21,12 @@ from aiohttp import web
 
 from loadbench.gateway.app import create_app
 from loadbench.gateway.config import GatewaySpec
+from loadbench.gateway.connections import GuardedRunner, RejectLog
 from loadbench.gateway.state import Gateway
 
 log = logging.getLogger("loadbench.gateway")
 _SHUTDOWN_TIMEOUT_S = 10.0
+BACKLOG = 2048  # bursts of new connections must not wait for a SYN retransmit (about 1 s of TTFT)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
@@ -42,7 +44,7 @@ def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -65,10 +67,11 @@ async def _serve(sock: socket.socket, spec: GatewaySpec, config_path: str, annou
     gw = Gateway(spec, config_path)
     await gw.start()
     app = create_app(gw)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+    runner = GuardedRunner(app, spec.limits, RejectLog(), access_log=None, handler_cancellation=True,
                            shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
     await runner.setup()
-    site = web.SockSite(runner, sock, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+    # SockSite listens again, with its own backlog (128 unless told)
+    site = web.SockSite(runner, sock, shutdown_timeout=_SHUTDOWN_TIMEOUT_S, backlog=BACKLOG)
     await site.start()
     # Everything allocated so far (modules, pydantic schemas, the app) lives as long as the
     # process: move it out of the collector's reach so full collections stay short and rare.

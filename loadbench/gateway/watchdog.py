@@ -5,6 +5,10 @@ chunk (0.06 ms of CPU per 64-token stream, measured). A stream here only moves i
 (``w.deadline_ns = now + idle``), and a task wakes every ``period_s`` to close the responses whose
 deadline passed; the relay then sees the closed connection and reports a timeout. Deadlines are
 therefore honoured to within ``period_s``.
+
+While the relay waits for the client to take a write (``Watch.writing``), the deadline is the
+client's: when it passes, the client's connection is cut (``slow_client``) and the upstream is not
+blamed, so a client that stops reading never looks like a target that stopped answering.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ PERIOD_S = 0.1
 class Watch:
     resp: aiohttp.ClientResponse
     deadline_ns: int
-    timed_out: bool = False
+    timed_out: bool = False  # the upstream missed its deadline
+    client: asyncio.Transport | None = None  # set while a write to the client is pending
+    writing: bool = False
+    slow_client: bool = False  # the client missed its deadline
 
 
 class Watchdog:
@@ -45,9 +52,13 @@ class Watchdog:
         """Close every response past its deadline; return how many."""
         late = [w for w in self.active if now_ns > w.deadline_ns]
         for w in late:
-            w.timed_out = True
             self.active.discard(w)
-            w.resp.close()  # wakes the reader with a connection error
+            if w.writing and w.client is not None:
+                w.slow_client = True
+                w.client.abort()  # wakes the writer with ConnectionResetError; a close would wait to flush
+            else:
+                w.timed_out = True
+                w.resp.close()  # wakes the reader with a connection error
         return len(late)
 
     async def _run(self) -> None:

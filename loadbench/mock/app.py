@@ -28,7 +28,6 @@ import math
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -45,6 +44,7 @@ from loadbench.mock.schedule import chunk_count, chunk_offsets_s, last_offset_s
 from loadbench.mock.settings import MockSettings, live_view, with_updates
 from loadbench.mock.stats import MockStats
 from loadbench.mock.tokens import count_words, token_text
+from loadbench.protocol.http import openai_errors
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
@@ -55,7 +55,6 @@ class _SseResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
@@ -314,23 +313,12 @@ class MockServer:
         return _json(orjson.dumps(self.stats_view()))
 
 
-@web.middleware
-async def _openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown paths and wrong methods answer with an OpenAI-style JSON error."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _error(exc.status, f"{exc.reason}: {request.method} {request.path}")
-
-
 MOCK_KEY = web.AppKey("loadbench_mock", MockServer)
 
 
 def create_app(settings: MockSettings, worker: int = 0) -> web.Application:
     mock = MockServer(settings, worker)
-    app = web.Application(middlewares=[_openai_errors])
+    app = web.Application(middlewares=[openai_errors])
     app[MOCK_KEY] = mock
     app.router.add_post("/v1/chat/completions", mock.chat)
     app.router.add_post("/v1/completions", mock.completions)

@@ -18,8 +18,10 @@ from typing import Any
 
 import orjson
 
+from loadbench.protocol import openai
+
 _SPLICE = "@@loadbench-splice@@"
-DONE = b"data: [DONE]\n\n"
+DONE = openai.DONE_EVENT
 
 
 def sse(obj: object) -> bytes:
@@ -115,13 +117,8 @@ def embeddings_body(texts: list[str], *, dim: int, model: str, prompt_tokens: in
                          "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
 
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 405: "invalid_request_error", 429: "rate_limit_error"}
-
-
 def error_body(status: int, message: str) -> bytes:
-    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return orjson.dumps({"error": {"message": message, "type": kind, "code": status}})
+    return openai.error_body(message, openai.error_type(status), status)
 
 
 def models_body(model: str, created: int) -> bytes:

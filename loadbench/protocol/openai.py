@@ -1,13 +1,56 @@
-"""OpenAI chat/completions stream chunks and bodies, reduced to what timing needs."""
+"""The OpenAI wire format, defined once for the worker, the gateway and the mock.
+
+- ``DONE`` / ``DONE_EVENT``: the end-of-stream sentinel, as a ``data`` payload and as a whole event;
+- ``error_body`` / ``error_event``: the OpenAI error object, as a JSON body and as an SSE event;
+- the content-delta rule: a chunk carries a token when a choice has a non-empty ``content``,
+  ``reasoning_content``, ``reasoning`` (chat) or ``text`` (completions). ``parse_chunk`` applies it
+  to parsed JSON (the worker), ``content_deltas`` to raw bytes without parsing (the gateway's
+  relay); a role-only chunk or a later ``"content": ""`` is not a token under either.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 DONE = b"[DONE]"
+DONE_EVENT = b"data: " + DONE + b"\n\n"
+CONTENT_KEYS = ("content", "reasoning_content", "reasoning", "text")
+# Text inside a JSON string has its quotes escaped, so the pattern cannot match generated text.
+_CONTENT_RE = re.compile(rb'"(?:' + b"|".join(k.encode() for k in CONTENT_KEYS) + rb')"\s*:\s*"(?!")')
+_USAGE_RE = re.compile(rb'"usage"\s*:\s*\{[^{}]*?"completion_tokens"\s*:\s*(\d+)')
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 405: "invalid_request_error", 408: "invalid_request_error",
+                413: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def content_deltas(raw: bytes) -> int:
+    """How many token-carrying deltas the raw SSE bytes hold (the rule above, without parsing)."""
+    return len(_CONTENT_RE.findall(raw))
+
+
+def completion_tokens(tail: bytes) -> int | None:
+    """``usage.completion_tokens`` from the end of a stream or a whole JSON body, if present."""
+    found = _USAGE_RE.findall(tail)
+    return int(found[-1]) if found else None
+
+
+def error_type(status: int) -> str:
+    """The OpenAI error ``type`` for an HTTP status."""
+    return _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+def error_body(message: str, kind: str, code: str | int | None = None, param: str | None = None) -> bytes:
+    """``{"error": {"message", "type", "param", "code"}}``, what OpenAI clients raise as an error."""
+    return orjson.dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
+
+
+def error_event(message: str, code: int, kind: str = "upstream_error") -> bytes:
+    """The error object as an SSE event: how a stream that already started reports a failure."""
+    return b"data: " + error_body(message, kind, code) + b"\n\n"
 
 
 @dataclass(slots=True)
@@ -24,15 +67,13 @@ class ChunkInfo:
 def _text_of_choice(choice: dict[str, Any]) -> str:
     delta = choice.get("delta")
     if isinstance(delta, dict):
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            return content
         # reasoning models stream thinking separately; it is still generated output
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if isinstance(reasoning, str):
-            return reasoning
+        for key in CONTENT_KEYS[:3]:
+            value = delta.get(key)
+            if isinstance(value, str) and value:
+                return value
         return ""
-    text = choice.get("text")
+    text = choice.get(CONTENT_KEYS[3])
     return text if isinstance(text, str) else ""
 
 

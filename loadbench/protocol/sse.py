@@ -63,3 +63,12 @@ class SSEDecoder:
         elif line == b"data":
             self._data.append(b"")
         # other fields (event, id, retry) and comments carry nothing we use
+
+
+def complete_end(buf: bytes) -> int:
+    """Index just past the last complete SSE event in ``buf`` (0 if none is complete)."""
+    i = buf.rfind(b"\n\n")
+    j = buf.rfind(b"\r\n\r\n")
+    if j >= 0 and j + 4 > i + 2:
+        return j + 4
+    return i + 2 if i >= 0 else 0

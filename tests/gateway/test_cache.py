@@ -13,13 +13,13 @@ import openai
 import orjson
 import pytest
 from aiohttp import web
-from tests.gateway.test_app import Upstream, post, run, serve, upstream
 
 from loadbench.cache import CachedAnswer, replay_json, replay_sse
 from loadbench.errors import ConfigError
 from loadbench.gateway.app import create_app
 from loadbench.gateway.config import compile_model, parse_model
 from loadbench.gateway.state import Gateway
+from tests.gateway.harness import Upstream, post, run, serve, upstream
 
 TEXT = "The capital of France is Paris, on the Seine."
 USAGE = {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.gateway import test_e2e as test_gateway_e2e
 import yaml
 
 from loadbench.procs import ServerProcess, start_server
 
 pytestmark = pytest.mark.slow
-servers = test_gateway_e2e.servers  # the fixture: servers started by a test, stopped after it
 
 REPO = Path(__file__).resolve().parents[2]
 MOCK_TTFT_MS = 150.0

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,42 +14,11 @@ import openai
 import pytest
 import yaml
 
-from loadbench.gateway.sse import content_deltas
-from loadbench.procs import ServerProcess, start_server
+from loadbench.procs import ServerProcess
+from loadbench.protocol.openai import content_deltas
+from tests.gateway.harness import start_gateway, start_mock
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for server in reversed(started):
-        server.stop()
-
-
-def mock(servers: list[ServerProcess], *extra: str) -> ServerProcess:
-    s = start_server(
-        ["mock", "--port", "0", "--ttft-ms", "2", "--itl-ms", "1", "--output-tokens", "6", *extra]
-    )
-    servers.append(s)
-    return s
-
-
-def gateway(
-    servers: list[ServerProcess],
-    tmp_path: Path,
-    config: dict[str, Any],
-    *extra: str,
-    env: dict[str, str] | None = None,
-) -> tuple[ServerProcess, Path]:
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    s = start_server(
-        ["gateway", "--config", str(path), "--port", "0", *extra], env={**os.environ, **(env or {})}
-    )
-    servers.append(s)
-    return s, path
 
 
 def targets(*mocks: ServerProcess, **options: Any) -> list[dict[str, Any]]:
@@ -102,8 +69,8 @@ def ok_stream(data: bytes) -> bool:
 def test_failover_under_load_cools_down_and_retries_after_cooldown(
     servers: list[ServerProcess], tmp_path: Path
 ) -> None:
-    good = mock(servers)
-    bad = mock(servers, "--error-rate", "1", "--error-status", "503")
+    good = start_mock(servers)
+    bad = start_mock(servers, "--error-rate", "1", "--error-status", "503")
     tolerance = {"allowed_failures_per_minute": 3, "cooldown_period_s": 1.5}
     cfg = {
         "targets": targets(good, bad, failure_tolerance=tolerance),
@@ -115,7 +82,7 @@ def test_failover_under_load_cools_down_and_retries_after_cooldown(
             }
         ],
     }
-    gw, _ = gateway(servers, tmp_path, cfg)
+    gw, _ = start_gateway(servers, tmp_path, cfg)
 
     results = asyncio.run(fire(gw.url, 80, 8))
     assert len(results) == 80
@@ -150,8 +117,8 @@ async def _set_itl(m: ServerProcess, itl_ms: float) -> None:
 def test_latency_routing_follows_the_faster_mock_and_back(
     servers: list[ServerProcess], tmp_path: Path
 ) -> None:
-    a = mock(servers)
-    b = mock(servers, "--itl-ms", "15")
+    a = start_mock(servers)
+    b = start_mock(servers, "--itl-ms", "15")
     cfg = {
         "targets": targets(a, b),
         "virtual_models": [
@@ -159,7 +126,7 @@ def test_latency_routing_follows_the_faster_mock_and_back(
         ],
         "latency_routing": {"window_requests": 10, "min_samples": 3, "explore_fraction": 0.1},
     }
-    gw, _ = gateway(servers, tmp_path, cfg)
+    gw, _ = start_gateway(servers, tmp_path, cfg)
     first = asyncio.run(fire(gw.url, 60, 3, stream_every=1))
     assert all(status == 200 for status, _, _ in first)
     share = Counter(t for _, t, _ in first[-30:])
@@ -172,13 +139,13 @@ def test_latency_routing_follows_the_faster_mock_and_back(
 
 
 def test_official_openai_client_works_unchanged(servers: list[ServerProcess], tmp_path: Path) -> None:
-    m = mock(servers)
+    m = start_mock(servers)
     cfg = {
         "targets": targets(m),
         "auth": {"api_keys_env": "GW_TEST_KEYS"},
         "virtual_models": [{"name": "team/chat", "targets": [{"target": "m0"}]}],
     }
-    gw, _ = gateway(servers, tmp_path, cfg, env={"GW_TEST_KEYS": "sk-client"})
+    gw, _ = start_gateway(servers, tmp_path, cfg, env={"GW_TEST_KEYS": "sk-client"})
     client = openai.OpenAI(base_url=gw.base_url, api_key="sk-client", max_retries=0, timeout=20)
     messages: Any = [{"role": "user", "content": "hello"}]
     raw = client.chat.completions.with_raw_response.create(model="team/chat", messages=messages)
@@ -208,12 +175,12 @@ def test_official_openai_client_works_unchanged(servers: list[ServerProcess], tm
 def test_sighup_reload_valid_and_invalid_without_dropping_streams(
     servers: list[ServerProcess], tmp_path: Path
 ) -> None:
-    m = mock(servers)
+    m = start_mock(servers)
     cfg = {
         "targets": targets(m, max_connections=16),
         "virtual_models": [{"name": "old", "targets": [{"target": "m0"}]}],
     }
-    gw, path = gateway(servers, tmp_path, cfg)
+    gw, path = start_gateway(servers, tmp_path, cfg)
 
     async def long_stream() -> bytes:
         body = {
@@ -261,9 +228,9 @@ def test_sighup_reload_valid_and_invalid_without_dropping_streams(
 
 
 def test_workers_share_the_port(servers: list[ServerProcess], tmp_path: Path) -> None:
-    m = mock(servers)
+    m = start_mock(servers)
     cfg = {"targets": targets(m), "virtual_models": [{"name": "vm", "targets": [{"target": "m0"}]}]}
-    gw, _ = gateway(servers, tmp_path, cfg, "--workers", "2")
+    gw, _ = start_gateway(servers, tmp_path, cfg, "--workers", "2")
 
     async def ids() -> set[str]:
         seen: set[str] = set()

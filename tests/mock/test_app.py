@@ -245,7 +245,7 @@ def test_bad_requests_get_openai_errors() -> None:
     results = run(MockSettings(), scenario)
     assert [status for status, _ in results] == [400, 400, 400, 404, 405]
     for _, body in results:
-        assert set(body["error"]) == {"message", "type", "code"}
+        assert set(body["error"]) == {"message", "type", "param", "code"}
     assert results[3][1]["error"]["type"] == "not_found_error"
 
 

@@ -193,7 +193,7 @@ def test_embedding_differs_between_texts_and_base64_matches_floats() -> None:
 
 def test_error_body_is_openai_shaped() -> None:
     assert orjson.loads(bodies.error_body(503, "busy")) == {
-        "error": {"message": "busy", "type": "server_error", "code": 503}}
+        "error": {"message": "busy", "type": "server_error", "param": None, "code": 503}}
     assert orjson.loads(bodies.error_body(429, "slow"))["error"]["type"] == "rate_limit_error"
 
 

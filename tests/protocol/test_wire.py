@@ -1,4 +1,4 @@
-"""Byte-level SSE helpers used by the relay."""
+"""The OpenAI wire layer: byte-level helpers of the relay, and one content-delta rule for all."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadbench.gateway.sse import complete_end, completion_tokens, content_deltas, error_event
+from loadbench.protocol.openai import completion_tokens, content_deltas, error_event, parse_chunk
+from loadbench.protocol.sse import complete_end
 
 
 def ev(obj: object) -> bytes:
@@ -63,3 +64,31 @@ def test_cutting_at_complete_end_keeps_whole_events(texts: list[str], data: st.D
     assert b"".join(sent) == stream
     assert all(p.endswith(b"\n\n") for p in sent if p)
     assert sum(content_deltas(p) for p in sent) == len(texts)
+
+
+def test_a_later_empty_content_is_not_a_token() -> None:
+    # the old relay subtracted empty deltas only before the first token, so this counted as one
+    empty = ev({"choices": [{"delta": {"content": ""}}]})
+    assert content_deltas(delta("a") + empty) == 1
+    assert content_deltas(empty) == 0
+
+
+_CHUNKS = [
+    {"choices": [{"delta": {"role": "assistant", "content": ""}}]},
+    {"choices": [{"delta": {"content": ""}}]},
+    {"choices": [{"delta": {"content": None}}]},
+    {"choices": [{"delta": {"content": "x"}}]},
+    {"choices": [{"delta": {"reasoning_content": "think"}}]},
+    {"choices": [{"delta": {"reasoning": "think"}}]},
+    {"choices": [{"delta": {"content": "", "reasoning_content": ""}}]},
+    {"choices": [{"delta": {}, "finish_reason": "stop"}]},
+    {"choices": [{"text": "", "index": 0}]},
+    {"choices": [{"text": " tok1", "index": 0}]},
+    {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}},
+]
+
+
+def test_the_relay_and_the_worker_apply_the_same_content_rule() -> None:
+    for chunk in _CHUNKS:
+        for raw in (orjson.dumps(chunk), b'{"choices": [' + orjson.dumps(chunk["choices"])[1:-1] + b"]}"):
+            assert (content_deltas(b"data: " + raw + b"\n\n") > 0) == parse_chunk(raw).content, raw

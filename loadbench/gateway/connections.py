@@ -1,0 +1,121 @@
+"""The client connections: a limit with a clear refusal, and OpenAI errors for what the parser rejects.
+
+aiohttp answers a request its parser rejects (a malformed request line or header, an oversized
+head) itself, in ``text/plain`` that quotes the offending bytes, and logs them at ERROR, which can put
+a client's key or prompt in the log and in the reply. ``GuardedServer`` answers those as OpenAI JSON
+that names only the status, and logs one rate-limited line per rejection without header values or
+bodies. It also refuses connections beyond ``limits.max_connections`` with a 503 at once, so a crowd
+of idle sockets cannot use up the descriptors. Idle connections (before the first request, between
+requests, or a head that never completes) are closed by aiohttp's keep-alive timer, which runs from
+the connection's start: ``runner_options`` sets it to ``limits.idle_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from loadbench.gateway.config import Limits
+from loadbench.protocol.openai import error_body, error_type
+
+log = logging.getLogger("loadbench.gateway")
+LOG_EVERY_S = 1.0
+_FULL = error_body("The gateway has too many open connections; retry later.", "server_error", 503)
+_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(_FULL)).encode() + b"\r\n\r\n" + _FULL)
+
+
+class RejectLog:
+    """One log line per rejected request, at most one per ``every_s``; the rest are counted in it."""
+
+    def __init__(self, every_s: float = LOG_EVERY_S, clock: Any = time.monotonic) -> None:
+        self.every_s = every_s
+        self.clock = clock
+        self.next_s = 0.0
+        self.suppressed = 0
+        self.total = 0
+
+    def note(self, reason: str) -> bool:
+        """Record one rejection; True when it was logged."""
+        self.total += 1
+        now_s = self.clock()
+        if now_s < self.next_s:
+            self.suppressed += 1
+            return False
+        more = f" (+{self.suppressed} more since the last line)" if self.suppressed else ""
+        log.warning("rejected a request: %s%s", reason, more)
+        self.suppressed = 0
+        self.next_s = now_s + self.every_s
+        return True
+
+
+def default_max_connections() -> int:
+    """Half the descriptor limit: the other half is for upstream pools, files and the listener."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, (soft if soft != resource.RLIM_INFINITY else 65536) // 2)
+
+
+def guarded_server(limits: Limits, rejects: RejectLog) -> type[web.Server]:
+    """A ``web.Server`` class whose connections apply ``limits`` and report to ``rejects``."""
+    max_connections = limits.max_connections or default_max_connections()
+
+    class GuardedHandler(RequestHandler):
+        __slots__ = ()
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            manager = self._manager
+            if manager is not None and len(manager.connections) > max_connections:
+                rejects.note(f"503 connection limit ({max_connections}) reached")
+                assert isinstance(transport, asyncio.Transport)
+                transport.write(_REFUSAL)
+                transport.close()
+
+        def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                         message: str | None = None) -> web.StreamResponse:
+            rejects.note(f"{status} {type(exc).__name__ if exc else 'error'}")
+            if request.writer.output_size > 0:
+                raise ConnectionError("response already started; the connection is closed")
+            phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+            resp = web.Response(status=status, content_type="application/json",
+                                body=error_body(f"{status} {phrase}.", error_type(status), status))
+            resp.force_close()
+            return resp
+
+        def log_exception(self, *args: Any, **kw: Any) -> None:
+            exc = kw.get("exc_info")
+            rejects.note(f"unhandled {type(exc).__name__ if isinstance(exc, BaseException) else 'error'}")
+
+    class GuardedServer(web.Server):
+        def __call__(self) -> RequestHandler:
+            return GuardedHandler(self, loop=self._loop, **self._kwargs)
+
+    return GuardedServer
+
+
+def runner_options(limits: Limits) -> dict[str, Any]:
+    """``AppRunner`` keyword arguments that apply ``limits``."""
+    return {"keepalive_timeout": limits.idle_timeout_s}
+
+
+class GuardedRunner(web.AppRunner):
+    """An ``AppRunner`` whose server is ``guarded_server(limits, rejects)``."""
+
+    __slots__ = ("_server_class",)
+
+    def __init__(self, app: web.Application, limits: Limits, rejects: RejectLog, **kwargs: Any) -> None:
+        super().__init__(app, **runner_options(limits), **kwargs)
+        self._server_class = guarded_server(limits, rejects)
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = self._server_class
+        return server

@@ -1,0 +1,474 @@
+"""One client request through the gateway: an ``Exchange`` whose methods are the steps, in order.
+
+1. ``authorize``  the presented key's digest (the cache tenant) and, with auth on, the check
+2. ``parse``      body (read up to ``limits.max_body_bytes`` within ``body_timeout_s``), model, metadata
+3. ``lookup``     the cache hook, when one is installed
+4. ``route``      the ordered targets (``routing.plan``)
+5. ``call``       attempts with retry and fallback, all before the first content byte reaches the client
+6. ``attempt``    one upstream request; an answer that is not OpenAI (HTML, garbage, SSE to a whole
+                  request, a stream that stalls or ends before its first token) is a target failure
+7. ``relay`` / ``answer_json``  the answer to the client (``relay.StreamRelay`` does the bookkeeping)
+8. cache store, in a task of its own
+
+Upstream bytes are relayed as they arrive, after the first token; the relay looks only at what metrics
+need. A client that stops reading is cut off after ``client_write_timeout_s`` and costs the target
+nothing (``watchdog``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from time import perf_counter_ns
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from loadbench.gateway import auth
+from loadbench.gateway import openai_error as oai
+from loadbench.gateway.config import RouteTarget
+from loadbench.gateway.context import CacheHook, RequestContext, next_request_id
+from loadbench.gateway.health import record_failure, record_success
+from loadbench.gateway.relay import StreamRelay
+from loadbench.gateway.routing import plan
+from loadbench.gateway.state import Gateway, GatewayState
+from loadbench.gateway.upstream import Upstream
+from loadbench.gateway.watchdog import Watch
+from loadbench.protocol.openai import completion_tokens, error_event
+
+log = logging.getLogger("loadbench.gateway")
+
+CONNECT_ERROR = 502  # a connection error counts as this status for retry/fallback lists
+TIMEOUT = 504  # a timeout counts as this status
+INVALID = 502  # a 200 that is not an OpenAI answer counts as this status
+MAX_ERROR_BODY_BYTES = 64 * 1024  # an upstream error body relayed to the client
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+@dataclass(slots=True)
+class _Failure:
+    """Why an attempt did not produce a response (before any byte went to the client)."""
+
+    status: int  # upstream status, or CONNECT_ERROR / TIMEOUT / INVALID
+    outcome: str  # metric label: the status, "timeout", "connect_error" or "invalid_answer"
+    body: bytes  # an upstream OpenAI error body to pass through, or b"" (the gateway writes one)
+    message: str
+    retry_after: str | None = None
+
+
+def _openai_error_body(body: bytes) -> bool:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and isinstance(obj.get("error"), dict | str)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The whole body, or None when it is longer than ``cap`` (reading stops there)."""
+    if resp.content_length is not None:
+        return None if resp.content_length > cap else await resp.read()
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.readany():
+        size += len(chunk)
+        if size > cap:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _openai_answer(body: bytes) -> bool:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and isinstance(obj.get("choices"), list)
+
+
+class Exchange:
+    __slots__ = ("cache", "ctx", "gw", "metrics", "request", "state")
+
+    def __init__(self, request: web.Request, kind: str, gw: Gateway, cache: CacheHook | None) -> None:
+        assert gw.state is not None
+        self.request = request
+        self.gw = gw
+        self.state: GatewayState = gw.state  # one snapshot for the whole exchange (reloads swap it)
+        self.metrics = gw.metrics
+        self.cache = cache
+        self.ctx = RequestContext(next_request_id(), perf_counter_ns(), kind, request.headers)
+
+    async def run(self) -> web.StreamResponse:
+        ctx = self.ctx
+        early = self.authorize() or await self.parse()
+        if early is not None:
+            self.metrics.inc("requests", ctx.route.name if ctx.route else "", str(early.status))
+            return early
+        route = ctx.route
+        assert route is not None
+        cache = self.cache
+        if cache is not None:
+            cached = await cache.lookup(ctx)
+            if cached is not None:
+                self.metrics.inc("requests", route.name, str(cached.status))
+                return cached
+        order = self.route()
+        if not order:
+            self.metrics.inc("requests", route.name, "400")
+            return oai.error(400, f"No target of `{route.name}` matches the request metadata.",
+                             "invalid_request_error")
+        response = await self.call(order)
+        self.metrics.inc("requests", route.name, str(response.status))
+        if cache is not None and ctx.capture and response.status == 200 and ctx.captured:
+            if not response.prepared:
+                # A non-streamed answer: send it before storing, so the client never waits for the cache.
+                try:
+                    await response.prepare(self.request)
+                    await response.write_eof()
+                except ConnectionResetError:
+                    return response
+            # A task of its own: the client may close the connection as soon as it has the answer,
+            # which cancels this handler, and a remote embedder call must not die with it.
+            self.gw.spawn(cache.store(ctx, 200, b"".join(ctx.captured)))
+        return response
+
+    # ------------------------------------------------------------------ steps 1 to 4
+
+    def authorize(self) -> web.Response | None:
+        digest = auth.key_digest_of(self.request.headers)
+        if not auth.admitted(digest, self.state.spec.client_key_digests):
+            return oai.error(401, "Invalid or missing API key.", "invalid_request_error", "invalid_api_key")
+        self.ctx.client_key_digest = digest
+        return None
+
+    async def _body(self) -> bytes | web.Response:
+        limits = self.state.spec.limits
+        limit = limits.max_body_bytes
+        request = self.request
+        if request.content_length is not None and request.content_length > limit:
+            return oai.refuse(413, f"Request body is larger than {limit} bytes.")
+        content = request.content
+        parts: list[bytes] = []
+        size = 0
+        try:
+            # a body that arrived with the head needs no timer
+            async with asyncio.timeout(None if content.is_eof() else limits.body_timeout_s):
+                while part := await content.readany():
+                    size += len(part)
+                    if size > limit:
+                        return oai.refuse(413, f"Request body is larger than {limit} bytes.")
+                    parts.append(part)
+        except TimeoutError:
+            return oai.refuse(408, f"Request body not received within {limits.body_timeout_s:g} s.")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def parse(self) -> web.Response | None:
+        raw = await self._body()
+        if isinstance(raw, web.Response):
+            return raw
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return oai.error(400, f"Request body is not valid JSON: {exc}", "invalid_request_error")
+        if not isinstance(body, dict):
+            return oai.error(400, "Request body must be a JSON object.", "invalid_request_error")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return oai.error(400, "You must provide a model parameter.", "invalid_request_error", param="model")
+        route = self.state.spec.routes.get(model)
+        if route is None:
+            return oai.error(404, f"The model `{model}` does not exist.", "invalid_request_error",
+                             "model_not_found", param="model")
+        ctx = self.ctx
+        raw_meta = self.request.headers.get("X-Loadbench-Metadata")
+        if raw_meta:
+            try:
+                meta = orjson.loads(raw_meta)
+            except orjson.JSONDecodeError:
+                meta = None
+            if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+                return oai.error(400, "X-Loadbench-Metadata must be a JSON object of strings.",
+                                 "invalid_request_error")
+            ctx.metadata = meta
+        ctx.body = body
+        ctx.stream = body.get("stream") is True
+        ctx.route = route
+        return None
+
+    def route(self) -> list[RouteTarget]:
+        route = self.ctx.route
+        assert route is not None
+        state = self.state
+        return plan(route, self.ctx.metadata, state.health, state.windows, state.spec.latency, state.spec.sla,
+                    perf_counter_ns(), self.gw.rng)
+
+    # ------------------------------------------------------------------ steps 5 and 6
+
+    def _payload(self, rt: RouteTarget, upstream_model: str) -> bytes:
+        body = self.ctx.body
+        if rt.override_params:
+            body = {**body, **rt.override_params}
+        if body.get("model") != upstream_model:
+            body = {**body, "model": upstream_model}
+        return orjson.dumps(body)
+
+    async def call(self, order: list[RouteTarget]) -> web.StreamResponse:
+        ctx = self.ctx
+        route = ctx.route
+        assert route is not None
+        metrics = self.metrics
+        failure: _Failure | None = None
+        for index, rt in enumerate(order):
+            if index:
+                metrics.inc("fallbacks", route.name)
+            up = self.state.upstreams[rt.target]
+            payload = self._payload(rt, up.spec.model)
+            for retry in range(route.retry_attempts + 1):
+                if retry:
+                    metrics.inc("retries", rt.target)
+                    t0 = perf_counter_ns()
+                    await asyncio.sleep(route.retry_delay_s)
+                    ctx.failed_ns += perf_counter_ns() - t0
+                ctx.attempts += 1
+                result = await self.attempt(up, payload)
+                if not isinstance(result, _Failure):
+                    return result
+                failure = result
+                if failure.status not in route.retry_status_codes:
+                    break
+            assert failure is not None
+            if failure.status not in route.fallback_status_codes:
+                break
+        assert failure is not None
+        headers = {"x-loadbench-attempts": str(ctx.attempts), "x-request-id": ctx.request_id}
+        if failure.retry_after:
+            headers["Retry-After"] = failure.retry_after
+        if ctx.extra_headers:
+            headers.update(ctx.extra_headers)
+        if failure.body:
+            return web.Response(status=failure.status, body=failure.body, headers=headers,
+                                content_type="application/json")
+        resp = oai.error(failure.status, failure.message, "upstream_error")
+        resp.headers.update(headers)
+        return resp
+
+    def _count_failure(self, up: Upstream, status: int | None) -> None:
+        spec = up.spec
+        if status is not None and status not in spec.failure_status_codes:
+            return
+        now_ns = perf_counter_ns()
+        if record_failure(self.state.health[spec.name], now_ns, spec.allowed_failures_per_minute,
+                          round(spec.cooldown_period_s * 1e9)):
+            self.metrics.inc("cooldowns", spec.name)
+            log.warning("target %s cooled down for %.1fs", spec.name, spec.cooldown_period_s)
+
+    def _failed(self, up: Upstream, send_ns: int, status: int, outcome: str, message: str, *,
+                counted_status: int | None = None, body: bytes = b"", retry_after: str | None = None) -> _Failure:
+        self.metrics.inc("attempts", up.spec.name, outcome)
+        self._count_failure(up, counted_status)
+        self.ctx.failed_ns += perf_counter_ns() - send_ns
+        return _Failure(status, outcome, body, message, retry_after)
+
+    async def _error_answer(self, up: Upstream, resp: aiohttp.ClientResponse, send_ns: int) -> _Failure:
+        """A non-200 upstream answer: its OpenAI error body is passed on, anything else is wrapped."""
+        name = up.spec.name
+        status = resp.status
+        try:
+            body = await _read_capped(resp, MAX_ERROR_BODY_BYTES) or b""
+        except aiohttp.ClientError:
+            body = b""
+        if not _openai_error_body(body):
+            body = b""  # an HTML error page or garbage: the client gets an OpenAI error with the same status
+        return self._failed(up, send_ns, status, str(status), f"upstream {name} answered {status}",
+                            counted_status=status, body=body, retry_after=resp.headers.get("Retry-After"))
+
+    async def attempt(self, up: Upstream, payload: bytes) -> web.StreamResponse | _Failure:
+        """One upstream attempt; a _Failure means nothing has been sent to the client yet."""
+        ctx = self.ctx
+        name = up.spec.name
+        url = up.chat_url if ctx.kind == "chat" else up.completions_url
+        send_ns = perf_counter_ns()
+        up.in_flight += 1
+        resp: aiohttp.ClientResponse | None = None
+        watch: Watch | None = None
+        relay = StreamRelay(0)
+        first = body = b""
+        done = False
+        try:
+            try:
+                if ctx.stream:
+                    # first_token_s runs from the send: to the headers here, then to the first content
+                    # delta under the watchdog (the relay moves the deadline to idle_s gaps after it)
+                    async with asyncio.timeout(up.spec.timeouts.first_token_s):
+                        resp = await up.session.post(url, data=payload, headers=up.headers)
+                else:
+                    resp = await up.session.post(url, data=payload, headers=up.headers)
+                if resp.status != 200:
+                    return await self._error_answer(up, resp, send_ns)
+                if ctx.stream:
+                    if resp.content_type != "text/event-stream":
+                        return self._failed(up, send_ns, INVALID, "invalid_answer",
+                                            f"upstream {name} answered {resp.content_type} to a streamed request")
+                    watch = self.gw.watchdog.watch(resp, send_ns + up.first_token_ns)
+                    relay = StreamRelay(self.state.spec.limits.max_event_bytes, [] if ctx.capture else None)
+                    first = await self._first_token(relay, resp)
+                    if relay.error:
+                        return self._failed(up, send_ns, INVALID, "invalid_answer",
+                                            f"upstream {name} {relay.error} before the first token")
+                else:
+                    whole = await self._whole(up, resp)
+                    if whole is None:
+                        return self._failed(up, send_ns, INVALID, "invalid_answer",
+                                            f"upstream {name} did not answer with an OpenAI completion")
+                    body = whole
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                return self._failed(up, send_ns, TIMEOUT, "timeout", f"upstream {name} timed out")
+            except aiohttp.ClientError as exc:
+                if watch is not None and watch.timed_out:
+                    return self._failed(up, send_ns, TIMEOUT, "timeout", f"upstream {name} timed out")
+                return self._failed(up, send_ns, CONNECT_ERROR, "connect_error",
+                                    f"upstream {name} connection failed: {type(exc).__name__}")
+            self.metrics.inc("attempts", name, "200")
+            ctx.target = name
+            if watch is not None:
+                out = await self.relay(up, resp, watch, relay, first, send_ns)
+            else:
+                out = self.answer_json(up, resp, body, send_ns)
+            done = True
+            return out
+        finally:
+            up.in_flight -= 1
+            if watch is not None:
+                self.gw.watchdog.done(watch)
+            if resp is not None:
+                if done and resp.content.is_eof():
+                    resp.release()
+                else:
+                    resp.close()  # cancels the upstream request (client gone, break, or error)
+
+    async def _first_token(self, relay: StreamRelay, resp: aiohttp.ClientResponse) -> bytes:
+        """Read until the first content delta (or the end); returns the bytes then due to the client."""
+        content = resp.content
+        while True:
+            chunk = await content.readany()
+            if not chunk:
+                return relay.end()
+            out = relay.feed(chunk, perf_counter_ns())
+            if relay.committed or relay.error:
+                return out
+
+    async def _whole(self, up: Upstream, resp: aiohttp.ClientResponse) -> bytes | None:
+        """A non-streamed answer up to ``max_upstream_body_bytes``; None if it is not an OpenAI answer."""
+        if resp.content_type in ("text/event-stream", "text/html"):
+            return None
+        body = await _read_capped(resp, self.state.spec.limits.max_upstream_body_bytes)
+        return body if body is not None and _openai_answer(body) else None
+
+    # ------------------------------------------------------------------ step 7
+
+    def _headers(self, overhead_ns: int) -> dict[str, str]:
+        ctx = self.ctx
+        headers = {"x-loadbench-target": ctx.target, "x-loadbench-attempts": str(ctx.attempts),
+                   "x-loadbench-overhead-ms": f"{max(0, overhead_ns) / 1e6:.3f}", "x-request-id": ctx.request_id}
+        if ctx.extra_headers:
+            headers.update(ctx.extra_headers)
+        return headers
+
+    def answer_json(self, up: Upstream, resp: aiohttp.ClientResponse, body: bytes, send_ns: int) -> web.Response:
+        ctx = self.ctx
+        end_ns = perf_counter_ns()
+        name = up.spec.name
+        record_success(self.state.health[name], end_ns)
+        tokens = completion_tokens(body[-400:]) if b'"usage"' in body else None
+        timings = self.metrics.target(name)
+        timings.ttft.record((end_ns - send_ns) / 1e9)
+        if tokens:
+            tpot_ms = (end_ns - send_ns) / 1e6 / tokens
+            timings.tpot.record(tpot_ms / 1e3)
+            self.state.windows[name].add(end_ns, tpot_ms)
+        if ctx.capture:
+            ctx.captured.append(body)
+        overhead_ns = (perf_counter_ns() - ctx.arrival_ns) - (end_ns - send_ns) - ctx.failed_ns
+        return web.Response(status=200, body=body, headers=self._headers(overhead_ns),
+                            content_type=resp.content_type or "application/json")
+
+    async def relay(self, up: Upstream, resp: aiohttp.ClientResponse, watch: Watch, relay: StreamRelay,
+                    data: bytes, send_ns: int) -> web.StreamResponse:
+        ctx = self.ctx
+        name = up.spec.name
+        metrics = self.metrics
+        out = web.StreamResponse(status=200, headers=_SSE_HEADERS)
+        first_ns = relay.first_ns or perf_counter_ns()  # a stream may end without any token
+        overhead_ns = (perf_counter_ns() - ctx.arrival_ns) - (first_ns - send_ns) - ctx.failed_ns
+        out.headers.update(self._headers(overhead_ns))
+        if relay.capture is not None:
+            ctx.captured = relay.capture
+        content = resp.content
+        idle_ns = up.idle_ns
+        client_ns = round(self.state.spec.limits.client_write_timeout_s * 1e9)
+        watch.client = self.request.transport
+        broke = ""
+        now_ns = perf_counter_ns()
+        try:
+            await out.prepare(self.request)
+            while True:
+                if data:
+                    # the client's deadline while it takes this write, the upstream's again after it
+                    watch.writing = True
+                    watch.deadline_ns = now_ns + client_ns
+                    await out.write(data)
+                    watch.writing = False
+                watch.deadline_ns = perf_counter_ns() + idle_ns
+                try:
+                    chunk = await content.readany()
+                except (TimeoutError, aiohttp.ServerTimeoutError):
+                    broke = "timed out"
+                    break
+                except aiohttp.ClientError as exc:
+                    broke = "timed out" if watch.timed_out else f"connection failed ({type(exc).__name__})"
+                    break
+                if not chunk:
+                    data = relay.end()
+                    broke = relay.error
+                    if data:
+                        await out.write(data)
+                    break
+                now_ns = perf_counter_ns()
+                data = relay.feed(chunk, now_ns)
+                if relay.error:
+                    broke = relay.error
+                    break
+            timings = metrics.target(name)
+            for gap_ns in relay.gaps_ns:
+                timings.itl.record(gap_ns / 1e9)
+            if broke:
+                if relay.carry:
+                    await out.write(b"\n\n")  # terminate the partial event before ours
+                metrics.inc("stream_breaks", name)
+                self._count_failure(up, None)
+                await out.write(error_event(f"upstream {name} {broke} after the stream started", 502))
+                ctx.capture = False
+            else:
+                end_ns = perf_counter_ns()
+                record_success(self.state.health[name], end_ns)
+                if relay.first_ns:
+                    timings.ttft.record((relay.first_ns - send_ns) / 1e9)
+                count = relay.usage_tokens() or relay.tokens
+                if count >= 2 and relay.last_ns > relay.first_ns:
+                    tpot_ms = (relay.last_ns - relay.first_ns) / 1e6 / (count - 1)
+                    timings.tpot.record(tpot_ms / 1e3)
+                    self.state.windows[name].add(end_ns, tpot_ms)
+            await out.write_eof()
+        except asyncio.CancelledError:
+            metrics.inc("slow_clients" if watch.slow_client else "client_disconnects", name)
+            raise
+        except ConnectionResetError:
+            metrics.inc("slow_clients" if watch.slow_client else "client_disconnects", name)
+            ctx.capture = False
+        return out
+
+
+async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook | None) -> web.StreamResponse:
+    return await Exchange(request, kind, gw, cache).run()
