@@ -280,7 +280,8 @@ def _judge_card(suite: Suite, judgements: Sequence[Judgement]) -> JudgeCard | No
         mine = [x for x in judgements if x.judge == j.name]
         pairs = [x for x in mine if x.kind == "pair"]
         consistency = (sum(1 for x in pairs if x.first == x.second) / len(pairs)) if pairs else None
-        stats.append(JudgeStats(j.name, len(mine) + len(pairs), sum(1 for x in mine if x.cached),
+        calls = sum(2 if x.kind == "pair" else 1 for x in mine)  # a pair is judged in both orders
+        stats.append(JudgeStats(j.name, calls, sum(1 for x in mine if x.cached),
                                 sum(x.cost for x in mine), consistency))
     verdicts: dict[tuple[str, str, int, str], dict[str, bool]] = defaultdict(dict)
     for x in judgements:

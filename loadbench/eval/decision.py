@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from loadbench.eval.stats import Interval, bootstrap_indices, paired_bootstrap, percentile_interval
+from loadbench.eval.stats import Interval, bootstrap_indices, paired_bootstrap, percentile_interval, sig
 
 Verdict = Literal["ACCEPT", "REJECT", "INCONCLUSIVE"]
 CheckResult = Literal["pass", "fail", "unsure"]
@@ -48,18 +48,14 @@ class Check:
         return self.candidate / self.incumbent if self.incumbent else math.inf
 
     def to_json(self) -> dict[str, Any]:
-        return {"criterion": self.criterion, "limit": self.limit, "candidate": _r(self.candidate),
-                "incumbent": _r(self.incumbent), "ratio": _r(self.ratio), "theta": self.theta.to_json(),
+        return {"criterion": self.criterion, "limit": self.limit, "candidate": sig(self.candidate),
+                "incumbent": sig(self.incumbent), "ratio": sig(self.ratio), "theta": self.theta.to_json(),
                 "result": self.result}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Check:
         return cls(obj["criterion"], float(obj["limit"]), float(obj["candidate"]), float(obj["incumbent"]),
                    Interval.from_json(obj["theta"]), obj["result"])
-
-
-def _r(x: float) -> float:
-    return round(x, 9) if math.isfinite(x) else x
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any
 from loadbench.errors import ConfigError
 from loadbench.eval.classify import ClassificationReport
 from loadbench.eval.decision import CandidateDecision
-from loadbench.eval.stats import Interval
+from loadbench.eval.stats import Interval, sig
 
 SCHEMA = "loadbench.scorecard/1"
 
@@ -221,8 +221,8 @@ def _dump(obj: Any) -> Any:
         return [_dump(x) for x in obj]
     if isinstance(obj, dict):
         return {str(k): _dump(v) for k, v in obj.items()}
-    if isinstance(obj, float) and math.isfinite(obj):
-        return round(obj, 9)
+    if isinstance(obj, float):
+        return sig(obj)
     return obj
 
 

@@ -49,7 +49,8 @@ def test_finish_reason_and_length_in_tokens() -> None:
 
 def test_json_schema_reports_each_violation() -> None:
     schema = {"type": "object", "required": ["a", "b"], "additionalProperties": False,
-              "properties": {"a": {"type": "integer", "minimum": 0}, "b": {"type": "array", "items": {"type": "string"}}}}
+              "properties": {"a": {"type": "integer", "minimum": 0},
+                             "b": {"type": "array", "items": {"type": "string"}}}}
     assert schema_errors({"a": 1, "b": ["x"]}, schema) == []
     errors = schema_errors({"a": -1, "b": [3], "c": True}, schema)
     assert errors == ["$.a: below minimum 0", "$.b[0]: expected string", "$.c: not allowed"]
