@@ -1,4 +1,4 @@
-"""``loadbench compare BASELINE_DIR RUN_DIR``: deltas, significance, CI gates (exit 0/1/2/3)."""
+"""``loadbench compare BASELINE... RUN_DIR``: deltas, significance, CI gates (exit 0/1/2/3)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from loadbench.errors import ExitCode
 
 
 @click.command()
-@click.argument("baseline_dir", type=click.Path(path_type=Path))
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--fail-on", "fail_on", multiple=True, metavar="EXPR",
               help="Fail (exit 1) when EXPR holds, e.g. 'ttft.p95 > +10%', 'itl.p99 > 25ms', "
                    "'error_rate > 1%'. Repeatable. Relative (+/-%) gates fail only on significant changes.")
@@ -26,14 +25,19 @@ from loadbench.errors import ExitCode
 @click.option("--error-ceiling", type=click.FloatRange(min=0, max=100), default=20.0, show_default=True,
               help="Error rate (percent) above which a run is not valid to judge (exit 3).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap RNG.")
-def compare(baseline_dir: Path, run_dir: Path, fail_on: tuple[str, ...], out_dir: Path | None, z: float,
+def compare(paths: tuple[Path, ...], fail_on: tuple[str, ...], out_dir: Path | None, z: float,
             min_effect: float, min_samples: int, error_ceiling: float, seed: int) -> int:
-    """Compare RUN_DIR against BASELINE_DIR; write compare.md and compare.junit.xml."""
+    """Compare RUN_DIR (the last path) against a baseline: one run folder, several, or a folder of runs
+    (several runs put the spread between runs into the noise). Writes compare.md and compare.junit.xml."""
+    from loadbench.errors import InputError
     from loadbench.report.compare import compare_runs, render_junit, render_markdown, render_text
     from loadbench.report.gates import parse_exprs
 
     exprs = parse_exprs(fail_on)  # parse first: a typo is exit 2 before any work
-    result = compare_runs(baseline_dir, run_dir, exprs, z=z, min_effect=min_effect / 100.0, seed=seed,
+    if len(paths) < 2:
+        raise InputError("compare: give a baseline and a run: loadbench compare BASELINE... RUN_DIR")
+    *baselines, run_dir = paths
+    result = compare_runs(baselines, run_dir, exprs, z=z, min_effect=min_effect / 100.0, seed=seed,
                           min_samples=min_samples, error_ceiling=error_ceiling / 100.0)
     out = out_dir or run_dir
     out.mkdir(parents=True, exist_ok=True)

@@ -8,20 +8,33 @@ from pathlib import Path
 from typing import Any
 
 from loadbench.errors import InputError
+from loadbench.metrics.records import EMPTY_STATS, STAGE_METRICS, Load, Summary, stat_label
+from loadbench.metrics.slo import SloSpec
 from loadbench.report import plots
 from loadbench.report.definitions import DEFINITIONS, EXCLUSIONS
 from loadbench.report.document import Bullets, Document, Heading, Image, Para, Table, to_html, to_markdown
 from loadbench.report.intervals import interval_rows, write_intervals_csv
 from loadbench.report.runfolder import RunFolder, folder_kind, load_run, sub_runs
-from loadbench.report.stats import format_value
-from loadbench.report.sweep import load_sweep
+from loadbench.report.stats import FRACTION_FIGURES, Figure
+from loadbench.report.sweep import capacity_text, load_sweep, sweep_rows, sweep_statistics
+from loadbench.report.tables import (
+    MISSING,
+    STAGE_STATS,
+    fmt,
+    latency_cell,
+    latency_table,
+    requests_line,
+    slo_headline,
+    slo_mark,
+    slo_rows,
+    slo_text,
+    stage_table,
+    stalls_line,
+)
 from loadbench.report.validity import check_valid
 
 FORMATS = ("md", "html", "json")
-SPECTRUM_METRICS = ("ttft", "itl", "tpot", "e2e")
-TABLE_METRICS = ("ttft", "itl", "tpot", "e2e", "queue", "service_ttft")
-TABLE_STATS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")
-SIDE_BY_SIDE_STATS = ("p50", "p95", "p99")
+SPECTRUM_METRICS = STAGE_METRICS
 
 
 def build(path: Path, formats: Sequence[str]) -> list[Path]:
@@ -39,11 +52,11 @@ def build(path: Path, formats: Sequence[str]) -> list[Path]:
     else:
         doc, data, files = _sweep_report(path, plot_dir)
     written += files
-    for fmt in formats:
-        out = path / f"report.{fmt}"
-        if fmt == "md":
+    for ext in formats:
+        out = path / f"report.{ext}"
+        if ext == "md":
             out.write_text(to_markdown(doc, path), encoding="utf-8")
-        elif fmt == "html":
+        elif ext == "html":
             out.write_text(to_html(doc), encoding="utf-8")
         else:
             out.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
@@ -53,81 +66,65 @@ def build(path: Path, formats: Sequence[str]) -> list[Path]:
 
 # ---------------------------------------------------------------- blocks shared by every kind of report
 
-def _fmt_ms(v: Any) -> str:
-    return "–" if v is None else f"{float(v):.3f}"
-
-
-def _num(v: Any) -> str:
-    return "–" if v is None else f"{float(v):.4g}"
-
-
-_SWEEP_COLUMNS = (("ttft", "p50"), ("ttft", "p99"), ("itl", "p99"), ("e2e", "p99"))
-
-
-def _load_text(summary: dict[str, Any]) -> str:
-    load = summary.get("load") or {}
-    mode = load.get("mode", "?")
-    parts = [f"mode {mode}"]
-    if load.get("rps") is not None:
-        parts.append(f"{load['rps']} requests/s offered")
-    if load.get("users") is not None:
-        parts.append(f"{load['users']} users")
-    for key, label in (("ramp_up_s", "ramp-up"), ("duration_s", "duration"), ("warmup_s", "warm-up"),
-                       ("cooldown_s", "cool-down")):
-        if load.get(key):
-            parts.append(f"{label} {load[key]} s")
-    if load.get("stages"):
-        parts.append(f"{len(load['stages'])} stages")
-    if load.get("workers"):
-        parts.append(f"{load['workers']} worker process(es)")
+def _load_text(load: Load) -> str:
+    parts = [f"mode {load.mode}"]
+    if load.rps is not None:
+        parts.append(f"{fmt(load.rps, 'requests/s')} offered")
+    if load.users is not None and load.mode == "closed":
+        parts.append(f"{load.users} users")
+    for value, label in ((load.ramp_up_s, "ramp-up"), (load.duration_s, "duration"), (load.warmup_s, "warm-up"),
+                         (load.cooldown_s, "cool-down")):
+        if value:
+            parts.append(f"{label} {value:g} s")
+    if load.stages:
+        parts.append(f"{len(load.stages)} stages")
+    if load.workers:
+        parts.append(f"{load.workers} worker process(es)")
     return ", ".join(parts)
 
 
-def _overview(summary: dict[str, Any]) -> list[str]:
-    target = summary.get("target") or {}
-    req = summary.get("requests") or {}
-    thr = summary.get("throughput") or {}
-    tokens = summary.get("tokens") or {}
-    window = summary.get("window") or {}
-    source = tokens.get("source", "?")
-    token_note = " (estimated from chunk counts: the server sent no usage)" if source != "usage" else \
-        " (the server's usage field)"
-    outcomes = ", ".join(f"{k} {v}" for k, v in sorted((req.get("by_outcome") or {}).items())) or "–"
-    goodput = thr.get("goodput_rps")
-    return [
-        f"Run: {summary.get('run_id', '?')}",
-        f"Target: {target.get('url', '?')} (model {target.get('model', '?')})",
-        f"Load: {_load_text(summary)}",
-        f"Measure window: {window.get('measure_s', '?')} s",
-        f"Requests: {req.get('total', 0)} measured ({outcomes}); error rate "
-        f"{format_value(req.get('error_rate'), '')}; excluded (warm-up/cool-down) {req.get('excluded', 0)}; "
-        f"dropped {req.get('dropped', 0)}",
-        f"Throughput: {format_value(thr.get('requests_per_s'), ' requests/s')}, "
-        f"{format_value(thr.get('output_tokens_per_s'), ' output tokens/s')}"
-        + (f", goodput {format_value(goodput, ' requests/s')}" if goodput is not None else ""),
-        f"Token counts: {source}{token_note}; prompt mean {tokens.get('prompt_mean')} "
-        f"(requested {tokens.get('prompt_requested_mean')}), output mean {tokens.get('output_mean')} "
-        f"(requested {tokens.get('output_requested_mean')})",
+def _overview(s: Summary) -> list[str]:
+    source = s.tokens.source
+    token_note = {"usage": " (the server's usage field)", None: ""}.get(
+        source, " (estimated from chunk counts: the server sent no usage)")
+    t = s.tokens
+    items = [
+        f"Run: {s.run_id or MISSING}",
+        f"Target: {s.target.url or MISSING} (model {s.target.model or MISSING})",
+        f"Load: {_load_text(s.load)}",
+        f"Measure window: {fmt(s.window.measure_s)} s",
+        requests_line(s),
+        f"Token counts: {source or 'no successful request'}{token_note}; prompt mean {fmt(t.prompt_mean)} "
+        f"(requested {fmt(t.prompt_requested_mean)}), output mean {fmt(t.output_mean)} "
+        f"(requested {fmt(t.output_requested_mean)})",
     ]
+    stalls = stalls_line(s)
+    return [*items, stalls] if stalls else items
 
 
-def _latency_table(metrics: dict[str, Any]) -> Table:
-    headers = ["metric (ms)", *[s.replace("_", ".") for s in TABLE_STATS]]
-    rows = []
-    for m in TABLE_METRICS:
-        stats = metrics.get(f"{m}_ms")
-        if not stats:
-            continue
-        rows.append([m, str(stats.get("count", 0)), *[_fmt_ms(stats.get(s)) for s in TABLE_STATS[1:]]])
-    return Table(headers, rows)
+def _latency_block(s: Summary) -> Table:
+    return Table(*latency_table(s))
 
 
-def _warnings(summary: dict[str, Any]) -> list[str]:
-    items = [str(w) for w in summary.get("warnings") or []]
-    items += [f"not valid to judge: {r}" for r in check_valid(summary)]
-    if summary.get("interrupted"):
+def _warnings(s: Summary) -> list[str]:
+    items = list(s.warnings)
+    items += [f"not valid to judge: {r}" for r in check_valid(s)]
+    if s.interrupted:
         items.append("the run was interrupted: figures cover only what finished")
     return items or ["none"]
+
+
+def _slo_blocks(s: Summary) -> list[Heading | Para | Table]:
+    if s.slo is None:
+        return []
+    return [Heading("SLO verdict"), Para(slo_headline(s.slo)), Table(*slo_rows(s.slo))]
+
+
+def _stage_blocks(s: Summary) -> list[Heading | Para | Table]:
+    if not s.stages:
+        return []
+    return [Heading("Per stage (by each request's intended start; latencies in ms)"), Table(*stage_table(s.stages)),
+            Para("A warm-up stage is shown for reference; the headline figures exclude it.")]
 
 
 def _definitions_blocks() -> list[Heading | Bullets | Para]:
@@ -135,20 +132,21 @@ def _definitions_blocks() -> list[Heading | Bullets | Para]:
             Heading("What was excluded"), Para(EXCLUSIONS)]
 
 
-def _breakdown_blocks(summary: dict[str, Any]) -> list[Heading | Table]:
+def _breakdown_blocks(s: Summary) -> list[Heading | Table]:
     out: list[Heading | Table] = []
-    for dim, values in (summary.get("breakdowns") or {}).items():
+    for dim, values in s.breakdowns.items():
         if not values:
             continue
-        headers = [dim, "requests", *[f"{m} {s}" for m in ("ttft", "itl", "e2e") for s in SIDE_BY_SIDE_STATS]]
-        rows = []
-        for name, entry in values.items():
-            metrics = entry.get("metrics") or {}
-            rows.append([name, str(entry.get("requests", "")),
-                         *[_fmt_ms((metrics.get(f"{m}_ms") or {}).get(s))
-                           for m in ("ttft", "itl", "e2e") for s in SIDE_BY_SIDE_STATS]])
+        headers = [dim, "requests", *[f"{m} {stat_label(st)}" for m in _BREAKDOWN_METRICS for st in STAGE_STATS]]
+        rows = [[name, fmt(entry.requests, "n"),
+                 *[latency_cell(entry.latency(m), st) for m in _BREAKDOWN_METRICS for st in STAGE_STATS]]
+                for name, entry in values.items()]
         out += [Heading(f"Breakdown by {dim} (ms)", 3), Table(headers, rows)]
     return out
+
+
+_BREAKDOWN_METRICS = ("ttft", "itl", "e2e")
+ALL_REQUESTS = "all requests"
 
 
 # ---------------------------------------------------------------- single run
@@ -160,27 +158,29 @@ def _run_report(run: RunFolder, plot_dir: Path) -> tuple[Document, dict[str, Any
     spectra = {m: {run.name: run.hlog.total(m)} for m in SPECTRUM_METRICS}
     target_tags = sorted({t.split("=", 1)[1] for t in run.hlog.tags if t.startswith("ttft:target=")})
     if target_tags:
-        spectra = {m: {t: run.hlog.total(f"{m}:target={t}") for t in target_tags} for m in SPECTRUM_METRICS}
+        # the all-requests line is the one the headline table describes
+        spectra = {m: {ALL_REQUESTS: run.hlog.total(m), **{t: run.hlog.total(f"{m}:target={t}") for t in target_tags}}
+                   for m in SPECTRUM_METRICS}
     images = [plots.plot_spectra(spectra, plot_dir / "percentile_spectrum.png",
                                  f"Percentile spectrum: {run.name}"),
               plots.plot_over_time(rows, plot_dir / "over_time.png", f"Over time: {run.name}")]
     if target_tags:
-        by_target = ((s.get("breakdowns") or {}).get("target") or {})
-        stats = {m: {t: (by_target.get(t, {}).get("metrics") or {}).get(f"{m}_ms") or {} for t in target_tags}
+        by_target = s.breakdowns.get("target", {})
+        stats = {m: {t: by_target[t].latency(m) if t in by_target else EMPTY_STATS for t in target_tags}
                  for m in SPECTRUM_METRICS}
         images.append(plots.plot_bars(stats, plot_dir / "targets_bars.png",
                                       f"P50 / P95 / P99 by target: {run.name}"))
     files += images
     doc = Document(f"loadbench report: {run.name}")
-    doc.add(Heading("Run"), Bullets(_overview(s)), Heading("Warnings"), Bullets(_warnings(s)),
-            Heading("Latency (measure window, successful requests)"), _latency_table(s.get("metrics") or {}),
-            *_breakdown_blocks(s), Heading("Plots"))
+    doc.add(Heading("Run"), Bullets(_overview(s)), *_slo_blocks(s), Heading("Warnings"), Bullets(_warnings(s)),
+            Heading("Latency (measure window, successful requests)"), _latency_block(s),
+            *_stage_blocks(s), *_breakdown_blocks(s), Heading("Plots"))
     doc.add(*[Image(p, _ALT[p.stem]) for p in images])
     doc.add(*_definitions_blocks(), Heading("Files"),
             Bullets(["intervals.csv: per-interval counts and P50/P90/P99 of TTFT, ITL, TPOT, E2E",
                      "samples.jsonl: one line per finished request (raw)",
                      "histograms.hlog: HdrHistogram interval log (microseconds)"]))
-    data = {"kind": "run", "summary": s, "validity": check_valid(s), "definitions": DEFINITIONS,
+    data = {"kind": "run", "summary": s.to_json(), "validity": check_valid(s), "definitions": DEFINITIONS,
             "plots": [p.relative_to(run.path).as_posix() for p in images],
             "intervals": [_row_json(r) for r in rows]}
     return doc, data, files
@@ -205,24 +205,24 @@ def _row_json(r: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- multi-target
 
+_SIDE_BY_SIDE_FIGURES = (("throughput (requests/s)", "throughput.rps"), ("output tokens/s", "throughput.tokens_per_s"),
+                         ("goodput (requests/s)", "throughput.goodput_rps"), ("error rate", "error_rate"),
+                         ("stalls per 1,000 tokens", "stalls.per_1k_tokens"),
+                         ("streams with a stall", "stalls.stalled_share"))
+
+
 def side_by_side_table(runs: list[tuple[str, RunFolder]]) -> Table:
     rows: list[list[str]] = []
     for m in SPECTRUM_METRICS:
-        for st in ("mean", *SIDE_BY_SIDE_STATS):
-            rows.append([f"{m}.{st} (ms)",
-                         *[_fmt_ms(((r.summary.get("metrics") or {}).get(f"{m}_ms") or {}).get(st))
-                           for _, r in runs]])
-    for label, section, key, unit in (("throughput (requests/s)", "throughput", "requests_per_s", "/s"),
-                                      ("output tokens/s", "throughput", "output_tokens_per_s", "/s"),
-                                      ("goodput (requests/s)", "throughput", "goodput_rps", "/s"),
-                                      ("error rate", "requests", "error_rate", ""),
-                                      ("requests measured", "requests", "total", "n")):
-        cells = []
-        for _, r in runs:
-            v = (r.summary.get(section) or {}).get(key)
-            cells.append(str(v) if unit == "n" else format_value(v, "") if unit == "" else _num(v))
-        rows.append([label, *cells])
-    rows.append(["token source", *[str((r.summary.get("tokens") or {}).get("source", "?")) for _, r in runs]])
+        for st in ("mean", *STAGE_STATS):
+            rows.append([f"{m}.{stat_label(st)} (ms)", *[latency_cell(r.summary.latency(m), st) for _, r in runs]])
+    for label, name in _SIDE_BY_SIDE_FIGURES:
+        fig = Figure(name)
+        unit = "%" if name in FRACTION_FIGURES else ""
+        rows.append([label, *[fmt(fig.lookup(r.summary), unit) for _, r in runs]])
+    rows.append(["requests measured", *[fmt(r.summary.requests.total, "n") for _, r in runs]])
+    rows.append(["token source", *[r.summary.tokens.source or MISSING for _, r in runs]])
+    rows.append(["SLO", *[slo_mark(r.summary.slo) for _, r in runs]])
     verdicts = [check_valid(r.summary) for _, r in runs]
     rows.append(["valid to judge", *["yes" if not v else "NO: " + "; ".join(v) for v in verdicts]])
     return Table(["figure", *[name for name, _ in runs]], rows)
@@ -231,8 +231,7 @@ def side_by_side_table(runs: list[tuple[str, RunFolder]]) -> Table:
 def _multi_report(path: Path, plot_dir: Path) -> tuple[Document, dict[str, Any], list[Path]]:
     runs = sub_runs(path, "multi")
     spectra = {m: {name: r.hlog.total(m) for name, r in runs} for m in SPECTRUM_METRICS}
-    stats = {m: {name: (r.summary.get("metrics") or {}).get(f"{m}_ms") or {} for name, r in runs}
-             for m in SPECTRUM_METRICS}
+    stats = {m: {name: r.summary.latency(m) for name, r in runs} for m in SPECTRUM_METRICS}
     title = path.name
     images = [plots.plot_spectra(spectra, plot_dir / "targets_spectrum.png",
                                  f"Percentile spectra by target: {title}"),
@@ -241,10 +240,10 @@ def _multi_report(path: Path, plot_dir: Path) -> tuple[Document, dict[str, Any],
     doc.add(Heading("Targets side by side"), side_by_side_table(runs), Heading("Plots"),
             *[Image(p, _ALT[p.stem]) for p in images])
     for name, r in runs:
-        doc.add(Heading(f"Target {name}"), Bullets(_overview(r.summary)), Bullets(_warnings(r.summary)),
-                _latency_table(r.summary.get("metrics") or {}))
+        doc.add(Heading(f"Target {name}"), Bullets(_overview(r.summary)), *_slo_blocks(r.summary),
+                Bullets(_warnings(r.summary)), _latency_block(r.summary), *_stage_blocks(r.summary))
     doc.add(*_definitions_blocks())
-    data = {"kind": "multi", "targets": {name: r.summary for name, r in runs},
+    data = {"kind": "multi", "targets": {name: r.summary.to_json() for name, r in runs},
             "validity": {name: check_valid(r.summary) for name, r in runs}, "definitions": DEFINITIONS,
             "plots": [p.relative_to(path).as_posix() for p in images]}
     return doc, data, images
@@ -254,33 +253,16 @@ def _multi_report(path: Path, plot_dir: Path) -> tuple[Document, dict[str, Any],
 
 def _sweep_report(path: Path, plot_dir: Path) -> tuple[Document, dict[str, Any], list[Path]]:
     sweep = load_sweep(path)
-    steps = sweep.plot_steps()
+    spec = SloSpec.from_json(sweep.slo)
     title = sweep.name or path.name
-    images = [plots.plot_sweep(steps, sweep.capacity, sweep.load_unit, plot_dir / "sweep.png",
-                               f"Sweep: {title}"),
+    images = [plots.plot_sweep(sweep, spec, sweep_statistics(spec), plot_dir / "sweep.png", f"Sweep: {title}"),
               plots.plot_spectra({m: {f"{s.load:g} {sweep.load_unit}": s.run.hlog.total(m)
                                       for s in sweep.steps} for m in ("ttft", "e2e")},
                                  plot_dir / "sweep_spectrum.png",
                                  f"Percentile spectra per sweep step: {title}")]
-    headers = ["step", f"load ({sweep.load_unit})", "requests/s", "goodput/s", "output tok/s", "TTFT p50",
-               "TTFT p99", "ITL p99", "E2E p99", "SLO met", "valid"]
-    rows = []
-    for s in sweep.steps:
-        m = s.run.summary.get("metrics") or {}
-        reasons = check_valid(s.run.summary)
-        rows.append([str(s.index), f"{s.load:g}", _num(s.throughput_rps), _num(s.goodput_rps),
-                     _num(s.output_tokens_per_s),
-                     *[_fmt_ms((m.get(f"{k}_ms") or {}).get(p)) for k, p in _SWEEP_COLUMNS],
-                     {True: "yes", False: "no", None: "–"}[s.slo_met], "yes" if not reasons else "no"])
-    cap = sweep.capacity
-    cap_text = ("Capacity: no step met the SLO" if not cap else
-                f"Capacity: {cap.get('load')} {sweep.load_unit} (the highest load meeting the SLO), "
-                f"{format_value(cap.get('throughput_rps'), ' requests/s')}, "
-                f"goodput {format_value(cap.get('goodput_rps'), ' requests/s')}")
-    slo = ", ".join(f"{k} ≤ {v}" for k, v in (sweep.slo or {}).items()) or "none given"
     doc = Document(f"loadbench sweep: {title}")
-    doc.add(Heading("Result"), Para(cap_text), Para(f"SLO: {slo}"),
-            Heading("Steps (latencies in ms)"), Table(headers, rows), Heading("Plots"),
+    doc.add(Heading("Result"), Para(capacity_text(sweep)), Para(f"SLO: {slo_text(spec)}"),
+            Heading("Steps"), Table(*sweep_rows(sweep, spec)), Heading("Plots"),
             *[Image(p, _ALT[p.stem]) for p in images], *_definitions_blocks())
     data = {"kind": "sweep", "sweep": sweep.raw, "definitions": DEFINITIONS,
             "plots": [p.relative_to(path).as_posix() for p in images]}

@@ -10,9 +10,11 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from loadbench.errors import InputError
+from loadbench.metrics.records import SUMMARY_SCHEMA
+from loadbench.report.baseline import Baseline, expand_baselines
 from loadbench.report.document import markdown_table
 from loadbench.report.gates import GateExpr, GateVerdict, evaluate_gates, relative_change
-from loadbench.report.runfolder import SUMMARY_SCHEMA, RunFolder, load_run
+from loadbench.report.runfolder import RunFolder, load_run
 from loadbench.report.significance import DEFAULT_MIN_EFFECT, DEFAULT_Z, Noise, decide, folder_noise
 from loadbench.report.stats import PERCENTILE_STATS, RUN_FIGURES, Figure, format_value
 from loadbench.report.validity import DEFAULT_ERROR_CEILING, DEFAULT_MIN_SAMPLES, check_valid
@@ -41,7 +43,7 @@ class Delta:
 
 @dataclass(slots=True)
 class Comparison:
-    baseline: RunFolder
+    baselines: Baseline
     run: RunFolder
     deltas: list[Delta]
     verdict: GateVerdict
@@ -55,64 +57,71 @@ class Comparison:
     def valid(self) -> bool:
         return not any(self.invalid.values())
 
+    @property
+    def baseline(self) -> RunFolder:
+        return self.baselines.first
 
-def _check_schemas(baseline_dir: Path, run_dir: Path) -> None:
-    schemas = {}
-    for label, path in (("baseline", baseline_dir), ("run", run_dir)):
+
+def _check_schemas(baseline_dirs: Sequence[Path], run_dir: Path) -> None:
+    schemas: dict[Path, object] = {}
+    for label, path in [*(("baseline", b) for b in baseline_dirs), ("run", run_dir)]:
         summary = path / "summary.json"
         if not summary.is_file():
             raise InputError(f"{label} {path}: no summary.json; not a finished loadbench run folder")
         data = rd.read_json(summary)
-        schemas[label] = data.get("schema") if isinstance(data, dict) else None
-    if schemas["baseline"] != schemas["run"]:
-        raise InputError(f"baseline and run have different summary schemas ({schemas['baseline']!r} vs "
-                         f"{schemas['run']!r}); rebuild the older one or record a new baseline "
-                         f"(this loadbench reads {SUMMARY_SCHEMA!r})")
+        schemas[path] = data.get("schema") if isinstance(data, dict) else None
+    for base in baseline_dirs:
+        if schemas[base] != schemas[run_dir]:
+            raise InputError(f"baseline and run have different summary schemas ({schemas[base]!r} vs "
+                             f"{schemas[run_dir]!r}); rebuild the older one or record a new baseline "
+                             f"(this loadbench reads {SUMMARY_SCHEMA!r})")
 
 
 def _mismatch_warnings(base: RunFolder, run: RunFolder) -> list[str]:
     out = []
-    bl, rl = base.summary.get("load") or {}, run.summary.get("load") or {}
+    bl, rl = base.summary.load, run.summary.load
     for key in ("mode", "users", "rps", "duration_s", "warmup_s", "workers"):
-        if bl.get(key) != rl.get(key):
-            out.append(f"load differs: {key} {bl.get(key)!r} (baseline) vs {rl.get(key)!r} (run)")
-    bm = (base.summary.get("target") or {}).get("model")
-    rm = (run.summary.get("target") or {}).get("model")
+        if getattr(bl, key) != getattr(rl, key):
+            out.append(f"load differs: {key} {getattr(bl, key)!r} (baseline) vs {getattr(rl, key)!r} (run)")
+    bm, rm = base.summary.target.model, run.summary.target.model
     if bm != rm:
         out.append(f"model differs: {bm!r} (baseline) vs {rm!r} (run)")
-    bs = (base.summary.get("tokens") or {}).get("source")
-    rs = (run.summary.get("tokens") or {}).get("source")
+    bs, rs = base.summary.tokens.source, run.summary.tokens.source
     if bs != rs:
         out.append(f"token source differs: {bs!r} (baseline) vs {rs!r} (run); "
                    "token figures are not comparable")
     return out
 
 
-def compare_runs(baseline_dir: Path, run_dir: Path, exprs: Sequence[GateExpr] = (), *,
+def compare_runs(baseline: Path | Sequence[Path], run_dir: Path, exprs: Sequence[GateExpr] = (), *,
                  z: float = DEFAULT_Z, min_effect: float = DEFAULT_MIN_EFFECT, seed: int = 0,
                  min_samples: int = DEFAULT_MIN_SAMPLES, error_ceiling: float = DEFAULT_ERROR_CEILING,
                  ) -> Comparison:
-    _check_schemas(Path(baseline_dir), Path(run_dir))
-    base, run = load_run(Path(baseline_dir)), load_run(Path(run_dir))
+    """``baseline``: one run folder, several, or folders of runs (``expand_baselines``)."""
+    paths = expand_baselines([baseline] if isinstance(baseline, str | Path) else baseline)
+    _check_schemas(paths, Path(run_dir))
+    base, run = Baseline.load(paths), load_run(Path(run_dir))
     figures = [Figure(m, s) for m in TABLE_METRICS for s in TABLE_STATS] + [Figure(n) for n in RUN_FIGURES]
     for e in exprs:
         if e.figure not in figures:
             figures.append(e.figure)
-    base_noise = folder_noise(base, figures, seed=seed)
-    run_noise = folder_noise(run, figures, seed=seed)
+    base_noise, run_noise = base.noise(figures, folder_noise(run, figures, seed=seed), seed=seed)
     deltas = [_delta(f, base, run, base_noise, run_noise, z, min_effect) for f in figures]
     deltas = [d for d in deltas if d.baseline is not None or d.run is not None]
-    verdict = evaluate_gates(exprs, run.summary, base.summary, run_noise=run_noise, baseline_noise=base_noise,
-                             z=z, min_effect=min_effect)
-    invalid = {"baseline": check_valid(base.summary, min_samples=min_samples, error_ceiling=error_ceiling),
+    verdict = evaluate_gates(exprs, run.summary, base.first.summary, baseline_lookup=base.value,
+                             run_noise=run_noise, baseline_noise=base_noise, z=z, min_effect=min_effect,
+                             within_only=not base.between_known)
+    invalid = {"baseline": [f"{r.name}: {why}" if len(base.runs) > 1 else why for r in base.runs
+                            for why in check_valid(r.summary, min_samples=min_samples, error_ceiling=error_ceiling)],
                "run": check_valid(run.summary, min_samples=min_samples, error_ceiling=error_ceiling)}
+    warnings = [w for r in base.runs for w in _mismatch_warnings(r, run)]
     return Comparison(base, run, deltas, verdict, run_noise.method, z, min_effect, invalid,
-                      _mismatch_warnings(base, run))
+                      list(dict.fromkeys(warnings)))
 
 
-def _delta(fig: Figure, base: RunFolder, run: RunFolder, base_noise: Noise, run_noise: Noise, z: float,
+def _delta(fig: Figure, base: Baseline, run: RunFolder, base_noise: Noise, run_noise: Noise, z: float,
            min_effect: float) -> Delta:
-    b, r = fig.lookup(base.summary), fig.lookup(run.summary)
+    b, r = base.value(fig), fig.lookup(run.summary)
     if b is None or r is None:
         return Delta(fig, b, r, None, None, False, None)
     sig = decide(r, b, run_noise.get(fig.key), base_noise.get(fig.key), z=z, min_effect=min_effect)
@@ -138,18 +147,20 @@ def _delta_abs(d: Delta) -> str:
     return f"{d.delta:+.3g}{' ms' if d.figure.unit == 'ms' else '/s'}"
 
 
-def _sig(d: Delta) -> str:
+def _sig(d: Delta, between_known: bool) -> str:
     if d.delta is None:
         return "–"
     if not d.significant:
         return "no"
-    return "yes, worse" if d.worse else "yes, better"
+    direction = "worse" if d.worse else "better"
+    return f"yes, {direction}" if between_known else f"beyond within-run noise, {direction}"
 
 
 def delta_rows(c: Comparison) -> list[list[str]]:
+    known = c.baselines.between_known
     return [[d.figure.key, format_value(d.baseline, d.figure.unit), format_value(d.run, d.figure.unit),
              _delta_abs(d), _rel(d), "–" if d.noise is None else "±" + format_value(d.noise, d.figure.unit),
-             _sig(d)] for d in c.deltas]
+             _sig(d, known)] for d in c.deltas]
 
 
 DELTA_HEADERS = ["figure", "baseline", "run", "Δ", "Δ %", "noise (z·se)", "significant"]
@@ -179,10 +190,19 @@ def headline(c: Comparison) -> str:
 
 
 def significance_note(c: Comparison) -> str:
-    return (f"A difference is significant when |Δ| > {c.z:g} × the combined standard error of both runs "
+    note = (f"A difference is significant when |Δ| > {c.z:g} × the combined standard error of both runs "
             f"and > {c.min_effect * 100:g}% of the baseline. Standard errors: {c.noise_method}. "
             "A relative gate fails only when its threshold is crossed AND the difference is significant; "
             "absolute gates need no significance.")
+    if not c.baselines.between_known:
+        note += (" " + BETWEEN_UNKNOWN)
+    return note
+
+
+BETWEEN_UNKNOWN = ("Between-run noise is unknown: the baseline is one run, so a difference marked "
+                   "'beyond within-run noise' may be the ordinary shift between two runs of the same code, "
+                   "not a regression. Use a baseline of several runs (repeat --baseline, or pass a folder "
+                   "of runs) to include it.")
 
 
 def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -194,7 +214,8 @@ def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def render_text(c: Comparison) -> str:
-    parts = [f"loadbench compare: {c.baseline.path} (baseline) -> {c.run.path} (run)", headline(c), ""]
+    base = c.baseline.path if len(c.baselines.runs) == 1 else f"{len(c.baselines.runs)} baseline runs"
+    parts = [f"loadbench compare: {base} (baseline) -> {c.run.path} (run)", headline(c), ""]
     for label, reasons in c.invalid.items():
         parts += [f"{label} not valid to judge: {r}" for r in reasons]
     parts += [f"warning: {w}" for w in c.warnings]
@@ -207,8 +228,7 @@ def render_text(c: Comparison) -> str:
 
 def render_markdown(c: Comparison) -> str:
     parts = [f"## loadbench compare: {headline(c)}",
-             f"Baseline `{c.baseline.name}` ({c.baseline.summary.get('run_id', '?')}) vs run `{c.run.name}` "
-             f"({c.run.summary.get('run_id', '?')})."]
+             f"Baseline {c.baselines.label} vs run `{c.run.name}` ({c.run.summary.run_id or '?'})."]
     problems = [f"**{label} not valid to judge**: {r}"
                 for label, reasons in c.invalid.items() for r in reasons]
     if problems or c.warnings:

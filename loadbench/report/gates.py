@@ -5,13 +5,14 @@ An expression states the condition that FAILS the gate::
     gate      = figure op threshold
     figure    = latency "." stat [ "[" dimension "=" value "]" ]
               | "error_rate" | "throughput.rps" | "throughput.tokens_per_s" | "throughput.goodput_rps"
+              | "stalls.per_1k_tokens" | "stalls.stalled_share"
     latency   = "ttft" | "itl" | "tpot" | "e2e" | "queue" | "service_ttft"
     stat      = "p50" | "p75" | "p90" | "p95" | "p99" | "p99.9" | "p99_9" | "mean" | "stdev" | "min" | "max"
     op        = ">" | ">=" | "<" | "<="
     threshold = ("+" | "-") number "%"        relative change against the baseline
               | number ("us" | "ms" | "s")    absolute, latencies only
-              | number "%"                    absolute, error_rate only (1% = 0.01)
-              | number                        absolute: error_rate as a fraction, throughput per second
+              | number "%"                    absolute, fractions only (error_rate, stalls.stalled_share; 1% = 0.01)
+              | number                        absolute: a fraction, throughput per second, stalls per 1,000 tokens
 
 Examples: ``ttft.p95 > +10%``, ``itl.p99 > 25ms``, ``error_rate > 1%``, ``throughput.rps < -5%``,
 ``e2e.p99[target=fast] > 2s``.
@@ -29,11 +30,18 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from loadbench.errors import InputError
+from loadbench.metrics.records import LATENCY_METRICS, Summary
 from loadbench.report.significance import DEFAULT_MIN_EFFECT, DEFAULT_Z, Noise, decide, summary_noise
-from loadbench.report.stats import LATENCY_METRICS, LATENCY_STATS, RUN_FIGURES, Figure, format_value
+from loadbench.report.stats import (
+    FRACTION_FIGURES,
+    LATENCY_STATS,
+    RUN_FIGURES,
+    Figure,
+    format_value,
+)
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
@@ -138,16 +146,17 @@ def parse_expr(text: str) -> GateExpr:
             hint = f"write '+{m['num']}%' for a relative change" if unit == "%" else "add a unit: us, ms or s"
             raise _bad(text, f"an absolute latency threshold needs a time unit ({hint})")
         return GateExpr(text.strip(), fig, m["op"], number * _UNIT_TO_MS[unit], relative=False)
-    if fig.metric == "error_rate":
+    if fig.metric in FRACTION_FIGURES:
         if unit not in (None, "%"):
-            raise _bad(text, "error_rate is a fraction: write 1% or 0.01")
+            raise _bad(text, f"{fig.metric} is a fraction: write 1% or 0.01")
         value = number / 100.0 if unit == "%" else number
         if value > 1:
-            raise _bad(text, "error_rate is at most 100%")
+            raise _bad(text, f"{fig.metric} is at most 100%")
         return GateExpr(text.strip(), fig, m["op"], value, relative=False)
     if unit is not None:
         hint = f"; write '+{m['num']}%' or '-{m['num']}%' for a relative change" if unit == "%" else ""
-        raise _bad(text, f"{fig.metric} is per second and takes a plain number{hint}")
+        per = "per 1,000 output tokens" if fig.unit.strip() == "per 1k tokens" else "per second"
+        raise _bad(text, f"{fig.metric} is {per} and takes a plain number{hint}")
     return GateExpr(text.strip(), fig, m["op"], number, relative=False)
 
 
@@ -155,18 +164,23 @@ def parse_exprs(texts: Iterable[str]) -> list[GateExpr]:
     return [parse_expr(t) for t in texts]
 
 
-def evaluate_gates(exprs: Sequence[GateExpr], run_summary: dict[str, Any],
-                   baseline_summary: dict[str, Any] | None, *, run_noise: Noise | None = None,
-                   baseline_noise: Noise | None = None,
-                   z: float = DEFAULT_Z, min_effect: float = DEFAULT_MIN_EFFECT) -> GateVerdict:
+def evaluate_gates(exprs: Sequence[GateExpr], run_summary: Summary,
+                   baseline_summary: Summary | None, *, baseline_lookup: Callable[[Figure], float | None] | None = None,
+                   run_noise: Noise | None = None, baseline_noise: Noise | None = None,
+                   z: float = DEFAULT_Z, min_effect: float = DEFAULT_MIN_EFFECT, within_only: bool = False,
+                   ) -> GateVerdict:
     """Evaluate gates. Without ``*_noise`` the noise is estimated from the summaries alone
-    (``summary_noise``); ``loadbench compare`` passes the richer ``folder_noise``."""
+    (``summary_noise``); ``loadbench compare`` passes the richer ``folder_noise``. ``baseline_lookup``
+    gives the baseline's value of a figure (a baseline of several runs: their mean); ``within_only``
+    says the noise knows nothing of the shift between runs (messages say "beyond within-run noise")."""
     figs = [e.figure for e in exprs]
     run_noise = run_noise or summary_noise(run_summary, figs)
+    lookup = baseline_lookup
     if baseline_summary is not None:
         baseline_noise = baseline_noise or summary_noise(baseline_summary, figs)
-    results = [_evaluate(e, run_summary, baseline_summary, run_noise, baseline_noise, z, min_effect)
-               for e in exprs]
+        lookup = lookup or (lambda f: f.lookup(baseline_summary))
+    word = "beyond within-run noise" if within_only else "significant"
+    results = [_evaluate(e, run_summary, lookup, run_noise, baseline_noise, z, min_effect, word) for e in exprs]
     return GateVerdict(results, run_noise.method)
 
 
@@ -176,11 +190,11 @@ def relative_change(run: float, base: float) -> float:
     return (run - base) / abs(base)
 
 
-def _evaluate(expr: GateExpr, run: dict[str, Any], base: dict[str, Any] | None, run_noise: Noise,
-              base_noise: Noise | None, z: float, min_effect: float) -> GateResult:
+def _evaluate(expr: GateExpr, run: Summary, base: Callable[[Figure], float | None] | None, run_noise: Noise,
+              base_noise: Noise | None, z: float, min_effect: float, word: str) -> GateResult:
     fig = expr.figure
     observed = fig.lookup(run)
-    baseline = fig.lookup(base) if base is not None else None
+    baseline = base(fig) if base is not None else None
     delta = delta_rel = None
     if observed is not None and baseline is not None:
         delta = observed - baseline
@@ -210,7 +224,7 @@ def _evaluate(expr: GateExpr, run: dict[str, Any], base: dict[str, Any] | None, 
     noise_txt = f"noise ±{format_value(sig.noise, fig.unit)}" if math.isfinite(sig.noise) else "noise unknown"
     if crossed and sig.significant:
         status: Status = "fail"
-        msg = f"{change} {crossed_word}; significant ({noise_txt})"
+        msg = f"{change} {crossed_word}; {word} ({noise_txt})"
     elif crossed:
         status = "pass"
         msg = f"{change} {crossed_word} but within noise ({noise_txt}): not a regression"

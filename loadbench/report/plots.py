@@ -1,6 +1,6 @@
 """The report's plots (PNG, matplotlib Agg, imported lazily so ``import loadbench.report`` stays light).
 
-Every function takes plain data (distributions, interval rows, sweep steps) and a path, draws one
+Every function takes typed data (distributions, interval rows, latency stats, a sweep) and a path, draws one
 figure and returns the path. Latencies are in milliseconds throughout.
 """
 
@@ -12,8 +12,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loadbench.metrics.records import LatencyStats, stat_key, stat_label
+from loadbench.metrics.slo import SloSpec
 from loadbench.report.distribution import Dist
 from loadbench.report.intervals import IntervalRow
+
+if TYPE_CHECKING:
+    from loadbench.report.sweep import Sweep
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -93,6 +98,10 @@ def _spectrum_axes(ax: Axes, dists: Mapping[str, Dist], title: str) -> None:
 
 
 def plot_spectra(by_metric: Mapping[str, Mapping[str, Dist]], path: Path, title: str) -> Path:
+    return _save(spectra_figure(by_metric, title), path)
+
+
+def spectra_figure(by_metric: Mapping[str, Mapping[str, Dist]], title: str) -> Figure:
     """Percentile spectrum per metric (2x2 panels); several labels per panel overlay runs or targets."""
     metrics = list(by_metric)
     cols = 2 if len(metrics) > 1 else 1
@@ -104,7 +113,7 @@ def plot_spectra(by_metric: Mapping[str, Mapping[str, Dist]], path: Path, title:
         axes[j // cols][j % cols].set_visible(False)
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def _shade_phases(ax: Axes, rows: Sequence[IntervalRow], label: bool) -> None:
@@ -126,72 +135,89 @@ def _shade_phases(ax: Axes, rows: Sequence[IntervalRow], label: bool) -> None:
     stages = [r.stage for r in rows]
     if len({s for s in stages if s is not None}) > 1:
         for prev, cur in itertools.pairwise(rows):
-            if cur.stage != prev.stage:
+            if cur.stage != prev.stage and cur.stage is not None:
                 ax.axvline(cur.t_start_s, color="#6a3d9a", linestyle="--", linewidth=0.9)
                 if label:
-                    ax.annotate(f"stage {cur.stage}", (cur.t_start_s, 0.0),
-                                xycoords=("data", "axes fraction"), xytext=(3, 4),
-                                textcoords="offset points", fontsize=8, color="#6a3d9a")
+                    ax.annotate(str(cur.stage), (cur.t_start_s, 0.0), xycoords=("data", "axes fraction"),
+                                xytext=(3, 4), textcoords="offset points", fontsize=8, color="#6a3d9a")
+
+
+def _latency_panel(ax: Axes, rows: Sequence[IntervalRow], metric: str, mids: list[float], label: bool) -> None:
+    for name, color in _PCT_COLORS.items():
+        ys = [(r.latency_ms.get(metric) or {}).get(name) for r in rows]
+        ax.plot(mids, [math.nan if y is None else y for y in ys], marker="o", markersize=3,
+                color=color, label=name.upper())
+    ax.set_ylabel(f"{metric.upper()} (ms)")
+    # headroom above the data keeps the legend clear of the lines
+    seen_ms = [y for r in rows for y in (r.latency_ms.get(metric) or {}).values() if y is not None]
+    ax.set_ylim(0, max(seen_ms or [1.0]) * 1.35)
+    ax.set_title(f"{METRIC_TITLES[metric]} per interval", fontsize=11)
+    ax.grid(alpha=0.3)
+    _shade_phases(ax, rows, label=label)
+    ax.legend(fontsize=8, loc="upper right", ncols=4)
 
 
 def plot_over_time(rows: Sequence[IntervalRow], path: Path, title: str) -> Path:
-    """TTFT and ITL P50/P90/P99 per interval; requests/s, errors/s and users (or target rps) below."""
-    fig, axes = _figure(3, 1, 11, 9.5, sharex=True)
+    return _save(over_time_figure(rows, title), path)
+
+
+def over_time_figure(rows: Sequence[IntervalRow], title: str) -> Figure:
+    """TTFT and ITL P50/P90/P99 per interval; finished requests/s with the offered rate on the same
+    axis (both requests/s); closed loop: users in a panel of their own (a different unit)."""
+    closed = not any(r.target_rps is not None for r in rows)
+    panels = 4 if closed else 3
+    fig, axes = _figure(panels, 1, 11, 3.2 * panels, sharex=True)
     mids = [(r.t_start_s + r.t_end_s) / 2 for r in rows]
-    for ax, metric in ((axes[0][0], "ttft"), (axes[1][0], "itl")):
-        for name, color in _PCT_COLORS.items():
-            ys = [(r.latency_ms.get(metric) or {}).get(name) for r in rows]
-            ax.plot(mids, [math.nan if y is None else y for y in ys], marker="o", markersize=3,
-                    color=color, label=name.upper())
-        ax.set_ylabel(f"{metric.upper()} (ms)")
-        # headroom above the data keeps the legend clear of the lines
-        seen_ms = [y for r in rows for y in (r.latency_ms.get(metric) or {}).values() if y is not None]
-        top_ms = max(seen_ms or [1.0])
-        ax.set_ylim(0, top_ms * 1.35)
-        ax.set_title(f"{METRIC_TITLES[metric]} per interval", fontsize=11)
-        ax.grid(alpha=0.3)
-        _shade_phases(ax, rows, label=ax is axes[0][0])
-        ax.legend(fontsize=8, loc="upper right", ncols=4)
+    _latency_panel(axes[0][0], rows, "ttft", mids, label=True)
+    _latency_panel(axes[1][0], rows, "itl", mids, label=False)
     ax = axes[2][0]
     widths = [r.length_s * 0.9 for r in rows]
-    ax.bar(mids, [r.ok / r.length_s for r in rows], width=widths, color="#2ca02c", alpha=0.7,
-           label="successful requests/s")
+    ok_rps = [r.ok / r.length_s for r in rows]
+    ax.bar(mids, ok_rps, width=widths, color="#2ca02c", alpha=0.7, label="successful requests/s")
     ax.bar(mids, [r.failed / r.length_s for r in rows], width=widths, color="#d62728", alpha=0.9,
-           bottom=[r.ok / r.length_s for r in rows], label="failed requests/s")
-    ax.set_ylabel("requests / s (finished)")
-    ax.set_xlabel("time since run start (s)")
-    ax.set_title("Load: throughput, errors and offered load", fontsize=11)
+           bottom=ok_rps, label="failed requests/s")
+    top = max([(r.ok + r.failed) / r.length_s for r in rows] or [1.0])
+    if not closed and rows:
+        target = [math.nan if r.target_rps is None else r.target_rps for r in rows]
+        edges = [r.t_start_s for r in rows] + [rows[-1].t_end_s]
+        ax.step(edges, [*target, target[-1]], where="post", color="#000", linewidth=1.4,
+                label="offered (target) requests/s")
+        top = max(top, *[t for t in target if not math.isnan(t)])
+    ax.set_ylabel("requests / s")
+    ax.set_title("Throughput (finished requests/s)" + ("" if closed else " against the offered rate"), fontsize=11)
+    ax.set_ylim(0, top * 1.3 or 1)
     ax.grid(alpha=0.3)
     _shade_phases(ax, rows, label=False)
-    twin = ax.twinx()
-    if any(r.target_rps is not None for r in rows):
-        ys2 = [math.nan if r.target_rps is None else r.target_rps for r in rows]
-        load_label = "target requests/s"
-    else:
-        ys2 = [math.nan if r.users is None else r.users for r in rows]
-        load_label = "users"
+    ax.legend(fontsize=8, loc="upper left", ncols=3)
+    if closed:
+        users_ax = axes[3][0]
+        # the users the runner had at each interval's end, from 0 at the start: the real ramp
+        xs = [0.0, *[r.t_end_s for r in rows]]
+        ys = [0.0, *[math.nan if r.users is None else r.users for r in rows]]
+        users_ax.plot(xs, ys, color="#000", linewidth=1.4, marker=".", label="users (concurrent)")
+        users_ax.set_ylabel("users")
+        users_ax.set_title("Concurrent users (closed loop)", fontsize=11)
+        users_ax.set_ylim(0, max([y for y in ys if not math.isnan(y)] or [1.0]) * 1.25 or 1)
+        users_ax.grid(alpha=0.3)
+        _shade_phases(users_ax, rows, label=False)
+        users_ax.legend(fontsize=8, loc="upper left")
+    axes[-1][0].set_xlabel("time since run start (s)")
     if rows:
-        edges = [r.t_start_s for r in rows] + [rows[-1].t_end_s]
-        twin.step(edges, [*ys2, ys2[-1]], where="post", color="#000", linewidth=1.4, label=load_label)
-    twin.set_ylabel(load_label)
-    twin.set_ylim(bottom=0, top=max([y for y in ys2 if not math.isnan(y)] or [1]) * 1.25)
-    handles, labels = ax.get_legend_handles_labels()
-    h2, l2 = twin.get_legend_handles_labels()
-    ax.legend(handles + h2, labels + l2, fontsize=8, loc="upper left", ncols=3)
-    if rows:
-        ax.set_xlim(rows[0].t_start_s, rows[-1].t_end_s)
-    top = max([(r.ok + r.failed) / r.length_s for r in rows] or [1])
-    ax.set_ylim(0, top * 1.3 or 1)
+        axes[0][0].set_xlim(0.0, rows[-1].t_end_s)
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_bars(stats: Mapping[str, Mapping[str, Mapping[str, float | None]]], path: Path, title: str,
-              percentiles: Sequence[str] = ("p50", "p95", "p99")) -> Path:
+def plot_bars(stats: Mapping[str, Mapping[str, LatencyStats]], path: Path, title: str) -> Path:
+    return _save(bars_figure(stats, title), path)
+
+
+def bars_figure(stats: Mapping[str, Mapping[str, LatencyStats]], title: str,
+                percentiles: Sequence[str] = ("p50", "p95", "p99")) -> Figure:
     """Grouped bars: per metric panel, one group per percentile, one bar per target.
 
-    ``stats[metric][target][pXX]`` in ms."""
+    ``stats[metric][target]`` in ms."""
     metrics = list(stats)
     cols = 2 if len(metrics) > 1 else 1
     rows = math.ceil(len(metrics) / cols)
@@ -203,7 +229,7 @@ def plot_bars(stats: Mapping[str, Mapping[str, Mapping[str, float | None]]], pat
         width = 0.8 / n
         for j, target in enumerate(targets):
             xs = [k + (j - (n - 1) / 2) * width for k in range(len(percentiles))]
-            ys = [stats[metric][target].get(p) or 0.0 for p in percentiles]
+            ys = [stats[metric][target].stat(p) or 0.0 for p in percentiles]
             bars = ax.bar(xs, ys, width=width * 0.95, label=target)
             ax.bar_label(bars, labels=[f"{y:,.0f}" if y >= 100 else f"{y:.3g}" for y in ys], fontsize=7,
                          padding=1)
@@ -218,49 +244,72 @@ def plot_bars(stats: Mapping[str, Mapping[str, Mapping[str, float | None]]], pat
         axes[j // cols][j % cols].set_visible(False)
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_sweep(steps: Sequence[Mapping[str, Any]], capacity: Mapping[str, Any] | None, load_unit: str,
-               path: Path, title: str) -> Path:
-    """Latency percentiles (top) and throughput/goodput (bottom) against offered load; capacity marked.
+def _plain_ticks(ax: Axes) -> None:
+    """Tick labels as plain numbers (a log axis would otherwise print 10^2)."""
+    from matplotlib.ticker import FuncFormatter
 
-    Each step carries ``load``, ``throughput_rps``, ``goodput_rps`` and ``latency`` = {metric: {pXX: ms}}."""
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+_SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+
+
+def plot_sweep(sweep: Sweep, spec: SloSpec | None, judged: Sequence[tuple[str, str]], path: Path,
+               title: str) -> Path:
+    return _save(sweep_figure(sweep, spec, judged, title), path)
+
+
+def sweep_figure(sweep: Sweep, spec: SloSpec | None, judged: Sequence[tuple[str, str]], title: str) -> Figure:
+    """The statistics the SLO judges (top, with each threshold drawn in the same colour) and
+    throughput / goodput (bottom) against offered load; capacity marked."""
     fig, axes = _figure(2, 1, 10, 8.5, sharex=True)
-    loads = [float(s["load"]) for s in steps]
+    steps = sweep.steps
+    loads = [s.load for s in steps]
     top = axes[0][0]
-    styles = {"p50": "-", "p90": "--", "p99": ":"}
-    for metric, color in (("ttft", "#1f77b4"), ("itl", "#ff7f0e")):
-        for pct, style in styles.items():
-            ys = [((s.get("latency") or {}).get(metric) or {}).get(pct) for s in steps]
-            top.plot(loads, [math.nan if y is None else y for y in ys], linestyle=style, marker="o",
-                     markersize=4, color=color, label=f"{metric.upper()} {pct.upper()}")
+    limits = {(m, stat_key(st)): lim for m, st, lim in (spec.latency if spec else ())}
+    for (metric, stat), color in zip(judged, itertools.cycle(_SERIES_COLORS), strict=False):
+        ys = [s.run.summary.latency(metric).stat(stat) for s in steps]
+        name = f"{metric.upper()} {stat_label(stat)}"
+        top.plot(loads, [math.nan if y is None else y for y in ys], marker="o", markersize=4, color=color,
+                 label=name)
+        limit = limits.get((metric, stat))
+        if limit is not None:
+            top.axhline(limit, color=color, linestyle="--", linewidth=1.1, label=f"SLO: {name} <= {limit:g} ms")
     top.set_yscale("log")
+    _plain_ticks(top)
     top.set_ylabel("latency (ms, log scale)")
-    top.set_title("Latency against offered load", fontsize=11)
+    top.set_title("What the SLO judges, against offered load", fontsize=11)
     top.grid(alpha=0.3, which="both")
     bottom = axes[1][0]
-    bottom.plot(loads, [s.get("throughput_rps") or math.nan for s in steps], marker="o", color="#2ca02c",
-                label="throughput (requests/s)")
-    goodput = [s.get("goodput_rps") for s in steps]
-    bottom.plot(loads, [math.nan if g is None else g for g in goodput],
-                marker="s", color="#9467bd", label="goodput (requests/s meeting the SLO)")
-    missed = [s for s in steps if s.get("slo_met") is False]
+    # goodput drawn first, wide and dashed, so a throughput line on top of it leaves it visible
+    goodput = [math.nan if s.goodput_rps is None else s.goodput_rps for s in steps]
+    bottom.plot(loads, goodput, linestyle="--", linewidth=3.0, marker="s", markersize=9, markerfacecolor="none",
+                color="#9467bd", label="goodput (requests/s meeting the SLO)")
+    bottom.plot(loads, [math.nan if s.throughput_rps is None else s.throughput_rps for s in steps],
+                linewidth=1.3, marker="o", markersize=4, color="#2ca02c", label="throughput (requests/s)")
+    missed = [s for s in steps if s.slo_met is False]
     if missed:
-        bottom.scatter([float(s["load"]) for s in missed], [s.get("goodput_rps") or 0.0 for s in missed],
+        bottom.scatter([s.load for s in missed], [s.goodput_rps or 0.0 for s in missed],
                        marker="x", color="#d62728", s=60, zorder=5, label="SLO missed")
     bottom.set_ylim(bottom=0)
     bottom.set_ylabel("requests / s")
-    bottom.set_xlabel(f"offered load ({load_unit})")
+    bottom.set_xlabel(f"offered load ({sweep.load_unit})")
     bottom.set_title("Throughput and goodput against offered load", fontsize=11)
     bottom.grid(alpha=0.3)
-    if capacity and capacity.get("load") is not None:
-        cap = float(capacity["load"])
+    bottom.xaxis.set_major_formatter(top.xaxis.get_major_formatter())
+    cap = sweep.capacity
+    if cap and cap.get("load") is not None:
+        load = float(cap["load"])
         for ax in (top, bottom):
-            ax.axvline(cap, color="#d62728", linestyle="--", linewidth=1.2,
-                       label=f"capacity: {cap:g} {load_unit}" if ax is bottom else None)
+            ax.axvline(load, color="#d62728", linestyle=":", linewidth=1.2,
+                       label=f"capacity: {load:g} {sweep.load_unit}" if ax is bottom else None)
     top.legend(fontsize=8, loc="upper left", ncols=2)
     bottom.legend(fontsize=8, loc="upper left")
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig

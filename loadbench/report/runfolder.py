@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loadbench.errors import InputError
+from loadbench.metrics.records import Summary
 from loadbench.report._hlog import IntervalLog, read_intervals
 from loadbench.results import run_dir as rd
+from loadbench.results.summary_file import read_summary
 
-SUMMARY_SCHEMA = "loadbench.summary/1"
 SWEEP_SCHEMA = "loadbench.sweep/1"
 
 FolderKind = Literal["run", "multi", "sweep"]
@@ -41,30 +42,17 @@ def folder_kind(path: Path) -> FolderKind:
     )
 
 
-def check_summary(summary: Any, where: str) -> dict[str, Any]:
-    if not isinstance(summary, dict):
-        raise InputError(f"{where}: summary is not a JSON object")
-    schema = summary.get("schema")
-    if schema != SUMMARY_SCHEMA:
-        raise InputError(f"{where}: summary schema {schema!r} is not supported "
-                         f"(this loadbench reads {SUMMARY_SCHEMA!r}); re-run or rebuild the summary")
-    for key in ("metrics", "requests", "load"):
-        if not isinstance(summary.get(key), dict):
-            raise InputError(f"{where}: summary has no {key!r} object")
-    return summary
-
-
 @dataclass(slots=True)
 class RunFolder:
     path: Path
-    summary: dict[str, Any]
+    summary: Summary
     manifest: dict[str, Any] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     _hlog: IntervalLog | None = None
 
     @property
     def name(self) -> str:
-        return str(self.summary.get("name") or self.path.name)
+        return self.summary.name or self.path.name
 
     @property
     def hlog(self) -> IntervalLog:
@@ -80,10 +68,7 @@ def load_run(path: Path) -> RunFolder:
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path}: no such run folder")
-    summary_path = path / "summary.json"
-    if not summary_path.is_file():
-        raise InputError(f"{path}: no summary.json; not a finished loadbench run folder")
-    summary = check_summary(rd.read_json(summary_path), str(summary_path))
+    summary = read_summary(path)
     manifest_path = path / "manifest.json"
     manifest = rd.read_json(manifest_path) if manifest_path.is_file() else {}
     timeline = list(rd.iter_timeline(path))

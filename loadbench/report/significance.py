@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from loadbench.metrics.records import LATENCY_METRICS, LatencyStats, Summary
 from loadbench.report.distribution import bucket_values_us, percentile_matrix_us, percentiles_us
-from loadbench.report.stats import LATENCY_METRICS, PERCENTILE_STATS, RUN_FIGURES, Figure
+from loadbench.report.stats import PERCENTILE_STATS, RUN_FIGURES, Figure
 
 if TYPE_CHECKING:
     from loadbench.report.runfolder import RunFolder
@@ -75,11 +76,11 @@ class Significance:
     why: str
 
 
-def _percentile_curve(stats: dict[str, Any]) -> tuple[list[float], list[float]] | None:
+def _percentile_curve(stats: LatencyStats) -> tuple[list[float], list[float]] | None:
     ps: list[float] = []
     vs: list[float] = []
     for name in _KNOWN_POINTS:
-        v = stats.get(name)
+        v = stats.stat(name)
         if v is None:
             continue
         p = 0.0 if name == "min" else 100.0 if name == "max" else PERCENTILE_STATS[name]
@@ -88,23 +89,23 @@ def _percentile_curve(stats: dict[str, Any]) -> tuple[list[float], list[float]] 
     return (ps, vs) if len(ps) >= 2 else None
 
 
-def _order_stat_se(stats: dict[str, Any], stat: str) -> float | None:
-    n = int(stats.get("count") or 0)
+def _order_stat_se(stats: LatencyStats, stat: str) -> float | None:
+    n = stats.count
     if n == 0:
         return None
     if stat == "mean":
-        return float(stats.get("stdev") or 0.0) / math.sqrt(n)
+        return float(stats.stdev or 0.0) / math.sqrt(n)
     if stat == "stdev":
-        return float(stats.get("stdev") or 0.0) / math.sqrt(max(1, 2 * (n - 1)))
+        return float(stats.stdev or 0.0) / math.sqrt(max(1, 2 * (n - 1)))
     curve = _percentile_curve(stats)
     if curve is None:
         return None
     ps, vs = curve
     if stat in ("min", "max"):
         # an extreme has no useful rank interval; its neighbour percentile bounds how far it moves
-        near = stats.get("p99_9") if stat == "max" else stats.get("p50")
-        v = stats.get(stat)
-        return abs(float(v) - float(near)) if v is not None and near is not None else None
+        near = stats.p99_9 if stat == "max" else stats.p50
+        v = stats.stat(stat)
+        return abs(v - near) if v is not None and near is not None else None
     p = PERCENTILE_STATS[stat] / 100.0
     if n * (1 - p) < MIN_TAIL_SAMPLES - 1e-9:
         return math.inf
@@ -115,7 +116,7 @@ def _order_stat_se(stats: dict[str, Any], stat: str) -> float | None:
     return (hi - lo) / 2.0
 
 
-def summary_noise(summary: dict[str, Any], figures: Iterable[Figure] | None = None) -> Noise:
+def summary_noise(summary: Summary, figures: Iterable[Figure] | None = None) -> Noise:
     """Standard errors from the summary alone (order statistics / binomial / Poisson)."""
     noise = Noise(method="order statistics of the summary percentiles")
     for fig in figures if figures is not None else all_figures(summary):
@@ -125,42 +126,44 @@ def summary_noise(summary: dict[str, Any], figures: Iterable[Figure] | None = No
     return noise
 
 
-def _figure_order_stat_se(summary: dict[str, Any], fig: Figure) -> float | None:
+def _figure_order_stat_se(summary: Summary, fig: Figure) -> float | None:
     if fig.is_latency:
-        metrics = summary.get("metrics") or {}
-        if fig.where:
-            dim, val = fig.where
-            metrics = (((summary.get("breakdowns") or {}).get(dim) or {}).get(val) or {}).get("metrics") or {}
         assert fig.stat is not None
-        stats = metrics.get(f"{fig.metric}_ms") or {}
-        if fig.metric == "itl" and stats.get("count"):
+        stats = fig.stats(summary)
+        if fig.metric == "itl" and stats.count:
             # The gaps of one stream are not independent draws (a stream that lands on a slow path is
             # slow for all its gaps): the effective sample size is the number of streams, not of gaps.
             # Counting gaps made 12% ITL P90 swings between identical runs look significant.
-            ok = int((summary.get("requests") or {}).get("ok") or 0)
+            ok = summary.requests.ok
             if ok:
-                stats = {**stats, "count": min(int(stats["count"]), ok)}
+                stats = replace(stats, count=min(stats.count, ok))
         return _order_stat_se(stats, fig.stat)
-    requests = summary.get("requests") or {}
-    n = int(requests.get("total") or 0)
+    n = summary.requests.total
     if n == 0:
         return None
     if fig.metric == "error_rate":
-        rate = max(float(requests.get("error_rate") or 0.0), 1.0 / n)
+        rate = max(summary.requests.error_rate, 1.0 / n)
         return math.sqrt(rate * (1 - rate) / n)
+    stalls = summary.stalls
+    if fig.metric.startswith("stalls."):
+        if stalls is None or not stalls.streams or not stalls.output_tokens:
+            return None
+        if fig.metric == "stalls.stalled_share":  # binomial over streams
+            share = max(stalls.stalled_share or 0.0, 1.0 / stalls.streams)
+            return math.sqrt(share * (1 - share) / stalls.streams)
+        return 1000.0 * math.sqrt(max(stalls.stalls, 1)) / stalls.output_tokens  # Poisson count of stalls
     value = fig.lookup(summary)
-    measure_s = float((summary.get("window") or {}).get("measure_s") or 0.0)
-    if value is None or measure_s <= 0:
+    if value is None or summary.window.measure_s <= 0:
         return None
     # Poisson: counts N over T have sd sqrt(N); scale to the figure (tokens/s scale with requests/s)
-    ok = max(1, int(requests.get("ok") or 0))
+    ok = max(1, summary.requests.ok)
     return value / math.sqrt(ok)
 
 
-def all_figures(summary: dict[str, Any]) -> list[Figure]:
+def all_figures(summary: Summary) -> list[Figure]:
     figs = [Figure(m, s) for m in LATENCY_METRICS for s in ("mean", *PERCENTILE_STATS)]
-    for dim, values in (summary.get("breakdowns") or {}).items():
-        for val in values or {}:
+    for dim, values in summary.breakdowns.items():
+        for val in values:
             figs += [Figure(m, s, (dim, val)) for m in LATENCY_METRICS for s in ("mean", *PERCENTILE_STATS)]
     figs += [Figure(name) for name in RUN_FIGURES]
     return figs

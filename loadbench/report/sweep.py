@@ -7,7 +7,7 @@
 
     {"schema": "loadbench.sweep/1", "name": "demo-sweep",
      "load_unit": "users" | "rps",                  # what "load" counts (closed loop: users)
-     "slo": {"ttft_ms.p99": 500, "itl_ms.p99": 50}, # the SLO goodput is judged by (free-form keys)
+     "slo": {"ttft_ms": {"p99": 500}, "error_rate": 0.01},  # the profile's slo: block
      "steps": [{"index": 0, "load": 10, "dir": "steps/0-10",
                 "throughput_rps": 19.8, "output_tokens_per_s": 1260.0,
                 "goodput_rps": 19.5, "slo_met": true, "valid": true}, ...],
@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from loadbench.errors import InputError
+from loadbench.metrics.records import stat_key, stat_label
+from loadbench.metrics.slo import SloSpec
 from loadbench.report.runfolder import SWEEP_SCHEMA, RunFolder, load_run
+from loadbench.report.tables import FAIL, MISSING, PASS, fmt, latency_cell
+from loadbench.report.validity import check_valid
 from loadbench.results import run_dir as rd
 
 
@@ -48,14 +52,6 @@ class Sweep:
     capacity: dict[str, Any] | None
     raw: dict[str, Any]
 
-    def plot_steps(self) -> list[dict[str, Any]]:
-        out = []
-        for s in self.steps:
-            metrics = s.run.summary.get("metrics") or {}
-            out.append({"load": s.load, "throughput_rps": s.throughput_rps, "goodput_rps": s.goodput_rps,
-                        "slo_met": s.slo_met,
-                        "latency": {m: metrics.get(f"{m}_ms") or {} for m in ("ttft", "itl", "tpot", "e2e")}})
-        return out
 
 
 def load_sweep(path: Path) -> Sweep:
@@ -74,13 +70,61 @@ def load_sweep(path: Path) -> Sweep:
             load = float(st["load"])
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{where}: steps[{i}] needs 'dir' and a numeric 'load' ({exc})") from exc
-        thr = run.summary.get("throughput") or {}
+        thr = run.summary.throughput
         steps.append(SweepStep(
             index=int(st.get("index", i)), load=load, run=run,
-            throughput_rps=st.get("throughput_rps", thr.get("requests_per_s")),
-            goodput_rps=st.get("goodput_rps", thr.get("goodput_rps")),
-            output_tokens_per_s=st.get("output_tokens_per_s", thr.get("output_tokens_per_s")),
+            throughput_rps=st.get("throughput_rps", thr.requests_per_s),
+            goodput_rps=st.get("goodput_rps", thr.goodput_rps),
+            output_tokens_per_s=st.get("output_tokens_per_s", thr.output_tokens_per_s),
             slo_met=st.get("slo_met")))
     steps.sort(key=lambda s: s.load)
     return Sweep(name=str(raw.get("name") or path.name), load_unit=str(raw.get("load_unit") or "users"),
                  slo=dict(raw.get("slo") or {}), steps=steps, capacity=raw.get("capacity"), raw=raw)
+
+
+def sweep_rows(sweep: Sweep, spec: SloSpec | None) -> tuple[list[str], list[list[str]]]:
+    """The sweep table: the statistics the SLO judges (a P95 SLO shows P95), throughput and goodput."""
+    judged = sweep_statistics(spec)
+    headers = ["step", f"load ({sweep.load_unit})", "req/s", "goodput/s", "output tok/s",
+               *[f"{m} {stat_label(st)} (ms)" for m, st in judged], "errors", "SLO", "valid"]
+    rows = []
+    for step in sweep.steps:
+        s = step.run.summary
+        rows.append([str(step.index), f"{step.load:g}", fmt(step.throughput_rps), fmt(step.goodput_rps),
+                     fmt(step.output_tokens_per_s), *[latency_cell(s.latency(m), st) for m, st in judged],
+                     fmt(s.requests.error_rate, "%"),
+                     {True: f"{PASS} met", False: f"{FAIL} missed", None: MISSING}[step.slo_met],
+                     "yes" if not check_valid(s) else "no"])
+    return headers, rows
+
+
+def sweep_statistics(spec: SloSpec | None) -> list[tuple[str, str]]:
+    """(metric, statistic) pairs the SLO judges; without an SLO the usual TTFT P50/P99, ITL P99, E2E P99."""
+    if spec is not None and spec.latency:
+        return [(m, stat_key(st)) for m, st, _ in spec.latency]
+    return [("ttft", "p50"), ("ttft", "p99"), ("itl", "p99"), ("e2e", "p99")]
+
+
+def capacity_text(sweep: Sweep) -> str:
+    cap = sweep.capacity
+    unit = sweep.load_unit
+    if not cap or cap.get("load") is None:
+        first = sweep.steps[0] if sweep.steps else None
+        why = "; ".join(first.run.summary.slo.reasons) if first and first.run.summary.slo else ""
+        return "Capacity: no step met the SLO" + (f" (first step: {why})" if why else "")
+    load = float(cap["load"])
+    figures = (f"{fmt(_opt(cap.get('throughput_rps')), 'requests/s')}, "
+               f"goodput {fmt(_opt(cap.get('goodput_rps')), 'requests/s')}")
+    if load >= max(st.load for st in sweep.steps) and all(st.slo_met for st in sweep.steps):
+        return (f"The SLO never broke: capacity is at least {load:g} {unit}, the sweep's maximum "
+                f"({figures}); raise sweep.max to find the limit")
+    broke = next((st for st in sweep.steps if st.slo_met is False), None)
+    why = ""
+    if broke is not None:
+        reasons = broke.run.summary.slo.reasons if broke.run.summary.slo else ()
+        why = f"; the SLO broke at {broke.load:g} {unit}" + (f": {'; '.join(reasons)}" if reasons else "")
+    return f"Capacity: {load:g} {unit}, the highest load meeting the SLO ({figures}){why}"
+
+
+def _opt(v: Any) -> float | None:
+    return None if v is None else float(v)

@@ -2,7 +2,7 @@
 
 Rounds ran at different times: their samples are concatenated, their interval histograms and timeline
 re-based onto the first round's start (gaps between rounds simply have no intervals), and the
-manifest lists each round's measurement window so throughput is computed over measured time only.
+status lists each round's measurement window so throughput is computed over measured time only.
 HDR histograms add exactly, so merged percentiles equal those of one histogram of every sample.
 """
 
@@ -15,6 +15,13 @@ import orjson
 
 from loadbench.results import run_dir as rd
 from loadbench.results.hlog import HlogWriter, read_hlog
+from loadbench.results.manifest import Manifest, write_manifest
+from loadbench.results.status import Round, RunStatus, Workers, read_status, write_status
+
+
+def _load_start(src: Path, manifest: dict[str, Any]) -> float:
+    status = read_status(src, manifest)
+    return status.load_start_unix_s if status.load_start_unix_s is not None else float(manifest["start_unix_s"])
 
 
 def merge_runs(dst: Path, srcs: list[Path]) -> None:
@@ -22,7 +29,7 @@ def merge_runs(dst: Path, srcs: list[Path]) -> None:
         raise ValueError("nothing to merge")
     dst.mkdir(parents=True, exist_ok=True)
     manifests = [rd.read_json(s / rd.MANIFEST) for s in srcs]
-    starts = [float(m.get("load_start_unix_s") or m["start_unix_s"]) for m in manifests]
+    starts = [_load_start(s, m) for s, m in zip(srcs, manifests, strict=True)]
     base = starts[0]
     with (dst / rd.SAMPLES).open("wb") as out:
         for s in srcs:
@@ -42,17 +49,15 @@ def merge_runs(dst: Path, srcs: list[Path]) -> None:
                 row = {**row, "t_start_s": round(row["t_start_s"] + shift, 3),
                        "t_end_s": round(row["t_end_s"] + shift, 3), "round": k}
                 out.write(orjson.dumps(row) + b"\n")
-    merged: dict[str, Any] = dict(manifests[0])
-    merged.update(
-        load_start_unix_s=base, end_unix_s=manifests[-1].get("end_unix_s"), planned_duration_s=None,
-        interrupted=any(m.get("interrupted") for m in manifests),
-        windows=[{"start_unix_s": st, "end_unix_s": m.get("end_unix_s"),
-                  "planned_duration_s": m.get("planned_duration_s")} for st, m in zip(starts, manifests, strict=True)],
-        rounds=[str(s.relative_to(dst)) if s.is_relative_to(dst) else str(s) for s in srcs],
-        workers={"expected": manifests[0].get("workers", {}).get("expected"),
-                 "seen": sorted({w for m in manifests for w in (m.get("workers") or {}).get("seen", [])}),
-                 "lost": [w for m in manifests for w in (m.get("workers") or {}).get("lost", [])],
-                 "cpu_s": {f"r{k}-{w}": c for k, m in enumerate(manifests)
-                           for w, c in ((m.get("workers") or {}).get("cpu_s") or {}).items()}},
-    )
-    rd.write_json(dst / rd.MANIFEST, merged)
+    statuses = [read_status(s, m) for s, m in zip(srcs, manifests, strict=True)]
+    write_manifest(dst, Manifest.from_json(manifests[0]))
+    write_status(dst, RunStatus(
+        state="interrupted" if any(st.interrupted for st in statuses) else statuses[-1].state,
+        load_start_unix_s=base, end_unix_s=statuses[-1].end_unix_s, planned_duration_s=None,
+        stop_reason=statuses[-1].stop_reason, interrupted=any(st.interrupted for st in statuses),
+        workers=Workers(expected=statuses[0].workers.expected,
+                        seen=tuple(sorted({w for st in statuses for w in st.workers.seen})),
+                        lost=tuple(w for st in statuses for w in st.workers.lost),
+                        cpu_s={f"r{k}-{w}": c for k, st in enumerate(statuses) for w, c in st.workers.cpu_s.items()}),
+        rounds=tuple(Round(start, st.end_unix_s, st.planned_duration_s)
+                     for start, st in zip(starts, statuses, strict=True))))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import platform
 import re
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +11,6 @@ from typing import Any
 
 import orjson
 
-from loadbench import __version__
 from loadbench.errors import InputError
 
 MANIFEST = "manifest.json"
@@ -22,6 +19,8 @@ HLOG = "histograms.hlog"
 TIMELINE = "timeline.jsonl"
 SUMMARY = "summary.json"
 SUMMARY_MD = "summary.md"
+STATUS = "status.json"
+PLAN = "plan.json"
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -52,34 +51,6 @@ def read_json(path: Path) -> Any:
         raise InputError(f"{path}: not found (is this a loadbench run folder?)") from exc
     except orjson.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON: {exc}") from exc
-
-
-def host_info() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "os": platform.platform(),
-        "machine": platform.machine(),
-        "hostname": platform.node(),
-    }
-
-
-def new_manifest(*, run_id: str, argv: list[str], target: dict[str, Any], profile: dict[str, Any],
-                 scenario: dict[str, Any], start_unix_s: float) -> dict[str, Any]:
-    return {
-        "loadbench_version": __version__,
-        "run_id": run_id,
-        "command": argv,
-        "target": target,
-        "profile": profile,
-        "scenario": scenario,
-        "host": host_info(),
-        "start_unix_s": start_unix_s,
-        "end_unix_s": None,
-        "interrupted": False,
-        "workers": {"expected": None, "seen": [], "lost": []},
-        "status": "running",
-    }
 
 
 def iter_samples(run_dir: Path) -> Iterator[dict[str, Any]]:

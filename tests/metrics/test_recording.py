@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import time
 from pathlib import Path
 
@@ -12,10 +13,13 @@ from hdrh.log import HistogramLogReader
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.recorder import IntervalRecorder
 from loadbench.metrics.sample import Sample
-from loadbench.metrics.summary import build_summary, render_markdown
+from loadbench.report.summary_text import render_markdown
 from loadbench.results import run_dir as rd
 from loadbench.results.collector import Collector
 from loadbench.results.hlog import HlogWriter, merged_by_tag, read_hlog
+from loadbench.results.manifest import Manifest, write_manifest
+from loadbench.results.status import RunStatus, write_status
+from loadbench.results.summary_io import build_summary
 
 S = 1_000_000_000
 
@@ -75,10 +79,9 @@ def test_hlog_is_readable_by_the_standard_reader(tmp_path: Path) -> None:
 def _new_run(tmp_path: Path, profile: dict | None = None) -> Path:
     run = tmp_path / "run"
     run.mkdir()
-    manifest = rd.new_manifest(run_id="r1", argv=[], target={"url": "http://x/v1", "model": "m"},
-                               profile=profile or {"duration_s": 10.0}, scenario={}, start_unix_s=0.0)
-    manifest.update(load_start_unix_s=100.0, end_unix_s=110.0)
-    rd.write_json(run / rd.MANIFEST, manifest)
+    write_manifest(run, Manifest(run_id="r1", name=None, command=(), target={"url": "http://x/v1", "model": "m"},
+                                 profile=profile or {"duration_s": 10.0}, scenario={}, start_unix_s=0.0))
+    write_status(run, RunStatus(state="finished", load_start_unix_s=100.0, end_unix_s=110.0))
     return run
 
 
@@ -108,20 +111,21 @@ def test_collector_merges_workers_exactly_and_summary_matches(tmp_path: Path) ->
     timeline = list(rd.iter_timeline(run))
     assert [t["t_start_s"] for t in timeline] == [0.0, 2.0, 4.0, 6.0, 8.0]
     assert sum(t["requests"] for t in timeline) == 600
-    summary = build_summary(run)
+    record = build_summary(run)
+    summary = record.to_json()
     assert summary["schema"] == "loadbench.summary/1"
     assert summary["requests"]["total"] == 600 and summary["requests"]["ok"] == 600
     assert summary["metrics"]["ttft_ms"] == hg.stats_ms(whole)
     assert summary["throughput"]["requests_per_s"] == 60.0
     assert summary["tokens"]["source"] == "usage" and summary["tokens"]["output_mean"] == 64
-    assert "| ttft |" in render_markdown(summary)
+    assert re.search(r"^\| ttft +\|", render_markdown(record), re.MULTILINE)
 
 
 def test_summary_counts_outcomes_and_excludes_warmup(tmp_path: Path) -> None:
     run = _new_run(tmp_path, {"duration_s": 10.0, "warmup_s": 2.0})
     lines = [_sample(1, 50_000), _sample(2, 0, outcome="timeout"), _sample(3, 60_000, phase="warmup")]
     (run / rd.SAMPLES).write_bytes(b"".join(s.to_json() + b"\n" for s in lines) + b'{"torn')
-    summary = build_summary(run)
+    summary = build_summary(run).to_json()
     r = summary["requests"]
     assert (r["total"], r["ok"], r["failed"], r["excluded"]) == (2, 1, 1, 1)
     assert r["by_outcome"] == {"ok": 1, "timeout": 1}
@@ -143,7 +147,7 @@ def test_hlog_writer_rejects_bad_tags() -> None:
 
 def test_auto_workers_one_per_core_capped_by_the_load() -> None:
     from loadbench.config import profile_from_dict
-    from loadbench.runflow import auto_workers
+    from loadbench.run import auto_workers
 
     assert auto_workers(profile_from_dict({"users": 20}), cpus=8) == 1
     assert auto_workers(profile_from_dict({"users": 600}), cpus=8) == 3

@@ -239,6 +239,6 @@ def make_sweep(path: Path, loads: Sequence[int], *, knee: int, slo_ttft_ms: floa
         if slo_met:
             capacity = {"load": load, "throughput_rps": rps, "goodput_rps": step["goodput_rps"]}
     sweep = {"schema": "loadbench.sweep/1", "name": base.name, "load_unit": "users",
-             "slo": {"ttft_ms.p99": slo_ttft_ms}, "steps": steps, "capacity": capacity}
+             "slo": {"ttft_ms": {"p99": slo_ttft_ms}}, "steps": steps, "capacity": capacity}
     (path / "sweep.json").write_text(json.dumps(sweep, indent=2))
     return path

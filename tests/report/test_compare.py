@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.report.runfolder_factory import make_run
 
 from loadbench.errors import ExitCode, InputError
 from loadbench.report.compare import compare_runs, render_junit, render_markdown
 from loadbench.report.gates import parse_exprs
+from tests.report.runfolder_factory import make_run
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -172,3 +172,36 @@ def test_end_to_end_regression_detected_and_no_false_alarm(tmp_path: Path) -> No
     assert r.returncode == ExitCode.OK, r.stdout + r.stderr
     summary = json.loads((again / "summary.json").read_text())
     assert summary["metrics"]["ttft_ms"]["count"] >= 30
+
+
+def test_a_baseline_of_several_runs_puts_the_shift_between_runs_into_the_noise(tmp_path: Path) -> None:
+    # three baseline runs of "the same code" whose TTFT shifts between runs (50, 54, 46 ms), and a new
+    # run at 53 ms: inside the between-run spread, so not significant; one baseline run alone calls it
+    # a difference beyond within-run noise and says between-run noise is unknown
+    bases = [make_run(tmp_path / "bases" / f"b{i}", ttft_ms=ms, seed=10 + i, jitter=0.02)
+             for i, ms in enumerate((50.0, 54.0, 46.0))]
+    run = make_run(tmp_path / "run", ttft_ms=53.0, seed=20, jitter=0.02)
+    single = compare_runs(bases[0], run, parse_exprs(["ttft.p50 > +5%"]))
+    d1 = {d.figure.key: d for d in single.deltas}["ttft.p50"]
+    assert d1.significant
+    md1 = render_markdown(single)
+    assert "beyond within-run noise, worse" in md1 and "Between-run noise is unknown" in md1
+    assert single.verdict.results[0].status == "fail"
+    assert "beyond within-run noise" in single.verdict.results[0].message
+    several = compare_runs(bases, run, parse_exprs(["ttft.p50 > +5%"]))
+    d3 = {d.figure.key: d for d in several.deltas}["ttft.p50"]
+    assert d3.baseline == pytest.approx(50.0, rel=2e-3)  # the mean of the three runs
+    assert not d3.significant and several.verdict.passed
+    md3 = render_markdown(several)
+    assert "Between-run noise is unknown" not in md3 and "3 runs" in md3
+    # a real regression still shows against the three-run baseline
+    slow = make_run(tmp_path / "slow", ttft_ms=150.0, seed=21, jitter=0.02)
+    bad = compare_runs(bases, slow, parse_exprs(["ttft.p50 > +5%"]))
+    assert {d.figure.key: d for d in bad.deltas}["ttft.p50"].significant and not bad.verdict.passed
+    # the CLI takes several baselines, or a folder of runs, before the run
+    for args in ([str(b) for b in bases], [str(tmp_path / "bases")]):
+        r = _cli(*args, str(run), "--fail-on", "ttft.p50 > +5%", "--out", str(tmp_path / "out"))
+        assert r.returncode == ExitCode.OK, r.stdout + r.stderr
+        assert "3 baseline runs" in r.stdout
+    r = _cli(str(run))
+    assert r.returncode == ExitCode.BAD_INPUT and "give a baseline and a run" in r.stderr

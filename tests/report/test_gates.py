@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.report.runfolder_factory import make_run
 
 from loadbench.errors import InputError
+from loadbench.metrics.records import LatencyStats, Summary
 from loadbench.report.gates import evaluate_gates, parse_expr, parse_exprs
 from loadbench.report.significance import MIN_TAIL_SAMPLES, Noise, decide, summary_noise
 from loadbench.report.stats import Figure
 from loadbench.report.validity import check_valid
+from loadbench.results.summary_file import read_summary
+from tests.report.runfolder_factory import make_run
 
 
 @pytest.mark.parametrize(("text", "figure", "op", "threshold", "relative"), [
@@ -66,10 +69,8 @@ def test_parse_relative_any_number(number: object, sign: str, op: str, spaces: s
     assert e.threshold == pytest.approx(float(str(number)) / 100 * (-1 if sign == "-" else 1))
 
 
-def _summary(tmp_path: Path, name: str, **kw: object) -> dict:
-    import json
-
-    return json.loads((make_run(tmp_path / name, **kw) / "summary.json").read_text())
+def _summary(tmp_path: Path, name: str, **kw: object) -> Summary:
+    return read_summary(make_run(tmp_path / name, **kw))
 
 
 def test_absolute_gates(tmp_path: Path) -> None:
@@ -100,7 +101,7 @@ def test_relative_gate_without_baseline_is_skipped_and_missing_data_fails(tmp_pa
     s = _summary(tmp_path, "a")
     v = evaluate_gates(parse_exprs(["ttft.p95 > +10%"]), s, None)
     assert v.results[0].status == "skipped" and v.passed
-    s["metrics"]["tpot_ms"] = {"count": 0, "p95": None}
+    s = replace(s, metrics={**s.metrics, "tpot": LatencyStats(count=0, p95=None)})
     v = evaluate_gates(parse_exprs(["tpot.p95 > 100ms"]), s, None)
     assert v.results[0].status == "fail" and "no data" in v.results[0].message
 
@@ -141,7 +142,7 @@ def test_tail_percentiles_need_enough_samples(tmp_path: Path) -> None:
     # size is 50 and the ITL P99 is not judged either; the P50 is
     assert math.isinf(noise.se["itl.p99"])
     assert math.isfinite(noise.se["itl.p50"])
-    assert noise.se["itl.p50"] > summary_noise({**s, "requests": {**s["requests"], "ok": 10**6}}).se["itl.p50"]
+    assert noise.se["itl.p50"] > summary_noise(replace(s, requests=replace(s.requests, ok=10**6))).se["itl.p50"]
 
 
 @given(value=st.floats(min_value=0.1, max_value=1e5), se=st.floats(min_value=0, max_value=1e4))

@@ -1,0 +1,134 @@
+"""The tables a person reads, one layout each for the console, ``summary.md`` and the report.
+
+Every number goes through ``fmt``: latencies with two decimals in ms, rates with two decimals and
+their unit, shares as percentages, missing values as ``–`` (never ``None`` or ``nan``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from loadbench.metrics.records import (
+    LATENCY_METRICS,
+    STAGE_METRICS,
+    LatencyStats,
+    Objective,
+    SloResult,
+    StageResult,
+    Summary,
+    stat_label,
+)
+from loadbench.metrics.slo import SloSpec
+
+MISSING = "–"
+# The headline latency table: these metrics, these statistics, in this order, everywhere.
+TABLE_METRICS: tuple[str, ...] = LATENCY_METRICS
+TABLE_STATS: tuple[str, ...] = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")
+STAGE_STATS: tuple[str, ...] = ("p50", "p95", "p99")
+PASS, FAIL = "✓", "✗"
+SHARE_FIGURES = ("error_rate", "stalled_share")  # fractions, shown as percentages
+
+
+def fmt(value: float | int | None, unit: str = "") -> str:
+    """The one number formatter. ``unit``: "ms" (two decimals), "%" (a fraction as a percentage),
+    "n" (a count), or a rate unit such as "req/s" / "tok/s" (two decimals, thousands separated)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return MISSING
+    if unit == "n":
+        return f"{int(value):,}"
+    if unit == "%":
+        return f"{value * 100:.2f}%"
+    if unit == "ms":
+        return f"{value:,.2f}"
+    text = f"{value:,.2f}"
+    return f"{text} {unit}" if unit else text
+
+
+def latency_cell(stats: LatencyStats, stat: str) -> str:
+    if stat == "count":
+        return fmt(stats.count, "n")
+    return fmt(stats.stat(stat), "ms")
+
+
+def latency_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) of the headline latency table. ``queue`` is 0 in closed loop (a user sends as
+    soon as its previous request ends); every metric is shown, empty ones as ``–``."""
+    headers = ["metric (ms)", *[stat_label(s) for s in TABLE_STATS]]
+    rows = [[m, *[latency_cell(summary.latency(m), s) for s in TABLE_STATS]] for m in TABLE_METRICS]
+    return headers, rows
+
+
+def stage_table(stages: Sequence[StageResult]) -> tuple[list[str], list[list[str]]]:
+    """One row per stage: requests, throughput, latencies, errors, whether the SLO held."""
+    headers = ["stage", "phase", "start s", "requests", "req/s", "errors",
+               *[f"{m} {stat_label(s)}" for m in STAGE_METRICS for s in STAGE_STATS], "SLO"]
+    rows = []
+    for st in stages:
+        rows.append([st.label, st.phase or MISSING, f"{st.start_s:g}", fmt(st.requests.total, "n"),
+                     fmt(st.throughput.requests_per_s), fmt(st.requests.error_rate, "%"),
+                     *[latency_cell(st.latency(m), s) for m in STAGE_METRICS for s in STAGE_STATS],
+                     slo_mark(st.slo)])
+    return headers, rows
+
+
+def slo_mark(slo: SloResult | None) -> str:
+    if slo is None:
+        return MISSING
+    return f"{PASS} held" if slo.met else f"{FAIL} broke"
+
+
+def slo_rows(slo: SloResult) -> tuple[list[str], list[list[str]]]:
+    """Each objective, its measured value and a pass/fail mark (older folders: the reasons only)."""
+    headers = ["objective", "measured", "result"]
+    rows = [[o.label, objective_value(o), f"{PASS} pass" if o.passed else f"{FAIL} FAIL"] for o in slo.objectives]
+    if not slo.objectives:
+        rows = [[r, MISSING, f"{FAIL} FAIL"] for r in slo.reasons] or [["every objective", MISSING, f"{PASS} pass"]]
+    return headers, rows
+
+
+def objective_value(o: Objective) -> str:
+    if o.value is None:
+        return MISSING
+    if o.stat is not None:
+        return f"{fmt(o.value, 'ms')} ms"
+    return fmt(o.value, "%") if o.metric in SHARE_FIGURES else fmt(o.value)
+
+
+def slo_headline(slo: SloResult) -> str:
+    return f"SLO {'met' if slo.met else 'NOT met'}" + ("" if slo.met else ": " + "; ".join(slo.reasons))
+
+
+def slo_text(spec: SloSpec | None) -> str:
+    return spec.text() if spec is not None else "none given"
+
+
+def requests_line(s: Summary) -> str:
+    r, t = s.requests, s.throughput
+    outcomes = ", ".join(f"{k} {fmt(v, 'n')}" for k, v in r.by_outcome.items()) or MISSING
+    return (f"Requests: {fmt(r.total, 'n')} measured ({outcomes}); error rate {fmt(r.error_rate, '%')}; "
+            f"excluded (warm-up/cool-down) {fmt(r.excluded, 'n')}; dropped {fmt(r.dropped, 'n')}. "
+            f"Throughput: {fmt(t.requests_per_s, 'req/s')}, {fmt(t.output_tokens_per_s, 'output tok/s')}"
+            + (f", goodput {fmt(t.goodput_rps, 'req/s')}" if t.goodput_rps is not None else "")
+            + f" over {fmt(s.window.measure_s)} s; tokens from {s.tokens.source or 'no successful request'}")
+
+
+def stalls_line(s: Summary) -> str | None:
+    st = s.stalls
+    if st is None:
+        return None
+    return (f"stalls (gaps > {st.limit_ms:g} ms between content chunks): {fmt(st.stalls, 'n')}, "
+            f"{fmt(st.per_1k_tokens)} per 1,000 output tokens; {fmt(st.stalled_share, '%')} of "
+            f"{fmt(st.streams, 'n')} streams stalled at least once")
+
+
+def aligned_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table padded so its columns line up in a terminal (numbers right-aligned)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if i else ("-" * (w + 2)) for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(headers), rule, *[line(r) for r in rows]])
