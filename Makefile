@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/loadbench run --embedded gateway --name demo --duration 20 --users 20 --ramp-up 2
+	@# quality, cost per acceptable outcome, latency and consistency of two mock models, one scorecard
+	$(BIN)/loadbench eval scenarios/eval/support-tickets.yaml --name demo-eval; rc=$$?; \
+	  echo "loadbench eval exit code $$rc (0 ACCEPT, 1 REJECT or a failed regression case, 3 INCONCLUSIVE)"; \
+	  test $$rc -le 3 -a $$rc -ne 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -209,9 +209,9 @@ def run_eval(opts: EvalOptions) -> ExitCode:
     scorecard = build_scorecard(suite, cases, calls, judgements, created_utc=now.isoformat(timespec="seconds"),
                                 today=now.date(), latency_from=latency)
     write_scorecard(folder, scorecard)
-    from loadbench.eval.render import markdown
+    from loadbench.eval.render import summary
 
-    click.echo(markdown(scorecard))
+    click.echo(summary(scorecard))
     click.echo(f"scorecard: {folder / 'scorecard.md'}", err=True)
     return exit_code(scorecard)
 

@@ -158,6 +158,20 @@ def markdown(sc: Scorecard) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(sc: Scorecard) -> str:
+    """What the command prints: the four dimensions per target, failed regressions, the verdict."""
+    lines = [f"# Scorecard: {sc.name} ({sc.cases} cases x {sc.repeats} repeats, dataset {sc.dataset_hash[:12]})", ""]
+    lines += _table(HEADER, [_row(t) for t in sc.targets])
+    for target, case_id in sc.regressions_failed:
+        lines.append(f"regression case FAILED: {target} {case_id}")
+    if sc.decision is not None:
+        for cd in sc.decision.candidates:
+            checks = ", ".join(f"{c.criterion} {c.ratio:.3f} (limit {c.limit:g}) {c.result}" for c in cd.checks)
+            lines.append(f"decision: {cd.candidate} vs {cd.incumbent}: {cd.verdict}: {cd.reason} [{checks}]")
+    lines += [f"WARNING: {w}" for w in sc.warnings]
+    return "\n".join(lines) + "\n"
+
+
 def cost_quality_png(sc: Scorecard) -> bytes | None:
     pts = [(t.name, t.cost.per_acceptable.value, t.quality.acceptable.value) for t in sc.targets if t.cost]
     if not pts:

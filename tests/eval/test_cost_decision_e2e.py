@@ -75,7 +75,7 @@ def test_a_candidate_better_on_every_criterion_is_accepted(tmp_path: Path, mock_
     d = sc.decision.candidates[0]
     assert sc.decision.verdict == "ACCEPT" and {c.criterion: c.result for c in d.checks} == {
         "quality": "pass", "cost": "pass", "p95_e2e": "pass"}
-    assert "## Decision: ACCEPT" in out
+    assert "decision: next vs current: ACCEPT: non-inferior on every criterion" in out
 
 
 def test_a_candidate_ten_percent_dearer_than_allowed_is_rejected_naming_cost(tmp_path: Path, mock_factory) -> None:
