@@ -71,7 +71,7 @@ def wait(launch: Launch, *, kill_after_s: float = 60.0) -> int:
             print("\nloadbench: stopping, writing what was measured (Ctrl-C again to kill)",
                   file=sys.stderr, flush=True)
             with contextlib.suppress(ProcessLookupError):
-                launch.master.send_signal(signal.SIGTERM)
+                launch.master.send_signal(signum)  # the master records which signal stopped the run
         else:
             _kill_all(launch)
 
