@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "sweep": "loadbench.cli.sweep_cmd:sweep",
     "worker": "loadbench.cli.worker_cmd:worker",
     "eval": "loadbench.cli.eval_cmd:eval_",
+    "dataset": "loadbench.cli.dataset_cmd:dataset",
 }
 
 
