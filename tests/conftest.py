@@ -45,3 +45,27 @@ def read_json(path: Path) -> dict:
     import orjson
 
     return dict(orjson.loads(path.read_bytes()))
+
+
+def mock_stats(server: ServerProcess) -> dict:
+    """The mock's own counters (``GET /mock/stats``): what the target actually received."""
+    import urllib.request
+
+    import orjson
+
+    with urllib.request.urlopen(server.url + "/mock/stats", timeout=10) as resp:
+        return dict(orjson.loads(resp.read()))
+
+
+def write_profile(tmp_path: Path, text: str, name: str = "profile.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def run_profile(tmp_path: Path, profile: str, *args: str, expect_code: int = 0) -> Path:
+    """``loadbench run`` with the given profile text (and extra arguments); the run folder."""
+    out = tmp_path / "results"
+    r = run_loadbench("run", *args, "--profile", str(write_profile(tmp_path, profile)), "--out", str(out))
+    assert r.returncode == expect_code, r.stdout + r.stderr
+    return only_run(out)

@@ -2,7 +2,8 @@
 
 ``load_profile`` / ``load_scenario`` read YAML, validate it with frozen pydantic models and raise
 ``ConfigError(path, field, problem, fix)`` on any invalid input. ``None`` gives the built-in default.
-This package is the only place that reads the environment (``resolve_api_key``).
+This package is the only place that reads the environment (``env_value``, ``api_key``,
+``resolve_api_key``): keys and header values named by a variable are read here, never stored.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ __all__ = [
     "Sweep",
     "Target",
     "TargetOptions",
+    "api_key",
     "dataset_records",
+    "env_value",
     "load_profile",
     "load_scenario",
     "profile_from_dict",
@@ -107,16 +110,22 @@ def dataset_records(spec: DatasetSpec) -> tuple[DatasetRecord, ...]:
     return spec._records
 
 
+def env_value(name: str) -> str | None:
+    """The value of environment variable ``name`` (None when unset or empty)."""
+    return os.environ.get(name) or None
+
+
+def api_key(env_name: str | None, *, path: str = "command line", field: str = "--api-key-env") -> str | None:
+    """The key in the named variable (None when no variable is named); ConfigError naming ``field``
+    when it is named but unset, so a run never goes out silently without its key."""
+    if env_name is None:
+        return None
+    key = env_value(env_name)
+    if key is None:
+        raise ConfigError(path, field, f"{env_name} is not set", f"export {env_name}=... before the run")
+    return key
+
+
 def resolve_api_key(target: Target) -> str | None:
     """The key from the environment variable the target names; ConfigError when it is named but unset."""
-    if target.api_key_env is None:
-        return None
-    key = os.environ.get(target.api_key_env)
-    if not key:
-        raise ConfigError(
-            "environment",
-            f"targets[{target.name}].api_key_env",
-            f"environment variable {target.api_key_env} is not set",
-            f"export {target.api_key_env}=... before the run",
-        )
-    return key
+    return api_key(target.api_key_env, path="environment", field=f"targets[{target.name}].api_key_env")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import urllib.request
 from typing import Any
 
 import orjson
 
-from loadbench.config import Profile, Scenario
+from loadbench.config import Profile, Scenario, env_value
 from loadbench.plan import TargetSpec
 from loadbench.run.request import RunRequest, say
 
@@ -34,7 +33,7 @@ def calibrate_prompts(req: RunRequest, profile: Profile, scenario: Scenario, tar
         scenario.mix is None and scenario.dataset is None)
     if not synthetic:
         return 1.0
-    key = os.environ.get(target.api_key_env) if target.api_key_env else None
+    key = env_value(target.api_key_env) if target.api_key_env else None
     scale = 1.0
     requested: list[int] = []
     reported: list[int] = []

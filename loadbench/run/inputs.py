@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import os
 
-from loadbench.config import Profile, Scenario, load_profile, load_scenario
+from loadbench.config import Profile, Scenario, api_key, load_profile, load_scenario
 from loadbench.errors import InputError
+from loadbench.report.baseline import expand_baselines
 from loadbench.results import run_dir as rd
 from loadbench.run.request import RunRequest
 
@@ -32,8 +33,11 @@ def load_inputs(req: RunRequest) -> tuple[Profile, Scenario]:
     profile = profile.apply_overrides(**{k: v for k, v in req.overrides.items() if v is not None})
     scenario = load_scenario(req.scenario_path)
     parse_exprs(profile.thresholds)  # a threshold that does not parse fails before any load
-    if req.baseline is not None and not (req.baseline / rd.SUMMARY).is_file():
-        raise InputError(f"--baseline: {req.baseline} has no {rd.SUMMARY} (pass a loadbench run folder)")
+    api_key(req.api_key_env)  # a named but unset key variable fails before any server starts
+    for base in expand_baselines(req.baseline):  # a folder of runs names each run
+        if not (base / rd.SUMMARY).is_file():
+            raise InputError(f"--baseline: {base} has no {rd.SUMMARY} "
+                             "(pass a loadbench run folder or a folder of runs)")
     if req.target is not None and not req.target.startswith(("http://", "https://")):
         raise InputError(f"--target: {req.target!r} is not an http(s) URL (example: http://127.0.0.1:8001/v1)")
     return profile, scenario

@@ -27,7 +27,7 @@ class RunRequest:
     argv: list[str] = field(default_factory=list)
     quiet: bool = False
     mock_args: list[str] = field(default_factory=list)
-    baseline: Path | None = None  # run folder that relative thresholds compare against
+    baseline: tuple[Path, ...] = ()  # run folders (or folders of runs) relative thresholds compare against
     calibrate: bool = True  # size synthetic prompts by the target's own token count first
     embedded: str = "mock"  # without --target: "mock" or "gateway" (two mocks behind the gateway)
     run_dir: Path | None = None  # explicit folder (sweep steps, targets); default results/<time>-<name>

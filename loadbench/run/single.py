@@ -88,10 +88,10 @@ def _check_thresholds(req: RunRequest, profile: Profile, summary: Summary, run_d
     from loadbench.report.gates import evaluate_gates, parse_exprs
 
     exprs = parse_exprs(profile.thresholds)
-    if req.baseline is not None:
+    if req.baseline:
         from loadbench.report.compare import compare_runs, render_markdown
 
-        comparison = compare_runs(req.baseline, run_dir, exprs)
+        comparison = compare_runs(list(req.baseline), run_dir, exprs)
         (run_dir / "compare.md").write_text(render_markdown(comparison))
         verdict = comparison.verdict
     else:

@@ -69,12 +69,9 @@ def execute_sweep(req: RunRequest) -> RunResult:
             server.stop()
     rd.write_json(parent / "sweep.json", doc)
     build_report(req, parent)
-    say(req, "\n| step | load | req/s | goodput/s | SLO met |\n|---|---|---|---|---|")
-    for st in steps:
-        say(req, f"| {st['index']} | {st['load']:g} | {st['throughput_rps']} | {st['goodput_rps']} | "
-                  f"{'yes' if st['slo_met'] else 'no'} |")
-    cap = doc["capacity"]
-    say(req, f"capacity: {cap['load']:g} {sweep.variable} ({cap['goodput_rps']} good req/s)" if cap
-         else "capacity: no step met the SLO")
+    if steps:
+        from loadbench.report.summary_text import render_sweep_console
+
+        say(req, "\n" + render_sweep_console(parent))
     say(req, f"results: {parent}")
     return RunResult(run_dir=parent, summary=doc, exit_code=exit_code)

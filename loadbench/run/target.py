@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import urllib.request
 from pathlib import Path
 
 import orjson
 
-from loadbench.config import Profile
+from loadbench.config import Profile, api_key
 from loadbench.errors import TargetError
 from loadbench.plan import TargetSpec
 from loadbench.procs import ServerProcess, start_server
@@ -34,8 +33,10 @@ def target_spec(req: RunRequest, profile: Profile, base_url: str, model: str | N
                  name: str = "default", api_key_env: str | None = None, include_usage: bool | None = None,
                  headers: dict[str, str] | None = None) -> TargetSpec:
     key_env = api_key_env or req.api_key_env
+    key = (api_key(key_env, path="profile", field=f"targets[{name}].api_key_env") if api_key_env
+           else api_key(key_env))
     if model is None:
-        model = resolve_model(base_url, os.environ.get(key_env) if key_env else None)
+        model = resolve_model(base_url, key)
     return TargetSpec(url=base_url, model=model, name=name, api_key_env=key_env,
                       include_usage=profile.include_usage if include_usage is None else include_usage,
                       headers=dict(headers or {}))

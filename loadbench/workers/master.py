@@ -14,11 +14,14 @@ from locust.env import Environment
 from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner
 
 from loadbench.config import profile_from_dict
+from loadbench.errors import ExitCode
 from loadbench.plan import RunPlan
+from loadbench.report.live import live_line
 from loadbench.results import run_dir as rd
 from loadbench.results.collector import Collector
 from loadbench.results.status import RunStatus, Workers, write_status
 from loadbench.units import ns_to_s, s_to_ns
+from loadbench.workers import messages as msg
 from loadbench.workers.shape import PlanShape
 from loadbench.workers.user import LLMUser
 from loadbench.workload.plan import LoadPlan
@@ -55,21 +58,21 @@ class Master:
         self.lost: list[str] = []
         self.users_at: dict[int, int] = {}
         self.env.events.worker_report.add_listener(self._on_report)
-        self.runner.register_message("lb_final", self._on_final)
-        self.runner.register_message("lb_drained", self._on_drained)
+        msg.FINAL.on(self.runner, self._on_final)
+        msg.DRAINED.on(self.runner, self._on_drained)
 
     # --- worker messages -------------------------------------------------------------------
     def _on_report(self, client_id: str, data: dict[str, Any]) -> None:
         if self.collector is not None:
-            self.collector.add(data.get("lb"))
+            self.collector.add(data.get(msg.REPORT_KEY))
 
-    def _on_final(self, msg: Any, **_: Any) -> None:
+    def _on_final(self, data: msg.WorkerData, node_id: str) -> None:
         if self.collector is not None:
-            self.collector.add(msg.data)
-        self.finals.add(str(msg.node_id))
+            self.collector.add(dict(data))
+        self.finals.add(node_id)
 
-    def _on_drained(self, msg: Any, **_: Any) -> None:
-        self.drained.add(str(msg.node_id))
+    def _on_drained(self, _: msg.Drained, node_id: str) -> None:
+        self.drained.add(node_id)
 
     # --- the run ---------------------------------------------------------------------------
     def request_stop(self, reason: str, interrupted: bool = False, signal_name: str | None = None) -> None:
@@ -90,7 +93,7 @@ class Master:
                 # after the plan only requests sent inside it finish: "drain", not cool-down
                 "phase": "drain" if t >= self.load.total_s else self.load.phase_at(t)}
 
-    def run(self) -> int:
+    def run(self) -> ExitCode:
         deadline = time.monotonic() + self.wait_workers_s
         while len(self.runner.clients.ready) < self.expect:
             if time.monotonic() > deadline or self.stop_reason:
@@ -98,7 +101,7 @@ class Master:
                 self._set_status(state="failed", stop_reason=f"only {len(self.runner.clients.ready)} of "
                                  f"{self.expect} workers connected", end_unix_s=time.time())
                 self.runner.quit()
-                return 4
+                return ExitCode.WORKERS_MISSING
             gevent.sleep(0.05)
         # Open loop: the first arrival may only come once the request slots (users) exist.
         lead_ns = s_to_ns(OPEN_LOOP_LEAD_S) if self.load.mode == "open" else 0
@@ -106,7 +109,7 @@ class Master:
         self.collector = Collector(self.run_dir, self.plan.start_unix_ns, self.plan.interval_s, self._context)
         self._set_status(state="running", load_start_unix_s=ns_to_s(self.plan.start_unix_ns),
                          planned_duration_s=self.load.total_s)
-        self.runner.send_message("lb_spec", self.plan.to_dict())
+        msg.SPEC.send(self.runner, self.plan.to_dict())
         # open loop: users (request slots) are spawned during the lead, before the first arrival
         self.env.shape_class = PlanShape(self.load, lead_s=0.0)
         self.env.shape_class.runner = self.runner
@@ -139,7 +142,7 @@ class Master:
                             lost=tuple(self.lost), cpu_s=dict(self.collector.worker_cpu_s)),
         )
         self.runner.quit()
-        return 130 if self.interrupted else 0
+        return ExitCode.INTERRUPTED if self.interrupted else ExitCode.OK
 
     def _finished(self) -> int:
         assert self.collector is not None
@@ -157,7 +160,7 @@ class Master:
         """Send nothing new and let in-flight requests finish, so the slowest requests of the run are
         measured rather than cut (cutting them would bias every percentile low). Bounded."""
         limit_s = min(self.profile.timeout_s, DRAIN_MAX_S)
-        self.runner.send_message("lb_drain", None)
+        msg.DRAIN.send(self.runner, {"reason": "end", "record_after_s": limit_s})
         deadline = time.monotonic() + limit_s
         connected = {c.id for c in self.runner.clients.all if c.state != "missing"}
         while time.monotonic() < deadline and not self.interrupted:
@@ -197,15 +200,21 @@ class Master:
             gevent.sleep(PROGRESS_EVERY_S)
             now = time.monotonic()
             w = self.collector.take_window()
-            rps = w.ok / (now - last)
+            span_s = now - last
             last = now
             ttft = w.ttft
-            p50 = ttft.get_value_at_percentile(50) / 1000 if ttft.get_total_count() else float("nan")
-            p99 = ttft.get_value_at_percentile(99) / 1000 if ttft.get_total_count() else float("nan")
+            seen = ttft.get_total_count()
             tot = self.collector.totals
-            _say(f"[{now - t0:6.1f}s] users {self.runner.user_count:5d}  rps {rps:8.1f}  "
-                 f"ttft p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  ok {tot.ok}  errors {tot.failed}"
-                 + (f"  dropped {tot.dropped}" if tot.dropped else ""))
+            is_open = self.load.mode == "open"
+            _say(live_line(
+                elapsed_s=now - t0, finished_rps=w.ok / span_s,
+                ttft_p50_ms=ttft.get_value_at_percentile(50) / 1000 if seen else None,
+                ttft_p99_ms=ttft.get_value_at_percentile(99) / 1000 if seen else None,
+                ok=tot.ok, failed=tot.failed, dropped=tot.dropped,
+                users=None if is_open else self.runner.user_count,
+                target_rps=self.load.rate_at(time.time() - self.plan.start_unix_ns / 1e9) if is_open else None,
+                # every arrival ends ok, failed or dropped: their rate is the achieved arrival rate
+                achieved_rps=(w.ok + w.failed + w.dropped) / span_s if is_open else None))
 
     def _watch_workers(self) -> None:
         while True:

@@ -1,13 +1,12 @@
 """Per-process state of a Locust worker: the plan, the request stream, the recorder and the outbox.
 
 Samples and interval histograms recorded here leave the process through Locust's
-``report_to_master`` event (every second) and a final ``lb_final`` message when the master stops
+``report_to_master`` event (every second) and a final ``messages.FINAL`` when the master stops
 the run, so the master is the only writer of the results folder (works across machines too).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,13 +14,14 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from loadbench.config import profile_from_dict, scenario_from_dict
+from loadbench.config import env_value, profile_from_dict, scenario_from_dict
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.recorder import IntervalRecorder
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us
 from loadbench.plan import RunPlan
 from loadbench.units import ns_to_s, s_to_ns
+from loadbench.workers.messages import WorkerData
 from loadbench.workers.stream import Measured
 from loadbench.workload.plan import LoadPlan, Phase
 from loadbench.workload.requests import RequestFactory, RequestSpec
@@ -67,7 +67,7 @@ class WorkerRuntime:
         self.draining = False  # set at the end of the plan: send nothing new, let in-flight requests finish
         self.on_drained: Any = None  # callback once draining and nothing is in flight
         self.schedule_done = False
-        key = os.environ.get(plan.target.api_key_env) if plan.target.api_key_env else None
+        key = env_value(plan.target.api_key_env) if plan.target.api_key_env else None
         self.headers: dict[str, str] = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         self.headers.update(plan.target.headers)
         if key:
@@ -187,7 +187,7 @@ class WorkerRuntime:
             h = by_interval[idx] = hg.new_histogram()
         hg.record(h, value_us)
 
-    def drain(self) -> dict[str, Any]:
+    def drain(self) -> WorkerData:
         """Everything not yet shipped to the master (msgpack-friendly: string keys only)."""
         samples, self.outbox = self.outbox, []
         parts = self.recorder.drain()

@@ -12,6 +12,7 @@ import locust.runners
 from locust.env import Environment
 
 from loadbench.plan import RunPlan
+from loadbench.workers import messages as msg
 from loadbench.workers import state
 from loadbench.workers.runtime import WorkerRuntime
 from loadbench.workers.user import LLMUser
@@ -36,11 +37,11 @@ def main(master_host: str, master_port: int) -> int:
     env = Environment(user_classes=[LLMUser])
     runner = env.create_worker_runner(master_host, master_port)
 
-    def on_spec(msg: Any, **_: Any) -> None:
-        plan = RunPlan.from_dict(msg.data)
+    def on_spec(data: dict[str, Any], _: str) -> None:
+        plan = RunPlan.from_dict(data)
         rt = WorkerRuntime(plan, runner.worker_index, f"w{runner.worker_index}")
         LLMUser.host = rt.host_root
-        rt.on_drained = lambda: runner.send_message("lb_drained", {"worker": rt.worker_id})
+        rt.on_drained = lambda: msg.DRAINED.send(runner, {"worker": rt.worker_id})
         state.RUNTIME = rt
         # Everything built so far lives for the whole run: keep it out of the cyclic GC, whose full
         # collections otherwise stall the loop (and every stream's timing) for tens of ms.
@@ -53,18 +54,18 @@ def main(master_host: str, master_port: int) -> int:
 
     def on_report(client_id: str, data: dict[str, Any]) -> None:
         if state.RUNTIME is not None:
-            data["lb"] = state.RUNTIME.drain()
+            data[msg.REPORT_KEY] = state.RUNTIME.drain()
 
     def on_test_stop(**_: Any) -> None:
         if state.RUNTIME is not None:
-            runner.send_message("lb_final", state.RUNTIME.drain())
+            msg.FINAL.send(runner, state.RUNTIME.drain())
 
-    def on_drain(msg: Any, **_: Any) -> None:
+    def on_drain(order: msg.DrainOrder, _: str) -> None:
         if state.RUNTIME is not None:
             state.RUNTIME.start_drain()
 
-    runner.register_message("lb_spec", on_spec)
-    runner.register_message("lb_drain", on_drain)
+    msg.SPEC.on(runner, on_spec)
+    msg.DRAIN.on(runner, on_drain)
     env.events.report_to_master.add_listener(on_report)
     env.events.test_stop.add_listener(on_test_stop)
 

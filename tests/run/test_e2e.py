@@ -99,8 +99,8 @@ def test_unreachable_target_fails_clearly_and_keeps_a_folder(tmp_path: Path) -> 
     summary = read_json(run / "summary.json")
     assert summary["requests"]["ok"] == 0
     assert summary["requests"]["by_outcome"].get("connection_error", 0) >= 20
-    manifest = read_json(run / "manifest.json")
-    assert "unreachable" in (manifest.get("stop_reason") or "")
+    status = read_json(run / "status.json")
+    assert "unreachable" in (status.get("stop_reason") or "")
 
 
 def test_invalid_profile_exits_2_before_any_load(mock_factory, tmp_path: Path) -> None:

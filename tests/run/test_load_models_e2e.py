@@ -7,31 +7,16 @@ from pathlib import Path
 import pytest
 
 from loadbench.results import run_dir as rd
-from tests.conftest import only_run, read_json, run_loadbench
+from tests.conftest import only_run, read_json, run_loadbench, run_profile, write_profile
 
 pytestmark = pytest.mark.slow
 
 
 
 
-def _profile(tmp_path: Path, text: str) -> Path:
-    p = tmp_path / "profile.yaml"
-    p.write_text(text)
-    return p
-
-
-def _run_profile(tmp_path: Path, profile: str, *args: str) -> Path:
-    """``loadbench run`` with the given profile text (and extra arguments); the run folder."""
-    prof = _profile(tmp_path, profile)
-    out = tmp_path / "results"
-    r = run_loadbench("run", *args, "--profile", str(prof), "--out", str(out))
-    assert r.returncode == 0, r.stdout + r.stderr
-    return only_run(out)
-
-
 def test_open_loop_constant_rate_is_achieved_on_schedule(mock_factory, tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
-    run = _run_profile(tmp_path, "name: open\narrival: {kind: constant, rps: 50}\nduration_s: 8\n"
+    run = run_profile(tmp_path, "name: open\narrival: {kind: constant, rps: 50}\nduration_s: 8\n"
                                  "max_in_flight: 100\n", "--target", mock.base_url)
     s = read_json(run / "summary.json")
     assert s["load"]["mode"] == "open"
@@ -46,7 +31,7 @@ def test_open_loop_constant_rate_is_achieved_on_schedule(mock_factory, tmp_path:
 def test_open_loop_late_sending_shows_client_queue_in_ttft_not_in_service_time(mock_factory, tmp_path: Path) -> None:
     # each request takes ~0.37 s; 20 slots can carry ~54 req/s on time; 90 req/s are offered
     mock = mock_factory("--ttft-ms", "50", "--itl-ms", "5")
-    run = _run_profile(tmp_path, "name: late\narrival: {kind: constant, rps: 90}\nduration_s: 6\n"
+    run = run_profile(tmp_path, "name: late\narrival: {kind: constant, rps: 90}\nduration_s: 6\n"
                                  "max_in_flight: 20\nlate: send\n", "--target", mock.base_url)
     s = read_json(run / "summary.json")
     m = s["metrics"]
@@ -61,7 +46,7 @@ def test_open_loop_late_sending_shows_client_queue_in_ttft_not_in_service_time(m
 
 def test_open_loop_drops_are_counted_never_skipped(mock_factory, tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "50", "--itl-ms", "5")
-    run = _run_profile(tmp_path, "name: drop\narrival: {kind: constant, rps: 90}\nduration_s: 5\n"
+    run = run_profile(tmp_path, "name: drop\narrival: {kind: constant, rps: 90}\nduration_s: 5\n"
                               "max_in_flight: 10\nlate: drop\n", "--target", mock.base_url)
     s = read_json(run / "summary.json")
     assert s["requests"]["dropped"] > 100
@@ -72,7 +57,7 @@ def test_open_loop_drops_are_counted_never_skipped(mock_factory, tmp_path: Path)
 
 def test_peak_multiple_stages_show_in_the_timeline_and_warmup_is_excluded(mock_factory, tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
-    run = _run_profile(tmp_path, "name: peak\nwarmup_s: 2\nramp_up_s: 0\ninterval_s: 1\n"
+    run = run_profile(tmp_path, "name: peak\nwarmup_s: 2\nramp_up_s: 0\ninterval_s: 1\n"
                               "peak: {users: 4, multiplier: 2, ramp_s: 1, hold_s: 3}\n", "--target", mock.base_url)
     timeline = list(rd.iter_timeline(run))
     stages = [t["stage"] for t in timeline]
@@ -87,7 +72,7 @@ def test_peak_multiple_stages_show_in_the_timeline_and_warmup_is_excluded(mock_f
 
 def test_sweep_finds_the_capacity_where_the_server_queue_starts(mock_factory, tmp_path: Path) -> None:
     # the mock serves 50 requests at once; beyond that requests queue and TTFT jumps by a whole E2E
-    prof = _profile(tmp_path, "name: sw\nramp_up_s: 1\nsweep: {variable: users, start: 20, step: 20, max: 100, "
+    prof = write_profile(tmp_path, "name: sw\nramp_up_s: 1\nsweep: {variable: users, start: 20, step: 20, max: 100, "
                               "hold_s: 5}\nslo: {ttft_ms: {p95: 200}, error_rate: 0.01}\n")
     out = tmp_path / "results"
     r = run_loadbench("sweep", "--profile", str(prof), "--out", str(out), "--mock-arg=--max-concurrency=50",
@@ -103,7 +88,7 @@ def _run_two_targets(mock_factory, tmp_path: Path, load: str) -> Path:
     """A fast (TTFT 30 / ITL 5 ms) and a slow (90 / 15 ms) mock as the profile's two targets."""
     fast = mock_factory("--ttft-ms", "30", "--itl-ms", "5")
     slow = mock_factory("--ttft-ms", "90", "--itl-ms", "15")
-    return _run_profile(tmp_path, f"name: cmp\n{load}\ntargets:\n"
+    return run_profile(tmp_path, f"name: cmp\n{load}\ntargets:\n"
                                   f"  - {{name: fast, url: '{fast.base_url}', model: mock-model}}\n"
                                   f"  - {{name: slow, url: '{slow.base_url}', model: mock-model}}\n")
 
@@ -130,9 +115,9 @@ def test_interleaved_targets_merge_rounds_exactly(mock_factory, tmp_path: Path) 
         per_round = sum(read_json(r / "summary.json")["requests"]["ok"] for r in rounds)
         assert s["requests"]["ok"] == per_round == s["metrics"]["ttft_ms"]["count"]
         assert 5.5 <= s["window"]["measure_s"] <= 7.0  # three ~2 s windows, not the wall time between them
-    fast_rounds = [read_json(folder / "targets" / "fast" / "rounds" / str(k) / "manifest.json")["load_start_unix_s"]
+    fast_rounds = [read_json(folder / "targets" / "fast" / "rounds" / str(k) / "status.json")["load_start_unix_s"]
                    for k in range(3)]
-    slow_rounds = [read_json(folder / "targets" / "slow" / "rounds" / str(k) / "manifest.json")["load_start_unix_s"]
+    slow_rounds = [read_json(folder / "targets" / "slow" / "rounds" / str(k) / "status.json")["load_start_unix_s"]
                    for k in range(3)]
     assert fast_rounds[0] < slow_rounds[0] < fast_rounds[1] < slow_rounds[1] < fast_rounds[2]  # interleaved
 

@@ -44,8 +44,8 @@ def test_master_and_two_remote_style_workers(mock_factory, tmp_path: Path) -> No
     assert master.returncode == 0, output
     assert all(w.returncode == 0 for w in workers)
     run = only_run(out)
-    manifest = read_json(run / "manifest.json")
-    assert sorted(manifest["workers"]["seen"]) == ["w0", "w1"]
+    status = read_json(run / "status.json")
+    assert sorted(status["workers"]["seen"]) == ["w0", "w1"]
     samples = list(rd.iter_samples(run))
     by_worker = {s["worker"] for s in samples}
     assert by_worker == {"w0", "w1"}
@@ -73,8 +73,8 @@ def test_killing_a_worker_mid_run_leaves_a_valid_folder_that_says_so(mock_factor
     output, _ = cli.communicate(timeout=120)
     assert cli.returncode == 0, output
     run = only_run(out)
-    manifest = read_json(run / "manifest.json")
-    assert len(manifest["workers"]["lost"]) == 1, output
+    status = read_json(run / "status.json")
+    assert len(status["workers"]["lost"]) == 1, output
     summary = read_json(run / "summary.json")
     assert any("lost" in w for w in summary["warnings"])
     assert summary["requests"]["ok"] > 50
