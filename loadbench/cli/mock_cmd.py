@@ -35,6 +35,9 @@ _D = MockSettings()
 @click.option("--output-tokens", default=_D.output_tokens, show_default=True,
               type=_int_range("output_tokens"),
               help="Tokens generated when the request sets no max_tokens/max_completion_tokens.")
+@click.option("--max-output-tokens", default=_D.max_output_tokens, show_default=True,
+              type=_int_range("max_output_tokens"),
+              help="Largest max_tokens a request may ask for; above it the request gets a 400.")
 @click.option("--tokens-per-chunk", default=_D.tokens_per_chunk, show_default=True,
               type=_int_range("tokens_per_chunk"),
               help="Tokens per content chunk (the last may carry fewer).")

@@ -8,9 +8,11 @@ answer and, when storing is allowed, asks the relay to keep the bytes; ``store``
 (``StreamCapture`` / ``answer_from_json``) after the answer has gone out, and keeps only complete,
 successful answers.
 
-The tenant is the caller's key digest (``RequestContext.client_key_digest``; with gateway auth off
-every caller is the same "anonymous" tenant), or the ``X-Loadbench-Cache-Namespace`` header when
-the operator allows it (``allow_namespace_header``).
+The tenant is the digest of the key the caller presents (``RequestContext.client_key_digest``, auth
+on or off; only callers presenting no key share the anonymous tenant), or the
+``X-Loadbench-Cache-Namespace`` header when the operator allows it (``allow_namespace_header``).
+Anyone who knows a namespace's name could read its entries, so ``auth.namespaces`` can bind each
+namespace to the keys that may use it; the header of any other key is then ignored.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from loadbench.cache import (
     scope_for,
 )
 from loadbench.cache.answer import Format
+from loadbench.cache.headers import NAMESPACE_HEADER
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.state import Gateway
 
@@ -52,6 +55,14 @@ class GatewayCache:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
 
+    @staticmethod
+    def _may_use_namespace(ctx: RequestContext, bound: dict[str, frozenset[bytes]]) -> bool:
+        if not bound:
+            return True
+        namespace = ctx.headers.get(NAMESPACE_HEADER, "").strip()
+        return not namespace or (ctx.client_key_digest is not None
+                                 and ctx.client_key_digest in bound.get(namespace, frozenset()))
+
     async def lookup(self, ctx: RequestContext) -> web.StreamResponse | None:
         route = ctx.route
         state = self.gw.state
@@ -61,7 +72,7 @@ class GatewayCache:
         if cache is None:
             return None
         scope = scope_for(cache.config, virtual_model=route.name, key_digest=ctx.client_key_digest,
-                          headers=ctx.headers)
+                          headers=ctx.headers if self._may_use_namespace(ctx, state.spec.namespace_digests) else None)
         found = await cache.lookup(scope, ctx.body, cache_control=ctx.headers.get("Cache-Control"))
         metrics = self.gw.metrics
         metrics.inc("cache_lookups", route.name, found.outcome)

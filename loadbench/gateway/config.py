@@ -101,6 +101,9 @@ class SlaModel(_Strict):
 class AuthModel(_Strict):
     api_keys_env: str | None = None
     api_keys_file: str | None = None
+    # cache namespace -> the environment variable holding the keys (comma-separated) that may use it
+    # through X-Loadbench-Cache-Namespace; when set, the header of any other key is ignored
+    namespaces: dict[str, str] = Field(default_factory=dict)
 
 
 class LimitsModel(_Strict):
@@ -221,6 +224,8 @@ class GatewaySpec:
     sla: SlaTunables
     client_key_digests: frozenset[bytes]  # sha256 of each accepted client key; empty = no auth
     limits: Limits
+    # namespace -> digests of the keys bound to it (auth.namespaces); empty: the header is unbound
+    namespace_digests: dict[str, frozenset[bytes]] = field(default_factory=dict)
     source: str = field(default="")
     # values of the environment variables named by cache embedders' api_key_env (never logged)
     embedder_env: dict[str, str] = field(default_factory=dict, repr=False)
@@ -275,6 +280,18 @@ def _read_keys(auth: AuthModel, path: str, env: dict[str, str]) -> frozenset[byt
     if (auth.api_keys_env or auth.api_keys_file) and not keys:
         raise ConfigError(path, "auth", "auth is configured but no key was found", "add at least one key")
     return frozenset(key_digest(k) for k in keys)
+
+
+def _namespace_keys(auth: AuthModel, path: str, env: dict[str, str]) -> dict[str, frozenset[bytes]]:
+    bound: dict[str, frozenset[bytes]] = {}
+    for namespace, name in auth.namespaces.items():
+        value = env.get(name)
+        keys = [k.strip() for k in (value or "").replace("\n", ",").split(",") if k.strip()]
+        if not keys:
+            raise ConfigError(path, f"auth.namespaces.{namespace}", f"environment variable {name} is not set",
+                              "export it (comma-separated keys allowed to use this namespace)")
+        bound[namespace] = frozenset(key_digest(k) for k in keys)
+    return bound
 
 
 def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = None) -> GatewaySpec:
@@ -356,7 +373,8 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
                                 lr.explore_fraction),
         sla=SlaTunables(round(sla.window_s * 1e9), sla.min_samples, sla.max_samples),
         client_key_digests=_read_keys(model.auth, path, env),
-        limits=Limits(**model.limits.model_dump()), source=path, embedder_env=embedder_env)
+        limits=Limits(**model.limits.model_dump()), namespace_digests=_namespace_keys(model.auth, path, env),
+        source=path, embedder_env=embedder_env)
 
 
 def _route_cache(base: CacheConfig | None, block: dict[str, Any] | bool | None, path: str,

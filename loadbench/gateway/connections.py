@@ -102,8 +102,11 @@ def guarded_server(limits: Limits, rejects: RejectLog) -> type[web.Server]:
 
 
 def runner_options(limits: Limits) -> dict[str, Any]:
-    """``AppRunner`` keyword arguments that apply ``limits``."""
-    return {"keepalive_timeout": limits.idle_timeout_s}
+    """``AppRunner`` keyword arguments that apply ``limits``.
+
+    No lingering: after an early answer (413, 408) aiohttp would otherwise keep reading and
+    discarding the rest of the body for 10 s; the connection is closed instead."""
+    return {"keepalive_timeout": limits.idle_timeout_s, "lingering_time": 0}
 
 
 class GuardedRunner(web.AppRunner):

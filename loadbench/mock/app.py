@@ -124,7 +124,8 @@ class MockServer:
         stats.requests += 1
         try:
             g = parse_generation(orjson.loads(await request.read()), chat=chat,
-                                 default_model=s.model, default_output_tokens=s.output_tokens)
+                                 default_model=s.model, default_output_tokens=s.output_tokens,
+                                 max_output_tokens=s.max_output_tokens)
             ttft_s = _header_ms(request, "X-Mock-TTFT-Ms", s.ttft_ms / 1000.0)
             itl_s = _header_ms(request, "X-Mock-ITL-Ms", s.itl_ms / 1000.0)
         except orjson.JSONDecodeError as exc:

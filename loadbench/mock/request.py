@@ -17,8 +17,8 @@ class GenerationRequest:
     include_usage: bool  # stream_options.include_usage (non-streamed bodies always carry usage)
 
 
-def parse_generation(body: object, *, chat: bool, default_model: str,
-                     default_output_tokens: int) -> GenerationRequest:
+def parse_generation(body: object, *, chat: bool, default_model: str, default_output_tokens: int,
+                     max_output_tokens: int | None = None) -> GenerationRequest:
     if not isinstance(body, dict):
         raise InputError("the request body must be a JSON object")
     prompt_tokens = (chat_prompt_tokens(body.get("messages")) if chat
@@ -30,6 +30,9 @@ def parse_generation(body: object, *, chat: bool, default_model: str,
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"'{key}' must be an integer >= 1, got {value!r}")
+        if max_output_tokens is not None and value > max_output_tokens:
+            raise InputError(f"'{key}' is {value}, above this mock's limit of {max_output_tokens} "
+                             "(start it with a larger --max-output-tokens)")
         output_tokens = value
         break
     stream = body.get("stream", False)

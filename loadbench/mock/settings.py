@@ -24,6 +24,9 @@ class MockSettings:
     itl_ms: float = 10.0
     jitter_ms: float = 0.0  # uniform +-jitter on every content chunk's deadline
     output_tokens: int = 128  # when the request sets no max_tokens / max_completion_tokens
+    # a request asking for more is refused with a 400: a stream's schedule and a whole answer's text
+    # are built per request, so an unbounded max_tokens would block the loop and exhaust memory
+    max_output_tokens: int = 32768
     tokens_per_chunk: int = 1
     error_rate: float = 0.0
     error_status: int = 503
@@ -63,6 +66,7 @@ _LIMITS: dict[str, tuple[type, float, float | None]] = {
     "itl_ms": (float, 0.0, 3_600_000.0),
     "jitter_ms": (float, 0.0, 3_600_000.0),
     "output_tokens": (int, 1, 10_000_000),
+    "max_output_tokens": (int, 1, 10_000_000),
     "tokens_per_chunk": (int, 1, 1_000_000),
     "error_rate": (float, 0.0, 1.0),
     "error_status": (int, 400, 599),
@@ -102,6 +106,9 @@ def problems(settings: MockSettings) -> list[tuple[str, str]]:
         found.append(("model", "must not be empty"))
     if not settings.host:
         found.append(("host", "must not be empty"))
+    if settings.output_tokens > settings.max_output_tokens:
+        found.append(("output_tokens", f"must be <= max_output_tokens ({settings.max_output_tokens}), "
+                                       f"got {settings.output_tokens}"))
     if settings.fault and settings.fault not in FAULTS:
         found.append(("fault", f"unknown fault {settings.fault!r}; one of: {', '.join(FAULTS)}"))
     if settings.overflow not in ("error", "truncate"):

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from loadbench.gateway.app import create_app
 from loadbench.gateway.config import compile_model, parse_model
+from loadbench.gateway.connections import GuardedRunner, RejectLog
 from loadbench.gateway.state import Gateway
 from loadbench.procs import ServerProcess, start_server
 
@@ -77,8 +78,8 @@ def failing(status: int) -> Callable[[Upstream, web.Request, dict[str, Any]], Aw
 
 
 @contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, handler_cancellation=True)
+async def serve(app: web.Application, runner: web.AppRunner | None = None) -> AsyncIterator[str]:
+    runner = runner or web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -102,7 +103,9 @@ async def upstream(up: Upstream) -> AsyncIterator[str]:
 async def gateway(config: dict[str, Any]) -> AsyncIterator[tuple[str, Gateway]]:
     spec = compile_model(parse_model(config, "test.yaml"), "test.yaml", env={"UP_KEY": "sk-up", "GW_KEYS": "k1,k2"})
     gw = Gateway(spec, seed=1)
-    async with serve(create_app(gw)) as url:
+    app = create_app(gw)
+    # the runner `loadbench gateway` uses: connection limits, timeouts and parser-level errors apply
+    async with serve(app, GuardedRunner(app, spec.limits, RejectLog(), handler_cancellation=True)) as url:
         yield url, gw
 
 

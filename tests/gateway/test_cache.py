@@ -24,7 +24,7 @@ from tests.gateway.harness import Upstream, post, run, serve, upstream
 TEXT = "The capital of France is Paris, on the Seine."
 USAGE = {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
 ANSWER = CachedAnswer(text=TEXT, finish_reason="stop", usage=USAGE, model="up-model")
-KEYS = {"GW_KEYS": "key-alice,key-mallory"}
+KEYS = {"GW_KEYS": "key-alice,key-mallory", "TEAM_A_KEYS": "key-alice,key-bob"}
 
 
 async def good(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
@@ -54,7 +54,8 @@ async def broken(up: Upstream, request: web.Request, body: dict[str, Any]) -> we
     return resp
 
 
-def config(url: str, gateway_cache: dict[str, Any] | None, *, auth: bool = False, **vm: Any) -> dict[str, Any]:
+def config(url: str, gateway_cache: dict[str, Any] | None, *, auth: bool = False,
+           namespaces: dict[str, str] | None = None, **vm: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "targets": [{"name": "t", "url": url, "model": "up-model"}],
         "virtual_models": [{"name": "vm", "targets": [{"target": "t"}], **vm}],
@@ -63,6 +64,8 @@ def config(url: str, gateway_cache: dict[str, Any] | None, *, auth: bool = False
         cfg["cache"] = gateway_cache
     if auth:
         cfg["auth"] = {"api_keys_env": "GW_KEYS"}
+    if namespaces:
+        cfg.setdefault("auth", {})["namespaces"] = namespaces
     return cfg
 
 
@@ -262,6 +265,48 @@ def test_namespace_header_shares_entries_only_when_the_operator_allows_it() -> N
                 assert h["x-loadbench-cache"] == "miss"
 
     run(main())
+
+
+def test_with_auth_off_each_presented_key_is_its_own_tenant() -> None:
+    async def main() -> None:
+        async with cached_gateway(good, {"mode": "exact"}) as (url, _up, _gw, s):
+            body = chat("Where is my delivery?")
+            _, h, _ = await post(s, url, body, headers={"Authorization": "Bearer anything-1"})
+            assert h["x-loadbench-cache"] == "miss"
+            _, h, _ = await post(s, url, body, headers={"Authorization": "Bearer anything-2"})
+            assert h["x-loadbench-cache"] == "miss"  # another key: another tenant, auth or not
+            _, h, _ = await post(s, url, body, headers={"api-key": "anything-1"})
+            assert h["x-loadbench-cache"] == "hit-exact"  # the same key, presented either way
+            _, h, _ = await post(s, url, body)
+            assert h["x-loadbench-cache"] == "miss"  # no key: the anonymous tenant
+            _, h, _ = await post(s, url, body)
+            assert h["x-loadbench-cache"] == "hit-exact"
+
+    run(main())
+
+
+def test_namespaces_bound_to_keys_ignore_the_header_of_any_other_key() -> None:
+    async def main() -> None:
+        cache = {"mode": "exact", "allow_namespace_header": True}
+        async with cached_gateway(good, cache, namespaces={"team-a": "TEAM_A_KEYS"}) as (url, _up, _gw, s):
+            team = {"X-Loadbench-Cache-Namespace": "team-a"}
+            await post(s, url, chat("Hi there"), headers={"Authorization": "Bearer key-alice", **team})
+            _, h, _ = await post(s, url, chat("Hi there"), headers={"Authorization": "Bearer key-bob", **team})
+            assert h["x-loadbench-cache"] == "hit-exact"  # bound to team-a: shares its entries
+            mallory = {"Authorization": "Bearer key-mallory", "Cache-Control": "no-store", **team}
+            _, h, _ = await post(s, url, chat("Hi there"), headers=mallory)
+            assert h["x-loadbench-cache"] == "miss"  # guessed the name, not bound: own tenant
+            _, h, _ = await post(s, url, chat("Hi there"), headers=team)
+            assert h["x-loadbench-cache"] == "miss"  # no key at all
+
+    run(main())
+
+
+def test_a_namespace_bound_to_an_unset_variable_is_a_config_error() -> None:
+    cfg = config("http://127.0.0.1:1/v1", {"allow_namespace_header": True}, namespaces={"team-a": "UNSET_VAR"})
+    with pytest.raises(ConfigError) as err:
+        compile_model(parse_model(cfg, "gw.yaml"), "gw.yaml", env={})
+    assert err.value.field == "auth.namespaces.team-a" and "UNSET_VAR" in err.value.problem
 
 
 # ------------------------------------------------------------------ metrics

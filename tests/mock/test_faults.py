@@ -163,3 +163,15 @@ def test_unknown_fault_is_refused_live(mock: ServerProcess) -> None:
 
     status, body = asyncio.run(go())
     assert status == 400 and b"unknown fault" in body
+
+
+def test_max_tokens_above_the_limit_is_a_clear_400(mock: ServerProcess) -> None:
+    async def go() -> tuple[int, dict]:
+        async with aiohttp.ClientSession() as session, session.post(
+                mock.url + "/v1/chat/completions", json={**BODY, "max_tokens": 10**8, "stream": True}) as r:
+            return r.status, orjson.loads(await r.read())
+
+    status, body = asyncio.run(go())
+    assert status == 400
+    assert "above this mock's limit of 32768" in body["error"]["message"]
+    assert "--max-output-tokens" in body["error"]["message"]
