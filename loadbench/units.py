@@ -21,6 +21,10 @@ def ns_to_ms(value_ns: float) -> float:
     return value_ns / NS_PER_MS
 
 
+def ms_to_us(value_ms: float) -> int:
+    return round(value_ms * US_PER_MS)
+
+
 def ms_to_ns(value_ms: float) -> int:
     return round(value_ms * NS_PER_MS)
 

@@ -20,7 +20,7 @@ from loadbench.report.live import live_line
 from loadbench.results import run_dir as rd
 from loadbench.results.collector import Collector
 from loadbench.results.status import RunStatus, Workers, write_status
-from loadbench.units import ns_to_s, s_to_ns
+from loadbench.units import ns_to_s, s_to_ns, us_to_ms
 from loadbench.workers import messages as msg
 from loadbench.workers.shape import PlanShape
 from loadbench.workers.user import LLMUser
@@ -208,11 +208,11 @@ class Master:
             is_open = self.load.mode == "open"
             _say(live_line(
                 elapsed_s=now - t0, finished_rps=w.ok / span_s,
-                ttft_p50_ms=ttft.get_value_at_percentile(50) / 1000 if seen else None,
-                ttft_p99_ms=ttft.get_value_at_percentile(99) / 1000 if seen else None,
+                ttft_p50_ms=us_to_ms(ttft.get_value_at_percentile(50)) if seen else None,
+                ttft_p99_ms=us_to_ms(ttft.get_value_at_percentile(99)) if seen else None,
                 ok=tot.ok, failed=tot.failed, dropped=tot.dropped,
                 users=None if is_open else self.runner.user_count,
-                target_rps=self.load.rate_at(time.time() - self.plan.start_unix_ns / 1e9) if is_open else None,
+                target_rps=self.load.rate_at(time.time() - ns_to_s(self.plan.start_unix_ns)) if is_open else None,
                 # every arrival ends ok, failed or dropped: their rate is the achieved arrival rate
                 achieved_rps=(w.ok + w.failed + w.dropped) / span_s if is_open else None))
 

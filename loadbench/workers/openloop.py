@@ -16,7 +16,7 @@ import time
 import gevent
 from gevent.queue import Queue
 
-from loadbench.units import ns_to_s
+from loadbench.units import ns_to_s, ns_to_us
 from loadbench.workers.runtime import WorkerRuntime
 from loadbench.workload.arrivals import plan_arrivals_ns
 
@@ -42,7 +42,7 @@ def _schedule(rt: WorkerRuntime) -> None:
             gevent.sleep(ns_to_s(delay_ns))
         if rt.draining:
             break
-        rt.record_schedule_lag(max(0, (time.perf_counter_ns() - intended) // 1000))
+        rt.record_schedule_lag(max(0, ns_to_us(time.perf_counter_ns() - intended)))
         if slots.qsize() < rt.idle or send_late:
             slots.put(intended)
         else:

@@ -20,7 +20,7 @@ from loadbench.metrics.recorder import IntervalRecorder
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us
 from loadbench.plan import RunPlan
-from loadbench.units import ns_to_s, s_to_ns
+from loadbench.units import ms_to_us, ns_to_s, s_to_ns
 from loadbench.workers.messages import WorkerData
 from loadbench.workers.stream import Measured
 from loadbench.workload.plan import LoadPlan, Phase
@@ -145,7 +145,7 @@ class WorkerRuntime:
             chunks=len(tokens),
             itl_mean_us=(sum(gaps) // len(gaps)) if gaps else None,
             itl_max_us=max(gaps) if gaps else None,
-            stalls=count_stalls(gaps, int(self.profile.stall_ms * 1000)) if self.profile.stream else None,
+            stalls=count_stalls(gaps, ms_to_us(self.profile.stall_ms)) if self.profile.stream else None,
             prompt_tokens=m.prompt_tokens, output_tokens=output_tokens,
             tokens_source="estimated" if estimated else "usage",
             prompt_tokens_requested=spec.prompt_tokens_requested,

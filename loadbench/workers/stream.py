@@ -16,6 +16,7 @@ from geventhttpclient.response import HTTPConnectionClosed
 
 from loadbench.protocol.openai import DONE, error_message, parse_body, parse_chunk
 from loadbench.protocol.sse import SSEDecoder
+from loadbench.units import ns_to_ms
 
 perf_ns = time.perf_counter_ns
 
@@ -101,7 +102,7 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
                 _read_stream(raw, m)
             else:
                 _read_body(raw, m)
-            rcm.request_meta["response_time"] = (m.end_ns - sent) / 1e6
+            rcm.request_meta["response_time"] = ns_to_ms(m.end_ns - sent)
             if m.outcome == "ok":
                 rcm.success()
             else:

@@ -12,6 +12,7 @@ import locust.runners
 from locust.env import Environment
 
 from loadbench.plan import RunPlan
+from loadbench.units import ns_to_us, s_to_ns
 from loadbench.workers import messages as msg
 from loadbench.workers import state
 from loadbench.workers.runtime import WorkerRuntime
@@ -25,7 +26,7 @@ def _lag_probe() -> None:
     while True:
         t = time.perf_counter_ns()
         gevent.sleep(LAG_PROBE_S)
-        late_us = (time.perf_counter_ns() - t) // 1000 - int(LAG_PROBE_S * 1e6)
+        late_us = ns_to_us(time.perf_counter_ns() - t - s_to_ns(LAG_PROBE_S))
         rt = state.RUNTIME
         if rt is not None:
             rt.record_lag(max(late_us, 0))
