@@ -227,11 +227,13 @@ class Generator:
     cpu_ms_per_request: float | None = None
     target_rps: float | None = None  # open loop: planned arrivals / measure_s
     achieved_rps: float | None = None  # open loop: arrivals / measure_s
+    client_delay_ms: float | None = None  # bound of the client-side delay in P99 figures (metrics.client_delay)
 
     def to_json(self) -> dict[str, Any]:
         return {"saturated": self.saturated, "reasons": list(self.reasons), "cpu_max": self.cpu_max,
                 "loop_lag_p99_ms": self.loop_lag_p99_ms, "schedule_lag_p99_ms": self.schedule_lag_p99_ms,
-                "cpu_s": self.cpu_s, "cpu_ms_per_request": self.cpu_ms_per_request,
+                "client_delay_ms": self.client_delay_ms, "cpu_s": self.cpu_s,
+                "cpu_ms_per_request": self.cpu_ms_per_request,
                 "target_rps": self.target_rps, "achieved_rps": self.achieved_rps}
 
     @classmethod
@@ -240,7 +242,7 @@ class Generator:
         return cls(saturated=bool(obj.get("saturated")), reasons=tuple(obj.get("reasons") or ()),
                    **{k: _opt_float(obj.get(k)) for k in ("cpu_max", "loop_lag_p99_ms", "schedule_lag_p99_ms",
                                                           "cpu_s", "cpu_ms_per_request", "target_rps",
-                                                          "achieved_rps")})
+                                                          "achieved_rps", "client_delay_ms")})
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics import histogram as hg
+from loadbench.metrics.client_delay import beyond_promise, client_delay_ms, delay_reason
 from loadbench.metrics.recorder import LOOP_LAG_TAG, METRICS, SCHEDULE_LAG_TAG
 from loadbench.metrics.records import (
     STAGE_METRICS,
@@ -242,11 +243,8 @@ def _stage_results(plan: PlanFacts, samples: Sequence[Sample], intervals: Sequen
     return tuple(out)
 
 
-# Saturation thresholds (docs/generator.md): past these, the worker reads responses late enough to
-# inflate the latencies it reports by more than the accuracy the tests hold it to.
+# A worker this busy in a quarter of the intervals reads responses late (docs/generator.md).
 CPU_HOT_PERCENT = 90.0
-LOOP_LAG_P99_MAX_MS = 15.0
-SCHEDULE_LAG_P99_MAX_MS = 25.0
 
 
 def _p99_ms(hist: HdrHistogram | None) -> float | None:
@@ -263,12 +261,10 @@ def _generator_reasons(cpu: list[float], lag_p99: float | None, sched_p99: float
     if cpu and len(hot) >= max(2, len(cpu) // 4):
         reasons.append(f"a worker used >= {CPU_HOT_PERCENT:.0f}% of a core in {len(hot)} of {len(cpu)} "
                        f"intervals (max {max(cpu):.0f}%): add workers (--workers) or lower users per worker")
-    if lag_p99 is not None and lag_p99 > LOOP_LAG_P99_MAX_MS:
-        reasons.append(f"event-loop lag P99 was {lag_p99:.1f} ms (> {LOOP_LAG_P99_MAX_MS:.0f} ms): the worker "
-                       "read responses late; add workers or give the generator an idle core")
-    if sched_p99 is not None and sched_p99 > SCHEDULE_LAG_P99_MAX_MS:
-        reasons.append(f"open-loop schedule lag P99 was {sched_p99:.1f} ms (> {SCHEDULE_LAG_P99_MAX_MS:.0f} ms): "
-                       "arrivals left late; add workers")
+    # The loop-lag and schedule-lag limits follow from the accuracy promise (metrics.client_delay).
+    delay = client_delay_ms(lag_p99, sched_p99)
+    if delay is not None and beyond_promise(delay):
+        reasons.append(delay_reason(delay, lag_p99, sched_p99))
     return reasons
 
 
@@ -351,7 +347,8 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     cpu_s = round(sum(facts.worker_cpu_s.values()), 3) if facts.worker_cpu_s else None
     generator = Generator(
         saturated=bool(reasons), reasons=tuple(reasons), cpu_max=max(cpu) if cpu else None,
-        loop_lag_p99_ms=lag_p99, schedule_lag_p99_ms=sched_p99, cpu_s=cpu_s,
+        loop_lag_p99_ms=lag_p99, schedule_lag_p99_ms=sched_p99,
+        client_delay_ms=client_delay_ms(lag_p99, sched_p99), cpu_s=cpu_s,
         cpu_ms_per_request=round(1000 * cpu_s / len(samples), 4) if cpu_s is not None and samples else None,
         target_rps=target_rps, achieved_rps=achieved_rps)
     if generator.saturated:

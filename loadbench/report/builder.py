@@ -21,6 +21,7 @@ from loadbench.report.tables import (
     MISSING,
     STAGE_STATS,
     fmt,
+    generator_line,
     latency_cell,
     latency_table,
     requests_line,
@@ -106,6 +107,11 @@ def _latency_block(s: Summary) -> Table:
     return Table(*latency_table(s))
 
 
+def _generator_para(s: Summary) -> list[Para]:
+    line = generator_line(s)
+    return [Para(line)] if line else []
+
+
 def _warnings(s: Summary) -> list[str]:
     items = list(s.warnings)
     items += [f"not valid to judge: {r}" for r in check_valid(s)]
@@ -173,7 +179,7 @@ def _run_report(run: RunFolder, plot_dir: Path) -> tuple[Document, dict[str, Any
     files += images
     doc = Document(f"loadbench report: {run.name}")
     doc.add(Heading("Run"), Bullets(_overview(s)), *_slo_blocks(s), Heading("Warnings"), Bullets(_warnings(s)),
-            Heading("Latency (measure window, successful requests)"), _latency_block(s),
+            Heading("Latency (measure window, successful requests)"), _latency_block(s), *_generator_para(s),
             *_stage_blocks(s), *_breakdown_blocks(s), Heading("Plots"))
     doc.add(*[Image(p, _ALT[p.stem]) for p in images])
     doc.add(*_definitions_blocks(), Heading("Files"),

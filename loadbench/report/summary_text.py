@@ -11,6 +11,7 @@ from loadbench.metrics.slo import SloSpec
 from loadbench.report.sweep import capacity_text, load_sweep, sweep_rows
 from loadbench.report.tables import (
     aligned_table,
+    generator_line,
     latency_table,
     requests_line,
     slo_headline,
@@ -25,7 +26,11 @@ from loadbench.results.summary_io import build_summary
 
 
 def render_console(s: Summary) -> str:
-    parts = [aligned_table(*latency_table(s)), "", requests_line(s)]
+    parts = [aligned_table(*latency_table(s))]
+    gen = generator_line(s)
+    if gen:
+        parts.append(gen)
+    parts += ["", requests_line(s)]
     stalls = stalls_line(s)
     if stalls:
         parts.append(stalls)
@@ -47,6 +52,9 @@ def render_markdown(s: Summary) -> str:
     if stalls:
         parts.append(f"- {stalls}")
     parts += ["", "## Latency (ms, measure window, successful requests)", "", aligned_table(*latency_table(s)), ""]
+    gen = generator_line(s)
+    if gen:
+        parts += [gen, ""]
     if s.stages:
         parts += ["## Per stage (ms)", "", aligned_table(*stage_table(s.stages)), ""]
     if s.slo is not None:

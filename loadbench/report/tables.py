@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from loadbench.metrics.client_delay import TTFT_P99_PROMISE_MS, beyond_promise
 from loadbench.metrics.records import (
     LATENCY_METRICS,
     STAGE_METRICS,
@@ -120,6 +121,21 @@ def stalls_line(s: Summary) -> str | None:
     return (f"stalls (gaps > {st.limit_ms:g} ms between content chunks): {fmt(st.stalls, 'n')}, "
             f"{fmt(st.per_1k_tokens)} per 1,000 output tokens; {fmt(st.stalled_share, '%')} of "
             f"{fmt(st.streams, 'n')} streams stalled at least once")
+
+
+def generator_line(s: Summary) -> str | None:
+    """The generator's own delay, printed beside the latency table (docs/generator.md)."""
+    g = s.generator
+    if g.loop_lag_p99_ms is None:
+        return None
+    line = f"generator: loop-lag P99 {fmt(g.loop_lag_p99_ms)} ms"
+    if g.schedule_lag_p99_ms is not None:
+        line += f", schedule-lag P99 {fmt(g.schedule_lag_p99_ms)} ms"
+    if g.client_delay_ms is not None:
+        within = "beyond" if beyond_promise(g.client_delay_ms) else "within"
+        line += (f"; P99 figures may include up to {fmt(g.client_delay_ms)} ms of client-side delay "
+                 f"({within} the {TTFT_P99_PROMISE_MS:g} ms accuracy promise)")
+    return line
 
 
 def aligned_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
