@@ -29,6 +29,10 @@ def compare(paths: tuple[Path, ...], fail_on: tuple[str, ...], out_dir: Path | N
             min_effect: float, min_samples: int, error_ceiling: float, seed: int) -> int:
     """Compare RUN_DIR (the last path) against a baseline: one run folder, several, or a folder of runs
     (several runs put the spread between runs into the noise). Writes compare.md and compare.junit.xml."""
+    from loadbench.cli.eval_compare import compare_scorecard_paths, is_scorecard_pair
+
+    if is_scorecard_pair(paths):  # two `loadbench eval` folders: quality/cost/consistency deltas
+        return compare_scorecard_paths(paths, fail_on, out_dir)
     from loadbench.errors import InputError
     from loadbench.report.compare import compare_runs, render_junit, render_markdown, render_text
     from loadbench.report.gates import parse_exprs
