@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from loadbench.errors import ConfigError
+from loadbench.config.validation import StrictModel, validate
 
 
-class BuiltinEmbedderConfig(BaseModel):
+class BuiltinEmbedderConfig(StrictModel):
     """Hashed character 3-grams + word unigrams into ``dim`` floats; no download, deterministic."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["builtin"] = "builtin"
     # 128 keeps a 100,000-entry partition scan (one float32 matrix-vector product) near 1 ms on a
@@ -30,10 +28,8 @@ class BuiltinEmbedderConfig(BaseModel):
     inline_max_chars: int = Field(default=512, ge=0)
 
 
-class OpenAIEmbedderConfig(BaseModel):
+class OpenAIEmbedderConfig(StrictModel):
     """Any OpenAI-compatible ``POST {base_url}/embeddings`` endpoint."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["openai"]
     base_url: str = Field(min_length=1, description="e.g. http://127.0.0.1:8000/v1")
@@ -49,9 +45,7 @@ class OpenAIEmbedderConfig(BaseModel):
 EmbedderConfig = Annotated[BuiltinEmbedderConfig | OpenAIEmbedderConfig, Field(discriminator="kind")]
 
 
-class CacheConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class CacheConfig(StrictModel):
     mode: Literal["exact", "semantic"] = "exact"
     # Cosine similarity (1 = identical direction), NOT a distance: higher is stricter.
     similarity_threshold: float = Field(default=0.9, gt=0.0, le=1.0)
@@ -87,19 +81,6 @@ class CacheConfig(BaseModel):
 
 def load_cache_config(data: Mapping[str, Any] | None, *, path: str = "<config>",
                       prefix: str = "cache") -> CacheConfig:
-    """Validate a ``cache:`` mapping; errors become ConfigError naming the file, field and fix."""
-    try:
-        return CacheConfig.model_validate(dict(data or {}))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in (prefix, *err["loc"]))
-        raise ConfigError(path, loc, err["msg"], _fix_for(err)) from exc
-
-
-def _fix_for(err: Mapping[str, Any]) -> str:
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        return "remove it; allowed keys: " + ", ".join(CacheConfig.model_fields)
-    if kind == "literal_error" or kind == "union_tag_invalid":
-        return "use one of the listed values"
-    return "see docs/cache.md"
+    """Validate a ``cache:`` mapping; errors become ConfigError naming the file, field and fix
+    (the same translator as profiles and scenarios: did-you-mean for unknown keys)."""
+    return validate(CacheConfig, dict(data or {}), path, prefix)

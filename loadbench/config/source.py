@@ -1,4 +1,5 @@
-"""Reading YAML config files into plain data, with errors that name the file and the line.
+"""Reading YAML config files into plain data, with errors that name the file and the line, and the
+one read of the process environment (``environment``): config/ is the only package that reads it.
 
 PyYAML silently keeps the last of two duplicate keys; a config edge must not, so the loader
 rejects them (a duplicated ``users:`` is almost always a mistake that would go unnoticed).
@@ -6,6 +7,7 @@ rejects them (a duplicated ``users:`` is almost always a mistake that would go u
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +76,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
             str(path), "(file)", f"cannot read: {exc}", "check the path and permissions"
         ) from None
     return parse_yaml(text, str(path))
+
+
+def environment() -> dict[str, str]:
+    """A copy of the process environment (the gateway's key variables are resolved from it)."""
+    return dict(os.environ)

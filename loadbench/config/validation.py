@@ -117,17 +117,30 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def validate(model: type[M], data: dict[str, Any], path: str) -> M:
-    """Validate ``data`` as ``model``; the first error becomes a ConfigError (others are appended)."""
+def validate(model: type[M], data: Any, path: str, prefix: str = "") -> M:
+    """Validate ``data`` as ``model``; the first error becomes a ConfigError (others are appended).
+
+    ``prefix`` is where ``data`` sits in its file (``virtual_models[0].cache``), so the field named
+    in the error is the one the user sees in the file."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        field, problem, fix = _describe(errors[0], model)
-        if len(errors) > 1:
-            rest = "; ".join(f"{d[0]}: {d[1]}" for d in (_describe(e, model) for e in errors[1:4]))
+        described = [_describe(e, model) for e in errors[:4]]
+        if prefix:
+            described = [(_joined(prefix, f), p, x) for f, p, x in described]
+        field, problem, fix = described[0]
+        if len(described) > 1:
+            rest = "; ".join(f"{d[0]}: {d[1]}" for d in described[1:])
             fix = f"{fix}. Also: {rest}"
         raise ConfigError(path, field, problem, fix) from None
+
+
+def _joined(prefix: str, field: str) -> str:
+    if field == "(top level)":
+        return prefix
+    return prefix + field if field.startswith("[") else f"{prefix}.{field}"
+
 
 
 __all__ = ["StrictModel", "field_path", "invalid", "validate"]

@@ -1,23 +1,26 @@
 """Gateway config: YAML validated by pydantic at the edge, compiled into slotted runtime specs.
 
 Pydantic models live only here; the request path sees the plain dataclasses from ``compile``.
-Every problem becomes ``ConfigError(path, field, problem, fix)`` naming the field as
-``virtual_models[0].targets[1].weight``, so ``loadbench gateway`` exits 2 with a usable message.
-This module is also the gateway's only reader of the environment (upstream and client keys).
+Validation goes through the same translator and strict base model as profiles and scenarios
+(``loadbench.config.validation``), and the file through the same strict YAML reader
+(``loadbench.config.source``): every problem becomes ``ConfigError(path, field, problem, fix)``
+naming the field as ``virtual_models[0].targets[1].weight``, with a did-you-mean for unknown keys,
+so ``loadbench gateway`` exits 2 with a usable message. The environment (upstream and client keys)
+comes from ``loadbench.config.source.environment``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, StrictBool, ValidationError
+from pydantic import Field, PositiveFloat, PositiveInt, StrictBool
 
 from loadbench.cache.config import CacheConfig, OpenAIEmbedderConfig, load_cache_config
+from loadbench.config.source import environment, read_yaml
+from loadbench.config.validation import StrictModel, validate
 from loadbench.errors import ConfigError
 
 DEFAULT_FAILURE_CODES = (429, 500, 502, 503, 504)
@@ -26,24 +29,20 @@ DEFAULT_RETRY_CODES = (429, 500, 502, 503)
 DEFAULT_FALLBACK_CODES = (401, 403, 404, 429, 500, 502, 503, 504)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TimeoutsModel(_Strict):
+class TimeoutsModel(StrictModel):
     connect_s: PositiveFloat = 2.0
     first_token_s: PositiveFloat = 30.0  # request sent -> first body byte
     idle_s: PositiveFloat = 30.0  # longest gap between two body reads after the first
     total_s: PositiveFloat = 600.0
 
 
-class FailureToleranceModel(_Strict):
+class FailureToleranceModel(StrictModel):
     allowed_failures_per_minute: int = Field(default=3, ge=0)
     cooldown_period_s: PositiveFloat = 300.0
     failure_status_codes: list[int] = Field(default_factory=lambda: list(DEFAULT_FAILURE_CODES))
 
 
-class TargetModel(_Strict):
+class TargetModel(StrictModel):
     name: str = Field(min_length=1)
     url: str = Field(pattern=r"^https?://")
     model: str = Field(min_length=1)
@@ -53,11 +52,11 @@ class TargetModel(_Strict):
     failure_tolerance: FailureToleranceModel = FailureToleranceModel()
 
 
-class SlaCutoffModel(_Strict):
+class SlaCutoffModel(StrictModel):
     time_per_output_token_ms: PositiveFloat
 
 
-class RouteTargetModel(_Strict):
+class RouteTargetModel(StrictModel):
     target: str = Field(min_length=1)
     weight: float = Field(default=1.0, ge=0)
     priority: int = Field(default=0, ge=0)
@@ -67,13 +66,13 @@ class RouteTargetModel(_Strict):
     fallback_candidate: bool = True
 
 
-class RetryModel(_Strict):
+class RetryModel(StrictModel):
     attempts: int = Field(default=0, ge=0, le=10)  # extra attempts on the same target
     delay_ms: float = Field(default=100.0, ge=0)
     on_status_codes: list[int] = Field(default_factory=lambda: list(DEFAULT_RETRY_CODES))
 
 
-class VirtualModelModel(_Strict):
+class VirtualModelModel(StrictModel):
     name: str = Field(min_length=1)
     routing: Literal["weight", "priority", "latency"] = "weight"
     targets: list[RouteTargetModel] = Field(min_length=1)
@@ -84,7 +83,7 @@ class VirtualModelModel(_Strict):
     cache: dict[str, Any] | StrictBool | None = None
 
 
-class LatencyRoutingModel(_Strict):
+class LatencyRoutingModel(StrictModel):
     window_s: PositiveFloat = 1200.0
     window_requests: PositiveInt = 100
     band: float = Field(default=1.2, ge=1.0)
@@ -92,13 +91,13 @@ class LatencyRoutingModel(_Strict):
     explore_fraction: float = Field(default=0.05, ge=0, le=0.5)
 
 
-class SlaModel(_Strict):
+class SlaModel(StrictModel):
     window_s: PositiveFloat = 180.0
     min_samples: PositiveInt = 3
     max_samples: PositiveInt = 10
 
 
-class AuthModel(_Strict):
+class AuthModel(StrictModel):
     api_keys_env: str | None = None
     api_keys_file: str | None = None
     # cache namespace -> the environment variable holding the keys (comma-separated) that may use it
@@ -106,7 +105,7 @@ class AuthModel(_Strict):
     namespaces: dict[str, str] = Field(default_factory=dict)
 
 
-class LimitsModel(_Strict):
+class LimitsModel(StrictModel):
     max_body_bytes: PositiveInt = 4 * 1024 * 1024  # a client's request body
     # a non-streamed upstream answer held to be relayed (and an error body: 64 KiB at most)
     max_upstream_body_bytes: PositiveInt = 32 * 1024 * 1024
@@ -123,7 +122,7 @@ class LimitsModel(_Strict):
     max_connections: PositiveInt | None = None
 
 
-class GatewayModel(_Strict):
+class GatewayModel(StrictModel):
     targets: list[TargetModel] = Field(min_length=1)
     virtual_models: list[VirtualModelModel] = Field(min_length=1)
     latency_routing: LatencyRoutingModel = LatencyRoutingModel()
@@ -235,27 +234,8 @@ def key_digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _fix_for(kind: str) -> str:
-    return {
-        "extra_forbidden": "remove it or check its spelling",
-        "missing": "add it",
-        "literal_error": "use one of the listed values",
-    }.get(kind, "see docs/gateway.md")
-
-
 def parse_model(raw: object, path: str) -> GatewayModel:
-    try:
-        return GatewayModel.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(path, _loc(tuple(err["loc"])), err["msg"], _fix_for(err["type"])) from None
+    return validate(GatewayModel, raw, path)
 
 
 def _read_keys(auth: AuthModel, path: str, env: dict[str, str]) -> frozenset[bytes]:
@@ -296,7 +276,7 @@ def _namespace_keys(auth: AuthModel, path: str, env: dict[str, str]) -> dict[str
 
 def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = None) -> GatewaySpec:
     """Cross-check references and build the runtime spec."""
-    env = dict(os.environ) if env is None else env
+    env = environment() if env is None else env
     targets: dict[str, TargetSpec] = {}
     for i, t in enumerate(model.targets):
         if t.name in targets:
@@ -403,18 +383,7 @@ def _embedder_key(cache: CacheConfig, path: str, where: str, env: dict[str, str]
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewaySpec:
     """Read, validate and compile a gateway YAML file; raises ConfigError."""
     p = str(path)
-    try:
-        text = Path(p).read_text()
-    except OSError as exc:
-        raise ConfigError(p, "(file)", f"cannot read: {exc.strerror}", "check the --config path") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "(file)"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(p, where, f"invalid YAML: {problem}", "fix the syntax") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(p, "(top level)", "expected a mapping with targets and virtual_models",
-                          "see profiles/gateway/example.yaml")
+    raw = read_yaml(Path(p))
+    if not raw:
+        raise ConfigError(p, "(top level)", "the file is empty", "see profiles/gateway/example.yaml")
     return compile_model(parse_model(raw, p), p, env)

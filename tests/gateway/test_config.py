@@ -51,14 +51,15 @@ def test_good_config_reads_upstream_key_from_env_and_hides_it(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("text", "field", "words"),
     [
-        (GOOD.replace("model: m}", "model: m, max_conections: 3}", 1), "targets[0].max_conections", "Extra"),
+        (GOOD.replace("model: m}", "model: m, max_conections: 3}", 1), "targets[0].max_conections",
+         "did you mean 'max_connections'"),
         (GOOD.replace("routing: priority", "routing: fastest"), "virtual_models[0].routing", "priority"),
         (
             GOOD.replace("{target: b, priority: 1}", "{target: c, priority: 1}"),
             "virtual_models[0].targets[1].target",
             "unknown target 'c'",
         ),
-        (GOOD.replace("priority: 1}", "priority: -1}"), "virtual_models[0].targets[1].priority", "greater"),
+        (GOOD.replace("priority: 1}", "priority: -1}"), "virtual_models[0].targets[1].priority", "must be >= 0"),
         (
             GOOD.replace("routing: priority", "routing: weight"),
             "virtual_models[0].targets[0].sla_cutoff",
@@ -67,7 +68,7 @@ def test_good_config_reads_upstream_key_from_env_and_hides_it(tmp_path: Path) ->
         (GOOD.replace('url: "http://127.0.0.1:1/v1"', "url: localhost:1"), "targets[0].url", "pattern"),
         (GOOD.replace("name: b,", "name: a,"), "targets[1].name", "duplicate"),
         ("targets: [\n  - {name: a", "line", "YAML"),
-        ("[]", "(top level)", "mapping"),
+        ("[]", "(document)", "mapping"),
     ],
 )
 def test_errors_name_the_field(tmp_path: Path, text: str, field: str, words: str) -> None:
@@ -76,6 +77,33 @@ def test_errors_name_the_field(tmp_path: Path, text: str, field: str, words: str
     assert info.value.field.startswith(field)
     assert words in str(info.value)
     assert str(tmp_path / "gw.yaml") in str(info.value)
+
+
+@pytest.mark.parametrize(("block", "field", "close"), [
+    ("cache: {similarity_treshold: 0.9}\n", "cache.similarity_treshold", "similarity_threshold"),
+    ("limits: {max_body_byte: 10}\n", "limits.max_body_byte", "max_body_bytes"),
+])
+def test_gateway_and_cache_typos_get_the_same_message_as_profiles(tmp_path: Path, block: str, field: str,
+                                                                  close: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD + block), env={"B_KEY": "k"})
+    assert info.value.field == field
+    assert info.value.problem == f"unknown key {field.rsplit('.', 1)[1]!r}"
+    assert f"did you mean {close!r}?" in info.value.fix
+
+
+def test_a_per_model_cache_typo_names_its_full_path(tmp_path: Path) -> None:
+    text = GOOD.replace("routing: priority", "routing: priority\n    cache: {ttl: 5}")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={"B_KEY": "k"})
+    assert info.value.field == "virtual_models[0].cache.ttl"
+    assert "did you mean 'ttl_s'?" in info.value.fix
+
+
+def test_a_duplicate_key_is_an_error_with_its_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD + "limits: {}\nlimits: {}\n"), env={"B_KEY": "k"})
+    assert info.value.field.startswith("line ") and "duplicate key 'limits'" in info.value.problem
 
 
 def test_missing_upstream_key_env_is_an_error(tmp_path: Path) -> None:
