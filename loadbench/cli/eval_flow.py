@@ -10,6 +10,7 @@ scorecard.json / .md / .html.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -29,7 +30,7 @@ from loadbench.eval.criteria import Score
 from loadbench.eval.dataset import Case, Selection, parse_filter, select
 from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, LateScorer
-from loadbench.eval.scorecard import LatencyCard, Percentiles, Scorecard
+from loadbench.eval.scorecard import LatencyCard, Percentiles, ProbeResult, Scorecard
 from loadbench.eval.suite import Suite, Target, load_suite
 
 MANIFEST_SCHEMA = "loadbench.eval.manifest/1"
@@ -80,6 +81,19 @@ def read_records(folder: Path) -> tuple[list[CallRecord], list[Judgement]]:
     calls = [CallRecord.from_json(o) for o in read_jsonl(folder / "outputs.jsonl")]
     judgements = [Judgement.from_json(o) for o in read_jsonl(folder / "judgements.jsonl")]
     return calls, judgements
+
+
+def read_probes(folder: Path) -> dict[str, list[ProbeResult]]:
+    """The latest session's result of each (target, probe)."""
+    latest_rows: dict[tuple[str, str], ProbeResult] = {}
+    for row in read_jsonl(folder / "probes.jsonl"):
+        r = ProbeResult(str(row["probe"]), str(row["case_id"]), str(row["outcome"]), bool(row["passed"]),
+                        str(row["detail"]))
+        latest_rows[(str(row["target"]), r.probe)] = r
+    out: dict[str, list[ProbeResult]] = {}
+    for (target, _), r in latest_rows.items():
+        out.setdefault(target, []).append(r)
+    return out
 
 
 def failing_ids(folder: Path, suite: Suite) -> frozenset[str]:
@@ -207,7 +221,7 @@ def run_eval(opts: EvalOptions) -> ExitCode:
             raise Interrupted(f"interrupted; the calls scored so far are in {folder / 'outputs.jsonl'}") from None
     calls, judgements = read_records(folder)
     scorecard = build_scorecard(suite, cases, calls, judgements, created_utc=now.isoformat(timespec="seconds"),
-                                today=now.date(), latency_from=latency)
+                                today=now.date(), latency_from=latency, probes=read_probes(folder))
     write_scorecard(folder, scorecard)
     from loadbench.eval.render import summary
 
@@ -228,6 +242,13 @@ async def _calls_and_judge(suite: Suite, cases: Sequence[Case], endpoints: list[
         new = await run_calls(endpoints, suite, cases, repeats, session, out, late)
     finally:
         out.close()
+    if suite.probes:
+        from loadbench.eval.runner import run_probes
+
+        windows = {t.name: t.context_window for t in suite.targets}
+        with (folder / "probes.jsonl").open("ab") as fh:
+            for target, result in await run_probes(endpoints, suite, windows):
+                fh.write(orjson.dumps({"target": target, "session": session, **dataclasses.asdict(result)}) + b"\n")
     if suite.judge is None or not judge_eps:
         return
     cache = JudgeCache(folder / "judge_cache.jsonl")

@@ -13,6 +13,7 @@ import io
 import math
 from collections.abc import Sequence
 
+from loadbench.eval.probes import over_refusal_rate
 from loadbench.eval.scorecard import Scorecard, TargetCard
 from loadbench.eval.stats import Interval
 
@@ -164,6 +165,13 @@ def summary(sc: Scorecard) -> str:
     lines += _table(HEADER, [_row(t) for t in sc.targets])
     for target, case_id in sc.regressions_failed:
         lines.append(f"regression case FAILED: {target} {case_id}")
+    for t in sc.targets:
+        if t.probes:
+            failed = [f"{p.probe}: {p.outcome}" for p in t.probes if not p.passed]
+            refusal = over_refusal_rate(list(t.probes))
+            lines.append(f"probes: {t.name} {len(t.probes) - len(failed)}/{len(t.probes)} pass"
+                         + (f" (failed {', '.join(failed)})" if failed else "")
+                         + (f"; over-refusal {100 * refusal:.0f}%" if refusal is not None else ""))
     if sc.decision is not None:
         for cd in sc.decision.candidates:
             checks = ", ".join(f"{c.criterion} {c.ratio:.3f} (limit {c.limit:g}) {c.result}" for c in cd.checks)

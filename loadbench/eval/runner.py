@@ -28,7 +28,9 @@ import orjson
 from loadbench.eval.criteria import LATE_TYPES, Output, Score, score
 from loadbench.eval.dataset import Case
 from loadbench.eval.pricing import Price, Usage, call_cost
+from loadbench.eval.probes import Probe, judge_probe, probes
 from loadbench.eval.records import CallRecord
+from loadbench.eval.scorecard import ProbeResult
 from loadbench.eval.suite import Suite
 from loadbench.protocol.openai import DONE, error_message, parse_chunk
 from loadbench.protocol.sse import SSEDecoder
@@ -251,4 +253,20 @@ async def run_calls(endpoints: Sequence[Endpoint], suite: Suite, cases: Sequence
                     late: LateScorer | None = None) -> list[CallRecord]:
     results = await asyncio.gather(*(_run_target(ep, suite, cases, repeats[ep.name], session_no, out, late)
                                      for ep in endpoints))
+    return [r for rs in results for r in rs]
+
+
+async def run_probes(endpoints: Sequence[Endpoint], suite: Suite,
+                     windows: dict[str, int | None]) -> list[tuple[str, ProbeResult]]:
+    """The built-in failure-mode probes, each target in a fresh session of its own."""
+
+    async def target(ep: Endpoint) -> list[tuple[str, ProbeResult]]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=suite.concurrency)) as session:
+            async def one(p: Probe) -> tuple[str, ProbeResult]:
+                r = await chat(session, ep, p.body(ep.model), suite.timeout_s)
+                return ep.name, judge_probe(p, r.ok, r.status, r.error, r.text, r.finish_reason, r.usage)
+
+            return list(await asyncio.gather(*(one(p) for p in probes(windows.get(ep.name)))))
+
+    results = await asyncio.gather(*(target(ep) for ep in endpoints))
     return [r for rs in results for r in rs]
