@@ -43,7 +43,15 @@ from loadbench.eval.scorecard import (
     Scorecard,
     TargetCard,
 )
-from loadbench.eval.stats import FloatArray, Interval, bootstrap_mean, bootstrap_ratio, quantile, wilson
+from loadbench.eval.stats import (
+    FloatArray,
+    Interval,
+    bootstrap_mean,
+    bootstrap_ratio,
+    pass_at_k,
+    quantile,
+    wilson,
+)
 from loadbench.eval.suite import Suite
 
 LEAST_CONSISTENT = 5
@@ -152,8 +160,14 @@ def _quality(d: _TargetData, suite: Suite, cases: Mapping[str, Case], seed: int)
                     n += 1
                     for k, v in s.scores[c.name].parts.items():
                         parts[k].append(v)
+        at_k = None
+        if c.type == "code_tests" and ids:
+            counts = [(len(d.by_case[cid]), sum(1 for s in d.by_case[cid]
+                                                 if c.name in s.scores and s.scores[c.name].passed)) for cid in ids]
+            at_k = _mean([pass_at_k(n_, c_, min(c.k, n_)) for n_, c_ in counts])
         cards.append(CriterionCard(c.name, c.type, c.weight, c.threshold, n, bootstrap_mean(vals, seed),
-                                   bootstrap_mean(passes, seed), {k: _mean(v) for k, v in sorted(parts.items())}))
+                                   bootstrap_mean(passes, seed), {k: _mean(v) for k, v in sorted(parts.items())},
+                                   at_k))
     by_kind = {}
     for kind in ("representative", "edge", "regression", "probe"):
         ids = [cid for cid in d.case_ids if cases[cid].kind == kind]

@@ -92,7 +92,8 @@ def markdown(sc: Scorecard) -> str:
         lines += ["", f"## {t.name} ({t.model})", "",
                   f"{t.calls} calls, {t.errors} failed."]
         crit = [[c.name, c.type, f"{c.weight:g}", f"{c.threshold:g}", f"{c.score.value:.3f}", _pct(c.pass_rate),
-                 ", ".join(f"{k}={v:.2f}" for k, v in c.parts.items())] for c in t.quality.criteria]
+                 ", ".join(f"{k}={v:.2f}" for k, v in c.parts.items())
+                 + (f"pass@k {c.pass_at_k:.3f}" if c.pass_at_k is not None else "")] for c in t.quality.criteria]
         head = ["criterion", "type", "weight", "threshold", "mean score", "pass rate (95% CI)",
                 "per field / rubric item"]
         lines += ["", *_table(head, crit)]

@@ -31,6 +31,7 @@ class CriterionCard:
     score: Interval  # mean score, bootstrap over cases
     pass_rate: Interval
     parts: dict[str, float]  # per field (json_fields) or rubric item (judge): mean score
+    pass_at_k: float | None = None  # code_tests: mean over cases of pass@k (criterion k) across repeats
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +240,8 @@ def _load(tp: Any, obj: Any) -> Any:
         return {k: _load(typing.get_args(tp)[1], v) for k, v in obj.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
-        return tp(**{f.name: _load(hints[f.name], obj[f.name]) for f in dataclasses.fields(tp)})
+        # a field added later has a default; older scorecards simply lack it
+        return tp(**{f.name: _load(hints[f.name], obj[f.name]) for f in dataclasses.fields(tp) if f.name in obj})
     if tp is float:
         return float(obj) if obj is not None else math.nan
     return obj
