@@ -142,5 +142,6 @@ def _subset(old: object, new: object) -> bool:
     if isinstance(old, dict):
         return isinstance(new, dict) and all(k in new and _subset(v, new[k]) for k, v in old.items())
     if isinstance(old, list):
-        return isinstance(new, list) and len(old) == len(new) and all(_subset(a, b) for a, b in zip(old, new, strict=True))
+        same_length = isinstance(new, list) and len(old) == len(new)
+        return same_length and all(_subset(a, b) for a, b in zip(old, new, strict=True))
     return old == new
