@@ -145,3 +145,20 @@ def _subset(old: object, new: object) -> bool:
         same_length = isinstance(new, list) and len(old) == len(new)
         return same_length and all(_subset(a, b) for a, b in zip(old, new, strict=True))
     return old == new
+
+
+def test_targets_from_a_profile(tmp_path: Path) -> None:
+    from loadbench.eval.suite import load_suite
+
+    label_dataset(tmp_path / "d.jsonl", 2)
+    (tmp_path / "profile.yaml").write_text(
+        "users: 4\ntargets:\n"
+        "  - {name: prod, url: 'http://127.0.0.1:9/v1', model: m1, options: {include_usage: true}}\n")
+    (tmp_path / "suite.yaml").write_text(
+        "name: s\ndatasets: [d.jsonl]\ncriteria: [{name: label, type: classification}]\ntargets_from: profile.yaml\n")
+    suite = load_suite(tmp_path / "suite.yaml")
+    assert [(t.name, t.url, t.model) for t in suite.targets] == [("prod", "http://127.0.0.1:9/v1", "m1")]
+    (tmp_path / "suite.yaml").write_text(
+        "name: s\ndatasets: [d.jsonl]\ncriteria: [{name: label, type: classification}]\n")
+    with pytest.raises(ConfigError, match="names no targets"):
+        load_suite(tmp_path / "suite.yaml")
