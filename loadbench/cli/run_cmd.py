@@ -49,8 +49,9 @@ from loadbench.errors import ExitCode
               "--master, a free port otherwise).")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
               help="Size synthetic prompts by the target's own token count (a few max_tokens=1 requests first).")
-@click.option("--baseline", type=click.Path(file_okay=False, path_type=Path),
-              help="Run folder that the profile's relative thresholds (e.g. 'ttft.p95 > +10%') compare against.")
+@click.option("--baseline", type=click.Path(file_okay=False, path_type=Path), multiple=True,
+              help="Run folder (or folder of runs) that the profile's relative thresholds (e.g. 'ttft.p95 > "
+                   "+10%') compare against. Repeat for a baseline of several runs: their spread enters the noise.")
 @click.option("--strict", is_flag=True, help="Exit 3 when the run is not valid to judge (e.g. the "
               "generator was saturated).")
 def run(target: str | None, embedded: str, model: str | None, profile_path: Path | None, scenario_path: Path | None,
@@ -58,7 +59,7 @@ def run(target: str | None, embedded: str, model: str | None, profile_path: Path
         cooldown_s: float | None, max_requests: int | None,
         stream: bool | None, seed: int | None, api_key_env: str | None, out_dir: Path, name: str | None,
         workers: int | None, master_mode: bool, expect_workers: int | None, master_bind_host: str,
-        master_port: int | None, calibrate: bool, baseline: Path | None, strict: bool) -> int:
+        master_port: int | None, calibrate: bool, baseline: tuple[Path, ...], strict: bool) -> int:
     """Run a load test and write a results folder."""
     from loadbench.run import RunRequest, execute
 

@@ -20,6 +20,7 @@ from loadbench.metrics.records import LatencyStats, Objective, SloResult
 
 # Run-level figures an SLO may bound (name -> how it reads), besides the ``<metric>_ms`` latencies.
 RUN_OBJECTIVES: tuple[str, ...] = ("error_rate", "stalls_per_1k_tokens", "stalled_share")
+_LATENCY_ORDER: tuple[str, ...] = ("ttft", "itl", "tpot", "e2e")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,9 @@ class SloSpec:
                 latency += [(key.removesuffix("_ms"), str(stat), float(limit)) for stat, limit in value.items()]
             elif key in RUN_OBJECTIVES:
                 run.append((key, float(value)))
+        # the order the profile's Slo declares them, whatever order the stored dict has
+        latency.sort(key=lambda o: _LATENCY_ORDER.index(o[0]) if o[0] in _LATENCY_ORDER else len(_LATENCY_ORDER))
+        run.sort(key=lambda o: RUN_OBJECTIVES.index(o[0]))
         return cls(tuple(latency), tuple(run)) if latency or run else None
 
     def request_limits_ms(self) -> dict[str, float]:

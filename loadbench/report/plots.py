@@ -249,8 +249,10 @@ def bars_figure(stats: Mapping[str, Mapping[str, LatencyStats]], title: str,
 
 def _plain_ticks(ax: Axes) -> None:
     """Tick labels as plain numbers (a log axis would otherwise print 10^2)."""
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
+    if ax.get_yscale() == "log":  # 1-2-5 steps: a decade with one label is hard to read
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}"))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

@@ -27,7 +27,7 @@ from loadbench.errors import InputError
 from loadbench.metrics.records import stat_key, stat_label
 from loadbench.metrics.slo import SloSpec
 from loadbench.report.runfolder import SWEEP_SCHEMA, RunFolder, load_run
-from loadbench.report.tables import FAIL, MISSING, PASS, fmt, latency_cell
+from loadbench.report.tables import FAIL, MISSING, PASS, fmt, latency_cell, objective_value
 from loadbench.report.validity import check_valid
 from loadbench.results import run_dir as rd
 
@@ -121,8 +121,13 @@ def capacity_text(sweep: Sweep) -> str:
     broke = next((st for st in sweep.steps if st.slo_met is False), None)
     why = ""
     if broke is not None:
-        reasons = broke.run.summary.slo.reasons if broke.run.summary.slo else ()
-        why = f"; the SLO broke at {broke.load:g} {unit}" + (f": {'; '.join(reasons)}" if reasons else "")
+        why = f"; the SLO broke at {broke.load:g} {unit}"
+        slo = broke.run.summary.slo
+        failed = [o for o in slo.objectives if not o.passed] if slo else []
+        if failed:
+            why += ": " + "; ".join(f"{o.label} failed (measured {objective_value(o)})" for o in failed)
+        elif slo and slo.reasons:
+            why += ": " + "; ".join(slo.reasons)
     return f"Capacity: {load:g} {unit}, the highest load meeting the SLO ({figures}){why}"
 
 

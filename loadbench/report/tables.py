@@ -7,6 +7,7 @@ their unit, shares as percentages, missing values as ``–`` (never ``None`` or 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from loadbench.metrics.client_delay import TTFT_P99_PROMISE_MS, beyond_promise
@@ -28,6 +29,7 @@ TABLE_METRICS: tuple[str, ...] = LATENCY_METRICS
 TABLE_STATS: tuple[str, ...] = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")
 STAGE_STATS: tuple[str, ...] = ("p50", "p95", "p99")
 PASS, FAIL = "✓", "✗"
+_NUMBER = re.compile(r"^(–|[+-]?[\d,]*\.?\d+ ?(ms|%|req/s)?)$")
 SHARE_FIGURES = ("error_rate", "stalled_share")  # fractions, shown as percentages
 
 
@@ -141,10 +143,12 @@ def generator_line(s: Summary) -> str | None:
 def aligned_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A Markdown table padded so its columns line up in a terminal (numbers right-aligned)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    numeric = [i > 0 and all(_NUMBER.match(r[i]) for r in rows) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+        return "| " + " | ".join(c.rjust(w) if num else c.ljust(w)
+                                 for c, w, num in zip(cells, widths, numeric, strict=True)) + " |"
 
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if i else ("-" * (w + 2)) for i, w in enumerate(widths)) + "|"
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2))
+                          for w, num in zip(widths, numeric, strict=True)) + "|"
     return "\n".join([line(headers), rule, *[line(r) for r in rows]])
