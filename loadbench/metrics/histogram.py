@@ -78,6 +78,20 @@ def to_sparse(hist: HdrHistogram) -> list[list[int]]:
     return [idx.tolist(), counts.tolist()]
 
 
+_LAYOUT = new_histogram()  # only its bucket layout is used (all histograms here share it)
+
+
+def sparse_of(values_us: list[int]) -> list[list[int]]:
+    """``to_sparse`` of a histogram holding ``values_us``, without building one: a worker ships
+    every interval's values in this form, and filling then scanning a fresh 23,000-counter histogram
+    per tag and interval was a stall of several ms once a second in the loop that times the streams."""
+    if not values_us:
+        return [[], []]
+    arr = np.clip(np.asarray(values_us, dtype=np.int64), LOWEST_US, HIGHEST_US)
+    idx, counts = np.unique(counts_indices(_LAYOUT, arr), return_counts=True)
+    return [idx.tolist(), counts.tolist()]
+
+
 def add_sparse(hist: HdrHistogram, sparse: list[list[int]]) -> None:
     idx, counts = sparse
     if not idx:

@@ -44,7 +44,7 @@ class IntervalPart:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # Values waiting to be recorded: appending to a list is the cheapest thing the hot path can do;
-    # they enter the histograms in one vectorised batch when the part is shipped.
+    # a worker ships them in the sparse wire form (histogram.sparse_of), never as histograms.
     pending: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
     def hist(self, tag: str) -> HdrHistogram:
@@ -53,16 +53,14 @@ class IntervalPart:
             h = self.hists[tag] = hg.new_histogram()
         return h
 
-    def settle(self) -> None:
-        for tag, values in self.pending.items():
-            if values:
-                hg.record_many(self.hist(tag), values)
-        self.pending.clear()
-
     def to_wire(self) -> dict[str, Any]:
-        self.settle()
+        for tag in [t for t in self.pending if t in self.hists]:
+            hg.record_many(self.hists[tag], self.pending.pop(tag))
+        hists = {tag: hg.to_sparse(h) for tag, h in self.hists.items() if h.get_total_count()}
+        hists.update({tag: hg.sparse_of(values) for tag, values in self.pending.items() if values})
+        self.pending.clear()
         return {
-            "hists": {tag: hg.to_sparse(h) for tag, h in self.hists.items() if h.get_total_count()},
+            "hists": hists,
             "counts": dict(self.counts),
             "outcomes": dict(self.outcomes),
         }

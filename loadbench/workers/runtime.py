@@ -32,8 +32,9 @@ class GeneratorStats:
     """Self-check of this worker per interval: CPU and event-loop lag."""
 
     cpu_max: dict[int, float] = field(default_factory=dict)
-    lag: dict[int, Any] = field(default_factory=dict)  # idx -> HdrHistogram of loop lag (us)
-    schedule_lag: dict[int, Any] = field(default_factory=dict)  # idx -> HdrHistogram (us), open loop
+    # idx -> values (us), shipped as sparse counters (histogram.sparse_of): no histogram per interval
+    lag: dict[int, list[int]] = field(default_factory=dict)
+    schedule_lag: dict[int, list[int]] = field(default_factory=dict)  # open loop
     pool_waits: int = 0
 
 
@@ -180,12 +181,8 @@ class WorkerRuntime:
     def record_lag(self, lag_us: int) -> None:
         self._record_gen(self.gen.lag, lag_us)
 
-    def _record_gen(self, by_interval: dict[int, Any], value_us: int) -> None:
-        idx = self.recorder.index_of(time.time_ns())
-        h = by_interval.get(idx)
-        if h is None:
-            h = by_interval[idx] = hg.new_histogram()
-        hg.record(h, value_us)
+    def _record_gen(self, by_interval: dict[int, list[int]], value_us: int) -> None:
+        by_interval.setdefault(self.recorder.index_of(time.time_ns()), []).append(value_us)
 
     def drain(self) -> WorkerData:
         """Everything not yet shipped to the master (msgpack-friendly: string keys only)."""
@@ -193,8 +190,8 @@ class WorkerRuntime:
         parts = self.recorder.drain()
         gen: dict[str, dict[str, Any]] = {str(i): {"cpu_max": c} for i, c in self.gen.cpu_max.items()}
         for name in ("lag", "schedule_lag"):
-            for i, h in getattr(self.gen, name).items():
-                gen.setdefault(str(i), {})[name] = hg.to_sparse(h)
+            for i, values in getattr(self.gen, name).items():
+                gen.setdefault(str(i), {})[name] = hg.sparse_of(values)
         self.gen.cpu_max, self.gen.lag, self.gen.schedule_lag = {}, {}, {}
         cpu = self._proc.cpu_times()
         return {"worker": self.worker_id, "samples": samples,

@@ -129,3 +129,4 @@ def test_vector_record_and_sparse_wire_equal_one_by_one(values: list[int]) -> No
     hg.add_sparse(shipped, hg.to_sparse(one))
     assert hg.stats_ms(shipped) == hg.stats_ms(one)
     assert hg.encode(shipped) == hg.encode(one) or not values
+    assert hg.sparse_of(values) == hg.to_sparse(one)
