@@ -190,7 +190,7 @@ def load_dataset(path: Path) -> Dataset:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(str(path), "(file)", "dataset file not found",
-                          "check the path in the suite's datasets:") from None
+                          "check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), "(file)", f"cannot read: {exc}", "check the path and encoding") from None
     return parse_dataset(text, str(path))
