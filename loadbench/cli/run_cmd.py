@@ -54,14 +54,22 @@ from loadbench.errors import ExitCode
                    "+10%') compare against. Repeat for a baseline of several runs: their spread enters the noise.")
 @click.option("--strict", is_flag=True, help="Exit 3 when the run is not valid to judge (e.g. the "
               "generator was saturated).")
+@click.option("--pricing", "pricing_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="pricing.yaml: add cost per 1,000 requests and per hour at the measured throughput "
+                   "(cost.json; docs/eval.md).")
+@click.option("--price", "price_name", help="The pricing.yaml model to use (default: --model).")
 def run(target: str | None, embedded: str, model: str | None, profile_path: Path | None, scenario_path: Path | None,
         users: int | None, ramp_up_s: float | None, duration_s: float | None, warmup_s: float | None,
         cooldown_s: float | None, max_requests: int | None,
         stream: bool | None, seed: int | None, api_key_env: str | None, out_dir: Path, name: str | None,
         workers: int | None, master_mode: bool, expect_workers: int | None, master_bind_host: str,
-        master_port: int | None, calibrate: bool, baseline: tuple[Path, ...], strict: bool) -> int:
+        master_port: int | None, calibrate: bool, baseline: tuple[Path, ...], strict: bool,
+        pricing_path: Path | None, price_name: str | None) -> int:
     """Run a load test and write a results folder."""
+    from loadbench.cli.run_pricing import load_run_price, write_run_cost
     from loadbench.run import RunRequest, execute
+
+    priced = load_run_price(pricing_path, price_name or model) if pricing_path else None  # exit 2 before load
 
     req = RunRequest(target=target, embedded=embedded, model=model, profile_path=profile_path,
                      scenario_path=scenario_path,
@@ -74,4 +82,6 @@ def run(target: str | None, embedded: str, model: str | None, profile_path: Path
                      master_port=master_port or (5557 if master_mode else None),
                      strict=strict, calibrate=calibrate, baseline=baseline, argv=list(sys.argv))
     result = execute(req)
+    if priced is not None:
+        write_run_cost(result.run_dir, result.summary, *priced)
     return int(result.exit_code) if result.exit_code != ExitCode.OK else 0
