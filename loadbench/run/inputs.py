@@ -12,17 +12,24 @@ from loadbench.results import run_dir as rd
 from loadbench.run.request import RunRequest
 
 USERS_PER_WORKER = 250  # measured capacity of one worker core: docs/generator.md
-
-
 RPS_PER_WORKER = 200.0
+# Chunks a second one worker core reads inside the accuracy promise (bench/generator_matrix.py,
+# docs/generator.md): past it the loop lag, and with it the client-side delay in P99s, grows.
+CHUNKS_PER_WORKER = 20_000.0
 
 
-def auto_workers(profile: Profile, cpus: int | None = None) -> int:
-    """One worker per core, capped by what the load needs at its peak."""
+def auto_workers(profile: Profile, cpus: int | None = None, itl_s: float | None = None) -> int:
+    """One worker per core, capped by what the load needs at its peak: users (or rps) and, when the
+    target's ITL is known (closed loop), the chunks a second the peak users ask (users / ITL)."""
+    from loadbench.run.chunk_rate import expected_chunks_per_s
+
     cpus = cpus or os.cpu_count() or 1
     plan = profile.load_plan()
     per_worker = RPS_PER_WORKER if plan.mode == "open" else USERS_PER_WORKER
     need = math.ceil(plan.peak_load() / per_worker)
+    chunks = expected_chunks_per_s(plan.peak_load(), itl_s) if plan.mode == "closed" else None
+    if chunks is not None:
+        need = max(need, math.ceil(chunks / CHUNKS_PER_WORKER))
     return max(1, min(cpus, need))
 
 
