@@ -10,7 +10,7 @@ from loadbench.results import run_dir as rd
 from loadbench.run.inputs import load_inputs
 from loadbench.run.request import RunRequest, RunResult
 from loadbench.run.single import run_one
-from loadbench.run.target import single_target
+from loadbench.run.target import check_target, single_target
 from loadbench.run.targets import run_targets
 
 
@@ -22,6 +22,7 @@ def execute(req: RunRequest) -> RunResult:
     servers: list[ServerProcess] = []
     try:
         target = single_target(req, profile, servers)
+        check_target(req, profile, scenario, target)
         run_dir = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "run")
         return run_one(req, profile, scenario, target, run_dir)
     finally:

@@ -10,7 +10,7 @@ from loadbench.results import run_dir as rd
 from loadbench.run.inputs import load_inputs
 from loadbench.run.request import RunRequest, RunResult, say
 from loadbench.run.single import build_report, run_one
-from loadbench.run.target import single_target
+from loadbench.run.target import check_target, single_target
 
 
 def execute_sweep(req: RunRequest) -> RunResult:
@@ -29,7 +29,6 @@ def execute_sweep(req: RunRequest) -> RunResult:
     if profile.slo is None:
         raise InputError("sweep: the profile has no `slo:` block; a sweep needs an SLO to find the capacity "
                          "(e.g. slo: {ttft_ms: {p95: 500}, error_rate: 0.01})")
-    parent = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "sweep")
     servers: list[ServerProcess] = []
     steps: list[dict[str, Any]] = []
     doc: dict[str, Any] = {"schema": "loadbench.sweep/1", "name": req.name or profile.name or "sweep",
@@ -38,6 +37,8 @@ def execute_sweep(req: RunRequest) -> RunResult:
     exit_code = ExitCode.OK
     try:
         target = single_target(req, profile, servers)
+        check_target(req, profile, scenario, target)
+        parent = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "sweep")
         for k, value in enumerate(sweep.values()):
             step_profile = profile.with_load(
                 users=int(value) if sweep.variable == "users" else None,

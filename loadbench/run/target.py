@@ -7,10 +7,11 @@ from pathlib import Path
 
 import orjson
 
-from loadbench.config import Profile, api_key
+from loadbench.config import Profile, Scenario, api_key, env_value
 from loadbench.errors import TargetError
 from loadbench.plan import TargetSpec
 from loadbench.procs import ServerProcess, start_server
+from loadbench.run.preflight import PREFLIGHT_TIMEOUT_S, preflight, preflight_body
 from loadbench.run.request import RunRequest, say
 
 DEFAULT_MOCK_MODEL = "mock-model"
@@ -40,6 +41,28 @@ def target_spec(req: RunRequest, profile: Profile, base_url: str, model: str | N
     return TargetSpec(url=base_url, model=model, name=name, api_key_env=key_env,
                       include_usage=profile.include_usage if include_usage is None else include_usage,
                       headers=dict(headers or {}))
+
+
+def request_headers(target: TargetSpec) -> dict[str, str]:
+    """The headers every request of the run carries (the key read here, never stored)."""
+    headers = {"Content-Type": "application/json", **target.headers}
+    key = env_value(target.api_key_env) if target.api_key_env else None
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+def check_target(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec) -> None:
+    """One request of the run's own kind, before anything is written or started (see run.preflight)."""
+    from loadbench.workload.requests import RequestFactory
+
+    spec = RequestFactory(scenario, model=target.model, stream=False, include_usage=False,
+                          seed=profile.seed).next()
+    result = preflight(target.url + spec.path, preflight_body(spec.body), request_headers(target),
+                       min(profile.timeout_s, PREFLIGHT_TIMEOUT_S))
+    if result.status != 200:
+        say(req, f"note: the pre-flight request answered {result.status or 'nothing'} ({result.message}); "
+                 "going ahead, the run measures it")
 
 
 def single_target(req: RunRequest, profile: Profile, servers: list[ServerProcess]) -> TargetSpec:

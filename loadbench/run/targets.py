@@ -11,14 +11,16 @@ from loadbench.plan import TargetSpec
 from loadbench.results import run_dir as rd
 from loadbench.run.request import RunRequest, RunResult, say
 from loadbench.run.single import build_report, run_one
-from loadbench.run.target import target_spec
+from loadbench.run.target import check_target, target_spec
 
 
 def run_targets(req: RunRequest, profile: Profile, scenario: Scenario) -> RunResult:
     """The same seeded workload against each target in turn: ``<folder>/targets/<name>/``."""
+    specs = [_target_profile_and_spec(req, profile, t) for t in profile.targets]
+    for sub_profile, target in specs:
+        check_target(req, sub_profile, scenario, target)
     parent = req.run_dir or rd.new_run_dir(req.out_dir, req.name or profile.name or "compare")
     (parent / "targets").mkdir(parents=True, exist_ok=True)
-    specs = [_target_profile_and_spec(req, profile, t) for t in profile.targets]
     if profile.interleave:
         results = _run_interleaved(req, profile, scenario, specs, parent)
     else:

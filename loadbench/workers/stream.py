@@ -7,6 +7,7 @@ is read as bytes arrive — never ``iter_content(n)``, which waits for n bytes a
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,37 @@ class Measured:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-_KEEP_HEADERS = ("x-loadbench-target", "x-loadbench-cache", "x-loadbench-attempts")
+_KEEP_HEADERS = ("x-loadbench-target", "x-loadbench-cache", "x-loadbench-attempts", "retry-after")
+ERROR_BODY_MAX_BYTES = 64 * 1024  # enough for any error message; an error body is never kept whole
+
+
+def drop_connection(session: Any, raw: Any) -> None:
+    """Close the connection of a request that ended without a complete response, and the user's
+    connection pool with it: its one slot may still be taken by the abandoned request, and a
+    pooled socket after a timeout is in an unknown state. The next request opens a fresh one."""
+    sock = getattr(raw, "_sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()
+        raw._sock = None
+    pool = getattr(getattr(session, "client", None), "clientpool", None)
+    if pool is not None:
+        with contextlib.suppress(Exception):
+            pool.close()
+
+
+def _error_body(resp: Any, raw: Any) -> bytes:
+    """The body of an error answer. Locust has usually read it already (to build its own error),
+    so it is taken from the response's cache; otherwise read here, up to ERROR_BODY_MAX_BYTES."""
+    cached = getattr(resp, "_cached_content", None)
+    if isinstance(cached, bytes | bytearray):
+        return bytes(cached[:ERROR_BODY_MAX_BYTES])
+    chunks: list[bytes] = []
+    size = 0
+    while size < ERROR_BODY_MAX_BYTES and (chunk := _read_available(raw)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:ERROR_BODY_MAX_BYTES]
 
 
 def _read_available(raw: Any) -> bytes:
@@ -71,6 +102,7 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
     m = Measured(outcome="ok", status=0, sent_ns=sent)
     timer = gevent.Timeout(timeout_s)
     timer.start()
+    raw: Any = None
     try:
         rcm = client.request("POST", url, data=body, headers=headers, stream=True, catch_response=True,
                              name="stream" if stream else "request")
@@ -80,22 +112,24 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
             raw = resp._response
             if raw is None or m.status == 0:
                 err = getattr(resp, "error", None)
-                m.outcome = "timeout" if isinstance(err, TimeoutError) else "connection_error"
-                m.error = f"{type(err).__name__}: {err}"[:200] if err else "no response"
+                # our deadline fired inside the HTTP client, which wraps it (RetriesExceeded)
+                timed_out = isinstance(err, TimeoutError) or not timer.pending
+                m.outcome = "timeout" if timed_out else "connection_error"
+                m.error = (f"no response within {timeout_s:g} s" if timed_out
+                           else f"{type(err).__name__}: {err}"[:200] if err else "no response")
                 m.end_ns = perf_ns()
                 rcm.failure(m.error)
+                drop_connection(client, raw)
                 return m
             for name in _KEEP_HEADERS:
                 value = raw.get(name)
                 if value:
                     m.headers[name] = value if isinstance(value, str) else value[0]
             if m.status >= 400:
-                chunks = []
-                while chunk := _read_available(raw):
-                    chunks.append(chunk)
+                message = error_message(_error_body(resp, raw)) or _REASONS.get(m.status, "")
                 m.end_ns = perf_ns()
                 m.outcome = "http_error"
-                m.error = f"HTTP {m.status}: {error_message(b''.join(chunks))}"
+                m.error = f"HTTP {m.status}: {message}" if message else f"HTTP {m.status}"
                 rcm.failure(m.error)
                 return m
             if stream:
@@ -113,13 +147,22 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
         m.outcome = "timeout"
         m.error = f"no complete response within {timeout_s:g} s"
         m.end_ns = perf_ns()
+        drop_connection(client, raw)
     except (StreamCut, HTTPConnectionClosed, ConnectionError, OSError) as exc:
         m.outcome = "stream_cut" if m.first_byte_ns is not None else "connection_error"
         m.error = f"{type(exc).__name__}: {exc}"[:200]
         m.end_ns = perf_ns()
+        drop_connection(client, raw)
     finally:
         timer.close()
     return m
+
+
+# Said when an error answer carries no message of its own (an empty or non-JSON body).
+_REASONS = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
+            408: "request timeout", 413: "payload too large", 429: "too many requests",
+            500: "internal server error", 502: "bad gateway", 503: "service unavailable",
+            504: "gateway timeout"}
 
 
 def _read_stream(raw: Any, m: Measured) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import mock_stats, read_json, run_loadbench, run_profile
+from tests.conftest import mock_stats, only_run, read_json, run_loadbench, run_profile
 
 
 def test_unset_api_key_env_exits_2_before_any_request(mock_factory, tmp_path: Path,
@@ -48,3 +48,39 @@ def test_an_rps_sweep_run_by_loadbench_run_is_summarised_as_open_loop(mock_facto
     assert s["generator"]["target_rps"] == pytest.approx(15, rel=0.02)
     assert s["generator"]["achieved_rps"] == pytest.approx(15, rel=0.1)
     assert [st["label"] for st in s["stages"]] == ["step-0", "step-1"]
+
+
+@pytest.mark.parametrize(("mock_args", "path", "cause"), [
+    (("--error-rate", "1", "--error-status", "401"), "/v1", "401 unauthorized: check --api-key-env"),
+    (("--error-rate", "1", "--error-status", "403"), "/v1", "403 forbidden"),
+    ((), "", "404 not found: does the URL end in /v1"),
+])
+def test_a_target_that_can_only_fail_stops_the_run_before_the_load(mock_factory, tmp_path: Path,
+                                                                   mock_args: tuple[str, ...], path: str,
+                                                                   cause: str) -> None:
+    mock = mock_factory(*mock_args)
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.url + path, "--model", "mock-model", "--users", "2",
+                      "--duration", "5", "--out", str(out), timeout_s=60)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert cause in r.stderr and "no load was sent" in r.stderr
+    assert mock_stats(mock)["requests"] <= 1  # the pre-flight request, nothing else
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_throttling_target_is_measured_not_refused(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--error-rate", "1", "--error-status", "429")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--users", "1", "--max-requests", "3", "--duration", "5",
+                      "--no-calibrate", "--out", str(out), timeout_s=60)
+    assert r.returncode == 4, r.stdout + r.stderr  # every request failed
+    assert "pre-flight request answered 429" in r.stdout
+    samples = [read_json_line(line) for line in (only_run(out) / "samples.jsonl").read_text().splitlines()]
+    # the upstream's status and message are kept (they read "HTTP 429: " before)
+    assert {(s["status"], s["error"]) for s in samples} == {(429, "HTTP 429: injected error (error_rate=1)")}
+
+
+def read_json_line(line: str) -> dict:
+    import orjson
+
+    return dict(orjson.loads(line))
