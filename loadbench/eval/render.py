@@ -81,6 +81,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _incumbent_cost(sc: Scorecard, t: TargetCard) -> float:
+    inc = sc.decision.incumbent if sc.decision else sc.targets[0].name
+    card = sc.target(inc).cost
+    return card.per_request if card else math.nan
+
+
 def markdown(sc: Scorecard) -> str:
     lines = [f"# Scorecard: {sc.name}", "",
              f"Suite `{sc.suite}`, dataset sha256 `{sc.dataset_hash[:16]}`, {sc.cases} cases x {sc.repeats} repeats"
@@ -114,9 +120,11 @@ def markdown(sc: Scorecard) -> str:
                       f"{c.price_as_of}."]
             if c.cost_per_quality_point is not None and math.isfinite(c.cost_per_quality_point.value):
                 q = c.cost_per_quality_point
+                note = " (DOMINATED: costs more, scores lower)" if c.dominated else (
+                    " (negative: cheaper and better, it dominates the incumbent)" if q.value < 0 and
+                    c.per_request < _incumbent_cost(sc, t) else "")
                 lines.append(f"Cost-to-quality ratio vs the incumbent: {q.value:+.8f} {c.currency} per request per "
-                             f"quality point [{q.low:+.8f}, {q.high:+.8f}]" + (" (DOMINATED: costs more, scores lower)"
-                                                                               if c.dominated else ""))
+                             f"quality point [{q.low:+.8f}, {q.high:+.8f}]{note}")
         k = t.consistency
         lines += ["", f"Consistency: pass rate {k.pass_rate:.3f}, pass^{k.k} {_pct(k.pass_hat_k)}, pass@{k.k} "
                   f"{k.pass_at_k:.3f}, flips {k.flip_rate:.3f}, spread {k.spread:.3f}, "

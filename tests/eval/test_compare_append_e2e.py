@@ -90,3 +90,18 @@ def test_an_interrupted_eval_keeps_the_calls_it_scored(tmp_path: Path, mock_fact
     assert proc.returncode == 130, err
     rows = [json.loads(x) for x in outputs.read_text().splitlines()]
     assert 4 <= len(rows) < 60 and all(r["ok"] and "label" in r["scores"] for r in rows)
+
+
+def test_latency_from_a_load_test_folder(tmp_path: Path, mock_factory) -> None:
+    run_dir = REPO / "tests/fixtures/runs/open-v1"
+    summary = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    folder = _evaluate(tmp_path, mock_factory, "out", 0.9, 20, "--latency-from", f"model={run_dir}")
+    _, sc = only_scorecard(tmp_path / "out")
+    lat = sc.target("model").latency
+    assert lat.source == str(run_dir)
+    assert (lat.ttft_ms.p95, lat.e2e_ms.p99, lat.e2e_ms.n) == (summary["ttft_ms"]["p95"], summary["e2e_ms"]["p99"],
+                                                               summary["e2e_ms"]["count"])
+    assert f"Latency from: {run_dir}" in (folder / "scorecard.md").read_text()
+    bad = run_loadbench("eval", str(tmp_path / "suite.yaml"), "--latency-from", f"nobody={run_dir}",
+                        "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "--latency-from: nobody: is not a target of the suite" in bad.stderr
