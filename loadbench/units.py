@@ -6,6 +6,7 @@ NS_PER_US = 1_000
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 US_PER_MS = 1_000
+US_PER_S = 1_000_000
 
 
 def ns_to_us(value_ns: int) -> int:
@@ -27,6 +28,10 @@ def ms_to_us(value_ms: float) -> int:
 
 def ms_to_ns(value_ms: float) -> int:
     return round(value_ms * NS_PER_MS)
+
+
+def s_to_us(value_s: float) -> int:
+    return round(value_s * US_PER_S)
 
 
 def s_to_ns(value_s: float) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 from loadbench.config.dataset import DatasetRecord, read_dataset
 from loadbench.config.profile import (
+    AbortOn,
     Arrival,
     Peak,
     Profile,
@@ -29,6 +30,7 @@ from loadbench.config.validation import validate
 from loadbench.errors import ConfigError
 
 __all__ = [
+    "AbortOn",
     "Arrival",
     "DatasetRecord",
     "DatasetSpec",

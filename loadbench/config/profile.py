@@ -148,6 +148,14 @@ class Slo(StrictModel):
         return {k: v for k, v in out.items() if v}
 
 
+class AbortOn(StrictModel):
+    """End a run that is only producing errors (like k6's abortOnFail): once ``after_requests`` have
+    finished, stop when the share of failed ones reaches ``error_rate``. The run exits 4."""
+
+    error_rate: float = Field(gt=0, le=1)
+    after_requests: int = Field(default=100, ge=1)
+
+
 class TargetOptions(StrictModel):
     include_usage: bool = True  # some providers reject stream_options; then tokens are estimated
     stream: bool | None = None
@@ -204,6 +212,7 @@ class Profile(StrictModel):
     # judging and comparing
     sweep: Sweep | None = None
     slo: Slo | None = None
+    abort_on: AbortOn | None = None
     stall_ms: float = Field(default=250.0, gt=0)  # a gap between content chunks longer than this is a stall
     thresholds: list[str] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)

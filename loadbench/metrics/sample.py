@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-OUTCOMES = ("ok", "http_error", "timeout", "connection_error", "stream_cut", "empty", "dropped")
+OUTCOMES = ("ok", "http_error", "timeout", "connection_error", "stream_cut", "empty", "dropped", "interrupted")
 PHASES = ("warmup", "measure", "cooldown")
 
 
@@ -40,6 +40,7 @@ class Sample:
     output_tokens_requested: int | None = None
     error: str | None = None
     cache: str | None = None
+    backoff_us: int | None = None  # the user's wait after this answer (429/5xx backoff), before its next request
     metadata: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:

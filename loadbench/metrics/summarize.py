@@ -321,6 +321,11 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     if requests.dropped:
         warnings.append(f"{requests.dropped} scheduled arrivals were never sent because max_in_flight requests "
                         "were outstanding (see each sample's error)")
+    backed_off = [s.backoff_us for s in measured if s.backoff_us]
+    if backed_off:
+        warnings.append(f"{len(backed_off)} answers (429/5xx) were followed by a backoff of the user sending "
+                        f"them, {sum(backed_off) / 1e6:.1f} s in total (Retry-After or exponential): "
+                        "throughput is lower than the load asked for")
     queue = hists.get("queue")
     if queue is not None and queue.get_total_count() and queue.get_value_at_percentile(50.0) > 50_000:
         warnings.append(

@@ -54,6 +54,7 @@ class Master:
         self.stop_reason: str | None = None
         self.stop_signal: str | None = None
         self.interrupted = False
+        self.aborted = False  # stopped because the target only produced errors (exit 4)
         self.status = RunStatus(state="waiting", workers=Workers(expected=expect_workers))
         self.lost: list[str] = []
         self.users_at: dict[int, int] = {}
@@ -128,7 +129,11 @@ class Master:
                 self.request_stop("max_requests reached")
             elif self._unreachable():
                 self.request_stop("target unreachable: every request failed to connect")
-        if not self.interrupted and self.stop_reason != "every worker was lost":
+                self.aborted = True
+            elif (reason := self._abort_reason()) is not None:
+                self.request_stop(reason)
+                self.aborted = True
+        if not self.interrupted and not self.aborted and self.stop_reason != "every worker was lost":
             self._drain()
         _say(f"loadbench: stopping ({self.stop_reason})")
         self._stop_workers()
@@ -142,7 +147,9 @@ class Master:
                             lost=tuple(self.lost), cpu_s=dict(self.collector.worker_cpu_s)),
         )
         self.runner.quit()
-        return ExitCode.INTERRUPTED if self.interrupted else ExitCode.OK
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        return ExitCode.TARGET_FAILED if self.aborted else ExitCode.OK
 
     def _finished(self) -> int:
         assert self.collector is not None
@@ -155,6 +162,20 @@ class Master:
         outcomes = self.collector.outcomes
         return (t.ok == 0 and t.failed >= UNREACHABLE_AFTER
                 and outcomes.get("connection_error", 0) == t.failed)
+
+    def _abort_reason(self) -> str | None:
+        """The profile's ``abort_on`` rule, once enough requests have finished."""
+        rule = self.profile.abort_on
+        assert self.collector is not None
+        t = self.collector.totals
+        finished = t.ok + t.failed
+        if rule is None or finished < rule.after_requests:
+            return None
+        rate = t.failed / finished
+        if rate < rule.error_rate:
+            return None
+        return (f"abort_on: {t.failed} of {finished} requests failed ({rate:.0%} >= {rule.error_rate:.0%} "
+                f"after {rule.after_requests})")
 
     def _drain(self) -> None:
         """Send nothing new and let in-flight requests finish, so the slowest requests of the run are

@@ -20,7 +20,7 @@ from loadbench.metrics.recorder import IntervalRecorder
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us
 from loadbench.plan import RunPlan
-from loadbench.units import ms_to_us, ns_to_s, s_to_ns
+from loadbench.units import ms_to_us, ns_to_s, s_to_ns, s_to_us
 from loadbench.workers.messages import WorkerData
 from loadbench.workers.stream import Measured
 from loadbench.workload.plan import LoadPlan, Phase
@@ -122,7 +122,7 @@ class WorkerRuntime:
     def abandon(self) -> None:
         self.in_flight -= 1
 
-    def finish(self, spec: RequestSpec, m: Measured, intended_ns: int) -> Sample:
+    def finish(self, spec: RequestSpec, m: Measured, intended_ns: int, backoff_s: float = 0.0) -> Sample:
         """Turn a measured request into a Sample, record it and queue it for the master."""
         self.seq += 1
         tokens = m.token_times_ns
@@ -152,6 +152,7 @@ class WorkerRuntime:
             prompt_tokens_requested=spec.prompt_tokens_requested,
             output_tokens_requested=spec.output_tokens_requested,
             error=m.error, cache=m.headers.get("x-loadbench-cache"), metadata=spec.metadata,
+            backoff_us=s_to_us(backoff_s) if backoff_s else None,
         )
         self.recorder.record(sample, m.end_ns + self.unix_offset_ns, gaps)
         self.outbox.append(sample.to_json())

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import gevent
 import orjson
 from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from loadbench.workers import state
+from loadbench.workers.backoff import Backoff, sleep_unless
 from loadbench.workers.stream import measure
 
 CONNECTION_ERROR_BACKOFF_S = 0.25  # an unreachable target must not turn into a hot loop
@@ -22,6 +26,10 @@ class LLMUser(FastHttpUser):
     # costly at thousands of chunks/s); each request has one overall deadline instead (timeout_s).
     network_timeout = None  # type: ignore[assignment]
     insecure = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.backoff = Backoff()
 
     @task
     def one_request(self) -> None:
@@ -43,7 +51,10 @@ class LLMUser(FastHttpUser):
         except BaseException:
             rt.abandon()  # killed mid-request (run stopped): nothing to record, but not in flight
             raise
+        wait_s = self.backoff.after(m.status, m.headers.get("retry-after"), time.time())
         # Closed loop: the intended start is the send time (queue = 0 by definition).
-        rt.finish(spec, m, slot if slot is not None else m.sent_ns)
-        if m.outcome == "connection_error":
+        rt.finish(spec, m, slot if slot is not None else m.sent_ns, backoff_s=wait_s)
+        if wait_s:
+            sleep_unless(wait_s, lambda: rt.draining, gevent.sleep)
+        elif m.outcome == "connection_error":
             gevent.sleep(CONNECTION_ERROR_BACKOFF_S)
