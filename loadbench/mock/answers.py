@@ -211,16 +211,19 @@ class Answerer:
             return bodies.sse({**head, "object": obj, "choices": [
                 {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}]})
 
-        await resp.write(chunk(None, role=True))
         words = r.text.split(" ")
         pieces = [" ".join(words[i:i + WORDS_PER_CHUNK]) for i in range(0, len(words), WORDS_PER_CHUNK)]
-        for i, piece in enumerate(pieces):
-            due = t0 + ttft_s + i * itl_s
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            await resp.write(chunk(piece if i == 0 else " " + piece))
         tail = chunk(None, r.finish_reason)
         if g.include_usage and not self.settings.no_usage:
             tail += bodies.sse({**head, "object": obj, "choices": [], "usage": _usage(r)})
-        await resp.write(tail + bodies.DONE)
-        await resp.write_eof()
+        try:
+            await resp.write(chunk(None, role=True))
+            for i, piece in enumerate(pieces):
+                due = t0 + ttft_s + i * itl_s
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                await resp.write(chunk(piece if i == 0 else " " + piece))
+            await resp.write(tail + bodies.DONE)
+            await resp.write_eof()
+        except ConnectionResetError:
+            stats.disconnects += 1  # the client left mid-answer
         return resp
