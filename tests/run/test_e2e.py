@@ -134,8 +134,9 @@ def test_sigterm_or_ctrl_c_mid_run_leaves_a_complete_folder(mock_factory, tmp_pa
     assert summary["metrics"]["ttft_ms"]["count"] == summary["requests"]["ok"]
     n_samples = len(_samples(run))
     assert n_samples == summary["requests"]["total"]
-    manifest = read_json(run / "manifest.json")
-    assert manifest["status"] == "interrupted" and manifest["end_unix_s"]
+    status = read_json(run / "status.json")  # the master's record of the run (manifest.json is the request)
+    assert status["state"] == "interrupted" and status["end_unix_s"]
+    assert status["signal"] == signal.Signals(signum).name
 
 
 def test_profile_thresholds_gate_the_run_absolute_and_against_a_baseline(mock_factory, tmp_path: Path) -> None:
