@@ -19,7 +19,7 @@ from loadbench.gateway.context import CacheHook
 from loadbench.gateway.exchange import handle
 from loadbench.gateway.health import cooldown_remaining_s, is_healthy
 from loadbench.gateway.state import Gateway
-from loadbench.protocol.http import openai_errors
+from loadbench.protocol.http import add_error_routes
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 # aiohttp's own cap; the configured limit (checked per request, reloadable) is applied below it
@@ -31,7 +31,7 @@ _UNAUTHORIZED = "Invalid or missing API key."
 
 def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
     """``cache``: a custom hook; by default the virtual models' ``cache:`` config (GatewayCache)."""
-    app = web.Application(client_max_size=_HARD_BODY_CAP, middlewares=[openai_errors])
+    app = web.Application(client_max_size=_HARD_BODY_CAP)
 
     def admitted(request: web.Request) -> bool:
         assert gw.state is not None
@@ -96,4 +96,5 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    add_error_routes(app)
     return app

@@ -149,19 +149,23 @@ class Exchange:
         request = self.request
         if request.content_length is not None and request.content_length > limit:
             return oai.refuse(413, f"Request body is larger than {limit} bytes.")
-        content = request.content
-        parts: list[bytes] = []
-        size = 0
+        if request.content.is_eof():  # the body arrived with the head: no timer needed
+            return await self._collect(limit)
         try:
-            # a body that arrived with the head needs no timer
-            async with asyncio.timeout(None if content.is_eof() else limits.body_timeout_s):
-                while part := await content.readany():
-                    size += len(part)
-                    if size > limit:
-                        return oai.refuse(413, f"Request body is larger than {limit} bytes.")
-                    parts.append(part)
+            async with asyncio.timeout(limits.body_timeout_s):
+                return await self._collect(limit)
         except TimeoutError:
             return oai.refuse(408, f"Request body not received within {limits.body_timeout_s:g} s.")
+
+    async def _collect(self, limit: int) -> bytes | web.Response:
+        content = self.request.content
+        parts: list[bytes] = []
+        size = 0
+        while part := await content.readany():
+            size += len(part)
+            if size > limit:
+                return oai.refuse(413, f"Request body is larger than {limit} bytes.")
+            parts.append(part)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def parse(self) -> web.Response | None:
@@ -408,19 +412,20 @@ class Exchange:
         content = resp.content
         idle_ns = up.idle_ns
         client_ns = round(self.state.spec.limits.client_write_timeout_s * 1e9)
-        watch.client = self.request.transport
+        watch.client = self.request.protocol
+        watch.client_ns = client_ns
         broke = ""
         now_ns = perf_counter_ns()
         try:
             await out.prepare(self.request)
             while True:
                 if data:
-                    # the client's deadline while it takes this write, the upstream's again after it
-                    watch.writing = True
-                    watch.deadline_ns = now_ns + client_ns
+                    # a write blocked on the client is the client's time (see watchdog): the upstream's
+                    # idle time starts after it
                     await out.write(data)
-                    watch.writing = False
-                watch.deadline_ns = perf_counter_ns() + idle_ns
+                    watch.deadline_ns = perf_counter_ns() + idle_ns
+                else:
+                    watch.deadline_ns = now_ns + idle_ns
                 try:
                     chunk = await content.readany()
                 except (TimeoutError, aiohttp.ServerTimeoutError):

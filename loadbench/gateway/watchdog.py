@@ -6,9 +6,11 @@ chunk (0.06 ms of CPU per 64-token stream, measured). A stream here only moves i
 deadline passed; the relay then sees the closed connection and reports a timeout. Deadlines are
 therefore honoured to within ``period_s``.
 
-While the relay waits for the client to take a write (``Watch.writing``), the deadline is the
-client's: when it passes, the client's connection is cut (``slow_client``) and the upstream is not
-blamed, so a client that stops reading never looks like a target that stopped answering.
+A deadline that passes while the client's connection is not taking writes (its transport paused
+writing: the relay is blocked on the client, not reading the upstream) is the client's: the watch
+gets ``client_ns`` more, and if the relay has still not moved its deadline by then, the client's
+connection is cut (``slow_client``) and the upstream is not blamed. So a client that stops reading
+never looks like a target that stopped answering, at no cost per chunk.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from time import perf_counter_ns
 
 import aiohttp
+from aiohttp.base_protocol import BaseProtocol
 
 PERIOD_S = 0.1
 
@@ -27,8 +30,9 @@ class Watch:
     resp: aiohttp.ClientResponse
     deadline_ns: int
     timed_out: bool = False  # the upstream missed its deadline
-    client: asyncio.Transport | None = None  # set while a write to the client is pending
-    writing: bool = False
+    client: BaseProtocol | None = None  # the client's connection, once the relay writes to it
+    client_ns: int = 0  # how long the client may leave a write untaken
+    client_deadline_ns: int = 0  # the deadline given to the client (0: none given)
     slow_client: bool = False  # the client missed its deadline
 
 
@@ -51,15 +55,23 @@ class Watchdog:
     def expire(self, now_ns: int) -> int:
         """Close every response past its deadline; return how many."""
         late = [w for w in self.active if now_ns > w.deadline_ns]
+        closed = 0
         for w in late:
-            self.active.discard(w)
-            if w.writing and w.client is not None:
+            client = w.client
+            if client is not None and client.writing_paused:
+                if w.deadline_ns != w.client_deadline_ns:  # first miss while blocked on the client
+                    w.deadline_ns = w.client_deadline_ns = now_ns + w.client_ns
+                    continue
                 w.slow_client = True
-                w.client.abort()  # wakes the writer with ConnectionResetError; a close would wait to flush
+                transport = client.transport
+                if transport is not None:
+                    transport.abort()  # wakes the writer; a close would wait for the buffer to drain
             else:
                 w.timed_out = True
                 w.resp.close()  # wakes the reader with a connection error
-        return len(late)
+            self.active.discard(w)
+            closed += 1
+        return closed
 
     async def _run(self) -> None:
         while True:

@@ -44,7 +44,7 @@ from loadbench.mock.schedule import chunk_count, chunk_offsets_s, last_offset_s
 from loadbench.mock.settings import MockSettings, live_view, with_updates
 from loadbench.mock.stats import MockStats
 from loadbench.mock.tokens import count_words, token_text
-from loadbench.protocol.http import openai_errors
+from loadbench.protocol.http import add_error_routes
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
@@ -319,7 +319,7 @@ MOCK_KEY = web.AppKey("loadbench_mock", MockServer)
 
 def create_app(settings: MockSettings, worker: int = 0) -> web.Application:
     mock = MockServer(settings, worker)
-    app = web.Application(middlewares=[openai_errors])
+    app = web.Application()
     app[MOCK_KEY] = mock
     app.router.add_post("/v1/chat/completions", mock.chat)
     app.router.add_post("/v1/completions", mock.completions)
@@ -330,4 +330,5 @@ def create_app(settings: MockSettings, worker: int = 0) -> web.Application:
     app.router.add_post("/mock/config", mock.post_config)
     app.router.add_get("/mock/stats", mock.get_stats)
     app.router.add_delete("/mock/stats", mock.reset_stats)
+    add_error_routes(app)
     return app

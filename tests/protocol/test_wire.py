@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadbench.protocol.openai import completion_tokens, content_deltas, error_event, parse_chunk
+from loadbench.protocol.openai import (
+    completion_tokens,
+    content_deltas,
+    content_deltas_slow,
+    error_event,
+    parse_chunk,
+)
 from loadbench.protocol.sse import complete_end
 
 
@@ -92,3 +100,17 @@ def test_the_relay_and_the_worker_apply_the_same_content_rule() -> None:
     for chunk in _CHUNKS:
         for raw in (orjson.dumps(chunk), b'{"choices": [' + orjson.dumps(chunk["choices"])[1:-1] + b"]}"):
             assert (content_deltas(b"data: " + raw + b"\n\n") > 0) == parse_chunk(raw).content, raw
+
+
+_VALUE = st.one_of(st.none(), st.just(""), st.text(max_size=6), st.just('"content":"x'))
+_DELTA = st.dictionaries(st.sampled_from(["role", "content", "reasoning_content", "reasoning"]), _VALUE, max_size=3)
+_CHOICE = st.one_of(st.fixed_dictionaries({"index": st.just(0), "delta": _DELTA}),
+                    st.fixed_dictionaries({"index": st.just(0), "text": _VALUE}))
+_CHUNK = st.fixed_dictionaries({"choices": st.lists(_CHOICE, max_size=2)})
+
+
+@given(st.lists(_CHUNK, min_size=1, max_size=4), st.booleans())
+def test_the_fast_count_agrees_with_the_regular_expression(chunks: list[dict], spaced: bool) -> None:
+    raw = b"".join(b"data: " + (json.dumps(c).encode() if spaced else orjson.dumps(c)) + b"\n\n" for c in chunks)
+    assert content_deltas(raw) == content_deltas_slow(raw)
+    assert (content_deltas(raw) > 0) == any(parse_chunk(orjson.dumps(c)).content for c in chunks)
