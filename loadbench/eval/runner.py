@@ -7,7 +7,8 @@ calls are in flight. Targets run side by side, each with its own bound.
 
 Timing follows the workers' rules: every timestamp is ``perf_counter_ns`` when a socket read
 returns; TTFT = first chunk whose delta carries text − send; E2E = end of stream − send.
-A call is retried (``retries``) on 429, 5xx and connection errors; every attempt's spend counts.
+A call is retried (``retries``) on 429, 5xx, connection errors and cut streams; every attempt's
+spend counts.
 An HTTP error costs nothing (no tokens are billed); a stream cut or timed out after content is
 priced by estimate (prompt words + received words) and marked ``usage_estimated``.
 """
@@ -63,7 +64,12 @@ class Reply:
 
     @property
     def retryable(self) -> bool:
-        return not self.ok and (self.status is None or self.status in RETRY_STATUSES) and self.error != "timeout"
+        """429, 5xx, a connection error or a cut stream (even after a 200); never a timeout (a
+        second full wait) or another 4xx (the same request would fail the same way)."""
+        if self.ok or self.error == "timeout":
+            return False
+        cut = self.error is not None and self.error.startswith(("connection error", "stream cut"))
+        return cut or self.status is None or self.status in RETRY_STATUSES
 
 
 def request_body(case: Case, model: str, suite: Suite, *, stream: bool) -> dict[str, Any]:

@@ -3,6 +3,7 @@ against a terse less accurate one, and the decision rule's three verdicts and ex
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,29 @@ def test_too_few_cases_to_tell_is_inconclusive(tmp_path: Path, mock_factory) -> 
     assert rc == 3, out
     d = sc.decision.candidates[0]
     assert d.verdict == "INCONCLUSIVE" and d.cases == 8 and "quality" in d.reason
+
+
+def test_all_spend_counts_failed_and_retried_attempts_and_old_prices_warn(tmp_path: Path, mock_factory) -> None:
+    data = label_dataset(tmp_path / "cases.jsonl", 60)
+    # a seeded 30% of calls stream half an answer and then reset the connection
+    mock = mock_factory("--answers", str(data), "--fault", "cut-mid-stream", "--fault-rate", "0.3", *FAST)
+    pricing_file(tmp_path, {"p": {"input_per_mtok": 1.0, "output_per_mtok": 4.0}}, as_of="2025-01-01")
+    suite = write_suite(tmp_path, data, [{"name": "flaky", "url": mock.base_url, "model": "mock-model",
+                                          "price": "p"}], pricing="pricing.yaml", retries=1)
+    proc = run_loadbench("eval", str(suite), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    folder, sc = only_scorecard(tmp_path / "out")
+    rows = [json.loads(x) for x in (folder / "outputs.jsonl").read_text().splitlines()]
+    cost = sc.target("flaky").cost
+    assert cost is not None and cost.spend == pytest.approx(sum(r["cost"] for r in rows))
+    retried = [r for r in rows if r["attempts"] > 1]
+    failed = [r for r in rows if not r["ok"]]
+    assert retried and failed
+    for r in retried:  # the cut attempt was paid on top of the one that answered
+        u = r["usage"]
+        assert r["cost"] > (u["prompt_tokens"] * 1.0 + u["completion_tokens"] * 4.0) / 1e6
+    for r in failed:
+        assert r["usage_estimated"] and r["cost"] > 0 and r["error"].startswith(("connection error", "stream cut"))
+    accepted = round(sc.target("flaky").quality.acceptable.value * len(rows))
+    assert cost.per_acceptable.value == pytest.approx(cost.spend / accepted)
+    assert "WARNING: prices of 'p' are" in proc.stdout and "days old (as_of 2025-01-01)" in proc.stdout
