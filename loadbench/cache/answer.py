@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import orjson
 
+from loadbench.protocol.openai import DONE, DONE_EVENT
+
 CACHEABLE_FINISH_REASONS = frozenset({"stop", "length"})
 Format = Literal["chat", "completions"]
 
@@ -94,7 +96,7 @@ class StreamCapture:
         if self._poisoned:
             return
         raw = data.encode() if isinstance(data, str) else data
-        if raw == b"[DONE]":
+        if raw == DONE:
             self._done = True
             return
         if self._done:
@@ -165,7 +167,7 @@ def replay_sse(answer: CachedAnswer, *, fmt: Format, model: str, response_id: st
     yield event([choice(None, answer.finish_reason)])
     if include_usage:
         yield event([], usage=_full_usage(answer.usage))
-    yield b"data: [DONE]\n\n"
+    yield DONE_EVENT
 
 
 def replay_json(answer: CachedAnswer, *, fmt: Format, model: str, response_id: str,
