@@ -104,6 +104,19 @@ def _estimate(body: dict[str, Any], text: str) -> Usage:
     return Usage(prompt_tokens=words, completion_tokens=len(text.split()))
 
 
+def _whole_reply(raw: bytes, chat_api: bool, status: int, cache: str | None, e2e_ms: float) -> Reply:
+    """A non-streamed 200 body; anything but an OpenAI completion is a failed call, never a crash."""
+    try:
+        obj = orjson.loads(raw)
+        choice = obj["choices"][0]
+        text = choice["message"].get("content") if chat_api else choice.get("text")
+        usage = obj.get("usage")
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+        return Reply(False, "", None, Usage(), False, status, f"unparsable body: {raw[:80]!r}", cache, None, None)
+    return Reply(True, text if isinstance(text, str) else "", choice.get("finish_reason"), Usage.from_openai(usage),
+                 usage is None, status, None, cache, e2e_ms, e2e_ms)
+
+
 async def chat(session: aiohttp.ClientSession, ep: Endpoint, body: dict[str, Any], timeout_s: float) -> Reply:
     """One streamed (or plain) call; never raises for a failed call."""
     chat_api = "messages" in body
@@ -125,14 +138,9 @@ async def chat(session: aiohttp.ClientSession, ep: Endpoint, body: dict[str, Any
                     return Reply(False, "", None, Usage(), False, status, f"HTTP {resp.status}: {msg}", cache,
                                  None, None)
                 if not body.get("stream"):
-                    obj = orjson.loads(await resp.read())
+                    raw = await resp.read()
                     end_ns = time.perf_counter_ns()
-                    choice = (obj.get("choices") or [{}])[0]
-                    msg_obj = choice.get("message") or {}
-                    text = msg_obj.get("content") if chat_api else choice.get("text")
-                    e2e = (end_ns - t_send) / 1e6
-                    return Reply(True, text or "", choice.get("finish_reason"), Usage.from_openai(obj.get("usage")),
-                                 obj.get("usage") is None, status, None, cache, e2e, e2e)
+                    return _whole_reply(raw, chat_api, status, cache, (end_ns - t_send) / 1e6)
                 decoder = SSEDecoder()
                 done = False
                 async for data in resp.content.iter_any():
@@ -147,8 +155,10 @@ async def chat(session: aiohttp.ClientSession, ep: Endpoint, body: dict[str, Any
                                          status, info.error, cache, None, None)
                         if info.content and first_ns is None:
                             first_ns = now
-                        obj = orjson.loads(payload)
+                        obj = orjson.loads(payload)  # parse_chunk has checked it is a JSON object
                         for ch in obj.get("choices") or []:
+                            if not isinstance(ch, dict):
+                                continue
                             delta = ch.get("delta") if chat_api else None
                             piece = (delta or {}).get("content") if chat_api else ch.get("text")
                             if isinstance(piece, str):
