@@ -16,11 +16,12 @@ from typing import Any
 
 import orjson
 
-from loadbench.config import Profile, Scenario, env_value
+from loadbench.config import Profile, Scenario
 from loadbench.plan import TargetSpec
 from loadbench.protocol.openai import DONE, parse_chunk
 from loadbench.protocol.sse import SSEDecoder
 from loadbench.run.request import RunRequest, say
+from loadbench.run.target import request_headers
 from loadbench.units import ns_to_s
 
 PROBE_TOKENS = 16  # enough gaps for a median, short enough to cost well under a second
@@ -50,15 +51,13 @@ def median_gap_s(times_ns: list[int]) -> float | None:
     return ns_to_s(int(statistics.median(gaps)))
 
 
-def probe_itl_s(url: str, body: bytes, api_key: str | None, timeout_s: float) -> float | None:
+def probe_itl_s(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> float | None:
     """Send one streamed request of ``PROBE_TOKENS`` tokens and return the target's median ITL."""
     obj = orjson.loads(body)
     obj.update({"stream": True, "max_tokens": PROBE_TOKENS})
     obj.pop("max_completion_tokens", None)
     request = urllib.request.Request(url, data=orjson.dumps(obj), method="POST",
-                                     headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
+                                     headers={**headers, "Accept": "text/event-stream"})
     with urllib.request.urlopen(request, timeout=timeout_s) as resp:
         return median_gap_s(content_times_ns(resp))
 
@@ -77,9 +76,8 @@ def measure_itl_s(req: RunRequest, profile: Profile, scenario: Scenario, target:
 
     spec = RequestFactory(scenario, model=target.model, stream=True, include_usage=False,
                           seed=profile.seed + 7907, prompt_scale=prompt_scale).next()
-    key = env_value(target.api_key_env) if target.api_key_env else None
     try:
-        itl_s = probe_itl_s(target.url + spec.path, spec.body, key, min(profile.timeout_s, 60.0))
+        itl_s = probe_itl_s(target.url + spec.path, spec.body, request_headers(target), min(profile.timeout_s, 60.0))
     except Exception as exc:  # an aid to sizing: the run itself reports every failure
         say(req, f"note: ITL probe skipped ({type(exc).__name__}: {exc}); workers sized by users only")
         return None

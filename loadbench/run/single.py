@@ -24,8 +24,8 @@ def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: Targe
     run_id = run_dir.name
     api_key_env = target.api_key_env
     created_s = time.time()
-    workers = req.workers or auto_workers(profile)
     scale = calibrate_prompts(req, profile, scenario, target) if req.calibrate else 1.0
+    workers = req.workers or _sized_workers(req, profile, scenario, target, scale)
     load_plan = profile.load_plan().to_json()
     write_manifest(run_dir, Manifest(run_id=run_id, name=name, command=tuple(req.argv),
                                      target={"url": base_url, "model": model, "api_key_env": api_key_env},
@@ -61,6 +61,22 @@ def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: Targe
     if code == ExitCode.TARGET_FAILED and summary.requests.total and summary.requests.ok == 0:
         say(req, "error: no request succeeded against the target (see samples.jsonl for each error)")
     return RunResult(run_dir=run_dir, summary=summary.to_json(), exit_code=code)
+
+
+def _sized_workers(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec,
+                   scale: float) -> int:
+    """--workers by default: users or rps, and in a streamed closed-loop run the chunk rate from
+    the target's ITL measured by one probe stream (skipped with --no-calibrate)."""
+    from loadbench.run.chunk_rate import expected_chunks_per_s, measure_itl_s
+
+    closed_stream = profile.stream and profile.load_plan().mode == "closed"
+    itl_s = measure_itl_s(req, profile, scenario, target, scale) if req.calibrate and closed_stream else None
+    workers = auto_workers(profile, itl_s=itl_s)
+    chunks = expected_chunks_per_s(profile.load_plan().peak_load(), itl_s)
+    if chunks is not None and itl_s is not None:
+        say(req, f"loadbench: target ITL {itl_s * 1000:.1f} ms: up to {chunks:,.0f} chunks/s at peak; "
+                  f"{workers} worker(s)")
+    return workers
 
 
 def build_report(req: RunRequest, run_dir: Path) -> None:

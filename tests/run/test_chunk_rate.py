@@ -38,6 +38,6 @@ def test_workers_follow_the_chunk_rate_when_the_itl_is_known() -> None:
 def test_probe_measures_the_mock_itl(mock_factory) -> None:
     mock = mock_factory("--ttft-ms", "5", "--itl-ms", "20")
     body = orjson.dumps({"model": "mock-model", "messages": [{"role": "user", "content": "hello"}]})
-    itl_s = probe_itl_s(mock.base_url + "/chat/completions", body, None, 30.0)
+    itl_s = probe_itl_s(mock.base_url + "/chat/completions", body, {"Content-Type": "application/json"}, 30.0)
     assert itl_s is not None
     assert 0.015 <= itl_s <= 0.030  # the mock's 20 ms, with room for a busy machine
