@@ -51,10 +51,10 @@ def test_accuracy_against_the_ruler(mock_factory, tmp_path: Path) -> None:
     assert summary["requests"]["excluded"] > 0  # the warm-up requests: kept in samples, marked
     assert summary["generator"]["saturated"] is False
     # the run folder is complete
-    for name in ("manifest.json", "samples.jsonl", "histograms.hlog", "timeline.jsonl", "summary.md"):
+    for name in ("manifest.json", "status.json", "samples.jsonl", "histograms.hlog", "timeline.jsonl", "summary.md"):
         assert (run / name).exists(), name
     manifest = read_json(run / "manifest.json")
-    assert manifest["status"] == "finished" and manifest["target"]["model"] == "mock-model"
+    assert read_json(run / "status.json")["state"] == "finished" and manifest["target"]["model"] == "mock-model"
 
 
 def test_estimated_tokens_when_the_server_sends_no_usage(mock_factory, tmp_path: Path) -> None:
