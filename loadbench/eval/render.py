@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import math
+import re
 from collections.abc import Sequence
 
 from loadbench.eval.probes import over_refusal_rate
@@ -200,14 +201,24 @@ def cost_quality_png(sc: Scorecard) -> bytes | None:
 
     front = pareto(pts)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for name, c, q in pts:
-        ax.scatter([c], [100 * q], color="tab:green" if name in front else "tab:gray", zorder=3)
-        ax.annotate(name, (c, 100 * q), textcoords="offset points", xytext=(5, 5))
+    shown: set[str] = set()
+    for t in sc.targets:
+        if t.cost is None:
+            continue
+        ci, qi = t.cost.per_acceptable, t.quality.acceptable
+        c, q = ci.value, qi.value
+        on = t.name in front
+        label = "on the Pareto frontier" if on else "dominated"
+        xerr = [[max(0.0, c - ci.low)], [max(0.0, ci.high - c)]] if math.isfinite(ci.low) else None
+        yerr = [[100 * max(0.0, q - qi.low)], [100 * max(0.0, qi.high - q)]] if math.isfinite(qi.low) else None
+        ax.errorbar([c], [100 * q], xerr=xerr, yerr=yerr, fmt="o", color="tab:green" if on else "tab:gray",
+                    capsize=3, zorder=3, label=None if label in shown else label)
+        shown.add(label)
+        ax.annotate(t.name, (c, 100 * q), textcoords="offset points", xytext=(5, 5))
     fr = sorted((c, q) for n, c, q in pts if n in front)
     if len(fr) > 1:
-        ax.plot([c for c, _ in fr], [100 * q for _, q in fr], color="tab:green", linestyle="--",
-                label="Pareto frontier")
-        ax.legend()
+        ax.plot([c for c, _ in fr], [100 * q for _, q in fr], color="tab:green", linestyle="--")
+    ax.legend(title="95% intervals", fontsize=8)
     ax.set_xlabel(f"cost per acceptable outcome ({sc.targets[0].cost.currency if sc.targets[0].cost else ''})")
     ax.set_ylabel("acceptable outcomes (%)")
     ax.set_title("Cost vs quality")
@@ -219,10 +230,55 @@ def cost_quality_png(sc: Scorecard) -> bytes | None:
     return buf.getvalue()
 
 
+def _inline(text: str) -> str:
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+
+
+def md_to_html(md: str) -> str:
+    """The markdown this module writes (headings, tables, bullets, paragraphs) as HTML."""
+    out: list[str] = []
+    rows: list[list[str]] = []
+    items: list[str] = []
+
+    def flush() -> None:
+        if rows:
+            head, body = rows[0], [r for r in rows[2:]]
+            out.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr></thead><tbody>"
+                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+                       + "</tbody></table>")
+            rows.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+            continue
+        if line.lstrip().startswith("- "):
+            items.append(line.lstrip()[2:])
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+    flush()
+    return "\n".join(out)
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:left;font-size:90%}th{background:#f3f3f3}code{background:#f6f6f6}")
+
+
 def html_page(sc: Scorecard, png: bytes | None) -> str:
-    md = html.escape(markdown(sc))
     img = (f'<img alt="cost vs quality with the Pareto frontier" src="data:image/png;base64,'
            f'{base64.b64encode(png).decode()}">' if png else "")
+    body = md_to_html(markdown(sc))
+    first_break = body.find("</p>") + len("</p>") if "</p>" in body else 0
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Scorecard {html.escape(sc.name)}</title>"
-            "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}pre{white-space:pre-wrap}</style>"
-            f"</head><body><h1>Scorecard: {html.escape(sc.name)}</h1>{img}<pre>{md}</pre></body></html>")
+            f"<style>{_CSS}</style></head><body>{body[:first_break]}{img}{body[first_break:]}</body></html>\n")
