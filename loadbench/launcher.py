@@ -53,7 +53,8 @@ def start(plan: RunPlan, run_dir: Path, *, local_workers: int, expect_workers: i
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     master = subprocess.Popen(
         _python_cmd("master", "--plan", str(plan_path), "--run-dir", str(run_dir), "--bind-host", bind_host,
-                    "--bind-port", str(port), "--expect-workers", str(expect_workers)),
+                    "--bind-port", str(port), "--expect-workers", str(expect_workers),
+                    "--parent-pid", str(os.getpid())),
         env=env, start_new_session=True)
     launch = Launch(master=master)
     if local_workers:
@@ -62,7 +63,8 @@ def start(plan: RunPlan, run_dir: Path, *, local_workers: int, expect_workers: i
                                                             + MASTER_NICENESS_STEP))
     for _ in range(local_workers):
         launch.workers.append(subprocess.Popen(
-            _python_cmd("worker", "--master-host", "127.0.0.1", "--master-port", str(port)),
+            _python_cmd("worker", "--master-host", "127.0.0.1", "--master-port", str(port),
+                        "--master-pid", str(master.pid)),
             env=env, start_new_session=True, stdout=subprocess.DEVNULL))
     return launch
 

@@ -127,8 +127,10 @@ def _requests(samples: Sequence[Sample], excluded: int) -> Requests:
     by_outcome = Counter(s.outcome for s in samples)
     ok = by_outcome.get("ok", 0)
     dropped = by_outcome.get("dropped", 0)
-    failed = len(samples) - ok - dropped
-    attempted = len(samples) - dropped
+    # still in flight when the run was stopped: neither an answer nor a failure of the target
+    unanswered = dropped + by_outcome.get("interrupted", 0)
+    failed = len(samples) - ok - unanswered
+    attempted = len(samples) - unanswered
     return Requests(total=len(samples), ok=ok, failed=failed, dropped=dropped, excluded=excluded,
                     by_outcome=dict(sorted(by_outcome.items())),
                     error_rate=round(failed / attempted, 6) if attempted else 0.0)
@@ -288,6 +290,9 @@ def _token_warnings(ok: Sequence[Sample], token_source: str) -> list[str]:
     return warnings
 
 
+WORKERS_LOST = "worker(s) lost during the run"  # the warning's start; report.validity looks for it
+
+
 def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram], plan: PlanFacts,
               window: RunWindow, facts: RunFacts, timeline: Sequence[Mapping[str, Any]] = ()) -> Summary:
     """The summary of one run folder's records (see the module docstring)."""
@@ -321,6 +326,10 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     if requests.dropped:
         warnings.append(f"{requests.dropped} scheduled arrivals were never sent because max_in_flight requests "
                         "were outstanding (see each sample's error)")
+    interrupted = requests.by_outcome.get("interrupted", 0)
+    if interrupted:
+        warnings.append(f"{interrupted} requests were still in flight when the run was stopped: recorded as "
+                        "interrupted, neither timed nor counted as failed")
     backed_off = [s.backoff_us for s in measured if s.backoff_us]
     if backed_off:
         warnings.append(f"{len(backed_off)} answers (429/5xx) were followed by a backoff of the user sending "
@@ -335,7 +344,7 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     if facts.interrupted:
         warnings.append("the run was interrupted: the summary covers what was measured until then")
     if facts.workers_lost:
-        warnings.append(f"worker(s) lost during the run: {', '.join(facts.workers_lost)}")
+        warnings.append(f"{WORKERS_LOST}: {', '.join(facts.workers_lost)}")
 
     cpu = [float(t["cpu_percent_max"]) for t in timeline if isinstance(t.get("cpu_percent_max"), int | float)]
     lag_p99, sched_p99 = _p99_ms(hists.get(LOOP_LAG_TAG)), _p99_ms(hists.get(SCHEDULE_LAG_TAG))

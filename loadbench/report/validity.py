@@ -7,6 +7,7 @@ run where most requests failed says nothing about the target; gating CI on it wo
 from __future__ import annotations
 
 from loadbench.metrics.records import Summary
+from loadbench.metrics.summarize import WORKERS_LOST
 
 DEFAULT_MIN_SAMPLES = 30
 DEFAULT_ERROR_CEILING = 0.2
@@ -23,6 +24,9 @@ def check_valid(summary: Summary, *, min_samples: int = DEFAULT_MIN_SAMPLES,
     if summary.generator.saturated:
         why = "; ".join(summary.generator.reasons) or "no reason given"
         reasons.append(f"load generator saturated ({why}): latencies include client-side delay")
+    lost = [w for w in summary.warnings if w.startswith(WORKERS_LOST)]
+    if lost:
+        reasons.append(f"{lost[0]}: the load was not what the plan asked for after that")
     rate = summary.requests.error_rate
     if rate > error_ceiling:
         reasons.append(f"error rate {rate * 100:.1f}% is above the ceiling "

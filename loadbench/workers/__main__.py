@@ -23,19 +23,21 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--bind-port", type=int, default=5557)
     m.add_argument("--expect-workers", type=int, default=1)
     m.add_argument("--wait-workers-s", type=float, default=60.0)
+    m.add_argument("--parent-pid", type=int, help="stop the run when this process (the launcher) dies")
     w = sub.add_parser("worker")
     w.add_argument("--master-host", default="127.0.0.1")
     w.add_argument("--master-port", type=int, default=5557)
+    w.add_argument("--master-pid", type=int, help="a local master: stop sending as soon as it is gone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     if args.role == "master":
         from loadbench.workers import master
 
         return master.main(args.plan, args.run_dir, args.bind_host, args.bind_port,
-                           args.expect_workers, args.wait_workers_s)
+                           args.expect_workers, args.wait_workers_s, args.parent_pid)
     from loadbench.workers import worker
 
-    return worker.main(args.master_host, args.master_port)
+    return worker.main(args.master_host, args.master_port, args.master_pid)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gevent
 from locust.env import Environment
@@ -24,11 +24,13 @@ from loadbench.units import ns_to_s, s_to_ns, us_to_ms
 from loadbench.workers import messages as msg
 from loadbench.workers.shape import PlanShape
 from loadbench.workers.user import LLMUser
+from loadbench.workers.watch import parent_gone, watch
 from loadbench.workload.plan import LoadPlan
 
 PROGRESS_EVERY_S = 5.0
 FINAL_WAIT_S = 15.0
 DRAIN_MAX_S = 60.0
+INTERRUPT_DRAIN_S = 5.0  # after Ctrl-C / SIGTERM: finish what is in flight for at most this long
 OPEN_LOOP_LEAD_S = 1.0
 UNREACHABLE_AFTER = 20  # finished requests, all connection errors, none ok
 
@@ -48,6 +50,9 @@ class Master:
         self.wait_workers_s = wait_workers_s
         self.env = Environment(user_classes=[LLMUser])
         self.runner: MasterRunner = self.env.create_master_runner(bind_host, bind_port)
+        # A worker that goes missing has its users spawned again on the others (closed loop; an open
+        # loop's arrivals are split by worker and cannot move). The run is marked not valid anyway.
+        setattr(self.runner, "rebalancing_enabled", lambda: True)  # noqa: B010 (Locust reads parsed options)
         self.collector: Collector | None = None
         self.finals: set[str] = set()
         self.drained: set[str] = set()
@@ -55,6 +60,7 @@ class Master:
         self.stop_signal: str | None = None
         self.interrupted = False
         self.aborted = False  # stopped because the target only produced errors (exit 4)
+        self.stop_now = False  # end without draining (second signal, launcher gone)
         self.status = RunStatus(state="waiting", workers=Workers(expected=expect_workers))
         self.lost: list[str] = []
         self.users_at: dict[int, int] = {}
@@ -76,11 +82,16 @@ class Master:
         self.drained.add(node_id)
 
     # --- the run ---------------------------------------------------------------------------
-    def request_stop(self, reason: str, interrupted: bool = False, signal_name: str | None = None) -> None:
+    def request_stop(self, reason: str, interrupted: bool = False, signal_name: str | None = None,
+                     at_once: bool = False) -> None:
+        """``at_once``: no draining (the launcher is gone); a second signal also stops at once."""
         if self.stop_reason is None:
             self.stop_reason = reason
             self.stop_signal = signal_name
+        elif signal_name is not None:
+            at_once = True
         self.interrupted = self.interrupted or interrupted
+        self.stop_now = self.stop_now or at_once
 
     def _set_status(self, **changes: Any) -> None:
         """status.json is this process's alone: rewritten atomically whenever the run's state changes."""
@@ -133,8 +144,12 @@ class Master:
             elif (reason := self._abort_reason()) is not None:
                 self.request_stop(reason)
                 self.aborted = True
-        if not self.interrupted and not self.aborted and self.stop_reason != "every worker was lost":
-            self._drain()
+        if self.stop_now or self.aborted or self.stop_reason == "every worker was lost":
+            pass
+        elif self.interrupted:
+            self._drain(min(self.profile.timeout_s, INTERRUPT_DRAIN_S), "interrupt")
+        else:
+            self._drain(min(self.profile.timeout_s, DRAIN_MAX_S), "end")
         _say(f"loadbench: stopping ({self.stop_reason})")
         self._stop_workers()
         for g in bg:
@@ -177,19 +192,19 @@ class Master:
         return (f"abort_on: {t.failed} of {finished} requests failed ({rate:.0%} >= {rule.error_rate:.0%} "
                 f"after {rule.after_requests})")
 
-    def _drain(self) -> None:
+    def _drain(self, limit_s: float, reason: Literal["end", "interrupt"]) -> None:
         """Send nothing new and let in-flight requests finish, so the slowest requests of the run are
-        measured rather than cut (cutting them would bias every percentile low). Bounded."""
-        limit_s = min(self.profile.timeout_s, DRAIN_MAX_S)
-        msg.DRAIN.send(self.runner, {"reason": "end", "record_after_s": limit_s})
+        measured rather than cut (cutting them would bias every percentile low). Bounded; after a
+        signal only briefly, and a second signal ends it at once. Requests still in flight when it
+        ends are recorded by the workers as ``interrupted``."""
+        msg.DRAIN.send(self.runner, {"reason": reason, "record_after_s": limit_s})
         deadline = time.monotonic() + limit_s
         connected = {c.id for c in self.runner.clients.all if c.state != "missing"}
-        while time.monotonic() < deadline and not self.interrupted:
+        while time.monotonic() < deadline and not self.stop_now:
             if connected <= self.drained:
                 return
             gevent.sleep(0.02)
-        if not self.interrupted:
-            _say(f"loadbench: requests still in flight after {limit_s:g} s of draining were cut")
+        _say(f"loadbench: requests still in flight after {limit_s:g} s of draining were recorded as interrupted")
 
     def _stop_workers(self) -> None:
         connected = {c.id for c in self.runner.clients.all}
@@ -254,11 +269,15 @@ def _rounded(rate: float | None) -> float | None:
 
 
 def main(plan_path: Path, run_dir: Path, bind_host: str, bind_port: int, expect_workers: int,
-         wait_workers_s: float) -> int:
+         wait_workers_s: float, parent_pid: int | None = None) -> int:
     plan = RunPlan.from_dict(rd.read_json(plan_path))
     master = Master(plan, run_dir, bind_host, bind_port, expect_workers, wait_workers_s)
     gevent.signal_handler(signal.SIGTERM, master.request_stop, "terminated (SIGTERM)", True, "SIGTERM")
     gevent.signal_handler(signal.SIGINT, master.request_stop, "interrupted (Ctrl-C, SIGINT)", True, "SIGINT")
+    if parent_pid is not None:
+        watch(lambda: parent_gone(parent_pid),
+              lambda: master.request_stop("the loadbench process that started the run is gone", True, None,
+                                          at_once=True))
     _say(f"loadbench master listening on tcp://{bind_host}:{master.runner.master_bind_port}")
     code = master.run()
     sys.stdout.flush()

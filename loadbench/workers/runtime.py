@@ -119,8 +119,17 @@ class WorkerRuntime:
     def phase_of(self, intended_unix_ns: int) -> Phase:
         return self.load.phase_at(ns_to_s(intended_unix_ns - self.plan.start_unix_ns))
 
-    def abandon(self) -> None:
+    def record_interrupted(self, spec: RequestSpec, intended_ns: int) -> None:
+        """A request still in flight when the run was stopped: counted as ``interrupted``, never timed."""
         self.in_flight -= 1
+        self.seq += 1
+        intended_unix = intended_ns + self.unix_offset_ns
+        sample = Sample(seq=self.seq, worker=self.worker_id, type=spec.request_type, target=self.plan.target.name,
+                        phase=self.phase_of(intended_unix), intended_unix_ns=intended_unix,
+                        outcome="interrupted", status=0,
+                        error="still in flight when the run was stopped (after the drain)")
+        self.recorder.record(sample, intended_unix, [])
+        self.outbox.append(sample.to_json())
 
     def finish(self, spec: RequestSpec, m: Measured, intended_ns: int, backoff_s: float = 0.0) -> Sample:
         """Turn a measured request into a Sample, record it and queue it for the master."""

@@ -42,6 +42,7 @@ class LLMUser(FastHttpUser):
             gevent.sleep(0.5)  # the schedule is over; the master ends the run
             return
         spec = rt.next_request()
+        started_ns = time.perf_counter_ns()
         headers = rt.headers
         if spec.metadata:
             headers = {**headers, "X-Loadbench-Metadata": orjson.dumps(spec.metadata).decode()}
@@ -49,7 +50,8 @@ class LLMUser(FastHttpUser):
             m = measure(self.client, rt.base_path + spec.path, spec.body, headers,
                         stream=rt.profile.stream, timeout_s=rt.timeout_s)
         except BaseException:
-            rt.abandon()  # killed mid-request (run stopped): nothing to record, but not in flight
+            # killed mid-request: the run stopped before this request finished (after the drain)
+            rt.record_interrupted(spec, slot if slot is not None else started_ns)
             raise
         wait_s = self.backoff.after(m.status, m.headers.get("retry-after"), time.time())
         # Closed loop: the intended start is the send time (queue = 0 by definition).

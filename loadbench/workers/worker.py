@@ -18,7 +18,9 @@ from loadbench.workers import messages as msg
 from loadbench.workers import state
 from loadbench.workers.runtime import WorkerRuntime
 from loadbench.workers.user import LLMUser
+from loadbench.workers.watch import process_gone, watch
 
+MASTER_SILENT_S = 3  # seconds without a master heartbeat before a worker quits
 REPORT_EVERY_S = 1.0  # ship samples and histograms to the master about every second
 # The loop-lag probe sleeps this long and records how late it wakes. 50 samples a second, so the
 # loop-lag P99 that bounds the client-side delay (metrics.client_delay) rests on thousands of
@@ -39,8 +41,19 @@ def _lag_probe() -> None:
                 rt.sample_cpu()
 
 
-def main(master_host: str, master_port: int) -> int:
+def _master_gone(runner: Any) -> None:
+    """Nothing this worker sends from now on would be recorded: stop at once and leave."""
+    print("loadbench worker: the master is gone; stopping", flush=True)
+    if state.RUNTIME is not None:
+        state.RUNTIME.start_drain()
+    runner.quit()
+
+
+def main(master_host: str, master_port: int, master_pid: int | None = None) -> int:
     locust.runners.WORKER_REPORT_INTERVAL = REPORT_EVERY_S
+    # A master that stops answering (killed, its machine gone) must not leave this worker sending
+    # for Locust's default 60 s with no one recording: quit after a few missed heartbeats (1 s each).
+    locust.runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_SILENT_S
     env = Environment(user_classes=[LLMUser])
     runner = env.create_worker_runner(master_host, master_port)
 
@@ -83,6 +96,8 @@ def main(master_host: str, master_port: int) -> int:
 
     gevent.signal_handler(signal.SIGTERM, on_signal)
     gevent.signal_handler(signal.SIGINT, on_signal)
+    if master_pid is not None:
+        watch(lambda: process_gone(master_pid), lambda: _master_gone(runner))
     probe = gevent.spawn(_lag_probe)
     runner.greenlet.join()
     probe.kill(block=False)

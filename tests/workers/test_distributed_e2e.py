@@ -55,11 +55,12 @@ def test_master_and_two_remote_style_workers(mock_factory, tmp_path: Path) -> No
     assert abs(summary["metrics"]["ttft_ms"]["p50"] - 30) < 4
 
 
-def test_killing_a_worker_mid_run_leaves_a_valid_folder_that_says_so(mock_factory, tmp_path: Path) -> None:
+def test_killing_a_worker_mid_run_respawns_its_users_and_marks_the_run_not_valid(mock_factory,
+                                                                                tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
     out = tmp_path / "results"
     cli = subprocess.Popen([sys.executable, "-m", "loadbench", "run", "--workers", "2", "--target", mock.base_url,
-                            "--users", "10", "--duration", "14", "--out", str(out)],
+                            "--users", "10", "--duration", "14", "--out", str(out), "--strict"],
                            cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 30
     victims: list[psutil.Process] = []
@@ -71,10 +72,13 @@ def test_killing_a_worker_mid_run_leaves_a_valid_folder_that_says_so(mock_factor
     time.sleep(5)
     victims[0].send_signal(signal.SIGKILL)
     output, _ = cli.communicate(timeout=120)
-    assert cli.returncode == 0, output
+    assert cli.returncode == 3, output  # --strict: the run is not valid to judge (it exited 0 before)
+    assert "worker(s) lost" in output
     run = only_run(out)
     status = read_json(run / "status.json")
     assert len(status["workers"]["lost"]) == 1, output
+    # the lost worker's users were spawned again on the other one
+    assert [t["users"] for t in rd.iter_timeline(run)][-2] == 10
     summary = read_json(run / "summary.json")
     assert any("lost" in w for w in summary["warnings"])
     assert summary["requests"]["ok"] > 50
