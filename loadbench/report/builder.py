@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from loadbench.errors import InputError
-from loadbench.metrics.records import EMPTY_STATS, STAGE_METRICS, Load, Summary, stat_label
+from loadbench.metrics.records import EMPTY_STATS, STAGE_METRICS, Summary, stat_label
 from loadbench.metrics.slo import SloSpec
 from loadbench.report import plots
 from loadbench.report.definitions import DEFINITIONS, EXCLUSIONS
@@ -67,17 +67,20 @@ def build(path: Path, formats: Sequence[str]) -> list[Path]:
 
 # ---------------------------------------------------------------- blocks shared by every kind of report
 
-def _load_text(load: Load) -> str:
+def _load_text(s: Summary) -> str:
+    load = s.load
     parts = [f"mode {load.mode}"]
     if load.rps is not None:
         parts.append(f"{fmt(load.rps, 'requests/s')} offered")
     if load.users is not None and load.mode == "closed":
-        parts.append(f"{load.users} users")
+        parts.append(f"{load.users} users" if not s.stages else f"up to {load.users} users")
     for value, label in ((load.ramp_up_s, "ramp-up"), (load.duration_s, "duration"), (load.warmup_s, "warm-up"),
                          (load.cooldown_s, "cool-down")):
         if value:
             parts.append(f"{label} {value:g} s")
-    if load.stages:
+    if s.stages:
+        parts.append("stages " + ", ".join(st.label for st in s.stages))
+    elif load.stages:
         parts.append(f"{len(load.stages)} stages")
     if load.workers:
         parts.append(f"{load.workers} worker process(es)")
@@ -92,7 +95,7 @@ def _overview(s: Summary) -> list[str]:
     items = [
         f"Run: {s.run_id or MISSING}",
         f"Target: {s.target.url or MISSING} (model {s.target.model or MISSING})",
-        f"Load: {_load_text(s.load)}",
+        f"Load: {_load_text(s)}",
         f"Measure window: {fmt(s.window.measure_s)} s",
         requests_line(s),
         f"Token counts: {source or 'no successful request'}{token_note}; prompt mean {fmt(t.prompt_mean)} "

@@ -38,7 +38,9 @@ def plan_facts(plan: LoadPlan) -> PlanFacts:
 
 def _load(profile: Mapping[str, Any], plan: LoadPlan, workers: int | None) -> Load:
     stages = profile.get("stages")
-    return Load(mode=plan.mode, users=profile.get("users"), ramp_up_s=profile.get("ramp_up_s"),
+    # closed loop: the most users the plan holds (a staged or peak plan never uses the flat `users`)
+    users = int(plan.peak_load()) if plan.mode == "closed" and plan.stages else profile.get("users")
+    return Load(mode=plan.mode, users=users, ramp_up_s=profile.get("ramp_up_s"),
                 duration_s=profile.get("duration_s"), rps=(profile.get("arrival") or {}).get("rps"),
                 stages=None if stages is None else tuple(stages), warmup_s=plan.warmup_s,
                 cooldown_s=plan.cooldown_s, max_requests=profile.get("max_requests"), workers=workers)
