@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from loadbench.plan import RunPlan
+import orjson
+
+from loadbench.plan import SECRETS_ENV, RunPlan
 from loadbench.results import run_dir as rd
 
 PLAN_FILE = "plan.json"
@@ -48,9 +50,11 @@ class Launch:
 def start(plan: RunPlan, run_dir: Path, *, local_workers: int, expect_workers: int,
           bind_host: str = "127.0.0.1", bind_port: int | None = None) -> Launch:
     plan_path = run_dir / PLAN_FILE
-    rd.write_json(plan_path, plan.to_dict())
+    rd.write_json(plan_path, plan.to_record())
     port = bind_port or free_port(bind_host if bind_host not in ("*", "0.0.0.0") else "127.0.0.1")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if plan.target.secret_headers:
+        env[SECRETS_ENV] = orjson.dumps(plan.target.secrets()).decode()
     master = subprocess.Popen(
         _python_cmd("master", "--plan", str(plan_path), "--run-dir", str(run_dir), "--bind-host", bind_host,
                     "--bind-port", str(port), "--expect-workers", str(expect_workers),

@@ -4,8 +4,11 @@ Plain data only (it crosses process and machine boundaries as JSON / msgpack).""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+REDACTED = "<redacted>"
+SECRETS_ENV = "LOADBENCH_SECRET_HEADERS"  # the launcher hands secret header values to the master here
 
 
 @dataclass(slots=True)
@@ -15,7 +18,14 @@ class TargetSpec:
     name: str = "default"
     api_key_env: str | None = None  # the variable's NAME; the key itself never enters the plan
     include_usage: bool = True
-    headers: dict[str, str] = field(default_factory=dict)  # extra per-target headers (never a key)
+    headers: dict[str, str] = field(default_factory=dict)  # extra per-target headers
+    secret_headers: list[str] = field(default_factory=list)  # names among headers never written to a file
+
+    def redacted(self) -> TargetSpec:
+        return replace(self, headers={k: REDACTED if k in self.secret_headers else v for k, v in self.headers.items()})
+
+    def secrets(self) -> dict[str, str]:
+        return {k: v for k, v in self.headers.items() if k in self.secret_headers}
 
 
 @dataclass(slots=True)
@@ -32,7 +42,12 @@ class RunPlan:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """In memory and on the wire to workers (secret header values included)."""
         return asdict(self)
+
+    def to_record(self) -> dict[str, Any]:
+        """For plan.json: secret header values replaced by ``<redacted>``."""
+        return asdict(replace(self, target=self.target.redacted()))
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> RunPlan:

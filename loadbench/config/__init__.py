@@ -16,6 +16,7 @@ from loadbench.config.dataset import DatasetRecord, read_dataset
 from loadbench.config.profile import (
     AbortOn,
     Arrival,
+    FromEnv,
     Peak,
     Profile,
     Slo,
@@ -34,6 +35,7 @@ __all__ = [
     "Arrival",
     "DatasetRecord",
     "DatasetSpec",
+    "FromEnv",
     "LengthDist",
     "MixEntry",
     "Peak",
@@ -126,6 +128,20 @@ def api_key(env_name: str | None, *, path: str = "command line", field: str = "-
     if key is None:
         raise ConfigError(path, field, f"{env_name} is not set", f"export {env_name}=... before the run")
     return key
+
+
+def resolve_headers(headers: dict[str, str | FromEnv], where: str) -> dict[str, str]:
+    """Header values with each ``{env: NAME}`` read now; ConfigError naming the header when unset."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if isinstance(value, FromEnv):
+            resolved = env_value(value.env)
+            if resolved is None:
+                raise ConfigError("profile", f"{where}.headers.{name}", f"{value.env} is not set",
+                                  f"export {value.env}=... before the run")
+            value = resolved
+        out[name] = value
+    return out
 
 
 def resolve_api_key(target: Target) -> str | None:

@@ -156,11 +156,27 @@ class AbortOn(StrictModel):
     after_requests: int = Field(default=100, ge=1)
 
 
+class FromEnv(StrictModel):
+    """A header value read from an environment variable when the run starts (``{env: NAME}``)."""
+
+    env: str = Field(min_length=1)
+
+
+REDACTED = "<redacted>"
+_CREDENTIAL = re.compile(r"^(authorization|proxy-authorization|api-key|x-api-key|cookie)$|token|secret|key",
+                         re.IGNORECASE)
+
+
+def is_credential_header(name: str) -> bool:
+    """Header names whose values are credentials: never written to a file."""
+    return bool(_CREDENTIAL.search(name))
+
+
 class TargetOptions(StrictModel):
     include_usage: bool = True  # some providers reject stream_options; then tokens are estimated
     stream: bool | None = None
     timeout_s: float | None = Field(default=None, gt=0)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str | FromEnv] = Field(default_factory=dict)
 
 
 class Target(StrictModel):
@@ -306,6 +322,17 @@ class Profile(StrictModel):
             if value is not None:
                 data[name] = value
         return validate(Profile, data, source)
+
+    def dump_for_record(self) -> dict[str, Any]:
+        """The profile as JSON for files (manifest.json, plan.json): credential-like header values
+        replaced by ``<redacted>``; a value from the environment stays ``{env: NAME}``."""
+        data = self.model_dump(mode="json")
+        for target in data.get("targets") or []:
+            headers = target.get("options", {}).get("headers") or {}
+            for name, value in headers.items():
+                if isinstance(value, str) and is_credential_header(name):
+                    headers[name] = REDACTED
+        return data
 
     def apply_overrides(self, **flags: Any) -> Profile:
         """A copy with CLI flags applied where not None (validated again; errors name the flag)."""

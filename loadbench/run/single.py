@@ -29,10 +29,10 @@ def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: Targe
     load_plan = profile.load_plan().to_json()
     write_manifest(run_dir, Manifest(run_id=run_id, name=name, command=tuple(req.argv),
                                      target={"url": base_url, "model": model, "api_key_env": api_key_env},
-                                     profile=profile.model_dump(mode="json"),
+                                     profile=profile.dump_for_record(),
                                      scenario=scenario.model_dump(mode="json"), start_unix_s=created_s,
                                      prompt_scale=scale, load_plan=load_plan))
-    plan = RunPlan(run_id=run_id, target=target, profile=profile.model_dump(mode="json"),
+    plan = RunPlan(run_id=run_id, target=target, profile=profile.dump_for_record(),
                    scenario=scenario.model_dump(mode="json"), load_plan=load_plan, seed=profile.seed,
                    interval_s=profile.interval_s, workers=workers, extra={"prompt_scale": scale})
     say(req, f"loadbench: run {run_id}: {profile.mode} loop, target {base_url} (model {model}), "

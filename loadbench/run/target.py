@@ -7,7 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from loadbench.config import Profile, Scenario, api_key, env_value
+from loadbench.config import FromEnv, Profile, Scenario, api_key, env_value, resolve_headers
+from loadbench.config.profile import is_credential_header
 from loadbench.errors import TargetError
 from loadbench.plan import TargetSpec
 from loadbench.procs import ServerProcess, start_server
@@ -32,7 +33,7 @@ def resolve_model(base_url: str, api_key: str | None = None, timeout_s: float = 
 
 def target_spec(req: RunRequest, profile: Profile, base_url: str, model: str | None,
                  name: str = "default", api_key_env: str | None = None, include_usage: bool | None = None,
-                 headers: dict[str, str] | None = None) -> TargetSpec:
+                 headers: dict[str, str | FromEnv] | None = None) -> TargetSpec:
     key_env = api_key_env or req.api_key_env
     key = (api_key(key_env, path="profile", field=f"targets[{name}].api_key_env") if api_key_env
            else api_key(key_env))
@@ -40,7 +41,9 @@ def target_spec(req: RunRequest, profile: Profile, base_url: str, model: str | N
         model = resolve_model(base_url, key)
     return TargetSpec(url=base_url, model=model, name=name, api_key_env=key_env,
                       include_usage=profile.include_usage if include_usage is None else include_usage,
-                      headers=dict(headers or {}))
+                      headers=resolve_headers(dict(headers or {}), f"targets[{name}].options"),
+                      secret_headers=[h for h, v in (headers or {}).items()
+                                      if isinstance(v, FromEnv) or is_credential_header(h)])
 
 
 def request_headers(target: TargetSpec) -> dict[str, str]:

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import gevent
+import orjson
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner
 
-from loadbench.config import profile_from_dict
+from loadbench.config import env_value, profile_from_dict
 from loadbench.errors import ExitCode
-from loadbench.plan import RunPlan
+from loadbench.plan import SECRETS_ENV, RunPlan
 from loadbench.report.live import live_line
 from loadbench.results import run_dir as rd
 from loadbench.results.collector import Collector
@@ -271,6 +272,9 @@ def _rounded(rate: float | None) -> float | None:
 def main(plan_path: Path, run_dir: Path, bind_host: str, bind_port: int, expect_workers: int,
          wait_workers_s: float, parent_pid: int | None = None) -> int:
     plan = RunPlan.from_dict(rd.read_json(plan_path))
+    secrets = env_value(SECRETS_ENV)  # header values plan.json holds only as <redacted>
+    if secrets:
+        plan.target.headers.update(orjson.loads(secrets))
     master = Master(plan, run_dir, bind_host, bind_port, expect_workers, wait_workers_s)
     gevent.signal_handler(signal.SIGTERM, master.request_stop, "terminated (SIGTERM)", True, "SIGTERM")
     gevent.signal_handler(signal.SIGINT, master.request_stop, "interrupted (Ctrl-C, SIGINT)", True, "SIGINT")
