@@ -90,10 +90,10 @@ def compare_scorecards(base: Scorecard, run: Scorecard, gates: Sequence[Gate]) -
     deltas: list[Delta] = []
     new_regressions: list[tuple[str, str]] = []
     missing = []
+    base_targets = {t.name: t for t in base.targets}
     for t in run.targets:
-        try:
-            b = base.target(t.name)
-        except KeyError:
+        b = base_targets.get(t.name)
+        if b is None:
             missing.append(t.name)
             continue
         fb, fr = _figures(b), _figures(t)

@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import orjson
 
+from loadbench.errors import InputError
+
 CriterionType = Literal["exact", "contains", "regex", "json_valid", "json_schema", "json_fields",
                         "classification", "numeric", "length", "finish_reason", "judge", "code_tests"]
 CRITERION_TYPES: tuple[str, ...] = CriterionType.__args__  # type: ignore[attr-defined]
@@ -285,4 +287,4 @@ def score(criterion: Criterion, case: Any, out: Output) -> Score:
         return _binary(ok, t, str(n))
     if c.type == "finish_reason":
         return _binary(out.finish_reason == c.expect, t, str(out.finish_reason))
-    raise ValueError(f"criterion type {c.type!r} is scored outside criteria.score")
+    raise InputError(f"criterion {c.name!r}: {c.type} is scored by the judge or the code runner, not here")

@@ -19,6 +19,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from loadbench.errors import InputError
 from loadbench.eval.dataset import Case
 
 VARIANTS = ("typo", "case", "whitespace", "pad", "format")
@@ -96,5 +97,5 @@ def expand(cases: Iterable[Case], variants: Sequence[str] = VARIANTS, pad_to: Se
             elif v == "format":
                 out.append(_with_text(case, _format(text, rng), v))
             else:
-                raise ValueError(f"unknown variant {v!r}")
+                raise InputError(f"unknown variant {v!r}; one of {', '.join(VARIANTS)}")
     return out

@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from loadbench.errors import ConfigError
+from loadbench.errors import ConfigError, InputError
 from loadbench.eval.classify import ClassificationReport
 from loadbench.eval.decision import CandidateDecision
 from loadbench.eval.stats import Interval, sig
@@ -192,7 +192,7 @@ class Scorecard:
         for t in self.targets:
             if t.name == name:
                 return t
-        raise KeyError(name)
+        raise InputError(f"no target {name!r} in scorecard {self.name!r}")
 
     @property
     def regressions_failed(self) -> tuple[tuple[str, str], ...]:

@@ -220,12 +220,6 @@ class Suite:
 
         return hashlib.sha256("".join(d.sha256 for d in self.datasets).encode()).hexdigest()
 
-    def target(self, name: str) -> Target:
-        for t in self.targets:
-            if t.name == name:
-                return t
-        raise KeyError(name)
-
     def applies_to(self, criterion: Criterion, case: Case) -> bool:
         need = criterion.needs()
         return self.applies[criterion.name] == "all" or need is None or case.has(need)
