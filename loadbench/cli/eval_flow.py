@@ -178,6 +178,9 @@ def run_eval(opts: EvalOptions) -> ExitCode:
     suite = load_suite(opts.suite_path)
     names = {t.name for t in suite.targets}
     urls = _pairs(opts.target_urls, "--target", names)
+    for name, url in urls.items():
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError("--target", name, f"{url!r} is not an http(s) URL", "e.g. http://127.0.0.1:8000/v1")
     latency_dirs = _pairs(opts.latency_from, "--latency-from", names)
     latency = {n: latency_card(Path(d)) for n, d in latency_dirs.items()}
     seed = suite.seed if opts.seed is None else opts.seed

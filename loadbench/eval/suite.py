@@ -87,6 +87,9 @@ class _TargetModel(StrictModel):
 
     @model_validator(mode="after")
     def _where(self) -> _TargetModel:
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise invalid(f"{self.url!r} is not an http(s) URL", "write the base URL, e.g. http://127.0.0.1:8000/v1",
+                          "url")
         if self.url is None and self.mock is None:
             raise invalid("a target needs url: or mock:", "give url: http://HOST:PORT/v1, or mock: {} for an "
                           "embedded mock", "url")
