@@ -40,7 +40,7 @@ from loadbench.mock.faults import FaultServer
 from loadbench.mock.gate import FifoGate
 from loadbench.mock.pacer import PacedStream, Pacer
 from loadbench.mock.request import GenerationRequest, parse_embedding_inputs, parse_generation
-from loadbench.mock.schedule import chunk_count, chunk_offsets_s, last_offset_s
+from loadbench.mock.schedule import ChunkSchedule, chunk_count, last_offset_s
 from loadbench.mock.settings import MockSettings, live_view, with_updates
 from loadbench.mock.stats import MockStats
 from loadbench.mock.tokens import count_words, token_text
@@ -187,7 +187,7 @@ class MockServer:
             chat=chat, response_id=response_id, created=int(time.time()), model=g.model,
             prompt_tokens=g.prompt_tokens, completion_tokens=n_tokens,
             include_usage=g.include_usage and not s.no_usage)
-        offsets = chunk_offsets_s(ttft_s, itl_s, s.jitter_ms / 1000.0, n_chunks, self._jitter_rng)
+        offsets = ChunkSchedule(ttft_s, itl_s, s.jitter_ms / 1000.0, n_chunks, self._jitter_rng)
         resp = _SseResponse(headers=_SSE_HEADERS)
         try:
             await resp.prepare(request)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from loadbench.mock.schedule import ChunkSchedule
 from loadbench.mock.stats import LATE_S, MockStats
 from loadbench.mock.tokens import token_text
 
@@ -62,7 +63,7 @@ class PacedStream:
 
     transport: Transport
     start_s: float  # clock time the offsets count from
-    offsets_s: list[float]  # deadline of chunk k is start_s + offsets_s[k]; non-decreasing
+    offsets_s: ChunkSchedule | list[float]  # deadline of chunk k is start_s + offsets_s[k]; non-decreasing
     prefix: bytes  # chunk k is prefix + its tokens' text + suffix
     suffix: bytes
     tail: bytes  # follows the last content chunk in the same write (finish, usage, [DONE])

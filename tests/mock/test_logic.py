@@ -18,7 +18,7 @@ from loadbench.errors import ConfigError, InputError
 from loadbench.mock import bodies
 from loadbench.mock.gate import FifoGate
 from loadbench.mock.request import parse_embedding_inputs, parse_generation
-from loadbench.mock.schedule import chunk_count, chunk_offsets_s, last_offset_s
+from loadbench.mock.schedule import ChunkSchedule, chunk_count, chunk_offsets_s, last_offset_s
 from loadbench.mock.settings import MockSettings, problems, with_updates
 from loadbench.mock.tokens import (
     chat_prompt_tokens,
@@ -239,3 +239,25 @@ def test_fifo_gate_serves_in_arrival_order_and_survives_cancellation() -> None:
         return order
 
     assert asyncio.run(scenario()) == [0, 1, 3, 4]
+
+
+@given(st.floats(0, 1), st.floats(0, 0.1), st.floats(0.0, 0.2), st.integers(1, 200), st.integers(0, 9))
+def test_the_lazy_schedule_gives_the_eager_offsets_read_as_the_pacer_reads(
+        ttft: float, itl: float, jitter: float, n: int, seed: int) -> None:
+    eager = chunk_offsets_s(ttft, itl, jitter, n, random.Random(seed))
+    lazy = ChunkSchedule(ttft, itl, jitter, n, random.Random(seed))
+    seen = []
+    for k in range(n):  # the pacer reads chunk k, then peeks at k + 1, then reads k + 1 again
+        seen.append(lazy[k])
+        if k + 1 < n:
+            assert lazy[k + 1] == eager[k + 1]
+        assert lazy[k] == eager[k]
+    assert seen == eager and len(lazy) == n
+    with pytest.raises(IndexError):
+        lazy[n]
+
+
+def test_a_huge_schedule_holds_no_list() -> None:
+    schedule = ChunkSchedule(0.05, 0.01, 0.001, 10**8, random.Random(1))
+    assert schedule[0] <= schedule[1] <= schedule[2]
+    assert len(schedule) == 10**8 and not hasattr(schedule, "__dict__")
