@@ -62,7 +62,7 @@ def load_profile(path: str | Path | None) -> Profile:
     if path is None:
         return Profile()
     path = Path(path)
-    return validate(Profile, read_yaml(path), str(path))
+    return validate(Profile, _read_non_empty(path, "profile", "`users: 10` and `duration_s: 30`"), str(path))
 
 
 def load_scenario(path: str | Path | None) -> Scenario:
@@ -70,7 +70,18 @@ def load_scenario(path: str | Path | None) -> Scenario:
     if path is None:
         return Scenario()
     path = Path(path)
-    return scenario_from_dict(read_yaml(path), base_dir=path.parent, source=str(path))
+    data = _read_non_empty(path, "scenario", "`prompt_tokens: 256` and `output_tokens: 128`")
+    return scenario_from_dict(data, base_dir=path.parent, source=str(path))
+
+
+def _read_non_empty(path: Path, kind: str, example: str) -> dict[str, Any]:
+    """An empty file is refused: it would run the built-in default while looking like a choice."""
+    data = read_yaml(path)
+    if not data:
+        raise ConfigError(str(path), "(file)", f"the {kind} file is empty",
+                          f"write at least one key (e.g. {example}), or leave out --{kind} for the built-in "
+                          "default")
+    return data
 
 
 def profile_from_dict(data: dict[str, Any], source: str = "run plan") -> Profile:

@@ -22,6 +22,8 @@ from pydantic import Field, field_validator, model_validator
 from loadbench.config.validation import StrictModel, invalid, validate
 from loadbench.errors import ConfigError
 
+MAX_DURATION_S = 7 * 24 * 3600.0  # a run is bounded in time; a week is beyond any load test
+
 if TYPE_CHECKING:
     from loadbench.workload.plan import LoadPlan
 
@@ -207,7 +209,7 @@ class Profile(StrictModel):
     # closed loop
     users: int = Field(default=20, ge=1)
     ramp_up_s: float = Field(default=2.0, ge=0)
-    duration_s: float | None = Field(default=None, gt=0)
+    duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
     max_requests: int | None = Field(default=None, ge=1)
     stages: list[Stage] | None = None
     peak: Peak | None = None

@@ -8,6 +8,7 @@ rejects them (a duplicated ``users:`` is almost always a mistake that would go u
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,10 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.1 (PyYAML) reads 1e12 or 5e-3 as strings: it wants a dot in the mantissa. YAML 1.2 and every
+# reader of these files expect numbers; a string there would draw a misleading "remove the quotes".
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 def parse_yaml(text: str, name: str) -> dict[str, Any]:
@@ -71,9 +76,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(str(path), "(file)", "file not found", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise ConfigError(
-            str(path), "(file)", f"cannot read: {exc}", "check the path and permissions"
+            str(path), f"line {line}", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})",
+            "save the file as UTF-8",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            str(path), "(file)", f"cannot read: {exc.strerror or exc}", "check the path and permissions"
         ) from None
     return parse_yaml(text, str(path))
 

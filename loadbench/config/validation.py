@@ -7,6 +7,7 @@ the error context instead of being parsed back out of a message.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -101,12 +102,16 @@ def _describe(err: Any, model: type[BaseModel]) -> tuple[str, str, str]:
         bound = next(iter(ctx.values()), "?")
         return field, f"{got!r} is out of range", f"must be {op} {bound}"
     if kind.endswith("_type") or kind.endswith("_parsing") or kind == "model_type":
-        expected = err["msg"].removeprefix("Input should be ")
+        expected = _INSTANCE_OF.sub("", err["msg"].removeprefix("Input should be "))
+        expected = expected.replace("a valid dictionary", "a mapping of key: value")
         fix = f"expected {expected}"
         if isinstance(got, str) and _is_number(got):
             fix += "; remove the quotes around the number"
         return field, f"wrong type: got {type(got).__name__} {got!r}", fix
     return field, err["msg"], "see the documented schema for this field"
+
+
+_INSTANCE_OF = re.compile(r" or instance of \w+")  # pydantic names the model class: not the user's concern
 
 
 def _is_number(text: str) -> bool:

@@ -6,7 +6,7 @@ import math
 import os
 
 from loadbench.config import Profile, Scenario, api_key, load_profile, load_scenario
-from loadbench.errors import InputError
+from loadbench.errors import ConfigError, InputError
 from loadbench.report.baseline import expand_baselines
 from loadbench.results import run_dir as rd
 from loadbench.run.request import RunRequest
@@ -39,7 +39,11 @@ def load_inputs(req: RunRequest) -> tuple[Profile, Scenario]:
     profile = load_profile(req.profile_path)
     profile = profile.apply_overrides(**{k: v for k, v in req.overrides.items() if v is not None})
     scenario = load_scenario(req.scenario_path)
-    parse_exprs(profile.thresholds)  # a threshold that does not parse fails before any load
+    for i, expr in enumerate(profile.thresholds):  # a threshold that does not parse fails before any load
+        try:
+            parse_exprs([expr])
+        except InputError as exc:
+            raise ConfigError(str(req.profile_path or "profile"), f"thresholds[{i}]", str(exc)) from None
     api_key(req.api_key_env)  # a named but unset key variable fails before any server starts
     for base in expand_baselines(req.baseline):  # a folder of runs names each run
         if not (base / rd.SUMMARY).is_file():

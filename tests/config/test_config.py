@@ -55,10 +55,6 @@ def test_models_are_frozen_and_dump_to_json() -> None:
     assert Scenario.model_validate(load_scenario(None).model_dump(mode="json")) == load_scenario(None)
 
 
-def test_empty_file_is_the_default(tmp_path: Path) -> None:
-    assert load_profile(write(tmp_path, "p.yaml", "")) == Profile()
-
-
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     err = profile_error(tmp_path, "users: 3\nramp_up_s: [1, 2\n")
     assert err.field.startswith("line ")
