@@ -152,6 +152,22 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
+class FailureKind:
+    """Failed requests with the same status (0: no HTTP answer) and message."""
+
+    status: int
+    message: str
+    count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "message": self.message, "count": self.count}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> FailureKind:
+        return cls(int(obj.get("status") or 0), str(obj.get("message") or ""), int(obj.get("count") or 0))
+
+
+@dataclass(frozen=True, slots=True)
 class Requests:
     """Requests whose intended start is in the measure window (``excluded``: outside it)."""
 
@@ -162,10 +178,12 @@ class Requests:
     excluded: int = 0
     by_outcome: Mapping[str, int] = field(default_factory=dict)
     error_rate: float = 0.0
+    failures: tuple[FailureKind, ...] = ()  # the most frequent (status, message) of failed requests
 
     def to_json(self) -> dict[str, Any]:
         return {"total": self.total, "ok": self.ok, "failed": self.failed, "dropped": self.dropped,
-                "excluded": self.excluded, "by_outcome": dict(self.by_outcome), "error_rate": self.error_rate}
+                "excluded": self.excluded, "by_outcome": dict(self.by_outcome), "error_rate": self.error_rate,
+                "failures": [f.to_json() for f in self.failures]}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | None) -> Requests:
@@ -174,7 +192,8 @@ class Requests:
                    failed=int(obj.get("failed") or 0), dropped=int(obj.get("dropped") or 0),
                    excluded=int(obj.get("excluded") or 0),
                    by_outcome={str(k): int(v) for k, v in (obj.get("by_outcome") or {}).items()},
-                   error_rate=float(obj.get("error_rate") or 0.0))
+                   error_rate=float(obj.get("error_rate") or 0.0),
+                   failures=tuple(FailureKind.from_json(f) for f in obj.get("failures") or ()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from loadbench.metrics.recorder import LOOP_LAG_TAG, METRICS, SCHEDULE_LAG_TAG
 from loadbench.metrics.records import (
     STAGE_METRICS,
     Breakdown,
+    FailureKind,
     Generator,
     LatencyStats,
     Load,
@@ -131,9 +132,24 @@ def _requests(samples: Sequence[Sample], excluded: int) -> Requests:
     unanswered = dropped + by_outcome.get("interrupted", 0)
     failed = len(samples) - ok - unanswered
     attempted = len(samples) - unanswered
+    kinds = Counter((s.status, _failure_message(s)) for s in samples
+                    if s.outcome not in ("ok", "dropped", "interrupted"))
+    failures = tuple(FailureKind(status, message, count)
+                     for (status, message), count in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
+                     [:TOP_FAILURES])
     return Requests(total=len(samples), ok=ok, failed=failed, dropped=dropped, excluded=excluded,
                     by_outcome=dict(sorted(by_outcome.items())),
-                    error_rate=round(failed / attempted, 6) if attempted else 0.0)
+                    error_rate=round(failed / attempted, 6) if attempted else 0.0, failures=failures)
+
+
+TOP_FAILURES = 5
+
+
+def _failure_message(s: Sample) -> str:
+    """The upstream's message without the "HTTP 429: " prefix the sample's error carries."""
+    error = s.error or s.outcome
+    prefix = f"HTTP {s.status}: "
+    return error.removeprefix(prefix) if error.startswith(prefix) else error
 
 
 def _stalls(ok: Sequence[Sample], limit_ms: float | None) -> Stalls | None:
@@ -323,6 +339,9 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     elif requests.error_rate > 0:
         warnings.append(f"{requests.failed} of {requests.total - requests.dropped} measured requests failed "
                         f"({requests.error_rate:.1%})")
+    if requests.failures:
+        warnings.append("failures by status and message: " + "; ".join(
+            f"{f.count} x {f.status or 'no answer'} {f.message}" for f in requests.failures))
     if requests.dropped:
         warnings.append(f"{requests.dropped} scheduled arrivals were never sent because max_in_flight requests "
                         "were outstanding (see each sample's error)")

@@ -78,6 +78,10 @@ def test_a_throttling_target_is_measured_not_refused(mock_factory, tmp_path: Pat
     samples = [read_json_line(line) for line in (only_run(out) / "samples.jsonl").read_text().splitlines()]
     # the upstream's status and message are kept (they read "HTTP 429: " before)
     assert {(s["status"], s["error"]) for s in samples} == {(429, "HTTP 429: injected error (error_rate=1)")}
+    summary = read_json(only_run(out) / "summary.json")
+    assert summary["requests"]["failures"] == [{"status": 429, "message": "injected error (error_rate=1)",
+                                                "count": len(samples)}]
+    assert any(w.startswith("failures by status and message: 3 x 429 injected error") for w in summary["warnings"])
 
 
 def read_json_line(line: str) -> dict:
