@@ -16,7 +16,8 @@ from loadbench.report.document import markdown_table
 from loadbench.report.gates import GateExpr, GateVerdict, evaluate_gates, relative_change
 from loadbench.report.runfolder import RunFolder, load_run
 from loadbench.report.significance import DEFAULT_MIN_EFFECT, DEFAULT_Z, Noise, decide, folder_noise
-from loadbench.report.stats import PERCENTILE_STATS, RUN_FIGURES, Figure, format_value
+from loadbench.report.stats import PERCENTILE_STATS, RUN_FIGURES, Figure
+from loadbench.report.tables import format_value
 from loadbench.report.validity import DEFAULT_ERROR_CEILING, DEFAULT_MIN_SAMPLES, check_valid
 from loadbench.results import run_dir as rd
 

@@ -40,8 +40,8 @@ from loadbench.report.stats import (
     LATENCY_STATS,
     RUN_FIGURES,
     Figure,
-    format_value,
 )
+from loadbench.report.tables import format_value
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,

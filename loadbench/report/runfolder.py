@@ -22,17 +22,15 @@ from loadbench.report._hlog import IntervalLog, read_intervals
 from loadbench.results import run_dir as rd
 from loadbench.results.summary_file import read_summary
 
-SWEEP_SCHEMA = "loadbench.sweep/1"
-
 FolderKind = Literal["run", "multi", "sweep"]
 
 
 def folder_kind(path: Path) -> FolderKind:
     if not path.is_dir():
         raise InputError(f"{path}: no such run folder")
-    if (path / "summary.json").is_file():
+    if (path / rd.SUMMARY).is_file():
         return "run"
-    if (path / "sweep.json").is_file():
+    if (path / rd.SWEEP).is_file():
         return "sweep"
     if (path / "targets").is_dir() and any(p.is_dir() for p in (path / "targets").iterdir()):
         return "multi"

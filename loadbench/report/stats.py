@@ -98,14 +98,3 @@ class Figure:
         if not self.is_latency:
             return summary.requests.total
         return self.stats(summary).count
-
-
-def format_value(value: float | None, unit: str) -> str:
-    """A figure in a gate or comparison message (three significant digits, its unit)."""
-    if value is None:
-        return "–"
-    if unit == "":  # a fraction shown as a percentage
-        return f"{value * 100:.2f}%"
-    if unit == "ms":
-        return f"{value:.3g} ms" if abs(value) < 100 else f"{value:.0f} ms"
-    return f"{value:,.0f}{unit}" if abs(value) >= 1000 else f"{value:.3g}{unit}"

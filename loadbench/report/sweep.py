@@ -26,7 +26,7 @@ from typing import Any
 from loadbench.errors import InputError
 from loadbench.metrics.records import stat_key, stat_label
 from loadbench.metrics.slo import SloSpec
-from loadbench.report.runfolder import SWEEP_SCHEMA, RunFolder, load_run
+from loadbench.report.runfolder import RunFolder, load_run
 from loadbench.report.tables import FAIL, MISSING, PASS, fmt, latency_cell, objective_value
 from loadbench.report.validity import check_valid
 from loadbench.results import run_dir as rd
@@ -55,11 +55,11 @@ class Sweep:
 
 
 def load_sweep(path: Path) -> Sweep:
-    raw = rd.read_json(path / "sweep.json")
-    where = path / "sweep.json"
-    if not isinstance(raw, dict) or raw.get("schema") != SWEEP_SCHEMA:
+    where = path / rd.SWEEP
+    raw = rd.read_json(where)
+    if not isinstance(raw, dict) or raw.get("schema") != rd.SWEEP_SCHEMA:
         got = raw.get("schema") if isinstance(raw, dict) else None
-        raise InputError(f"{where}: schema {got!r} is not supported (this loadbench reads {SWEEP_SCHEMA!r})")
+        raise InputError(f"{where}: schema {got!r} is not supported (this loadbench reads {rd.SWEEP_SCHEMA!r})")
     steps_raw = raw.get("steps")
     if not isinstance(steps_raw, list) or not steps_raw:
         raise InputError(f"{where}: no steps")

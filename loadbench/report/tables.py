@@ -48,6 +48,18 @@ def fmt(value: float | int | None, unit: str = "") -> str:
     return f"{text} {unit}" if unit else text
 
 
+def format_value(value: float | None, unit: str) -> str:
+    """A figure in a gate or comparison message, by its ``Figure.unit``: "ms", "" (a fraction),
+    "/s" or " per 1k tokens"."""
+    if value is None:
+        return MISSING
+    if unit == "ms":
+        return f"{fmt(value, 'ms')} ms"
+    if unit == "":
+        return fmt(value, "%")
+    return f"{fmt(value)}{unit}"
+
+
 def latency_cell(stats: LatencyStats, stat: str) -> str:
     if stat == "count":
         return fmt(stats.count, "n")

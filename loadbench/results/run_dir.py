@@ -21,6 +21,12 @@ SUMMARY = "summary.json"
 SUMMARY_MD = "summary.md"
 STATUS = "status.json"
 PLAN = "plan.json"
+SWEEP = "sweep.json"
+TARGETS = "targets.json"
+# Schemas of the folder-level files (summary.json's is loadbench.metrics.records.SUMMARY_SCHEMA,
+# status.json's loadbench.results.status.STATUS_SCHEMA).
+SWEEP_SCHEMA = "loadbench.sweep/1"
+TARGETS_SCHEMA = "loadbench.targets/1"
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

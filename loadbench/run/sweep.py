@@ -31,7 +31,7 @@ def execute_sweep(req: RunRequest) -> RunResult:
                          "(e.g. slo: {ttft_ms: {p95: 500}, error_rate: 0.01})")
     servers: list[ServerProcess] = []
     steps: list[dict[str, Any]] = []
-    doc: dict[str, Any] = {"schema": "loadbench.sweep/1", "name": req.name or profile.name or "sweep",
+    doc: dict[str, Any] = {"schema": rd.SWEEP_SCHEMA, "name": req.name or profile.name or "sweep",
                            "load_unit": sweep.variable, "slo": profile.slo.model_dump(exclude_none=True),
                            "steps": steps, "capacity": None}
     exit_code = ExitCode.OK
@@ -57,7 +57,7 @@ def execute_sweep(req: RunRequest) -> RunResult:
             cap = max_passing_load([(st["load"], st["slo_met"]) for st in steps])
             doc["capacity"] = next(({"load": st["load"], "throughput_rps": st["throughput_rps"],
                                      "goodput_rps": st["goodput_rps"]} for st in steps if st["load"] == cap), None)
-            rd.write_json(parent / "sweep.json", doc)
+            rd.write_json(parent / rd.SWEEP, doc)
             if res.exit_code == ExitCode.INTERRUPTED:
                 exit_code = ExitCode.INTERRUPTED
                 break
@@ -68,7 +68,7 @@ def execute_sweep(req: RunRequest) -> RunResult:
     finally:
         for server in reversed(servers):
             server.stop()
-    rd.write_json(parent / "sweep.json", doc)
+    rd.write_json(parent / rd.SWEEP, doc)
     build_report(req, parent)
     if steps:
         from loadbench.report.summary_text import render_sweep_console

@@ -28,7 +28,7 @@ def run_targets(req: RunRequest, profile: Profile, scenario: Scenario) -> RunRes
         for (sub_profile, target) in specs:
             say(req, f"\n== target {target.name}: {target.url} (model {target.model})")
             results.append(run_one(req, sub_profile, scenario, target, parent / "targets" / target.name))
-    rd.write_json(parent / "targets.json", {"schema": "loadbench.targets/1", "interleave": profile.interleave,
+    rd.write_json(parent / rd.TARGETS, {"schema": rd.TARGETS_SCHEMA, "interleave": profile.interleave,
                                             "order": [t.name for t in profile.targets]})
     build_report(req, parent)
     worst = max((r.exit_code for r in results), key=lambda c: (c != ExitCode.OK, int(c)))
