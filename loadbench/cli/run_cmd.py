@@ -13,9 +13,9 @@ from loadbench.errors import ExitCode
 @click.command()
 @click.option("--target", metavar="URL", help="OpenAI base URL, e.g. http://127.0.0.1:8001/v1. "
               "Default: start the embedded mock upstream.")
-@click.option("--embedded", type=click.Choice(["mock", "gateway"]), default="mock", show_default=True,
-              help="Without --target: what to start locally. 'gateway' puts the loadbench gateway in front of "
-                   "two mocks of different speed (80/20 weighted split).")
+@click.option("--embedded", type=click.Choice(["mock", "gateway"]), default=None,
+              help="Without --target: what to start locally (default: mock). 'gateway' puts the loadbench gateway "
+                   "in front of two mocks of different speed (80/20 weighted split).")
 @click.option("--model", help="Model name to request (default: the profile's, else the target's first).")
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Profile YAML: how much load (profiles/).")
@@ -58,7 +58,8 @@ from loadbench.errors import ExitCode
               help="pricing.yaml: add cost per 1,000 requests and per hour at the measured throughput "
                    "(cost.json; docs/eval.md).")
 @click.option("--price", "price_name", help="The pricing.yaml model to use (default: --model).")
-def run(target: str | None, embedded: str, model: str | None, profile_path: Path | None, scenario_path: Path | None,
+def run(target: str | None, embedded: str | None, model: str | None, profile_path: Path | None,
+        scenario_path: Path | None,
         users: int | None, ramp_up_s: float | None, duration_s: float | None, warmup_s: float | None,
         cooldown_s: float | None, max_requests: int | None,
         stream: bool | None, seed: int | None, api_key_env: str | None, out_dir: Path, name: str | None,
@@ -69,9 +70,12 @@ def run(target: str | None, embedded: str, model: str | None, profile_path: Path
     from loadbench.cli.run_pricing import load_run_price, write_run_cost
     from loadbench.run import RunRequest, execute
 
+    if embedded is not None and target is not None:
+        raise click.UsageError("--embedded starts a local target; it cannot be combined with --target "
+                               "(drop one of them)")
     priced = load_run_price(pricing_path, price_name or model) if pricing_path else None  # exit 2 before load
 
-    req = RunRequest(target=target, embedded=embedded, model=model, profile_path=profile_path,
+    req = RunRequest(target=target, embedded=embedded or "mock", model=model, profile_path=profile_path,
                      scenario_path=scenario_path,
                      overrides={"users": users, "ramp_up_s": ramp_up_s, "duration_s": duration_s,
                                 "max_requests": max_requests, "stream": stream, "seed": seed,

@@ -9,7 +9,7 @@ from loadbench.config import Profile, Scenario, api_key, load_profile, load_scen
 from loadbench.errors import ConfigError, InputError
 from loadbench.report.baseline import expand_baselines
 from loadbench.results import run_dir as rd
-from loadbench.run.request import RunRequest
+from loadbench.run.request import RunRequest, say
 
 USERS_PER_WORKER = 250  # measured capacity of one worker core: docs/generator.md
 RPS_PER_WORKER = 200.0
@@ -51,4 +51,7 @@ def load_inputs(req: RunRequest) -> tuple[Profile, Scenario]:
                              "(pass a loadbench run folder or a folder of runs)")
     if req.target is not None and not req.target.startswith(("http://", "https://")):
         raise InputError(f"--target: {req.target!r} is not an http(s) URL (example: http://127.0.0.1:8001/v1)")
+    if req.target is not None and not req.target.rstrip("/").endswith("/v1"):
+        say(req, f"note: --target {req.target} does not end in /v1; OpenAI-compatible servers usually serve "
+                 "under it (try http://HOST:PORT/v1)")
     return profile, scenario

@@ -22,7 +22,7 @@ PREFLIGHT_TIMEOUT_S = 30.0
 _CAUSES = {
     401: "401 unauthorized: check --api-key-env (or the target's api_key_env) and that the key is valid",
     403: "403 forbidden: the key is not allowed to use this model or endpoint",
-    404: "404 not found: does the URL end in /v1 (try http://HOST:PORT/v1), and is the model name right?",
+    404: "404 not found: the URL should end in /v1 (try http://HOST:PORT/v1), and the model name must be right",
 }
 
 

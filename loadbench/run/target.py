@@ -28,7 +28,9 @@ def resolve_model(base_url: str, api_key: str | None = None, timeout_s: float = 
             data = orjson.loads(resp.read())
         return str(data["data"][0]["id"])
     except Exception as exc:
-        raise TargetError(f"could not list models at {base_url}/models ({exc}); pass --model") from exc
+        hint = ("the URL should end in /v1 (try http://HOST:PORT/v1)" if not base_url.rstrip("/").endswith("/v1")
+                else "pass --model")
+        raise TargetError(f"could not list models at {base_url}/models ({exc}); {hint}") from exc
 
 
 def target_spec(req: RunRequest, profile: Profile, base_url: str, model: str | None,

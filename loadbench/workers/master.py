@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -50,6 +51,9 @@ class Master:
         self.expect = expect_workers
         self.wait_workers_s = wait_workers_s
         self.env = Environment(user_classes=[LLMUser])
+        if self.load.mode == "open":
+            # the users are idle request slots, spawned at once on purpose: not a ramp to warn about
+            logging.getLogger("locust.runners").addFilter(_NoSpawnRateWarning())
         self.runner: MasterRunner = self.env.create_master_runner(bind_host, bind_port)
         # A worker that goes missing has its users spawned again on the others (closed loop; an open
         # loop's arrivals are split by worker and cannot move). The run is marked not valid anyway.
@@ -263,6 +267,11 @@ class Master:
                     if self.collector is not None and not self.runner.clients.ready and all(
                             x.state == "missing" for x in self.runner.clients.all):
                         self.request_stop("every worker was lost")
+
+
+class _NoSpawnRateWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Your selected spawn rate is very high")
 
 
 def _rounded(rate: float | None) -> float | None:

@@ -41,9 +41,13 @@ def _lag_probe() -> None:
                 rt.sample_cpu()
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def _master_gone(runner: Any) -> None:
     """Nothing this worker sends from now on would be recorded: stop at once and leave."""
-    print("loadbench worker: the master is gone; stopping", flush=True)
+    _say("loadbench worker: the master is gone; stopping")
     if state.RUNTIME is not None:
         state.RUNTIME.start_drain()
     runner.quit()
@@ -55,11 +59,14 @@ def main(master_host: str, master_port: int, master_pid: int | None = None) -> i
     # for Locust's default 60 s with no one recording: quit after a few missed heartbeats (1 s each).
     locust.runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_SILENT_S
     env = Environment(user_classes=[LLMUser])
-    runner = env.create_worker_runner(master_host, master_port)
+    runner = env.create_worker_runner(master_host, master_port)  # returns once the master answered
+    _say(f"loadbench worker w{runner.worker_index}: connected to the master at {master_host}:{master_port}")
 
     def on_spec(data: dict[str, Any], _: str) -> None:
         plan = RunPlan.from_dict(data)
         rt = WorkerRuntime(plan, runner.worker_index, f"w{runner.worker_index}")
+        _say(f"loadbench worker {rt.worker_id}: running {plan.run_id}: {rt.load.mode} loop for {rt.load.total_s:g} s "
+             f"against {plan.target.url} (model {plan.target.model}), worker {rt.worker_index + 1} of {plan.workers}")
         LLMUser.host = rt.host_root
         rt.on_drained = lambda: msg.DRAINED.send(runner, {"worker": rt.worker_id})
         state.RUNTIME = rt
@@ -101,4 +108,7 @@ def main(master_host: str, master_port: int, master_pid: int | None = None) -> i
     probe = gevent.spawn(_lag_probe)
     runner.greenlet.join()
     probe.kill(block=False)
+    rt = state.RUNTIME
+    _say(f"loadbench worker w{runner.worker_index}: done"
+         + (f": {rt.issued} requests sent" if rt is not None else ": the master sent no run"))
     return 0

@@ -53,7 +53,7 @@ def test_an_rps_sweep_run_by_loadbench_run_is_summarised_as_open_loop(mock_facto
 @pytest.mark.parametrize(("mock_args", "path", "cause"), [
     (("--error-rate", "1", "--error-status", "401"), "/v1", "401 unauthorized: check --api-key-env"),
     (("--error-rate", "1", "--error-status", "403"), "/v1", "403 forbidden"),
-    ((), "", "404 not found: does the URL end in /v1"),
+    ((), "", "404 not found: the URL should end in /v1 (try http://HOST:PORT/v1)"),
 ])
 def test_a_target_that_can_only_fail_stops_the_run_before_the_load(mock_factory, tmp_path: Path,
                                                                    mock_args: tuple[str, ...], path: str,
@@ -88,3 +88,30 @@ def read_json_line(line: str) -> dict:
     import orjson
 
     return dict(orjson.loads(line))
+
+
+def test_embedded_with_target_is_an_error(tmp_path: Path) -> None:
+    r = run_loadbench("run", "--target", "http://127.0.0.1:9/v1", "--embedded", "gateway",
+                      "--out", str(tmp_path / "results"), timeout_s=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--embedded" in r.stderr and "cannot be combined with --target" in r.stderr
+
+
+def test_a_target_without_v1_is_told_to_end_in_v1(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory()
+    r = run_loadbench("run", "--target", mock.url, "--duration", "2", "--out", str(tmp_path / "results"),
+                      timeout_s=60)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "the URL should end in /v1 (try http://HOST:PORT/v1)" in r.stderr
+    assert "pass --model" not in r.stderr
+
+
+@pytest.mark.slow
+def test_an_open_loop_run_prints_no_locust_spawn_rate_warning(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "10", "--itl-ms", "2")
+    profile = tmp_path / "p.yaml"
+    profile.write_text("arrival: {kind: constant, rps: 10}\nduration_s: 3\nmax_in_flight: 200\n")
+    r = run_loadbench("run", "--target", mock.base_url, "--profile", str(profile), "--no-calibrate",
+                      "--out", str(tmp_path / "results"), timeout_s=120)
+    assert r.returncode in (0, 3), r.stdout + r.stderr
+    assert "spawn rate is very high" not in r.stdout + r.stderr

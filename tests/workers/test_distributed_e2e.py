@@ -31,18 +31,23 @@ def test_master_and_two_remote_style_workers(mock_factory, tmp_path: Path) -> No
          "--target", mock.base_url, "--users", "10", "--duration", "6", "--out", str(out)],
         cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     workers = [subprocess.Popen([sys.executable, "-m", "loadbench", "worker", "--master-port", str(port)],
-                                cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                for _ in range(2)]
+    worker_output: list[str] = []
     try:
         output, _ = master.communicate(timeout=120)
     finally:
         for w in workers:
             try:
-                w.wait(timeout=20)
+                worker_output.append(w.communicate(timeout=20)[0])
             except subprocess.TimeoutExpired:
                 w.kill()
     assert master.returncode == 0, output
     assert all(w.returncode == 0 for w in workers)
+    for said in worker_output:  # a remote worker says when it connects, what it runs and when it is done
+        assert "connected to the master at 127.0.0.1" in said, said
+        assert "running " in said and "closed loop for 6 s" in said and mock.base_url in said, said
+        assert "done: " in said and "requests sent" in said, said
     run = only_run(out)
     status = read_json(run / "status.json")
     assert sorted(status["workers"]["seen"]) == ["w0", "w1"]
