@@ -353,16 +353,19 @@ class Breakdown:
 
     requests: int
     metrics: Mapping[str, LatencyStats]
+    stalls: Stalls | None = None
 
     def latency(self, metric: str) -> LatencyStats:
         return self.metrics.get(metric, EMPTY_STATS)
 
     def to_json(self) -> dict[str, Any]:
-        return {"requests": self.requests, "metrics": _metrics_to_json(self.metrics)}
+        return {"requests": self.requests, "metrics": _metrics_to_json(self.metrics),
+                "stalls": None if self.stalls is None else self.stalls.to_json()}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Breakdown:
-        return cls(int(obj.get("requests") or 0), _metrics_from_json(obj.get("metrics")))
+        return cls(int(obj.get("requests") or 0), _metrics_from_json(obj.get("metrics")),
+                   Stalls.from_json(obj.get("stalls")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,7 +199,8 @@ def _round_measure_s(r: RoundWindow, plan: PlanFacts) -> float:
     return max(0.0, end - (r.start_unix_s + plan.warmup_s))
 
 
-def _breakdowns(hists: Mapping[str, HdrHistogram], ok: Sequence[Sample]) -> dict[str, dict[str, Breakdown]]:
+def _breakdowns(hists: Mapping[str, HdrHistogram], ok: Sequence[Sample],
+                stall_ms: float | None) -> dict[str, dict[str, Breakdown]]:
     metrics: dict[str, dict[str, dict[str, LatencyStats]]] = defaultdict(lambda: defaultdict(dict))
     for tag, hist in sorted(hists.items()):
         if ":" not in tag:
@@ -209,8 +210,11 @@ def _breakdowns(hists: Mapping[str, HdrHistogram], ok: Sequence[Sample]) -> dict
         metrics[dimension][value][metric] = LatencyStats.from_json(hg.stats_ms(hist))
     out: dict[str, dict[str, Breakdown]] = {}
     for dimension, values in metrics.items():
-        counts = Counter(str(getattr(s, dimension, None)) for s in ok)
-        out[dimension] = {v: Breakdown(counts.get(v, 0), m) for v, m in values.items()}
+        groups: dict[str, list[Sample]] = defaultdict(list)
+        for s in ok:
+            groups[str(getattr(s, dimension, None))].append(s)
+        out[dimension] = {v: Breakdown(len(groups.get(v, ())), m, _stalls(groups.get(v, []), stall_ms))
+                          for v, m in values.items()}
     return out
 
 
@@ -404,5 +408,5 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
                       output_requested_mean=_mean([s.output_tokens_requested for s in ok
                                                    if isinstance(s.output_tokens_requested, int)])),
         metrics=metrics, generator=generator, slo=_judge(facts.slo, metrics, requests, stalls),
-        breakdowns=_breakdowns(hists, ok), stages=stages, stalls=stalls, warnings=tuple(warnings),
+        breakdowns=_breakdowns(hists, ok, facts.stall_ms), stages=stages, stalls=stalls, warnings=tuple(warnings),
         interrupted=facts.interrupted)

@@ -146,9 +146,12 @@ def _breakdown_blocks(s: Summary) -> list[Heading | Table]:
     for dim, values in s.breakdowns.items():
         if not values:
             continue
-        headers = [dim, "requests", *[f"{m} {stat_label(st)}" for m in _BREAKDOWN_METRICS for st in STAGE_STATS]]
+        headers = [dim, "requests", *[f"{m} {stat_label(st)}" for m in _BREAKDOWN_METRICS for st in STAGE_STATS],
+                   "stalls /1k tokens", "streams stalled"]
         rows = [[name, fmt(entry.requests, "n"),
-                 *[latency_cell(entry.latency(m), st) for m in _BREAKDOWN_METRICS for st in STAGE_STATS]]
+                 *[latency_cell(entry.latency(m), st) for m in _BREAKDOWN_METRICS for st in STAGE_STATS],
+                 fmt(entry.stalls.per_1k_tokens if entry.stalls else None),
+                 fmt(entry.stalls.stalled_share if entry.stalls else None, "%")]
                 for name, entry in values.items()]
         out += [Heading(f"Breakdown by {dim} (ms)", 3), Table(headers, rows)]
     return out

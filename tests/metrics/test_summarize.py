@@ -148,3 +148,23 @@ def test_the_plan_decides_open_loop_and_offered_arrivals() -> None:
 def test_count_stalls_counts_gaps_strictly_over_the_limit() -> None:
     assert count_stalls([10, 250_000, 250_001, 900_000], 250_000) == 2
     assert count_stalls([], 250_000) == 0
+
+
+def test_stalls_per_target_in_the_breakdown() -> None:
+    def on(target: str, seq: int, stalls: int) -> Sample:
+        s = _sample(seq, 11.0 + seq * 0.1, 50.0, stalls=stalls)
+        s.target = target
+        return s
+
+    samples = [on("a", i, 0) for i in range(4)] + [on("b", 10 + i, 3) for i in range(2)]
+    intervals = []
+    for t in ("a", "b"):
+        h = hg.new_histogram()
+        hg.record(h, 50_000)
+        intervals.append(Interval(f"ttft:target={t}", 10.0, 2.0, h))
+    s = summarize(samples=samples, intervals=intervals, plan=_plan(), window=RunWindow(START_S, START_S + 30.0),
+                  facts=_facts())
+    a, b = s.breakdowns["target"]["a"], s.breakdowns["target"]["b"]
+    assert (a.requests, b.requests) == (4, 2)
+    assert a.stalls is not None and (a.stalls.stalls, a.stalls.stalled_share) == (0, 0.0)
+    assert b.stalls is not None and b.stalls.per_1k_tokens == pytest.approx(1000 * 6 / 200)
