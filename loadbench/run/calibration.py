@@ -7,18 +7,16 @@ from typing import Any
 
 import orjson
 
-from loadbench.config import Profile, Scenario, env_value
+from loadbench.config import Profile, Scenario
 from loadbench.plan import TargetSpec
 from loadbench.run.request import RunRequest, say
+from loadbench.run.target import request_headers
 
 CALIBRATION_REQUESTS = 4
 
 
-def _post_json(url: str, body: dict[str, Any], api_key: str | None, timeout_s: float) -> dict[str, Any]:
-    request = urllib.request.Request(url, data=orjson.dumps(body), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
+def _post_json(url: str, body: dict[str, Any], headers: dict[str, str], timeout_s: float) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=orjson.dumps(body), method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=timeout_s) as resp:
         return dict(orjson.loads(resp.read()))
 
@@ -26,42 +24,99 @@ def _post_json(url: str, body: dict[str, Any], api_key: str | None, timeout_s: f
 def calibrate_prompts(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec) -> float:
     """Synthetic prompts are sized in words; the target counts tokens its own way. A few requests
     (max_tokens 1, not streamed, outside the run) measure the ratio from the server's usage, so the
-    requested prompt sizes are what the target sees. Datasets are sent as they are."""
+    requested prompt sizes are what the target sees.
+
+    Only the synthetic text is calibrated: dataset requests are sent as they are and left out, and
+    what the target counts besides the text (the system prompt, the chat template) is measured with
+    the same request with an empty text and subtracted. Rounds repeat with the new scale until two
+    agree within CONVERGED (at most MAX_ROUNDS); otherwise the last scale is used and the run says so."""
     from loadbench.workload.requests import RequestFactory, calibrate
 
-    synthetic = (scenario.mix is not None and any(m.dataset is None for m in scenario.mix)) or (
-        scenario.mix is None and scenario.dataset is None)
-    if not synthetic:
+    names = _synthetic_types(scenario)
+    if not names:
         return 1.0
-    key = env_value(target.api_key_env) if target.api_key_env else None
+    headers = request_headers(target)
+    timeout_s = min(profile.timeout_s, 60.0)
     scale = 1.0
+    scales: list[float] = []
     requested: list[int] = []
-    reported: list[int] = []
+    counted: list[int] = []
     try:
-        for _ in range(2):  # the second round checks the first round's scale
+        for _ in range(MAX_ROUNDS):
             factory = RequestFactory(scenario, model=target.model, stream=False, include_usage=False,
                                      seed=profile.seed + 7919, prompt_scale=scale)
-            requested, reported = [], []
-            for _ in range(CALIBRATION_REQUESTS):
+            requested, counted = [], []
+            overhead: dict[str, int | None] = {}
+            for _ in range(CALIBRATION_REQUESTS * 50):  # bounded: datasets may dominate the mix
+                if len(requested) >= CALIBRATION_REQUESTS:
+                    break
                 spec = factory.next()
-                body = orjson.loads(spec.body)
-                body["max_tokens"] = 1
-                body.pop("max_completion_tokens", None)
-                usage = _post_json(target.url + spec.path, body, key, min(profile.timeout_s, 60.0)).get("usage")
-                if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+                if spec.request_type not in names:
+                    continue
+                body = _cheap(orjson.loads(spec.body))
+                total = _prompt_tokens(target.url + spec.path, body, headers, timeout_s)
+                if spec.request_type not in overhead:
+                    overhead[spec.request_type] = _prompt_tokens(target.url + spec.path, _without_text(body),
+                                                                 headers, timeout_s)
+                base = overhead[spec.request_type]
+                if total is not None and base is not None and total > base:
                     requested.append(spec.prompt_tokens_requested)
-                    reported.append(usage["prompt_tokens"])
-            if not reported:
+                    counted.append(total - base)
+            if not counted:
                 say(req, "note: the target reports no usage.prompt_tokens: synthetic prompts are sized at "
-                          "one token per word (uncalibrated)")
+                         "one token per word (uncalibrated)")
                 return 1.0
-            new = calibrate(requested, reported, scale)
-            if abs(new - scale) / scale < 0.02:
+            new = calibrate(requested, counted, scale)
+            scales.append(new)
+            if abs(new - scale) / scale < CONVERGED:
+                scale = new
                 break
             scale = new
+        else:
+            say(req, f"note: prompt calibration did not settle in {MAX_ROUNDS} rounds (scales "
+                     f"{', '.join(f'{x:.3f}' for x in scales)}); using the last")
     except Exception as exc:  # calibration is an aid: the run itself reports every failure
         say(req, f"note: prompt calibration skipped ({type(exc).__name__}: {exc}); one token per word")
         return 1.0
-    say(req, f"loadbench: prompt calibration: scale {scale:.3f} words/token "
-              f"(requested {sum(requested)} tokens, target counted {sum(reported)})")
+    say(req, f"loadbench: prompt calibration: scale {scale:.3f} words/token over the synthetic text "
+             f"(requested {sum(requested)} tokens, target counted {sum(counted)} beyond the system prompt "
+             "and template)")
     return scale
+
+
+MAX_ROUNDS = 4
+CONVERGED = 0.02
+
+
+def _synthetic_types(scenario: Scenario) -> set[str]:
+    """Names of the request types whose prompts loadbench writes (not read from a dataset)."""
+    if scenario.mix is not None:
+        return {m.name for m in scenario.mix if m.dataset is None and scenario.dataset is None}
+    return set() if scenario.dataset is not None else {"default"}
+
+
+def _cheap(body: dict[str, Any]) -> dict[str, Any]:
+    body["max_tokens"] = 1
+    body.pop("max_completion_tokens", None)
+    return body
+
+
+def _without_text(body: dict[str, Any]) -> dict[str, Any]:
+    """The same request with its synthetic text empty (chat: the last user message; completions:
+    what follows the system prompt)."""
+    out = dict(body)
+    if "messages" in out:
+        messages = [dict(m) for m in out["messages"]]
+        messages[-1]["content"] = ""
+        out["messages"] = messages
+    else:
+        prompt = str(out.get("prompt", ""))
+        out["prompt"] = prompt[: prompt.find("\n\n") + 2] if "\n\n" in prompt else ""
+    return out
+
+
+def _prompt_tokens(url: str, body: dict[str, Any], headers: dict[str, str], timeout_s: float) -> int | None:
+    usage = _post_json(url, body, headers, timeout_s).get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        return int(usage["prompt_tokens"])
+    return None
