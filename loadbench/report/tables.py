@@ -125,6 +125,8 @@ def requests_line(s: Summary) -> str:
             f"excluded (warm-up/cool-down) {fmt(r.excluded, 'n')}; dropped {fmt(r.dropped, 'n')}. "
             f"Throughput: {fmt(t.requests_per_s, 'req/s')}, {fmt(t.output_tokens_per_s, 'output tok/s')}"
             + (f", goodput {fmt(t.goodput_rps, 'req/s')}" if t.goodput_rps is not None else "")
+            + (f"; arrivals: offered {fmt(s.generator.target_rps, 'req/s')}, achieved "
+               f"{fmt(s.generator.achieved_rps, 'req/s')}" if s.load.mode == "open" else "")
             + f" over {fmt(s.window.measure_s)} s; tokens from {s.tokens.source or 'no successful request'}")
 
 
