@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from hdrh.histogram import HdrHistogram
 
 from loadbench.procs import start_server
 
@@ -188,6 +189,24 @@ def top_frames(raw: Path, n: int = 25) -> dict[str, Any]:
     return {"samples": total, "self_percent": share(self_c), "inclusive_percent": share(incl)}
 
 
+def loop_lag_ms(hlog: Path, from_s: float) -> dict[str, float | None]:
+    """P50/P99/P99.9/max of the workers' loop lag over the intervals starting at ``from_s`` or later,
+    read straight from histograms.hlog (the tag ``generator.loop_lag``)."""
+    hist = HdrHistogram(1, 3_600_000_000, 3)
+    for line in hlog.read_text().splitlines():
+        if not line.startswith("Tag=generator.loop_lag,"):
+            continue
+        _, start_s, _, _, payload = line.split(",", 4)
+        if float(start_s) >= from_s:
+            hist.decode_and_add(payload.encode("ascii"))
+    if not hist.get_total_count():
+        return {"p50": None, "p99": None, "p99_9": None, "max": None}
+    out: dict[str, float | None] = {k: round(hist.get_value_at_percentile(p) / 1000, 3)
+                                    for k, p in (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9))}
+    out["max"] = round(hist.get_max_value() / 1000, 3)
+    return out
+
+
 def _delta(a: float | None, b: float | None) -> float | None:
     return round(a - b, 3) if a is not None and b is not None else None
 
@@ -236,6 +255,7 @@ def run_cell(cell: Cell, cpus: Cpus, seconds: float, warmup_s: float, ref_stream
     run = next(p for p in out.iterdir() if p.is_dir())
     row = _row(cell, run, json.loads(ref_out.read_text()), mock_stats, wall, stdout.decode(errors="replace"),
                profile_dir)
+    row["loop_lag_window_ms"] = loop_lag_ms(run / "histograms.hlog", warm)
     for role, cpu_s in placer.cpu_s.items():
         row[f"{role}_cpu_s_seen_outside"] = round(cpu_s, 3)
     if placer.cpu_s.get("master") and row["requests_finished"]:
@@ -293,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", default=DEFAULT_CELLS, help="streams:itl_ms:tokens:shared|own, comma-separated")
     ap.add_argument("--full", action="store_true", help="the whole matrix: " + json.dumps(FULL))
-    ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per cell")
+    ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per cell")
     ap.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds (at least the ramp-up + 2)")
-    ap.add_argument("--reference-streams", type=int, default=10)
+    ap.add_argument("--reference-streams", type=int, default=20)
     ap.add_argument("--mock-cpu", type=int, default=0)
     ap.add_argument("--worker-cpu", type=int, default=1)
     ap.add_argument("--master-cpu", type=int, default=0, help="where the CLI and master go in 'own' cells")
