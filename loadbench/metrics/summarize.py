@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from hdrh.histogram import HdrHistogram
 
@@ -39,6 +39,7 @@ from loadbench.metrics.records import (
 )
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.slo import SloSpec, request_is_good
+from loadbench.metrics.timeline import TimelineRow
 
 _SAMPLE_FIELDS = {"ttft": "ttft_us", "tpot": "tpot_us", "e2e": "e2e_us", "queue": "queue_us",
                   "service_ttft": "service_ttft_us"}
@@ -314,7 +315,7 @@ WORKERS_LOST = "worker(s) lost during the run"  # the warning's start; report.va
 
 
 def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram], plan: PlanFacts,
-              window: RunWindow, facts: RunFacts, timeline: Sequence[Mapping[str, Any]] = ()) -> Summary:
+              window: RunWindow, facts: RunFacts, timeline: Sequence[TimelineRow] = ()) -> Summary:
     """The summary of one run folder's records (see the module docstring)."""
     warnings: list[str] = []
     hists = hg.merge_by_tag(intervals)
@@ -328,7 +329,7 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
 
     end_unix_s = window.end_unix_s
     if end_unix_s is None:
-        end_unix_s = window.start_unix_s + (float(timeline[-1]["t_end_s"]) if timeline else 0.0)
+        end_unix_s = window.start_unix_s + (timeline[-1].t_end_s if timeline else 0.0)
     measure_s = _measure_s(plan, window, end_unix_s)
 
     out_tokens = [s.output_tokens for s in ok if isinstance(s.output_tokens, int)]
@@ -369,7 +370,7 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     if facts.workers_lost:
         warnings.append(f"{WORKERS_LOST}: {', '.join(facts.workers_lost)}")
 
-    cpu = [float(t["cpu_percent_max"]) for t in timeline if isinstance(t.get("cpu_percent_max"), int | float)]
+    cpu = [t.cpu_percent_max for t in timeline if t.cpu_percent_max is not None]
     lag_p99, sched_p99 = _p99_ms(hists.get(LOOP_LAG_TAG)), _p99_ms(hists.get(SCHEDULE_LAG_TAG))
     reasons = _generator_reasons(cpu, lag_p99, sched_p99)
     target_rps = achieved_rps = None

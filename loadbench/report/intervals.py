@@ -41,12 +41,9 @@ def interval_rows(run: RunFolder) -> list[IntervalRow]:
     """One row per timeline interval (or per hlog interval when there is no timeline)."""
     rows: list[IntervalRow] = []
     for t in run.timeline:
-        rows.append(IntervalRow(
-            t_start_s=float(t.get("t_start_s", 0.0)), t_end_s=float(t.get("t_end_s", 0.0)),
-            phase=str(t.get("phase") or "measure"), stage=_opt_str(t.get("stage")),
-            users=_opt_float(t.get("users")), target_rps=_opt_float(t.get("target_rps")),
-            requests=int(t.get("requests") or 0), ok=int(t.get("ok") or 0), failed=int(t.get("failed") or 0),
-            output_tokens=int(t.get("output_tokens") or 0)))
+        rows.append(IntervalRow(t_start_s=t.t_start_s, t_end_s=t.t_end_s, phase=t.phase, stage=t.stage, users=t.users,
+                                target_rps=t.target_rps, requests=t.requests, ok=t.ok, failed=t.failed,
+                                output_tokens=t.output_tokens))
     hlog = run.hlog.intervals
     if not rows:
         rows = [IntervalRow(iv.start_s, iv.end_s) for iv in hlog]
@@ -68,14 +65,6 @@ def _nearest(rows: list[IntervalRow], start_s: float) -> IntervalRow | None:
     if best is None or abs(best.t_start_s - start_s) > best.length_s / 2:
         return None
     return best
-
-
-def _opt_str(v: Any) -> str | None:
-    return None if v is None else str(v)
-
-
-def _opt_float(v: Any) -> float | None:
-    return None if v is None else float(v)
 
 
 def csv_header() -> list[str]:

@@ -11,13 +11,13 @@ Three kinds of folder:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from loadbench.errors import InputError
 from loadbench.metrics.records import Summary
+from loadbench.metrics.timeline import TimelineRow
 from loadbench.report._hlog import IntervalLog, read_intervals
 from loadbench.results import run_dir as rd
 from loadbench.results.summary_file import read_summary
@@ -44,8 +44,7 @@ def folder_kind(path: Path) -> FolderKind:
 class RunFolder:
     path: Path
     summary: Summary
-    manifest: dict[str, Any] = field(default_factory=dict)
-    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline: list[TimelineRow] = field(default_factory=list)
     _hlog: IntervalLog | None = None
 
     @property
@@ -58,19 +57,12 @@ class RunFolder:
             self._hlog = read_intervals(self.path / rd.HLOG)
         return self._hlog
 
-    def samples(self) -> Iterator[dict[str, Any]]:
-        return rd.iter_samples(self.path)
-
 
 def load_run(path: Path) -> RunFolder:
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path}: no such run folder")
-    summary = read_summary(path)
-    manifest_path = path / "manifest.json"
-    manifest = rd.read_json(manifest_path) if manifest_path.is_file() else {}
-    timeline = list(rd.iter_timeline(path))
-    return RunFolder(path=path, summary=summary, manifest=manifest, timeline=timeline)
+    return RunFolder(path=path, summary=read_summary(path), timeline=rd.read_timeline(path))
 
 
 def sub_runs(path: Path, kind: FolderKind) -> list[tuple[str, RunFolder]]:

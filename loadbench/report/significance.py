@@ -255,18 +255,18 @@ def _bootstrap_se(mat: tuple[np.ndarray, np.ndarray] | None, weights: np.ndarray
 
 
 def _timeline_se(run: RunFolder, fig: Figure) -> float | None:
-    rows = [r for r in run.timeline if r.get("phase", "measure") == "measure"]
+    rows = [r for r in run.timeline if r.phase == "measure"]
     if len(rows) < MIN_INTERVALS:
         return None
-    lengths = np.array([float(r["t_end_s"]) - float(r["t_start_s"]) for r in rows])
+    lengths = np.array([r.t_end_s - r.t_start_s for r in rows])
     if fig.metric == "error_rate":
-        req = np.array([float(r.get("requests") or 0) for r in rows])
-        failed = np.array([float(r.get("failed") or 0) for r in rows])
+        req = np.array([float(r.requests) for r in rows])
+        failed = np.array([float(r.failed) for r in rows])
         per = np.where(req > 0, failed / np.maximum(req, 1), 0.0)
     elif fig.metric == "throughput.rps":
-        per = np.array([float(r.get("ok") or 0) for r in rows]) / lengths
+        per = np.array([float(r.ok) for r in rows]) / lengths
     elif fig.metric == "throughput.tokens_per_s":
-        per = np.array([float(r.get("output_tokens") or 0) for r in rows]) / lengths
+        per = np.array([float(r.output_tokens) for r in rows]) / lengths
     else:
         return None
     return float(np.std(per, ddof=1) / math.sqrt(len(per)))

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from loadbench.errors import InputError
+from loadbench.metrics.timeline import TimelineRow
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
@@ -66,6 +67,10 @@ def iter_samples(run_dir: Path) -> Iterator[dict[str, Any]]:
 
 def iter_timeline(run_dir: Path) -> Iterator[dict[str, Any]]:
     return _iter_jsonl(run_dir / TIMELINE)
+
+
+def read_timeline(run_dir: Path) -> list[TimelineRow]:
+    return [TimelineRow.from_json(t) for t in _iter_jsonl(run_dir / TIMELINE)]
 
 
 def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:

@@ -75,4 +75,4 @@ def build_summary(run_dir: Path) -> Summary:
     intervals = read_hlog(hlog)[1] if hlog.exists() else []
     return summarize(samples=[Sample.from_dict(s) for s in rd.iter_samples(run_dir)], intervals=intervals,
                      plan=plan_facts(plan), window=window_of(manifest, status), facts=facts_of(manifest, status, plan),
-                     timeline=list(rd.iter_timeline(run_dir)))
+                     timeline=rd.read_timeline(run_dir))
