@@ -14,6 +14,8 @@ from typing import Any
 from loadbench import __version__
 from loadbench.results import run_dir as rd
 
+MANIFEST_SCHEMA = "loadbench.manifest/1"  # folders written before it carry no schema key
+
 
 def host_info() -> dict[str, Any]:
     return {
@@ -43,7 +45,8 @@ class Manifest:
     loadbench_version: str = __version__
 
     def to_json(self) -> dict[str, Any]:
-        return {"loadbench_version": self.loadbench_version, "run_id": self.run_id, "name": self.name,
+        return {"schema": MANIFEST_SCHEMA, "loadbench_version": self.loadbench_version, "run_id": self.run_id,
+                "name": self.name,
                 "command": list(self.command), "target": dict(self.target), "profile": dict(self.profile),
                 "scenario": dict(self.scenario), "load_plan": None if self.load_plan is None else dict(self.load_plan),
                 "prompt_scale": self.prompt_scale, "host": dict(self.host), "start_unix_s": self.start_unix_s}
