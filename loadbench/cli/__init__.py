@@ -24,6 +24,7 @@ _COMMANDS: dict[str, str] = {
     "worker": "loadbench.cli.worker_cmd:worker",
     "eval": "loadbench.cli.eval_cmd:eval_",
     "dataset": "loadbench.cli.dataset_cmd:dataset",
+    "log": "loadbench.cli.log_cmd:log_group",
 }
 
 

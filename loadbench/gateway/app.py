@@ -14,6 +14,7 @@ from aiohttp import web
 
 from loadbench.gateway import auth
 from loadbench.gateway import openai_error as oai
+from loadbench.gateway.admin import add_admin_routes
 from loadbench.gateway.cache_hook import GatewayCache
 from loadbench.gateway.context import CacheHook
 from loadbench.gateway.exchange import handle
@@ -79,7 +80,8 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
             shared.setdefault(id(rc), []).append(name)
             by_id[id(rc)] = rc
         caches = {",".join(names): by_id[key].stats().as_dict() for key, names in shared.items()}
-        return web.Response(body=gw.metrics.render(healthy, caches).encode(),
+        text = gw.metrics.render(healthy, caches) + (gw.requestlog.render() if gw.requestlog else "")
+        return web.Response(body=text.encode(),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def on_startup(app: web.Application) -> None:
@@ -96,5 +98,6 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    add_admin_routes(app, gw)
     add_error_routes(app)
     return app

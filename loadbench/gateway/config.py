@@ -22,6 +22,15 @@ from loadbench.cache.config import CacheConfig, OpenAIEmbedderConfig, load_cache
 from loadbench.config.source import environment, read_yaml
 from loadbench.config.validation import StrictModel, validate
 from loadbench.errors import ConfigError
+from loadbench.gateway.abconfig import (
+    AdminModel,
+    ExperimentModel,
+    ExperimentSpec,
+    RequestLogModel,
+    RequestLogSpec,
+    compile_experiment,
+    compile_request_log,
+)
 
 DEFAULT_FAILURE_CODES = (429, 500, 502, 503, 504)
 DEFAULT_RETRY_CODES = (429, 500, 502, 503)
@@ -81,6 +90,7 @@ class VirtualModelModel(StrictModel):
     # a mapping overrides fields of the gateway's cache block (or turns the cache on for this model
     # alone); false turns it off for this model; validated by loadbench.cache.config
     cache: dict[str, Any] | StrictBool | None = None
+    experiment: ExperimentModel | None = None  # docs/ab.md
 
 
 class LatencyRoutingModel(StrictModel):
@@ -130,6 +140,8 @@ class GatewayModel(StrictModel):
     auth: AuthModel = AuthModel()
     limits: LimitsModel = LimitsModel()
     cache: dict[str, Any] | None = None  # validated by loadbench.cache.config (docs/cache.md)
+    request_log: RequestLogModel | None = None  # docs/ab.md
+    admin: AdminModel | None = None
 
 
 # ---------------------------------------------------------------- runtime specs (hot path)
@@ -186,6 +198,7 @@ class Route:
     fallback_status_codes: frozenset[int]
     filtered: bool = False  # some target has a metadata_match (else routing skips matching)
     cache: CacheConfig | None = None  # None: this model's answers are never cached
+    experiment: ExperimentSpec | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -228,6 +241,8 @@ class GatewaySpec:
     source: str = field(default="")
     # values of the environment variables named by cache embedders' api_key_env (never logged)
     embedder_env: dict[str, str] = field(default_factory=dict, repr=False)
+    request_log: RequestLogSpec | None = None
+    admin_key_digests: frozenset[bytes] = frozenset()  # sha256 of each admin key; empty = no admin API
 
 
 def key_digest(key: str) -> bytes:
@@ -337,12 +352,18 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
         if cache is not None:
             _embedder_key(cache, path, f"{where}.cache" if isinstance(vm.cache, dict) else "cache", env,
                           embedder_env)
+        experiment = None
+        if vm.experiment is not None:
+            if model.request_log is None:
+                raise ConfigError(path, f"{where}.experiment", "experiments need the request log",
+                                  "add a top-level request_log: {path: gateway.db}")
+            experiment = compile_experiment(vm.experiment, [rt.target for rt in rts], path, f"{where}.experiment")
         routes[vm.name] = Route(
             name=vm.name, routing=vm.routing, targets=tuple(rts),
             retry_attempts=vm.retry.attempts, retry_delay_s=vm.retry.delay_ms / 1000.0,
             retry_status_codes=frozenset(vm.retry.on_status_codes),
             fallback_status_codes=frozenset(vm.fallback_status_codes),
-            filtered=any(rt.metadata_match for rt in rts), cache=cache)
+            filtered=any(rt.metadata_match for rt in rts), cache=cache, experiment=experiment)
     lr = model.latency_routing
     sla = model.sla
     if sla.min_samples > sla.max_samples:
@@ -354,7 +375,19 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
         sla=SlaTunables(round(sla.window_s * 1e9), sla.min_samples, sla.max_samples),
         client_key_digests=_read_keys(model.auth, path, env),
         limits=Limits(**model.limits.model_dump()), namespace_digests=_namespace_keys(model.auth, path, env),
-        source=path, embedder_env=embedder_env)
+        source=path, embedder_env=embedder_env,
+        request_log=compile_request_log(model.request_log, path) if model.request_log else None,
+        admin_key_digests=_admin_keys(model.admin, path, env))
+
+
+def _admin_keys(admin: AdminModel | None, path: str, env: dict[str, str]) -> frozenset[bytes]:
+    if admin is None:
+        return frozenset()
+    keys = [k.strip() for k in env.get(admin.api_keys_env, "").split(",") if k.strip()]
+    if not keys:
+        raise ConfigError(path, "admin.api_keys_env", f"environment variable {admin.api_keys_env} is not set",
+                          "export it (comma-separated admin keys) or remove the admin block")
+    return frozenset(key_digest(k) for k in keys)
 
 
 def _route_cache(base: CacheConfig | None, block: dict[str, Any] | bool | None, path: str,

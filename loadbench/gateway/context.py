@@ -50,6 +50,15 @@ class RequestContext:
     captured: list[bytes] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)  # added to the routed response
     cache_state: Any = None  # whatever the cache hook keeps between lookup and store
+    # what the request log and experiments read once the exchange is over (loadbench.gateway.requestlog)
+    first_ns: int = 0  # first content delta (a whole answer: its arrival)
+    last_ns: int = 0
+    tokens: int = 0  # output tokens counted or reported
+    usage_tail: bytes = b""  # the bytes that carry the upstream's usage (parsed off the event loop)
+    outcome: str = ""  # "" or why a 200 went wrong ("stream_break")
+    experiment: str = ""
+    arm: str = ""  # "incumbent" | "candidate"
+    keep_answer: bool = False  # the request log wants the answer's bytes in ``captured``
 
 
 class CacheHook(Protocol):

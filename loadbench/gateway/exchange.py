@@ -205,6 +205,8 @@ class Exchange:
         route = self.ctx.route
         assert route is not None
         state = self.state
+        if route.experiment is not None and self.gw.requestlog is not None:
+            return self.gw.requestlog.experiments.order(route, self.ctx, self.gw.rng)
         return plan(route, self.ctx.metadata, state.health, state.windows, state.spec.latency, state.spec.sla,
                     perf_counter_ns(), self.gw.rng)
 
@@ -316,7 +318,8 @@ class Exchange:
                         return self._failed(up, send_ns, INVALID, "invalid_answer",
                                             f"upstream {name} answered {resp.content_type} to a streamed request")
                     watch = self.gw.watchdog.watch(resp, send_ns + up.first_token_ns)
-                    relay = StreamRelay(self.state.spec.limits.max_event_bytes, [] if ctx.capture else None)
+                    relay = StreamRelay(self.state.spec.limits.max_event_bytes,
+                                        [] if ctx.capture or ctx.keep_answer else None)
                     first = await self._first_token(relay, resp)
                     if relay.error:
                         return self._failed(up, send_ns, INVALID, "invalid_answer",
@@ -392,8 +395,11 @@ class Exchange:
             tpot_ms = (end_ns - send_ns) / 1e6 / tokens
             timings.tpot.record(tpot_ms / 1e3)
             self.state.windows[name].add(end_ns, tpot_ms)
-        if ctx.capture:
+        if ctx.capture or ctx.keep_answer:
             ctx.captured.append(body)
+        ctx.first_ns = ctx.last_ns = end_ns
+        ctx.tokens = tokens or 0
+        ctx.usage_tail = body
         overhead_ns = (perf_counter_ns() - ctx.arrival_ns) - (end_ns - send_ns) - ctx.failed_ns
         return web.Response(status=200, body=body, headers=self._headers(overhead_ns),
                             content_type=resp.content_type or "application/json")
@@ -455,12 +461,15 @@ class Exchange:
                 self._count_failure(up, None)
                 await out.write(error_event(f"upstream {name} {broke} after the stream started", 502))
                 ctx.capture = False
+                ctx.outcome = "stream_break"
             else:
                 end_ns = perf_counter_ns()
                 record_success(self.state.health[name], end_ns)
                 if relay.first_ns:
                     timings.ttft.record((relay.first_ns - send_ns) / 1e9)
                 count = relay.usage_tokens() or relay.tokens
+                ctx.first_ns, ctx.last_ns, ctx.tokens = relay.first_ns, relay.last_ns, count
+                ctx.usage_tail = relay.prev + relay.last
                 if count >= 2 and relay.last_ns > relay.first_ns:
                     tpot_ms = (relay.last_ns - relay.first_ns) / 1e6 / (count - 1)
                     timings.tpot.record(tpot_ms / 1e3)
@@ -476,4 +485,15 @@ class Exchange:
 
 
 async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook | None) -> web.StreamResponse:
-    return await Exchange(request, kind, gw, cache).run()
+    request_log = gw.requestlog
+    if request_log is None:
+        return await Exchange(request, kind, gw, cache).run()
+    exchange = Exchange(request, kind, gw, cache)
+    exchange.ctx.keep_answer = request_log.wants_answer(gw.rng)
+    status = 499  # the client went away (the handler was cancelled)
+    try:
+        response = await exchange.run()
+        status = response.status
+        return response
+    finally:
+        request_log.add(exchange.ctx, status)

@@ -24,6 +24,7 @@ from loadbench.errors import ConfigError
 from loadbench.gateway.config import GatewaySpec, load_config
 from loadbench.gateway.health import TargetHealth
 from loadbench.gateway.metrics import Metrics
+from loadbench.gateway.requestlog import RequestLog
 from loadbench.gateway.stats import TpotWindow
 from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watchdog
@@ -51,6 +52,7 @@ class Gateway:
         self._background: set[asyncio.Task[None]] = set()
         self.watchdog = Watchdog()
         self._embedders: dict[object, Embedder] = {}  # one per embedder config, for the process's life
+        self.requestlog: RequestLog | None = None  # opened by start() when the config has request_log
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` beyond the request that started it (kept referenced until done)."""
@@ -61,6 +63,8 @@ class Gateway:
     async def start(self) -> None:
         """Open the pools (needs a running loop)."""
         self.state = self._build(self._spec, None)
+        if self._spec.request_log is not None:
+            self.requestlog = RequestLog.open(self._spec, self.metrics)
 
     def _build(self, spec: GatewaySpec, old: GatewayState | None) -> GatewayState:
         upstreams: dict[str, Upstream] = {}
@@ -126,6 +130,8 @@ class Gateway:
 
     async def close(self) -> None:
         self.watchdog.stop()
+        if self.requestlog is not None:
+            self.requestlog.close()  # writes what is queued
         if self._background:
             await asyncio.wait(list(self._background), timeout=5.0)
         for task in list(self._closing):

@@ -1,0 +1,153 @@
+"""Config of the request log, the admin API and experiments: pydantic at the edge, frozen specs after.
+
+``loadbench.gateway.config`` embeds these models in its own (``request_log:``, ``admin:`` and a
+virtual model's ``experiment:``) and calls the ``compile_*`` functions, so every error names its
+field through the one translator (``loadbench.config.validation``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from loadbench.config.validation import StrictModel
+from loadbench.errors import ConfigError
+from loadbench.eval.pricing import Pricing, load_pricing
+
+LogBodies = Literal["all", "sampled", "experiments", "none"]
+
+
+class RequestLogModel(StrictModel):
+    path: str = Field(min_length=1)  # one SQLite file per gateway, shared by its --workers processes
+    batch_rows: PositiveInt = 256  # a batch is written when it has this many rows ...
+    flush_ms: PositiveFloat = 200.0  # ... or when it is this old
+    queue_rows: PositiveInt = 4096  # records not yet on disk, at most; beyond it records are dropped
+    retention_days: PositiveFloat | None = 30.0
+    max_rows: PositiveInt | None = 1_000_000
+    log_bodies: LogBodies = "none"
+    body_sample: float = Field(default=0.01, ge=0, le=1)  # for log_bodies: sampled
+    redact: list[str] = Field(default_factory=list)  # regular expressions replaced by [REDACTED]
+    pricing: str | None = None  # a pricing.yaml (docs/eval.md): the log's cost_usd column
+
+
+class AdminModel(StrictModel):
+    api_keys_env: str = Field(min_length=1)  # comma-separated admin keys
+
+
+class RollbackModel(StrictModel):
+    window_s: PositiveFloat = 60.0
+    min_requests: PositiveInt = 20
+    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+    max_p95_ttft_ms: PositiveFloat | None = None
+    max_p95_e2e_ms: PositiveFloat | None = None
+    failed_checks: PositiveInt = 2  # consecutive failed checks before the rollback trips
+    interval_s: PositiveFloat = 1.0
+
+
+class SuccessModel(StrictModel):
+    """The pre-registered criteria ``loadbench ab`` judges (docs/ab.md)."""
+
+    error_rate_margin: float = Field(default=0.01, ge=0, le=1)
+    cost_ratio_max: PositiveFloat = 1.10
+    quality_ratio_min: float = Field(default=0.97, ge=0, le=1)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    min_requests: PositiveInt = 100  # per arm, before any verdict other than CONTINUE
+
+
+class ExperimentModel(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    incumbent: str = Field(min_length=1)
+    candidate: str = Field(min_length=1)
+    weight: float = Field(default=5.0, ge=0, le=100)  # percent of the traffic sent to the candidate
+    assign_by: str = Field(default="random", pattern=r"^(random|metadata\.[A-Za-z0-9_.-]+)$")
+    success: SuccessModel = SuccessModel()
+    rollback: RollbackModel = RollbackModel()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogSpec:
+    path: str
+    batch_rows: int
+    flush_s: float
+    queue_rows: int
+    retention_s: float | None
+    max_rows: int | None
+    log_bodies: LogBodies
+    body_sample: float
+    redact: tuple[re.Pattern[str], ...]
+    pricing: Pricing | None
+
+
+@dataclass(frozen=True, slots=True)
+class Guardrails:
+    window_s: float
+    min_requests: int
+    max_error_rate: float | None
+    max_p95_ttft_ms: float | None
+    max_p95_e2e_ms: float | None
+    failed_checks: int
+    interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    error_rate_margin: float
+    cost_ratio_max: float
+    quality_ratio_min: float
+    alpha: float
+    min_requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentSpec:
+    name: str
+    incumbent: str  # target names
+    candidate: str
+    weight: float  # the configured start; the live weight is in the log's experiments table
+    assign_key: str | None  # a metadata key, or None for random assignment
+    criteria: Criteria
+    guardrails: Guardrails
+
+
+def compile_request_log(model: RequestLogModel, path: str) -> RequestLogSpec:
+    patterns = []
+    for i, text in enumerate(model.redact):
+        try:
+            patterns.append(re.compile(text))
+        except re.error as exc:
+            raise ConfigError(path, f"request_log.redact[{i}]", f"not a regular expression: {exc}",
+                              "write a Python regular expression") from None
+    log_path = Path(model.path)
+    if not log_path.is_absolute():
+        log_path = Path(path).parent / log_path
+    pricing = None
+    if model.pricing:
+        price_path = Path(model.pricing)
+        pricing = load_pricing(price_path if price_path.is_absolute() else Path(path).parent / price_path)
+    return RequestLogSpec(
+        path=str(log_path), batch_rows=model.batch_rows, flush_s=model.flush_ms / 1000.0,
+        queue_rows=max(model.queue_rows, model.batch_rows),
+        retention_s=model.retention_days * 86400.0 if model.retention_days else None, max_rows=model.max_rows,
+        log_bodies=model.log_bodies, body_sample=model.body_sample, redact=tuple(patterns), pricing=pricing)
+
+
+def compile_experiment(model: ExperimentModel, targets: list[str], path: str, where: str) -> ExperimentSpec:
+    for arm in ("incumbent", "candidate"):
+        name = getattr(model, arm)
+        if name not in targets:
+            raise ConfigError(path, f"{where}.{arm}", f"{name!r} is not a target of this virtual model",
+                              "name one of: " + ", ".join(targets))
+    if model.incumbent == model.candidate:
+        raise ConfigError(path, f"{where}.candidate", "is the incumbent", "name another target")
+    s = model.success
+    r = model.rollback
+    return ExperimentSpec(
+        name=model.name, incumbent=model.incumbent, candidate=model.candidate, weight=model.weight,
+        assign_key=None if model.assign_by == "random" else model.assign_by.removeprefix("metadata."),
+        criteria=Criteria(s.error_rate_margin, s.cost_ratio_max, s.quality_ratio_min, s.alpha, s.min_requests),
+        guardrails=Guardrails(r.window_s, r.min_requests, r.max_error_rate, r.max_p95_ttft_ms, r.max_p95_e2e_ms,
+                              r.failed_checks, r.interval_s))

@@ -1,0 +1,137 @@
+"""Experiments: which arm a request goes to, and when the rollback guardrails trip. Pure, except
+``Experiments`` (the live state a worker routes by, replaced from the request log's table).
+
+Assignment: ``assign_by: metadata.KEY`` hashes (experiment name, value) with BLAKE2b into a bucket in
+[0, 100): the candidate serves the buckets below its weight, so a user keeps its arm across requests,
+processes and restarts, and raising the weight only moves incumbent users over (never back). A request
+without the key goes to the incumbent. ``random`` draws from the gateway's RNG.
+
+Guardrails (Flagger's ``threshold``): every ``interval_s`` the candidate's requests of the last
+``window_s`` are checked once there are ``min_requests`` of them; a check fails when the error rate or
+a P95 is above its limit, passes otherwise (and resets the count), and ``failed_checks`` failures in a
+row trip the rollback: weight 0 in the shared table, which every worker reads within a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from loadbench.gateway.abconfig import ExperimentSpec, Guardrails
+from loadbench.gateway.config import Route, RouteTarget
+from loadbench.gateway.context import RequestContext
+from loadbench.gateway.logdb import ExperimentRow
+
+INCUMBENT = "incumbent"
+CANDIDATE = "candidate"
+_BUCKETS = 10_000
+
+
+def bucket(name: str, value: str) -> float:
+    """The sticky position of ``value`` in experiment ``name``, in [0, 100)."""
+    digest = hashlib.blake2b(f"{name}\x00{value}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % _BUCKETS * (100 / _BUCKETS)
+
+
+def share(row: ExperimentRow | None, spec: ExperimentSpec) -> float:
+    """Percent of traffic the candidate gets in this state."""
+    if row is None:
+        return spec.weight
+    return {"running": row.weight, "promoted": 100.0}.get(row.state, 0.0)
+
+
+def assign(spec: ExperimentSpec, metadata: Mapping[str, str], percent: float, rng: random.Random) -> str:
+    if percent <= 0:
+        return INCUMBENT
+    if percent >= 100:
+        return CANDIDATE
+    if spec.assign_key is None:
+        x = rng.random() * 100
+    else:
+        value = metadata.get(spec.assign_key)
+        if value is None:
+            return INCUMBENT
+        x = bucket(spec.name, value)
+    return CANDIDATE if x < percent else INCUMBENT
+
+
+def p95(values: Sequence[float]) -> float | None:
+    """Nearest-rank 95th percentile (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    requests: int  # the candidate's requests in the window, client disconnects excluded
+    errors: int
+    p95_ttft_ms: float | None
+    p95_e2e_ms: float | None
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[int, str, float | None, float | None]]) -> WindowStats:
+        """From (status, outcome, ttft_ms, e2e_ms) rows."""
+        judged = [r for r in rows if r[1] != "client_gone"]
+        ok = [r for r in judged if r[1] == "ok"]
+        return cls(len(judged), len(judged) - len(ok), p95([r[2] for r in ok if r[2] is not None]),
+                   p95([r[3] for r in ok if r[3] is not None]))
+
+
+def failed_check(stats: WindowStats, g: Guardrails) -> str | None:
+    """Why this check fails, or None (passes, or too few requests to judge)."""
+    n = stats.requests
+    if n < g.min_requests:
+        return None
+    where = f"over the last {n} candidate requests ({g.window_s:g} s window)"
+    if g.max_error_rate is not None and stats.errors / n > g.max_error_rate:
+        return f"error rate {stats.errors / n:.1%} > max_error_rate {g.max_error_rate:.1%} {where}"
+    if g.max_p95_ttft_ms is not None and stats.p95_ttft_ms is not None and stats.p95_ttft_ms > g.max_p95_ttft_ms:
+        return f"P95 TTFT {stats.p95_ttft_ms:.1f} ms > max_p95_ttft_ms {g.max_p95_ttft_ms:g} {where}"
+    if g.max_p95_e2e_ms is not None and stats.p95_e2e_ms is not None and stats.p95_e2e_ms > g.max_p95_e2e_ms:
+        return f"P95 E2E {stats.p95_e2e_ms:.1f} ms > max_p95_e2e_ms {g.max_p95_e2e_ms:g} {where}"
+    return None
+
+
+def judged(stats: WindowStats, g: Guardrails) -> bool:
+    return stats.requests >= g.min_requests
+
+
+def advance(streak: int, stats: WindowStats, g: Guardrails) -> tuple[int, str | None]:
+    """The new count of consecutive failed checks, and the trip reason once it reaches the threshold."""
+    if not judged(stats, g):
+        return streak, None  # too few requests: neither a failure nor a pass
+    reason = failed_check(stats, g)
+    if reason is None:
+        return 0, None
+    streak += 1
+    return streak, (reason if streak >= g.failed_checks else None)
+
+
+class Experiments:
+    """The experiments of one worker: specs by name, and the live rows it routes by."""
+
+    def __init__(self, routes: Mapping[str, Route], keep_bodies: bool) -> None:
+        self.specs: dict[str, ExperimentSpec] = {r.experiment.name: r.experiment
+                                                 for r in routes.values() if r.experiment is not None}
+        self.rows: dict[str, ExperimentRow] = {}
+        self.keep_bodies = keep_bodies
+
+    def apply(self, rows: dict[str, ExperimentRow]) -> None:
+        self.rows = rows  # one assignment: a request reads either the old or the new table
+
+    def order(self, route: Route, ctx: RequestContext, rng: random.Random) -> list[RouteTarget]:
+        """The arm's target alone: a candidate's failure is the candidate's (no fallback across arms)."""
+        spec = route.experiment
+        assert spec is not None
+        arm = assign(spec, ctx.metadata, share(self.rows.get(spec.name), spec), rng)
+        ctx.experiment = spec.name
+        ctx.arm = arm
+        if self.keep_bodies:
+            ctx.keep_answer = True
+        name = spec.candidate if arm == CANDIDATE else spec.incumbent
+        return [rt for rt in route.targets if rt.target == name]

@@ -1,0 +1,175 @@
+"""The request log's SQLite file: schema, connection settings and every statement on it.
+
+One file per gateway, opened by each ``--workers`` process (WAL: readers never block the writer, and
+writers of different processes take turns through ``busy_timeout``). docs/ab.md documents the schema.
+No function here runs on the event loop's thread except at startup and in the admin API's executor.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5000
+
+COLUMNS = (
+    "ts_ms", "request_id", "worker", "model", "experiment", "arm", "target", "status", "outcome", "cache",
+    "ttft_ms", "tpot_ms", "e2e_ms", "prompt_tokens", "output_tokens", "cached_tokens", "cost_usd", "attempts",
+    "metadata", "tenant", "pair_id", "role", "request_body", "response_body",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,          -- arrival at the gateway, Unix milliseconds
+    request_id TEXT NOT NULL,        -- the x-request-id the client received
+    worker INTEGER NOT NULL,         -- process id of the gateway worker
+    model TEXT,                      -- the virtual model asked for
+    experiment TEXT, arm TEXT,       -- arm: incumbent | candidate
+    target TEXT,                     -- the target that answered ('' when none did)
+    status INTEGER NOT NULL,         -- HTTP status sent to the client (499: the client went away)
+    outcome TEXT NOT NULL,           -- ok | error | stream_break | client_gone
+    cache TEXT,                      -- hit-exact | hit-semantic | miss | bypass | NULL (no cache)
+    ttft_ms REAL, tpot_ms REAL, e2e_ms REAL,   -- from arrival at the gateway
+    prompt_tokens INTEGER, output_tokens INTEGER, cached_tokens INTEGER,
+    cost_usd REAL,                   -- NULL without a price for the target
+    attempts INTEGER NOT NULL,
+    metadata TEXT,                   -- X-Loadbench-Metadata, JSON
+    tenant TEXT,                     -- sha256 hex of the presented key (never the key)
+    pair_id TEXT, role TEXT NOT NULL DEFAULT 'primary',
+    request_body TEXT, response_body TEXT     -- only as log_bodies asks, redacted
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts_ms);
+CREATE INDEX IF NOT EXISTS requests_exp ON requests(experiment, arm, ts_ms);
+CREATE INDEX IF NOT EXISTS requests_rid ON requests(request_id);
+CREATE TABLE IF NOT EXISTS experiments (
+    name TEXT PRIMARY KEY,
+    weight REAL NOT NULL,            -- percent of traffic to the candidate while running
+    state TEXT NOT NULL,             -- running | paused | promoted | rolled_back
+    reason TEXT NOT NULL DEFAULT '',
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    experiment TEXT NOT NULL,
+    action TEXT NOT NULL,            -- start | promote | rollback | pause | resume | set_weight | trip
+    weight REAL,
+    reason TEXT NOT NULL DEFAULT '',
+    worker INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def create(path: str) -> sqlite3.Connection:
+    """Open the file, switch it to WAL and create what is missing (safe in several processes at once)."""
+    conn = connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL: a committed batch survives a crash of the process (not of the machine's power)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(_SCHEMA)
+    conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    return conn
+
+
+def write(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(INSERT, rows)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def prune(conn: sqlite3.Connection, oldest_ms: int | None, max_rows: int | None) -> int:
+    """Delete rows older than ``oldest_ms`` and beyond the newest ``max_rows``; rows deleted."""
+    deleted = 0
+    if oldest_ms is not None:
+        deleted += conn.execute("DELETE FROM requests WHERE ts_ms < ?", (oldest_ms,)).rowcount
+    if max_rows is not None:
+        deleted += conn.execute("DELETE FROM requests WHERE id <= (SELECT MAX(id) FROM requests) - ?",
+                                (max_rows,)).rowcount
+    return deleted
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentRow:
+    name: str
+    weight: float
+    state: str
+    reason: str
+    updated_ms: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "weight": self.weight, "state": self.state, "reason": self.reason,
+                "updated_ms": self.updated_ms}
+
+
+def register(conn: sqlite3.Connection, start: Iterable[tuple[str, float]], now_ms: int, worker: int) -> None:
+    """Experiments seen for the first time start running at their configured weight; known ones keep
+    their persisted state (a restart never undoes a rollback or a promotion)."""
+    for name, weight in start:
+        added = conn.execute("INSERT OR IGNORE INTO experiments VALUES (?, ?, 'running', '', ?)",
+                             (name, weight, now_ms)).rowcount
+        if added:
+            event(conn, now_ms, name, "start", weight, "", worker)
+
+
+def experiments(conn: sqlite3.Connection) -> dict[str, ExperimentRow]:
+    rows = conn.execute("SELECT name, weight, state, reason, updated_ms FROM experiments").fetchall()
+    return {r[0]: ExperimentRow(*r) for r in rows}
+
+
+def event(conn: sqlite3.Connection, now_ms: int, name: str, action: str, weight: float | None, reason: str,
+          worker: int) -> None:
+    conn.execute("INSERT INTO events (ts_ms, experiment, action, weight, reason, worker) VALUES (?, ?, ?, ?, ?, ?)",
+                 (now_ms, name, action, weight, reason, worker))
+
+
+def change(conn: sqlite3.Connection, name: str, action: str, weight: float | None, reason: str, now_ms: int,
+           worker: int) -> bool:
+    """Apply an admin action or a trip; False when the experiment is unknown (or, for a trip, no
+    longer running: another worker tripped it first)."""
+    state, new_weight = {"promote": ("promoted", None), "rollback": ("rolled_back", 0.0), "trip": ("rolled_back", 0.0),
+                         "pause": ("paused", None), "resume": ("running", None),
+                         "set_weight": ("running", weight)}[action]
+    sets = "state = ?, reason = ?, updated_ms = ?" + (", weight = ?" if new_weight is not None else "")
+    params: list[object] = [state, reason, now_ms] + ([new_weight] if new_weight is not None else [])
+    where = " AND state = 'running'" if action == "trip" else ""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        changed = conn.execute(f"UPDATE experiments SET {sets} WHERE name = ?{where}", (*params, name)).rowcount
+        if changed:
+            event(conn, now_ms, name, action, new_weight, reason, worker)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return bool(changed)
+
+
+def events(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, object]]:
+    rows = conn.execute("SELECT ts_ms, experiment, action, weight, reason, worker FROM events ORDER BY id DESC LIMIT ?",
+                        (limit,)).fetchall()
+    return [dict(zip(("ts_ms", "experiment", "action", "weight", "reason", "worker"), r, strict=True))
+            for r in rows]
+
+
+def window(conn: sqlite3.Connection, name: str, arm: str, since_ms: int,
+           limit: int = 20_000) -> list[tuple[int, str, float | None, float | None]]:
+    """(status, outcome, ttft_ms, e2e_ms) of an arm's primary requests since ``since_ms``, newest first."""
+    return conn.execute(
+        "SELECT status, outcome, ttft_ms, e2e_ms FROM requests WHERE experiment = ? AND arm = ? AND ts_ms >= ?"
+        " AND role = 'primary' ORDER BY id DESC LIMIT ?", (name, arm, since_ms, limit)).fetchall()

@@ -1,0 +1,163 @@
+"""The request log: rows as documented, no key, bodies only when asked and redacted, drops when full."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from loadbench.errors import ConfigError
+from loadbench.gateway.app import create_app
+from loadbench.gateway.config import compile_model, parse_model
+from loadbench.gateway.connections import GuardedRunner, RejectLog
+from loadbench.gateway.requestlog import usage_of
+from loadbench.gateway.state import Gateway
+from tests.gateway.harness import CHAT, Upstream, ok, one_target, post, run, serve, upstream
+
+ENV = {"CLIENT_KEYS": "sk-client-secret-1,sk-client-secret-2", "ADMIN_KEYS": "adm-secret"}
+
+
+@contextlib.asynccontextmanager
+async def logged(config: dict[str, Any], seed: int = 1) -> AsyncIterator[tuple[str, Gateway]]:
+    spec = compile_model(parse_model(config, "test.yaml"), "test.yaml", env=ENV)
+    gw = Gateway(spec, seed=seed)
+    app = create_app(gw)
+    async with serve(app, GuardedRunner(app, spec.limits, RejectLog(), handler_cancellation=True)) as url:
+        yield url, gw
+
+
+def rows(db: Path, where: str = "1") -> list[dict[str, Any]]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(f"SELECT * FROM requests WHERE {where} ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def with_log(cfg: dict[str, Any], db: Path, **log: Any) -> dict[str, Any]:
+    return {**cfg, "request_log": {"path": str(db), "flush_ms": 20, **log},
+            "auth": {"api_keys_env": "CLIENT_KEYS"}}
+
+
+def test_usage_of_a_stream_tail_and_a_whole_answer() -> None:
+    tail = (b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
+            b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,'
+            b'"prompt_tokens_details":{"cached_tokens":2}}}\n\ndata: [DONE]\n\n')
+    u = usage_of(tail)
+    assert (u.prompt_tokens, u.completion_tokens, u.cached_tokens) == (7, 3, 2)
+    whole = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 9}})
+    assert (usage_of(whole).prompt_tokens, usage_of(whole).completion_tokens) == (5, 9)
+    assert usage_of(b"data: [DONE]\n\n").prompt_tokens == 0
+    assert usage_of(b'{"usage": broken').prompt_tokens == 0
+
+
+def test_one_row_per_request_with_timings_tokens_tenant_and_never_a_key(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+
+    async def main() -> None:
+        up = Upstream(ok)
+        async with upstream(up) as up_url:
+            async with logged(with_log(one_target(up_url), db)) as (url, gw), aiohttp.ClientSession() as s:
+                headers = {"Authorization": "Bearer sk-client-secret-1",
+                           "X-Loadbench-Metadata": '{"user_id": "u1", "task": "qa"}'}
+                ids = []
+                for i in range(6):
+                    status, h, _ = await post(s, url, {**CHAT, "stream": i % 2 == 0}, headers=headers)
+                    assert status == 200
+                    ids.append({k.lower(): v for k, v in h.items()}["x-request-id"])
+                status, _, _ = await post(s, url, {**CHAT, "model": "nope"}, headers=headers)
+                assert status == 404
+                await gw.close()
+        got = rows(db)
+        assert [r["request_id"] for r in got[:6]] == ids
+        assert len(got) == 7
+        streamed = got[0]
+        assert streamed["target"] == "t" and streamed["status"] == 200 and streamed["outcome"] == "ok"
+        assert streamed["output_tokens"] == 3 and streamed["prompt_tokens"] == 1
+        assert 0 < streamed["ttft_ms"] <= streamed["e2e_ms"]
+        assert streamed["tpot_ms"] is None or streamed["tpot_ms"] > 0  # tokens in one read have no TPOT
+        assert got[1]["output_tokens"] == 1 and got[1]["ttft_ms"] is not None
+        assert orjson.loads(streamed["metadata"]) == {"user_id": "u1", "task": "qa"}
+        assert streamed["tenant"] == hashlib.sha256(b"sk-client-secret-1").hexdigest()
+        assert got[6]["status"] == 404 and got[6]["outcome"] == "error" and got[6]["model"] is None
+        assert streamed["request_body"] is None and streamed["response_body"] is None  # log_bodies: none
+        raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("gw.db"))
+        assert b"sk-client-secret" not in raw
+
+    run(main())
+
+
+def test_bodies_when_asked_with_redaction_before_writing(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+
+    async def main() -> None:
+        async with upstream(Upstream(ok)) as up_url:
+            cfg = with_log(one_target(up_url), db, log_bodies="all", redact=[r"\b\d{3}-\d{2}-\d{4}\b"])
+            async with logged(cfg) as (url, gw), aiohttp.ClientSession() as s:
+                body = {**CHAT, "messages": [{"role": "user", "content": "my ssn is 123-45-6789"}], "stream": True}
+                status, _, _ = await post(s, url, body, headers={"Authorization": "Bearer sk-client-secret-2"})
+                assert status == 200
+                await gw.close()
+        (row,) = rows(db)
+        assert "[REDACTED]" in row["request_body"] and "123-45-6789" not in row["request_body"]
+        assert '"content":"a"' in row["response_body"]
+        raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("gw.db"))
+        assert b"123-45-6789" not in raw
+
+    run(main())
+
+
+def test_a_full_queue_drops_and_counts_while_requests_go_on(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+
+    async def main() -> None:
+        async with upstream(Upstream(ok)) as up_url:
+            cfg = with_log(one_target(up_url), db, batch_rows=4, queue_rows=8)
+            async with logged(cfg) as (url, gw), aiohttp.ClientSession() as s:
+                # another process holding the write lock: the writer thread waits on the disk
+                blocker = sqlite3.connect(db, isolation_level=None)
+                blocker.execute("BEGIN EXCLUSIVE")
+                try:
+                    for _ in range(20):
+                        status, _, _ = await post(s, url, CHAT, headers={"Authorization": "Bearer sk-client-secret-1"})
+                        assert status == 200
+                    log = gw.requestlog
+                    assert log is not None
+                    assert log.dropped == 12  # 20 requests, 8 kept in memory
+                    async with s.get(url + "/metrics", headers={"Authorization": "Bearer sk-client-secret-1"}) as r:
+                        assert "loadbench_gateway_requestlog_dropped_total" in await r.text()
+                finally:
+                    blocker.execute("ROLLBACK")
+                    blocker.close()
+                await gw.close()
+        assert len(rows(db)) == 8
+
+    run(main())
+
+
+def test_retention_prunes_by_rows(tmp_path: Path) -> None:
+    from loadbench.gateway import logdb
+
+    conn = logdb.create(str(tmp_path / "x.db"))
+    row = (0, "r", 1, "vm", None, None, "t", 200, "ok", None, 1.0, 1.0, 1.0, 1, 1, None, None, 1, None, None, None,
+           "primary", None, None)
+    logdb.write(conn, [(i, *row[1:]) for i in range(10)])
+    assert logdb.prune(conn, oldest_ms=3, max_rows=5) == 5  # 0..2 by age, then the oldest beyond 5 rows
+    assert [r[0] for r in conn.execute("SELECT ts_ms FROM requests ORDER BY id")] == [5, 6, 7, 8, 9]
+
+
+def test_bad_request_log_config_names_the_field(tmp_path: Path) -> None:
+    cfg = with_log(one_target("http://127.0.0.1:1/v1"), tmp_path / "gw.db", redact=["("])
+    with pytest.raises(ConfigError, match=r"request_log.redact\[0\]"):
+        compile_model(parse_model(cfg, "g.yaml"), "g.yaml", env=ENV)
+    cfg = with_log(one_target("http://127.0.0.1:1/v1"), tmp_path / "gw.db", log_bodies="some")
+    with pytest.raises(ConfigError, match="request_log.log_bodies"):
+        compile_model(parse_model(cfg, "g.yaml"), "g.yaml", env=ENV)
