@@ -5,7 +5,9 @@ send to the client now. It forwards complete SSE events byte for byte and holds 
 one (so an error event can never land inside it). Everything before the first token (the role-only
 chunk, comments, garbage) is held too: until a content delta arrives nothing has been promised to
 the client, so a stream that stalls, ends or breaks before it can still fall back to another target.
-Token timing follows the one content-delta rule of ``loadbench.protocol.openai``. An incomplete event
+Token timing follows the one content-delta rule of ``loadbench.protocol.openai``; a stream whose first
+token is a compact ``content`` (or ``reasoning_content``) delta, as most servers write them, is counted
+with two byte counts per read from then on (``content_deltas_compact``). An incomplete event
 or held prefix larger than ``max_event_bytes`` fails the stream: an event that never ends must not be
 re-copied on every read.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loadbench.protocol.openai import DONE, completion_tokens, content_deltas
+from loadbench.protocol.openai import DONE, completion_tokens, content_deltas, content_deltas_compact
 from loadbench.protocol.sse import complete_end
 
 
@@ -23,6 +25,7 @@ class StreamRelay:
     max_event_bytes: int
     capture: list[bytes] | None = None  # receives every forwarded byte (for a cache)
     committed: bool = False  # a content delta arrived: bytes went (or may go) to the client
+    compact: bool = False  # the first token was a compact delta: count later reads the cheap way
     tokens: int = 0  # content deltas seen
     first_ns: int = 0  # arrival of the first content delta (0: none yet)
     last_ns: int = 0
@@ -36,6 +39,21 @@ class StreamRelay:
 
     def feed(self, chunk: bytes, now_ns: int) -> bytes:
         """Bytes for the client now (b"" while nothing is complete or nothing is committed)."""
+        if self.compact and not self.carry and chunk[-2:] == b"\n\n":
+            # the common read of a committed compact stream: whole events, content_deltas_compact inlined
+            n = chunk.count(b'content":"')
+            if n and (n := n - chunk.count(b'content":""')):
+                self.gaps_ns.append(now_ns - self.last_ns)
+                self.last_ns = now_ns
+                self.tokens += n
+            self.prev = self.last
+            self.last = chunk
+            if self.capture is not None:
+                self.capture.append(chunk)
+            return chunk
+        return self._feed(chunk, now_ns)
+
+    def _feed(self, chunk: bytes, now_ns: int) -> bytes:
         if self.carry:
             chunk = self.carry + chunk
             self.carry = b""
@@ -49,7 +67,7 @@ class StreamRelay:
                     return b""
         if not chunk:
             return b""
-        n = content_deltas(chunk)
+        n = content_deltas_compact(chunk) if self.compact else content_deltas(chunk)
         if n:
             if self.first_ns:
                 self.gaps_ns.append(now_ns - self.last_ns)
@@ -70,6 +88,7 @@ class StreamRelay:
                 self.error = f"sent more than {self.max_event_bytes} bytes before the first token"
             return b""
         self.committed = True
+        self.compact = content_deltas_compact(chunk) == n
         if self.held:
             chunk = b"".join(self.held) + chunk
             self.held.clear()

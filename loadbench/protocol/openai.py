@@ -40,6 +40,15 @@ def content_deltas(raw: bytes) -> int:
     return content_deltas_slow(raw)
 
 
+def content_deltas_compact(raw: bytes) -> int:
+    """``content_deltas`` for compact ``content`` / ``reasoning_content`` deltas (two byte counts).
+
+    Exact when every token-carrying key of ``raw`` is one of those two written as ``KEY":"``; the
+    relay checks that on a stream's first token and uses the full rule otherwise."""
+    n = raw.count(b'content":"')
+    return n - raw.count(b'content":""') if n else 0
+
+
 def content_deltas_slow(raw: bytes) -> int:
     """``content_deltas`` for any shape (whitespace around the colon, reasoning and text keys)."""
     return len(_CONTENT_RE.findall(raw))

@@ -103,3 +103,16 @@ def test_any_split_forwards_the_stream_unchanged(texts: list[str], data: st.Data
                                                                         strict=True))]
     sent.append(relay.end())
     assert b"".join(sent) == stream and relay.error == "" and relay.tokens == len(texts)
+
+
+def test_a_compact_stream_is_counted_cheaply_and_a_spaced_or_reasoning_one_by_the_full_rule() -> None:
+    spaced = b'data: {"choices": [{"delta": {"content": "a"}}]}\n\n'
+    reasoning = b'data: {"choices":[{"delta":{"reasoning":"hm"}}]}\n\n'
+    for first, later, compact in ((delta("a"), delta("b"), True), (spaced, spaced, False),
+                                  (reasoning, delta("b"), False)):
+        relay = StreamRelay(max_event_bytes=1 << 20)
+        relay.feed(ROLE, 0)
+        relay.feed(first, 1)
+        relay.feed(later, 2)
+        relay.feed(delta(""), 3)
+        assert (relay.compact, relay.tokens, relay.gaps_ns) == (compact, 2, [1])

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from loadbench.protocol.openai import (
     completion_tokens,
     content_deltas,
+    content_deltas_compact,
     content_deltas_slow,
     error_event,
     parse_chunk,
@@ -114,3 +115,14 @@ def test_the_fast_count_agrees_with_the_regular_expression(chunks: list[dict], s
     raw = b"".join(b"data: " + (json.dumps(c).encode() if spaced else orjson.dumps(c)) + b"\n\n" for c in chunks)
     assert content_deltas(raw) == content_deltas_slow(raw)
     assert (content_deltas(raw) > 0) == any(parse_chunk(orjson.dumps(c)).content for c in chunks)
+
+
+_COMPACT_DELTA = st.dictionaries(st.sampled_from(["role", "content", "reasoning_content"]), _VALUE, max_size=3)
+_COMPACT_CHUNK = st.fixed_dictionaries({"choices": st.lists(
+    st.fixed_dictionaries({"index": st.just(0), "delta": _COMPACT_DELTA}), max_size=2)})
+
+
+@given(st.lists(_COMPACT_CHUNK, min_size=1, max_size=4))
+def test_the_compact_count_is_exact_for_compact_content_deltas(chunks: list[dict]) -> None:
+    raw = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks)
+    assert content_deltas_compact(raw) == content_deltas(raw)
