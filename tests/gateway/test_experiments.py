@@ -150,20 +150,19 @@ def test_the_openai_client_works_unchanged_against_an_experiment(tmp_path: Path)
     db = tmp_path / "gw.db"
 
     async def main() -> None:
-        async with upstream(Upstream(ok)) as a, upstream(Upstream(ok)) as b:
-            async with logged(config(a, b, db)) as (url, gw):
-                client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused")
-                for user in ("alice", "bob", "carol"):
-                    chat = await client.chat.completions.create(
-                        model="vm", messages=[{"role": "user", "content": "hi"}],
-                        extra_headers={"X-Loadbench-Metadata": orjson.dumps({"user_id": user}).decode()})
-                    assert chat.choices[0].message.content == "ok"
-                    stream = await client.chat.completions.create(
-                        model="vm", messages=[{"role": "user", "content": "hi"}], stream=True)
-                    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-                    assert text == "abc"
-                await client.close()
-                await gw.close()
+        async with upstream(Upstream(ok)) as a, upstream(Upstream(ok)) as b, logged(config(a, b, db)) as (url, gw):
+            client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused")
+            for user in ("alice", "bob", "carol"):
+                chat = await client.chat.completions.create(
+                    model="vm", messages=[{"role": "user", "content": "hi"}],
+                    extra_headers={"X-Loadbench-Metadata": orjson.dumps({"user_id": user}).decode()})
+                assert chat.choices[0].message.content == "ok"
+                stream = await client.chat.completions.create(
+                    model="vm", messages=[{"role": "user", "content": "hi"}], stream=True)
+                text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+                assert text == "abc"
+            await client.close()
+            await gw.close()
         assert len(rows(db, "experiment = 'exp1'")) == 6
 
     run(main())
