@@ -48,7 +48,7 @@ class Launch:
 
 
 def start(plan: RunPlan, run_dir: Path, *, local_workers: int, expect_workers: int,
-          bind_host: str = "127.0.0.1", bind_port: int | None = None) -> Launch:
+          bind_host: str = "127.0.0.1", bind_port: int | None = None, prometheus_port: int | None = None) -> Launch:
     plan_path = run_dir / PLAN_FILE
     rd.write_json(plan_path, plan.to_record())
     port = bind_port or free_port(bind_host if bind_host not in ("*", "0.0.0.0") else "127.0.0.1")
@@ -58,9 +58,27 @@ def start(plan: RunPlan, run_dir: Path, *, local_workers: int, expect_workers: i
     master = subprocess.Popen(
         _python_cmd("master", "--plan", str(plan_path), "--run-dir", str(run_dir), "--bind-host", bind_host,
                     "--bind-port", str(port), "--expect-workers", str(expect_workers),
-                    "--parent-pid", str(os.getpid())),
+                    "--parent-pid", str(os.getpid()),
+                    *(("--prometheus-port", str(prometheus_port)) if prometheus_port is not None else ())),
         env=env, start_new_session=True)
-    launch = Launch(master=master)
+    return _with_workers(Launch(master=master), port, local_workers, env)
+
+
+def start_web(defaults_path: Path, *, local_workers: int, web_args: list[str], bind_host: str = "127.0.0.1",
+              bind_port: int | None = None) -> Launch:
+    """``loadbench run --web``: the master with Locust's web UI (loadbench.workers.web) and its workers,
+    which stay connected for every run started from the page."""
+    port = bind_port or free_port(bind_host if bind_host not in ("*", "0.0.0.0") else "127.0.0.1")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    master = subprocess.Popen(
+        _python_cmd("web", "--defaults", str(defaults_path), "--bind-host", bind_host, "--bind-port", str(port),
+                    "--expect-workers", str(local_workers), "--parent-pid", str(os.getpid()), *web_args),
+        env=env, start_new_session=True)
+    return _with_workers(Launch(master=master), port, local_workers, env)
+
+
+def _with_workers(launch: Launch, port: int, local_workers: int, env: dict[str, str]) -> Launch:
+    master = launch.master
     if local_workers:
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, master.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0)

@@ -58,6 +58,15 @@ from loadbench.errors import ExitCode
               help="pricing.yaml: add cost per 1,000 requests and per hour at the measured throughput "
                    "(cost.json; docs/eval.md).")
 @click.option("--price", "price_name", help="The pricing.yaml model to use (default: --model).")
+@click.option("--web", is_flag=True, help="Start runs from Locust's web UI (with loadbench's form fields and live "
+              "charts) instead of at once; each start writes its own run folder (docs/web.md).")
+@click.option("--web-host", default="127.0.0.1", show_default=True, help="Address of the web UI (--web).")
+@click.option("--web-port", type=click.IntRange(1, 65535), default=8089, show_default=True,
+              help="Port of the web UI (--web).")
+@click.option("--web-auth-env", metavar="VAR", help="Environment variable holding user:password: HTTP basic "
+              "auth on the web UI (use it with --web-host other than 127.0.0.1).")
+@click.option("--prometheus-port", type=click.IntRange(1, 65535), help="Serve live Prometheus metrics of the "
+              "run on 127.0.0.1:PORT/metrics (docs/web.md).")
 def run(target: str | None, embedded: str | None, model: str | None, profile_path: Path | None,
         scenario_path: Path | None,
         users: int | None, ramp_up_s: float | None, duration_s: float | None, warmup_s: float | None,
@@ -65,7 +74,8 @@ def run(target: str | None, embedded: str | None, model: str | None, profile_pat
         stream: bool | None, seed: int | None, api_key_env: str | None, out_dir: Path, name: str | None,
         workers: int | None, master_mode: bool, expect_workers: int | None, master_bind_host: str,
         master_port: int | None, calibrate: bool, baseline: tuple[Path, ...], strict: bool,
-        pricing_path: Path | None, price_name: str | None) -> int:
+        pricing_path: Path | None, price_name: str | None, web: bool, web_host: str, web_port: int,
+        web_auth_env: str | None, prometheus_port: int | None) -> int:
     """Run a load test and write a results folder."""
     from loadbench.cli.run_pricing import load_run_price, write_run_cost
     from loadbench.run import RunRequest, execute
@@ -84,7 +94,12 @@ def run(target: str | None, embedded: str | None, model: str | None, profile_pat
                      workers=(expect_workers or workers or 1) if master_mode else workers,
                      local_workers=0 if master_mode else None, master_bind_host=master_bind_host,
                      master_port=master_port or (5557 if master_mode else None),
-                     strict=strict, calibrate=calibrate, baseline=baseline, argv=list(sys.argv))
+                     strict=strict, calibrate=calibrate, baseline=baseline, argv=list(sys.argv),
+                     prometheus_port=prometheus_port)
+    if web:
+        from loadbench.run.web import WebOptions, run_web
+
+        return int(run_web(req, WebOptions(host=web_host, port=web_port, auth_env=web_auth_env)))
     result = execute(req)
     if priced is not None:
         write_run_cost(result.run_dir, result.summary, *priced)

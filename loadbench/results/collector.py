@@ -20,6 +20,7 @@ import orjson
 from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics import histogram as hg
+from loadbench.metrics.live import LiveFeed
 from loadbench.metrics.recorder import LOOP_LAG_TAG, SCHEDULE_LAG_TAG, IntervalPart
 from loadbench.results import run_dir as rd
 from loadbench.results.hlog import HlogWriter
@@ -64,6 +65,7 @@ class Collector:
         self.workers_seen: set[str] = set()
         self.worker_cpu_s: dict[str, float] = {}
         self.closed = False
+        self.live: LiveFeed | None = None  # the web page and Prometheus read each interval as it is written
 
     def add(self, data: dict[str, Any] | None) -> None:
         """Merge one worker report (see WorkerRuntime.drain)."""
@@ -148,6 +150,8 @@ class Collector:
             if idx in self._written:
                 line["late"] = True
             self._written.add(idx)
+            if self.live is not None:
+                self.live.add(start_s, self.interval_s, b.part.hists, line, b.lag, b.schedule_lag)
             self._timeline.write(orjson.dumps(line) + b"\n")
         self._hlog.flush()
         self._timeline.flush()

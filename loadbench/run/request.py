@@ -31,6 +31,7 @@ class RunRequest:
     calibrate: bool = True  # size synthetic prompts by the target's own token count first
     embedded: str = "mock"  # without --target: "mock" or "gateway" (two mocks behind the gateway)
     run_dir: Path | None = None  # explicit folder (sweep steps, targets); default results/<time>-<name>
+    prometheus_port: int | None = None  # live metrics served by the master on 127.0.0.1
 
 
 @dataclass(slots=True)

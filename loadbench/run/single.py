@@ -42,7 +42,8 @@ def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: Targe
         say(req, f"loadbench: waiting for {workers - local} remote worker(s): run "
                   f"`loadbench worker --master-host <this host> --master-port {req.master_port}` on each")
     launch = launcher.start(plan, run_dir, local_workers=local, expect_workers=workers,
-                            bind_host=req.master_bind_host, bind_port=req.master_port)
+                            bind_host=req.master_bind_host, bind_port=req.master_port,
+                            prometheus_port=req.prometheus_port)
     launch_code = launcher.wait(launch)
     from loadbench.report.summary_text import render_console, write_summary_files
 

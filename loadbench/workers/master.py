@@ -17,6 +17,8 @@ from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner
 
 from loadbench.config import env_value, profile_from_dict
 from loadbench.errors import ExitCode
+from loadbench.metrics.live import LiveFeed
+from loadbench.metrics.prometheus import LiveState
 from loadbench.plan import SECRETS_ENV, RunPlan
 from loadbench.report.live import live_line
 from loadbench.results import run_dir as rd
@@ -43,21 +45,22 @@ def _say(line: str) -> None:
 
 class Master:
     def __init__(self, plan: RunPlan, run_dir: Path, bind_host: str, bind_port: int,
-                 expect_workers: int, wait_workers_s: float) -> None:
+                 expect_workers: int, wait_workers_s: float, runner: MasterRunner | None = None) -> None:
+        """``runner``: an existing master runner (the web UI runs one run after another on it; its
+        owner forwards the worker messages to the current run and keeps it after the run)."""
         self.plan = plan
         self.run_dir = run_dir
         self.profile = profile_from_dict(plan.profile)
         self.load = LoadPlan.from_json(plan.load_plan)
         self.expect = expect_workers
         self.wait_workers_s = wait_workers_s
-        self.env = Environment(user_classes=[LLMUser])
         if self.load.mode == "open":
             # the users are idle request slots, spawned at once on purpose: not a ramp to warn about
             logging.getLogger("locust.runners").addFilter(_NoSpawnRateWarning())
-        self.runner: MasterRunner = self.env.create_master_runner(bind_host, bind_port)
-        # A worker that goes missing has its users spawned again on the others (closed loop; an open
-        # loop's arrivals are split by worker and cannot move). The run is marked not valid anyway.
-        setattr(self.runner, "rebalancing_enabled", lambda: True)  # noqa: B010 (Locust reads parsed options)
+        self.owns_runner = runner is None
+        self.runner: MasterRunner = runner or new_runner(bind_host, bind_port)
+        self.env = self.runner.environment
+        self.live = LiveFeed()
         self.collector: Collector | None = None
         self.finals: set[str] = set()
         self.drained: set[str] = set()
@@ -69,9 +72,10 @@ class Master:
         self.status = RunStatus(state="waiting", workers=Workers(expected=expect_workers))
         self.lost: list[str] = []
         self.users_at: dict[int, int] = {}
-        self.env.events.worker_report.add_listener(self._on_report)
-        msg.FINAL.on(self.runner, self._on_final)
-        msg.DRAINED.on(self.runner, self._on_drained)
+        if self.owns_runner:
+            self.env.events.worker_report.add_listener(self._on_report)
+            msg.FINAL.on(self.runner, self._on_final)
+            msg.DRAINED.on(self.runner, self._on_drained)
 
     # --- worker messages -------------------------------------------------------------------
     def _on_report(self, client_id: str, data: dict[str, Any]) -> None:
@@ -117,13 +121,14 @@ class Master:
                 _say(f"loadbench: only {len(self.runner.clients.ready)} of {self.expect} workers connected")
                 self._set_status(state="failed", stop_reason=f"only {len(self.runner.clients.ready)} of "
                                  f"{self.expect} workers connected", end_unix_s=time.time())
-                self.runner.quit()
+                self._quit()
                 return ExitCode.WORKERS_MISSING
             gevent.sleep(0.05)
         # Open loop: the first arrival may only come once the request slots (users) exist.
         lead_ns = s_to_ns(OPEN_LOOP_LEAD_S) if self.load.mode == "open" else 0
         self.plan.start_unix_ns = time.time_ns() + lead_ns
         self.collector = Collector(self.run_dir, self.plan.start_unix_ns, self.plan.interval_s, self._context)
+        self.collector.live = self.live
         self._set_status(state="running", load_start_unix_s=ns_to_s(self.plan.start_unix_ns),
                          planned_duration_s=self.load.total_s)
         msg.SPEC.send(self.runner, self.plan.to_dict())
@@ -166,10 +171,22 @@ class Master:
             workers=Workers(expected=self.expect, seen=tuple(sorted(self.collector.workers_seen)),
                             lost=tuple(self.lost), cpu_s=dict(self.collector.worker_cpu_s)),
         )
-        self.runner.quit()
+        self._quit()
         if self.interrupted:
             return ExitCode.INTERRUPTED
         return ExitCode.TARGET_FAILED if self.aborted else ExitCode.OK
+
+    def live_state(self) -> LiveState:
+        """What the web page and Prometheus read (metrics.live, metrics.prometheus)."""
+        t_s = time.time() - ns_to_s(self.plan.start_unix_ns) if self.plan.start_unix_ns else 0.0
+        return LiveState(run_id=self.plan.run_id, feed=self.live,
+                         outcomes=dict(self.collector.outcomes) if self.collector else {},
+                         users=self.runner.user_count if self.load.mode == "closed" else None,
+                         target_rps=_rounded(self.load.rate_at(t_s)) if self.load.mode == "open" else None)
+
+    def _quit(self) -> None:
+        if self.owns_runner:
+            self.runner.quit()
 
     def _finished(self) -> int:
         assert self.collector is not None
@@ -269,6 +286,14 @@ class Master:
                         self.request_stop("every worker was lost")
 
 
+def new_runner(bind_host: str, bind_port: int) -> MasterRunner:
+    runner = Environment(user_classes=[LLMUser]).create_master_runner(bind_host, bind_port)
+    # A worker that goes missing has its users spawned again on the others (closed loop; an open
+    # loop's arrivals are split by worker and cannot move). The run is marked not valid anyway.
+    setattr(runner, "rebalancing_enabled", lambda: True)  # noqa: B010 (Locust reads parsed options)
+    return runner
+
+
 class _NoSpawnRateWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Your selected spawn rate is very high")
@@ -279,12 +304,16 @@ def _rounded(rate: float | None) -> float | None:
 
 
 def main(plan_path: Path, run_dir: Path, bind_host: str, bind_port: int, expect_workers: int,
-         wait_workers_s: float, parent_pid: int | None = None) -> int:
+         wait_workers_s: float, parent_pid: int | None = None, prometheus_port: int | None = None) -> int:
     plan = RunPlan.from_dict(rd.read_json(plan_path))
     secrets = env_value(SECRETS_ENV)  # header values plan.json holds only as <redacted>
     if secrets:
         plan.target.headers.update(orjson.loads(secrets))
     master = Master(plan, run_dir, bind_host, bind_port, expect_workers, wait_workers_s)
+    if prometheus_port is not None:
+        from loadbench.metrics.prometheus import serve
+
+        serve(prometheus_port, master.live_state)
     gevent.signal_handler(signal.SIGTERM, master.request_stop, "terminated (SIGTERM)", True, "SIGTERM")
     gevent.signal_handler(signal.SIGINT, master.request_stop, "interrupted (Ctrl-C, SIGINT)", True, "SIGINT")
     if parent_pid is not None:
