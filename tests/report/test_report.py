@@ -13,12 +13,12 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.report.runfolder_factory import RunSpec, make_multitarget, make_run, make_sweep
 
 from loadbench.errors import InputError
 from loadbench.report import build_report
 from loadbench.report.distribution import Dist
 from loadbench.report.runfolder import load_run
+from tests.report.runfolder_factory import RunSpec, make_multitarget, make_run, make_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
