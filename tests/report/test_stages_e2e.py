@@ -57,3 +57,18 @@ def test_a_sweep_whose_slo_never_breaks_says_capacity_is_at_least_the_maximum(tm
     assert "The SLO never broke: capacity is at least 2 users" in r.stdout
     assert "SLO: ttft p95 <= 5000 ms, error_rate <= 0.05" in r.stdout and "ttft p95 (ms)" in r.stdout
     assert "The SLO never broke" in (only_run(out) / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_sweep_that_breaks_names_the_capacity_and_the_failing_objective(tmp_path: Path) -> None:
+    # one request at a time at the mock: a second user waits a whole answer (~0.7 s) for its first token
+    profile = tmp_path / "sweep.yaml"
+    profile.write_text(yaml.safe_dump({"name": "breaks", "sweep": {"variable": "users", "start": 1, "step": 1,
+                                                                    "max": 3, "hold_s": 4},
+                                       "slo": {"ttft_ms": {"p95": 300}}}))
+    out = tmp_path / "out"
+    r = run_loadbench("sweep", "--profile", str(profile), "--out", str(out), "--mock-arg=--max-concurrency=1")
+    assert r.returncode == ExitCode.OK, r.stdout + r.stderr
+    assert "Capacity: 1 users, the highest load meeting the SLO" in r.stdout, r.stdout
+    assert "the SLO broke at 2 users: ttft p95 <= 300 ms failed (measured" in r.stdout, r.stdout
+    assert "✗ missed" in r.stdout and "ttft p95 (ms)" in r.stdout
