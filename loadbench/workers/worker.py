@@ -31,11 +31,13 @@ CPU_EVERY_PROBES = 5
 
 def _lag_probe() -> None:
     for n in itertools.count():
+        before = state.RUNTIME
         t = time.perf_counter_ns()
         gevent.sleep(LAG_PROBE_S)
         late_us = ns_to_us(time.perf_counter_ns() - t - s_to_ns(LAG_PROBE_S))
         rt = state.RUNTIME
-        if rt is not None:
+        # a sleep that began before the run was set up measured the set-up (its full GC), not the load
+        if rt is not None and rt is before:
             rt.record_lag(max(late_us, 0))
             if n % CPU_EVERY_PROBES == 0:
                 rt.sample_cpu()
@@ -69,11 +71,11 @@ def main(master_host: str, master_port: int, master_pid: int | None = None) -> i
              f"against {plan.target.url} (model {plan.target.model}), worker {rt.worker_index + 1} of {plan.workers}")
         LLMUser.host = rt.host_root
         rt.on_drained = lambda: msg.DRAINED.send(runner, {"worker": rt.worker_id})
-        state.RUNTIME = rt
         # Everything built so far lives for the whole run: keep it out of the cyclic GC, whose full
         # collections otherwise stall the loop (and every stream's timing) for tens of ms.
         gc.collect()
         gc.freeze()
+        state.RUNTIME = rt  # after the set-up: the loop-lag probe measures the load, not this
         if rt.open_loop:
             from loadbench.workers.openloop import start_scheduler
 
