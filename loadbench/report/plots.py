@@ -303,6 +303,7 @@ def sweep_figure(sweep: Sweep, spec: SloSpec | None, judged: Sequence[tuple[str,
     bottom.set_xlabel(f"offered load ({sweep.load_unit})")
     bottom.set_title("Throughput and goodput against offered load", fontsize=11)
     bottom.grid(alpha=0.3)
+    bottom.set_xticks(loads)  # the loads the sweep ran, not fractions of a user
     bottom.xaxis.set_major_formatter(top.xaxis.get_major_formatter())
     cap = sweep.capacity
     if cap and cap.get("load") is not None:
@@ -311,7 +312,7 @@ def sweep_figure(sweep: Sweep, spec: SloSpec | None, judged: Sequence[tuple[str,
             ax.axvline(load, color="#d62728", linestyle=":", linewidth=1.2,
                        label=f"capacity: {load:g} {sweep.load_unit}" if ax is bottom else None)
     top.legend(fontsize=8, loc="upper left", ncols=2)
-    bottom.legend(fontsize=8, loc="upper left")
+    bottom.legend(fontsize=8, loc="best")  # throughput climbs from the lower left: let the legend move
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()
     return fig
