@@ -5,8 +5,8 @@ Latencies are exposed twice, both from the master's merged HDR histograms:
 - as Prometheus **histograms** (``loadbench_ttft_seconds_bucket`` ...), cumulative over the run.
   Histograms, not summaries, because buckets add up across runs and scrapes: PromQL's
   ``histogram_quantile(0.99, rate(loadbench_ttft_seconds_bucket[1m]))`` gives any window, where a
-  summary's quantiles cannot be merged or re-windowed. A bucket counts every HDR value at or below
-  its bound (HDR precision: 0.1%).
+  summary's quantiles cannot be merged or re-windowed. A bucket counts every HDR counter whose
+  range starts at or below its bound: a value is placed within HDR precision (0.1%) of itself.
 - as **gauges** of exact HDR quantiles (``loadbench_ttft_quantile_seconds{quantile, window}``), for
   the last written interval and for the run so far: what the page and the final summary show,
   without a bucket's coarseness.
@@ -52,8 +52,8 @@ class LiveState:
 
 def _bucket_values_us() -> np.ndarray:
     layout = hg.new_histogram()
-    # the highest value each counter holds: a bucket <= le counts the counters wholly at or below le
-    return np.fromiter((layout.get_highest_equivalent_value(layout.get_value_from_index(i))
+    # the lowest value of each counter's range (HDR records a value at the start of its counter)
+    return np.fromiter((layout.get_lowest_equivalent_value(layout.get_value_from_index(i))
                         for i in range(layout.counts_len)), dtype=np.int64, count=layout.counts_len)
 
 
@@ -67,7 +67,7 @@ def histogram_buckets(hist: HdrHistogram | None) -> tuple[list[tuple[str, float]
     counts = hg.counts_view(hist).astype(np.int64)
     cum = np.cumsum(counts)
     bounds_us = np.asarray(BUCKETS_S) * US_PER_S
-    at = np.searchsorted(_VALUES_US, bounds_us, side="right") - 1  # last counter wholly <= bound
+    at = np.searchsorted(_VALUES_US, bounds_us, side="right") - 1  # last counter starting <= bound
     below = [float(cum[i]) if i >= 0 else 0.0 for i in at]
     nz = np.flatnonzero(counts)
     mids = np.fromiter((hist._hdr_median_equiv_value(hist.get_value_from_index(int(i))) for i in nz),

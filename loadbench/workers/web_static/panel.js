@@ -58,6 +58,14 @@
       const d = points.map((p) => [p.t_s, f(p)]).filter(([, v]) => v !== null && v !== undefined)
         .map(([t, v], j) => `${j ? "L" : "M"}${X(t).toFixed(1)},${Y(v).toFixed(1)}`).join(" ");
       if (d) svg.appendChild(svgEl("path", { d, fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 1.6 }));
+      if (points.length < 30) {  // a line needs two points: mark each one so the first interval shows
+        for (const p of points) {
+          const v = f(p);
+          if (v !== null && v !== undefined) {
+            svg.appendChild(svgEl("circle", { cx: X(p.t_s).toFixed(1), cy: Y(v).toFixed(1), r: 2.2, fill: COLORS[i % COLORS.length] }));
+          }
+        }
+      }
       const last = points.length ? f(points[points.length - 1]) : null;
       const s = el("span", { style: `color:${COLORS[i % COLORS.length]}` }, `${name} ${fmt(last)}`);
       legend.appendChild(s);

@@ -1,0 +1,144 @@
+"""`loadbench run --web` driven in headless Chromium: Locust's own page with loadbench's form fields,
+live charts from the HDR intervals, errors in the page before any load, the report link, a second
+run from the same page, and the live P50 TTFT (page, Prometheus) against the final summary."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadbench.launcher import free_port
+from tests.conftest import REPO, mock_stats, read_json
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+MOCK_TTFT_MS = 80.0
+HDR_REL = 1e-3  # 3 significant digits
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return bytes(resp.read())
+
+
+@pytest.fixture
+def web(tmp_path: Path, mock_factory) -> Iterator[dict]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install the system browser with `apt-get install -y chromium`")
+    mock = mock_factory("--ttft-ms", str(int(MOCK_TTFT_MS)), "--itl-ms", "10")
+    port, prom = free_port(), free_port()
+    out = tmp_path / "results"
+    log = (tmp_path / "web.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadbench", "run", "--web", "--web-port", str(port), "--prometheus-port", str(prom),
+         "--target", mock.base_url, "--model", "mock-model", "--out", str(out), "--no-calibrate", "--workers", "1"],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if b'"workers":1' in _get(url + "/loadbench/live.json"):
+                break
+        except OSError:
+            pass
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("the web UI did not come up: " + (tmp_path / "web.log").read_text()[-2000:])
+    try:
+        yield {"url": url, "prom": f"http://127.0.0.1:{prom}/metrics", "mock": mock, "out": out, "tmp": tmp_path}
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _prom_run_p50_ms(url: str) -> float:
+    text = _get(url).decode()
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "loadbench_ttft_quantile_seconds":
+            for s in fam.samples:
+                if s.labels == {"quantile": "0.5", "window": "run"}:
+                    return float(s.value) * 1000.0
+    raise AssertionError("no run P50 TTFT on the Prometheus port:\n" + text[:2000])
+
+
+def _start(page, users: str, run_time: str, scenario: str) -> None:
+    page.fill("input[name=userCount]", users)
+    page.fill("input[name=spawnRate]", "20")
+    if not page.is_visible("input[name=runTime]"):
+        page.click("text=Advanced options")
+    page.fill("input[name=runTime]", run_time)
+    if not page.is_visible("input[name=scenario]"):
+        page.click("text=Custom parameters")
+    page.fill("input[name=scenario]", scenario)
+    page.click("button[type=submit]")
+
+
+def test_web_run_from_the_page(web: dict) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(web["url"])
+        page.wait_for_selector("form")
+
+        # invalid fields: the CLI's message in the page, and nothing reaches the target
+        _start(page, "0", "20s", "scenarios/default.yaml")
+        expect(page.get_by_text("--users: 0 is not in the range x>=1").first).to_be_visible(timeout=10_000)
+        _start(page, "20", "20s", "scenarios/no-such.yaml")
+        expect(page.get_by_text("scenarios/no-such.yaml: (file): file not found").first).to_be_visible(timeout=10_000)
+        assert mock_stats(web["mock"])["requests"] == 0
+        assert not web["out"].exists() or not any(web["out"].iterdir())
+
+        # a run: 20 users, a scenario, live TTFT near the mock's setting from the HDR intervals
+        _start(page, "20", "20s", "scenarios/chat-mix.yaml")
+        status = page.locator("#lb-status")
+        deadline = time.monotonic() + 60
+        live_ms = None
+        while time.monotonic() < deadline:
+            raw = status.get_attribute("data-last-ttft-p50-ms")
+            if raw:
+                live_ms = float(raw)
+                break
+            time.sleep(0.5)
+        assert live_ms is not None, page.inner_text("#loadbench-panel")
+        assert MOCK_TTFT_MS <= live_ms < MOCK_TTFT_MS * 1.5, live_ms
+        assert page.locator("#lb-chart-ttft path").count() >= 1  # the P50/P90/P99 lines are drawn
+        page.screenshot(path=str(web["tmp"] / "web-run.png"), full_page=True)
+
+        # stop from Locust's own button; the page links to the run's report
+        page.get_by_role("button", name=re.compile("stop", re.I)).click()
+        report = page.locator("#lb-report")
+        expect(report).to_be_visible(timeout=120_000)
+        assert b"<html" in _get(web["url"] + "/" + report.get_attribute("href").lstrip("./"))[:2000].lower()
+
+        # the live P50 on the page and on the Prometheus port against the summary of the same requests
+        page_ms = float(status.get_attribute("data-run-ttft-p50-ms") or "nan")
+        prom_ms = _prom_run_p50_ms(web["prom"])
+        (run_dir,) = [d for d in web["out"].iterdir() if d.is_dir()]
+        summary_ms = read_json(run_dir / "summary.json")["metrics"]["ttft_ms"]["p50"]
+        assert page_ms == pytest.approx(summary_ms, rel=HDR_REL, abs=0.001)
+        assert prom_ms == pytest.approx(summary_ms, rel=HDR_REL, abs=0.001)
+        assert read_json(run_dir / "status.json")["stop_reason"] == "the Locust runner stopped"
+
+        # a second run from the same page gets its own folder and report
+        page.get_by_role("button", name=re.compile("new", re.I)).click()
+        _start(page, "5", "4s", "scenarios/default.yaml")
+        expect(page.locator("#lb-runs .lb-report-link")).to_have_count(2, timeout=120_000)
+        assert len([d for d in web["out"].iterdir() if d.is_dir()]) == 2
+        browser.close()
