@@ -8,7 +8,8 @@ from loadbench.metrics import histogram as hg
 from loadbench.metrics.live import LiveFeed
 
 
-def _hist(values_us: list[int]):
+def hist_of(values_us: list[int]):
+    """An HDR histogram of these values (microseconds); shared with the exporter's tests."""
     h = hg.new_histogram()
     for v in values_us:
         hg.record(h, v)
@@ -19,14 +20,14 @@ def test_interval_and_run_quantiles_are_the_hdr_percentiles() -> None:
     feed = LiveFeed()
     first = [50_000] * 8 + [80_000] * 2  # P50 50 ms, P90 80 ms
     second = [100_000] * 10
-    p1 = feed.add(0.0, 2.0, {"ttft": _hist(first)}, {"ok": 10, "output_tokens": 640, "outcomes": {"ok": 10}})
-    feed.add(2.0, 2.0, {"ttft": _hist(second)}, {"ok": 10, "outcomes": {"ok": 10}})
+    p1 = feed.add(0.0, 2.0, {"ttft": hist_of(first)}, {"ok": 10, "output_tokens": 640, "outcomes": {"ok": 10}})
+    feed.add(2.0, 2.0, {"ttft": hist_of(second)}, {"ok": 10, "outcomes": {"ok": 10}})
     assert p1.latency["ttft"].count == 10
     assert p1.latency["ttft"].p50_ms == pytest.approx(50.0, rel=1e-3)
     assert p1.latency["ttft"].p90_ms == pytest.approx(80.0, rel=1e-3)
     assert p1.latency["itl"].count == 0 and p1.latency["itl"].p50_ms is None
     run = feed.run_quantiles("ttft")
-    merged = _hist(first + second)
+    merged = hist_of(first + second)
     assert run.count == 20
     assert run.p50_ms == merged.get_value_at_percentile(50.0) / 1000.0  # 80 ms: the 10th of 20 values
     assert run.p99_ms == pytest.approx(100.0, rel=1e-3)
@@ -43,8 +44,8 @@ def test_errors_by_outcome_leave_out_ok_and_run_totals_add_up() -> None:
 
 def test_cache_states_are_kept_apart() -> None:
     feed = LiveFeed()
-    p = feed.add(0.0, 1.0, {"ttft": _hist([5_000, 60_000]), "ttft:cache=hit": _hist([5_000]),
-                            "ttft:cache=miss": _hist([60_000])}, {"ok": 2})
+    p = feed.add(0.0, 1.0, {"ttft": hist_of([5_000, 60_000]), "ttft:cache=hit": hist_of([5_000]),
+                            "ttft:cache=miss": hist_of([60_000])}, {"ok": 2})
     assert p.cache_ttft["hit"].p50_ms == pytest.approx(5.0, rel=1e-3)
     assert p.cache_ttft["miss"].p50_ms == pytest.approx(60.0, rel=1e-3)
     assert feed.run_quantiles("ttft:cache=miss").count == 1

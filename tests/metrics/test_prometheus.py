@@ -9,22 +9,15 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadbench.launcher import free_port
-from loadbench.metrics import histogram as hg
 from loadbench.metrics.live import LiveFeed
 from loadbench.metrics.prometheus import LiveState, registry_for, serve
-
-
-def _hist(values_us: list[int]):
-    h = hg.new_histogram()
-    for v in values_us:
-        hg.record(h, v)
-    return h
+from tests.metrics.test_live import hist_of
 
 
 def _state() -> LiveState:
     feed = LiveFeed()
     ttft = [10_000] * 5 + [60_000] * 3 + [2_000_000] * 2
-    feed.add(0.0, 1.0, {"ttft": _hist(ttft), "itl": _hist([10_000] * 40)},
+    feed.add(0.0, 1.0, {"ttft": hist_of(ttft), "itl": hist_of([10_000] * 40)},
              {"ok": 10, "output_tokens": 400, "outcomes": {"ok": 10, "timeout": 2}, "cpu_percent_max": 40.0,
               "loop_lag_p99_ms": 1.5})
     return LiveState(run_id="r1", feed=feed, outcomes={"ok": 10, "timeout": 2, "dropped": 1}, users=20,
