@@ -41,12 +41,11 @@ from typing import Any
 import psutil
 from hdrh.histogram import HdrHistogram
 
+from loadbench.metrics.client_delay import ITL_P99_PROMISE_MS, LAG_TO_DELAY, TTFT_P99_PROMISE_MS
 from loadbench.procs import start_server
 
 OUT = Path(__file__).resolve().parent / "out" / "generator_matrix.json"
 TTFT_MS = 80.0
-TTFT_P99_PROMISE_MS = 5.0
-ITL_P99_PROMISE_MS = 2.0
 DEFAULT_CELLS = "100:8:64:shared,100:8:64:own,200:8:64:shared,50:16:256:shared"
 FULL = {"streams": (50, 100, 200, 400), "itl_ms": (8.0, 16.0, 32.0), "tokens": (64, 256),
         "placement": ("shared", "own")}
@@ -299,6 +298,11 @@ def _row(cell: Cell, run: Path, ref: dict[str, Any], mock_stats: dict[str, Any],
         "mock_late_chunks": mock_stats.get("late_chunks"), "mock_chunks": mock_stats.get("chunks"),
         "mock_max_lateness_ms": mock_stats.get("max_lateness_ms"),
         "saturated": bool(gen.get("saturated")), "client_delay_ms": gen.get("client_delay_ms"),
+        # what metrics.client_delay.LAG_TO_DELAY must cover: the TTFT P99 error per ms of loop-lag P99
+        "ttft_error_per_lag": (round(d_ttft99 / gen["loop_lag_p99_ms"], 3)
+                               if d_ttft99 is not None and gen.get("loop_lag_p99_ms") else None),
+        "itl_error_per_lag": (round(d_itl99 / gen["loop_lag_p99_ms"], 3)
+                              if d_itl99 is not None and gen.get("loop_lag_p99_ms") else None),
         "verdict_reasons": gen.get("reasons") or [], "accurate": accurate, "flagged": flagged,
         "silent_error": not accurate and not flagged,
         "console_flag": "client-side delay" in console or "saturated" in console,
@@ -337,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
            "cells": rows}
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.out}")
+    ratios = [r["ttft_error_per_lag"] for r in rows if r["ttft_error_per_lag"] is not None]
+    if ratios:
+        print(f"largest TTFT P99 error per ms of loop-lag P99: {max(ratios):.2f} "
+              f"(the verdict assumes at most {LAG_TO_DELAY:g})")
     silent = [r["cell"] for r in rows if r["silent_error"]]
     if silent:
         print("cells off the promise and not flagged: " + ", ".join(silent))
