@@ -25,6 +25,7 @@ _COMMANDS: dict[str, str] = {
     "eval": "loadbench.cli.eval_cmd:eval_",
     "dataset": "loadbench.cli.dataset_cmd:dataset",
     "log": "loadbench.cli.log_cmd:log_group",
+    "ab": "loadbench.cli.ab_cmd:ab",
 }
 
 

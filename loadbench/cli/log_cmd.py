@@ -43,7 +43,8 @@ def log_group() -> None:
 def export(log_path: Path, fmt: str, out_path: Path | None, experiment: str | None, since_ms: int | None) -> None:
     """Write every row of the requests table (bodies only where they were logged)."""
     conn = open_log(log_path)
-    where, params = ["1"], []
+    where: list[str] = ["1"]
+    params: list[object] = []
     if experiment:
         where.append("experiment = ?")
         params.append(experiment)

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
+from loadbench.ab.criteria import Criteria
 from loadbench.config.validation import StrictModel
 from loadbench.errors import ConfigError
 from loadbench.eval.pricing import Pricing, load_pricing
@@ -91,15 +92,6 @@ class Guardrails:
     max_p95_e2e_ms: float | None
     failed_checks: int
     interval_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Criteria:
-    error_rate_margin: float
-    cost_ratio_max: float
-    quality_ratio_min: float
-    alpha: float
-    min_requests: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     weight REAL NOT NULL,            -- percent of traffic to the candidate while running
     state TEXT NOT NULL,             -- running | paused | promoted | rolled_back
     reason TEXT NOT NULL DEFAULT '',
-    updated_ms INTEGER NOT NULL
+    updated_ms INTEGER NOT NULL,
+    criteria TEXT NOT NULL DEFAULT '{}'   -- the pre-registered success criteria (JSON), fixed at the start
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -60,6 +61,15 @@ CREATE TABLE IF NOT EXISTS events (
     reason TEXT NOT NULL DEFAULT '',
     worker INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    request_id TEXT NOT NULL,        -- a request of the same tenant
+    tenant TEXT,
+    score REAL NOT NULL,             -- in [0, 1]; accepted: true is 1, false is 0
+    outcome TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS feedback_rid ON feedback(request_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -117,12 +127,13 @@ class ExperimentRow:
                 "updated_ms": self.updated_ms}
 
 
-def register(conn: sqlite3.Connection, start: Iterable[tuple[str, float]], now_ms: int, worker: int) -> None:
-    """Experiments seen for the first time start running at their configured weight; known ones keep
-    their persisted state (a restart never undoes a rollback or a promotion)."""
-    for name, weight in start:
-        added = conn.execute("INSERT OR IGNORE INTO experiments VALUES (?, ?, 'running', '', ?)",
-                             (name, weight, now_ms)).rowcount
+def register(conn: sqlite3.Connection, start: Iterable[tuple[str, float, str]], now_ms: int, worker: int) -> None:
+    """Experiments seen for the first time start running at their configured weight, and their success
+    criteria (JSON) are stored once: later edits of the config cannot move the goalposts of a running
+    test. Known ones keep their persisted state (a restart never undoes a rollback or a promotion)."""
+    for name, weight, criteria in start:
+        added = conn.execute("INSERT OR IGNORE INTO experiments VALUES (?, ?, 'running', '', ?, ?)",
+                             (name, weight, now_ms, criteria)).rowcount
         if added:
             event(conn, now_ms, name, "start", weight, "", worker)
 

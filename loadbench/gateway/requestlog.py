@@ -22,6 +22,7 @@ import queue
 import sqlite3
 import threading
 import time
+from dataclasses import asdict
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
@@ -144,7 +145,8 @@ class RequestLog:
         self = cls(spec, gateway, metrics, asyncio.get_running_loop())
         conn = logdb.create(spec.path)
         try:
-            logdb.register(conn, ((e.name, e.weight) for e in self.experiments.specs.values()),
+            logdb.register(conn, ((e.name, e.weight, orjson.dumps(asdict(e.criteria)).decode())
+                                  for e in self.experiments.specs.values()),
                            round(time.time() * 1000), self.worker)
             self.experiments.apply(logdb.experiments(conn))
         finally:

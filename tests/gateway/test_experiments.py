@@ -10,8 +10,9 @@ import aiohttp
 import orjson
 import pytest
 
+from loadbench.ab.criteria import Criteria
 from loadbench.errors import ConfigError
-from loadbench.gateway.abconfig import Criteria, ExperimentSpec, Guardrails
+from loadbench.gateway.abconfig import ExperimentSpec, Guardrails
 from loadbench.gateway.config import compile_model, parse_model
 from loadbench.gateway.experiments import WindowStats, advance, assign, bucket, failed_check
 from tests.gateway.harness import CHAT, Upstream, ok, post, run, upstream
