@@ -83,6 +83,8 @@ def run(target: str | None, embedded: str | None, model: str | None, profile_pat
     if embedded is not None and target is not None:
         raise click.UsageError("--embedded starts a local target; it cannot be combined with --target "
                                "(drop one of them)")
+    if web and master_mode:
+        raise click.UsageError("--web runs its workers locally; it cannot be combined with --master")
     priced = load_run_price(pricing_path, price_name or model) if pricing_path else None  # exit 2 before load
 
     req = RunRequest(target=target, embedded=embedded or "mock", model=model, profile_path=profile_path,

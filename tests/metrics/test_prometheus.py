@@ -17,7 +17,7 @@ from tests.metrics.test_live import hist_of
 def _state() -> LiveState:
     feed = LiveFeed()
     ttft = [10_000] * 5 + [60_000] * 3 + [2_000_000] * 2
-    feed.add(0.0, 1.0, {"ttft": hist_of(ttft), "itl": hist_of([10_000] * 40)},
+    feed.add(0.0, 1.0, {"ttft": hist_of(ttft), "itl": hist_of([10_000] * 40), "ttft:cache=hit": hist_of([5_000])},
              {"ok": 10, "output_tokens": 400, "outcomes": {"ok": 10, "timeout": 2}, "cpu_percent_max": 40.0,
               "loop_lag_p99_ms": 1.5})
     return LiveState(run_id="r1", feed=feed, outcomes={"ok": 10, "timeout": 2, "dropped": 1}, users=20,
@@ -81,3 +81,28 @@ def test_served_on_localhost_and_empty_before_a_run() -> None:
     current.append(_state())
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         assert b'loadbench_run_info{run_id="r1"} 1.0' in resp.read()
+
+
+def test_the_grafana_dashboard_queries_only_names_that_exist() -> None:
+    import json
+    import re
+    from dataclasses import fields
+
+    from loadbench.cache.cache import CacheStats
+    from loadbench.gateway.metrics import _COUNTERS, Metrics
+    from tests.conftest import REPO
+
+    state = _state()
+    state = LiveState(run_id="r1", feed=state.feed, outcomes=state.outcomes, users=3, target_rps=2.0)
+    gw = Metrics()
+    for name, (_, labels) in _COUNTERS.items():
+        gw.inc(name, *["x"] * len(labels))
+    gw.target("t").ttft.record(0.1)
+    text = (generate_latest(registry_for(lambda: state)).decode()
+            + gw.render({"t": True}, {"c": {f.name: 1 for f in fields(CacheStats)}}))
+    exposed = {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
+    dash = json.loads((REPO / "docs/grafana/loadbench.json").read_text())
+    queried = {name for panel in dash["panels"] for t in panel.get("targets", [])
+               for name in re.findall(r"loadbench_\w+", t["expr"])}
+    assert len(queried) >= 15
+    assert queried <= exposed, sorted(queried - exposed)
