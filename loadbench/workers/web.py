@@ -256,8 +256,7 @@ def main(argv: list[str]) -> int:
     runner = new_runner(args.bind_host, args.bind_port)
     env = runner.environment
     env.host = defaults.target_url
-    env.parsed_options = get_parser().parse_args(["--users", "10", "--spawn-rate", "5", "--run-time", "60s",
-                                                  "--host", defaults.target_url])
+    env.parsed_options = get_parser().parse_args(defaults.locust_args())
     session = WebSession(defaults, runner, args.expect_workers)
     web_ui = env.create_web_ui(host=args.web_host, port=args.web_port, delayed_start=True)
     if args.web_auth_env:

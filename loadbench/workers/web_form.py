@@ -33,17 +33,29 @@ class WebDefaults:
     name: str
     api_key_env: str | None = None
     include_usage: bool = True
+    users: int = 10
+    ramp_up_s: float = 0.0
+    duration_s: float | None = None  # empty run time: the profile's own duration
 
     def to_json(self) -> dict[str, Any]:
         return {"target_url": self.target_url, "model": self.model, "profile": self.profile,
                 "scenario": self.scenario, "out_dir": self.out_dir, "name": self.name,
-                "api_key_env": self.api_key_env, "include_usage": self.include_usage}
+                "api_key_env": self.api_key_env, "include_usage": self.include_usage, "users": self.users,
+                "ramp_up_s": self.ramp_up_s, "duration_s": self.duration_s}
+
+    def locust_args(self) -> list[str]:
+        """Locust's own fields, filled as the command line asked (ramp up is a rate there)."""
+        spawn_rate = self.users / self.ramp_up_s if self.ramp_up_s > 0 else float(self.users)
+        return ["--users", str(self.users), "--spawn-rate", f"{spawn_rate:g}", "--host", self.target_url,
+                *(["--run-time", f"{self.duration_s:g}s"] if self.duration_s else [])]
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> WebDefaults:
         return cls(target_url=str(obj["target_url"]), model=str(obj["model"]), profile=str(obj.get("profile") or ""),
                    scenario=str(obj.get("scenario") or ""), out_dir=str(obj["out_dir"]), name=str(obj["name"]),
-                   api_key_env=obj.get("api_key_env"), include_usage=bool(obj.get("include_usage", True)))
+                   api_key_env=obj.get("api_key_env"), include_usage=bool(obj.get("include_usage", True)),
+                   users=int(obj.get("users") or 10), ramp_up_s=float(obj.get("ramp_up_s") or 0.0),
+                   duration_s=obj.get("duration_s"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,15 @@ run from the same page, and the live P50 TTFT (page, Prometheus) against the fin
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,24 +35,26 @@ def _get(url: str) -> bytes:
         return bytes(resp.read())
 
 
-@pytest.fixture
-def web(tmp_path: Path, mock_factory) -> Iterator[dict]:
+@contextlib.contextmanager
+def _web(tmp_path: Path, mock, *extra: str, env: dict[str, str] | None = None) -> Iterator[dict]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install the system browser with `apt-get install -y chromium`")
-    mock = mock_factory("--ttft-ms", str(int(MOCK_TTFT_MS)), "--itl-ms", "10")
     port, prom = free_port(), free_port()
     out = tmp_path / "results"
     log = (tmp_path / "web.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadbench", "run", "--web", "--web-port", str(port), "--prometheus-port", str(prom),
-         "--target", mock.base_url, "--model", "mock-model", "--out", str(out), "--no-calibrate", "--workers", "1"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ})
+         "--target", mock.base_url, "--model", "mock-model", "--out", str(out), "--no-calibrate", "--workers", "1",
+         *extra],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             if b'"workers":1' in _get(url + "/loadbench/live.json"):
                 break
+        except urllib.error.HTTPError:
+            break  # up, behind basic auth
         except OSError:
             pass
         time.sleep(0.3)
@@ -58,12 +64,18 @@ def web(tmp_path: Path, mock_factory) -> Iterator[dict]:
     try:
         yield {"url": url, "prom": f"http://127.0.0.1:{prom}/metrics", "mock": mock, "out": out, "tmp": tmp_path}
     finally:
-        proc.send_signal(2)
+        proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture
+def web(tmp_path: Path, mock_factory) -> Iterator[dict]:
+    with _web(tmp_path, mock_factory("--ttft-ms", str(int(MOCK_TTFT_MS)), "--itl-ms", "10")) as w:
+        yield w
 
 
 def _prom_run_p50_ms(url: str) -> float:
@@ -142,3 +154,17 @@ def test_web_run_from_the_page(web: dict) -> None:
         expect(page.locator("#lb-runs .lb-report-link")).to_have_count(2, timeout=120_000)
         assert len([d for d in web["out"].iterdir() if d.is_dir()]) == 2
         browser.close()
+
+
+def test_basic_auth_guards_the_page_and_its_routes(tmp_path: Path, mock_factory) -> None:
+    with _web(tmp_path, mock_factory(), "--web-auth-env", "LB_TEST_WEB_AUTH",
+              env={"LB_TEST_WEB_AUTH": "alice:s3cret"}) as w:
+        for path in ("/", "/loadbench/live.json", "/swarm"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                _get(w["url"] + path)
+            assert err.value.code == 401
+        req = urllib.request.Request(w["url"] + "/loadbench/live.json", headers={
+            "Authorization": "Basic " + base64.b64encode(b"alice:s3cret").decode()})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert b'"expected_workers":1' in resp.read()
+        assert b"s3cret" not in (tmp_path / "web.log").read_bytes()
