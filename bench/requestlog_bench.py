@@ -29,14 +29,32 @@ OUT = Path(__file__).resolve().parent / "out" / "requestlog.json"
 BAR_RATIO = 0.90
 
 
-def _gateway(mock: ServerProcess, folder: Path, logged: bool) -> ServerProcess:
-    text = (f"targets:\n  - {{name: mock, url: {mock.base_url}, model: mock-model, max_connections: 1024}}\n"
-            "virtual_models:\n  - {name: bench, targets: [{target: mock}]}\n")
-    if logged:
-        text += f"request_log: {{path: {folder / 'gateway.db'}}}\n"
-    path = folder / ("logged.yaml" if logged else "plain.yaml")
+MOCK_ARGS = ("--port", "0", "--ttft-ms", "50", "--itl-ms", "5", "--output-tokens", "64")
+
+
+def pinned_gateway(folder: Path, name: str, targets: dict[str, ServerProcess], extra: str = "",
+                   vm_extra: str = "") -> ServerProcess:
+    """A gateway on CPU 1 with virtual model ``bench`` on the first target (``vm_extra``: its further
+    lines, ``extra``: top-level YAML)."""
+    text = "targets:\n" + "".join(f"  - {{name: {t}, url: {s.base_url}, model: mock-model, max_connections: 1024}}\n"
+                                   for t, s in targets.items())
+    text += f"virtual_models:\n  - name: bench\n    targets: [{{target: {next(iter(targets))}}}]\n{vm_extra}{extra}"
+    path = folder / f"{name}.yaml"
     path.write_text(text)
     return start_server(["gateway", "--config", str(path), "--port", "0"], cpu=1)
+
+
+def _gateway(mock: ServerProcess, folder: Path, logged: bool) -> ServerProcess:
+    extra = f"request_log: {{path: {folder / 'gateway.db'}}}\n" if logged else ""
+    return pinned_gateway(folder, "logged" if logged else "plain", {"mock": mock}, extra)
+
+
+def write_result(path: Path, out: dict[str, object], detail: str) -> int:
+    """Write the bench's JSON, print it without its ``detail`` list, and exit 0 when it passes."""
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in out.items() if k != detail}))
+    return 0 if out["pass"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.sched_setaffinity(0, {0})
     folder = Path(tempfile.mkdtemp(prefix="logbench-"))
-    mock = start_server(["mock", "--port", "0", "--ttft-ms", "50", "--itl-ms", "5", "--output-tokens", "64"], cpu=0)
+    mock = start_server(["mock", *MOCK_ARGS], cpu=0)
     servers = [("log_off", _gateway(mock, folder, False)), ("log_on", _gateway(mock, folder, True))]
     rows: list[dict[str, object]] = []
     try:
@@ -63,17 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         for _, server in servers:
             server.stop()
         mock.stop()
-    median = {name: statistics.median(float(r["req_per_cpu_s"] or 0) for r in rows if r["server"] == name)
+    median = {name: statistics.median(float(str(r["req_per_cpu_s"] or 0)) for r in rows if r["server"] == name)
               for name, _ in servers}
     logged = sqlite3.connect(folder / "gateway.db").execute("SELECT COUNT(*) FROM requests").fetchone()[0]
     served = sum(int(r["completed"]) for r in rows if r["server"] == "log_on")  # type: ignore[call-overload]
     ratio = median["log_on"] / median["log_off"] if median["log_off"] else 0.0
     out = {"rows": rows, "median_req_per_cpu_s": median, "ratio": round(ratio, 3), "bar_ratio": BAR_RATIO,
            "rows_logged": logged, "requests_served_with_log": served, "pass": ratio >= BAR_RATIO}
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in out.items() if k != "rows"}))
-    return 0 if out["pass"] else 1
+    return write_result(OUT, out, "rows")
 
 
 if __name__ == "__main__":

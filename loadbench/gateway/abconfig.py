@@ -69,6 +69,32 @@ class ExperimentModel(StrictModel):
     rollback: RollbackModel = RollbackModel()
 
 
+class ShadowModel(StrictModel):
+    targets: list[str] = Field(min_length=1)
+    fraction: float = Field(default=0.1, ge=0, le=1)  # of the virtual model's requests, each sent to every target
+    max_concurrency: PositiveInt = 32  # shadow requests in flight per worker; beyond it a shadow is dropped
+    budget_usd_per_day: PositiveFloat | None = None  # shadow spend since 00:00 UTC (all workers), then none
+    exclude_metadata: dict[str, str] = Field(default_factory=dict)  # requests with any of these are never shadowed
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSpec:
+    targets: tuple[str, ...]
+    fraction: float
+    max_concurrency: int
+    budget_usd_per_day: float | None
+    exclude_metadata: tuple[tuple[str, str], ...]
+
+
+def compile_shadow(model: ShadowModel, targets: list[str], path: str, where: str) -> ShadowSpec:
+    for i, name in enumerate(model.targets):
+        if name not in targets:
+            raise ConfigError(path, f"{where}.targets[{i}]", f"unknown target {name!r}",
+                              "use a name from the top-level targets list: " + ", ".join(targets))
+    return ShadowSpec(tuple(model.targets), model.fraction, model.max_concurrency, model.budget_usd_per_day,
+                      tuple(sorted(model.exclude_metadata.items())))
+
+
 @dataclass(frozen=True, slots=True)
 class RequestLogSpec:
     path: str

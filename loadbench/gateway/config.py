@@ -28,8 +28,11 @@ from loadbench.gateway.abconfig import (
     ExperimentSpec,
     RequestLogModel,
     RequestLogSpec,
+    ShadowModel,
+    ShadowSpec,
     compile_experiment,
     compile_request_log,
+    compile_shadow,
 )
 
 DEFAULT_FAILURE_CODES = (429, 500, 502, 503, 504)
@@ -91,6 +94,7 @@ class VirtualModelModel(StrictModel):
     # alone); false turns it off for this model; validated by loadbench.cache.config
     cache: dict[str, Any] | StrictBool | None = None
     experiment: ExperimentModel | None = None  # docs/ab.md
+    shadow: ShadowModel | None = None  # docs/ab.md
 
 
 class LatencyRoutingModel(StrictModel):
@@ -199,6 +203,7 @@ class Route:
     filtered: bool = False  # some target has a metadata_match (else routing skips matching)
     cache: CacheConfig | None = None  # None: this model's answers are never cached
     experiment: ExperimentSpec | None = None
+    shadow: ShadowSpec | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -358,12 +363,19 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
                 raise ConfigError(path, f"{where}.experiment", "experiments need the request log",
                                   "add a top-level request_log: {path: gateway.db}")
             experiment = compile_experiment(vm.experiment, [rt.target for rt in rts], path, f"{where}.experiment")
+        shadow = None
+        if vm.shadow is not None:
+            if model.request_log is None:
+                raise ConfigError(path, f"{where}.shadow", "shadow traffic needs the request log (answers go there)",
+                                  "add a top-level request_log: {path: gateway.db}")
+            shadow = compile_shadow(vm.shadow, list(targets), path, f"{where}.shadow")
         routes[vm.name] = Route(
             name=vm.name, routing=vm.routing, targets=tuple(rts),
             retry_attempts=vm.retry.attempts, retry_delay_s=vm.retry.delay_ms / 1000.0,
             retry_status_codes=frozenset(vm.retry.on_status_codes),
             fallback_status_codes=frozenset(vm.fallback_status_codes),
-            filtered=any(rt.metadata_match for rt in rts), cache=cache, experiment=experiment)
+            filtered=any(rt.metadata_match for rt in rts), cache=cache, experiment=experiment,
+            shadow=shadow)
     lr = model.latency_routing
     sla = model.sla
     if sla.min_samples > sla.max_samples:

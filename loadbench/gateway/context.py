@@ -59,6 +59,8 @@ class RequestContext:
     experiment: str = ""
     arm: str = ""  # "incumbent" | "candidate"
     keep_answer: bool = False  # the request log wants the answer's bytes in ``captured``
+    pair_id: str = ""  # a shadowed request and its shadows share it (the primary's request id)
+    shadow: bool = False  # this is a shadow's record (never sent to the client)
 
 
 class CacheHook(Protocol):

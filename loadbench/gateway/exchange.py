@@ -496,4 +496,6 @@ async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook 
         status = response.status
         return response
     finally:
+        if status != 499:
+            request_log.shadows.maybe(exchange.ctx, gw.rng)
         request_log.add(exchange.ctx, status)

@@ -184,3 +184,10 @@ def window(conn: sqlite3.Connection, name: str, arm: str, since_ms: int,
     return conn.execute(
         "SELECT status, outcome, ttft_ms, e2e_ms FROM requests WHERE experiment = ? AND arm = ? AND ts_ms >= ?"
         " AND role = 'primary' ORDER BY id DESC LIMIT ?", (name, arm, since_ms, limit)).fetchall()
+
+
+def shadow_spend(conn: sqlite3.Connection, since_ms: int) -> float:
+    """Spend of shadow requests since ``since_ms`` (all workers)."""
+    row = conn.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM requests WHERE role = 'shadow' AND ts_ms >= ?",
+                       (since_ms,)).fetchone()
+    return float(row[0])

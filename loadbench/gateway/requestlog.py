@@ -33,6 +33,7 @@ from loadbench.gateway import logdb
 from loadbench.gateway.abconfig import ExperimentSpec, RequestLogSpec
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.experiments import CANDIDATE, Experiments, WindowStats, advance, share
+from loadbench.gateway.shadow import Shadows
 
 if TYPE_CHECKING:
     import random
@@ -111,7 +112,8 @@ def row_of(item: Item, spec: RequestLogSpec, models: dict[str, str], worker: int
         ctx.experiment or None, ctx.arm or None, ctx.target, status, outcome_of(ctx, status), cache,
         ttft_ms, tpot_ms, e2e_ms, usage.prompt_tokens or None, output_tokens or None, usage.cached_tokens or None,
         cost, ctx.attempts, orjson.dumps(ctx.metadata).decode() if ctx.metadata else None,
-        ctx.client_key_digest.hex() if ctx.client_key_digest else None, None, "primary", request_body,
+        ctx.client_key_digest.hex() if ctx.client_key_digest else None, ctx.pair_id or None,
+        "shadow" if ctx.shadow else "primary", request_body,
         response_body)
 
 
@@ -135,6 +137,9 @@ class RequestLog:
         self._timer: asyncio.TimerHandle | None = None
         self._streaks: dict[str, int] = {}
         self._next_check: dict[str, float] = {}
+        self.shadows = Shadows(gateway, self.add)
+        self._budgeted = any(r.shadow is not None and r.shadow.budget_usd_per_day is not None
+                             for r in gateway.routes.values())
 
     @classmethod
     def open(cls, gateway: GatewaySpec, metrics: Metrics) -> RequestLog:
@@ -210,7 +215,7 @@ class RequestLog:
                          f"{share(row, spec):g}")
             info.append(f'loadbench_gateway_experiment_state{{experiment="{name}",state="{state}",'
                         f'reason="{reason}",worker="{w}"}} 1')
-        return "\n".join(lines + info) + "\n"
+        return "\n".join(lines + info + self.shadows.render(w)) + "\n"
 
     # ------------------------------------------------------------------ the writer thread
 
@@ -261,6 +266,9 @@ class RequestLog:
                     self._next_check[spec.name] = now + spec.guardrails.interval_s
                     self._check(conn, spec)
             rows = logdb.experiments(conn)
+            if self._budgeted:
+                midnight_ms = int(time.time() // 86400 * 86400 * 1000)
+                self.shadows.spent_today_usd = logdb.shadow_spend(conn, midnight_ms)
         except sqlite3.Error as exc:
             log.warning("request log: reading experiments failed: %s", exc)
             return

@@ -131,6 +131,7 @@ class Gateway:
     async def close(self) -> None:
         self.watchdog.stop()
         if self.requestlog is not None:
+            await self.requestlog.shadows.close()
             self.requestlog.close()  # writes what is queued
         if self._background:
             await asyncio.wait(list(self._background), timeout=5.0)

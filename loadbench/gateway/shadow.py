@@ -1,0 +1,131 @@
+"""Shadow traffic: a sampled request is also sent to each shadow target, after the client's answer.
+
+A shadow starts once the primary exchange is over, in a task of its own, on connection pools of its
+own (one per shadow target, apart from the pools that serve clients), so it can neither delay the
+primary nor take its connections; the client only ever receives the primary's answer. At most
+``max_concurrency`` shadows are in flight per worker: one more is dropped and counted, never queued.
+Each shadow is read like a client would (streamed when the client streamed: TTFT, TPOT from its own
+send) and logged with ``role = 'shadow'`` under the primary's ``pair_id`` (the primary's request id),
+with its usage and cost. Shadow spend since 00:00 UTC is summed over all workers from the log by the
+writer thread; past ``budget_usd_per_day`` nothing more is shadowed that day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from time import perf_counter_ns
+
+import aiohttp
+import orjson
+
+from loadbench.gateway.config import GatewaySpec, Route
+from loadbench.gateway.context import RequestContext
+from loadbench.gateway.relay import StreamRelay
+from loadbench.gateway.upstream import Upstream
+
+CONNECT_ERROR = 502
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a shadow answer kept for the log (beyond it: not kept)
+
+
+class Shadows:
+    def __init__(self, spec: GatewaySpec, add: Callable[[RequestContext, int], None]) -> None:
+        self.add = add  # the request log's add
+        names = {t for r in spec.routes.values() if r.shadow is not None for t in r.shadow.targets}
+        self.upstreams = {name: Upstream(spec.targets[name]) for name in sorted(names)}
+        self.in_flight: dict[str, int] = defaultdict(int)  # by virtual model
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)  # (virtual model, result) -> count
+        self.spent_today_usd = 0.0  # set by the request log's writer thread
+        self.max_event_bytes = spec.limits.max_event_bytes
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def maybe(self, ctx: RequestContext, rng: random.Random) -> None:
+        """Sample this finished exchange and start its shadows (called on the event loop, O(1) when not)."""
+        route = ctx.route
+        if route is None or route.shadow is None or ctx.shadow:
+            return
+        spec = route.shadow
+        if rng.random() >= spec.fraction:
+            return
+        if spec.exclude_metadata and any(ctx.metadata.get(k) == v for k, v in spec.exclude_metadata):
+            self.counts[(route.name, "excluded")] += 1
+            return
+        if spec.budget_usd_per_day is not None and self.spent_today_usd >= spec.budget_usd_per_day:
+            self.counts[(route.name, "over_budget")] += 1
+            return
+        ctx.pair_id = ctx.request_id
+        loop = asyncio.get_running_loop()
+        for i, target in enumerate(spec.targets):
+            if self.in_flight[route.name] >= spec.max_concurrency:
+                self.counts[(route.name, "dropped_full")] += 1
+                continue
+            self.in_flight[route.name] += 1
+            self.counts[(route.name, "sent")] += 1
+            task = loop.create_task(self._send(ctx, route, i, self.upstreams[target]))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, primary: RequestContext, route: Route, index: int, up: Upstream) -> None:
+        ctx = RequestContext(f"{primary.request_id}-shadow-{index}", perf_counter_ns(), primary.kind, {},
+                             primary.body, primary.stream, primary.metadata, primary.client_key_digest, route)
+        ctx.pair_id, ctx.shadow, ctx.target, ctx.attempts = primary.pair_id, True, up.spec.name, 1
+        ctx.keep_answer = primary.keep_answer
+        status = CONNECT_ERROR
+        url = up.chat_url if ctx.kind == "chat" else up.completions_url
+        try:
+            body = {**primary.body, "model": up.spec.model}
+            async with asyncio.timeout(up.spec.timeouts.total_s):
+                resp = await up.session.post(url, data=orjson.dumps(body), headers=up.headers)
+                try:
+                    status = resp.status
+                    if status == 200 and ctx.stream:
+                        await self._read_stream(ctx, resp)
+                    else:
+                        data = await resp.content.read(MAX_ANSWER_BYTES)
+                        ctx.first_ns = ctx.last_ns = perf_counter_ns()
+                        ctx.usage_tail = data
+                        if ctx.keep_answer:
+                            ctx.captured = [data]
+                finally:
+                    resp.close()
+        except (aiohttp.ClientError, TimeoutError):
+            if status == 200:
+                ctx.outcome = "stream_break"  # cut after its headers (a failed connection keeps 502)
+        finally:
+            self.in_flight[route.name] -= 1
+        self.add(ctx, status)
+
+    async def _read_stream(self, ctx: RequestContext, resp: aiohttp.ClientResponse) -> None:
+        relay = StreamRelay(self.max_event_bytes, [] if ctx.keep_answer else None)
+        content = resp.content
+        while chunk := await content.readany():
+            relay.feed(chunk, perf_counter_ns())
+            if relay.error:
+                break
+        relay.end()
+        if relay.error:
+            ctx.outcome = "stream_break"
+        ctx.first_ns, ctx.last_ns = relay.first_ns, relay.last_ns
+        ctx.tokens = relay.usage_tokens() or relay.tokens
+        ctx.usage_tail = relay.prev + relay.last
+        if relay.capture is not None:
+            ctx.captured = relay.capture
+
+    def render(self, worker: int) -> list[str]:
+        lines = ["# HELP loadbench_gateway_shadow_total Shadow requests by virtual model and result "
+                 "(sent, dropped_full, over_budget, excluded)",
+                 "# TYPE loadbench_gateway_shadow_total counter"]
+        for (model, result), n in sorted(self.counts.items()):
+            lines.append(f'loadbench_gateway_shadow_total{{model="{model}",result="{result}",worker="{worker}"}} {n}')
+        lines += ["# HELP loadbench_gateway_shadow_spend_today_usd Shadow spend since 00:00 UTC, all workers",
+                  "# TYPE loadbench_gateway_shadow_spend_today_usd gauge",
+                  f'loadbench_gateway_shadow_spend_today_usd{{worker="{worker}"}} {self.spent_today_usd:.6f}']
+        return lines
+
+    async def close(self) -> None:
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=5.0)
+        for up in self.upstreams.values():
+            await up.close()
