@@ -18,6 +18,7 @@ from loadbench.gateway.admin import add_admin_routes
 from loadbench.gateway.cache_hook import GatewayCache
 from loadbench.gateway.context import CacheHook
 from loadbench.gateway.exchange import handle
+from loadbench.gateway.feedback import add_feedback_routes
 from loadbench.gateway.health import cooldown_remaining_s, is_healthy
 from loadbench.gateway.state import Gateway
 from loadbench.protocol.http import add_error_routes
@@ -99,5 +100,6 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     add_admin_routes(app, gw)
+    add_feedback_routes(app, gw)
     add_error_routes(app)
     return app
