@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import orjson
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from loadbench.ab.criteria import Criteria
 from loadbench.config.validation import StrictModel
 from loadbench.errors import ConfigError
 from loadbench.eval.pricing import Pricing, load_pricing
+from loadbench.eval.scorecard import Scorecard
 
 LogBodies = Literal["all", "sampled", "experiments", "none"]
 
@@ -93,6 +95,47 @@ def compile_shadow(model: ShadowModel, targets: list[str], path: str, where: str
                               "use a name from the top-level targets list: " + ", ".join(targets))
     return ShadowSpec(tuple(model.targets), model.fraction, model.max_concurrency, model.budget_usd_per_day,
                       tuple(sorted(model.exclude_metadata.items())))
+
+
+class CostRoutingModel(StrictModel):
+    quality_floor: float = Field(ge=0, le=1)  # the lower 95% bound of a target's acceptable rate must reach it
+    scorecard: str | None = None  # a loadbench eval scorecard.json: quality and cost before live data exists
+    min_feedback: PositiveInt = 30  # live feedback scores a target needs before they replace the scorecard
+    window_requests: PositiveInt = 500  # the newest requests per target the live estimates are taken over
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What cost routing knows of a target: its quality's lower bound and its cost per request."""
+
+    quality_low: float | None
+    cost_per_request: float | None
+    source: str  # "scorecard" | "live" | "price"
+
+
+@dataclass(frozen=True, slots=True)
+class CostRoutingSpec:
+    quality_floor: float
+    prior: dict[str, Estimate]  # from the scorecard, by target name
+    min_feedback: int
+    window_requests: int
+
+
+def compile_cost_routing(model: CostRoutingModel, path: str, where: str) -> CostRoutingSpec:
+    prior: dict[str, Estimate] = {}
+    if model.scorecard:
+        card_path = Path(model.scorecard)
+        if not card_path.is_absolute():
+            card_path = Path(path).parent / card_path
+        try:
+            raw = orjson.loads(card_path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ConfigError(path, f"{where}.scorecard", f"cannot read {card_path}: {exc}",
+                              "point it at the scorecard.json a loadbench eval run wrote") from None
+        card = Scorecard.from_json(raw, str(card_path))
+        for t in card.targets:
+            prior[t.name] = Estimate(t.quality.acceptable.low, t.cost.per_request if t.cost else None, "scorecard")
+    return CostRoutingSpec(model.quality_floor, prior, model.min_feedback, model.window_requests)
 
 
 @dataclass(frozen=True, slots=True)

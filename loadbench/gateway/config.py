@@ -24,12 +24,15 @@ from loadbench.config.validation import StrictModel, validate
 from loadbench.errors import ConfigError
 from loadbench.gateway.abconfig import (
     AdminModel,
+    CostRoutingModel,
+    CostRoutingSpec,
     ExperimentModel,
     ExperimentSpec,
     RequestLogModel,
     RequestLogSpec,
     ShadowModel,
     ShadowSpec,
+    compile_cost_routing,
     compile_experiment,
     compile_request_log,
     compile_shadow,
@@ -86,7 +89,7 @@ class RetryModel(StrictModel):
 
 class VirtualModelModel(StrictModel):
     name: str = Field(min_length=1)
-    routing: Literal["weight", "priority", "latency"] = "weight"
+    routing: Literal["weight", "priority", "latency", "cost"] = "weight"
     targets: list[RouteTargetModel] = Field(min_length=1)
     retry: RetryModel = RetryModel()
     fallback_status_codes: list[int] = Field(default_factory=lambda: list(DEFAULT_FALLBACK_CODES))
@@ -95,6 +98,7 @@ class VirtualModelModel(StrictModel):
     cache: dict[str, Any] | StrictBool | None = None
     experiment: ExperimentModel | None = None  # docs/ab.md
     shadow: ShadowModel | None = None  # docs/ab.md
+    cost_routing: CostRoutingModel | None = None  # routing: cost (docs/ab.md)
 
 
 class LatencyRoutingModel(StrictModel):
@@ -204,6 +208,7 @@ class Route:
     cache: CacheConfig | None = None  # None: this model's answers are never cached
     experiment: ExperimentSpec | None = None
     shadow: ShadowSpec | None = None
+    cost: CostRoutingSpec | None = None  # routing: cost
 
 
 @dataclass(slots=True, frozen=True)
@@ -369,13 +374,19 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
                 raise ConfigError(path, f"{where}.shadow", "shadow traffic needs the request log (answers go there)",
                                   "add a top-level request_log: {path: gateway.db}")
             shadow = compile_shadow(vm.shadow, list(targets), path, f"{where}.shadow")
+        cost = None
+        if vm.routing == "cost":
+            if vm.cost_routing is None or model.request_log is None:
+                raise ConfigError(path, f"{where}.routing", "routing: cost needs cost_routing and the request log",
+                                  "add cost_routing: {quality_floor: 0.9} and a top-level request_log: {path: ...}")
+            cost = compile_cost_routing(vm.cost_routing, path, f"{where}.cost_routing")
         routes[vm.name] = Route(
             name=vm.name, routing=vm.routing, targets=tuple(rts),
             retry_attempts=vm.retry.attempts, retry_delay_s=vm.retry.delay_ms / 1000.0,
             retry_status_codes=frozenset(vm.retry.on_status_codes),
             fallback_status_codes=frozenset(vm.fallback_status_codes),
             filtered=any(rt.metadata_match for rt in rts), cache=cache, experiment=experiment,
-            shadow=shadow)
+            shadow=shadow, cost=cost)
     lr = model.latency_routing
     sla = model.sla
     if sla.min_samples > sla.max_samples:

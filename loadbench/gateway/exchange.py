@@ -30,6 +30,7 @@ from loadbench.gateway import auth
 from loadbench.gateway import openai_error as oai
 from loadbench.gateway.config import RouteTarget
 from loadbench.gateway.context import CacheHook, RequestContext, next_request_id
+from loadbench.gateway.costroute import cost_plan
 from loadbench.gateway.health import record_failure, record_success
 from loadbench.gateway.relay import StreamRelay
 from loadbench.gateway.routing import plan
@@ -207,6 +208,11 @@ class Exchange:
         state = self.state
         if route.experiment is not None and self.gw.requestlog is not None:
             return self.gw.requestlog.experiments.order(route, self.ctx, self.gw.rng)
+        if route.cost is not None and self.gw.requestlog is not None:
+            order = cost_plan(route, self.ctx.metadata, state.health, state.windows, state.spec.sla, perf_counter_ns(),
+                              self.gw.requestlog.estimates)
+            if order is not None:
+                return order
         return plan(route, self.ctx.metadata, state.health, state.windows, state.spec.latency, state.spec.sla,
                     perf_counter_ns(), self.gw.rng)
 

@@ -24,8 +24,8 @@ from loadbench.gateway import auth, logdb
 from loadbench.gateway import openai_error as oai
 from loadbench.gateway.state import Gateway
 
-LOOKUP_TRIES = 5
-LOOKUP_PAUSE_S = 0.25
+LOOKUP_TRIES = 20
+LOOKUP_PAUSE_S = 0.05
 MAX_OUTCOME_CHARS = 100
 
 

@@ -191,3 +191,17 @@ def shadow_spend(conn: sqlite3.Connection, since_ms: int) -> float:
     row = conn.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM requests WHERE role = 'shadow' AND ts_ms >= ?",
                        (since_ms,)).fetchone()
     return float(row[0])
+
+
+def target_stats(conn: sqlite3.Connection, model: str, target: str,
+                 window: int) -> tuple[int, float | None, int, float]:
+    """Over the newest ``window`` served requests of ``target`` behind ``model``: (requests, mean cost_usd,
+    feedback count, feedback score sum), feedback of each request's own tenant only."""
+    n, cost = conn.execute(
+        "SELECT COUNT(*), AVG(cost_usd) FROM (SELECT cost_usd FROM requests WHERE model = ? AND target = ?"
+        " AND role = 'primary' ORDER BY id DESC LIMIT ?)", (model, target, window)).fetchone()
+    fb_n, fb_sum = conn.execute(
+        "SELECT COUNT(f.score), COALESCE(SUM(f.score), 0) FROM (SELECT request_id, tenant FROM requests"
+        " WHERE model = ? AND target = ? AND role = 'primary' ORDER BY id DESC LIMIT ?) r"
+        " JOIN feedback f ON f.request_id = r.request_id AND f.tenant IS r.tenant", (model, target, window)).fetchone()
+    return int(n), (float(cost) if cost is not None else None), int(fb_n), float(fb_sum)

@@ -30,8 +30,9 @@ import orjson
 
 from loadbench.eval.pricing import Usage, model_cost
 from loadbench.gateway import logdb
-from loadbench.gateway.abconfig import ExperimentSpec, RequestLogSpec
+from loadbench.gateway.abconfig import Estimate, ExperimentSpec, RequestLogSpec
 from loadbench.gateway.context import RequestContext
+from loadbench.gateway.costroute import LiveStats, estimate
 from loadbench.gateway.experiments import CANDIDATE, Experiments, WindowStats, advance, share
 from loadbench.gateway.shadow import Shadows
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("loadbench.gateway")
 POLL_S = 0.25
+ESTIMATE_EVERY_S = 2.0  # live estimates for routing: cost
 PRUNE_EVERY_S = 60.0
 REDACTED = "[REDACTED]"
 
@@ -138,6 +140,12 @@ class RequestLog:
         self._streaks: dict[str, int] = {}
         self._next_check: dict[str, float] = {}
         self.shadows = Shadows(gateway, self.add)
+        self._cost_routes = [r for r in gateway.routes.values() if r.cost is not None]
+        self._prices = {name: spec.pricing.prices.get(name) or spec.pricing.prices.get(t.model)
+                        for name, t in gateway.targets.items()} if spec.pricing else {}
+        self.estimates: dict[str, Estimate] = {}  # by target, replaced by the writer thread
+        if self._cost_routes:
+            self.estimates = self._estimate(None)
         self._budgeted = any(r.shadow is not None and r.shadow.budget_usd_per_day is not None
                              for r in gateway.routes.values())
 
@@ -221,7 +229,7 @@ class RequestLog:
 
     def _write_loop(self) -> None:
         conn = logdb.connect(self.spec.path)
-        next_poll = next_prune = 0.0
+        next_poll = next_prune = next_estimate = 0.0
         try:
             while True:
                 try:
@@ -239,6 +247,12 @@ class RequestLog:
                 if now >= next_prune:
                     next_prune = now + PRUNE_EVERY_S
                     self._prune(conn)
+                if self._cost_routes and now >= next_estimate:
+                    next_estimate = now + ESTIMATE_EVERY_S
+                    try:
+                        self.estimates = self._estimate(conn)  # one assignment: the loop sees old or new
+                    except sqlite3.Error as exc:
+                        log.warning("request log: cost estimates not updated: %s", exc)
         finally:
             conn.close()
 
@@ -250,6 +264,19 @@ class RequestLog:
             self.lost += len(batch)
             log.warning("request log: %d records not written: %s", len(batch), exc)
         self.written += len(batch)
+
+    def _estimate(self, conn: sqlite3.Connection | None) -> dict[str, Estimate]:
+        """Per target of a cost-routed model: quality bound and cost per request (live where known)."""
+        out: dict[str, Estimate] = {}
+        for route in self._cost_routes:
+            assert route.cost is not None
+            for rt in route.targets:
+                live = None
+                if conn is not None:
+                    n, cost, fb_n, fb_sum = logdb.target_stats(conn, route.name, rt.target, route.cost.window_requests)
+                    live = LiveStats(n, cost, fb_n, fb_sum) if n else None
+                out[rt.target] = estimate(rt.target, live, route.cost, self._prices.get(rt.target))
+        return out
 
     def _prune(self, conn: sqlite3.Connection) -> None:
         spec = self.spec
