@@ -10,6 +10,11 @@ Exactly one load mode applies:
 ``duration_s`` with stages/peak/sweep is a hard cap that cuts the plan short. Without it a flat
 load runs 20 s, or up to 3600 s when bounded by ``max_requests``. ``warmup_s`` and ``cooldown_s``
 are carved out of the run: requests whose intended start falls in them are excluded from the summary.
+
+The plan arithmetic (stages, rate segments, totals, phases) lives in ``loadbench.workload.plan``;
+``Profile.load_plan()`` builds it and ``Profile.with_load(...)`` derives sweep steps, interleave rounds
+and per-target profiles. ``abort_on`` ends a run that only produces errors; target header values may
+be ``{env: NAME}`` and credential-like ones are redacted in every file (``dump_for_record``).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,7 +23,13 @@ def _post_json(url: str, body: dict[str, Any], headers: dict[str, str], timeout_
         return dict(orjson.loads(resp.read()))
 
 
-def calibrate_prompts(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec) -> float:
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    scale: float = 1.0  # words per token of the synthetic text
+    overhead: Mapping[str, int] = field(default_factory=dict)  # request type -> tokens besides the text
+
+
+def calibrate_prompts(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec) -> Calibration:
     """Synthetic prompts are sized in words; the target counts tokens its own way. A few requests
     (max_tokens 1, not streamed, outside the run) measure the ratio from the server's usage, so the
     requested prompt sizes are what the target sees.
@@ -34,19 +42,19 @@ def calibrate_prompts(req: RunRequest, profile: Profile, scenario: Scenario, tar
 
     names = _synthetic_types(scenario)
     if not names:
-        return 1.0
+        return Calibration()
     headers = request_headers(target)
     timeout_s = min(profile.timeout_s, 60.0)
     scale = 1.0
     scales: list[float] = []
     requested: list[int] = []
     counted: list[int] = []
+    overhead: dict[str, int | None] = {}
     try:
         for _ in range(MAX_ROUNDS):
             factory = RequestFactory(scenario, model=target.model, stream=False, include_usage=False,
                                      seed=profile.seed + 7919, prompt_scale=scale)
             requested, counted = [], []
-            overhead: dict[str, int | None] = {}
             for _ in range(CALIBRATION_REQUESTS * 50):  # bounded: datasets may dominate the mix
                 if len(requested) >= CALIBRATION_REQUESTS:
                     break
@@ -65,7 +73,7 @@ def calibrate_prompts(req: RunRequest, profile: Profile, scenario: Scenario, tar
             if not counted:
                 say(req, "note: the target reports no usage.prompt_tokens: synthetic prompts are sized at "
                          "one token per word (uncalibrated)")
-                return 1.0
+                return Calibration()
             new = calibrate(requested, counted, scale)
             scales.append(new)
             if abs(new - scale) / scale < CONVERGED:
@@ -77,11 +85,11 @@ def calibrate_prompts(req: RunRequest, profile: Profile, scenario: Scenario, tar
                      f"{', '.join(f'{x:.3f}' for x in scales)}); using the last")
     except Exception as exc:  # calibration is an aid: the run itself reports every failure
         say(req, f"note: prompt calibration skipped ({type(exc).__name__}: {exc}); one token per word")
-        return 1.0
+        return Calibration()
     say(req, f"loadbench: prompt calibration: scale {scale:.3f} words/token over the synthetic text "
              f"(requested {sum(requested)} tokens, target counted {sum(counted)} beyond the system prompt "
              "and template)")
-    return scale
+    return Calibration(scale, {name: n for name, n in overhead.items() if n is not None})
 
 
 MAX_ROUNDS = 4

@@ -11,7 +11,7 @@ from loadbench.errors import ExitCode
 from loadbench.metrics.records import Summary
 from loadbench.plan import RunPlan, TargetSpec
 from loadbench.results.manifest import Manifest, write_manifest
-from loadbench.run.calibration import calibrate_prompts
+from loadbench.run.calibration import Calibration, calibrate_prompts
 from loadbench.run.inputs import auto_workers
 from loadbench.run.request import RunRequest, RunResult, say
 from loadbench.run.verdict import RunOutcome, exit_code
@@ -24,7 +24,8 @@ def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: Targe
     run_id = run_dir.name
     api_key_env = target.api_key_env
     created_s = time.time()
-    scale = calibrate_prompts(req, profile, scenario, target) if req.calibrate else 1.0
+    calibration = calibrate_prompts(req, profile, scenario, target) if req.calibrate else Calibration()
+    scale = calibration.scale
     workers = req.workers or _sized_workers(req, profile, scenario, target, scale)
     load_plan = profile.load_plan().to_json()
     write_manifest(run_dir, Manifest(run_id=run_id, name=name, command=tuple(req.argv),
@@ -34,7 +35,8 @@ def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: Targe
                                      prompt_scale=scale, load_plan=load_plan))
     plan = RunPlan(run_id=run_id, target=target, profile=profile.dump_for_record(),
                    scenario=scenario.model_dump(mode="json"), load_plan=load_plan, seed=profile.seed,
-                   interval_s=profile.interval_s, workers=workers, extra={"prompt_scale": scale})
+                   interval_s=profile.interval_s, workers=workers,
+                   extra={"prompt_scale": scale, "prompt_overhead": dict(calibration.overhead)})
     say(req, f"loadbench: run {run_id}: {profile.mode} loop, target {base_url} (model {model}), "
               f"results in {run_dir}")
     local = workers if req.local_workers is None else req.local_workers

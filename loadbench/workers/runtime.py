@@ -51,6 +51,7 @@ class WorkerRuntime:
             include_usage=plan.target.include_usage, seed=plan.seed,
             stream_index=worker_index, stream_count=max(plan.workers, 1),
             prompt_scale=float(plan.extra.get("prompt_scale", 1.0)),
+            prompt_overhead=plan.extra.get("prompt_overhead"),
         )
         self.recorder = IntervalRecorder(plan.start_unix_ns, s_to_ns(plan.interval_s))
         self.outbox: list[bytes] = []

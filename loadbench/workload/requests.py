@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,13 +64,18 @@ class RequestFactory:
         stream_index: int = 0,
         prompt_scale: float = 1.0,
         stream_count: int = 1,
+        prompt_overhead: Mapping[str, int] | None = None,
     ) -> None:
+        """``prompt_overhead``: tokens the target counts besides a synthetic request type's text (system
+        prompt, chat template), measured by calibration; added to ``prompt_tokens_requested`` so the
+        requested figure is what the target should count."""
         if not 0 <= stream_index < max(stream_count, 1):
             raise ValueError(f"stream_index {stream_index} outside [0, {stream_count})")
         self._rng = random.Random(f"loadbench-requests:{seed}:{stream_index}")
         self._chat = scenario.api == "chat"
         self._path = CHAT_PATH if self._chat else COMPLETIONS_PATH
         self._scale = prompt_scale
+        self._overhead = dict(prompt_overhead or {})
         self._stream_count = max(stream_count, 1)
         self._counter = itertools.count()
         base: dict[str, Any] = {"model": model, "stream": stream}
@@ -168,9 +173,10 @@ class RequestFactory:
             prompt_tokens = record.word_count
             content: Any = self._record_content(record, rt.system_prompt)
         else:
-            prompt_tokens = rt.prompt_tokens(rng)
-            text = rt.builder.build(rng, max(1, round(prompt_tokens * self._scale)), n)
+            synthetic_tokens = rt.prompt_tokens(rng)
+            text = rt.builder.build(rng, max(1, round(synthetic_tokens * self._scale)), n)
             content = self._synthetic_content(text, rt.system_prompt)
+            prompt_tokens = synthetic_tokens + self._overhead.get(rt.name, 0)
         body = dict(self._base)
         body["messages" if self._chat else "prompt"] = content
         body["max_tokens"] = output_tokens

@@ -88,3 +88,12 @@ def test_calibration_composes_with_current_scale() -> None:
     assert calibrate([100], [125], current_scale=0.8) == pytest.approx(0.64)
     with pytest.raises(ValueError):
         calibrate([1, 2], [1])
+
+
+def test_prompt_overhead_counts_in_the_requested_figure_not_in_the_text() -> None:
+    scenario = Scenario.model_validate({"system_prompt": "Be brief.", "prompt_tokens": 40})
+    plain = RequestFactory(scenario, model="m", stream=False, include_usage=False, seed=1).next()
+    with_overhead = RequestFactory(scenario, model="m", stream=False, include_usage=False, seed=1,
+                                   prompt_overhead={"default": 7}).next()
+    assert with_overhead.body == plain.body  # the same 40-word text
+    assert (plain.prompt_tokens_requested, with_overhead.prompt_tokens_requested) == (40, 47)
