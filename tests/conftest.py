@@ -69,3 +69,10 @@ def run_profile(tmp_path: Path, profile: str, *args: str, expect_code: int = 0) 
     r = run_loadbench("run", *args, "--profile", str(write_profile(tmp_path, profile)), "--out", str(out))
     assert r.returncode == expect_code, r.stdout + r.stderr
     return only_run(out)
+
+
+def samples_of(run: Path) -> list[dict]:
+    """A run folder's samples in the order of their intended start."""
+    from loadbench.results import run_dir as rd
+
+    return sorted(rd.iter_samples(run), key=lambda s: s["intended_unix_ns"])

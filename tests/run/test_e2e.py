@@ -12,15 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from loadbench.results import run_dir as rd
-from tests.conftest import REPO, only_run, read_json, run_loadbench
+from tests.conftest import REPO, only_run, read_json, run_loadbench, samples_of
 
 pytestmark = pytest.mark.slow
 
-
-
-def _samples(run: Path) -> list[dict]:
-    return list(rd.iter_samples(run))
 
 
 def test_accuracy_against_the_ruler(mock_factory, tmp_path: Path) -> None:
@@ -45,7 +40,7 @@ def test_accuracy_against_the_ruler(mock_factory, tmp_path: Path) -> None:
     assert abs(m["e2e_ms"]["p50"] - 680) <= 10, m["e2e_ms"]
     assert m["queue_ms"]["max"] == pytest.approx(0.001, abs=0.001)  # closed loop: no queue
     assert summary["tokens"]["source"] == "usage"
-    ok = [s for s in _samples(run) if s["outcome"] == "ok"]
+    ok = [s for s in samples_of(run) if s["outcome"] == "ok"]
     assert ok and all(s["output_tokens"] == 64 and s["tokens_source"] == "usage" for s in ok)
     assert all(s["chunks"] == 64 for s in ok)
     assert summary["requests"]["excluded"] > 0  # the warm-up requests: kept in samples, marked
@@ -79,7 +74,7 @@ def test_failed_requests_are_counted_by_outcome_not_timed(mock_factory, tmp_path
     assert req["by_outcome"]["http_error"] == req["failed"] > 0
     assert 0.3 < req["error_rate"] < 0.7
     assert summary["metrics"]["ttft_ms"]["count"] == req["ok"]
-    errors = [s for s in _samples(only_run(out)) if s["outcome"] == "http_error"]
+    errors = [s for s in samples_of(only_run(out)) if s["outcome"] == "http_error"]
     assert all(s["status"] == 503 and s["ttft_us"] is None for s in errors)
 
 
@@ -132,7 +127,7 @@ def test_sigterm_or_ctrl_c_mid_run_leaves_a_complete_folder(mock_factory, tmp_pa
     assert summary["interrupted"] is True
     assert summary["requests"]["ok"] > 20
     assert summary["metrics"]["ttft_ms"]["count"] == summary["requests"]["ok"]
-    n_samples = len(_samples(run))
+    n_samples = len(samples_of(run))
     assert n_samples == summary["requests"]["total"]
     status = read_json(run / "status.json")  # the master's record of the run (manifest.json is the request)
     assert status["state"] == "interrupted" and status["end_unix_s"]

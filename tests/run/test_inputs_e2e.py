@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import mock_stats, only_run, read_json, run_loadbench, run_profile
+from tests.conftest import mock_stats, only_run, read_json, run_loadbench, run_profile, samples_of
 
 
 def test_unset_api_key_env_exits_2_before_any_request(mock_factory, tmp_path: Path,
@@ -75,19 +75,13 @@ def test_a_throttling_target_is_measured_not_refused(mock_factory, tmp_path: Pat
                       "--no-calibrate", "--out", str(out), timeout_s=60)
     assert r.returncode == 4, r.stdout + r.stderr  # every request failed
     assert "pre-flight request answered 429" in r.stdout
-    samples = [read_json_line(line) for line in (only_run(out) / "samples.jsonl").read_text().splitlines()]
+    samples = samples_of(only_run(out))
     # the upstream's status and message are kept (they read "HTTP 429: " before)
     assert {(s["status"], s["error"]) for s in samples} == {(429, "HTTP 429: injected error (error_rate=1)")}
     summary = read_json(only_run(out) / "summary.json")
     assert summary["requests"]["failures"] == [{"status": 429, "message": "injected error (error_rate=1)",
                                                 "count": len(samples)}]
     assert any(w.startswith("failures by status and message: 3 x 429 injected error") for w in summary["warnings"])
-
-
-def read_json_line(line: str) -> dict:
-    import orjson
-
-    return dict(orjson.loads(line))
 
 
 def test_embedded_with_target_is_an_error(tmp_path: Path) -> None:

@@ -6,17 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
-from tests.conftest import mock_stats, only_run, read_json, run_loadbench, run_profile
+from tests.conftest import mock_stats, only_run, read_json, run_loadbench, run_profile, samples_of
 
 pytestmark = pytest.mark.slow
-
-
-def _samples(run: Path) -> list[dict]:
-    rows = [orjson.loads(line) for line in (run / "samples.jsonl").read_bytes().splitlines()]
-    return sorted(rows, key=lambda s: s["intended_unix_ns"])
 
 
 def test_a_timed_out_request_does_not_take_its_user_out_of_the_run(mock_factory, tmp_path: Path) -> None:
@@ -25,7 +19,7 @@ def test_a_timed_out_request_does_not_take_its_user_out_of_the_run(mock_factory,
                         "--seed", "3", "--ttft-ms", "20", "--itl-ms", "2")
     run = run_profile(tmp_path, "users: 1\nramp_up_s: 0\nduration_s: 8\ntimeout_s: 1\n",
                       "--target", mock.base_url, "--no-calibrate")
-    samples = _samples(run)
+    samples = samples_of(run)
     outcomes = [s["outcome"] for s in samples]
     assert "connection_error" not in outcomes, outcomes
     first_timeout = outcomes.index("timeout")
@@ -42,7 +36,7 @@ def test_a_throttling_target_is_not_flooded(mock_factory, tmp_path: Path) -> Non
                       "--duration", "4", "--no-calibrate", "--out", str(out), timeout_s=60)
     assert r.returncode == 4, r.stdout + r.stderr  # nothing succeeded
     run = only_run(out)
-    samples = _samples(run)
+    samples = samples_of(run)
     assert all(s["status"] == 429 for s in samples)
     # Retry-After: 1 honoured per user: about 4 requests each in 4 s (it was ~1,000 per second)
     assert 2 <= len(samples) <= 2 * 6, len(samples)

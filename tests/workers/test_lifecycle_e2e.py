@@ -12,8 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loadbench.results import run_dir as rd
-from tests.conftest import REPO, mock_stats, only_run, read_json, run_loadbench
+from tests.conftest import REPO, mock_stats, only_run, read_json, run_loadbench, samples_of
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -61,7 +60,7 @@ def test_kill_9_of_loadbench_run_stops_the_load_and_the_folder_can_be_summarised
     assert r.returncode == 0, r.stdout + r.stderr
     summary = read_json(run / "summary.json")
     assert summary["requests"]["ok"] > 10
-    assert summary["requests"]["ok"] == sum(1 for s in rd.iter_samples(run) if s["outcome"] == "ok")
+    assert summary["requests"]["ok"] == sum(1 for s in samples_of(run) if s["outcome"] == "ok")
 
 
 def test_kill_9_of_the_master_stops_the_workers_at_once(mock_factory, tmp_path: Path) -> None:
@@ -92,7 +91,7 @@ def test_sigint_drains_in_flight_requests_briefly_and_records_the_rest(mock_fact
     output, _ = cli.communicate(timeout=90)
     assert cli.returncode == 130, output
     run = only_run(out)
-    samples = list(rd.iter_samples(run))
+    samples = list(samples_of(run))
     assert mock_stats(mock)["requests"] == len(samples) + 1  # each request sent is recorded (+ pre-flight)
     assert samples and samples[-1]["outcome"] == outcome
     assert read_json(run / "status.json")["signal"] == "SIGINT"
