@@ -28,7 +28,7 @@ from loadbench.units import us_to_ms
 
 LIVE_METRICS = ("ttft", "itl", "tpot", "e2e")
 QUANTILES = (50.0, 90.0, 99.0)
-CACHE_STATES = ("hit", "miss")
+CACHE_TAG = "ttft:cache="  # the gateway's x-loadbench-cache value: hit-exact, hit-semantic, miss, bypass
 MAX_POINTS = 3600  # an hour of one-second intervals; older points leave the chart, not the run figures
 
 
@@ -55,7 +55,7 @@ class LivePoint:
     t_s: float  # interval start on the run clock
     interval_s: float
     latency: dict[str, Quantiles]  # LIVE_METRICS
-    cache_ttft: dict[str, Quantiles]  # "hit" / "miss", empty when the target reports no cache
+    cache_ttft: dict[str, Quantiles]  # by cache state; empty when the target reports no cache
     requests_per_s: float
     output_tokens_per_s: float
     errors: dict[str, int]
@@ -110,7 +110,8 @@ class LiveFeed:
         point = LivePoint(
             t_s=t_s, interval_s=interval_s,
             latency={m: Quantiles.of(hists.get(m)) for m in LIVE_METRICS},
-            cache_ttft={c: q for c in CACHE_STATES if (q := Quantiles.of(hists.get(f"ttft:cache={c}"))).count},
+            cache_ttft={tag.removeprefix(CACHE_TAG): Quantiles.of(h) for tag, h in sorted(hists.items())
+                        if tag.startswith(CACHE_TAG) and h.get_total_count()},
             requests_per_s=round(int(line.get("ok") or 0) / interval_s, 3),
             output_tokens_per_s=round(tokens / interval_s, 3),
             errors={k: v for k, v in outcomes.items() if k != "ok"},
@@ -124,6 +125,10 @@ class LiveFeed:
     def run_quantiles(self, tag: str) -> Quantiles:
         return Quantiles.of(self.run_hists.get(tag))
 
+    def run_cache_ttft(self) -> dict[str, Quantiles]:
+        return {tag.removeprefix(CACHE_TAG): Quantiles.of(h) for tag, h in sorted(self.run_hists.items())
+                if tag.startswith(CACHE_TAG)}
+
     def saturation(self) -> list[str]:
         """The summary's generator rule over the intervals so far (metrics.summarize)."""
         def p99(h: HdrHistogram) -> float | None:
@@ -134,6 +139,6 @@ class LiveFeed:
     def to_json(self) -> dict[str, Any]:
         return {"points": [p.to_json() for p in self.points],
                 "run": {m: self.run_quantiles(m).to_json() for m in LIVE_METRICS},
-                "run_cache_ttft": {c: self.run_quantiles(f"ttft:cache={c}").to_json() for c in CACHE_STATES},
+                "run_cache_ttft": {c: q.to_json() for c, q in self.run_cache_ttft().items()},
                 "outcomes": dict(self.outcomes), "output_tokens": self.output_tokens,
                 "saturation": self.saturation()}

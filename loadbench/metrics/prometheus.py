@@ -115,8 +115,7 @@ def metrics_of(state: LiveState) -> Iterator[Metric]:
                                "run": feed.run_quantiles(metric)})
     cache = GaugeMetricFamily(f"{PREFIX}_cache_ttft_p50_seconds", "P50 TTFT by cache state of the gateway, run",
                               labels=["cache"])
-    for c in ("hit", "miss"):
-        q = feed.run_quantiles(f"ttft:cache={c}")
+    for c, q in feed.run_cache_ttft().items():
         if q.p50_ms is not None:
             cache.add_metric([c], q.p50_ms / 1000.0)
     yield cache

@@ -44,11 +44,15 @@ def test_errors_by_outcome_leave_out_ok_and_run_totals_add_up() -> None:
 
 def test_cache_states_are_kept_apart() -> None:
     feed = LiveFeed()
-    p = feed.add(0.0, 1.0, {"ttft": hist_of([5_000, 60_000]), "ttft:cache=hit": hist_of([5_000]),
-                            "ttft:cache=miss": hist_of([60_000])}, {"ok": 2})
-    assert p.cache_ttft["hit"].p50_ms == pytest.approx(5.0, rel=1e-3)
+    p = feed.add(0.0, 1.0, {"ttft": hist_of([5_000, 6_000, 60_000]), "ttft:cache=hit-exact": hist_of([5_000]),
+                            "ttft:cache=hit-semantic": hist_of([6_000]), "ttft:cache=miss": hist_of([60_000]),
+                            "e2e:cache=miss": hist_of([90_000])}, {"ok": 3})
+    assert set(p.cache_ttft) == {"hit-exact", "hit-semantic", "miss"}
+    assert p.cache_ttft["hit-exact"].p50_ms == pytest.approx(5.0, rel=1e-3)
     assert p.cache_ttft["miss"].p50_ms == pytest.approx(60.0, rel=1e-3)
-    assert feed.run_quantiles("ttft:cache=miss").count == 1
+    feed.add(1.0, 1.0, {"ttft:cache=miss": hist_of([70_000])}, {"ok": 1})
+    assert feed.run_cache_ttft()["miss"].count == 2
+    assert feed.run_cache_ttft()["hit-semantic"].count == 1
 
 
 def test_saturation_follows_the_summary_rule_on_cpu() -> None:

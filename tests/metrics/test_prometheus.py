@@ -17,7 +17,7 @@ from tests.metrics.test_live import hist_of
 def _state() -> LiveState:
     feed = LiveFeed()
     ttft = [10_000] * 5 + [60_000] * 3 + [2_000_000] * 2
-    feed.add(0.0, 1.0, {"ttft": hist_of(ttft), "itl": hist_of([10_000] * 40), "ttft:cache=hit": hist_of([5_000])},
+    feed.add(0.0, 1.0, {"ttft": hist_of(ttft), "itl": hist_of([10_000] * 40), "ttft:cache=hit-exact": hist_of([5_000])},
              {"ok": 10, "output_tokens": 400, "outcomes": {"ok": 10, "timeout": 2}, "cpu_percent_max": 40.0,
               "loop_lag_p99_ms": 1.5})
     return LiveState(run_id="r1", feed=feed, outcomes={"ok": 10, "timeout": 2, "dropped": 1}, users=20,
@@ -106,3 +106,9 @@ def test_the_grafana_dashboard_queries_only_names_that_exist() -> None:
                for name in re.findall(r"loadbench_\w+", t["expr"])}
     assert len(queried) >= 15
     assert queried <= exposed, sorted(queried - exposed)
+
+
+def test_cache_states_are_labels() -> None:
+    fams = _families(_state())
+    got = {s.labels["cache"]: s.value for s in fams["loadbench_cache_ttft_p50_seconds"].samples}
+    assert got == {"hit-exact": pytest.approx(0.005, rel=1e-3)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +38,8 @@ def _get(url: str) -> bytes:
 
 
 @contextlib.contextmanager
-def _web(tmp_path: Path, mock, *extra: str, env: dict[str, str] | None = None) -> Iterator[dict]:
+def _web(tmp_path: Path, target_url: str, model: str, *extra: str, env: dict[str, str] | None = None
+         ) -> Iterator[dict]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install the system browser with `apt-get install -y chromium`")
     port, prom = free_port(), free_port()
@@ -44,7 +47,7 @@ def _web(tmp_path: Path, mock, *extra: str, env: dict[str, str] | None = None) -
     log = (tmp_path / "web.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadbench", "run", "--web", "--web-port", str(port), "--prometheus-port", str(prom),
-         "--target", mock.base_url, "--model", "mock-model", "--out", str(out), "--no-calibrate", "--workers", "1",
+         "--target", target_url, "--model", model, "--out", str(out), "--no-calibrate", "--workers", "1",
          *extra],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
@@ -62,7 +65,7 @@ def _web(tmp_path: Path, mock, *extra: str, env: dict[str, str] | None = None) -
         proc.kill()
         pytest.fail("the web UI did not come up: " + (tmp_path / "web.log").read_text()[-2000:])
     try:
-        yield {"url": url, "prom": f"http://127.0.0.1:{prom}/metrics", "mock": mock, "out": out, "tmp": tmp_path}
+        yield {"url": url, "prom": f"http://127.0.0.1:{prom}/metrics", "out": out, "tmp": tmp_path}
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -74,8 +77,9 @@ def _web(tmp_path: Path, mock, *extra: str, env: dict[str, str] | None = None) -
 
 @pytest.fixture
 def web(tmp_path: Path, mock_factory) -> Iterator[dict]:
-    with _web(tmp_path, mock_factory("--ttft-ms", str(int(MOCK_TTFT_MS)), "--itl-ms", "10")) as w:
-        yield w
+    mock = mock_factory("--ttft-ms", str(int(MOCK_TTFT_MS)), "--itl-ms", "10")
+    with _web(tmp_path, mock.base_url, "mock-model") as w:
+        yield {**w, "mock": mock}
 
 
 def _prom_run_p50_ms(url: str) -> float:
@@ -157,7 +161,7 @@ def test_web_run_from_the_page(web: dict) -> None:
 
 
 def test_basic_auth_guards_the_page_and_its_routes(tmp_path: Path, mock_factory) -> None:
-    with _web(tmp_path, mock_factory(), "--web-auth-env", "LB_TEST_WEB_AUTH",
+    with _web(tmp_path, mock_factory().base_url, "mock-model", "--web-auth-env", "LB_TEST_WEB_AUTH",
               env={"LB_TEST_WEB_AUTH": "alice:s3cret"}) as w:
         for path in ("/", "/loadbench/live.json", "/swarm"):
             with pytest.raises(urllib.error.HTTPError) as err:
@@ -168,3 +172,38 @@ def test_basic_auth_guards_the_page_and_its_routes(tmp_path: Path, mock_factory)
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert b'"expected_workers":1' in resp.read()
         assert b"s3cret" not in (tmp_path / "web.log").read_bytes()
+
+
+def test_cache_hit_and_miss_latency_through_a_caching_gateway(tmp_path: Path, mock_factory) -> None:
+    """The panel's cache chart: TTFT by the gateway's cache state, from the start button's own route."""
+    import yaml
+
+    from loadbench.procs import running_server
+
+    mock = mock_factory("--ttft-ms", "150", "--itl-ms", "2")
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(yaml.safe_dump({"targets": [{"name": "m0", "url": mock.base_url, "model": "mock-model"}],
+                                   "virtual_models": [{"name": "chat", "targets": [{"target": "m0"}]}],
+                                   "cache": {"mode": "semantic"}}))
+    with running_server(["gateway", "--config", str(cfg), "--port", "0"]) as gw, \
+            _web(tmp_path, gw.base_url, "chat") as w:
+        form = {"user_count": "8", "spawn_rate": "8", "run_time": "8s", "host": gw.base_url, "model": "chat",
+                "scenario": str(REPO / "scenarios/cache-mix.yaml"), "stream": "true"}
+        req = urllib.request.Request(w["url"] + "/swarm", data=urllib.parse.urlencode(form).encode())
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert b'"success":true' in resp.read().replace(b" ", b"")
+        deadline = time.monotonic() + 90
+        live: dict = {}
+        while time.monotonic() < deadline:
+            live = json.loads(_get(w["url"] + "/loadbench/live.json"))
+            if live["runs"] and live["runs"][-1]["state"] in ("done", "failed"):
+                break
+            time.sleep(1)
+        assert live["runs"][-1]["state"] == "done", live["runs"]
+        cache = live["live"]["run_cache_ttft"]
+        assert {"hit-exact", "miss"} <= set(cache), cache
+        assert cache["miss"]["p50_ms"] >= 150
+        assert cache["hit-exact"]["p50_ms"] < 150 / 3
+        (run_dir,) = [d for d in w["out"].iterdir() if d.is_dir()]
+        by_state = read_json(run_dir / "summary.json")["breakdowns"]["cache"]
+        assert {k: v["requests"] for k, v in by_state.items()} == {k: q["count"] for k, q in cache.items()}

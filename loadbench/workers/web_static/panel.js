@@ -11,13 +11,11 @@
     { id: "errors", title: "errors by outcome (per interval)", series: null },
     { id: "generator", title: "generator: busiest worker CPU (%) and loop lag P99 (ms)",
       series: [["cpu %", (p) => p.cpu_percent_max], ["loop lag p99 ms", (p) => p.loop_lag_p99_ms]] },
-    { id: "cache", title: "TTFT P50 by cache state (ms, through a caching gateway)",
-      series: [["hit", (p) => c(p, "hit")], ["miss", (p) => c(p, "miss")]] },
+    { id: "cache", title: "TTFT P50 by cache state (ms, through a caching gateway)", series: null },
   ];
   function q(m) {
     return ["p50", "p90", "p99"].map((k) => [k, (p) => p.latency[m][k + "_ms"]]);
   }
-  function c(p, state) { const v = p.cache_ttft[state]; return v ? v.p50_ms : null; }
   function el(tag, attrs, text) {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
@@ -143,10 +141,17 @@
     }
     runTable(runs);
     const points = live ? live.points : [];
-    const outcomes = new Set();
-    for (const p of points) for (const k of Object.keys(p.errors)) outcomes.add(k);
+    const outcomes = new Set(), states = new Set();
+    for (const p of points) {
+      for (const k of Object.keys(p.errors)) outcomes.add(k);
+      for (const k of Object.keys(p.cache_ttft)) states.add(k);
+    }
+    const dynamic = {
+      errors: [...outcomes].sort().map((k) => [k, (p) => p.errors[k] || 0]),
+      cache: [...states].sort().map((k) => [k, (p) => (p.cache_ttft[k] ? p.cache_ttft[k].p50_ms : null)]),
+    };
     for (const ch of CHARTS) {
-      const series = ch.series || [...outcomes].map((k) => [k, (p) => p.errors[k] || 0]);
+      const series = ch.series || dynamic[ch.id];
       draw(document.getElementById(`lb-chart-${ch.id}`), points, series);
     }
   }
