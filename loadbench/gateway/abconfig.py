@@ -47,6 +47,7 @@ class RollbackModel(StrictModel):
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     max_p95_ttft_ms: PositiveFloat | None = None
     max_p95_e2e_ms: PositiveFloat | None = None
+    min_quality: float | None = Field(default=None, ge=0, le=1)  # mean feedback score, judged with min_requests of it
     failed_checks: PositiveInt = 2  # consecutive failed checks before the rollback trips
     interval_s: PositiveFloat = 1.0
 
@@ -161,6 +162,7 @@ class Guardrails:
     max_p95_e2e_ms: float | None
     failed_checks: int
     interval_s: float
+    min_quality: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,4 +213,4 @@ def compile_experiment(model: ExperimentModel, targets: list[str], path: str, wh
         assign_key=None if model.assign_by == "random" else model.assign_by.removeprefix("metadata."),
         criteria=Criteria(s.error_rate_margin, s.cost_ratio_max, s.quality_ratio_min, s.alpha, s.min_requests),
         guardrails=Guardrails(r.window_s, r.min_requests, r.max_error_rate, r.max_p95_ttft_ms, r.max_p95_e2e_ms,
-                              r.failed_checks, r.interval_s))
+                              r.failed_checks, r.interval_s, r.min_quality))

@@ -8,7 +8,8 @@ without the key goes to the incumbent. ``random`` draws from the gateway's RNG.
 
 Guardrails (Flagger's ``threshold``): every ``interval_s`` the candidate's requests of the last
 ``window_s`` are checked once there are ``min_requests`` of them; a check fails when the error rate or
-a P95 is above its limit, passes otherwise (and resets the count), and ``failed_checks`` failures in a
+a P95 is above its limit, or the mean feedback score of at least ``min_requests`` rated requests is
+below ``min_quality``, and passes otherwise (and resets the count), and ``failed_checks`` failures in a
 row trip the rollback: weight 0 in the shared table, which every worker reads within a second.
 """
 
@@ -72,14 +73,18 @@ class WindowStats:
     errors: int
     p95_ttft_ms: float | None
     p95_e2e_ms: float | None
+    quality_n: int = 0  # requests with feedback
+    quality_mean: float | None = None  # their mean score
 
     @classmethod
-    def of(cls, rows: Sequence[tuple[int, str, float | None, float | None]]) -> WindowStats:
-        """From (status, outcome, ttft_ms, e2e_ms) rows."""
+    def of(cls, rows: Sequence[tuple[int, str, float | None, float | None, float | None]]) -> WindowStats:
+        """From (status, outcome, ttft_ms, e2e_ms, feedback score) rows."""
         judged = [r for r in rows if r[1] != "client_gone"]
         ok = [r for r in judged if r[1] == "ok"]
+        scores = [r[4] for r in judged if r[4] is not None]
         return cls(len(judged), len(judged) - len(ok), p95([r[2] for r in ok if r[2] is not None]),
-                   p95([r[3] for r in ok if r[3] is not None]))
+                   p95([r[3] for r in ok if r[3] is not None]), len(scores),
+                   sum(scores) / len(scores) if scores else None)
 
 
 def failed_check(stats: WindowStats, g: Guardrails) -> str | None:
@@ -94,6 +99,10 @@ def failed_check(stats: WindowStats, g: Guardrails) -> str | None:
         return f"P95 TTFT {stats.p95_ttft_ms:.1f} ms > max_p95_ttft_ms {g.max_p95_ttft_ms:g} {where}"
     if g.max_p95_e2e_ms is not None and stats.p95_e2e_ms is not None and stats.p95_e2e_ms > g.max_p95_e2e_ms:
         return f"P95 E2E {stats.p95_e2e_ms:.1f} ms > max_p95_e2e_ms {g.max_p95_e2e_ms:g} {where}"
+    if (g.min_quality is not None and stats.quality_mean is not None and stats.quality_n >= g.min_requests
+            and stats.quality_mean < g.min_quality):
+        return (f"quality {stats.quality_mean:.3f} < min_quality {g.min_quality:g} over {stats.quality_n} rated"
+                f" candidate requests ({g.window_s:g} s window)")
     return None
 
 

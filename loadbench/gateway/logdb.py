@@ -179,11 +179,14 @@ def events(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, object]
 
 
 def window(conn: sqlite3.Connection, name: str, arm: str, since_ms: int,
-           limit: int = 20_000) -> list[tuple[int, str, float | None, float | None]]:
-    """(status, outcome, ttft_ms, e2e_ms) of an arm's primary requests since ``since_ms``, newest first."""
+           limit: int = 20_000) -> list[tuple[int, str, float | None, float | None, float | None]]:
+    """(status, outcome, ttft_ms, e2e_ms, latest feedback score of the request's tenant) of an arm's
+    primary requests since ``since_ms``, newest first."""
     return conn.execute(
-        "SELECT status, outcome, ttft_ms, e2e_ms FROM requests WHERE experiment = ? AND arm = ? AND ts_ms >= ?"
-        " AND role = 'primary' ORDER BY id DESC LIMIT ?", (name, arm, since_ms, limit)).fetchall()
+        "SELECT r.status, r.outcome, r.ttft_ms, r.e2e_ms, (SELECT f.score FROM feedback f WHERE"
+        " f.request_id = r.request_id AND f.tenant IS r.tenant ORDER BY f.id DESC LIMIT 1)"
+        " FROM requests r WHERE r.experiment = ? AND r.arm = ? AND r.ts_ms >= ? AND r.role = 'primary'"
+        " ORDER BY r.id DESC LIMIT ?", (name, arm, since_ms, limit)).fetchall()
 
 
 def shadow_spend(conn: sqlite3.Connection, since_ms: int) -> float:

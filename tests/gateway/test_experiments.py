@@ -64,9 +64,18 @@ def test_guardrails_trip_after_consecutive_failed_checks_only() -> None:
 
 
 def test_window_stats_leave_client_disconnects_out() -> None:
-    got = WindowStats.of([(200, "ok", 10.0, 20.0), (503, "error", None, 1.0), (499, "client_gone", None, 5.0),
-                          (200, "stream_break", 5.0, 9.0)])
+    got = WindowStats.of([(200, "ok", 10.0, 20.0, 1.0), (503, "error", None, 1.0, None),
+                          (499, "client_gone", None, 5.0, 0.0), (200, "stream_break", 5.0, 9.0, 0.5)])
     assert (got.requests, got.errors, got.p95_ttft_ms, got.p95_e2e_ms) == (3, 2, 10.0, 20.0)
+    assert (got.quality_n, got.quality_mean) == (2, 0.75)
+
+
+def test_the_quality_floor_needs_min_requests_rated() -> None:
+    g = Guardrails(30, 20, None, None, None, 2, 1, min_quality=0.8)
+    assert failed_check(WindowStats(50, 0, None, None, 19, 0.1), g) is None  # 19 rated: not judged
+    reason = failed_check(WindowStats(50, 0, None, None, 20, 0.7), g)
+    assert reason is not None and reason.startswith("quality 0.700 < min_quality 0.8 over 20 rated")
+    assert failed_check(WindowStats(50, 0, None, None, 20, 0.8), g) is None
 
 
 def config(inc_url: str, cand_url: str, db: Path, weight: float = 50, **exp: Any) -> dict[str, Any]:
