@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 BENCHES = ["bench.generator_bench", "bench.generator_matrix", "bench.mock_bench", "bench.gateway_bench",
-           "bench.cache_bench", "bench.soak", "bench.requestlog_bench", "bench.shadow_bench"]
+           "bench.gateway_paired", "bench.cache_bench", "bench.soak", "bench.requestlog_bench", "bench.shadow_bench"]
 
 
 def main() -> int:
