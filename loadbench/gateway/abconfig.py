@@ -35,6 +35,10 @@ class RequestLogModel(StrictModel):
     body_sample: float = Field(default=0.01, ge=0, le=1)  # for log_bodies: sampled
     redact: list[str] = Field(default_factory=list)  # regular expressions replaced by [REDACTED]
     pricing: str | None = None  # a pricing.yaml (docs/eval.md): the log's cost_usd column
+    # /metrics breaks requests, errors, TTFT and cost down by these metadata keys; past
+    # metrics_values_max distinct values of a key, further values count as "other"
+    metrics_by: list[str] = Field(default_factory=list, max_length=5)
+    metrics_values_max: PositiveInt = Field(default=20, le=200)
 
 
 class AdminModel(StrictModel):
@@ -151,6 +155,8 @@ class RequestLogSpec:
     body_sample: float
     redact: tuple[re.Pattern[str], ...]
     pricing: Pricing | None
+    metrics_by: tuple[str, ...] = ()
+    metrics_values_max: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +201,8 @@ def compile_request_log(model: RequestLogModel, path: str) -> RequestLogSpec:
         path=str(log_path), batch_rows=model.batch_rows, flush_s=model.flush_ms / 1000.0,
         queue_rows=max(model.queue_rows, model.batch_rows),
         retention_s=model.retention_days * 86400.0 if model.retention_days else None, max_rows=model.max_rows,
-        log_bodies=model.log_bodies, body_sample=model.body_sample, redact=tuple(patterns), pricing=pricing)
+        log_bodies=model.log_bodies, body_sample=model.body_sample, redact=tuple(patterns), pricing=pricing,
+        metrics_by=tuple(model.metrics_by), metrics_values_max=model.metrics_values_max)
 
 
 def compile_experiment(model: ExperimentModel, targets: list[str], path: str, where: str) -> ExperimentSpec:

@@ -31,6 +31,7 @@ import orjson
 from loadbench.eval.pricing import Usage, model_cost
 from loadbench.gateway import logdb
 from loadbench.gateway.abconfig import Estimate, ExperimentSpec, RequestLogSpec
+from loadbench.gateway.breakdown import Breakdown
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.costroute import LiveStats, estimate
 from loadbench.gateway.experiments import CANDIDATE, Experiments, WindowStats, advance, share
@@ -140,6 +141,7 @@ class RequestLog:
         self._streaks: dict[str, int] = {}
         self._next_check: dict[str, float] = {}
         self.shadows = Shadows(gateway, self.add)
+        self.breakdown = Breakdown(spec.metrics_by, spec.metrics_values_max)
         self._cost_routes = [r for r in gateway.routes.values() if r.cost is not None]
         self._prices = {name: spec.pricing.prices.get(name) or spec.pricing.prices.get(t.model)
                         for name, t in gateway.targets.items()} if spec.pricing else {}
@@ -223,7 +225,7 @@ class RequestLog:
                          f"{share(row, spec):g}")
             info.append(f'loadbench_gateway_experiment_state{{experiment="{name}",state="{state}",'
                         f'reason="{reason}",worker="{w}"}} 1')
-        return "\n".join(lines + info + self.shadows.render(w)) + "\n"
+        return "\n".join(lines + info + self.shadows.render(w) + self.breakdown.render(w)) + "\n"
 
     # ------------------------------------------------------------------ the writer thread
 
@@ -258,8 +260,17 @@ class RequestLog:
 
     def _write(self, conn: sqlite3.Connection, batch: list[Item]) -> None:
         spec, models, worker = self.spec, self.models, self.worker
+        rows = [row_of(item, spec, models, worker) for item in batch]
+        if self.breakdown.keys:
+            with self.breakdown.lock:
+                for (ctx, *_), row in zip(batch, rows, strict=True):
+                    ttft, cost = row[10], row[16]
+                    if ctx.route is not None and not ctx.shadow:
+                        self.breakdown.count(ctx.route.name, ctx.metadata, row[8] == "ok",
+                                             ttft if isinstance(ttft, float) else None,
+                                             cost if isinstance(cost, float) else None)
         try:
-            logdb.write(conn, [row_of(item, spec, models, worker) for item in batch])
+            logdb.write(conn, rows)
         except sqlite3.Error as exc:
             self.lost += len(batch)
             log.warning("request log: %d records not written: %s", len(batch), exc)

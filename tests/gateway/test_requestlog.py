@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import sqlite3
@@ -161,3 +162,33 @@ def test_bad_request_log_config_names_the_field(tmp_path: Path) -> None:
     cfg = with_log(one_target("http://127.0.0.1:1/v1"), tmp_path / "gw.db", log_bodies="some")
     with pytest.raises(ConfigError, match=r"request_log\.log_bodies"):
         compile_model(parse_model(cfg, "g.yaml"), "g.yaml", env=ENV)
+
+
+def test_metrics_break_requests_down_by_metadata_with_bounded_values(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+
+    async def main() -> None:
+        async with upstream(Upstream(ok)) as up_url, \
+                logged(with_log(one_target(up_url), db, metrics_by=["task"], metrics_values_max=2)) as (url, gw), \
+                aiohttp.ClientSession() as s:
+            key = {"Authorization": "Bearer sk-client-secret-1"}
+            for task, n in (("qa", 3), ("sum", 2), ("code", 1), ("chat", 1)):
+                for _ in range(n):
+                    meta = orjson.dumps({"task": task}).decode()
+                    await post(s, url, {**CHAT, "stream": True}, headers={**key, "X-Loadbench-Metadata": meta})
+            await post(s, url, CHAT, headers=key)  # no task: not in the breakdown
+            for _ in range(50):
+                log = gw.requestlog
+                assert log is not None
+                if log.written >= 8:
+                    break
+                await asyncio.sleep(0.02)
+            async with s.get(url + "/metrics", headers=key) as r:
+                text = await r.text()
+            await gw.close()
+        counts = {line.split('value="')[1].split('"')[0]: line.rsplit(" ", 1)[1] for line in text.splitlines()
+                  if line.startswith("loadbench_gateway_requests_by_metadata_total{")}
+        assert counts == {"qa": "3", "sum": "2", "other": "2"}  # two values kept, the rest as other
+        assert 'loadbench_gateway_ttft_by_metadata_seconds_count{model="vm",key="task",value="qa"' in text
+
+    run(main())
