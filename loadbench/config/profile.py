@@ -294,9 +294,7 @@ class Profile(StrictModel):
 
     @property
     def mode(self) -> Literal["closed", "open"]:
-        from loadbench.workload.plan import is_open_loop
-
-        return "open" if is_open_loop(self.model_dump(mode="json")) else "closed"
+        return self.load_plan().mode
 
     @property
     def total_duration_s(self) -> float:

@@ -384,13 +384,7 @@ def sweep_step(variable: str, value: float, hold_s: float, frame: Frame, ramp_up
     return sweep_steps(variable, [value], hold_s, frame, ramp_up_s)
 
 
-# ---- the one open/closed decision and builder choice, from a profile's fields ----
-
-
-def is_open_loop(profile: Mapping[str, Any]) -> bool:
-    peak = profile.get("peak") or {}
-    sweep = profile.get("sweep") or {}
-    return bool(profile.get("arrival")) or peak.get("rps") is not None or sweep.get("variable") == "rps"
+# ---- the builder choice (and with it the one open/closed decision), from a profile's fields ----
 
 
 def sweep_values(start: float, step: float, max_: float) -> list[float]:
