@@ -7,6 +7,7 @@ NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 US_PER_MS = 1_000
 US_PER_S = 1_000_000
+MS_PER_S = 1_000
 
 
 def ns_to_us(value_ns: int) -> int:
@@ -16,6 +17,14 @@ def ns_to_us(value_ns: int) -> int:
 
 def us_to_ms(value_us: float) -> float:
     return value_us / US_PER_MS
+
+
+def us_to_s(value_us: float) -> float:
+    return value_us / US_PER_S
+
+
+def ms_to_s(value_ms: float) -> float:
+    return value_ms / MS_PER_S
 
 
 def ns_to_ms(value_ns: float) -> float:

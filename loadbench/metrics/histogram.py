@@ -15,6 +15,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics.records import PERCENTILES
+from loadbench.units import us_to_ms
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
@@ -176,11 +177,11 @@ def stats_ms(hist: HdrHistogram | None) -> dict[str, float | int | None]:
     stdev = float(np.sqrt(np.dot((mids - mean) ** 2, counts) / count))
     out: dict[str, float | int | None] = {
         "count": count,
-        "mean": round(mean / 1000.0, 4),
-        "stdev": round(stdev / 1000.0, 4),
-        "min": round(hist.get_min_value() / 1000.0, 4),
+        "mean": round(us_to_ms(mean), 4),
+        "stdev": round(us_to_ms(stdev), 4),
+        "min": round(us_to_ms(hist.get_min_value()), 4),
     }
     for key, p in PERCENTILES:
-        out[key] = round(percentile_us(hist, idx, cum, p) / 1000.0, 4)
-    out["max"] = round(hist.get_max_value() / 1000.0, 4)
+        out[key] = round(us_to_ms(percentile_us(hist, idx, cum, p)), 4)
+    out["max"] = round(us_to_ms(hist.get_max_value()), 4)
     return out

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.live import LIVE_METRICS, QUANTILES, LiveFeed, Quantiles
-from loadbench.units import US_PER_S
+from loadbench.units import US_PER_S, ms_to_s
 
 PREFIX = "loadbench"
 # Bucket bounds in seconds: LLM latencies run from a few ms (ITL) to minutes (E2E of long answers).
@@ -81,7 +81,7 @@ def _quantile_gauge(name: str, doc: str, windows: Mapping[str, Quantiles]) -> Ga
     for window, q in windows.items():
         for p, value_ms in zip(QUANTILES, (q.p50_ms, q.p90_ms, q.p99_ms), strict=True):
             if value_ms is not None:
-                g.add_metric([f"{p / 100:g}", window], value_ms / 1000.0)
+                g.add_metric([f"{p / 100:g}", window], ms_to_s(value_ms))
     return g
 
 
@@ -117,7 +117,7 @@ def metrics_of(state: LiveState) -> Iterator[Metric]:
                               labels=["cache"])
     for c, q in feed.run_cache_ttft().items():
         if q.p50_ms is not None:
-            cache.add_metric([c], q.p50_ms / 1000.0)
+            cache.add_metric([c], ms_to_s(q.p50_ms))
     yield cache
     if state.users is not None:
         yield GaugeMetricFamily(f"{PREFIX}_users", "users (closed loop) or request slots (open loop)",
@@ -133,7 +133,7 @@ def metrics_of(state: LiveState) -> Iterator[Metric]:
                                 value=last.cpu_percent_max / 100.0)
     if last is not None and last.loop_lag_p99_ms is not None:
         yield GaugeMetricFamily(f"{PREFIX}_generator_loop_lag_p99_seconds", "worker loop lag P99, last interval",
-                                value=last.loop_lag_p99_ms / 1000.0)
+                                value=ms_to_s(last.loop_lag_p99_ms))
 
 
 class LiveCollector(Collector):

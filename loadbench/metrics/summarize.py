@@ -40,6 +40,7 @@ from loadbench.metrics.records import (
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.slo import SloSpec, request_is_good
 from loadbench.metrics.timeline import TimelineRow
+from loadbench.units import ns_to_s, us_to_ms, us_to_s
 
 _SAMPLE_FIELDS = {"ttft": "ttft_us", "tpot": "tpot_us", "e2e": "e2e_us", "queue": "queue_us",
                   "service_ttft": "service_ttft_us"}
@@ -168,7 +169,7 @@ def _goodput(spec: SloSpec | None, ok: Sequence[Sample], measure_s: float) -> fl
     limits = spec.request_limits_ms()
 
     def ms(v: int | None) -> float | None:
-        return v / 1000.0 if isinstance(v, int) else None
+        return us_to_ms(v) if isinstance(v, int) else None
 
     good = sum(1 for s in ok if request_is_good(limits, {"ttft_ms": ms(s.ttft_us), "itl_ms": ms(s.itl_max_us),
                                                           "tpot_ms": ms(s.tpot_us), "e2e_ms": ms(s.e2e_us)}))
@@ -237,7 +238,7 @@ def _stage_results(plan: PlanFacts, samples: Sequence[Sample], intervals: Sequen
 
     by_stage: dict[int, list[Sample]] = defaultdict(list)
     for s in samples:
-        by_stage[stage_of(s.intended_unix_ns / 1e9 - start_unix_s)].append(s)
+        by_stage[stage_of(ns_to_s(s.intended_unix_ns) - start_unix_s)].append(s)
     itl: dict[int, list[TimedHistogram]] = defaultdict(list)
     for iv in intervals:
         if iv.tag == "itl":
@@ -273,7 +274,7 @@ CPU_HOT_PERCENT = 90.0
 def _p99_ms(hist: HdrHistogram | None) -> float | None:
     if hist is None or not hist.get_total_count():
         return None
-    return round(hist.get_value_at_percentile(99.0) / 1000.0, 3)
+    return round(us_to_ms(hist.get_value_at_percentile(99.0)), 3)
 
 
 def _generator_reasons(cpu: list[float], lag_p99: float | None, sched_p99: float | None) -> list[str]:
@@ -357,12 +358,12 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     backed_off = [s.backoff_us for s in measured if s.backoff_us]
     if backed_off:
         warnings.append(f"{len(backed_off)} answers (429/5xx) were followed by a backoff of the user sending "
-                        f"them, {sum(backed_off) / 1e6:.1f} s in total (Retry-After or exponential): "
+                        f"them, {us_to_s(sum(backed_off)):.1f} s in total (Retry-After or exponential): "
                         "throughput is lower than the load asked for")
     queue = hists.get("queue")
     if queue is not None and queue.get_total_count() and queue.get_value_at_percentile(50.0) > 50_000:
         warnings.append(
-            f"client-side queue: half the requests waited over {queue.get_value_at_percentile(50.0) / 1000:.0f} ms "
+            f"client-side queue: half the requests waited over {us_to_ms(queue.get_value_at_percentile(50.0)):.0f} ms "
             "for a free user (max_in_flight) before being sent; ttft and e2e count that wait (coordinated "
             "omission corrected), service_ttft shows the server's own time")
     if facts.interrupted:

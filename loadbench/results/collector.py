@@ -24,6 +24,7 @@ from loadbench.metrics.live import LiveFeed
 from loadbench.metrics.recorder import LOOP_LAG_TAG, SCHEDULE_LAG_TAG, IntervalPart
 from loadbench.results import run_dir as rd
 from loadbench.results.hlog import HlogWriter
+from loadbench.units import ns_to_s, s_to_ns, us_to_ms
 
 GRACE_S = 2.5
   # a report in flight arrives within ~1 s (the report period) plus slack
@@ -55,7 +56,7 @@ class Collector:
         self._context = context or (lambda idx: {})
         self._samples: IO[bytes] = (run_dir / rd.SAMPLES).open("ab")
         self._hlog_file = (run_dir / rd.HLOG).open("w")
-        self._hlog = HlogWriter(self._hlog_file, start_unix_ns / 1e9)
+        self._hlog = HlogWriter(self._hlog_file, ns_to_s(start_unix_ns))
         self._timeline = (run_dir / rd.TIMELINE).open("ab")
         self._buckets: dict[int, Bucket] = {}
         self._written: set[int] = set()
@@ -118,9 +119,9 @@ class Collector:
 
     def flush_ready(self, now_unix_ns: int | None = None) -> None:
         now = time.time_ns() if now_unix_ns is None else now_unix_ns
-        interval_ns = int(self.interval_s * 1e9)
+        interval_ns = s_to_ns(self.interval_s)
         ready = [i for i in self._buckets
-                 if self.start_unix_ns + (i + 1) * interval_ns + int(GRACE_S * 1e9) <= now]
+                 if self.start_unix_ns + (i + 1) * interval_ns + s_to_ns(GRACE_S) <= now]
         self._write(sorted(ready))
 
     def _write(self, indexes: list[int]) -> None:
@@ -141,9 +142,9 @@ class Collector:
                 "outcomes": dict(b.part.outcomes),
                 "workers": len(b.workers),
                 "cpu_percent_max": b.cpu_max,
-                "loop_lag_p99_ms": (round(b.lag.get_value_at_percentile(99.0) / 1000.0, 3)
+                "loop_lag_p99_ms": (round(us_to_ms(b.lag.get_value_at_percentile(99.0)), 3)
                                     if b.lag is not None and b.lag.get_total_count() else None),
-                "schedule_lag_p99_ms": (round(b.schedule_lag.get_value_at_percentile(99.0) / 1000.0, 3)
+                "schedule_lag_p99_ms": (round(us_to_ms(b.schedule_lag.get_value_at_percentile(99.0)), 3)
                                         if b.schedule_lag is not None and b.schedule_lag.get_total_count()
                                         else None),
             }

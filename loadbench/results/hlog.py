@@ -15,6 +15,7 @@ from typing import IO
 from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics import histogram as hg
+from loadbench.units import us_to_ms
 
 _LINE = re.compile(r"^(?:Tag=([^,]*),)?([\d.]+),([\d.]+),([\d.]+),(\S+)$")
 
@@ -32,7 +33,7 @@ class HlogWriter:
     def write(self, tag: str, start_s: float, length_s: float, hist: HdrHistogram) -> None:
         if "," in tag or " " in tag:
             raise ValueError(f"hlog tag may not contain ',' or ' ': {tag!r}")
-        max_ms = hist.get_max_value() / 1000.0
+        max_ms = us_to_ms(hist.get_max_value())
         self._out.write(f"Tag={tag},{start_s:.3f},{length_s:.3f},{max_ms:.3f},{hg.encode(hist)}\n")
 
     def flush(self) -> None:
