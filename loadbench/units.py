@@ -35,10 +35,6 @@ def ms_to_us(value_ms: float) -> int:
     return round(value_ms * US_PER_MS)
 
 
-def ms_to_ns(value_ms: float) -> int:
-    return round(value_ms * NS_PER_MS)
-
-
 def s_to_us(value_s: float) -> int:
     return round(value_s * US_PER_S)
 
