@@ -84,7 +84,10 @@ def guarded_server(limits: Limits, rejects: RejectLog) -> type[web.Server]:
             rejects.note(f"{status} {type(exc).__name__ if exc else 'error'}")
             if request.writer.output_size > 0:
                 raise ConnectionError("response already started; the connection is closed")
-            phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+            try:
+                phrase = HTTPStatus(status).phrase
+            except ValueError:
+                phrase = "Error"
             resp = web.Response(status=status, content_type="application/json",
                                 body=error_body(f"{status} {phrase}.", error_type(status), status))
             resp.force_close()
