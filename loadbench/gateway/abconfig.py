@@ -107,6 +107,10 @@ class CostRoutingModel(StrictModel):
     scorecard: str | None = None  # a loadbench eval scorecard.json: quality and cost before live data exists
     min_feedback: PositiveInt = 30  # live feedback scores a target needs before they replace the scorecard
     window_requests: PositiveInt = 500  # the newest requests per target the live estimates are taken over
+    # a non-streamed answer that fails the check is retried on the next target (docs/ab.md)
+    escalate_on_check_failure: bool = False
+    check_regex: str | None = None  # the answer's text must contain a match
+    check_json: bool = False  # the answer's text must be JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,9 @@ class CostRoutingSpec:
     prior: dict[str, Estimate]  # from the scorecard, by target name
     min_feedback: int
     window_requests: int
+    escalate: bool = False
+    check_regex: re.Pattern[str] | None = None
+    check_json: bool = False
 
 
 def compile_cost_routing(model: CostRoutingModel, path: str, where: str) -> CostRoutingSpec:
@@ -140,7 +147,16 @@ def compile_cost_routing(model: CostRoutingModel, path: str, where: str) -> Cost
         card = Scorecard.from_json(raw, str(card_path))
         for t in card.targets:
             prior[t.name] = Estimate(t.quality.acceptable.low, t.cost.per_request if t.cost else None, "scorecard")
-    return CostRoutingSpec(model.quality_floor, prior, model.min_feedback, model.window_requests)
+    if model.escalate_on_check_failure and not (model.check_regex or model.check_json):
+        raise ConfigError(path, f"{where}.escalate_on_check_failure", "there is no check to fail",
+                          "add check_regex or check_json: true")
+    try:
+        regex = re.compile(model.check_regex) if model.check_regex else None
+    except re.error as exc:
+        raise ConfigError(path, f"{where}.check_regex", f"not a regular expression: {exc}",
+                          "write a Python regular expression") from None
+    return CostRoutingSpec(model.quality_floor, prior, model.min_feedback, model.window_requests,
+                           model.escalate_on_check_failure, regex, model.check_json)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,7 @@ class RequestContext:
     arm: str = ""  # "incumbent" | "candidate"
     keep_answer: bool = False  # the request log wants the answer's bytes in ``captured``
     pair_id: str = ""  # a shadowed request and its shadows share it (the primary's request id)
-    shadow: bool = False  # this is a shadow's record (never sent to the client)
+    role: str = "primary"  # primary | shadow (never sent to the client) | escalated (an answer that failed its check)
 
 
 class CacheHook(Protocol):

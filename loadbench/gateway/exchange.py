@@ -31,6 +31,7 @@ from loadbench.gateway import openai_error as oai
 from loadbench.gateway.config import RouteTarget
 from loadbench.gateway.context import CacheHook, RequestContext, next_request_id
 from loadbench.gateway.costroute import cost_plan
+from loadbench.gateway.escalation import escalate
 from loadbench.gateway.health import record_failure, record_success
 from loadbench.gateway.relay import StreamRelay
 from loadbench.gateway.routing import plan
@@ -121,6 +122,8 @@ class Exchange:
             return oai.error(400, f"No target of `{route.name}` matches the request metadata.",
                              "invalid_request_error")
         response = await self.call(order)
+        if route.cost is not None and route.cost.escalate and self.gw.requestlog is not None:
+            response = await escalate(ctx, order, response, route.cost, self.call, self.gw.requestlog.add)
         self.metrics.inc("requests", route.name, str(response.status))
         if cache is not None and ctx.capture and response.status == 200 and ctx.captured:
             if not response.prepared:

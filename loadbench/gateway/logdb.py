@@ -200,11 +200,16 @@ def target_stats(conn: sqlite3.Connection, model: str, target: str,
                  window: int) -> tuple[int, float | None, int, float]:
     """Over the newest ``window`` served requests of ``target`` behind ``model``: (requests, mean cost_usd,
     feedback count, feedback score sum), feedback of each request's own tenant only."""
-    n, cost = conn.execute(
-        "SELECT COUNT(*), AVG(cost_usd) FROM (SELECT cost_usd FROM requests WHERE model = ? AND target = ?"
-        " AND role = 'primary' ORDER BY id DESC LIMIT ?)", (model, target, window)).fetchone()
+    # an escalated answer (it failed the inline check) costs its own price plus the retry that served
+    # the request, and counts as a quality score of 0
+    n, cost, failed = conn.execute(
+        "SELECT COUNT(*), AVG(r.cost_usd + CASE WHEN r.role = 'escalated' THEN COALESCE((SELECT p.cost_usd"
+        " FROM requests p WHERE p.request_id = r.pair_id AND p.role = 'primary'), 0) ELSE 0 END),"
+        " COALESCE(SUM(r.role = 'escalated'), 0) FROM (SELECT cost_usd, role, pair_id FROM requests"
+        " WHERE model = ? AND target = ? AND role IN ('primary', 'escalated') ORDER BY id DESC LIMIT ?) r",
+        (model, target, window)).fetchone()
     fb_n, fb_sum = conn.execute(
         "SELECT COUNT(f.score), COALESCE(SUM(f.score), 0) FROM (SELECT request_id, tenant FROM requests"
         " WHERE model = ? AND target = ? AND role = 'primary' ORDER BY id DESC LIMIT ?) r"
         " JOIN feedback f ON f.request_id = r.request_id AND f.tenant IS r.tenant", (model, target, window)).fetchone()
-    return int(n), (float(cost) if cost is not None else None), int(fb_n), float(fb_sum)
+    return int(n), (float(cost) if cost is not None else None), int(fb_n) + int(failed), float(fb_sum)

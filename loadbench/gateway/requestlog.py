@@ -116,7 +116,7 @@ def row_of(item: Item, spec: RequestLogSpec, models: dict[str, str], worker: int
         ttft_ms, tpot_ms, e2e_ms, usage.prompt_tokens or None, output_tokens or None, usage.cached_tokens or None,
         cost, ctx.attempts, orjson.dumps(ctx.metadata).decode() if ctx.metadata else None,
         ctx.client_key_digest.hex() if ctx.client_key_digest else None, ctx.pair_id or None,
-        "shadow" if ctx.shadow else "primary", request_body,
+        ctx.role, request_body,
         response_body)
 
 
@@ -265,7 +265,7 @@ class RequestLog:
             with self.breakdown.lock:
                 for (ctx, *_), row in zip(batch, rows, strict=True):
                     ttft, cost = row[10], row[16]
-                    if ctx.route is not None and not ctx.shadow:
+                    if ctx.route is not None and ctx.role == "primary":
                         self.breakdown.count(ctx.route.name, ctx.metadata, row[8] == "ok",
                                              ttft if isinstance(ttft, float) else None,
                                              cost if isinstance(cost, float) else None)

@@ -44,7 +44,7 @@ class Shadows:
     def maybe(self, ctx: RequestContext, rng: random.Random) -> None:
         """Sample this finished exchange and start its shadows (called on the event loop, O(1) when not)."""
         route = ctx.route
-        if route is None or route.shadow is None or ctx.shadow:
+        if route is None or route.shadow is None or ctx.role != "primary":
             return
         spec = route.shadow
         if rng.random() >= spec.fraction:
@@ -70,7 +70,7 @@ class Shadows:
     async def _send(self, primary: RequestContext, route: Route, index: int, up: Upstream) -> None:
         ctx = RequestContext(f"{primary.request_id}-shadow-{index}", perf_counter_ns(), primary.kind, {},
                              primary.body, primary.stream, primary.metadata, primary.client_key_digest, route)
-        ctx.pair_id, ctx.shadow, ctx.target, ctx.attempts = primary.pair_id, True, up.spec.name, 1
+        ctx.pair_id, ctx.role, ctx.target, ctx.attempts = primary.pair_id, "shadow", up.spec.name, 1
         ctx.keep_answer = primary.keep_answer
         status = CONNECT_ERROR
         url = up.chat_url if ctx.kind == "chat" else up.completions_url

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp import web
 
 import loadbench.gateway.requestlog as requestlog
 from loadbench.errors import ConfigError
@@ -18,7 +20,7 @@ from loadbench.gateway.abconfig import CostRoutingSpec, Estimate
 from loadbench.gateway.config import RouteTarget, compile_model, parse_model
 from loadbench.gateway.costroute import LiveStats, by_cost, estimate
 from tests.gateway.harness import CHAT, Upstream, ok, post, run, upstream
-from tests.gateway.test_requestlog import ENV, logged
+from tests.gateway.test_requestlog import ENV, logged, rows
 
 
 def rt(name: str) -> RouteTarget:
@@ -111,3 +113,51 @@ def test_cost_routing_needs_its_block_and_the_log(tmp_path: Path) -> None:
     cfg["virtual_models"][0]["cost_routing"] = {"quality_floor": 0.9, "scorecard": "missing.json"}  # type: ignore[index]
     with pytest.raises(ConfigError, match=r"cost_routing\.scorecard"):
         compile_model(parse_model(cfg, "g.yaml"), "g.yaml", env=ENV)
+
+
+async def json_answer(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    return web.Response(body=orjson.dumps({"choices": [{"message": {"content": '{"label": "spam"}'}}],
+                                           "usage": {"prompt_tokens": 1, "completion_tokens": 4}}),
+                        content_type="application/json")
+
+
+def test_an_answer_failing_the_check_escalates_to_the_next_target(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+    (tmp_path / "prices.yaml").write_text(PRICES)
+    cheap, mid = Upstream(ok), Upstream(json_answer)
+
+    async def main() -> None:
+        async with upstream(cheap) as u1, upstream(mid) as u2:
+            cfg: dict[str, Any] = {
+                "targets": [{"name": "cheap", "url": u1, "model": "m"}, {"name": "mid", "url": u2, "model": "m"}],
+                "virtual_models": [{"name": "vm", "routing": "cost",
+                                    "targets": [{"target": "cheap"}, {"target": "mid"}],
+                                    "cost_routing": {"quality_floor": 0.8, "escalate_on_check_failure": True,
+                                                     "check_json": True}}],
+                "request_log": {"path": str(db), "flush_ms": 20, "pricing": str(tmp_path / "prices.yaml")},
+            }
+            async with logged(cfg) as (url, gw), aiohttp.ClientSession() as s:
+                status, headers, body = await post(s, url, CHAT)
+                assert status == 200 and b"spam" in body  # cheap's "ok" is not JSON: mid answered
+                assert {k.lower(): v for k, v in headers.items()}["x-loadbench-target"] == "mid"
+                status, _, body = await post(s, url, {**CHAT, "stream": True})
+                assert status == 200 and b'"a"' in body  # a stream is the client's as it arrives: never escalated
+                await gw.close()
+        assert len(cheap.bodies) == 2 and len(mid.bodies) == 1
+        escalated = rows(db, "role = 'escalated'")
+        served = rows(db, "role = 'primary'")
+        assert len(escalated) == 1 and escalated[0]["target"] == "cheap" and escalated[0]["outcome"] == "check_failed"
+        assert escalated[0]["pair_id"] == served[0]["request_id"] and served[0]["target"] == "mid"
+        assert escalated[0]["cost_usd"] > 0 and served[0]["cost_usd"] > escalated[0]["cost_usd"]
+        assert served[1]["target"] == "cheap"
+        from loadbench.gateway import logdb
+
+        conn = logdb.connect(str(db))
+        n, cost, fb_n, fb_sum = logdb.target_stats(conn, "vm", "cheap", 100)
+        conn.close()
+        # cheap's cost per request carries mid's retry; its failed check counts as a 0 score
+        assert n == 2 and fb_n == 1 and fb_sum == 0
+        expected = (escalated[0]["cost_usd"] + served[0]["cost_usd"] + served[1]["cost_usd"]) / 2
+        assert cost is not None and abs(cost - expected) < 1e-12
+
+    run(main())
