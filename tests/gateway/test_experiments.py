@@ -176,3 +176,14 @@ def test_the_openai_client_works_unchanged_against_an_experiment(tmp_path: Path)
         assert len(rows(db, "experiment = 'exp1'")) == 6
 
     run(main())
+
+
+def test_the_example_experiment_config_is_valid() -> None:
+    from loadbench.gateway.config import load_config
+
+    spec = load_config(Path(__file__).resolve().parents[2] / "profiles/gateway/experiment.yaml",
+                       env={"ADMIN_KEYS": "k"})
+    route = spec.routes["chat"]
+    assert route.experiment is not None and route.experiment.assign_key == "user_id"
+    assert route.shadow is not None and route.shadow.targets == ("challenger",)
+    assert spec.request_log is not None and spec.request_log.log_bodies == "experiments"
