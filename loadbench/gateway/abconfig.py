@@ -66,6 +66,28 @@ class SuccessModel(StrictModel):
     min_requests: PositiveInt = 100  # per arm, before any verdict other than CONTINUE
 
 
+class CheckModel(StrictModel):
+    check_regex: str | None = None  # the answer's text must contain a match
+    check_json: bool = False  # the answer's text must be JSON
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCheck:
+    regex: re.Pattern[str] | None
+    json: bool
+
+
+def compile_check(regex: str | None, json: bool, path: str, where: str) -> AnswerCheck | None:
+    if not regex and not json:
+        return None
+    try:
+        pattern = re.compile(regex) if regex else None
+    except re.error as exc:
+        raise ConfigError(path, f"{where}.check_regex", f"not a regular expression: {exc}",
+                          "write a Python regular expression") from None
+    return AnswerCheck(pattern, json)
+
+
 class ExperimentModel(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     incumbent: str = Field(min_length=1)
@@ -74,6 +96,7 @@ class ExperimentModel(StrictModel):
     assign_by: str = Field(default="random", pattern=r"^(random|metadata\.[A-Za-z0-9_.-]+)$")
     success: SuccessModel = SuccessModel()
     rollback: RollbackModel = RollbackModel()
+    quality: CheckModel = CheckModel()  # an inline check of both arms' answers: a score of 1 or 0 each
 
 
 class ShadowModel(StrictModel):
@@ -129,8 +152,7 @@ class CostRoutingSpec:
     min_feedback: int
     window_requests: int
     escalate: bool = False
-    check_regex: re.Pattern[str] | None = None
-    check_json: bool = False
+    check: AnswerCheck | None = None
 
 
 def compile_cost_routing(model: CostRoutingModel, path: str, where: str) -> CostRoutingSpec:
@@ -150,13 +172,9 @@ def compile_cost_routing(model: CostRoutingModel, path: str, where: str) -> Cost
     if model.escalate_on_check_failure and not (model.check_regex or model.check_json):
         raise ConfigError(path, f"{where}.escalate_on_check_failure", "there is no check to fail",
                           "add check_regex or check_json: true")
-    try:
-        regex = re.compile(model.check_regex) if model.check_regex else None
-    except re.error as exc:
-        raise ConfigError(path, f"{where}.check_regex", f"not a regular expression: {exc}",
-                          "write a Python regular expression") from None
     return CostRoutingSpec(model.quality_floor, prior, model.min_feedback, model.window_requests,
-                           model.escalate_on_check_failure, regex, model.check_json)
+                           model.escalate_on_check_failure,
+                           compile_check(model.check_regex, model.check_json, path, where))
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +214,7 @@ class ExperimentSpec:
     assign_key: str | None  # a metadata key, or None for random assignment
     criteria: Criteria
     guardrails: Guardrails
+    check: AnswerCheck | None = None
 
 
 def compile_request_log(model: RequestLogModel, path: str) -> RequestLogSpec:
@@ -236,4 +255,5 @@ def compile_experiment(model: ExperimentModel, targets: list[str], path: str, wh
         assign_key=None if model.assign_by == "random" else model.assign_by.removeprefix("metadata."),
         criteria=Criteria(s.error_rate_margin, s.cost_ratio_max, s.quality_ratio_min, s.alpha, s.min_requests),
         guardrails=Guardrails(r.window_s, r.min_requests, r.max_error_rate, r.max_p95_ttft_ms, r.max_p95_e2e_ms,
-                              r.failed_checks, r.interval_s, r.min_quality))
+                              r.failed_checks, r.interval_s, r.min_quality),
+        check=compile_check(model.quality.check_regex, model.quality.check_json, path, f"{where}.quality"))

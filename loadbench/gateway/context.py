@@ -59,6 +59,7 @@ class RequestContext:
     experiment: str = ""
     arm: str = ""  # "incumbent" | "candidate"
     keep_answer: bool = False  # the request log wants the answer's bytes in ``captured``
+    log_body: bool = False  # ... and writes the bodies (log_bodies)
     pair_id: str = ""  # a shadowed request and its shadows share it (the primary's request id)
     role: str = "primary"  # primary | shadow (never sent to the client) | escalated (an answer that failed its check)
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from loadbench.gateway.abconfig import CostRoutingSpec
+from loadbench.gateway.abconfig import AnswerCheck, CostRoutingSpec
 from loadbench.gateway.config import RouteTarget
 from loadbench.gateway.context import RequestContext
 
@@ -40,12 +40,31 @@ def answer_text(body: bytes) -> str | None:
     return "".join(parts)
 
 
-def passes(text: str | None, spec: CostRoutingSpec) -> bool:
+def stream_text(raw: bytes) -> str:
+    """The content of a stream's deltas, joined (events that are not JSON chunks are skipped)."""
+    parts = []
+    for event in raw.split(b"\n\n"):
+        if not event.startswith(b"data: {"):
+            continue
+        try:
+            obj = orjson.loads(event[6:])
+        except orjson.JSONDecodeError:
+            continue
+        for choice in obj.get("choices") or [] if isinstance(obj, dict) else []:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            text = delta.get("content") if isinstance(delta, dict) else choice.get("text") if isinstance(
+                choice, dict) else None
+            if isinstance(text, str):
+                parts.append(text)
+    return "".join(parts)
+
+
+def passes(text: str | None, check: AnswerCheck) -> bool:
     if text is None:
         return False
-    if spec.check_regex is not None and spec.check_regex.search(text) is None:
+    if check.regex is not None and check.regex.search(text) is None:
         return False
-    if spec.check_json:
+    if check.json:
         try:
             orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -55,10 +74,10 @@ def passes(text: str | None, spec: CostRoutingSpec) -> bool:
 
 def failed_answer(ctx: RequestContext, response: web.Response, spec: CostRoutingSpec) -> bool:
     """True when this answer should be escalated."""
-    if not spec.escalate or ctx.stream or response.status != 200 or response.prepared:
+    if not spec.escalate or spec.check is None or ctx.stream or response.status != 200 or response.prepared:
         return False
     body = response.body
-    return isinstance(body, bytes) and not passes(answer_text(body), spec)
+    return isinstance(body, bytes) and not passes(answer_text(body), spec.check)
 
 
 def escalated_record(ctx: RequestContext, body: bytes) -> RequestContext:
@@ -68,8 +87,8 @@ def escalated_record(ctx: RequestContext, body: bytes) -> RequestContext:
     rec.role, rec.pair_id, rec.outcome, rec.target, rec.attempts = "escalated", ctx.request_id, "check_failed", \
         ctx.target, ctx.attempts
     rec.first_ns, rec.last_ns, rec.tokens, rec.usage_tail = ctx.first_ns, ctx.last_ns, ctx.tokens, body
-    rec.keep_answer = ctx.keep_answer
-    if ctx.keep_answer:
+    rec.keep_answer = rec.log_body = ctx.log_body
+    if ctx.log_body:
         rec.captured = [body]
     return rec
 

@@ -47,6 +47,22 @@ TIMEOUT = 504  # a timeout counts as this status
 INVALID = 502  # a 200 that is not an OpenAI answer counts as this status
 MAX_ERROR_BODY_BYTES = 64 * 1024  # an upstream error body relayed to the client
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+HIGH_WATER_BYTES = 64 * 1024  # unsent bytes to a client above which the relay waits for it (aiohttp's limit)
+
+
+class _SseResponse(web.StreamResponse):
+    # the headers leave with the first bytes, in one send (as in the mock)
+    _send_headers_immediately = False
+
+
+async def _drained(transport: asyncio.Transport) -> None:
+    """Wait until the client has taken most of what was written (the watchdog bounds the wait)."""
+    delay_s = 0.001
+    while transport.get_write_buffer_size() > HIGH_WATER_BYTES and not transport.is_closing():
+        await asyncio.sleep(delay_s)
+        delay_s = min(2 * delay_s, 0.05)
+    if transport.is_closing():
+        raise ConnectionResetError("the client went away")
 
 
 @dataclass(slots=True)
@@ -418,7 +434,7 @@ class Exchange:
         ctx = self.ctx
         name = up.spec.name
         metrics = self.metrics
-        out = web.StreamResponse(status=200, headers=_SSE_HEADERS)
+        out = _SseResponse(status=200, headers=_SSE_HEADERS)
         first_ns = relay.first_ns or perf_counter_ns()  # a stream may end without any token
         overhead_ns = (perf_counter_ns() - ctx.arrival_ns) - (first_ns - send_ns) - ctx.failed_ns
         out.headers.update(self._headers(overhead_ns))
@@ -433,14 +449,25 @@ class Exchange:
         now_ns = perf_counter_ns()
         try:
             await out.prepare(self.request)
+            await out.write(data)  # the headers and the bytes held until the first token, in one send
+            transport = self.request.transport
+            if transport is None:
+                raise ConnectionResetError("the client went away")
+            # later reads go straight to the transport, framed as aiohttp frames them (as the mock's
+            # pacer does): two coroutine layers less per chunk; write_eof still ends the body
+            chunked = out.chunked or out.headers.get("Transfer-Encoding") == "chunked"
+            data = b""
             while True:
                 if data:
-                    # a write blocked on the client is the client's time (see watchdog): the upstream's
-                    # idle time starts after it
-                    await out.write(data)
-                    watch.deadline_ns = perf_counter_ns() + idle_ns
-                else:
-                    watch.deadline_ns = now_ns + idle_ns
+                    if transport.is_closing():
+                        raise ConnectionResetError("the client went away")
+                    transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+                    if transport.get_write_buffer_size() > HIGH_WATER_BYTES:
+                        # blocked on the client: its time (see watchdog); the upstream's idle time
+                        # starts after it
+                        await _drained(transport)
+                        now_ns = perf_counter_ns()
+                watch.deadline_ns = now_ns + idle_ns
                 try:
                     chunk = await content.readany()
                 except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -498,7 +525,7 @@ async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook 
     if request_log is None:
         return await Exchange(request, kind, gw, cache).run()
     exchange = Exchange(request, kind, gw, cache)
-    exchange.ctx.keep_answer = request_log.wants_answer(gw.rng)
+    exchange.ctx.keep_answer = exchange.ctx.log_body = request_log.wants_answer(gw.rng)
     status = 499  # the client went away (the handler was cancelled)
     try:
         response = await exchange.run()

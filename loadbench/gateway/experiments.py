@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from loadbench.gateway.abconfig import ExperimentSpec, Guardrails
 from loadbench.gateway.config import Route, RouteTarget
 from loadbench.gateway.context import RequestContext
+from loadbench.gateway.escalation import answer_text, passes, stream_text
 from loadbench.gateway.logdb import ExperimentRow
 
 INCUMBENT = "incumbent"
@@ -106,6 +107,15 @@ def failed_check(stats: WindowStats, g: Guardrails) -> str | None:
     return None
 
 
+def check_score(ctx: RequestContext, status: int, spec: ExperimentSpec) -> float | None:
+    """The inline check of an arm's answer: 1.0 or 0.0, None when there is nothing to check (no check,
+    an error, a shadow). Runs on the request log's writer thread."""
+    if spec.check is None or status != 200 or ctx.outcome or ctx.role != "primary" or not ctx.captured:
+        return None
+    raw = b"".join(ctx.captured)
+    return 1.0 if passes(stream_text(raw) if ctx.stream else answer_text(raw), spec.check) else 0.0
+
+
 def judged(stats: WindowStats, g: Guardrails) -> bool:
     return stats.requests >= g.min_requests
 
@@ -141,6 +151,8 @@ class Experiments:
         ctx.experiment = spec.name
         ctx.arm = arm
         if self.keep_bodies:
-            ctx.keep_answer = True
+            ctx.keep_answer = ctx.log_body = True
+        elif spec.check is not None:
+            ctx.keep_answer = True  # the inline check reads the answer; the bodies are not written
         name = spec.candidate if arm == CANDIDATE else spec.incumbent
         return [rt for rt in route.targets if rt.target == name]

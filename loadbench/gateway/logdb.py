@@ -93,10 +93,15 @@ def create(path: str) -> sqlite3.Connection:
     return conn
 
 
-def write(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> None:
+def write(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]],
+          feedback: Sequence[tuple[object, ...]] = ()) -> None:
+    """One batch of requests rows (and feedback rows: ts_ms, request_id, tenant, score, outcome)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.executemany(INSERT, rows)
+        if feedback:
+            conn.executemany("INSERT INTO feedback (ts_ms, request_id, tenant, score, outcome) VALUES (?, ?, ?, ?, ?)",
+                             feedback)
     except BaseException:
         conn.execute("ROLLBACK")
         raise

@@ -34,7 +34,7 @@ from loadbench.gateway.abconfig import Estimate, ExperimentSpec, RequestLogSpec
 from loadbench.gateway.breakdown import Breakdown
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.costroute import LiveStats, estimate
-from loadbench.gateway.experiments import CANDIDATE, Experiments, WindowStats, advance, share
+from loadbench.gateway.experiments import CANDIDATE, Experiments, WindowStats, advance, check_score, share
 from loadbench.gateway.shadow import Shadows
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def row_of(item: Item, spec: RequestLogSpec, models: dict[str, str], worker: int
     elif cache == "hit-exact":
         cost = 0.0
     request_body = response_body = None
-    if ctx.keep_answer:
+    if ctx.log_body:
         request_body = redact(orjson.dumps(ctx.body).decode(), spec)
         if ctx.captured:
             response_body = redact(b"".join(ctx.captured).decode(errors="replace"), spec)
@@ -269,8 +269,15 @@ class RequestLog:
                         self.breakdown.count(ctx.route.name, ctx.metadata, row[8] == "ok",
                                              ttft if isinstance(ttft, float) else None,
                                              cost if isinstance(cost, float) else None)
+        checks = []
+        specs = self.experiments.specs
+        for (ctx, status, _, _), row in zip(batch, rows, strict=True):
+            exp = specs.get(ctx.experiment) if ctx.experiment else None
+            score = check_score(ctx, status, exp) if exp is not None else None
+            if score is not None:
+                checks.append((row[0], ctx.request_id, row[19], score, "inline_check"))
         try:
-            logdb.write(conn, rows)
+            logdb.write(conn, rows, checks)
         except sqlite3.Error as exc:
             self.lost += len(batch)
             log.warning("request log: %d records not written: %s", len(batch), exc)

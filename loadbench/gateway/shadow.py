@@ -71,7 +71,7 @@ class Shadows:
         ctx = RequestContext(f"{primary.request_id}-shadow-{index}", perf_counter_ns(), primary.kind, {},
                              primary.body, primary.stream, primary.metadata, primary.client_key_digest, route)
         ctx.pair_id, ctx.role, ctx.target, ctx.attempts = primary.pair_id, "shadow", up.spec.name, 1
-        ctx.keep_answer = primary.keep_answer
+        ctx.keep_answer = ctx.log_body = primary.log_body
         status = CONNECT_ERROR
         url = up.chat_url if ctx.kind == "chat" else up.completions_url
         try:

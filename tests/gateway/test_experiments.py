@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,41 @@ def test_the_example_experiment_config_is_valid() -> None:
     assert route.experiment is not None and route.experiment.assign_key == "user_id"
     assert route.shadow is not None and route.shadow.targets == ("challenger",)
     assert spec.request_log is not None and spec.request_log.log_bodies == "experiments"
+
+
+def test_an_inline_check_scores_both_arms_without_writing_bodies(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from loadbench.cli.ab_cmd import load
+
+    db = tmp_path / "gw.db"
+
+    async def json_answer(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        if not body.get("stream"):
+            return web.Response(body=orjson.dumps({"choices": [{"message": {"content": '{"a": 1}'}}]}),
+                                content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for part in ('{"a"', ": 1}"):
+            await resp.write(b"data: " + orjson.dumps({"choices": [{"delta": {"content": part}}]}) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def main() -> None:
+        async with upstream(Upstream(json_answer)) as a, upstream(Upstream(ok)) as b, aiohttp.ClientSession() as s:
+            cfg = config(a, b, db, assign_by="random", quality={"check_json": True})
+            async with logged(cfg) as (url, gw):
+                for i in range(40):
+                    status, _, _ = await post(s, url, {**CHAT, "stream": i % 2 == 0})
+                    assert status == 200
+                await gw.close()
+        conn = sqlite3.connect(db)
+        requests, _, _ = load(conn, "exp1", None, None)
+        bodies = conn.execute("SELECT COUNT(*) FROM requests WHERE request_body IS NOT NULL"
+                              " OR response_body IS NOT NULL").fetchone()[0]
+        conn.close()
+        by_arm = {arm: {r.quality for r in requests if r.arm == arm} for arm in ("incumbent", "candidate")}
+        assert by_arm == {"incumbent": {1.0}, "candidate": {0.0}}  # "ok" is not JSON, '{"a": 1}' is
+        assert bodies == 0  # log_bodies: none
+
+    run(main())
