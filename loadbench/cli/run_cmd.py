@@ -86,6 +86,10 @@ def run(target: str | None, embedded: str | None, model: str | None, profile_pat
     if web and master_mode:
         raise click.UsageError("--web runs its workers locally; it cannot be combined with --master")
     priced = load_run_price(pricing_path, price_name or model) if pricing_path else None  # exit 2 before load
+    if prometheus_port is not None:
+        from loadbench.run.web import require_free_port
+
+        require_free_port("127.0.0.1", prometheus_port, "--prometheus-port")
 
     req = RunRequest(target=target, embedded=embedded or "mock", model=model, profile_path=profile_path,
                      scenario_path=scenario_path,

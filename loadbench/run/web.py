@@ -8,12 +8,13 @@ folder and ends the page.
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from loadbench import launcher
-from loadbench.errors import ExitCode
+from loadbench.errors import ExitCode, InputError
 from loadbench.procs import ServerProcess
 from loadbench.results import run_dir as rd
 from loadbench.run.inputs import auto_workers, load_inputs
@@ -33,8 +34,18 @@ class WebOptions:
                 *(("--web-auth-env", self.auth_env) if self.auth_env else ())]
 
 
+def require_free_port(host: str, port: int, flag: str) -> None:
+    """A port already taken fails here, before any server starts, not later inside the master."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise InputError(f"{flag}: {host}:{port} is not free ({exc.strerror}); pick another port") from None
+
+
 def run_web(req: RunRequest, web: WebOptions) -> ExitCode:
     profile, _ = load_inputs(req)
+    require_free_port(web.host, web.port, "--web-port")
     servers: list[ServerProcess] = []
     try:
         target = single_target(req, profile, servers)
