@@ -136,6 +136,28 @@ class LiveFeed:
 
         return generator_reasons(self.cpu, p99(self.loop_lag), p99(self.schedule_lag))
 
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per figure for a table: the last interval and the run so far (None: no data)."""
+        last = self.points[-1] if self.points else None
+        rows: list[dict[str, Any]] = []
+        for m in LIVE_METRICS:
+            q, r = (last.latency[m] if last else Quantiles()), self.run_quantiles(m)
+            rows.append({"name": f"{m} (ms)", "p50": q.p50_ms, "p90": q.p90_ms, "p99": q.p99_ms,
+                         "run_p50": r.p50_ms, "run_p90": r.p90_ms, "run_p99": r.p99_ms, "run_count": r.count})
+        for state, r in self.run_cache_ttft().items():
+            q = last.cache_ttft.get(state, Quantiles()) if last else Quantiles()
+            rows.append({"name": f"ttft, cache {state} (ms)", "p50": q.p50_ms, "p90": q.p90_ms, "p99": q.p99_ms,
+                         "run_p50": r.p50_ms, "run_p90": r.p90_ms, "run_p99": r.p99_ms, "run_count": r.count})
+        if last is not None:
+            rows.append({"name": "output tokens/s", "p50": last.output_tokens_per_s})
+            rows.append({"name": "requests/s (ok)", "p50": last.requests_per_s})
+            rows.append({"name": "generator CPU % (busiest worker)", "p50": last.cpu_percent_max})
+            rows.append({"name": "generator loop lag P99 (ms)", "p50": last.loop_lag_p99_ms})
+        for outcome, n in sorted(self.outcomes.items()):
+            if outcome != "ok":
+                rows.append({"name": f"errors: {outcome}", "run_count": n})
+        return rows
+
     def to_json(self) -> dict[str, Any]:
         return {"points": [p.to_json() for p in self.points],
                 "run": {m: self.run_quantiles(m).to_json() for m in LIVE_METRICS},

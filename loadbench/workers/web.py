@@ -43,6 +43,13 @@ STATIC_DIR = Path(__file__).with_name("web_static")
 PANEL_TAGS = ('<link rel="stylesheet" href="./loadbench/static/panel.css">'
               '<script defer src="./loadbench/static/panel.js"></script>')
 PLAN_FILE = "plan.json"
+TAB_KEY = "loadbench"
+# Locust's own extension point for a tab: a table whose rows ride on /stats/requests (extended_stats)
+_COLUMNS = (("name", "figure (HDR; charts under the page)"), ("p50", "last interval P50"), ("p90", "P90"),
+            ("p99", "P99"), ("run_p50", "run so far P50"), ("run_p90", "P90"), ("run_p99", "P99"),
+            ("run_count", "count"))
+TAB = {"extended_tabs": [{"title": "loadbench", "key": TAB_KEY}],
+       "extended_tables": [{"key": TAB_KEY, "structure": [{"key": k, "title": t} for k, t in _COLUMNS]}]}
 WAIT_WORKERS_S = 10.0
 
 
@@ -219,6 +226,16 @@ def _routes(app: Any, session: WebSession) -> None:
             resp.set_data(html.replace("</body>", PANEL_TAGS + "</body>", 1))
         return resp
 
+    @app.after_request
+    def tab(resp: Response) -> Response:
+        if request.path != "/stats/requests" or resp.mimetype != "application/json":
+            return resp
+        current = session.current
+        rows = [{k: _cell(v) for k, v in row.items()} for row in current.live.rows()] if current else []
+        resp.set_data(orjson.dumps({**orjson.loads(resp.get_data()), "extended_stats": [
+            {"key": TAB_KEY, "data": rows}]}))
+        return resp
+
     @app.route("/loadbench/live.json")
     def live() -> Response:
         return Response(orjson.dumps(session.live()), mimetype="application/json")
@@ -230,6 +247,12 @@ def _routes(app: Any, session: WebSession) -> None:
     @app.route("/loadbench/runs/<run_id>/<path:name>")
     def run_file(run_id: str, name: str) -> Response:
         return session.run_file(run_id, name)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return "–"
+    return round(value, 2) if isinstance(value, float) else value
 
 
 def _choices(folder: str) -> list[str]:
@@ -259,6 +282,7 @@ def main(argv: list[str]) -> int:
     env.parsed_options = get_parser().parse_args(defaults.locust_args())
     session = WebSession(defaults, runner, args.expect_workers)
     web_ui = env.create_web_ui(host=args.web_host, port=args.web_port, delayed_start=True)
+    web_ui.template_args.update(TAB)
     if args.web_auth_env:
         credentials = env_value(args.web_auth_env)
         if not credentials or ":" not in credentials:

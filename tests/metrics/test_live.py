@@ -63,3 +63,18 @@ def test_saturation_follows_the_summary_rule_on_cpu() -> None:
     for i in range(4, 8):
         feed.add(float(i), 1.0, {}, {"ok": 1, "cpu_percent_max": 99.0})
     assert feed.saturation() and "core" in feed.saturation()[0]
+
+
+def test_rows_hold_the_last_interval_and_the_run() -> None:
+    feed = LiveFeed()
+    assert [r["name"] for r in feed.rows()] == ["ttft (ms)", "itl (ms)", "tpot (ms)", "e2e (ms)"]
+    feed.add(0.0, 1.0, {"ttft": hist_of([50_000])}, {"ok": 1, "outcomes": {"ok": 1}})
+    feed.add(1.0, 1.0, {"ttft": hist_of([70_000]), "ttft:cache=miss": hist_of([70_000])},
+             {"ok": 1, "output_tokens": 8, "outcomes": {"ok": 1, "timeout": 1}})
+    rows = {r["name"]: r for r in feed.rows()}
+    assert rows["ttft (ms)"]["p50"] == pytest.approx(70.0, rel=1e-3)
+    assert rows["ttft (ms)"]["run_count"] == 2
+    assert rows["ttft, cache miss (ms)"]["run_count"] == 1
+    assert rows["output tokens/s"]["p50"] == 8.0
+    assert rows["errors: timeout"]["run_count"] == 1
+    assert "errors: ok" not in rows
