@@ -8,11 +8,14 @@ No function here runs on the event loop's thread except at startup and in the ad
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000
+CREATE_TRIES = 100
+CREATE_PAUSE_S = 0.05
 
 COLUMNS = (
     "ts_ms", "request_id", "worker", "model", "experiment", "arm", "target", "status", "outcome", "cache",
@@ -85,7 +88,15 @@ def connect(path: str) -> sqlite3.Connection:
 def create(path: str) -> sqlite3.Connection:
     """Open the file, switch it to WAL and create what is missing (safe in several processes at once)."""
     conn = connect(path)
-    conn.execute("PRAGMA journal_mode=WAL")
+    # Switching to WAL does not wait on the busy handler: workers starting together retry it.
+    for attempt in range(CREATE_TRIES):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            if attempt + 1 == CREATE_TRIES:
+                raise
+            time.sleep(CREATE_PAUSE_S)
     # NORMAL in WAL: a committed batch survives a crash of the process (not of the machine's power)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(_SCHEMA)

@@ -96,7 +96,7 @@ def _check_rollback(gw: ServerProcess, db: Path, words: str) -> None:
     assert trip["ts_ms"] - first_ms <= WINDOW_S * 1000  # within one window of the candidate's first request
     time.sleep(1.0)  # every worker reads the shared table within a second
     workers = asyncio.run(_weights_by_worker(gw.url))
-    assert len(workers) == 2 and set(workers.values()) == {"0 rolled_back"}, workers
+    assert len(workers) == 2 and set(workers.values()) == {"0 rolled_back"}, (workers, "\n".join(gw.output[-40:]))
     assert asyncio.run(_targets(gw.url, 40)) == {"inc"}
 
 
