@@ -44,3 +44,12 @@ def expand_cmd(seed_file: Path, out_file: Path, variants: str, pad_to: str, seed
     out_file.write_bytes(b"".join(orjson.dumps(c.to_json()) + b"\n" for c in cases))
     click.echo(f"wrote {len(cases)} cases to {out_file}", err=True)
     return ExitCode.OK
+
+
+def _register_from_log() -> None:
+    from loadbench.cli.harvest_cmd import from_log  # the request log's harvest (docs/ab.md)
+
+    dataset.add_command(from_log)
+
+
+_register_from_log()
