@@ -78,3 +78,14 @@ def test_rows_hold_the_last_interval_and_the_run() -> None:
     assert rows["output tokens/s"]["p50"] == 8.0
     assert rows["errors: timeout"]["run_count"] == 1
     assert "errors: ok" not in rows
+
+
+def test_quantiles_equal_hdrh_own_percentiles() -> None:
+    import random
+
+    from loadbench.metrics.live import Quantiles
+
+    rng = random.Random(7)
+    h = hist_of([int(rng.lognormvariate(10, 1)) + 1 for _ in range(5000)])
+    q = Quantiles.of(h)
+    assert (q.p50_ms, q.p90_ms, q.p99_ms) == tuple(h.get_value_at_percentile(p) / 1000.0 for p in (50, 90, 99))
