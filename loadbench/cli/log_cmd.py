@@ -7,6 +7,7 @@ import csv
 import sqlite3
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO
 
@@ -73,3 +74,44 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
         return
     with path.open("w", newline="") as f:
         yield f
+
+
+@log_group.command("shadows")
+@click.argument("log_path", metavar="LOG", type=click.Path(path_type=Path))
+@click.option("--model", default=None, help="Only this virtual model's pairs.")
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+def shadows(log_path: Path, model: str | None, fmt: str) -> None:
+    """Shadowed requests side by side: the primary and each shadow target, over the same pairs."""
+    from loadbench.ab.analysis import LoggedRequest, summarize_arm
+
+    conn = open_log(log_path)
+    query = ("SELECT s.model, s.target, s.ts_ms, s.outcome, s.ttft_ms, s.e2e_ms, s.cost_usd,"
+             " p.target, p.ts_ms, p.outcome, p.ttft_ms, p.e2e_ms, p.cost_usd"
+             " FROM requests s JOIN requests p ON p.request_id = s.pair_id AND p.role = 'primary'"
+             " WHERE s.role = 'shadow'")
+    params: list[object] = []
+    if model:
+        query += " AND s.model = ?"
+        params.append(model)
+    pairs: dict[tuple[str, str], tuple[list[LoggedRequest], list[LoggedRequest]]] = {}
+    for row in conn.execute(query, params):
+        vm, target = row[0], row[1]
+        shadow_side, primary_side = pairs.setdefault((vm, target), ([], []))
+        shadow_side.append(LoggedRequest(target, row[2], row[3], row[4], row[5], row[6]))
+        primary_side.append(LoggedRequest("primary", row[8], row[9], row[10], row[11], row[12]))
+    conn.close()
+    summaries = [(vm, target, len(shadow_side), summarize_arm("primary", primary_side),
+                  summarize_arm(target, shadow_side))
+                 for (vm, target), (shadow_side, primary_side) in sorted(pairs.items())]
+    if fmt == "json":
+        out = [{"model": vm, "shadow": target, "pairs": n, "primary": asdict(p), "shadow_arm": asdict(sh)}
+               for vm, target, n, p, sh in summaries]
+        click.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo("| model | side | pairs | error rate | TTFT P50/P95 ms | E2E P50/P95 ms | cost / request | spend |")
+    click.echo("|---|---|---|---|---|---|---|---|")
+    for vm, _, n, primary, shadow in summaries:
+        for a in (primary, shadow):
+            cost = "–" if a.cost_per_request is None else f"{a.cost_per_request:.6f}"
+            click.echo(f"| {vm} | {a.arm} | {n} | {a.error_rate:.2%} | {a.ttft.p50_ms}/{a.ttft.p95_ms} |"
+                       f" {a.e2e.p50_ms}/{a.e2e.p95_ms} | {cost} | {a.cost_usd:.6f} |")

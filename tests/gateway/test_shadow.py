@@ -11,6 +11,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from tests.conftest import run_loadbench
 from tests.gateway.harness import CHAT, DONE, ROLE, USAGE, Upstream, chunk, ok, post, run, upstream
 from tests.gateway.test_requestlog import logged, rows
 
@@ -63,6 +64,13 @@ def test_the_client_sees_only_the_primary_and_both_answers_share_a_pair_id(tmp_p
         assert "SHADOW" not in p["response_body"]
         assert "SHA" in s["response_body"] and s["outcome"] == "ok" and s["output_tokens"] in (3, 5)
         assert s["ttft_ms"] is not None and s["tenant"] == p["tenant"]
+    result = run_loadbench("log", "shadows", str(db), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (side_by_side,) = orjson.loads(result.stdout)
+    assert side_by_side["shadow"] == "sh" and side_by_side["pairs"] == 6
+    assert side_by_side["primary"]["requests"] == side_by_side["shadow_arm"]["requests"] == 6
+    table = run_loadbench("log", "shadows", str(db)).stdout
+    assert "| vm | primary | 6 |" in table and "| vm | sh | 6 |" in table
 
 
 def test_a_full_shadow_pool_drops_and_never_delays_the_primary(tmp_path: Path) -> None:
