@@ -25,8 +25,11 @@ from loadbench.errors import ExitCode
 @click.option("--error-ceiling", type=click.FloatRange(min=0, max=100), default=20.0, show_default=True,
               help="Error rate (percent) above which a run is not valid to judge (exit 3).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap RNG.")
+@click.option("--strict", is_flag=True,
+              help="Also refuse (exit 3) runs whose P99 figures may include more client-side delay than the "
+                   "5 ms accuracy promise (without it they are compared with a warning).")
 def compare(paths: tuple[Path, ...], fail_on: tuple[str, ...], out_dir: Path | None, z: float,
-            min_effect: float, min_samples: int, error_ceiling: float, seed: int) -> int:
+            min_effect: float, min_samples: int, error_ceiling: float, seed: int, strict: bool) -> int:
     """Compare RUN_DIR (the last path) against a baseline: one run folder, several, or a folder of runs
     (several runs put the spread between runs into the noise). Writes compare.md and compare.junit.xml."""
     from loadbench.cli.eval_compare import compare_scorecard_paths, is_scorecard_pair
@@ -42,7 +45,7 @@ def compare(paths: tuple[Path, ...], fail_on: tuple[str, ...], out_dir: Path | N
         raise InputError("compare: give a baseline and a run: loadbench compare BASELINE... RUN_DIR")
     *baselines, run_dir = paths
     result = compare_runs(baselines, run_dir, exprs, z=z, min_effect=min_effect / 100.0, seed=seed,
-                          min_samples=min_samples, error_ceiling=error_ceiling / 100.0)
+                          min_samples=min_samples, error_ceiling=error_ceiling / 100.0, strict=strict)
     out = out_dir or run_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(render_markdown(result), encoding="utf-8")

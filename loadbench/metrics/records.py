@@ -247,11 +247,15 @@ class Generator:
     target_rps: float | None = None  # open loop: planned arrivals / measure_s
     achieved_rps: float | None = None  # open loop: arrivals / measure_s
     client_delay_ms: float | None = None  # bound of the client-side delay in P99 figures (metrics.client_delay)
+    # The bound exceeds the accuracy promise: P99 figures carry a caveat (not valid only with --strict);
+    # ``saturated`` is the harder verdict that the generator could not keep up at all.
+    beyond_promise: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"saturated": self.saturated, "reasons": list(self.reasons), "cpu_max": self.cpu_max,
                 "loop_lag_p99_ms": self.loop_lag_p99_ms, "schedule_lag_p99_ms": self.schedule_lag_p99_ms,
-                "client_delay_ms": self.client_delay_ms, "cpu_s": self.cpu_s,
+                "client_delay_ms": self.client_delay_ms, "beyond_promise": self.beyond_promise,
+                "cpu_s": self.cpu_s,
                 "cpu_ms_per_request": self.cpu_ms_per_request,
                 "target_rps": self.target_rps, "achieved_rps": self.achieved_rps}
 
@@ -259,6 +263,7 @@ class Generator:
     def from_json(cls, obj: Mapping[str, Any] | None) -> Generator:
         obj = obj or {}
         return cls(saturated=bool(obj.get("saturated")), reasons=tuple(obj.get("reasons") or ()),
+                   beyond_promise=bool(obj.get("beyond_promise")),
                    **{k: _opt_float(obj.get(k)) for k in ("cpu_max", "loop_lag_p99_ms", "schedule_lag_p99_ms",
                                                           "cpu_s", "cpu_ms_per_request", "target_rps",
                                                           "achieved_rps", "client_delay_ms")})

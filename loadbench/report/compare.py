@@ -10,7 +10,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from loadbench.errors import InputError
-from loadbench.metrics.records import SUMMARY_SCHEMA
+from loadbench.metrics.records import SUMMARY_SCHEMA, Summary
 from loadbench.report.baseline import Baseline, expand_baselines
 from loadbench.report.document import markdown_table
 from loadbench.report.gates import GateExpr, GateVerdict, evaluate_gates, relative_change
@@ -97,7 +97,7 @@ def _mismatch_warnings(base: RunFolder, run: RunFolder) -> list[str]:
 def compare_runs(baseline: Path | Sequence[Path], run_dir: Path, exprs: Sequence[GateExpr] = (), *,
                  z: float = DEFAULT_Z, min_effect: float = DEFAULT_MIN_EFFECT, seed: int = 0,
                  min_samples: int = DEFAULT_MIN_SAMPLES, error_ceiling: float = DEFAULT_ERROR_CEILING,
-                 ) -> Comparison:
+                 strict: bool = False) -> Comparison:
     """``baseline``: one run folder, several, or folders of runs (``expand_baselines``)."""
     paths = expand_baselines([baseline] if isinstance(baseline, str | Path) else baseline)
     _check_schemas(paths, Path(run_dir))
@@ -112,12 +112,23 @@ def compare_runs(baseline: Path | Sequence[Path], run_dir: Path, exprs: Sequence
     verdict = evaluate_gates(exprs, run.summary, base.first.summary, baseline_lookup=base.value,
                              run_noise=run_noise, baseline_noise=base_noise, z=z, min_effect=min_effect,
                              within_only=not base.between_known)
+    def reasons(s: Summary) -> list[str]:
+        return check_valid(s, min_samples=min_samples, error_ceiling=error_ceiling, strict=strict)
+
     invalid = {"baseline": [f"{r.name}: {why}" if len(base.runs) > 1 else why for r in base.runs
-                            for why in check_valid(r.summary, min_samples=min_samples, error_ceiling=error_ceiling)],
-               "run": check_valid(run.summary, min_samples=min_samples, error_ceiling=error_ceiling)}
+                            for why in reasons(r.summary)],
+               "run": reasons(run.summary)}
     warnings = [w for r in base.runs for w in _mismatch_warnings(r, run)]
+    warnings += [_delay_caveat(r) for r in (*base.runs, run) if r.summary.generator.beyond_promise]
     return Comparison(base, run, deltas, verdict, run_noise.method, z, min_effect, invalid,
                       list(dict.fromkeys(warnings)))
+
+
+def _delay_caveat(r: RunFolder) -> str:
+    """A run whose P99s may carry more client-side delay than promised: a P99 difference smaller than that
+    bound is no evidence either way (docs/generator.md); ``--strict`` refuses such runs instead."""
+    return (f"{r.name}: P99 figures may include up to {r.summary.generator.client_delay_ms:g} ms of client-side "
+            "delay (beyond the accuracy promise): a P99 difference smaller than that says nothing")
 
 
 def _delta(fig: Figure, base: Baseline, run: RunFolder, base_noise: Noise, run_noise: Noise, z: float,

@@ -6,6 +6,7 @@ run where most requests failed says nothing about the target; gating CI on it wo
 
 from __future__ import annotations
 
+from loadbench.metrics.client_delay import TTFT_P99_PROMISE_MS
 from loadbench.metrics.records import Summary
 from loadbench.metrics.summarize import WORKERS_LOST
 
@@ -14,8 +15,9 @@ DEFAULT_ERROR_CEILING = 0.2
 
 
 def check_valid(summary: Summary, *, min_samples: int = DEFAULT_MIN_SAMPLES,
-                error_ceiling: float = DEFAULT_ERROR_CEILING) -> list[str]:
-    """Reasons the run is not valid to judge (empty list = valid)."""
+                error_ceiling: float = DEFAULT_ERROR_CEILING, strict: bool = False) -> list[str]:
+    """Reasons the run is not valid to judge (empty list = valid). ``strict`` also refuses a run whose
+    P99 figures may carry more client-side delay than the accuracy promise (docs/generator.md)."""
     reasons: list[str] = []
     count = summary.latency("ttft").count
     if count < min_samples:
@@ -24,6 +26,9 @@ def check_valid(summary: Summary, *, min_samples: int = DEFAULT_MIN_SAMPLES,
     if summary.generator.saturated:
         why = "; ".join(summary.generator.reasons) or "no reason given"
         reasons.append(f"load generator saturated ({why}): latencies include client-side delay")
+    elif strict and summary.generator.beyond_promise:
+        reasons.append(f"P99 figures may include up to {summary.generator.client_delay_ms:g} ms of client-side "
+                       f"delay, beyond the {TTFT_P99_PROMISE_MS:g} ms accuracy promise (--strict)")
     lost = [w for w in summary.warnings if w.startswith(WORKERS_LOST)]
     if lost:
         reasons.append(f"{lost[0]}: the load was not what the plan asked for after that")

@@ -123,7 +123,7 @@ def _check_thresholds(req: RunRequest, profile: Profile, summary: Summary, run_d
 def _check_validity(req: RunRequest, summary: Summary) -> list[str]:
     from loadbench.report.validity import check_valid
 
-    reasons = check_valid(summary)
+    reasons = check_valid(summary, strict=req.strict)
     for r in reasons:
         say(req, f"{'error' if req.strict else 'note'}: the run may not be valid to judge: {r}")
     return reasons

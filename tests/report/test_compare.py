@@ -124,6 +124,17 @@ def test_cli_bad_input_exits_2(tmp_path: Path) -> None:
     assert r.returncode == ExitCode.BAD_INPUT and "not valid JSON" in r.stderr
 
 
+def test_cli_delay_beyond_the_promise_is_a_warning_or_with_strict_not_valid(tmp_path: Path) -> None:
+    base = make_run(tmp_path / "base")
+    late = make_run(tmp_path / "late", client_delay_ms=9.0)
+    r = _cli(str(base), str(late), "--fail-on", "ttft.p50 > +10%")
+    assert r.returncode == ExitCode.OK, r.stdout + r.stderr
+    assert "P99 figures may include up to 9 ms of client-side delay" in r.stdout
+    r = _cli(str(base), str(late), "--fail-on", "ttft.p50 > +10%", "--strict")
+    assert r.returncode == ExitCode.INVALID_RUN and "accuracy promise (--strict)" in r.stdout
+    assert _cli(str(base), str(make_run(tmp_path / "fine")), "--strict").returncode == ExitCode.OK
+
+
 def test_cli_invalid_run_exits_3(tmp_path: Path) -> None:
     base = make_run(tmp_path / "base")
     sat = make_run(tmp_path / "sat", saturated=True)
