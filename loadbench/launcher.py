@@ -20,7 +20,7 @@ from types import FrameType
 
 import orjson
 
-from loadbench.plan import SECRETS_ENV, RunPlan
+from loadbench.plan.run import SECRETS_ENV, RunPlan
 from loadbench.results import run_dir as rd
 
 PLAN_FILE = "plan.json"

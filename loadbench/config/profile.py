@@ -11,7 +11,7 @@ Exactly one load mode applies:
 load runs 20 s, or up to 3600 s when bounded by ``max_requests``. ``warmup_s`` and ``cooldown_s``
 are carved out of the run: requests whose intended start falls in them are excluded from the summary.
 
-The plan arithmetic (stages, rate segments, totals, phases) lives in ``loadbench.workload.plan``;
+The plan arithmetic (stages, rate segments, totals, phases) lives in ``loadbench.plan.load``;
 ``Profile.load_plan()`` builds it and ``Profile.with_load(...)`` derives sweep steps, interleave rounds
 and per-target profiles. ``abort_on`` ends a run that only produces errors; target header values may
 be ``{env: NAME}`` and credential-like ones are redacted in every file (``dump_for_record``).
@@ -30,7 +30,7 @@ from loadbench.errors import ConfigError
 MAX_DURATION_S = 7 * 24 * 3600.0  # a run is bounded in time; a week is beyond any load test
 
 if TYPE_CHECKING:
-    from loadbench.workload.plan import LoadPlan
+    from loadbench.plan.load import LoadPlan
 
 
 class Stage(StrictModel):
@@ -120,7 +120,7 @@ class Sweep(StrictModel):
 
     def values(self) -> list[float]:
         """start, start+step, ... <= max (computed by index, so no float drift)."""
-        from loadbench.workload.plan import sweep_values
+        from loadbench.plan.load import sweep_values
 
         return sweep_values(self.start, self.step, self.max)
 
@@ -285,10 +285,10 @@ class Profile(StrictModel):
             )
         return self
 
-    # ---- the resolved plan (built by loadbench.workload.plan) ----
+    # ---- the resolved plan (built by loadbench.plan.load) ----
 
     def load_plan(self) -> LoadPlan:
-        from loadbench.workload.plan import LoadPlan
+        from loadbench.plan.load import LoadPlan
 
         return LoadPlan.from_profile(self)
 

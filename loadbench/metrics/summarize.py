@@ -49,7 +49,7 @@ _SAMPLE_FIELDS = {"ttft": "ttft_us", "tpot": "tpot_us", "e2e": "e2e_us", "queue"
 @dataclass(frozen=True, slots=True)
 class PlanFacts:
     """What the summary needs of the load plan recorded in the manifest (built from
-    ``loadbench.workload.plan.LoadPlan`` by ``loadbench.results.summary_io``)."""
+    ``loadbench.plan.load.LoadPlan`` by ``loadbench.results.summary_io``)."""
 
     mode: str  # "closed" | "open"
     total_s: float

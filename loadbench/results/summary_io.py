@@ -17,11 +17,11 @@ from loadbench.metrics.records import Load, Summary, Target
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.slo import SloSpec
 from loadbench.metrics.summarize import PlanFacts, RoundWindow, RunFacts, RunWindow, summarize
+from loadbench.plan.load import LoadPlan
 from loadbench.results import run_dir as rd
 from loadbench.results.hlog import read_hlog
 from loadbench.results.manifest import Manifest, read_manifest
 from loadbench.results.status import RunStatus, read_status
-from loadbench.workload.plan import LoadPlan
 
 
 def plan_of(manifest: Manifest) -> LoadPlan:

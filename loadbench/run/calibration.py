@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from loadbench.config import Profile, Scenario
-from loadbench.plan import TargetSpec
+from loadbench.plan.run import TargetSpec
 from loadbench.run.request import RunRequest, say
 from loadbench.run.target import request_headers
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from loadbench.config import Profile, Scenario
-from loadbench.plan import TargetSpec
+from loadbench.plan.run import TargetSpec
 from loadbench.protocol.openai import DONE, parse_chunk
 from loadbench.protocol.sse import SSEDecoder
 from loadbench.run.request import RunRequest, say

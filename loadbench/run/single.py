@@ -9,7 +9,7 @@ from loadbench import launcher
 from loadbench.config import Profile, Scenario
 from loadbench.errors import ExitCode
 from loadbench.metrics.records import Summary
-from loadbench.plan import RunPlan, TargetSpec
+from loadbench.plan.run import RunPlan, TargetSpec
 from loadbench.results.manifest import Manifest, write_manifest
 from loadbench.run.calibration import Calibration, calibrate_prompts
 from loadbench.run.inputs import auto_workers

@@ -10,7 +10,7 @@ import orjson
 from loadbench.config import FromEnv, Profile, Scenario, api_key, env_value, resolve_headers
 from loadbench.config.profile import is_credential_header
 from loadbench.errors import TargetError
-from loadbench.plan import TargetSpec
+from loadbench.plan.run import TargetSpec
 from loadbench.procs import ServerProcess, start_server
 from loadbench.run.preflight import PREFLIGHT_TIMEOUT_S, preflight, preflight_body
 from loadbench.run.request import RunRequest, say

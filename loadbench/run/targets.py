@@ -7,7 +7,7 @@ from typing import Any
 
 from loadbench.config import Profile, Scenario
 from loadbench.errors import ExitCode, InputError
-from loadbench.plan import TargetSpec
+from loadbench.plan.run import TargetSpec
 from loadbench.results import run_dir as rd
 from loadbench.run.request import RunRequest, RunResult, say
 from loadbench.run.single import build_report, run_one

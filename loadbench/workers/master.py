@@ -19,7 +19,8 @@ from loadbench.config import env_value, profile_from_dict
 from loadbench.errors import ExitCode
 from loadbench.metrics.live import LiveFeed
 from loadbench.metrics.prometheus import LiveState
-from loadbench.plan import SECRETS_ENV, RunPlan
+from loadbench.plan.load import LoadPlan
+from loadbench.plan.run import SECRETS_ENV, RunPlan
 from loadbench.report.live import live_line
 from loadbench.results import run_dir as rd
 from loadbench.results.collector import Collector
@@ -29,7 +30,6 @@ from loadbench.workers import messages as msg
 from loadbench.workers.shape import PlanShape
 from loadbench.workers.user import LLMUser
 from loadbench.workers.watch import parent_gone, watch
-from loadbench.workload.plan import LoadPlan
 
 PROGRESS_EVERY_S = 5.0
 FINAL_WAIT_S = 15.0

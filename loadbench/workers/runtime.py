@@ -19,11 +19,11 @@ from loadbench.metrics import histogram as hg
 from loadbench.metrics.recorder import IntervalRecorder
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us
-from loadbench.plan import RunPlan
+from loadbench.plan.load import LoadPlan, Phase
+from loadbench.plan.run import RunPlan
 from loadbench.units import ms_to_us, ns_to_s, s_to_ns, s_to_us
 from loadbench.workers.messages import WorkerData
 from loadbench.workers.stream import Measured
-from loadbench.workload.plan import LoadPlan, Phase
 from loadbench.workload.requests import RequestFactory, RequestSpec
 
 

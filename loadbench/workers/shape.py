@@ -1,10 +1,10 @@
-"""The run's load plan (loadbench.workload.plan.LoadPlan) as a Locust LoadTestShape."""
+"""The run's load plan (loadbench.plan.load.LoadPlan) as a Locust LoadTestShape."""
 
 from __future__ import annotations
 
 from locust import LoadTestShape
 
-from loadbench.workload.plan import LoadPlan
+from loadbench.plan.load import LoadPlan
 
 
 class PlanShape(LoadTestShape):

@@ -31,7 +31,7 @@ from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterR
 
 from loadbench.config import env_value
 from loadbench.errors import LoadbenchError
-from loadbench.plan import RunPlan
+from loadbench.plan.run import RunPlan
 from loadbench.results import run_dir as rd
 from loadbench.results.manifest import Manifest, write_manifest
 from loadbench.workers import messages as msg

@@ -15,7 +15,7 @@ from typing import Any
 
 from loadbench.config import Profile, Scenario, load_profile, load_scenario, scenario_from_dict
 from loadbench.errors import InputError
-from loadbench.plan import TargetSpec
+from loadbench.plan.run import TargetSpec
 
 KINDS = ("fixed", "uniform", "normal", "lognormal", "exponential")
 SCENARIO_DEFAULT = "(scenario)"  # keep the scenario's own distribution

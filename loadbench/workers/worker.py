@@ -12,7 +12,7 @@ import gevent
 import locust.runners
 from locust.env import Environment
 
-from loadbench.plan import RunPlan
+from loadbench.plan.run import RunPlan
 from loadbench.units import ns_to_us, s_to_ns
 from loadbench.workers import messages as msg
 from loadbench.workers import state

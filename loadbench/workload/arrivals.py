@@ -24,8 +24,8 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 
+from loadbench.plan.load import ArrivalKind, LoadPlan, RateSegment
 from loadbench.units import NS_PER_S
-from loadbench.workload.plan import ArrivalKind, LoadPlan, RateSegment
 
 
 def _segment_integral(seg: RateSegment) -> float:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from loadbench import launcher
-from loadbench.plan import RunPlan
+from loadbench.plan.run import RunPlan
 from loadbench.results import run_dir as rd
 from tests.workers.test_master import write_plan
 

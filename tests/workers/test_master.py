@@ -9,7 +9,7 @@ from pathlib import Path
 from loadbench.config import Profile, Scenario
 from loadbench.errors import ExitCode
 from loadbench.launcher import PLAN_FILE, free_port
-from loadbench.plan import RunPlan, TargetSpec
+from loadbench.plan.run import RunPlan, TargetSpec
 from loadbench.results import run_dir as rd
 from tests.conftest import REPO
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadbench.config import Profile
+from loadbench.plan.load import RateSegment, integrated_rate
 from loadbench.workload.arrivals import arrival_offsets_ns, plan_arrivals_ns
-from loadbench.workload.plan import RateSegment, integrated_rate
 
 NS = 1_000_000_000
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadbench.config import Profile, load_profile
-from loadbench.workload.plan import INSTANT_S, MAX_REQUESTS_CAP_S, LoadPlan, from_profile_dict
+from loadbench.plan.load import INSTANT_S, MAX_REQUESTS_CAP_S, LoadPlan, from_profile_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 
