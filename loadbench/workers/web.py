@@ -158,6 +158,7 @@ class WebSession:
         self.runs[i] = replace(self.runs[i], **changes)
 
     def stop(self, reason: str, signal_name: str | None = None) -> None:
+        """From the page (drained like the plan's end) or a signal (interrupted: a short drain)."""
         if self.current is not None and self.busy:
             self.current.request_stop(reason, interrupted=signal_name is not None, signal_name=signal_name)
 
@@ -214,8 +215,14 @@ def _basic_auth(app: Any, credentials: str) -> None:
 def _routes(app: Any, session: WebSession) -> None:
     @app.before_request
     def swarm() -> Response | None:
-        if request.method != "POST" or request.path.rstrip("/") != "/swarm":
+        if request.method != "POST" or request.path.rstrip("/") not in ("/swarm", "/stop"):
             return None
+        if request.path.rstrip("/") == "/stop":
+            if not session.busy:
+                return None  # nothing of ours is going: Locust's own stop
+            # like the end of the plan: nothing new is sent, in-flight requests finish and are measured
+            session.stop("stopped from the web page")
+            return jsonify({"success": True, "message": "stopping: in-flight requests finish first"})
         ok, message = session.start(request.form.to_dict())
         return jsonify({"success": ok, "message": message, "host": session.runner.environment.host})
 

@@ -157,7 +157,9 @@ def test_web_run_from_the_page(web: dict) -> None:
         summary_ms = read_json(run_dir / "summary.json")["metrics"]["ttft_ms"]["p50"]
         assert page_ms == pytest.approx(summary_ms, rel=HDR_REL, abs=0.001)
         assert prom_ms == pytest.approx(summary_ms, rel=HDR_REL, abs=0.001)
-        assert read_json(run_dir / "status.json")["stop_reason"] == "the Locust runner stopped"
+        assert read_json(run_dir / "status.json")["stop_reason"] == "stopped from the web page"
+        # stopped like the plan's end: in-flight requests finished and were measured, none cut
+        assert "interrupted" not in read_json(run_dir / "summary.json")["requests"]["by_outcome"]
 
         # a second run from the same page gets its own folder and report
         page.get_by_role("button", name=re.compile("new", re.I)).click()
