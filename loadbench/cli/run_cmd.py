@@ -85,6 +85,9 @@ def run(target: str | None, embedded: str | None, model: str | None, profile_pat
                                "(drop one of them)")
     if web and master_mode:
         raise click.UsageError("--web runs its workers locally; it cannot be combined with --master")
+    if web and pricing_path:
+        raise click.UsageError("--pricing is for a headless run (its cost.json is written after the run); it "
+                               "cannot be combined with --web")
     priced = load_run_price(pricing_path, price_name or model) if pricing_path else None  # exit 2 before load
     if prometheus_port is not None:
         from loadbench.run.web import require_free_port

@@ -21,7 +21,9 @@ def test_a_taken_port_is_refused_before_any_server_starts(args: list[str]) -> No
     assert "started the embedded mock" not in proc.stdout
 
 
-def test_web_with_master_is_a_usage_error() -> None:
-    proc = run_loadbench("run", "--web", "--master", timeout_s=60)
+@pytest.mark.parametrize(("args", "message"), [(["--master"], "--web runs its workers locally"),
+                                               (["--pricing", "pricing.yaml"], "--pricing is for a headless run")])
+def test_web_with_a_headless_only_option_is_a_usage_error(args: list[str], message: str) -> None:
+    proc = run_loadbench("run", "--web", *args, timeout_s=60)
     assert proc.returncode == 2
-    assert "--web runs its workers locally" in proc.stderr
+    assert message in proc.stderr
