@@ -10,7 +10,10 @@ ITL 5 ms, 64 tokens) and this generator share CPU 0. Streamed then non-streamed,
 each; the figure is the median over rounds of (gateway req/CPU-s) / (bare relay req/CPU-s).
 
     .venv/bin/python -m bench.gateway_paired [--seconds 15] [--concurrency 40] [--json-concurrency 200] [--rounds 3]
-Writes bench/out/gateway_paired.json. Asserts nothing.
+                                             [--request-log]
+``--request-log`` gives the gateway a request log (SQLite in a temporary folder), as a deployment that
+records its traffic runs it. Writes bench/out/gateway_paired.json (``gateway_paired_requestlog.json``
+with ``--request-log``). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -35,10 +38,13 @@ TTFT_MS, ITL_MS, TOKENS = 50, 5, 64
 WARM_S = 3.0
 
 
-def _gateway_config(mock: ServerProcess) -> str:
-    cfg = {"targets": [{"name": "mock", "url": mock.base_url, "model": "mock-model"}],
-           "virtual_models": [{"name": "vm", "targets": [{"target": "mock"}]}]}
-    path = Path(tempfile.mkdtemp(prefix="gwpaired-")) / "gateway.yaml"
+def _gateway_config(mock: ServerProcess, request_log: bool) -> str:
+    cfg: dict[str, object] = {"targets": [{"name": "mock", "url": mock.base_url, "model": "mock-model"}],
+                              "virtual_models": [{"name": "vm", "targets": [{"target": "mock"}]}]}
+    folder = Path(tempfile.mkdtemp(prefix="gwpaired-"))
+    if request_log:
+        cfg["request_log"] = {"path": str(folder / "requests.db")}
+    path = folder / "gateway.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
 
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json-concurrency", type=int, default=200,
                    help="closed-loop users per server, non-streamed (cheaper requests: more of them)")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--request-log", action="store_true", help="the gateway writes a request log")
     args = p.parse_args(argv)
     started: list[ServerProcess] = []
     rows: list[dict] = []
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         mock = start_server(["mock", "--port", "0", "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS),
                              "--output-tokens", str(TOKENS)], cpu=0)
         started.append(mock)
-        gateway = start_server(["gateway", "--config", _gateway_config(mock), "--port", "0"], cpu=1)
+        gateway = start_server(["gateway", "--config", _gateway_config(mock, args.request_log), "--port", "0"], cpu=1)
         started.append(gateway)
         with bare_relay(mock.url) as (relay_url, relay_proc):
             rows = _rounds(args, {"bare_relay": (relay_url, relay_proc.pid),
@@ -102,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     summary = {kind: round(statistics.median(r["ratio"] for r in rows if r["stream"] == (kind == "stream")), 3)
                for kind in ("stream", "nonstream")}
     out = {"bench": "gateway_paired", "seconds": args.seconds, "concurrency": args.concurrency,
-           "json_concurrency": args.json_concurrency,
+           "json_concurrency": args.json_concurrency, "request_log": args.request_log,
            "mock": {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS, "tokens": TOKENS},
            "ratio_to_bare_relay": summary, "rounds": rows}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    path = OUT.with_name("gateway_paired_requestlog.json") if args.request_log else OUT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({"ratio_to_bare_relay": summary}))
     return 0
 

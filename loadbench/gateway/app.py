@@ -38,15 +38,21 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
     def admitted(request: web.Request) -> bool:
         assert gw.state is not None
         return auth.admitted(auth.key_digest_of(request.headers), gw.state.spec.client_key_digests)
-    if cache is None:
-        cache = GatewayCache(gw)
+    default_cache = cache is None
+    hook: CacheHook = GatewayCache(gw) if cache is None else cache
     app[GATEWAY_KEY] = gw
 
+    def hook_for() -> CacheHook | None:
+        # The default hook finds nothing without a cached virtual model: skip its call (a reload
+        # that adds ``cache:`` fills ``state.caches`` and brings it back)
+        assert gw.state is not None
+        return hook if gw.state.caches or not default_cache else None
+
     async def chat(request: web.Request) -> web.StreamResponse:
-        return await handle(request, "chat", gw, cache)
+        return await handle(request, "chat", gw, hook_for())
 
     async def completions(request: web.Request) -> web.StreamResponse:
-        return await handle(request, "completions", gw, cache)
+        return await handle(request, "completions", gw, hook_for())
 
     async def models(request: web.Request) -> web.Response:
         assert gw.state is not None

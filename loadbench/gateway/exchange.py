@@ -98,6 +98,10 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
     return b"".join(parts)
 
 
+def _too_large(limit: int) -> web.Response:
+    return oai.refuse(413, f"Request body is larger than {limit} bytes.")
+
+
 def _openai_answer(body: bytes) -> bool:
     try:
         obj = orjson.loads(body)
@@ -167,10 +171,13 @@ class Exchange:
         limits = self.state.spec.limits
         limit = limits.max_body_bytes
         request = self.request
-        if request.content_length is not None and request.content_length > limit:
-            return oai.refuse(413, f"Request body is larger than {limit} bytes.")
-        if request.content.is_eof():  # the body arrived with the head: no timer needed
-            return await self._collect(limit)
+        length = request.content_length
+        if length is not None and length > limit:
+            return _too_large(limit)
+        content = request.content
+        if content.is_eof():  # the body arrived with the head: all of it is buffered, no timer or await
+            raw = content.read_nowait()
+            return raw if len(raw) <= limit else _too_large(limit)
         try:
             async with asyncio.timeout(limits.body_timeout_s):
                 return await self._collect(limit)
@@ -184,7 +191,7 @@ class Exchange:
         while part := await content.readany():
             size += len(part)
             if size > limit:
-                return oai.refuse(413, f"Request body is larger than {limit} bytes.")
+                return _too_large(limit)
             parts.append(part)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -324,7 +331,7 @@ class Exchange:
         up.in_flight += 1
         resp: aiohttp.ClientResponse | None = None
         watch: Watch | None = None
-        relay = StreamRelay(0)
+        relay: StreamRelay | None = None  # streams only: a whole answer needs no relay bookkeeping
         first = body = b""
         done = False
         try:
@@ -365,6 +372,7 @@ class Exchange:
             self.metrics.inc("attempts", name, "200")
             ctx.target = name
             if watch is not None:
+                assert relay is not None
                 out = await self.relay(up, resp, watch, relay, first, send_ns)
             else:
                 out = self.answer_json(up, resp, body, send_ns)
@@ -395,7 +403,12 @@ class Exchange:
         """A non-streamed answer up to ``max_upstream_body_bytes``; None if it is not an OpenAI answer."""
         if resp.content_type in ("text/event-stream", "text/html"):
             return None
-        body = await _read_capped(resp, self.state.spec.limits.max_upstream_body_bytes)
+        cap = self.state.spec.limits.max_upstream_body_bytes
+        length = resp.content_length
+        if length is not None:  # _read_capped's first case without its coroutine layer
+            body = None if length > cap else await resp.read()
+        else:
+            body = await _read_capped(resp, cap)
         return body if body is not None and _openai_answer(body) else None
 
     # ------------------------------------------------------------------ step 7
