@@ -55,6 +55,14 @@ def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
 # keeps full collections short. Only a young collection runs first, so nothing stalls; cyclic garbage
 # alive at that instant would stay uncollected, which is bounded by the in-flight requests.
 _REFREEZE_AFTER_S = (5.0, 30.0, 120.0)
+# Every request allocates a few hundred container objects and lives through several young
+# collections at the default threshold (700), so each one's objects are walked by gen 0 and gen 1
+# and pushed towards gen 2: 14-18 % of the gateway's CPU in collections (py-spy --native, 200
+# non-streamed requests in flight). At 10,000 most of a finished request's objects are freed by
+# reference counting before a collection sees them, and one young collection walks at most the
+# threshold plus what is in flight (well under 1 ms). Measured: 45-55 us less user CPU per
+# non-streamed request. Cyclic garbage is still collected, just in fewer, larger passes.
+_GEN0_THRESHOLD = 10_000
 
 
 def _refreeze() -> None:
@@ -77,6 +85,8 @@ async def _serve(sock: socket.socket, spec: GatewaySpec, config_path: str, annou
     # process: move it out of the collector's reach so full collections stay short and rare.
     gc.collect()
     gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(_GEN0_THRESHOLD, gen1, gen2)
     loop = asyncio.get_running_loop()
     for delay_s in _REFREEZE_AFTER_S:
         loop.call_later(delay_s, _refreeze)
