@@ -100,6 +100,8 @@ class IntervalRecorder:
         part.outcomes[sample.outcome] += 1
         if sample.outcome == "dropped":
             c["dropped"] += 1
+        elif sample.outcome == "interrupted":
+            pass  # cut by a user's stop, not an answer of the target: counted in outcomes only (as the summary)
         elif sample.outcome != "ok":
             c["failed"] += 1
         else:

@@ -50,6 +50,16 @@ def test_failures_and_warmup_stay_out_of_latency_histograms() -> None:
     assert rec.drain() == {}  # drained parts are gone
 
 
+def test_interrupted_requests_are_counted_apart_not_as_failures() -> None:
+    # a user stopped by a ramp-down: the target gave no answer, so the timeline must not call it a failure
+    rec = IntervalRecorder(start_unix_ns=0, interval_ns=2 * S)
+    rec.record(_sample(1, 50_000), S, [10_000] * 63)
+    rec.record(_sample(2, 0, outcome="interrupted"), S, [])
+    part = rec.drain()[0]
+    assert part["counts"]["requests"] == 2 and part["counts"]["ok"] == 1
+    assert part["counts"]["failed"] == 0 and part["outcomes"]["interrupted"] == 1
+
+
 def test_breakdown_tags_only_for_non_default_dimensions() -> None:
     rec = IntervalRecorder(start_unix_ns=0, interval_ns=S)
     rec.record(_sample(1, 50_000, typ="short-chat"), 0, [])
