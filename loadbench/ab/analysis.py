@@ -89,6 +89,8 @@ class Analysis:
     reason: str
     more_requests: int | None
     timeline: tuple[tuple[int, str, int, int], ...]  # (bucket start ms, arm, requests, errors)
+    judge_calls: int = 0  # sampled judge grades (experiment.quality.judge), booked on neither arm
+    judge_spend_usd: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)

@@ -56,6 +56,9 @@ def markdown(overall: Analysis, groups: Sequence[Analysis]) -> str:
         if a.group:
             lines += [f"## {a.group}", "", f"**{_headline(a)}**", ""]
         lines += [*_md_table(_arm_rows(a.arms)), "", *_md_table(_criteria_rows(a.criteria)), ""]
+    if overall.judge_calls:
+        lines += [f"Judge: {overall.judge_calls} sampled answers graded, spend {overall.judge_spend_usd:.6f} USD "
+                  "(on neither arm).", ""]
     lines.append("Intervals are always-valid confidence sequences (docs/ab.md): looking again later does not "
                  "inflate false decisions.")
     return "\n".join(lines) + "\n"

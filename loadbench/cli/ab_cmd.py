@@ -10,6 +10,7 @@ import datetime as dt
 import re
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ from loadbench.ab.criteria import Criteria
 from loadbench.ab.render import html_report, markdown, to_json
 from loadbench.cli.log_cmd import open_log
 from loadbench.errors import ExitCode, InputError
+from loadbench.gateway import logdb
 
 EXIT = {"PROMOTE": ExitCode.OK, "ROLLBACK": ExitCode.GATE_FAILED, "CONTINUE": ExitCode.INVALID_RUN}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -83,9 +85,11 @@ def ab(log_path: Path, experiment: str, since: str | None, by: str | None, out_d
     conn = open_log(log_path)
     try:
         requests, criteria, tripped = load(conn, experiment, start, by)
+        judge_calls, judge_spend = logdb.judge_spend(conn, experiment, start)
     finally:
         conn.close()
-    overall = analyze(experiment, requests, criteria, tripped)
+    overall = replace(analyze(experiment, requests, criteria, tripped), judge_calls=judge_calls,
+                      judge_spend_usd=judge_spend)
     groups: list[Analysis] = []
     if by:
         for group in sorted({r.group for r in requests}):

@@ -8,7 +8,7 @@ field through the one translator (``loadbench.config.validation``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +18,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from loadbench.ab.criteria import Criteria
 from loadbench.config.validation import StrictModel
 from loadbench.errors import ConfigError
+from loadbench.eval.criteria import RubricItem
 from loadbench.eval.pricing import Pricing, load_pricing
 from loadbench.eval.scorecard import Scorecard
 
@@ -66,9 +67,46 @@ class SuccessModel(StrictModel):
     min_requests: PositiveInt = 100  # per arm, before any verdict other than CONTINUE
 
 
+class RubricItemModel(StrictModel):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    description: str = Field(min_length=1)
+
+
+class AnswerJudgeModel(StrictModel):
+    """The eval judge grading a sampled fraction of both arms' answers off the request path (docs/ab.md)."""
+
+    url: str = Field(pattern=r"^https?://")  # an OpenAI-compatible base URL (.../v1)
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+    fraction: float = Field(default=0.05, ge=0, le=1)  # of the experiment's answered requests, both arms
+    budget_usd_per_day: PositiveFloat | None = None  # judge spend since 00:00 UTC (this worker), then none
+    input_per_mtok: float = Field(default=0.0, ge=0)  # the judge's price, for its spend
+    output_per_mtok: float = Field(default=0.0, ge=0)
+    max_concurrency: PositiveInt = 8  # judge calls in flight per worker; beyond it a sample is dropped
+    timeout_s: PositiveFloat = 30.0
+    rubric: list[RubricItemModel] = Field(min_length=1)
+    strip_names: list[str] = Field(default_factory=list)  # more names hidden from the judge (providers, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerJudgeSpec:
+    url: str
+    model: str
+    api_key: str | None = field(repr=False)
+    fraction: float
+    budget_usd_per_day: float | None
+    input_per_mtok: float
+    output_per_mtok: float
+    max_concurrency: int
+    timeout_s: float
+    rubric: tuple[RubricItem, ...]
+    strip_names: tuple[str, ...]  # the arms' target and model names, and strip_names
+
+
 class CheckModel(StrictModel):
     check_regex: str | None = None  # the answer's text must contain a match
     check_json: bool = False  # the answer's text must be JSON
+    judge: AnswerJudgeModel | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +253,21 @@ class ExperimentSpec:
     criteria: Criteria
     guardrails: Guardrails
     check: AnswerCheck | None = None
+    judge: AnswerJudgeSpec | None = None
+
+
+def compile_judge(model: AnswerJudgeModel, names: list[str], env: dict[str, str], path: str,
+                  where: str) -> AnswerJudgeSpec:
+    key = None
+    if model.api_key_env:
+        key = env.get(model.api_key_env)
+        if not key:
+            raise ConfigError(path, f"{where}.api_key_env", f"environment variable {model.api_key_env} is not set",
+                              "export it or remove api_key_env")
+    return AnswerJudgeSpec(model.url.rstrip("/"), model.model, key, model.fraction, model.budget_usd_per_day,
+                           model.input_per_mtok, model.output_per_mtok, model.max_concurrency, model.timeout_s,
+                           tuple(RubricItem(r.name, r.description) for r in model.rubric),
+                           tuple(names + model.strip_names))
 
 
 def compile_request_log(model: RequestLogModel, path: str) -> RequestLogSpec:
@@ -240,7 +293,9 @@ def compile_request_log(model: RequestLogModel, path: str) -> RequestLogSpec:
         metrics_by=tuple(model.metrics_by), metrics_values_max=model.metrics_values_max)
 
 
-def compile_experiment(model: ExperimentModel, targets: list[str], path: str, where: str) -> ExperimentSpec:
+def compile_experiment(model: ExperimentModel, targets: list[str], path: str, where: str,
+                       env: dict[str, str] | None = None, names: list[str] | None = None) -> ExperimentSpec:
+    """``names``: what the judge must not see (the arms' target and model names)."""
     for arm in ("incumbent", "candidate"):
         name = getattr(model, arm)
         if name not in targets:
@@ -256,4 +311,7 @@ def compile_experiment(model: ExperimentModel, targets: list[str], path: str, wh
         criteria=Criteria(s.error_rate_margin, s.cost_ratio_max, s.quality_ratio_min, s.alpha, s.min_requests),
         guardrails=Guardrails(r.window_s, r.min_requests, r.max_error_rate, r.max_p95_ttft_ms, r.max_p95_e2e_ms,
                               r.failed_checks, r.interval_s, r.min_quality),
-        check=compile_check(model.quality.check_regex, model.quality.check_json, path, f"{where}.quality"))
+        check=compile_check(model.quality.check_regex, model.quality.check_json, path, f"{where}.quality"),
+        judge=None if model.quality.judge is None else compile_judge(
+            model.quality.judge, names or [model.incumbent, model.candidate], env or {}, path,
+            f"{where}.quality.judge"))

@@ -367,7 +367,9 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
             if model.request_log is None:
                 raise ConfigError(path, f"{where}.experiment", "experiments need the request log",
                                   "add a top-level request_log: {path: gateway.db}")
-            experiment = compile_experiment(vm.experiment, [rt.target for rt in rts], path, f"{where}.experiment")
+            arms = [vm.experiment.incumbent, vm.experiment.candidate]
+            experiment = compile_experiment(vm.experiment, [rt.target for rt in rts], path, f"{where}.experiment",
+                                            env, arms + [targets[a].model for a in arms if a in targets])
         shadow = None
         if vm.shadow is not None:
             if model.request_log is None:

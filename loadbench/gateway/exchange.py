@@ -547,4 +547,6 @@ async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook 
     finally:
         if status != 499:
             request_log.shadows.maybe(exchange.ctx, gw.rng)
+            if exchange.ctx.experiment:
+                request_log.judges.maybe(exchange.ctx, status, gw.rng)
         request_log.add(exchange.ctx, status)

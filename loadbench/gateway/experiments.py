@@ -152,7 +152,7 @@ class Experiments:
         ctx.arm = arm
         if self.keep_bodies:
             ctx.keep_answer = ctx.log_body = True
-        elif spec.check is not None:
-            ctx.keep_answer = True  # the inline check reads the answer; the bodies are not written
+        elif spec.check is not None or spec.judge is not None:
+            ctx.keep_answer = True  # the inline check or the judge reads the answer; the bodies are not written
         name = spec.candidate if arm == CANDIDATE else spec.incumbent
         return [rt for rt in route.targets if rt.target == name]

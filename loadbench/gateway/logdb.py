@@ -74,6 +74,13 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_rid ON feedback(request_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS judge_spend (
+    id INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    experiment TEXT NOT NULL,
+    request_id TEXT NOT NULL,        -- the graded request
+    cost_usd REAL NOT NULL           -- the judge call's cost (its own price), never booked on an arm
+);
 """
 
 INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -117,6 +124,32 @@ def write(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]],
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def judge_record(conn: sqlite3.Connection, now_ms: int, experiment: str, request_id: str, tenant: str | None,
+                 score: float | None, cost_usd: float) -> None:
+    """A sampled judge grade (a feedback row, outcome 'judge') and its spend, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if score is not None:
+            conn.execute("INSERT INTO feedback (ts_ms, request_id, tenant, score, outcome)"
+                         " VALUES (?, ?, ?, ?, 'judge')", (now_ms, request_id, tenant, score))
+        conn.execute("INSERT INTO judge_spend (ts_ms, experiment, request_id, cost_usd) VALUES (?, ?, ?, ?)",
+                     (now_ms, experiment, request_id, cost_usd))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def judge_spend(conn: sqlite3.Connection, experiment: str, since_ms: int | None = None) -> tuple[int, float]:
+    """(judge calls, judge spend) of an experiment since ``since_ms`` (0, 0.0 in a log without the table)."""
+    try:
+        n, spend = conn.execute("SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM judge_spend WHERE experiment = ?"
+                                " AND ts_ms >= ?", (experiment, since_ms or 0)).fetchone()
+    except sqlite3.OperationalError:
+        return 0, 0.0
+    return int(n), float(spend)
 
 
 def prune(conn: sqlite3.Connection, oldest_ms: int | None, max_rows: int | None) -> int:

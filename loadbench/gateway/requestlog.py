@@ -31,6 +31,7 @@ import orjson
 from loadbench.eval.pricing import Usage, model_cost
 from loadbench.gateway import logdb
 from loadbench.gateway.abconfig import Estimate, ExperimentSpec, RequestLogSpec
+from loadbench.gateway.answer_judge import AnswerJudges
 from loadbench.gateway.breakdown import Breakdown
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.costroute import LiveStats, estimate
@@ -141,6 +142,7 @@ class RequestLog:
         self._streaks: dict[str, int] = {}
         self._next_check: dict[str, float] = {}
         self.shadows = Shadows(gateway, self.add)
+        self.judges = AnswerJudges(self.experiments.specs, spec.path)
         self.breakdown = Breakdown(spec.metrics_by, spec.metrics_values_max)
         self._cost_routes = [r for r in gateway.routes.values() if r.cost is not None]
         self._prices = {name: spec.pricing.prices.get(name) or spec.pricing.prices.get(t.model)
@@ -225,7 +227,8 @@ class RequestLog:
                          f"{share(row, spec):g}")
             info.append(f'loadbench_gateway_experiment_state{{experiment="{name}",state="{state}",'
                         f'reason="{reason}",worker="{w}"}} 1')
-        return "\n".join(lines + info + self.shadows.render(w) + self.breakdown.render(w)) + "\n"
+        return "\n".join(lines + info + self.shadows.render(w) + self.judges.render(w)
+                         + self.breakdown.render(w)) + "\n"
 
     # ------------------------------------------------------------------ the writer thread
 

@@ -132,6 +132,7 @@ class Gateway:
         self.watchdog.stop()
         if self.requestlog is not None:
             await self.requestlog.shadows.close()
+            await self.requestlog.judges.close()
             self.requestlog.close()  # writes what is queued
         if self._background:
             await asyncio.wait(list(self._background), timeout=5.0)

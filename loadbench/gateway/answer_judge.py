@@ -1,0 +1,164 @@
+"""Sampled judging of experiment answers: the eval judge grades a fraction of both arms' answers.
+
+After the client has its answer, a sampled one (``experiment.quality.judge.fraction``) is graded in a
+task of its own with the eval judge's single-grading prompt and parsing (``loadbench.eval.judging``):
+every target name, model name and ``strip_names`` entry is replaced by ``[model]`` in the question and
+the answer before the judge sees them (blind). The score (mean rubric grade in [0, 1]) is stored as a
+feedback row with ``outcome = 'judge'`` under the request's id and tenant: the quality signal
+``loadbench ab`` and the ``min_quality`` guardrail read, like inline checks and user feedback. One
+answer is graded alone (an A/B request reaches one arm only), so there is no second order to swap.
+
+Never on the request path: at most ``max_concurrency`` judge calls per worker are in flight, one more
+sample is dropped and counted; the grade is written in the default executor. Judge spend (the judge's
+usage at ``input_per_mtok`` / ``output_per_mtok``) is summed per worker since 00:00 UTC and also stored
+in the ``judge_spend`` table; once it reaches ``budget_usd_per_day`` no more samples are judged that day
+(calls in flight finish, so the overshoot is at most ``max_concurrency`` calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+
+import aiohttp
+import orjson
+
+from loadbench.eval.judging import blind, parse_grades, single_prompt
+from loadbench.eval.pricing import Usage
+from loadbench.gateway import logdb
+from loadbench.gateway.abconfig import AnswerJudgeSpec, ExperimentSpec
+from loadbench.gateway.context import RequestContext
+from loadbench.gateway.escalation import answer_text, stream_text
+
+DAY_S = 86400
+
+
+def question_of(body: Mapping[str, object]) -> str:
+    """The last user message (chat) or the prompt (completions)."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        text: object = users[-1] if users else ""
+    else:
+        text = body.get("prompt")
+    return text if isinstance(text, str) else ""
+
+
+def judge_cost(usage: Usage, spec: AnswerJudgeSpec) -> float:
+    return (usage.prompt_tokens * spec.input_per_mtok + usage.completion_tokens * spec.output_per_mtok) / 1e6
+
+
+class AnswerJudges:
+    """The judge of every experiment that has one, for one worker."""
+
+    def __init__(self, specs: Mapping[str, ExperimentSpec], log_path: str) -> None:
+        self.specs = {name: s.judge for name, s in specs.items() if s.judge is not None}
+        self.log_path = log_path
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)  # (experiment, result) -> count
+        self.spent_usd: dict[str, float] = defaultdict(float)  # since 00:00 UTC of ``day``
+        self.day = int(time.time() // DAY_S)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    def wants_answer(self, experiment: str) -> bool:
+        return experiment in self.specs
+
+    def maybe(self, ctx: RequestContext, status: int, rng: random.Random) -> None:
+        """Sample this finished exchange and start its grading (on the event loop; O(1) when not)."""
+        spec = self.specs.get(ctx.experiment) if ctx.experiment else None
+        if spec is None or ctx.role != "primary" or status != 200 or ctx.outcome or not ctx.captured:
+            return
+        if rng.random() >= spec.fraction:
+            return
+        name = ctx.experiment
+        today = int(time.time() // DAY_S)
+        if today != self.day:
+            self.day, self.spent_usd = today, defaultdict(float)
+        if spec.budget_usd_per_day is not None and self.spent_usd[name] >= spec.budget_usd_per_day:
+            self.counts[(name, "over_budget")] += 1
+            return
+        if self.in_flight[name] >= spec.max_concurrency:
+            self.counts[(name, "dropped_full")] += 1
+            return
+        self.in_flight[name] += 1
+        raw = b"".join(ctx.captured)
+        answer = stream_text(raw) if ctx.stream else (answer_text(raw) or "")
+        tenant = ctx.client_key_digest.hex() if ctx.client_key_digest else None
+        task = asyncio.get_running_loop().create_task(
+            self._grade(name, spec, ctx.request_id, tenant, question_of(ctx.body), answer))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _grade(self, name: str, spec: AnswerJudgeSpec, request_id: str, tenant: str | None, question: str,
+                     answer: str) -> None:
+        try:
+            prompt = single_prompt(spec.rubric, "", blind(answer, spec.strip_names), blind(question, spec.strip_names))
+            reply, usage = await self._ask(spec, prompt)
+            cost = judge_cost(usage, spec)
+            self.spent_usd[name] += cost
+            grades = parse_grades(reply, spec.rubric) if reply is not None else None
+            if grades is None or grades.error:
+                self.counts[(name, "unreadable")] += 1
+                score = None
+            else:
+                self.counts[(name, "judged")] += 1
+                score = sum(grades.scores.values()) / len(grades.scores)
+            await asyncio.to_thread(self._store, name, request_id, tenant, score, cost)
+        except (aiohttp.ClientError, TimeoutError, sqlite3.Error):
+            self.counts[(name, "error")] += 1
+        finally:
+            self.in_flight[name] -= 1
+
+    async def _ask(self, spec: AnswerJudgeSpec, prompt: str) -> tuple[str | None, Usage]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        headers = {"Content-Type": "application/json"}
+        if spec.api_key:
+            headers["Authorization"] = f"Bearer {spec.api_key}"
+        body = {"model": spec.model, "stream": False, "temperature": 0,
+                "messages": [{"role": "user", "content": prompt}]}
+        async with asyncio.timeout(spec.timeout_s):
+            async with self._session.post(spec.url + "/chat/completions", data=orjson.dumps(body),
+                                          headers=headers) as resp:
+                raw = await resp.read()
+        if resp.status != 200:
+            return None, Usage()
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None, Usage()
+        usage = Usage.from_openai(obj.get("usage") if isinstance(obj, dict) else None)
+        return answer_text(raw), usage
+
+    def _store(self, name: str, request_id: str, tenant: str | None, score: float | None, cost: float) -> None:
+        conn = logdb.connect(self.log_path)
+        try:
+            now_ms = round(time.time() * 1000)
+            logdb.judge_record(conn, now_ms, name, request_id, tenant, score, cost)
+        finally:
+            conn.close()
+
+    def render(self, worker: int) -> list[str]:
+        lines = ["# HELP loadbench_gateway_judge_total Sampled experiment answers by result "
+                 "(judged, unreadable, error, dropped_full, over_budget)",
+                 "# TYPE loadbench_gateway_judge_total counter"]
+        for (name, result), n in sorted(self.counts.items()):
+            lines.append(f'loadbench_gateway_judge_total{{experiment="{name}",result="{result}",'
+                         f'worker="{worker}"}} {n}')
+        lines += ["# HELP loadbench_gateway_judge_spend_today_usd Judge spend since 00:00 UTC, this worker",
+                  "# TYPE loadbench_gateway_judge_spend_today_usd gauge"]
+        for name in sorted(self.specs):
+            lines.append(f'loadbench_gateway_judge_spend_today_usd{{experiment="{name}",worker="{worker}"}} '
+                         f"{self.spent_usd[name]:.6f}")
+        return lines
+
+    async def close(self) -> None:
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=5.0)
+        if self._session is not None:
+            await self._session.close()
