@@ -8,11 +8,14 @@ import asyncio
 import contextlib
 import math
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp import web
 
 from loadbench.errors import ConfigError
 from loadbench.gateway.config import compile_model, parse_model
@@ -21,6 +24,7 @@ from tests.conftest import run_loadbench
 from tests.gateway.harness import CHAT, WHOLE, Upstream, ok, post, upstream
 from tests.gateway.test_requestlog import ENV, logged
 
+Behave = Callable[[Upstream, web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 KEY = {"Authorization": "Bearer sk-client-secret-1"}
 RUBRIC = [{"name": "helpful", "description": "answers the question"}]
 
@@ -62,15 +66,19 @@ def judge_mock():
     server.stop()
 
 
-def traffic(judge_url: str, db: Path, n: int, pause_s: float, **judge_cfg: Any) -> tuple[list[bytes], str]:
-    """n requests through a gateway whose experiment has a judge; (client answers, /metrics at the end)."""
+def traffic(judge_url: str | Upstream, db: Path, n: int, pause_s: float, arm: Behave = ok,
+            **judge_cfg: Any) -> tuple[list[bytes], str]:
+    """n requests through a gateway whose experiment has a judge (a URL, or a scripted upstream started
+    here); (client answers, /metrics at the end)."""
     bodies: list[bytes] = []
 
     async def run_all() -> str:
         async with contextlib.AsyncExitStack() as stack:
-            a = await stack.enter_async_context(upstream(Upstream(ok)))
-            b = await stack.enter_async_context(upstream(Upstream(ok)))
-            url, gw = await stack.enter_async_context(logged(config(a, b, judge_url, db, **judge_cfg)))
+            a = await stack.enter_async_context(upstream(Upstream(arm)))
+            b = await stack.enter_async_context(upstream(Upstream(arm)))
+            judge = (await stack.enter_async_context(upstream(judge_url)) if isinstance(judge_url, Upstream)
+                     else judge_url)
+            url, gw = await stack.enter_async_context(logged(config(a, b, judge, db, **judge_cfg)))
             s = await stack.enter_async_context(aiohttp.ClientSession())
             for _ in range(n):
                 status, _, body = await post(s, url, CHAT, headers=KEY)
@@ -131,3 +139,32 @@ def test_a_judge_without_a_rubric_or_with_a_missing_key_is_a_config_error(tmp_pa
                  api_key_env="NO_SUCH_JUDGE_KEY")
     with pytest.raises(ConfigError, match="NO_SUCH_JUDGE_KEY is not set"):
         compile_model(parse_model(cfg, "g.yaml"), "g.yaml", env=ENV)
+
+
+async def signed(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    """An answer that names its own target and model, as a self-introduction would."""
+    text = "As m-cand (the cand target, by Acme), I think: yes."
+    return web.Response(body=orjson.dumps({"choices": [{"message": {"content": text}}],
+                                           "usage": {"prompt_tokens": 3, "completion_tokens": 9}}),
+                        content_type="application/json")
+
+
+async def grader(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    return web.Response(body=orjson.dumps({"choices": [{"message": {"content": '{"helpful": 4}'}}],
+                                           "usage": {"prompt_tokens": 100, "completion_tokens": 5}}),
+                        content_type="application/json")
+
+
+def test_the_judge_never_sees_a_target_model_or_listed_name_and_its_grade_is_stored(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+    judge = Upstream(grader)
+    bodies, _ = traffic(judge, db, 20, 0.0, arm=signed, fraction=1.0, max_concurrency=64, strip_names=["Acme"])
+    assert all(b"m-cand" in b for b in bodies)  # the client's answer keeps the names
+    assert len(judge.bodies) == 20 and {b["model"] for b in judge.bodies} == {"jm"}
+    for body in judge.bodies:
+        prompt = body["messages"][0]["content"]
+        assert "[model]" in prompt and "I think: yes." in prompt
+        for name in ("m-cand", "m-inc", "Acme", "cand target"):
+            assert name not in prompt
+    # grade 4 of 5 is (4 - 1) / 4
+    assert sorted({score for _, score, _ in judged(db)}) == [0.75] and len(judged(db)) == 20
