@@ -6,7 +6,8 @@ scored call of its target (the log's target name), matched to the suite's case b
 message (or prompt), whitespace-normalised; the k-th pair of a case is repeat k of both targets, so
 the judge compares the two answers of the same request. Cost is the logged ``cost_usd``. Pairs
 whose bodies were not logged, or whose request matches no case, are counted and reported as
-unscorable. The primary target is the incumbent of the pairwise verdicts.
+unscorable. The primary target is the incumbent of the pairwise verdicts. The acceptable rate's
+interval is Wilson's over the logged answers (as ``loadbench ab`` gives an arm's rates).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ import orjson
 from loadbench.cli.eval_flow import _api_key, _url, exit_code, write_scorecard
 from loadbench.cli.log_cmd import open_log
 from loadbench.errors import ExitCode, InputError
-from loadbench.eval.aggregate import build_scorecard
+from loadbench.eval.aggregate import build_scorecard, score_call
 from loadbench.eval.dataset import Case
 from loadbench.eval.pricing import Price, Pricing, Usage
 from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, Reply, score_output
+from loadbench.eval.scorecard import TargetCard
+from loadbench.eval.stats import wilson
 from loadbench.eval.suite import Suite, Target, load_suite
 from loadbench.gateway.escalation import answer_text, stream_text
 from loadbench.mock.answers import request_text
@@ -183,7 +186,8 @@ def run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None)
                           "(request_log.log_bodies: all)")
     if got.no_case:
         unscorable.append(f"{got.no_case} of {got.pairs} pairs unscorable: the request matches no case of the suite")
-    scorecard = replace(scorecard, warnings=(*unscorable, *scorecard.warnings))
+    scorecard = replace(scorecard, targets=tuple(_wilson_acceptable(t, suite, got.records) for t in scorecard.targets),
+                        warnings=(*unscorable, *scorecard.warnings))
     write_scorecard(folder, scorecard)
     from loadbench.eval.render import summary
 
@@ -191,6 +195,16 @@ def run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None)
     click.echo(f"{got.pairs} pairs ({got.primary} vs {got.shadow}), {got.no_body + got.no_case} unscorable; "
                f"scorecard: {folder / 'scorecard.md'}", err=True)
     return exit_code(scorecard)
+
+
+def _wilson_acceptable(card: TargetCard, suite: Suite, records: Sequence[CallRecord]) -> TargetCard:
+    """The acceptable rate over logged answers with its Wilson interval, the statistic ``loadbench ab``
+    reports for an arm (each logged answer is one Bernoulli trial; the scorecard's bootstrap resamples cases)."""
+    by_id = {c.id: c for c in suite.cases}
+    mine = [score_call(r, by_id[r.case_id], suite).accepted for r in records if r.target == card.name]
+    if not mine:
+        return card
+    return replace(card, quality=replace(card.quality, acceptable=wilson(sum(mine), len(mine))))
 
 
 def _judge(suite: Suite, pricing: Pricing | None, records: Sequence[CallRecord], folder: Path) -> list[Judgement]:

@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 import pytest
 
+from loadbench.eval.stats import wilson
 from tests.conftest import run_loadbench
 from tests.eval.conftest import FAST, LABELS, only_scorecard, pricing_file, write_suite
 from tests.gateway.harness import post, run
@@ -106,6 +107,9 @@ def test_logged_pairs_measure_both_accuracies_and_identical_answers_tie(tmp_path
             (name,)).fetchone()[0]
         assert logged_spend > 0 and card.cost.spend == pytest.approx(logged_spend, rel=1e-3)
         accepted = round(card.quality.acceptable.value * CASES)
+        wide = wilson(accepted, CASES)  # one trial per logged answer
+        assert (card.quality.acceptable.low, card.quality.acceptable.high) == pytest.approx((wide.low, wide.high),
+                                                                                            abs=1e-6)
         assert card.cost.per_acceptable.value == pytest.approx(logged_spend / accepted, rel=1e-3)
     assert f"{STRAYS} of {CASES + STRAYS} pairs unscorable: the request matches no case of the suite" in sc.warnings
     # the judge: identical answers (both right, or the same wrong label) always tie
