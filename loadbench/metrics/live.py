@@ -24,7 +24,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics import histogram as hg
-from loadbench.metrics.summarize import _generator_reasons as generator_reasons
+from loadbench.metrics.summarize import generator_reasons
 from loadbench.units import us_to_ms
 
 LIVE_METRICS = ("ttft", "itl", "tpot", "e2e")

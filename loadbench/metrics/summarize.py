@@ -282,7 +282,7 @@ def _p99_ms(hist: HdrHistogram | None) -> float | None:
     return round(us_to_ms(hist.get_value_at_percentile(99.0)), 3)
 
 
-def _generator_reasons(cpu: list[float], lag_p99: float | None, sched_p99: float | None) -> list[str]:
+def generator_reasons(cpu: list[float], lag_p99: float | None, sched_p99: float | None) -> list[str]:
     """Was the load generator itself the bottleneck? Judged over the whole run (merged histograms),
     so one noisy interval does not condemn a run, while a sustained problem always shows."""
     reasons = []
@@ -381,7 +381,7 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
 
     cpu = [t.cpu_percent_max for t in timeline if t.cpu_percent_max is not None]
     lag_p99, sched_p99 = _p99_ms(hists.get(LOOP_LAG_TAG)), _p99_ms(hists.get(SCHEDULE_LAG_TAG))
-    reasons = _generator_reasons(cpu, lag_p99, sched_p99)
+    reasons = generator_reasons(cpu, lag_p99, sched_p99)
     target_rps = achieved_rps = None
     if plan.mode == "open":
         offered = plan.offered_arrivals(plan.warmup_s, plan.warmup_s + measure_s)
