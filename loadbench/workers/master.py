@@ -71,6 +71,7 @@ class Master:
         self.stop_now = False  # end without draining (second signal, launcher gone)
         self.status = RunStatus(state="waiting", workers=Workers(expected=expect_workers))
         self.lost: list[str] = []
+        self.started: set[str] = set()
         self.users_at: dict[int, int] = {}
         if self.owns_runner:
             self.env.events.worker_report.add_listener(self._on_report)
@@ -131,6 +132,7 @@ class Master:
         self.collector.live = self.live
         self._set_status(state="running", load_start_unix_s=ns_to_s(self.plan.start_unix_ns),
                          planned_duration_s=self.load.total_s)
+        self.started = {c.id for c in self.runner.clients.ready}  # a worker leaving from now on is lost
         msg.SPEC.send(self.runner, self.plan.to_dict())
         # open loop: users (request slots) are spawned during the lead, before the first arrival
         self.env.shape_class = PlanShape(self.load, lead_s=0.0)
@@ -277,13 +279,20 @@ class Master:
     def _watch_workers(self) -> None:
         while True:
             gevent.sleep(0.5)
-            for c in self.runner.clients.all:
-                if c.state == "missing" and c.id not in self.lost:
-                    self.lost.append(c.id)
-                    _say(f"loadbench: worker {c.id} stopped responding; its data so far is kept")
-                    if self.collector is not None and not self.runner.clients.ready and all(
-                            x.state == "missing" for x in self.runner.clients.all):
-                        self.request_stop("every worker was lost")
+            present = {c.id for c in self.runner.clients.all}
+            # a worker that went silent stays listed as missing; one that quit (e.g. its own heartbeat
+            # check gave up on us) is gone from the list: both leave the load short of the plan
+            left = [(c.id, "stopped responding") for c in self.runner.clients.all if c.state == "missing"]
+            if self.stop_reason is None:  # once stopping, workers leave on purpose
+                left += [(wid, "left the run") for wid in sorted(self.started - present)]
+            for wid, how in left:
+                if wid in self.lost:
+                    continue
+                self.lost.append(wid)
+                _say(f"loadbench: worker {wid} {how}; its data so far is kept")
+                if self.collector is not None and not self.runner.clients.ready and all(
+                        x.state == "missing" for x in self.runner.clients.all):
+                    self.request_stop("every worker was lost")
 
 
 def new_runner(bind_host: str, bind_port: int) -> MasterRunner:

@@ -20,7 +20,12 @@ from loadbench.workers.runtime import WorkerRuntime
 from loadbench.workers.user import LLMUser
 from loadbench.workers.watch import process_gone, watch
 
-MASTER_SILENT_S = 3  # seconds without a master heartbeat before a worker quits
+# Seconds without a master heartbeat before a worker quits. A remote worker has only the heartbeat
+# to tell that its master is gone; a local one watches the master's process (0.25 s) and keeps a
+# long heartbeat timeout, because a busy machine can hold a niced master's heartbeats (or this
+# worker's own loop, while it builds the run) for seconds: at 3 s, local workers quit healthy runs.
+MASTER_SILENT_S = 5
+LOCAL_MASTER_SILENT_S = 30
 REPORT_EVERY_S = 1.0  # ship samples and histograms to the master about every second
 # The loop-lag probe sleeps this long and records how late it wakes. 50 samples a second, so the
 # loop-lag P99 that bounds the client-side delay (metrics.client_delay) rests on thousands of
@@ -59,7 +64,7 @@ def main(master_host: str, master_port: int, master_pid: int | None = None) -> i
     locust.runners.WORKER_REPORT_INTERVAL = REPORT_EVERY_S
     # A master that stops answering (killed, its machine gone) must not leave this worker sending
     # for Locust's default 60 s with no one recording: quit after a few missed heartbeats (1 s each).
-    locust.runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_SILENT_S
+    locust.runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_SILENT_S if master_pid is None else LOCAL_MASTER_SILENT_S
     env = Environment(user_classes=[LLMUser])
     runner = env.create_worker_runner(master_host, master_port)  # returns once the master answered
     _say(f"loadbench worker w{runner.worker_index}: connected to the master at {master_host}:{master_port}")
