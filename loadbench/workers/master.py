@@ -36,6 +36,8 @@ FINAL_WAIT_S = 15.0
 DRAIN_MAX_S = 60.0
 INTERRUPT_DRAIN_S = 5.0  # after Ctrl-C / SIGTERM: finish what is in flight for at most this long
 OPEN_LOOP_LEAD_S = 1.0
+SPEC_RESEND_EVERY_S = 0.5  # the plan is sent again this often to a worker that has not acknowledged it
+SPEC_RESEND_FOR_S = 10.0
 UNREACHABLE_AFTER = 20  # finished requests, all connection errors, none ok
 
 
@@ -72,11 +74,13 @@ class Master:
         self.status = RunStatus(state="waiting", workers=Workers(expected=expect_workers))
         self.lost: list[str] = []
         self.started: set[str] = set()
+        self.spec_acked: set[str] = set()
         self.users_at: dict[int, int] = {}
         if self.owns_runner:
             self.env.events.worker_report.add_listener(self._on_report)
             msg.FINAL.on(self.runner, self._on_final)
             msg.DRAINED.on(self.runner, self._on_drained)
+            msg.SPEC_ACK.on(self.runner, lambda _ack, node: self.spec_acked.add(node))  # see _resend_spec
 
     # --- worker messages -------------------------------------------------------------------
     def _on_report(self, client_id: str, data: dict[str, Any]) -> None:
@@ -134,11 +138,13 @@ class Master:
                          planned_duration_s=self.load.total_s)
         self.started = {c.id for c in self.runner.clients.ready}  # a worker leaving from now on is lost
         msg.SPEC.send(self.runner, self.plan.to_dict())
+        spec_sender = gevent.spawn(self._resend_spec)
         # open loop: users (request slots) are spawned during the lead, before the first arrival
         self.env.shape_class = PlanShape(self.load, lead_s=0.0)
         self.env.shape_class.runner = self.runner
         self.runner.start_shape()
-        bg = [gevent.spawn(self._flusher), gevent.spawn(self._progress), gevent.spawn(self._watch_workers)]
+        bg = [spec_sender, gevent.spawn(self._flusher), gevent.spawn(self._progress),
+              gevent.spawn(self._watch_workers)]
         total_s = self.load.total_s
         t0 = time.monotonic() + ns_to_s(lead_ns)
         max_requests = self.load.max_requests
@@ -275,6 +281,21 @@ class Master:
                 target_rps=self.load.rate_at(time.time() - ns_to_s(self.plan.start_unix_ns)) if is_open else None,
                 # every arrival ends ok, failed or dropped: their rate is the achieved arrival rate
                 achieved_rps=(w.ok + w.failed + w.dropped) / span_s if is_open else None))
+
+    def _resend_spec(self) -> None:
+        """Send the plan again until every worker has acknowledged it: a worker that missed it would stay
+        connected and heartbeating while sending nothing, and the run would measure nothing."""
+        deadline = time.monotonic() + SPEC_RESEND_FOR_S
+        while time.monotonic() < deadline:
+            gevent.sleep(SPEC_RESEND_EVERY_S)
+            waiting = {c.id for c in self.runner.clients.ready} - self.spec_acked
+            if not waiting:
+                return
+            for client_id in sorted(waiting):
+                self.runner.send_message(msg.SPEC.name, self.plan.to_dict(), client_id=client_id)
+        waiting = {c.id for c in self.runner.clients.ready} - self.spec_acked
+        if waiting:
+            _say(f"loadbench: {len(waiting)} worker(s) never acknowledged the run plan")
 
     def _watch_workers(self) -> None:
         while True:

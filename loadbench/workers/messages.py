@@ -4,9 +4,10 @@ Locust carries them (``runner.send_message`` / ``register_message``) as msgpack,
 plain data (TypedDicts with string keys). Worker data also rides on Locust's own periodic
 ``worker_report`` under ``REPORT_KEY``.
 
-    master -> workers   SPEC      the run plan, once, when the load starts
+    master -> workers   SPEC      the run plan when the load starts (sent again until acknowledged)
                         DRAIN     send nothing new; finish (or, interrupted, record) what is in flight
-    workers -> master   DRAINED   nothing of this worker is in flight any more
+    workers -> master   SPEC_ACK  this worker has the run plan
+                        DRAINED   nothing of this worker is in flight any more
                         FINAL     the last of this worker's data, after Locust stopped its users
 """
 
@@ -70,3 +71,4 @@ SPEC: Message[dict[str, Any]] = Message("lb_spec", "master -> workers: RunPlan.t
 DRAIN: Message[DrainOrder] = Message("lb_drain", "master -> workers: stop sending, drain what is in flight")
 DRAINED: Message[Drained] = Message("lb_drained", "worker -> master: this worker has nothing in flight")
 FINAL: Message[WorkerData] = Message("lb_final", "worker -> master: the last data, after its users stopped")
+SPEC_ACK: Message[Drained] = Message("lb_spec_ack", "worker -> master: the run plan arrived (SPEC is resent till then)")

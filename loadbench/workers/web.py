@@ -83,6 +83,7 @@ class WebSession:
         env.events.worker_report.add_listener(self._on_report)
         msg.FINAL.on(runner, self._on_final)
         msg.DRAINED.on(runner, self._on_drained)
+        msg.SPEC_ACK.on(runner, self._on_spec_ack)
 
     # Locust allows one listener per message: these forward to the run that is going.
     def _on_report(self, client_id: str, data: dict[str, Any]) -> None:
@@ -96,6 +97,10 @@ class WebSession:
     def _on_drained(self, data: msg.Drained, node_id: str) -> None:
         if self.current is not None:
             self.current._on_drained(data, node_id)
+
+    def _on_spec_ack(self, data: msg.Drained, node_id: str) -> None:
+        if self.current is not None:
+            self.current.spec_acked.add(node_id)
 
     def connected(self) -> int:
         return sum(1 for c in self.runner.clients.all if c.state != STATE_MISSING)

@@ -71,6 +71,9 @@ def main(master_host: str, master_port: int, master_pid: int | None = None) -> i
 
     def on_spec(data: dict[str, Any], _: str) -> None:
         plan = RunPlan.from_dict(data)
+        if state.RUNTIME is not None and state.RUNTIME.plan.run_id == plan.run_id:
+            msg.SPEC_ACK.send(runner, {"worker": state.RUNTIME.worker_id})  # a resend: we have it already
+            return
         rt = WorkerRuntime(plan, runner.worker_index, f"w{runner.worker_index}")
         _say(f"loadbench worker {rt.worker_id}: running {plan.run_id}: {rt.load.mode} loop for {rt.load.total_s:g} s "
              f"against {plan.target.url} (model {plan.target.model}), worker {rt.worker_index + 1} of {plan.workers}")
@@ -81,6 +84,7 @@ def main(master_host: str, master_port: int, master_pid: int | None = None) -> i
         gc.collect()
         gc.freeze()
         state.RUNTIME = rt  # after the set-up: the loop-lag probe measures the load, not this
+        msg.SPEC_ACK.send(runner, {"worker": rt.worker_id})
         if rt.open_loop:
             from loadbench.workers.openloop import start_scheduler
 
