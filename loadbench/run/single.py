@@ -63,6 +63,9 @@ def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: Targe
                                 gates_failed=gates_failed, invalid=bool(invalid), strict=req.strict))
     if code == ExitCode.TARGET_FAILED and summary.requests.total and summary.requests.ok == 0:
         say(req, "error: no request succeeded against the target (see samples.jsonl for each error)")
+    elif code == ExitCode.INVALID_RUN and summary.requests.total == 0:
+        say(req, "error: the run sent no request, so it measured nothing (see status.json and the workers' "
+                 "lines above)")
     return RunResult(run_dir=run_dir, summary=summary.to_json(), exit_code=code)
 
 

@@ -53,13 +53,18 @@ def execute_sweep(req: RunRequest) -> RunResult:
                           "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
                           "goodput_rps": s["throughput"]["goodput_rps"], "slo_met": met,
                           "slo_reasons": (s.get("slo") or {}).get("reasons", []),
-                          "valid": not s["generator"]["saturated"]})
+                          "valid": not s["generator"]["saturated"] and s["requests"]["total"] > 0})
             cap = max_passing_load([(st["load"], st["slo_met"]) for st in steps])
             doc["capacity"] = next(({"load": st["load"], "throughput_rps": st["throughput_rps"],
                                      "goodput_rps": st["goodput_rps"]} for st in steps if st["load"] == cap), None)
             rd.write_json(parent / rd.SWEEP, doc)
             if res.exit_code == ExitCode.INTERRUPTED:
                 exit_code = ExitCode.INTERRUPTED
+                break
+            if s["requests"]["total"] == 0 and res.exit_code != ExitCode.OK:
+                say(req, f"loadbench: sweep step {k} ({sweep.variable} = {value:g}) measured nothing; the sweep "
+                         "stops: the SLO was not judged at this load, so the capacity is known only below it")
+                exit_code = ExitCode.INVALID_RUN
                 break
             if not met:
                 why = "; ".join(steps[-1]["slo_reasons"]) or f"the step ended with {res.exit_code.name}"

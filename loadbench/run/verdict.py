@@ -6,6 +6,7 @@ Order of precedence (the first that applies):
     the master failed: the target could not be reached -> TARGET_FAILED (4)
     the master failed otherwise                        -> INTERNAL (70)
     requests were sent and none succeeded              -> TARGET_FAILED (4)
+    no request was sent: the run measured nothing      -> INVALID_RUN (3), with or without --strict
     --strict and the validity check found reasons      -> INVALID_RUN (3)
     a threshold failed                                 -> GATE_FAILED (1)
     otherwise                                          -> OK (0)
@@ -38,6 +39,8 @@ def exit_code(o: RunOutcome) -> ExitCode:
         return ExitCode(o.launch_code) if o.launch_code in _MASTER_FAILURES else ExitCode.INTERNAL
     if o.requests_total and o.requests_ok == 0:
         return ExitCode.TARGET_FAILED
+    if o.requests_total == 0:
+        return ExitCode.INVALID_RUN  # no figure of it can be defended, so it never passes a gate
     if o.strict and o.invalid:
         return ExitCode.INVALID_RUN
     if o.gates_failed:

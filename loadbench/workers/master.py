@@ -36,8 +36,8 @@ FINAL_WAIT_S = 15.0
 DRAIN_MAX_S = 60.0
 INTERRUPT_DRAIN_S = 5.0  # after Ctrl-C / SIGTERM: finish what is in flight for at most this long
 OPEN_LOOP_LEAD_S = 1.0
-SPEC_RESEND_EVERY_S = 0.5  # the plan is sent again this often to a worker that has not acknowledged it
-SPEC_RESEND_FOR_S = 10.0
+SPEC_RESEND_EVERY_S = 0.25  # the plan is sent again this often to a worker that has not acknowledged it
+SPEC_ACK_WAIT_S = 10.0  # no users are spawned until every worker has the plan; past this the run fails
 UNREACHABLE_AFTER = 20  # finished requests, all connection errors, none ok
 
 
@@ -47,9 +47,11 @@ def _say(line: str) -> None:
 
 class Master:
     def __init__(self, plan: RunPlan, run_dir: Path, bind_host: str, bind_port: int,
-                 expect_workers: int, wait_workers_s: float, runner: MasterRunner | None = None) -> None:
+                 expect_workers: int, wait_workers_s: float, runner: MasterRunner | None = None,
+                 greeted: set[str] | None = None) -> None:
         """``runner``: an existing master runner (the web UI runs one run after another on it; its
-        owner forwards the worker messages to the current run and keeps it after the run)."""
+        owner forwards the worker messages to the current run and keeps it after the run).
+        ``greeted``: with it, the ids of the workers that have said HELLO so far (see messages.HELLO)."""
         self.plan = plan
         self.run_dir = run_dir
         self.profile = profile_from_dict(plan.profile)
@@ -75,12 +77,14 @@ class Master:
         self.lost: list[str] = []
         self.started: set[str] = set()
         self.spec_acked: set[str] = set()
+        self.greeted: set[str] = greeted if greeted is not None else set()
         self.users_at: dict[int, int] = {}
         if self.owns_runner:
             self.env.events.worker_report.add_listener(self._on_report)
             msg.FINAL.on(self.runner, self._on_final)
             msg.DRAINED.on(self.runner, self._on_drained)
-            msg.SPEC_ACK.on(self.runner, lambda _ack, node: self.spec_acked.add(node))  # see _resend_spec
+            msg.SPEC_ACK.on(self.runner, lambda _ack, node: self.spec_acked.add(node))  # see _await_spec_acks
+            msg.HELLO.on(self.runner, lambda _hello, node: self.on_hello(node))
 
     # --- worker messages -------------------------------------------------------------------
     def _on_report(self, client_id: str, data: dict[str, Any]) -> None:
@@ -94,6 +98,17 @@ class Master:
 
     def _on_drained(self, _: msg.Drained, node_id: str) -> None:
         self.drained.add(node_id)
+
+    def on_hello(self, node_id: str) -> None:
+        """A worker can take the plan now. One that joins a running run (Locust gives it users when
+        it rebalances) gets the plan at once."""
+        self.greeted.add(node_id)
+        if self.collector is not None and self.stop_reason is None:
+            self.runner.send_message(msg.SPEC.name, self.plan.to_dict(), client_id=node_id)
+
+    def _ready(self) -> list[str]:
+        """Workers connected, idle and listening for the plan."""
+        return [c.id for c in self.runner.clients.ready if c.id in self.greeted]
 
     # --- the run ---------------------------------------------------------------------------
     def request_stop(self, reason: str, interrupted: bool = False, signal_name: str | None = None,
@@ -121,13 +136,9 @@ class Master:
 
     def run(self) -> ExitCode:
         deadline = time.monotonic() + self.wait_workers_s
-        while len(self.runner.clients.ready) < self.expect:
+        while len(self._ready()) < self.expect:
             if time.monotonic() > deadline or self.stop_reason:
-                _say(f"loadbench: only {len(self.runner.clients.ready)} of {self.expect} workers connected")
-                self._set_status(state="failed", stop_reason=f"only {len(self.runner.clients.ready)} of "
-                                 f"{self.expect} workers connected", end_unix_s=time.time())
-                self._quit()
-                return ExitCode.WORKERS_MISSING
+                return self._fail_workers(f"only {len(self._ready())} of {self.expect} workers connected")
             gevent.sleep(0.05)
         # Open loop: the first arrival may only come once the request slots (users) exist.
         lead_ns = s_to_ns(OPEN_LOOP_LEAD_S) if self.load.mode == "open" else 0
@@ -136,14 +147,17 @@ class Master:
         self.collector.live = self.live
         self._set_status(state="running", load_start_unix_s=ns_to_s(self.plan.start_unix_ns),
                          planned_duration_s=self.load.total_s)
-        self.started = {c.id for c in self.runner.clients.ready}  # a worker leaving from now on is lost
-        msg.SPEC.send(self.runner, self.plan.to_dict())
-        spec_sender = gevent.spawn(self._resend_spec)
+        self.started = set(self._ready())  # a worker leaving from now on is lost
+        missing = self._await_spec_acks()
+        if missing:
+            self.collector.close()
+            return self._fail_workers(f"{len(missing)} of {len(self.started)} workers never acknowledged the run "
+                                      f"plan within {SPEC_ACK_WAIT_S:g} s ({', '.join(missing)}); nothing was sent")
         # open loop: users (request slots) are spawned during the lead, before the first arrival
         self.env.shape_class = PlanShape(self.load, lead_s=0.0)
         self.env.shape_class.runner = self.runner
         self.runner.start_shape()
-        bg = [spec_sender, gevent.spawn(self._flusher), gevent.spawn(self._progress),
+        bg = [gevent.spawn(self._flusher), gevent.spawn(self._progress),
               gevent.spawn(self._watch_workers)]
         total_s = self.load.total_s
         t0 = time.monotonic() + ns_to_s(lead_ns)
@@ -282,20 +296,30 @@ class Master:
                 # every arrival ends ok, failed or dropped: their rate is the achieved arrival rate
                 achieved_rps=(w.ok + w.failed + w.dropped) / span_s if is_open else None))
 
-    def _resend_spec(self) -> None:
-        """Send the plan again until every worker has acknowledged it: a worker that missed it would stay
-        connected and heartbeating while sending nothing, and the run would measure nothing."""
-        deadline = time.monotonic() + SPEC_RESEND_FOR_S
-        while time.monotonic() < deadline:
-            gevent.sleep(SPEC_RESEND_EVERY_S)
-            waiting = {c.id for c in self.runner.clients.ready} - self.spec_acked
-            if not waiting:
-                return
-            for client_id in sorted(waiting):
-                self.runner.send_message(msg.SPEC.name, self.plan.to_dict(), client_id=client_id)
-        waiting = {c.id for c in self.runner.clients.ready} - self.spec_acked
-        if waiting:
-            _say(f"loadbench: {len(waiting)} worker(s) never acknowledged the run plan")
+    def _await_spec_acks(self) -> list[str]:
+        """Send the plan and wait until every worker has acknowledged it, sending it again meanwhile:
+        users spawned on a worker without the plan would send nothing (and to the wrong host), and the
+        run would measure nothing while every worker looked healthy. Returns the workers still
+        without it when the wait ended (empty: all have it)."""
+        deadline = time.monotonic() + SPEC_ACK_WAIT_S
+        sent_at = -SPEC_RESEND_EVERY_S
+        while self.stop_reason is None:
+            waiting = sorted(self.started - self.spec_acked)
+            now = time.monotonic()
+            if not waiting or now > deadline:
+                return waiting
+            if now - sent_at >= SPEC_RESEND_EVERY_S:
+                for client_id in waiting:
+                    self.runner.send_message(msg.SPEC.name, self.plan.to_dict(), client_id=client_id)
+                sent_at = now
+            gevent.sleep(0.01)
+        return []  # stopped by a signal while waiting: the main loop ends the run
+
+    def _fail_workers(self, reason: str) -> ExitCode:
+        _say(f"loadbench: {reason}")
+        self._set_status(state="failed", stop_reason=reason, end_unix_s=time.time())
+        self._quit()
+        return ExitCode.WORKERS_MISSING
 
     def _watch_workers(self) -> None:
         while True:

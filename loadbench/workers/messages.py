@@ -6,7 +6,8 @@ plain data (TypedDicts with string keys). Worker data also rides on Locust's own
 
     master -> workers   SPEC      the run plan when the load starts (sent again until acknowledged)
                         DRAIN     send nothing new; finish (or, interrupted, record) what is in flight
-    workers -> master   SPEC_ACK  this worker has the run plan
+    workers -> master   HELLO     this worker listens for SPEC now (sent once, after connecting)
+                        SPEC_ACK  this worker has the run plan
                         DRAINED   nothing of this worker is in flight any more
                         FINAL     the last of this worker's data, after Locust stopped its users
 """
@@ -72,3 +73,7 @@ DRAIN: Message[DrainOrder] = Message("lb_drain", "master -> workers: stop sendin
 DRAINED: Message[Drained] = Message("lb_drained", "worker -> master: this worker has nothing in flight")
 FINAL: Message[WorkerData] = Message("lb_final", "worker -> master: the last data, after its users stopped")
 SPEC_ACK: Message[Drained] = Message("lb_spec_ack", "worker -> master: the run plan arrived (SPEC is resent till then)")
+# Locust's worker starts reading the master's messages before ``create_worker_runner`` returns, so a
+# SPEC sent as soon as the worker counts as connected can arrive before its handler exists and be
+# dropped ("Unknown message type"). The master sends SPEC only to workers that said HELLO.
+HELLO: Message[Drained] = Message("lb_hello", "worker -> master: handlers registered, ready for SPEC")

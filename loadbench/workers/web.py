@@ -84,6 +84,8 @@ class WebSession:
         msg.FINAL.on(runner, self._on_final)
         msg.DRAINED.on(runner, self._on_drained)
         msg.SPEC_ACK.on(runner, self._on_spec_ack)
+        self.greeted: set[str] = set()  # workers that said HELLO: they live across runs
+        msg.HELLO.on(runner, self._on_hello)
 
     # Locust allows one listener per message: these forward to the run that is going.
     def _on_report(self, client_id: str, data: dict[str, Any]) -> None:
@@ -101,6 +103,12 @@ class WebSession:
     def _on_spec_ack(self, data: msg.Drained, node_id: str) -> None:
         if self.current is not None:
             self.current.spec_acked.add(node_id)
+
+    def _on_hello(self, data: msg.Drained, node_id: str) -> None:
+        if self.current is not None and self.busy:
+            self.current.on_hello(node_id)  # adds it to self.greeted too: the run shares the set
+        else:
+            self.greeted.add(node_id)
 
     def connected(self) -> int:
         return sum(1 for c in self.runner.clients.all if c.state != STATE_MISSING)
@@ -141,7 +149,7 @@ class WebSession:
         rd.write_json(run_dir / PLAN_FILE, plan.to_record())
         view = RunView(run_id=run_dir.name, run_dir=str(run_dir), state="running")
         self.runs.append(view)
-        master = Master(plan, run_dir, "", 0, workers, WAIT_WORKERS_S, runner=self.runner)
+        master = Master(plan, run_dir, "", 0, workers, WAIT_WORKERS_S, runner=self.runner, greeted=self.greeted)
         self.current = master
         env = self.runner.environment
         # Locust hands its host to every user it spawns; the users' paths already carry the base path

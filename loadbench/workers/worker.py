@@ -61,6 +61,11 @@ def _master_gone(runner: Any) -> None:
 
 
 def main(master_host: str, master_port: int, master_pid: int | None = None) -> int:
+    return serve(connect(master_host, master_port, master_pid), master_pid)
+
+
+def connect(master_host: str, master_port: int, master_pid: int | None = None) -> Any:
+    """The worker runner, connected: it already reads the master's messages (see messages.HELLO)."""
     locust.runners.WORKER_REPORT_INTERVAL = REPORT_EVERY_S
     # A master that stops answering (killed, its machine gone) must not leave this worker sending
     # for Locust's default 60 s with no one recording: quit after a few missed heartbeats (1 s each).
@@ -68,6 +73,12 @@ def main(master_host: str, master_port: int, master_pid: int | None = None) -> i
     env = Environment(user_classes=[LLMUser])
     runner = env.create_worker_runner(master_host, master_port)  # returns once the master answered
     _say(f"loadbench worker w{runner.worker_index}: connected to the master at {master_host}:{master_port}")
+    return runner
+
+
+def serve(runner: Any, master_pid: int | None = None) -> int:
+    """Take the plan, run the users the master spawns, ship what they measure; returns at the end."""
+    env = runner.environment
 
     def on_spec(data: dict[str, Any], _: str) -> None:
         plan = RunPlan.from_dict(data)
@@ -106,6 +117,7 @@ def main(master_host: str, master_port: int, master_pid: int | None = None) -> i
     msg.DRAIN.on(runner, on_drain)
     env.events.report_to_master.add_listener(on_report)
     env.events.test_stop.add_listener(on_test_stop)
+    msg.HELLO.send(runner, {"worker": f"w{runner.worker_index}"})  # after the handlers: see messages.HELLO
 
     def on_signal() -> None:
         # Killed directly (not through the master): stop users, ship what was measured, leave.

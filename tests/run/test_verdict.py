@@ -17,7 +17,8 @@ TABLE = [
     ({"invalid": True, "strict": True}, ExitCode.INVALID_RUN),
     ({"invalid": True, "strict": True, "gates_failed": True}, ExitCode.INVALID_RUN),
     ({"requests_ok": 0}, ExitCode.TARGET_FAILED),
-    ({"requests_ok": 0, "requests_total": 0}, ExitCode.OK),  # nothing sent (max_requests 0 share)
+    ({"requests_ok": 0, "requests_total": 0}, ExitCode.INVALID_RUN),  # measured nothing: never a pass
+    ({"requests_ok": 0, "requests_total": 0, "gates_failed": True}, ExitCode.INVALID_RUN),
     ({"requests_ok": 0, "gates_failed": True, "invalid": True, "strict": True}, ExitCode.TARGET_FAILED),
     ({"launch_code": ExitCode.WORKERS_MISSING, "requests_total": 0, "requests_ok": 0}, ExitCode.WORKERS_MISSING),
     ({"launch_code": ExitCode.TARGET_FAILED}, ExitCode.TARGET_FAILED),

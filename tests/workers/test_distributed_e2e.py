@@ -20,16 +20,19 @@ pytestmark = pytest.mark.slow
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
+def _master(port: int, workers: int, target: str, out: Path, *load: str) -> subprocess.Popen[str]:
+    """`loadbench run --master` waiting for ``workers`` workers started by the test."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadbench", "run", "--master", "--expect-workers", str(workers),
+         "--master-port", str(port), "--target", target, *load, "--out", str(out)],
+        cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_master_and_two_remote_style_workers(mock_factory, tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "30", "--itl-ms", "5")
     out = tmp_path / "results"
     port = free_port()
-    master = subprocess.Popen(
-        [sys.executable, "-m", "loadbench", "run", "--master", "--expect-workers", "2", "--master-port", str(port),
-         "--target", mock.base_url, "--users", "10", "--duration", "6", "--out", str(out)],
-        cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    master = _master(port, 2, mock.base_url, out, "--users", "10", "--duration", "6")
     workers = [subprocess.Popen([sys.executable, "-m", "loadbench", "worker", "--master-port", str(port)],
                                 cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                for _ in range(2)]
@@ -111,3 +114,40 @@ def test_comfortable_run_is_not_saturated(mock_factory, tmp_path: Path) -> None:
                       "--strict")
     assert r.returncode == 0, r.stdout + r.stderr
     assert read_json(only_run(out) / "summary.json")["generator"]["saturated"] is False
+
+
+# A worker that reads the master's messages before it listens for the run plan: Locust's worker does
+# exactly that between `create_worker_runner` returning and the plan's handler being registered; here
+# the gap is widened to 1.5 s so a plan sent on connect always falls into it.
+SLOW_WORKER = """
+from gevent import monkey
+monkey.patch_all()
+import sys
+import gevent
+from loadbench.workers import worker
+runner = worker.connect("127.0.0.1", int(sys.argv[1]))
+gevent.sleep(1.5)
+sys.exit(worker.serve(runner))
+"""
+
+
+def test_a_worker_that_is_slow_to_listen_still_gets_the_plan(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
+    out = tmp_path / "results"
+    port = free_port()
+    master = _master(port, 1, mock.base_url, out, "--users", "4", "--duration", "3")
+    slow = subprocess.Popen([sys.executable, "-c", SLOW_WORKER, str(port)], cwd=REPO, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = master.communicate(timeout=120)
+        said, _ = slow.communicate(timeout=30)
+    finally:
+        for p in (master, slow):
+            if p.poll() is None:
+                p.kill()
+    assert master.returncode == 0, output
+    assert "Unknown message type" not in said, said  # the plan was never sent before the worker listened
+    run = only_run(out)
+    summary = read_json(run / "summary.json")
+    assert summary["requests"]["ok"] > 0 and summary["requests"]["failed"] == 0
+    assert read_json(run / "status.json")["workers"]["seen"] == ["w0"]
