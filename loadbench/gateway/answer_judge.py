@@ -10,9 +10,12 @@ answer is graded alone (an A/B request reaches one arm only), so there is no sec
 
 Never on the request path: at most ``max_concurrency`` judge calls per worker are in flight, one more
 sample is dropped and counted; the grade is written in the default executor. Judge spend (the judge's
-usage at ``input_per_mtok`` / ``output_per_mtok``) is summed per worker since 00:00 UTC and also stored
-in the ``judge_spend`` table; once it reaches ``budget_usd_per_day`` no more samples are judged that day
-(calls in flight finish, so the overshoot is at most ``max_concurrency`` calls).
+usage at ``input_per_mtok`` / ``output_per_mtok``) is stored in the ``judge_spend`` table of the request
+log, which every worker of the gateway shares: the budget is the gateway's, not a worker's. Each worker
+reads the day's total (since 00:00 UTC, all workers) when it starts and after each grade it stores,
+so a restart does not reset it either. Once the total reaches ``budget_usd_per_day`` no more samples
+are judged that day; calls already in flight finish, so the overshoot is at most
+``workers x max_concurrency`` calls.
 """
 
 from __future__ import annotations
@@ -64,6 +67,20 @@ class AnswerJudges:
         self.day = int(time.time() // DAY_S)
         self.tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        if any(spec.budget_usd_per_day is not None for spec in self.specs.values()):
+            self._load_spend()  # at start-up, before the loop serves: one small query
+
+    def _load_spend(self) -> None:
+        """Today's spend of every experiment, by every worker, from the shared log."""
+        try:
+            conn = logdb.connect(self.log_path)
+        except sqlite3.Error:
+            return  # no log yet: nothing spent
+        try:
+            for name in self.specs:
+                self.spent_usd[name] = logdb.judge_spend(conn, name, self.day * DAY_S * 1000)[1]
+        finally:
+            conn.close()
 
     def wants_answer(self, experiment: str) -> bool:
         return experiment in self.specs
@@ -100,7 +117,7 @@ class AnswerJudges:
             prompt = single_prompt(spec.rubric, "", blind(answer, spec.strip_names), blind(question, spec.strip_names))
             reply, usage = await self._ask(spec, prompt)
             cost = judge_cost(usage, spec)
-            self.spent_usd[name] += cost
+            self.spent_usd[name] += cost  # until the shared total below comes back
             grades = parse_grades(reply, spec.rubric) if reply is not None else None
             if grades is None or grades.error:
                 self.counts[(name, "unreadable")] += 1
@@ -108,7 +125,10 @@ class AnswerJudges:
             else:
                 self.counts[(name, "judged")] += 1
                 score = sum(grades.scores.values()) / len(grades.scores)
-            await asyncio.to_thread(self._store, name, request_id, tenant, score, cost)
+            day = self.day
+            total = await asyncio.to_thread(self._store, name, request_id, tenant, score, cost, day)
+            if day == self.day:  # the count of a day that is over must not carry into the next
+                self.spent_usd[name] = max(self.spent_usd[name], total)
         except (aiohttp.ClientError, TimeoutError, sqlite3.Error):
             self.counts[(name, "error")] += 1
         finally:
@@ -135,11 +155,14 @@ class AnswerJudges:
         usage = Usage.from_openai(obj.get("usage") if isinstance(obj, dict) else None)
         return answer_text(raw), usage
 
-    def _store(self, name: str, request_id: str, tenant: str | None, score: float | None, cost: float) -> None:
+    def _store(self, name: str, request_id: str, tenant: str | None, score: float | None, cost: float,
+               day: int) -> float:
+        """Record the grade and its cost; the experiment's spend on ``day`` so far, by every worker."""
         conn = logdb.connect(self.log_path)
         try:
             now_ms = round(time.time() * 1000)
             logdb.judge_record(conn, now_ms, name, request_id, tenant, score, cost)
+            return logdb.judge_spend(conn, name, day * DAY_S * 1000)[1]
         finally:
             conn.close()
 
@@ -150,7 +173,8 @@ class AnswerJudges:
         for (name, result), n in sorted(self.counts.items()):
             lines.append(f'loadbench_gateway_judge_total{{experiment="{name}",result="{result}",'
                          f'worker="{worker}"}} {n}')
-        lines += ["# HELP loadbench_gateway_judge_spend_today_usd Judge spend since 00:00 UTC, this worker",
+        lines += ["# HELP loadbench_gateway_judge_spend_today_usd Judge spend since 00:00 UTC, all workers, "
+                  "as this worker last read it",
                   "# TYPE loadbench_gateway_judge_spend_today_usd gauge"]
         for name in sorted(self.specs):
             lines.append(f'loadbench_gateway_judge_spend_today_usd{{experiment="{name}",worker="{worker}"}} '

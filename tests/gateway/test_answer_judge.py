@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,28 @@ def test_judge_spend_stops_at_the_daily_budget_and_is_reported(tmp_path: Path, j
     assert 'result="over_budget"' in metrics and "loadbench_gateway_judge_spend_today_usd" in metrics
     report = run_loadbench("ab", str(db), "--experiment", "exp1")
     assert f"Judge: {calls} sampled answers graded, spend {total:.6f} USD" in report.stdout, report.stdout
+
+
+def test_the_budget_is_the_gateways_spend_today_not_one_workers(tmp_path: Path, judge_mock) -> None:
+    """Spend another worker (or this gateway before a restart) stored today counts; yesterday's does not."""
+    from loadbench.gateway import logdb
+
+    db = tmp_path / "gw.db"
+    budget = 0.05
+    conn = logdb.create(str(db))
+    now_ms = round(time.time() * 1000)
+    logdb.judge_record(conn, now_ms - 86_400_000, "exp1", "yesterday", None, None, 1.0)  # over budget, yesterday
+    conn.close()
+    prices = {"fraction": 1.0, "max_concurrency": 1, "input_per_mtok": 100.0, "output_per_mtok": 100.0,
+              "budget_usd_per_day": budget}
+    _, metrics = traffic(judge_mock.base_url, db, 3, 0.05, **prices)
+    assert spend(db)[0] == 1 + 3  # yesterday's spend did not stop today's grades
+    conn = logdb.connect(str(db))
+    logdb.judge_record(conn, now_ms, "exp1", "other-worker", None, None, budget)  # today, by another worker
+    conn.close()
+    _, metrics = traffic(judge_mock.base_url, db, 5, 0.05, **prices)
+    assert spend(db)[0] == 1 + 3 + 1, "a gateway that starts after the budget was spent today judges nothing"
+    assert re.search(r'result="over_budget",worker="\d+"\} 5\n', metrics), metrics
 
 
 def test_a_judge_without_a_rubric_or_with_a_missing_key_is_a_config_error(tmp_path: Path) -> None:
