@@ -20,10 +20,10 @@ demo: $(STAMP)
 	  test $$rc -le 3 -a $$rc -ne 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m 'not slow'
+	$(BIN)/python -m pytest -q -n 2 -m 'not slow'
 
 bench: $(STAMP)
 	mkdir -p bench/out
