@@ -35,13 +35,15 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def new_run_dir(root: Path, name: str, now: datetime | None = None) -> Path:
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     base = root / f"{stamp}-{_SAFE.sub('-', name).strip('-') or 'run'}"
+    root.mkdir(parents=True, exist_ok=True)
     path = base
-    n = 1
-    while path.exists():
-        n += 1
-        path = Path(f"{base}-{n}")
-    path.mkdir(parents=True)
-    return path
+    for n in range(2, 10_000):
+        try:
+            path.mkdir()  # atomic: of two runs started in the same second, each gets its own folder
+            return path
+        except FileExistsError:
+            path = Path(f"{base}-{n}")
+    raise FileExistsError(f"{base}: 10,000 run folders of this name in one second")
 
 
 def write_json(path: Path, obj: Any) -> None:
