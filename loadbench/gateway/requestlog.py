@@ -22,13 +22,14 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 import orjson
 
-from loadbench.eval.pricing import Usage, model_cost
+from loadbench.eval.pricing import Price, Usage, model_cost
 from loadbench.gateway import logdb
 from loadbench.gateway.abconfig import Estimate, ExperimentSpec, RequestLogSpec
 from loadbench.gateway.answer_judge import AnswerJudges
@@ -36,6 +37,7 @@ from loadbench.gateway.breakdown import Breakdown
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.costroute import LiveStats, estimate
 from loadbench.gateway.experiments import CANDIDATE, Experiments, WindowStats, advance, check_score, share
+from loadbench.gateway.logdb import NULL
 from loadbench.gateway.shadow import Shadows
 
 if TYPE_CHECKING:
@@ -53,22 +55,30 @@ REDACTED = "[REDACTED]"
 Item = tuple[RequestContext, int, int, float]  # ctx, status sent, end (perf_counter ns), end (Unix s)
 
 
+NO_USAGE = Usage()
+
+
 def usage_of(tail: bytes) -> Usage:
-    """The last ``usage`` object in a whole answer or in a stream's last events."""
-    if not tail or b'"usage"' not in tail:
-        return Usage()
-    if tail.lstrip()[:1] == b"{":
-        try:
-            return Usage.from_openai(orjson.loads(tail).get("usage"))
-        except (orjson.JSONDecodeError, AttributeError):
-            return Usage()
-    for event in reversed(tail.split(b"\n\n")):
-        if b'"usage"' in event and event.startswith(b"data: {"):
-            try:
-                return Usage.from_openai(orjson.loads(event[6:]).get("usage"))
-            except (orjson.JSONDecodeError, AttributeError):
-                return Usage()
-    return Usage()
+    """The last ``usage`` object in a whole answer or in a stream's last events.
+
+    Only that object is parsed, not the answer around it (a whole answer's text can be long): a JSON
+    string escapes its quotes, so ``"usage"`` with bare quotes is a key, and the object ends at the
+    ``}`` that balances its ``{``."""
+    at = tail.rfind(b'"usage"')
+    if at < 0:
+        return NO_USAGE
+    begin = tail.find(b"{", at + 7)
+    if begin < 0 or tail[at + 7:begin].strip(b" \t\r\n:"):  # "usage": null, or no object follows
+        return NO_USAGE
+    end = tail.find(b"}", begin)
+    while end > 0 and tail.count(b"{", begin, end) > tail.count(b"}", begin, end + 1):
+        end = tail.find(b"}", end + 1)
+    if end < 0:
+        return NO_USAGE
+    try:
+        return Usage.from_openai(orjson.loads(tail[begin:end + 1]))
+    except orjson.JSONDecodeError:
+        return NO_USAGE
 
 
 def redact(text: str, spec: RequestLogSpec) -> str:
@@ -85,40 +95,60 @@ def outcome_of(ctx: RequestContext, status: int) -> str:
     return ctx.outcome or "ok"
 
 
-def row_of(item: Item, spec: RequestLogSpec, models: dict[str, str], worker: int) -> tuple[object, ...]:
-    """One ``requests`` row (logdb.COLUMNS order). Runs on the writer thread."""
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One ``requests`` row (``values`` in logdb.COLUMNS order, logdb.NULL for SQL NULL) and the
+    figures the writer thread reads back from it (as Python values, None when absent)."""
+
+    values: tuple[object, ...]
+    ok: bool
+    ttft_ms: float | None
+    cost_usd: float | None
+
+
+def row_of(item: Item, spec: RequestLogSpec, prices: Mapping[str, Price | None], worker: int) -> Row:
+    """One ``requests`` row; ``prices``: each target's price (by its name, else its model's). Runs on the
+    writer thread, once per record: it is the log's main cost, so it reads every field once."""
     ctx, status, end_ns, end_s = item
     arrival = ctx.arrival_ns
+    first = ctx.first_ns
+    last = ctx.last_ns
+    tokens = ctx.tokens
+    target = ctx.target
     e2e_ms = (end_ns - arrival) / 1e6
-    ttft_ms = (ctx.first_ns - arrival) / 1e6 if ctx.first_ns else None
-    tpot_ms = (ctx.last_ns - ctx.first_ns) / 1e6 / (ctx.tokens - 1) if ctx.tokens >= 2 and ctx.last_ns > ctx.first_ns \
-        else None
-    usage = usage_of(ctx.usage_tail)
-    output_tokens = usage.completion_tokens or ctx.tokens
-    cache = ctx.extra_headers.get("x-loadbench-cache") if ctx.extra_headers else None
+    ttft_ms = (first - arrival) / 1e6 if first else None
+    usage = usage_of(ctx.usage_tail) if ctx.usage_tail else NO_USAGE
+    output_tokens = usage.completion_tokens or tokens
+    extra = ctx.extra_headers
+    cache = extra.get("x-loadbench-cache") if extra else None
     cost: float | None = None
-    if spec.pricing is not None and ctx.target and cache != "hit-exact":
-        price = spec.pricing.prices.get(ctx.target) or spec.pricing.prices.get(models.get(ctx.target, ""))
+    if cache == "hit-exact":
+        cost = 0.0
+    elif target and prices:
+        price = prices.get(target)
         if price is not None:
             billed = usage if usage.completion_tokens else Usage(usage.prompt_tokens, output_tokens,
                                                                  usage.cached_tokens, usage.cache_write_tokens)
             cost = model_cost(billed, price)
-    elif cache == "hit-exact":
-        cost = 0.0
-    request_body = response_body = None
+    request_body: object = NULL
+    response_body: object = NULL
     if ctx.log_body:
         request_body = redact(orjson.dumps(ctx.body).decode(), spec)
         if ctx.captured:
             response_body = redact(b"".join(ctx.captured).decode(errors="replace"), spec)
+    outcome = outcome_of(ctx, status)
     route = ctx.route
-    return (
-        round((end_s - e2e_ms / 1000) * 1000), ctx.request_id, worker, route.name if route else None,
-        ctx.experiment or None, ctx.arm or None, ctx.target, status, outcome_of(ctx, status), cache,
-        ttft_ms, tpot_ms, e2e_ms, usage.prompt_tokens or None, output_tokens or None, usage.cached_tokens or None,
-        cost, ctx.attempts, orjson.dumps(ctx.metadata).decode() if ctx.metadata else None,
-        ctx.client_key_digest.hex() if ctx.client_key_digest else None, ctx.pair_id or None,
-        ctx.role, request_body,
-        response_body)
+    digest = ctx.client_key_digest
+    values = (
+        round(end_s * 1000 - e2e_ms), ctx.request_id, worker, route.name if route else NULL,
+        ctx.experiment or NULL, ctx.arm or NULL, target, status, outcome, cache or NULL,
+        NULL if ttft_ms is None else ttft_ms,
+        (last - first) / 1e6 / (tokens - 1) if tokens >= 2 and last > first else NULL,
+        e2e_ms, usage.prompt_tokens or NULL, output_tokens or NULL, usage.cached_tokens or NULL,
+        NULL if cost is None else cost, ctx.attempts,
+        orjson.dumps(ctx.metadata).decode() if ctx.metadata else NULL,
+        digest.hex() if digest else NULL, ctx.pair_id or NULL, ctx.role, request_body, response_body)
+    return Row(values, outcome == "ok", ttft_ms, cost)
 
 
 class RequestLog:
@@ -126,7 +156,6 @@ class RequestLog:
                  loop: asyncio.AbstractEventLoop) -> None:
         self.spec = spec
         self.metrics = metrics
-        self.models = {name: t.model for name, t in gateway.targets.items()}
         self.experiments = Experiments(gateway.routes, keep_bodies=spec.log_bodies == "experiments")
         self.worker = os.getpid()
         self.loop = loop
@@ -145,8 +174,10 @@ class RequestLog:
         self.judges = AnswerJudges(self.experiments.specs, spec.path)
         self.breakdown = Breakdown(spec.metrics_by, spec.metrics_values_max)
         self._cost_routes = [r for r in gateway.routes.values() if r.cost is not None]
-        self._prices = {name: spec.pricing.prices.get(name) or spec.pricing.prices.get(t.model)
-                        for name, t in gateway.targets.items()} if spec.pricing else {}
+        # each target's price, by its name or else its model's (empty without a pricing file)
+        self._prices: dict[str, Price | None] = {
+            name: spec.pricing.prices.get(name) or spec.pricing.prices.get(t.model)
+            for name, t in gateway.targets.items()} if spec.pricing else {}
         self.estimates: dict[str, Estimate] = {}  # by target, replaced by the writer thread
         if self._cost_routes:
             self.estimates = self._estimate(None)
@@ -262,25 +293,25 @@ class RequestLog:
             conn.close()
 
     def _write(self, conn: sqlite3.Connection, batch: list[Item]) -> None:
-        spec, models, worker = self.spec, self.models, self.worker
-        rows = [row_of(item, spec, models, worker) for item in batch]
+        spec, prices, worker = self.spec, self._prices, self.worker
+        rows = [row_of(item, spec, prices, worker) for item in batch]
         if self.breakdown.keys:
             with self.breakdown.lock:
                 for (ctx, *_), row in zip(batch, rows, strict=True):
-                    ttft, cost = row[10], row[16]
                     if ctx.route is not None and ctx.role == "primary":
-                        self.breakdown.count(ctx.route.name, ctx.metadata, row[8] == "ok",
-                                             ttft if isinstance(ttft, float) else None,
-                                             cost if isinstance(cost, float) else None)
+                        self.breakdown.count(ctx.route.name, ctx.metadata, row.ok, row.ttft_ms, row.cost_usd)
         checks = []
         specs = self.experiments.specs
-        for (ctx, status, _, _), row in zip(batch, rows, strict=True):
-            exp = specs.get(ctx.experiment) if ctx.experiment else None
-            score = check_score(ctx, status, exp) if exp is not None else None
-            if score is not None:
-                checks.append((row[0], ctx.request_id, row[19], score, "inline_check"))
+        if specs:
+            for (ctx, status, _, _), row in zip(batch, rows, strict=True):
+                exp = specs.get(ctx.experiment) if ctx.experiment else None
+                score = check_score(ctx, status, exp) if exp is not None else None
+                if score is not None:
+                    tenant = row.values[19]
+                    checks.append((row.values[0], ctx.request_id, None if tenant is NULL else tenant, score,
+                                   "inline_check"))
         try:
-            logdb.write(conn, rows, checks)
+            logdb.write(conn, [row.values for row in rows], checks)
         except sqlite3.Error as exc:
             self.lost += len(batch)
             log.warning("request log: %d records not written: %s", len(batch), exc)
