@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
@@ -95,20 +95,10 @@ def outcome_of(ctx: RequestContext, status: int) -> str:
     return ctx.outcome or "ok"
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One ``requests`` row (``values`` in logdb.COLUMNS order, logdb.NULL for SQL NULL) and the
-    figures the writer thread reads back from it (as Python values, None when absent)."""
-
-    values: tuple[object, ...]
-    ok: bool
-    ttft_ms: float | None
-    cost_usd: float | None
-
-
-def row_of(item: Item, spec: RequestLogSpec, prices: Mapping[str, Price | None], worker: int) -> Row:
-    """One ``requests`` row; ``prices``: each target's price (by its name, else its model's). Runs on the
-    writer thread, once per record: it is the log's main cost, so it reads every field once."""
+def row_of(item: Item, spec: RequestLogSpec, prices: Mapping[str, Price | None], worker: int) -> tuple[object, ...]:
+    """One ``requests`` row in logdb.COLUMNS order, logdb.NULL for SQL NULL; ``prices``: each target's
+    price (by its name, else its model's). Runs on the writer thread, once per record: it is the log's
+    main cost, so it reads every field once and builds nothing but the row."""
     ctx, status, end_ns, end_s = item
     arrival = ctx.arrival_ns
     first = ctx.first_ns
@@ -139,7 +129,7 @@ def row_of(item: Item, spec: RequestLogSpec, prices: Mapping[str, Price | None],
     outcome = outcome_of(ctx, status)
     route = ctx.route
     digest = ctx.client_key_digest
-    values = (
+    return (
         round(end_s * 1000 - e2e_ms), ctx.request_id, worker, route.name if route else NULL,
         ctx.experiment or NULL, ctx.arm or NULL, target, status, outcome, cache or NULL,
         NULL if ttft_ms is None else ttft_ms,
@@ -148,7 +138,11 @@ def row_of(item: Item, spec: RequestLogSpec, prices: Mapping[str, Price | None],
         NULL if cost is None else cost, ctx.attempts,
         orjson.dumps(ctx.metadata).decode() if ctx.metadata else NULL,
         digest.hex() if digest else NULL, ctx.pair_id or NULL, ctx.role, request_body, response_body)
-    return Row(values, outcome == "ok", ttft_ms, cost)
+
+
+def value(x: object) -> object:
+    """A row's value as Python reads it back (None for logdb.NULL)."""
+    return None if x is NULL else x
 
 
 class RequestLog:
@@ -299,7 +293,10 @@ class RequestLog:
             with self.breakdown.lock:
                 for (ctx, *_), row in zip(batch, rows, strict=True):
                     if ctx.route is not None and ctx.role == "primary":
-                        self.breakdown.count(ctx.route.name, ctx.metadata, row.ok, row.ttft_ms, row.cost_usd)
+                        ttft, cost = value(row[10]), value(row[16])
+                        self.breakdown.count(ctx.route.name, ctx.metadata, row[8] == "ok",
+                                             ttft if isinstance(ttft, float) else None,
+                                             cost if isinstance(cost, float) else None)
         checks = []
         specs = self.experiments.specs
         if specs:
@@ -307,11 +304,9 @@ class RequestLog:
                 exp = specs.get(ctx.experiment) if ctx.experiment else None
                 score = check_score(ctx, status, exp) if exp is not None else None
                 if score is not None:
-                    tenant = row.values[19]
-                    checks.append((row.values[0], ctx.request_id, None if tenant is NULL else tenant, score,
-                                   "inline_check"))
+                    checks.append((row[0], ctx.request_id, value(row[19]), score, "inline_check"))
         try:
-            logdb.write(conn, [row.values for row in rows], checks)
+            logdb.write(conn, rows, checks)
         except sqlite3.Error as exc:
             self.lost += len(batch)
             log.warning("request log: %d records not written: %s", len(batch), exc)

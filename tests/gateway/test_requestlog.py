@@ -34,6 +34,14 @@ async def logged(config: dict[str, Any], seed: int = 1) -> AsyncIterator[tuple[s
         yield url, gw
 
 
+@contextlib.asynccontextmanager
+async def logged_ok(db: Path, **log: Any) -> AsyncIterator[tuple[str, Gateway, aiohttp.ClientSession]]:
+    """A gateway with auth and a request log in front of an answering upstream, and a client session."""
+    async with upstream(Upstream(ok)) as up_url, logged(with_log(one_target(up_url), db, **log)) as (url, gw), \
+            aiohttp.ClientSession() as s:
+        yield url, gw, s
+
+
 def rows(db: Path, where: str = "1") -> list[dict[str, Any]]:
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
@@ -58,6 +66,68 @@ def test_usage_of_a_stream_tail_and_a_whole_answer() -> None:
     assert (usage_of(whole).prompt_tokens, usage_of(whole).completion_tokens) == (5, 9)
     assert usage_of(b"data: [DONE]\n\n").prompt_tokens == 0
     assert usage_of(b'{"usage": broken').prompt_tokens == 0
+
+
+def test_usage_of_reads_only_the_usage_object_wherever_it_is() -> None:
+    # usage before the choices, and an answer whose text holds braces and the word usage
+    first = orjson.dumps({"usage": {"prompt_tokens": 4, "completion_tokens": 2,
+                                    "prompt_tokens_details": {"cached_tokens": 1}, "total_tokens": 6},
+                          "choices": [{"message": {"content": 'a {"usage": {"prompt_tokens": 99}} }}'}}]})
+    u = usage_of(first)
+    assert (u.prompt_tokens, u.completion_tokens, u.cached_tokens) == (4, 2, 1)
+    assert usage_of(b'{"choices": [], "usage": null, "x": {"prompt_tokens": 5}}').prompt_tokens == 0
+    assert usage_of(b'{"usage": {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 1}').prompt_tokens == 0
+    assert usage_of(b"").completion_tokens == 0
+
+
+def test_absent_values_are_stored_as_sql_null(tmp_path: Path) -> None:
+    from loadbench.gateway import logdb
+
+    conn = logdb.create(str(tmp_path / "x.db"))
+    row = (7, "r", 1, logdb.NULL, logdb.NULL, logdb.NULL, "t", 200, "ok", logdb.NULL, logdb.NULL, logdb.NULL, 1.5,
+           logdb.NULL, logdb.NULL, logdb.NULL, logdb.NULL, 1, logdb.NULL, logdb.NULL, logdb.NULL, "primary",
+           logdb.NULL, logdb.NULL)
+    logdb.write(conn, [row])
+    conn.close()
+    (got,) = rows(tmp_path / "x.db")
+    assert [k for k, v in got.items() if v is None] == [
+        "model", "experiment", "arm", "cache", "ttft_ms", "tpot_ms", "prompt_tokens", "output_tokens",
+        "cached_tokens", "cost_usd", "metadata", "tenant", "pair_id", "request_body", "response_body"]
+    conn = sqlite3.connect(tmp_path / "x.db")
+    assert conn.execute("SELECT COUNT(*) FROM requests WHERE typeof(model) = 'null' AND typeof(ttft_ms) = 'null'"
+                        " AND typeof(prompt_tokens) = 'null'").fetchone() == (1,)
+    conn.close()
+
+
+def test_every_connection_commits_without_waiting_on_fsync(tmp_path: Path) -> None:
+    from loadbench.gateway import logdb
+
+    logdb.create(str(tmp_path / "x.db")).close()
+    conn = logdb.connect(str(tmp_path / "x.db"))  # what the writer thread, feedback and admin open
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    conn.close()
+
+
+def test_records_reach_the_file_within_the_flush_interval_before_a_batch_fills(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+
+    async def main() -> None:
+        async with logged_ok(db, flush_ms=100, batch_rows=1000) as (url, gw, s):
+            for _ in range(3):
+                status, _, _ = await post(s, url, CHAT, headers={"Authorization": "Bearer sk-client-secret-1"})
+                assert status == 200
+            log = gw.requestlog
+            assert log is not None
+            # 3 of 1,000 rows: only the flush timer hands them over; a busy machine gets 50 intervals
+            for _ in range(100):
+                if len(rows(db)) == 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(rows(db)) == 3 and log.dropped == 0
+            await gw.close()
+
+    run(main())
 
 
 def test_one_row_per_request_with_timings_tokens_tenant_and_never_a_key(tmp_path: Path) -> None:
@@ -120,25 +190,23 @@ def test_a_full_queue_drops_and_counts_while_requests_go_on(tmp_path: Path) -> N
     db = tmp_path / "gw.db"
 
     async def main() -> None:
-        async with upstream(Upstream(ok)) as up_url:
-            cfg = with_log(one_target(up_url), db, batch_rows=4, queue_rows=8)
-            async with logged(cfg) as (url, gw), aiohttp.ClientSession() as s:
-                # another process holding the write lock: the writer thread waits on the disk
-                blocker = sqlite3.connect(db, isolation_level=None)
-                blocker.execute("BEGIN EXCLUSIVE")
-                try:
-                    for _ in range(20):
-                        status, _, _ = await post(s, url, CHAT, headers={"Authorization": "Bearer sk-client-secret-1"})
-                        assert status == 200
-                    log = gw.requestlog
-                    assert log is not None
-                    assert log.dropped == 12  # 20 requests, 8 kept in memory
-                    async with s.get(url + "/metrics", headers={"Authorization": "Bearer sk-client-secret-1"}) as r:
-                        assert "loadbench_gateway_requestlog_dropped_total" in await r.text()
-                finally:
-                    blocker.execute("ROLLBACK")
-                    blocker.close()
-                await gw.close()
+        async with logged_ok(db, batch_rows=4, queue_rows=8) as (url, gw, s):
+            # another process holding the write lock: the writer thread waits on the disk
+            blocker = sqlite3.connect(db, isolation_level=None)
+            blocker.execute("BEGIN EXCLUSIVE")
+            try:
+                for _ in range(20):
+                    status, _, _ = await post(s, url, CHAT, headers={"Authorization": "Bearer sk-client-secret-1"})
+                    assert status == 200
+                log = gw.requestlog
+                assert log is not None
+                assert log.dropped == 12  # 20 requests, 8 kept in memory
+                async with s.get(url + "/metrics", headers={"Authorization": "Bearer sk-client-secret-1"}) as r:
+                    assert "loadbench_gateway_requestlog_dropped_total" in await r.text()
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            await gw.close()
         assert len(rows(db)) == 8
 
     run(main())
