@@ -27,7 +27,7 @@ from loadbench.results.collector import Collector
 from loadbench.results.status import RunStatus, Workers, write_status
 from loadbench.units import ns_to_s, s_to_ns, us_to_ms
 from loadbench.workers import messages as msg
-from loadbench.workers.shape import PlanShape
+from loadbench.workers.shape import PlanShape, ramp_down_grace_s
 from loadbench.workers.user import LLMUser
 from loadbench.workers.watch import parent_gone, watch
 
@@ -153,6 +153,8 @@ class Master:
             self.collector.close()
             return self._fail_workers(f"{len(missing)} of {len(self.started)} workers never acknowledged the run "
                                       f"plan within {SPEC_ACK_WAIT_S:g} s ({', '.join(missing)}); nothing was sent")
+        # a ramp-down lets surplus users finish their request (Locust sends this with every spawn)
+        self.env.stop_timeout = ramp_down_grace_s(self.load, self.profile.timeout_s)
         # open loop: users (request slots) are spawned during the lead, before the first arrival
         self.env.shape_class = PlanShape(self.load, lead_s=0.0)
         self.env.shape_class.runner = self.runner

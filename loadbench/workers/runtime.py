@@ -121,15 +121,15 @@ class WorkerRuntime:
         return self.load.phase_at(ns_to_s(intended_unix_ns - self.plan.start_unix_ns))
 
     def record_interrupted(self, spec: RequestSpec, intended_ns: int) -> None:
-        """A request still in flight when its user was stopped (a ramp-down, or the run's end after the drain):
-        counted as ``interrupted``, never timed."""
+        """A request still in flight when its user was stopped at the end of the run (after the drain,
+        or on a signal) or outlived its ramp-down's ``stop_timeout``: counted as ``interrupted``, never timed."""
         self.in_flight -= 1
         self.seq += 1
         intended_unix = intended_ns + self.unix_offset_ns
         sample = Sample(seq=self.seq, worker=self.worker_id, type=spec.request_type, target=self.plan.target.name,
                         phase=self.phase_of(intended_unix), intended_unix_ns=intended_unix,
                         outcome="interrupted", status=0,
-                        error="still in flight when its user was stopped (a ramp-down or the end of the run)")
+                        error="still in flight when its user was stopped (the end of the run, after the drain)")
         self.recorder.record(sample, intended_unix, [])
         self.outbox.append(sample.to_json())
 

@@ -6,6 +6,18 @@ from locust import LoadTestShape
 
 from loadbench.plan.load import LoadPlan
 
+# A stopped user's request ends by its own deadline (timeout_s from its send, which came before the
+# stop); this covers recording it on a busy worker before Locust would kill the user.
+RAMP_DOWN_MARGIN_S = 1.0
+
+
+def ramp_down_grace_s(plan: LoadPlan, timeout_s: float) -> float:
+    """Locust's ``stop_timeout`` for the run: how long a user a ramp-down stopped may take to finish
+    the request it is in. Closed loop: the request's own deadline, so no request is cut by a step
+    down. Open loop: 0, Locust's immediate stop (its users are request slots spawned once, never
+    ramped down)."""
+    return timeout_s + RAMP_DOWN_MARGIN_S if plan.mode == "closed" else 0.0
+
 
 class PlanShape(LoadTestShape):
     """Never ends the run itself: the master does, so it can drain in-flight requests first.

@@ -1,4 +1,10 @@
-"""The Locust user: one closed-loop stream after another (open-loop users take arrival slots)."""
+"""The Locust user: one closed-loop stream after another (open-loop users take arrival slots).
+
+A ramp-down stops surplus users gracefully (the master sets Locust's ``stop_timeout``, see
+``shape.ramp_down_grace_s``): a stopped user finishes the request it is in, recorded as usual in the
+stage it started in, and starts no new one. The end of the run stops every user at once (after the
+master's drain), so what is still in flight then is recorded as ``interrupted``.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,26 @@ from typing import Any
 
 import gevent
 import orjson
+from gevent.pool import Group
 from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING
 
 from loadbench.workers import state
 from loadbench.workers.backoff import Backoff, sleep_unless
 from loadbench.workers.stream import measure
 
 CONNECTION_ERROR_BACKOFF_S = 0.25  # an unreachable target must not turn into a hot loop
+# Users a ramp-down stopped that are still finishing their last request. They are out of the
+# runner's count already, so a later ramp counts only the users that will go on (a ramp-up takes
+# these back first, see LLMUser.start).
+LEAVING = Group()
+
+
+def cut_leaving() -> None:
+    """The end of the run: stop at once the users still finishing a request after a ramp-down
+    (recorded as ``interrupted``, like every other request the drain left in flight)."""
+    LEAVING.kill(block=True)
 
 
 class LLMUser(FastHttpUser):
@@ -30,6 +48,36 @@ class LLMUser(FastHttpUser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backoff = Backoff()
+
+    def start(self, group: Group) -> Any:
+        """Locust's start of a new user. A ramp-up while users are still finishing their last
+        request after a ramp-down takes one of them back instead (it simply goes on): the streams in
+        flight never exceed the plan's users, and none is cut. This new instance is then unused."""
+        back = next((g for g in LEAVING if not g.dead), None)
+        if back is None:
+            return super().start(group)
+        user: LLMUser = back.args[0]  # Locust spawns each user's greenlet as run_user(user)
+        LEAVING.discard(back)
+        user._state = LOCUST_STATE_RUNNING
+        user._group = group
+        group.add(back)
+        return back
+
+    def stop(self, force: bool = False) -> bool:
+        """Locust's stop. A graceful one (a ramp-down) marks the user stopping, so it starts no new
+        request, and takes it out of the runner's group at once: Locust would otherwise count it as
+        running until its request ends, so a ramp-up meanwhile would spawn too few users and a
+        further step down that picked a user not already stopping would stop too many. Locust still
+        waits for it (and kills it after ``stop_timeout``) through its own stop group."""
+        if force or self._state != LOCUST_STATE_RUNNING:
+            return bool(super().stop(force=force))
+        self._state = LOCUST_STATE_STOPPING
+        self._group.discard(self._greenlet)
+        LEAVING.add(self._greenlet)
+        return False
+
+    def _stopping(self) -> bool:
+        return self._state == LOCUST_STATE_STOPPING
 
     @task
     def one_request(self) -> None:
@@ -50,13 +98,15 @@ class LLMUser(FastHttpUser):
             m = measure(self.client, rt.base_path + spec.path, spec.body, headers,
                         stream=rt.profile.stream, timeout_s=rt.timeout_s)
         except BaseException:
-            # killed mid-request: the run stopped before this request finished (after the drain)
+            # killed mid-request: the run stopped before this request finished (after the drain), or
+            # a ramp-down's stop_timeout ran out first
             rt.record_interrupted(spec, slot if slot is not None else started_ns)
             raise
         wait_s = self.backoff.after(m.status, m.headers.get("retry-after"), time.time())
         # Closed loop: the intended start is the send time (queue = 0 by definition).
         rt.finish(spec, m, slot if slot is not None else m.sent_ns, backoff_s=wait_s)
         if wait_s:
-            sleep_unless(wait_s, lambda: rt.draining, gevent.sleep)
+            # a stopping user leaves now: its wait only spaced out a next request
+            sleep_unless(wait_s, lambda: rt.draining or self._stopping(), gevent.sleep)
         elif m.outcome == "connection_error":
             gevent.sleep(CONNECTION_ERROR_BACKOFF_S)

@@ -17,7 +17,7 @@ from loadbench.units import ns_to_us, s_to_ns
 from loadbench.workers import messages as msg
 from loadbench.workers import state
 from loadbench.workers.runtime import WorkerRuntime
-from loadbench.workers.user import LLMUser
+from loadbench.workers.user import LLMUser, cut_leaving
 from loadbench.workers.watch import process_gone, watch
 
 # Seconds without a master heartbeat before a worker quits. A remote worker has only the heartbeat
@@ -105,6 +105,13 @@ def serve(runner: Any, master_pid: int | None = None) -> int:
         if state.RUNTIME is not None:
             data[msg.REPORT_KEY] = state.RUNTIME.drain()
 
+    def on_test_stopping(**_: Any) -> None:
+        # The end of the run (after the master's drain, or on a signal): stop every user at once, so
+        # what is still in flight is recorded as interrupted before the final report, and be ready
+        # again at once (Locust waits stop_timeout after a stop); the next run's spawn resets it.
+        env.stop_timeout = 0.0
+        cut_leaving()
+
     def on_test_stop(**_: Any) -> None:
         if state.RUNTIME is not None:
             msg.FINAL.send(runner, state.RUNTIME.drain())
@@ -116,6 +123,7 @@ def serve(runner: Any, master_pid: int | None = None) -> int:
     msg.SPEC.on(runner, on_spec)
     msg.DRAIN.on(runner, on_drain)
     env.events.report_to_master.add_listener(on_report)
+    env.events.test_stopping.add_listener(on_test_stopping)
     env.events.test_stop.add_listener(on_test_stop)
     msg.HELLO.send(runner, {"worker": f"w{runner.worker_index}"})  # after the handlers: see messages.HELLO
 
