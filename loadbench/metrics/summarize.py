@@ -360,8 +360,8 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
                         "were outstanding (see each sample's error)")
     interrupted = requests.by_outcome.get("interrupted", 0)
     if interrupted:
-        warnings.append(f"{interrupted} requests were still in flight when their user was stopped (a ramp-down "
-                        "between stages, or the end of the run after the drain): recorded as interrupted, neither "
+        warnings.append(f"{interrupted} requests were still in flight when their user was stopped (the end of "
+                        "the run after the drain, or a ramp-down's stop_timeout that ran out): recorded as interrupted, neither "
                         "timed nor counted as failed")
     backed_off = [s.backoff_us for s in measured if s.backoff_us]
     if backed_off:

@@ -16,7 +16,7 @@ DEFINITIONS: dict[str, str] = {
     "error_rate": "failed / (measured - dropped - interrupted): failed requests over the requests sent "
                   "whose intended start is in the measure window that got an answer or a failure "
                   "(dropped open-loop arrivals were never sent, interrupted ones were still in flight when their "
-                  "user was stopped by a ramp-down or the end of the run; both are counted apart)",
+                  "user was stopped at the end of the run, after the drain; both are counted apart)",
     "goodput": "successful requests per second whose every value is within the SLO's loosest limit for it",
     "stalls": "a stall is a gap between content chunks longer than the profile's stall_ms (default 250 ms); "
               "stalls per 1,000 output tokens = 1000 x stalls / output tokens, and the share of streams "
