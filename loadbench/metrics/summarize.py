@@ -361,8 +361,8 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     interrupted = requests.by_outcome.get("interrupted", 0)
     if interrupted:
         warnings.append(f"{interrupted} requests were still in flight when their user was stopped (the end of "
-                        "the run after the drain, or a ramp-down's stop_timeout that ran out): recorded as interrupted, neither "
-                        "timed nor counted as failed")
+                        "the run after the drain, or a ramp-down's stop_timeout that ran out): recorded as "
+                        "interrupted, neither timed nor counted as failed")
     backed_off = [s.backoff_us for s in measured if s.backoff_us]
     if backed_off:
         warnings.append(f"{len(backed_off)} answers (429/5xx) were followed by a backoff of the user sending "

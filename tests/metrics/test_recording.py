@@ -51,7 +51,8 @@ def test_failures_and_warmup_stay_out_of_latency_histograms() -> None:
 
 
 def test_interrupted_requests_are_counted_apart_not_as_failures() -> None:
-    # a user stopped while its request was in flight: the target gave no answer, so the timeline must not call it a failure
+    # a user stopped while its request was in flight: the target gave no answer, so the timeline must
+    # not call it a failure
     rec = IntervalRecorder(start_unix_ns=0, interval_ns=2 * S)
     rec.record(_sample(1, 50_000), S, [10_000] * 63)
     rec.record(_sample(2, 0, outcome="interrupted"), S, [])
