@@ -11,9 +11,12 @@ each; the figure is the median over rounds of (gateway req/CPU-s) / (bare relay 
 
     .venv/bin/python -m bench.gateway_paired [--seconds 15] [--concurrency 40] [--json-concurrency 200] [--rounds 3]
                                              [--request-log]
-``--request-log`` gives the gateway a request log (SQLite in a temporary folder), as a deployment that
-records its traffic runs it. Writes bench/out/gateway_paired.json (``gateway_paired_requestlog.json``
-with ``--request-log``). Asserts nothing.
+``--request-log`` adds a third server on CPU 1, loaded at the same time: the same gateway with a request
+log (SQLite in a temporary folder), as a deployment that records its traffic runs it. Each round then
+gives both gateways' ratios to the bare relay and the logged gateway's ratio to the unlogged one, all
+three under the same foreign load, and the CPU the log's writer thread spent per request (the threads
+of the logged gateway other than its event loop's, from ``/proc/PID/task``). Writes
+bench/out/gateway_paired.json (``gateway_paired_requestlog.json`` with ``--request-log``). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -54,6 +58,17 @@ def _cpu_s(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def _side_cpu_s(pid: int) -> float:
+    """CPU seconds of the process's threads other than the main one (the request log's writer)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        if int(tid) != pid:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 async def _round(servers: dict[str, tuple[str, int]], stream: bool, seconds: float, users: int) -> dict[str, dict]:
     """``servers``: name -> (url, pid)."""
     done = dict.fromkeys(servers, 0)
@@ -76,11 +91,15 @@ async def _round(servers: dict[str, tuple[str, int]], stream: bool, seconds: flo
         await asyncio.gather(*(user(n, url, warm) for n, (url, _) in servers.items() for _ in range(users)))
         done.update(dict.fromkeys(servers, 0))
         cpu0 = {n: _cpu_s(pid) for n, (_, pid) in servers.items()}
+        side0 = {n: _side_cpu_s(pid) for n, (_, pid) in servers.items()}
         end = time.monotonic() + seconds
         await asyncio.gather(*(user(n, url, end) for n, (url, _) in servers.items() for _ in range(users)))
         cpu1 = {n: _cpu_s(pid) for n, (_, pid) in servers.items()}
+        side1 = {n: _side_cpu_s(pid) for n, (_, pid) in servers.items()}
     return {n: {"completed": done[n], "errors": errors[n], "cpu_s": round(cpu1[n] - cpu0[n], 3),
-                "req_per_cpu_s": round(done[n] / max(1e-9, cpu1[n] - cpu0[n]), 1)} for n in servers}
+                "req_per_cpu_s": round(done[n] / max(1e-9, cpu1[n] - cpu0[n]), 1),
+                "side_threads_us_per_req": round((side1[n] - side0[n]) / max(1, done[n]) * 1e6, 1)}
+            for n in servers}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,24 +117,29 @@ def main(argv: list[str] | None = None) -> int:
         mock = start_server(["mock", "--port", "0", "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS),
                              "--output-tokens", str(TOKENS)], cpu=0)
         started.append(mock)
-        gateway = start_server(["gateway", "--config", _gateway_config(mock, args.request_log), "--port", "0"], cpu=1)
-        started.append(gateway)
+        gateways = {"gateway": False, **({"gateway_log": True} if args.request_log else {})}
+        for logged in gateways.values():
+            started.append(start_server(["gateway", "--config", _gateway_config(mock, logged), "--port", "0"], cpu=1))
         with bare_relay(mock.url) as (relay_url, relay_proc):
             rows = _rounds(args, {"bare_relay": (relay_url, relay_proc.pid),
-                                  "gateway": (gateway.url, gateway.proc.pid)})
+                                  **{name: (g.url, g.proc.pid) for name, g in zip(gateways, started[1:], strict=True)}})
     finally:
         for server in reversed(started):
             server.stop()
-    summary = {kind: round(statistics.median(r["ratio"] for r in rows if r["stream"] == (kind == "stream")), 3)
-               for kind in ("stream", "nonstream")}
+    figures = {key: {kind: round(statistics.median(r[key] for r in rows if r["stream"] == (kind == "stream")), 3)
+                     for kind in ("stream", "nonstream")}
+               for key in ("ratio", "ratio_log", "log_on_to_off") if key in rows[0]}
+    names = {"ratio": "ratio_to_bare_relay", "ratio_log": "ratio_to_bare_relay_with_request_log",
+             "log_on_to_off": "request_log_on_to_off"}
+    summary = {names[k]: v for k, v in figures.items()}
     out = {"bench": "gateway_paired", "seconds": args.seconds, "concurrency": args.concurrency,
            "json_concurrency": args.json_concurrency, "request_log": args.request_log,
-           "mock": {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS, "tokens": TOKENS},
-           "ratio_to_bare_relay": summary, "rounds": rows}
+           "mock": {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS, "tokens": TOKENS}, "load_average": os.getloadavg(),
+           **summary, "rounds": rows}
     path = OUT.with_name("gateway_paired_requestlog.json") if args.request_log else OUT
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps({"ratio_to_bare_relay": summary}))
+    print(json.dumps(summary))
     return 0
 
 
@@ -125,8 +149,12 @@ def _rounds(args: argparse.Namespace, servers: dict[str, tuple[str, int]]) -> li
         for i in range(args.rounds):
             users = args.concurrency if stream else args.json_concurrency
             result = asyncio.run(_round(servers, stream, args.seconds, users))
-            ratio = result["gateway"]["req_per_cpu_s"] / max(1e-9, result["bare_relay"]["req_per_cpu_s"])
-            row = {"stream": stream, "round": i, **result, "ratio": round(ratio, 3)}
+            rate = {name: r["req_per_cpu_s"] for name, r in result.items()}
+            row = {"stream": stream, "round": i, **result,
+                   "ratio": round(rate["gateway"] / max(1e-9, rate["bare_relay"]), 3)}
+            if "gateway_log" in rate:
+                row["ratio_log"] = round(rate["gateway_log"] / max(1e-9, rate["bare_relay"]), 3)
+                row["log_on_to_off"] = round(rate["gateway_log"] / max(1e-9, rate["gateway"]), 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows

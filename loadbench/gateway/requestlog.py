@@ -334,12 +334,14 @@ class RequestLog:
             log.warning("request log: pruning failed: %s", exc)
 
     def _poll(self, conn: sqlite3.Connection, now: float) -> None:
+        rows = self.experiments.rows
         try:
             for spec in self.experiments.specs.values():
                 if now >= self._next_check.get(spec.name, 0.0):
                     self._next_check[spec.name] = now + spec.guardrails.interval_s
                     self._check(conn, spec)
-            rows = logdb.experiments(conn)
+            if self.experiments.specs:  # only this gateway's experiments are read from the table
+                rows = logdb.experiments(conn)
             if self._budgeted:
                 midnight_ms = int(time.time() // 86400 * 86400 * 1000)
                 self.shadows.spent_today_usd = logdb.shadow_spend(conn, midnight_ms)
