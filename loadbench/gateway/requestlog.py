@@ -52,7 +52,15 @@ ESTIMATE_EVERY_S = 2.0  # live estimates for routing: cost
 PRUNE_EVERY_S = 60.0
 REDACTED = "[REDACTED]"
 
-Item = tuple[RequestContext, int, int, float]  # ctx, status sent, end (perf_counter ns), end (Unix s)
+# What the event loop keeps of a finished exchange: its fields copied while they are in the cache, so the
+# exchange's objects are freed on the loop as without a log, and the writer thread reads one small
+# tuple instead of the context and the objects it points to. In order: request_id, arrival_ns,
+# first_ns, last_ns, tokens, usage_tail, cache (x-loadbench-cache or None), target, model (route name
+# or None), experiment, arm, attempts, metadata (or None), tenant digest, pair_id, role, outcome, status
+# sent, end (perf_counter ns), end (Unix s), and the context itself only when the writer needs more
+# of it (bodies to log, an experiment's inline check).
+Item = tuple[str, int, int, int, int, bytes, "str | None", str, "str | None", str, str, int,
+             "dict[str, str] | None", "bytes | None", str, str, str, int, int, float, "RequestContext | None"]
 
 
 NO_USAGE = Usage()
@@ -87,30 +95,35 @@ def redact(text: str, spec: RequestLogSpec) -> str:
     return text
 
 
-def outcome_of(ctx: RequestContext, status: int) -> str:
+def outcome_of(status: int, outcome: str) -> str:
+    """The row's outcome from the status sent and the exchange's ``outcome`` ("" or why a 200 went wrong)."""
     if status == 499:
         return "client_gone"
     if status != 200:
         return "error"
-    return ctx.outcome or "ok"
+    return outcome or "ok"
+
+
+def record_of(ctx: RequestContext, status: int, end_ns: int, end_s: float) -> Item:
+    """The log's copy of a finished exchange (on the event loop: attribute reads and one tuple)."""
+    extra = ctx.extra_headers
+    route = ctx.route
+    return (ctx.request_id, ctx.arrival_ns, ctx.first_ns, ctx.last_ns, ctx.tokens, ctx.usage_tail,
+            extra.get("x-loadbench-cache") if extra else None, ctx.target, route.name if route else None,
+            ctx.experiment, ctx.arm, ctx.attempts, ctx.metadata or None, ctx.client_key_digest, ctx.pair_id,
+            ctx.role, ctx.outcome, status, end_ns, end_s, ctx if ctx.log_body or ctx.experiment else None)
 
 
 def row_of(item: Item, spec: RequestLogSpec, prices: Mapping[str, Price | None], worker: int) -> tuple[object, ...]:
     """One ``requests`` row in logdb.COLUMNS order, logdb.NULL for SQL NULL; ``prices``: each target's
     price (by its name, else its model's). Runs on the writer thread, once per record: it is the log's
     main cost, so it reads every field once and builds nothing but the row."""
-    ctx, status, end_ns, end_s = item
-    arrival = ctx.arrival_ns
-    first = ctx.first_ns
-    last = ctx.last_ns
-    tokens = ctx.tokens
-    target = ctx.target
+    (request_id, arrival, first, last, tokens, tail, cache, target, model, experiment, arm, attempts, metadata,
+     digest, pair_id, role, outcome, status, end_ns, end_s, ctx) = item
     e2e_ms = (end_ns - arrival) / 1e6
     ttft_ms = (first - arrival) / 1e6 if first else None
-    usage = usage_of(ctx.usage_tail) if ctx.usage_tail else NO_USAGE
+    usage = usage_of(tail) if tail else NO_USAGE
     output_tokens = usage.completion_tokens or tokens
-    extra = ctx.extra_headers
-    cache = extra.get("x-loadbench-cache") if extra else None
     cost: float | None = None
     if cache == "hit-exact":
         cost = 0.0
@@ -122,22 +135,17 @@ def row_of(item: Item, spec: RequestLogSpec, prices: Mapping[str, Price | None],
             cost = model_cost(billed, price)
     request_body: object = NULL
     response_body: object = NULL
-    if ctx.log_body:
+    if ctx is not None and ctx.log_body:
         request_body = redact(orjson.dumps(ctx.body).decode(), spec)
         if ctx.captured:
             response_body = redact(b"".join(ctx.captured).decode(errors="replace"), spec)
-    outcome = outcome_of(ctx, status)
-    route = ctx.route
-    digest = ctx.client_key_digest
     return (
-        round(end_s * 1000 - e2e_ms), ctx.request_id, worker, route.name if route else NULL,
-        ctx.experiment or NULL, ctx.arm or NULL, target, status, outcome, cache or NULL,
-        NULL if ttft_ms is None else ttft_ms,
+        round(end_s * 1000 - e2e_ms), request_id, worker, model or NULL, experiment or NULL, arm or NULL, target,
+        status, outcome_of(status, outcome), cache or NULL, NULL if ttft_ms is None else ttft_ms,
         (last - first) / 1e6 / (tokens - 1) if tokens >= 2 and last > first else NULL,
         e2e_ms, usage.prompt_tokens or NULL, output_tokens or NULL, usage.cached_tokens or NULL,
-        NULL if cost is None else cost, ctx.attempts,
-        orjson.dumps(ctx.metadata).decode() if ctx.metadata else NULL,
-        digest.hex() if digest else NULL, ctx.pair_id or NULL, ctx.role, request_body, response_body)
+        NULL if cost is None else cost, attempts, orjson.dumps(metadata).decode() if metadata else NULL,
+        digest.hex() if digest else NULL, pair_id or NULL, role, request_body, response_body)
 
 
 def value(x: object) -> object:
@@ -208,7 +216,7 @@ class RequestLog:
         if len(pending) + self.handed - self.written >= self.spec.queue_rows:
             self.dropped += 1
             return
-        pending.append((ctx, status, perf_counter_ns(), time.time()))
+        pending.append(record_of(ctx, status, perf_counter_ns(), time.time()))
         if len(pending) >= self.spec.batch_rows:
             self._hand()
 
@@ -291,20 +299,22 @@ class RequestLog:
         rows = [row_of(item, spec, prices, worker) for item in batch]
         if self.breakdown.keys:
             with self.breakdown.lock:
-                for (ctx, *_), row in zip(batch, rows, strict=True):
-                    if ctx.route is not None and ctx.role == "primary":
+                for item, row in zip(batch, rows, strict=True):
+                    model, metadata = item[8], item[12]
+                    if model is not None and item[15] == "primary":
                         ttft, cost = value(row[10]), value(row[16])
-                        self.breakdown.count(ctx.route.name, ctx.metadata, row[8] == "ok",
+                        self.breakdown.count(model, metadata or {}, row[8] == "ok",
                                              ttft if isinstance(ttft, float) else None,
                                              cost if isinstance(cost, float) else None)
         checks = []
         specs = self.experiments.specs
         if specs:
-            for (ctx, status, _, _), row in zip(batch, rows, strict=True):
-                exp = specs.get(ctx.experiment) if ctx.experiment else None
-                score = check_score(ctx, status, exp) if exp is not None else None
+            for item, row in zip(batch, rows, strict=True):
+                ctx = item[20]
+                exp = specs.get(ctx.experiment) if ctx is not None and ctx.experiment else None
+                score = check_score(ctx, item[17], exp) if ctx is not None and exp is not None else None
                 if score is not None:
-                    checks.append((row[0], ctx.request_id, value(row[19]), score, "inline_check"))
+                    checks.append((row[0], row[1], value(row[19]), score, "inline_check"))
         try:
             logdb.write(conn, rows, checks)
         except sqlite3.Error as exc:
