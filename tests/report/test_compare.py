@@ -163,6 +163,7 @@ def _run_against(url: str, out: Path, name: str) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_end_to_end_regression_detected_and_no_false_alarm(tmp_path: Path) -> None:
     from loadbench.procs import start_server
 

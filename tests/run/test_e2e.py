@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 
+@pytest.mark.alone
 def test_accuracy_against_the_ruler(mock_factory, tmp_path: Path) -> None:
     """Mock TTFT 50 ms, ITL 10 ms, 64 tokens: loadbench must read back what the mock did.
 

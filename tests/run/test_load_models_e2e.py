@@ -14,6 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 
+@pytest.mark.alone
 def test_open_loop_constant_rate_is_achieved_on_schedule(mock_factory, tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "20", "--itl-ms", "5")
     run = run_profile(tmp_path, "name: open\narrival: {kind: constant, rps: 50}\nduration_s: 8\n"
@@ -28,6 +29,7 @@ def test_open_loop_constant_rate_is_achieved_on_schedule(mock_factory, tmp_path:
     assert abs(s["generator"]["achieved_rps"] - s["generator"]["target_rps"]) <= 1.5
 
 
+@pytest.mark.alone
 def test_open_loop_late_sending_shows_client_queue_in_ttft_not_in_service_time(mock_factory, tmp_path: Path) -> None:
     # each request takes ~0.37 s; 20 slots can carry ~54 req/s on time; 90 req/s are offered
     mock = mock_factory("--ttft-ms", "50", "--itl-ms", "5")

@@ -94,6 +94,7 @@ def test_killing_a_worker_mid_run_respawns_its_users_and_marks_the_run_not_valid
     assert {s["worker"] for s in rd.iter_samples(run)} == {"w0", "w1"}
 
 
+@pytest.mark.alone
 def test_overloaded_worker_is_reported_saturated_and_strict_exits_3(mock_factory, tmp_path: Path) -> None:
     # 1 ms between chunks for 300 streams: far more chunks per second than one worker core can read.
     mock = mock_factory("--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "200")
@@ -107,6 +108,7 @@ def test_overloaded_worker_is_reported_saturated_and_strict_exits_3(mock_factory
     assert r.returncode == 3, r.stdout + r.stderr
 
 
+@pytest.mark.alone
 def test_comfortable_run_is_not_saturated(mock_factory, tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "20", "--itl-ms", "10")
     out = tmp_path / "results"
