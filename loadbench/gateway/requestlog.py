@@ -1,6 +1,6 @@
 """The request log: one row per request, written to SQLite by a thread, never by the request path.
 
-The event loop only appends ``(ctx, status, end_ns, wall_s)`` to a list; every ``flush_ms`` (or at
+The event loop only appends a copy of the exchange's fields (``record_of``) to a list; every ``flush_ms`` (or at
 ``batch_rows``) the list is handed to the writer thread in one ``SimpleQueue.put``. Records not yet
 committed (listed plus handed over) are bounded by ``queue_rows``: beyond it a record is dropped and
 counted (``loadbench_gateway_requestlog_dropped_total``), so a slow disk costs records, never latency.
