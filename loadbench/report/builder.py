@@ -175,7 +175,8 @@ def _run_report(run: RunFolder, plot_dir: Path) -> tuple[Document, dict[str, Any
                    for m in SPECTRUM_METRICS}
     images = [plots.plot_spectra(spectra, plot_dir / "percentile_spectrum.png",
                                  f"Percentile spectrum: {run.name}"),
-              plots.plot_over_time(rows, plot_dir / "over_time.png", f"Over time: {run.name}")]
+              plots.plot_over_time(rows, plot_dir / "over_time.png", f"Over time: {run.name}",
+                                   run.load_plan())]
     if target_tags:
         by_target = s.breakdowns.get("target", {})
         stats = {m: {t: by_target[t].latency(m) if t in by_target else EMPTY_STATS for t in target_tags}

@@ -9,11 +9,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loadbench.metrics.records import LatencyStats, stat_key, stat_label
 from loadbench.metrics.slo import SloSpec
+from loadbench.plan.load import LoadPlan
 from loadbench.report.distribution import Dist
 from loadbench.report.intervals import IntervalRow
 
@@ -116,7 +118,29 @@ def spectra_figure(by_metric: Mapping[str, Mapping[str, Dist]], title: str) -> F
     return fig
 
 
-def _shade_phases(ax: Axes, rows: Sequence[IntervalRow], label: bool) -> None:
+@dataclass(frozen=True, slots=True)
+class PlanMarks:
+    """Where the plan's phases and stages begin, on the run clock, exactly (not rounded to intervals)."""
+
+    spans: tuple[tuple[float, float, str], ...]  # (start_s, end_s, phase) of what is not measured
+    stages: tuple[tuple[float, str], ...]  # (start_s, label) of every stage after the first
+
+
+def plan_marks(plan: LoadPlan, end_s: float) -> PlanMarks:
+    """``end_s``: where the plot ends (the drain runs from the plan's end to there)."""
+    spans = [(0.0, plan.warmup_s, "warmup")] if plan.warmup_s > 0 else []
+    if plan.cooldown_s > 0:
+        spans.append((plan.total_s - plan.cooldown_s, plan.total_s, "cooldown"))
+    if end_s > plan.total_s:
+        spans.append((plan.total_s, end_s, "drain"))
+    steps = plan.steps()
+    distinct = len({s.label for s in steps}) > 1
+    return PlanMarks(spans=tuple(spans),
+                     stages=tuple((s.start_s, s.label) for s in steps[1:]) if distinct else ())
+
+
+def _row_marks(rows: Sequence[IntervalRow]) -> PlanMarks:
+    """For a folder without a recorded load plan: phases and stages as the intervals carry them."""
     spans: list[tuple[float, float, str]] = []
     for r in rows:
         if r.phase != "measure":
@@ -124,6 +148,15 @@ def _shade_phases(ax: Axes, rows: Sequence[IntervalRow], label: bool) -> None:
                 spans[-1] = (spans[-1][0], r.t_end_s, r.phase)
             else:
                 spans.append((r.t_start_s, r.t_end_s, r.phase))
+    stages: list[tuple[float, str]] = []
+    if len({r.stage for r in rows if r.stage is not None}) > 1:
+        stages = [(cur.t_start_s, str(cur.stage)) for prev, cur in itertools.pairwise(rows)
+                  if cur.stage != prev.stage and cur.stage is not None]
+    return PlanMarks(spans=tuple(spans), stages=tuple(stages))
+
+
+def _shade_phases(ax: Axes, marks: PlanMarks, label: bool) -> None:
+    spans = marks.spans
     seen: set[str] = set()
     for start, end, phase in spans:
         # drain: after the plan, requests sent inside it finish; they count, nothing new is sent
@@ -132,17 +165,15 @@ def _shade_phases(ax: Axes, rows: Sequence[IntervalRow], label: bool) -> None:
         ax.axvspan(start, end, color=color, alpha=0.18, linewidth=0,
                    label=text if label and phase not in seen else None)
         seen.add(phase)
-    stages = [r.stage for r in rows]
-    if len({s for s in stages if s is not None}) > 1:
-        for prev, cur in itertools.pairwise(rows):
-            if cur.stage != prev.stage and cur.stage is not None:
-                ax.axvline(cur.t_start_s, color="#6a3d9a", linestyle="--", linewidth=0.9)
-                if label:
-                    ax.annotate(str(cur.stage), (cur.t_start_s, 0.0), xycoords=("data", "axes fraction"),
-                                xytext=(3, 4), textcoords="offset points", fontsize=8, color="#6a3d9a")
+    for start_s, stage in marks.stages:
+        ax.axvline(start_s, color="#6a3d9a", linestyle="--", linewidth=0.9)
+        if label:
+            ax.annotate(stage, (start_s, 0.0), xycoords=("data", "axes fraction"),
+                        xytext=(3, 4), textcoords="offset points", fontsize=8, color="#6a3d9a")
 
 
-def _latency_panel(ax: Axes, rows: Sequence[IntervalRow], metric: str, mids: list[float], label: bool) -> None:
+def _latency_panel(ax: Axes, rows: Sequence[IntervalRow], metric: str, mids: list[float], marks: PlanMarks,
+                   label: bool) -> None:
     for name, color in _PCT_COLORS.items():
         ys = [(r.latency_ms.get(metric) or {}).get(name) for r in rows]
         ax.plot(mids, [math.nan if y is None else y for y in ys], marker="o", markersize=3,
@@ -153,23 +184,27 @@ def _latency_panel(ax: Axes, rows: Sequence[IntervalRow], metric: str, mids: lis
     ax.set_ylim(0, max(seen_ms or [1.0]) * 1.35)
     ax.set_title(f"{METRIC_TITLES[metric]} per interval", fontsize=11)
     ax.grid(alpha=0.3)
-    _shade_phases(ax, rows, label=label)
+    _shade_phases(ax, marks, label=label)
     ax.legend(fontsize=8, loc="upper right", ncols=4)
 
 
-def plot_over_time(rows: Sequence[IntervalRow], path: Path, title: str) -> Path:
-    return _save(over_time_figure(rows, title), path)
+def plot_over_time(rows: Sequence[IntervalRow], path: Path, title: str, plan: LoadPlan | None = None) -> Path:
+    return _save(over_time_figure(rows, title, plan), path)
 
 
-def over_time_figure(rows: Sequence[IntervalRow], title: str) -> Figure:
+def over_time_figure(rows: Sequence[IntervalRow], title: str, plan: LoadPlan | None = None) -> Figure:
     """TTFT and ITL P50/P90/P99 per interval; finished requests/s with the offered rate on the same
-    axis (both requests/s); closed loop: users in a panel of their own (a different unit)."""
+    axis (both requests/s); closed loop: users in a panel of their own (a different unit). With the
+    run's load plan, warm-up, cool-down, drain and stage lines sit at the plan's own times; without
+    it (older folders) at the edges of the intervals whose middle they contain."""
+    end_s = rows[-1].t_end_s if rows else 0.0
+    marks = plan_marks(plan, end_s) if plan is not None else _row_marks(rows)
     closed = not any(r.target_rps is not None for r in rows)
     panels = 4 if closed else 3
     fig, axes = _figure(panels, 1, 11, 3.2 * panels, sharex=True)
     mids = [(r.t_start_s + r.t_end_s) / 2 for r in rows]
-    _latency_panel(axes[0][0], rows, "ttft", mids, label=True)
-    _latency_panel(axes[1][0], rows, "itl", mids, label=False)
+    _latency_panel(axes[0][0], rows, "ttft", mids, marks, label=True)
+    _latency_panel(axes[1][0], rows, "itl", mids, marks, label=False)
     ax = axes[2][0]
     widths = [r.length_s * 0.9 for r in rows]
     ok_rps = [r.ok / r.length_s for r in rows]
@@ -187,7 +222,7 @@ def over_time_figure(rows: Sequence[IntervalRow], title: str) -> Figure:
     ax.set_title("Throughput (finished requests/s)" + ("" if closed else " against the offered rate"), fontsize=11)
     ax.set_ylim(0, top * 1.3 or 1)
     ax.grid(alpha=0.3)
-    _shade_phases(ax, rows, label=False)
+    _shade_phases(ax, marks, label=False)
     ax.legend(fontsize=8, loc="upper left", ncols=3)
     if closed:
         users_ax = axes[3][0]
@@ -199,7 +234,7 @@ def over_time_figure(rows: Sequence[IntervalRow], title: str) -> Figure:
         users_ax.set_title("Concurrent users (closed loop)", fontsize=11)
         users_ax.set_ylim(0, max([y for y in ys if not math.isnan(y)] or [1.0]) * 1.25 or 1)
         users_ax.grid(alpha=0.3)
-        _shade_phases(users_ax, rows, label=False)
+        _shade_phases(users_ax, marks, label=False)
         users_ax.legend(fontsize=8, loc="upper left")
     axes[-1][0].set_xlabel("time since run start (s)")
     if rows:

@@ -18,8 +18,10 @@ from typing import Literal
 from loadbench.errors import InputError
 from loadbench.metrics.records import Summary
 from loadbench.metrics.timeline import TimelineRow
+from loadbench.plan.load import LoadPlan
 from loadbench.report._hlog import IntervalLog, read_intervals
 from loadbench.results import run_dir as rd
+from loadbench.results.manifest import read_manifest
 from loadbench.results.summary_file import read_summary
 
 FolderKind = Literal["run", "multi", "sweep"]
@@ -50,6 +52,16 @@ class RunFolder:
     @property
     def name(self) -> str:
         return self.summary.name or self.path.name
+
+    def load_plan(self) -> LoadPlan | None:
+        """The plan the run followed, from its manifest (None for a folder that did not record one)."""
+        if not (self.path / rd.MANIFEST).is_file():
+            return None
+        try:
+            raw = read_manifest(self.path)[0].load_plan
+            return LoadPlan.from_json(raw) if raw else None
+        except (ValueError, KeyError, TypeError):  # an unreadable plan only costs the exact plot marks
+            return None
 
     @property
     def hlog(self) -> IntervalLog:

@@ -86,6 +86,28 @@ def test_drain_is_labelled_drain_and_stages_by_name() -> None:
     _clean(fig)
 
 
+def test_phases_and_stages_sit_at_the_plans_own_times_not_at_interval_edges() -> None:
+    from loadbench.plan.load import Frame, PeakShape, peak_multiple
+
+    # warm-up 3 s, peak from 3 s, 2x-peak from 11 s, recovery from 19 s, plan ends at 27 s; 2 s intervals
+    plan = peak_multiple(PeakShape(peak=6, open_loop=False, ramp_s=2, hold_s=6), Frame(warmup_s=3))
+    rows = [IntervalRow(2.0 * i, 2.0 * i + 2, plan.phase_at(2.0 * i + 1) if 2.0 * i + 1 < 27 else "drain",
+                        plan.label_at(2.0 * i + 1), users=6) for i in range(15)]
+    fig = plots.over_time_figure(rows, "peak", plan)
+    ax = fig.axes[0]
+    stage_lines = sorted(float(line.get_xdata()[0]) for line in ax.get_lines() if line.get_linestyle() == "--")
+    assert stage_lines == [3.0, 11.0, 19.0]  # the interval edges would put them at 2, 10 and 18
+    spans = sorted((round(p.get_x(), 6), round(p.get_x() + p.get_width(), 6)) for p in ax.patches)
+    assert spans == [(0.0, 3.0), (27.0, 30.0)]  # warm-up to 3 s, the drain from the plan's end
+    assert {"peak", "2x-peak", "recovery"} <= set(_texts(fig))
+    _clean(fig)
+    # without a plan (older folders) the interval edges are all there is
+    fig = plots.over_time_figure(rows, "peak")
+    assert sorted(float(line.get_xdata()[0]) for line in fig.axes[0].get_lines()
+                  if line.get_linestyle() == "--") == [2.0, 10.0, 18.0]
+    _clean(fig)
+
+
 def test_spectra_of_a_multi_target_run_include_all_requests(folders: dict[str, Path]) -> None:
     from loadbench.report.builder import ALL_REQUESTS, SPECTRUM_METRICS
 
