@@ -12,10 +12,10 @@ Never on the request path: at most ``max_concurrency`` judge calls per worker ar
 sample is dropped and counted; the grade is written in the default executor. Judge spend (the judge's
 usage at ``input_per_mtok`` / ``output_per_mtok``) is stored in the ``judge_spend`` table of the request
 log, which every worker of the gateway shares: the budget is the gateway's, not a worker's. Each worker
-reads the day's total (since 00:00 UTC, all workers) when it starts and after each grade it stores,
-so a restart does not reset it either. Once the total reaches ``budget_usd_per_day`` no more samples
-are judged that day; calls already in flight finish, so the overshoot is at most
-``workers x max_concurrency`` calls.
+reads the day's total (since 00:00 UTC, all workers) when it starts, when a reload adds or changes the
+judge, and after each grade it stores, so neither a restart nor a reload resets it. Once the total
+reaches ``budget_usd_per_day`` no more samples are judged that day; calls already in flight finish, so
+the overshoot is at most ``workers x max_concurrency`` calls.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from loadbench.gateway import logdb
 from loadbench.gateway.abconfig import AnswerJudgeSpec, ExperimentSpec
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.escalation import answer_text, stream_text
+from loadbench.gateway.experiments import Experiments
 
 DAY_S = 86400
 
@@ -58,8 +59,8 @@ def judge_cost(usage: Usage, spec: AnswerJudgeSpec) -> float:
 class AnswerJudges:
     """The judge of every experiment that has one, for one worker."""
 
-    def __init__(self, specs: Mapping[str, ExperimentSpec], log_path: str) -> None:
-        self.specs = {name: s.judge for name, s in specs.items() if s.judge is not None}
+    def __init__(self, experiments: Experiments, log_path: str) -> None:
+        self.experiments = experiments  # read live: a reload's experiments are judged from then on
         self.log_path = log_path
         self.in_flight: dict[str, int] = defaultdict(int)
         self.counts: dict[tuple[str, str], int] = defaultdict(int)  # (experiment, result) -> count
@@ -67,27 +68,50 @@ class AnswerJudges:
         self.day = int(time.time() // DAY_S)
         self.tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
-        if any(spec.budget_usd_per_day is not None for spec in self.specs.values()):
-            self._load_spend()  # at start-up, before the loop serves: one small query
+        budgeted = self._budgeted(experiments.specs)
+        if budgeted:  # at start-up, before the loop serves: one small query
+            self.spent_usd.update(self._spend_of(budgeted, self.day))
 
-    def _load_spend(self) -> None:
-        """Today's spend of every experiment, by every worker, from the shared log."""
+    @staticmethod
+    def _budgeted(specs: Mapping[str, ExperimentSpec]) -> list[str]:
+        return [name for name, s in specs.items() if s.judge is not None and s.judge.budget_usd_per_day is not None]
+
+    def _spend_of(self, names: list[str], day: int) -> dict[str, float]:
+        """Each experiment's spend on ``day``, by every worker, from the shared log."""
         try:
             conn = logdb.connect(self.log_path)
         except sqlite3.Error:
-            return  # no log yet: nothing spent
+            return {}  # no log yet: nothing spent
         try:
-            for name in self.specs:
-                self.spent_usd[name] = logdb.judge_spend(conn, name, self.day * DAY_S * 1000)[1]
+            return {name: logdb.judge_spend(conn, name, day * DAY_S * 1000)[1] for name in names}
         finally:
             conn.close()
 
-    def wants_answer(self, experiment: str) -> bool:
-        return experiment in self.specs
+    def on_reload(self, changed: frozenset[str]) -> None:
+        """A budgeted judge added or changed by a reload starts from the day's spend in the log, read in
+        the default executor (a judge removed and added back the same day keeps its spend)."""
+        names = [name for name in self._budgeted(self.experiments.specs) if name in changed]
+        if names:
+            task = asyncio.get_running_loop().create_task(self._reload_spend(names, self.day))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _reload_spend(self, names: list[str], day: int) -> None:
+        try:
+            totals = await asyncio.to_thread(self._spend_of, names, day)
+        except sqlite3.Error:
+            return  # the first grade stored reads the total back
+        if day == self.day:
+            for name, total in totals.items():
+                self.spent_usd[name] = max(self.spent_usd[name], total)
+
+    def judge_of(self, experiment: str) -> AnswerJudgeSpec | None:
+        spec = self.experiments.specs.get(experiment)
+        return spec.judge if spec is not None else None
 
     def maybe(self, ctx: RequestContext, status: int, rng: random.Random) -> None:
         """Sample this finished exchange and start its grading (on the event loop; O(1) when not)."""
-        spec = self.specs.get(ctx.experiment) if ctx.experiment else None
+        spec = self.judge_of(ctx.experiment) if ctx.experiment else None
         if spec is None or ctx.role != "primary" or status != 200 or ctx.outcome or not ctx.captured:
             return
         if rng.random() >= spec.fraction:
@@ -176,7 +200,7 @@ class AnswerJudges:
         lines += ["# HELP loadbench_gateway_judge_spend_today_usd Judge spend since 00:00 UTC, all workers, "
                   "as this worker last read it",
                   "# TYPE loadbench_gateway_judge_spend_today_usd gauge"]
-        for name in sorted(self.specs):
+        for name in sorted(name for name, s in self.experiments.specs.items() if s.judge is not None):
             lines.append(f'loadbench_gateway_judge_spend_today_usd{{experiment="{name}",worker="{worker}"}} '
                          f"{self.spent_usd[name]:.6f}")
         return lines

@@ -41,7 +41,9 @@ def bucket(name: str, value: str) -> float:
 def share(row: ExperimentRow | None, spec: ExperimentSpec) -> float:
     """Percent of traffic the candidate gets in this state."""
     if row is None:
-        return spec.weight
+        # not in the table yet (a reload added it a moment ago): no guardrail covers the candidate
+        # until its row is read, so the incumbent serves until then
+        return 0.0
     return {"running": row.weight, "promoted": 100.0}.get(row.state, 0.0)
 
 
@@ -131,14 +133,24 @@ def advance(streak: int, stats: WindowStats, g: Guardrails) -> tuple[int, str | 
     return streak, (reason if streak >= g.failed_checks else None)
 
 
+def specs_of(routes: Mapping[str, Route]) -> dict[str, ExperimentSpec]:
+    return {r.experiment.name: r.experiment for r in routes.values() if r.experiment is not None}
+
+
 class Experiments:
-    """The experiments of one worker: specs by name, and the live rows it routes by."""
+    """The experiments of one worker: specs by name (the current config's: the one place the guardrail
+    checks, the judges, ``/metrics`` and the admin API read them from), and the live rows it routes by."""
 
     def __init__(self, routes: Mapping[str, Route], keep_bodies: bool) -> None:
-        self.specs: dict[str, ExperimentSpec] = {r.experiment.name: r.experiment
-                                                 for r in routes.values() if r.experiment is not None}
+        self.specs: dict[str, ExperimentSpec] = specs_of(routes)
         self.rows: dict[str, ExperimentRow] = {}
         self.keep_bodies = keep_bodies
+
+    def update(self, routes: Mapping[str, Route]) -> frozenset[str]:
+        """Take a reloaded config's experiments; the names added, removed or changed."""
+        old, new = self.specs, specs_of(routes)
+        self.specs = new  # one assignment: the writer thread reads either the old or the new dict
+        return frozenset(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
 
     def apply(self, rows: dict[str, ExperimentRow]) -> None:
         self.rows = rows  # one assignment: a request reads either the old or the new table

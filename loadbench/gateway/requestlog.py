@@ -10,6 +10,8 @@ in practice the last ``flush_ms`` of traffic; every committed batch stays readab
 
 The same thread reads the experiments table every ``POLL_S`` (so an admin change or another worker's
 rollback reaches this worker within a second), runs the guardrail checks and prunes by age and rows.
+A config reload hands it the new experiments (``on_reload``): it registers them in the table on its
+own connection, and from then on checks exactly the reloaded set.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import asdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
@@ -153,6 +155,20 @@ def value(x: object) -> object:
     return None if x is NULL else x
 
 
+def registrations(specs: Iterable[ExperimentSpec]) -> Iterator[tuple[str, float, str]]:
+    """``logdb.register``'s (name, weight, criteria JSON) of each experiment."""
+    return ((e.name, e.weight, orjson.dumps(asdict(e.criteria)).decode()) for e in specs)
+
+
+@dataclass(frozen=True, slots=True)
+class Reload:
+    """What a config reload hands the writer thread: every experiment of the new config (registered
+    if new) and the names added, removed or changed."""
+
+    specs: tuple[ExperimentSpec, ...]
+    changed: frozenset[str]
+
+
 class RequestLog:
     def __init__(self, spec: RequestLogSpec, gateway: GatewaySpec, metrics: Metrics,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -167,13 +183,14 @@ class RequestLog:
         self.lost = 0  # records of batches the disk refused (writer thread only)
         self.dropped = 0
         self.trips = 0
-        self._queue: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[Item] | Reload | None] = queue.SimpleQueue()
+        self._unregistered: tuple[ExperimentSpec, ...] = ()  # the writer thread's, until they are in the table
         self._thread = threading.Thread(target=self._write_loop, name="request-log", daemon=True)
         self._timer: asyncio.TimerHandle | None = None
         self._streaks: dict[str, int] = {}
         self._next_check: dict[str, float] = {}
         self.shadows = Shadows(gateway, self.add)
-        self.judges = AnswerJudges(self.experiments.specs, spec.path)
+        self.judges = AnswerJudges(self.experiments, spec.path)
         self.breakdown = Breakdown(spec.metrics_by, spec.metrics_values_max)
         self._cost_routes = [r for r in gateway.routes.values() if r.cost is not None]
         # each target's price, by its name or else its model's (empty without a pricing file)
@@ -195,9 +212,8 @@ class RequestLog:
         self = cls(spec, gateway, metrics, asyncio.get_running_loop())
         conn = logdb.create(spec.path)
         try:
-            logdb.register(conn, ((e.name, e.weight, orjson.dumps(asdict(e.criteria)).decode())
-                                  for e in self.experiments.specs.values()),
-                           round(time.time() * 1000), self.worker)
+            logdb.register(conn, registrations(self.experiments.specs.values()), round(time.time() * 1000),
+                           self.worker)
             self.experiments.apply(logdb.experiments(conn))
         finally:
             conn.close()
@@ -230,6 +246,15 @@ class RequestLog:
         if self.pending:
             self._hand()
         self._timer = self.loop.call_later(self.spec.flush_s, self._tick)
+
+    def on_reload(self, gateway: GatewaySpec) -> None:
+        """A reloaded config's experiments: checked, judged and shown from now on; the new ones are
+        registered by the writer thread (their candidate is served once their row is read, well under
+        a second). A removed one is no longer checked; its row stays in the table."""
+        changed = self.experiments.update(gateway.routes)
+        if changed:
+            self._queue.put(Reload(tuple(self.experiments.specs.values()), changed))
+            self.judges.on_reload(changed)
 
     def close(self) -> None:
         """Write what is queued and stop the writer (waits a few seconds at most)."""
@@ -276,6 +301,9 @@ class RequestLog:
                     batch = []
                 if batch is None:
                     break
+                if isinstance(batch, Reload):
+                    self._reloaded(batch)
+                    next_poll, batch = 0.0, []  # register and read the table at once
                 if batch:
                     self._write(conn, batch)
                 now = time.monotonic()
@@ -343,9 +371,18 @@ class RequestLog:
         except sqlite3.Error as exc:
             log.warning("request log: pruning failed: %s", exc)
 
+    def _reloaded(self, job: Reload) -> None:
+        for name in job.changed:  # a new or changed experiment's count of failed checks starts over
+            self._streaks.pop(name, None)
+            self._next_check.pop(name, None)
+        self._unregistered = job.specs
+
     def _poll(self, conn: sqlite3.Connection, now: float) -> None:
         rows = self.experiments.rows
         try:
+            if self._unregistered:  # retried every poll until the disk takes it
+                logdb.register(conn, registrations(self._unregistered), round(time.time() * 1000), self.worker)
+                self._unregistered = ()
             for spec in self.experiments.specs.values():
                 if now >= self._next_check.get(spec.name, 0.0):
                     self._next_check[spec.name] = now + spec.guardrails.interval_s

@@ -110,8 +110,15 @@ class Gateway:
         except ConfigError as exc:
             log.error("reload rejected, keeping the current config: %s", exc)
             return False
+        if spec.request_log is not None and self.requestlog is None:
+            # without the log an experiment's arms would be routed as plain targets, with no guardrail
+            log.error("reload rejected, keeping the current config: request_log cannot be added by a reload;"
+                      " restart the gateway to open it")
+            return False
         old = self.state
         self.state = self._build(spec, old)
+        if self.requestlog is not None:
+            self.requestlog.on_reload(spec)
         kept = set(map(id, self.state.upstreams.values()))
         for up in old.upstreams.values():
             if id(up) not in kept:
