@@ -4,6 +4,7 @@ never holds up the primary, and a full shadow pool drops instead of queueing."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from loadbench.gateway import logdb
 from tests.conftest import run_loadbench
 from tests.gateway.harness import CHAT, DONE, ROLE, USAGE, Upstream, chunk, ok, post, run, upstream
 from tests.gateway.test_requestlog import logged, rows
@@ -119,7 +121,16 @@ def test_sampling_exclusion_and_budget(tmp_path: Path) -> None:
                 for _ in range(40):
                     await post(s, url, CHAT, headers={**KEY, "X-Loadbench-Metadata": '{"pii": "yes"}'})
                 assert log.shadows.counts[("vm", "sent")] == sent  # excluded requests are never shadowed
-                log.shadows.spent_today_usd = 1.0  # what the writer thread reads from the log
+                # a day's shadow spend of 1.0 in the log (another worker's): the writer thread reads it
+                conn = logdb.connect(str(db))
+                values = {"ts_ms": round(time.time() * 1000), "request_id": "other", "worker": 1, "status": 200,
+                          "outcome": "ok", "attempts": 1, "role": "shadow", "cost_usd": 1.0}
+                logdb.write(conn, [tuple(values.get(c) for c in logdb.COLUMNS)])
+                conn.close()
+                deadline = time.monotonic() + 5.0
+                while log.shadows.spent_today_usd < 1.0 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                assert log.shadows.spent_today_usd >= 1.0
                 for _ in range(40):
                     await post(s, url, CHAT, headers=KEY)
                 assert log.shadows.counts[("vm", "sent")] == sent and log.shadows.counts[("vm", "over_budget")] > 0
@@ -129,8 +140,6 @@ def test_sampling_exclusion_and_budget(tmp_path: Path) -> None:
 
 
 def test_shadow_spend_is_summed_apart_from_served_spend(tmp_path: Path) -> None:
-    from loadbench.gateway import logdb
-
     conn = logdb.create(str(tmp_path / "x.db"))
     base = [0, "r", 1, "vm", None, None, "t", 200, "ok", None, 1.0, 1.0, 1.0, 1, 1, None, 0.5, 1, None, None, None,
             "primary", None, None]
