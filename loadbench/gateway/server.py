@@ -65,6 +65,20 @@ _REFREEZE_AFTER_S = (5.0, 30.0, 120.0)
 _GEN0_THRESHOLD = 10_000
 
 
+# SIGHUP's default action ends the process. Until a worker's event loop handles it, one that arrives
+# (an operator's reload right after start, forwarded by the parent to a worker still starting) is
+# remembered here and the reload is done once the loop is up, instead of killing that worker.
+_early_hup = False
+
+
+def _defer_hup() -> None:
+    def remember(_signum: int, _frame: object) -> None:
+        global _early_hup
+        _early_hup = True
+
+    signal.signal(signal.SIGHUP, remember)
+
+
 def _refreeze() -> None:
     gc.collect(0)
     gc.freeze()
@@ -90,8 +104,6 @@ async def _serve(sock: socket.socket, spec: GatewaySpec, config_path: str, annou
     loop = asyncio.get_running_loop()
     for delay_s in _REFREEZE_AFTER_S:
         loop.call_later(delay_s, _refreeze)
-    if announce:
-        print(announce, flush=True)
     stop = asyncio.Event()
 
     def on_term(signum: int) -> None:
@@ -105,6 +117,12 @@ async def _serve(sock: socket.socket, spec: GatewaySpec, config_path: str, annou
     loop.add_signal_handler(signal.SIGTERM, on_term, signal.SIGTERM)
     loop.add_signal_handler(signal.SIGINT, on_term, signal.SIGINT)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    global _early_hup
+    if _early_hup:  # a reload asked for while this worker was starting
+        _early_hup = False
+        on_hup()
+    if announce:  # after the handlers: a signal sent on seeing this line is handled, never fatal
+        print(announce, flush=True)
     await stop.wait()
     await runner.cleanup()
 
@@ -118,6 +136,7 @@ def _run_worker(sock: socket.socket, spec: GatewaySpec, config_path: str, announ
 def serve(spec: GatewaySpec, config_path: str, host: str, port: int, workers: int) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s gateway[%(process)d] %(levelname)s %(message)s")
+    _defer_hup()  # inherited by the workers forked below
     sock = _bind(host, port, reuse_port=workers > 1)
     bound_port = sock.getsockname()[1]
     children: list[int] = []
