@@ -8,6 +8,7 @@ NS_PER_S = 1_000_000_000
 US_PER_MS = 1_000
 US_PER_S = 1_000_000
 MS_PER_S = 1_000
+DAY_S = 86_400
 
 
 def ns_to_us(value_ns: int) -> int:
@@ -45,3 +46,13 @@ def s_to_ns(value_s: float) -> int:
 
 def ns_to_s(value_ns: float) -> float:
     return value_ns / NS_PER_S
+
+
+def utc_day(unix_s: float) -> int:
+    """Days since the epoch, counted in UTC: a daily budget's day."""
+    return int(unix_s // DAY_S)
+
+
+def utc_day_start_ms(day: int) -> int:
+    """00:00 UTC of ``day`` (a ``utc_day``), Unix milliseconds: where a daily budget's sums start."""
+    return day * DAY_S * MS_PER_S

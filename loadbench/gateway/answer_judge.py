@@ -37,8 +37,7 @@ from loadbench.gateway.abconfig import AnswerJudgeSpec, ExperimentSpec
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.escalation import answer_text, stream_text
 from loadbench.gateway.experiments import Experiments
-
-DAY_S = 86400
+from loadbench.units import utc_day, utc_day_start_ms
 
 
 def question_of(body: Mapping[str, object]) -> str:
@@ -65,7 +64,7 @@ class AnswerJudges:
         self.in_flight: dict[str, int] = defaultdict(int)
         self.counts: dict[tuple[str, str], int] = defaultdict(int)  # (experiment, result) -> count
         self.spent_usd: dict[str, float] = defaultdict(float)  # since 00:00 UTC of ``day``
-        self.day = int(time.time() // DAY_S)
+        self.day = utc_day(time.time())
         self.tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         budgeted = self._budgeted(experiments.specs)
@@ -83,7 +82,7 @@ class AnswerJudges:
         except sqlite3.Error:
             return {}  # no log yet: nothing spent
         try:
-            return {name: logdb.judge_spend(conn, name, day * DAY_S * 1000)[1] for name in names}
+            return {name: logdb.judge_spend(conn, name, utc_day_start_ms(day))[1] for name in names}
         finally:
             conn.close()
 
@@ -117,7 +116,7 @@ class AnswerJudges:
         if rng.random() >= spec.fraction:
             return
         name = ctx.experiment
-        today = int(time.time() // DAY_S)
+        today = utc_day(time.time())
         if today != self.day:
             self.day, self.spent_usd = today, defaultdict(float)
         if spec.budget_usd_per_day is not None and self.spent_usd[name] >= spec.budget_usd_per_day:
@@ -186,7 +185,7 @@ class AnswerJudges:
         try:
             now_ms = round(time.time() * 1000)
             logdb.judge_record(conn, now_ms, name, request_id, tenant, score, cost)
-            return logdb.judge_spend(conn, name, day * DAY_S * 1000)[1]
+            return logdb.judge_spend(conn, name, utc_day_start_ms(day))[1]
         finally:
             conn.close()
 

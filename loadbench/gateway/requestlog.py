@@ -41,6 +41,7 @@ from loadbench.gateway.costroute import LiveStats, estimate
 from loadbench.gateway.experiments import CANDIDATE, Experiments, WindowStats, advance, check_score, share
 from loadbench.gateway.logdb import NULL
 from loadbench.gateway.shadow import Shadows
+from loadbench.units import utc_day, utc_day_start_ms
 
 if TYPE_CHECKING:
     import random
@@ -390,8 +391,7 @@ class RequestLog:
             if self.experiments.specs:  # only this gateway's experiments are read from the table
                 rows = logdb.experiments(conn)
             if self._budgeted:
-                midnight_ms = int(time.time() // 86400 * 86400 * 1000)
-                self.shadows.spent_today_usd = logdb.shadow_spend(conn, midnight_ms)
+                self.shadows.spent_today_usd = logdb.shadow_spend(conn, utc_day_start_ms(utc_day(time.time())))
         except sqlite3.Error as exc:
             log.warning("request log: reading experiments failed: %s", exc)
             return
