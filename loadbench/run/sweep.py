@@ -61,7 +61,7 @@ def execute_sweep(req: RunRequest) -> RunResult:
             if res.exit_code == ExitCode.INTERRUPTED:
                 exit_code = ExitCode.INTERRUPTED
                 break
-            if s["requests"]["total"] == 0 and res.exit_code != ExitCode.OK:
+            if s["requests"]["total"] == 0:  # exit 3 or a master failure: never a judged step
                 say(req, f"loadbench: sweep step {k} ({sweep.variable} = {value:g}) measured nothing; the sweep "
                          "stops: the SLO was not judged at this load, so the capacity is known only below it")
                 exit_code = ExitCode.INVALID_RUN

@@ -159,8 +159,7 @@ class Master:
         self.env.shape_class = PlanShape(self.load, lead_s=0.0)
         self.env.shape_class.runner = self.runner
         self.runner.start_shape()
-        bg = [gevent.spawn(self._flusher), gevent.spawn(self._progress),
-              gevent.spawn(self._watch_workers)]
+        bg = [gevent.spawn(self._flusher), gevent.spawn(self._progress), gevent.spawn(self._watch_workers)]
         total_s = self.load.total_s
         t0 = time.monotonic() + ns_to_s(lead_ns)
         max_requests = self.load.max_requests
