@@ -23,6 +23,7 @@ from loadbench.report._hlog import IntervalLog, read_intervals
 from loadbench.results import run_dir as rd
 from loadbench.results.manifest import read_manifest
 from loadbench.results.summary_file import read_summary
+from loadbench.results.summary_io import plan_of
 
 FolderKind = Literal["run", "multi", "sweep"]
 
@@ -54,12 +55,11 @@ class RunFolder:
         return self.summary.name or self.path.name
 
     def load_plan(self) -> LoadPlan | None:
-        """The plan the run followed, from its manifest (None for a folder that did not record one)."""
+        """The plan the run followed, as the summary read it from the manifest (None without one)."""
         if not (self.path / rd.MANIFEST).is_file():
             return None
         try:
-            raw = read_manifest(self.path)[0].load_plan
-            return LoadPlan.from_json(raw) if raw else None
+            return plan_of(read_manifest(self.path)[0])
         except (ValueError, KeyError, TypeError):  # an unreadable plan only costs the exact plot marks
             return None
 
