@@ -140,7 +140,7 @@ def plan_marks(plan: LoadPlan, end_s: float) -> PlanMarks:
 
 
 def _row_marks(rows: Sequence[IntervalRow]) -> PlanMarks:
-    """For a folder without a recorded load plan: phases and stages as the intervals carry them."""
+    """Without the load plan (a folder without a manifest): phases and stages as the intervals carry them."""
     spans: list[tuple[float, float, str]] = []
     for r in rows:
         if r.phase != "measure":
@@ -196,7 +196,7 @@ def over_time_figure(rows: Sequence[IntervalRow], title: str, plan: LoadPlan | N
     """TTFT and ITL P50/P90/P99 per interval; finished requests/s with the offered rate on the same
     axis (both requests/s); closed loop: users in a panel of their own (a different unit). With the
     run's load plan, warm-up, cool-down, drain and stage lines sit at the plan's own times; without
-    it (older folders) at the edges of the intervals whose middle they contain."""
+    it at the edges of the intervals whose middle they contain."""
     end_s = rows[-1].t_end_s if rows else 0.0
     marks = plan_marks(plan, end_s) if plan is not None else _row_marks(rows)
     closed = not any(r.target_rps is not None for r in rows)
