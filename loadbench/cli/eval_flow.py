@@ -32,6 +32,7 @@ from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, LateScorer
 from loadbench.eval.scorecard import LatencyCard, Percentiles, ProbeResult, Scorecard
 from loadbench.eval.suite import Suite, Target, load_suite
+from loadbench.results import run_dir as rd
 
 MANIFEST_SCHEMA = "loadbench.eval.manifest/1"
 
@@ -151,13 +152,7 @@ def _folder(opts: EvalOptions, suite: Suite, now: dt.datetime) -> Path:
             raise ConfigError(str(opts.append), "suite_name", f"this folder evaluated {manifest.get('suite_name')!r}",
                               f"append only sessions of the same suite ({suite.name!r})")
         return opts.append
-    folder = opts.out_dir / f"{now.strftime('%Y%m%dT%H%M%SZ')}-{opts.name or suite.name}"
-    n = 1
-    while folder.exists():
-        n += 1
-        folder = opts.out_dir / f"{now.strftime('%Y%m%dT%H%M%SZ')}-{opts.name or suite.name}-{n}"
-    folder.mkdir(parents=True)
-    return folder
+    return rd.new_run_dir(opts.out_dir, opts.name or suite.name, now)
 
 
 def _late_scorer(suite: Suite, allow: bool) -> LateScorer | None:

@@ -38,6 +38,7 @@ from loadbench.eval.stats import wilson
 from loadbench.eval.suite import Suite, Target, load_suite
 from loadbench.gateway.escalation import answer_text, stream_text
 from loadbench.mock.answers import request_text
+from loadbench.results import run_dir as rd
 
 LOG_COST_SOURCE = "request log cost_usd"
 
@@ -166,8 +167,7 @@ def run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None)
     now = dt.datetime.now(dt.UTC)
     got = pair_records(original, pairs)
     suite = pairs_suite(original, got, now.date())
-    folder = out_dir / f"{now.strftime('%Y%m%dT%H%M%SZ')}-{name or suite.name}-pairs"
-    folder.mkdir(parents=True, exist_ok=False)
+    folder = rd.new_run_dir(out_dir, f"{name or suite.name}-pairs", now)
     (folder / "manifest.json").write_bytes(orjson.dumps({
         "schema": "loadbench.eval.manifest/1", "source": "request log pairs", "log": str(log_path),
         "suite": suite.path, "suite_name": suite.name, "created_utc": now.isoformat(timespec="seconds"),
