@@ -79,7 +79,7 @@ class AnswerJudgeModel(StrictModel):
     model: str = Field(min_length=1)
     api_key_env: str | None = None
     fraction: float = Field(default=0.05, ge=0, le=1)  # of the experiment's answered requests, both arms
-    budget_usd_per_day: PositiveFloat | None = None  # judge spend since 00:00 UTC (this worker), then none
+    budget_usd_per_day: PositiveFloat | None = None  # judge spend since 00:00 UTC (all workers), then none
     input_per_mtok: float = Field(default=0.0, ge=0)  # the judge's price, for its spend
     output_per_mtok: float = Field(default=0.0, ge=0)
     max_concurrency: PositiveInt = 8  # judge calls in flight per worker; beyond it a sample is dropped

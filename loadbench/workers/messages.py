@@ -68,7 +68,7 @@ class Message(Generic[P]):
         runner.register_message(self.name, listener)
 
 
-SPEC: Message[dict[str, Any]] = Message("lb_spec", "master -> workers: RunPlan.to_dict(), once, at load start")
+SPEC: Message[dict[str, Any]] = Message("lb_spec", "master -> workers: the RunPlan, resent till acked")
 DRAIN: Message[DrainOrder] = Message("lb_drain", "master -> workers: stop sending, drain what is in flight")
 DRAINED: Message[Drained] = Message("lb_drained", "worker -> master: this worker has nothing in flight")
 FINAL: Message[WorkerData] = Message("lb_final", "worker -> master: the last data, after its users stopped")
