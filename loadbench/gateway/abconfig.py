@@ -8,6 +8,7 @@ field through the one translator (``loadbench.config.validation``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,7 +20,7 @@ from loadbench.ab.criteria import Criteria
 from loadbench.config.validation import StrictModel
 from loadbench.errors import ConfigError
 from loadbench.eval.criteria import RubricItem
-from loadbench.eval.pricing import Pricing, load_pricing
+from loadbench.eval.pricing import Price, Pricing, load_pricing
 from loadbench.eval.scorecard import Scorecard
 
 LogBodies = Literal["all", "sampled", "experiments", "none"]
@@ -229,6 +230,14 @@ class RequestLogSpec:
     pricing: Pricing | None
     metrics_by: tuple[str, ...] = ()
     metrics_values_max: int = 20
+
+    def target_prices(self, models: Mapping[str, str]) -> dict[str, Price | None]:
+        """Each target's price by its name, else by its model's (``models``: target -> model); empty
+        without a pricing file."""
+        if self.pricing is None:
+            return {}
+        prices = self.pricing.prices
+        return {name: prices.get(name) or prices.get(model) for name, model in models.items()}
 
 
 @dataclass(frozen=True, slots=True)

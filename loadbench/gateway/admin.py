@@ -4,9 +4,10 @@
                                    "weight": 0..100 (set_weight only), "reason": "..." (optional)}
 
 Both need an admin key (``admin.api_keys_env``, presented like a client key); without an admin block
-the routes answer 404. A change is written to the request log's ``experiments`` table (and its
-``events``), applied at once in the worker that took it and read by the others within a second.
-SQLite runs in the default executor, never on the event loop's thread.
+the routes answer 404. A change is written to the shared state (``sharedstate.py``; with SQLite, the
+request log's ``experiments`` table and its ``events``), applied at once in the worker that took it
+and read by the others within a second. The state is read in the default executor, never on the
+event loop's thread.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from loadbench.gateway import auth, logdb
+from loadbench.gateway import auth
 from loadbench.gateway import openai_error as oai
 from loadbench.gateway.experiments import share
+from loadbench.gateway.logdb import ExperimentRow
+from loadbench.gateway.sharedstate import SharedState, StateUnavailable
 from loadbench.gateway.state import Gateway
 
 ACTIONS = ("promote", "rollback", "pause", "resume", "set_weight")
@@ -30,7 +33,7 @@ ACTIONS = ("promote", "rollback", "pause", "resume", "set_weight")
 def _allowed(request: web.Request, gw: Gateway) -> web.Response | None:
     assert gw.state is not None
     accepted = gw.state.spec.admin_key_digests
-    if not accepted or gw.requestlog is None:
+    if not accepted or gw.shared is None:
         return oai.error(404, "The admin API is not configured.", "invalid_request_error")
     digest = auth.key_digest_of(request.headers)
     if digest is None or digest not in accepted:
@@ -38,22 +41,14 @@ def _allowed(request: web.Request, gw: Gateway) -> web.Response | None:
     return None
 
 
-def _listing(path: str) -> dict[str, Any]:
-    conn = logdb.connect(path)
-    try:
-        return {"experiments": [r.to_json() for r in logdb.experiments(conn).values()],
-                "events": logdb.events(conn)}
-    finally:
-        conn.close()
+def _listing(shared: SharedState) -> dict[str, Any]:
+    return {"experiments": [r.to_json() for r in shared.experiments().values()],
+            "events": shared.experiment_events()}
 
 
-def _change(path: str, name: str, action: str, weight: float | None, reason: str) -> dict[str, logdb.ExperimentRow]:
-    conn = logdb.connect(path)
-    try:
-        logdb.change(conn, name, action, weight, reason, round(time.time() * 1000), os.getpid())
-        return logdb.experiments(conn)
-    finally:
-        conn.close()
+def _change(shared: SharedState, name: str, action: str, weight: float | None, reason: str) -> dict[str, ExperimentRow]:
+    shared.change_experiment(name, action, weight, reason, round(time.time() * 1000), os.getpid())
+    return shared.experiments()
 
 
 def add_admin_routes(app: web.Application, gw: Gateway) -> None:
@@ -61,12 +56,16 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
         refused = _allowed(request, gw)
         if refused is not None:
             return refused
-        assert gw.requestlog is not None
-        data = await asyncio.get_running_loop().run_in_executor(None, _listing, gw.requestlog.spec.path)
+        experiments = gw.experiments
+        assert gw.shared is not None and experiments is not None
+        try:
+            data = await asyncio.get_running_loop().run_in_executor(None, _listing, gw.shared)
+        except StateUnavailable:
+            return oai.error(503, "The shared state is busy; try again.", "server_error")
         for entry in data["experiments"]:
-            spec = gw.requestlog.experiments.specs.get(entry["name"])
+            spec = experiments.specs.get(entry["name"])
             if spec is not None:
-                entry["candidate_share"] = share(gw.requestlog.experiments.rows.get(spec.name), spec)
+                entry["candidate_share"] = share(experiments.rows.get(spec.name), spec)
                 entry["incumbent"], entry["candidate"] = spec.incumbent, spec.candidate
         return web.Response(body=orjson.dumps(data), content_type="application/json")
 
@@ -74,10 +73,10 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
         refused = _allowed(request, gw)
         if refused is not None:
             return refused
-        log = gw.requestlog
-        assert log is not None
+        experiments, shared = gw.experiments, gw.shared
+        assert experiments is not None and shared is not None
         name = request.match_info["name"]
-        if name not in log.experiments.specs:
+        if name not in experiments.specs:
             return oai.error(404, f"No experiment named `{name}`.", "invalid_request_error")
         try:
             body = orjson.loads(await request.read())
@@ -96,9 +95,12 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
         new_weight = float(weight) if action == "set_weight" and isinstance(weight, int | float) else None
         reason = body.get("reason")
         reason = reason[:500] if isinstance(reason, str) else f"admin {action}"
-        rows = await asyncio.get_running_loop().run_in_executor(
-            None, _change, log.spec.path, name, action, new_weight, reason)
-        log.experiments.apply(rows)
+        try:
+            rows = await asyncio.get_running_loop().run_in_executor(
+                None, _change, shared, name, action, new_weight, reason)
+        except StateUnavailable:
+            return oai.error(503, "The shared state is busy; try again.", "server_error")
+        experiments.apply(rows)
         return web.Response(body=orjson.dumps(rows[name].to_json()), content_type="application/json")
 
     app.router.add_get("/admin/experiments", listing)

@@ -10,8 +10,9 @@ answer is graded alone (an A/B request reaches one arm only), so there is no sec
 
 Never on the request path: at most ``max_concurrency`` judge calls per worker are in flight, one more
 sample is dropped and counted; the grade is written in the default executor. Judge spend (the judge's
-usage at ``input_per_mtok`` / ``output_per_mtok``) is stored in the ``judge_spend`` table of the request
-log, which every worker of the gateway shares: the budget is the gateway's, not a worker's. Each worker
+usage at ``input_per_mtok`` / ``output_per_mtok``) is stored in the shared state (``sharedstate.py``;
+with SQLite, the ``judge_spend`` table of the request log), which every worker of the gateway shares:
+the budget is the gateway's, not a worker's. Each worker
 reads the day's total (since 00:00 UTC, all workers) when it starts, when a reload adds or changes the
 judge, and after each grade it stores, so neither a restart nor a reload resets it. Once the total
 reaches ``budget_usd_per_day`` no more samples are judged that day; calls already in flight finish, so
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -32,11 +32,12 @@ import orjson
 
 from loadbench.eval.judging import blind, parse_grades, single_prompt
 from loadbench.eval.pricing import Usage
-from loadbench.gateway import logdb
 from loadbench.gateway.abconfig import AnswerJudgeSpec, ExperimentSpec
+from loadbench.gateway.config import GatewaySpec
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.escalation import answer_text, stream_text
-from loadbench.gateway.experiments import Experiments
+from loadbench.gateway.experiments import Experiments, changed, specs_of
+from loadbench.gateway.sharedstate import SharedState, StateUnavailable
 from loadbench.units import utc_day, utc_day_start_ms
 
 
@@ -58,9 +59,10 @@ def judge_cost(usage: Usage, spec: AnswerJudgeSpec) -> float:
 class AnswerJudges:
     """The judge of every experiment that has one, for one worker."""
 
-    def __init__(self, experiments: Experiments, log_path: str) -> None:
+    def __init__(self, experiments: Experiments, shared: SharedState, rng: random.Random) -> None:
         self.experiments = experiments  # read live: a reload's experiments are judged from then on
-        self.log_path = log_path
+        self.shared = shared
+        self.rng = rng
         self.in_flight: dict[str, int] = defaultdict(int)
         self.counts: dict[tuple[str, str], int] = defaultdict(int)  # (experiment, result) -> count
         self.spent_usd: dict[str, float] = defaultdict(float)  # since 00:00 UTC of ``day``
@@ -76,30 +78,27 @@ class AnswerJudges:
         return [name for name, s in specs.items() if s.judge is not None and s.judge.budget_usd_per_day is not None]
 
     def _spend_of(self, names: list[str], day: int) -> dict[str, float]:
-        """Each experiment's spend on ``day``, by every worker, from the shared log."""
+        """Each experiment's spend on ``day``, by every worker, from the shared state."""
         try:
-            conn = logdb.connect(self.log_path)
-        except sqlite3.Error:
-            return {}  # no log yet: nothing spent
-        try:
-            return {name: logdb.judge_spend(conn, name, utc_day_start_ms(day))[1] for name in names}
-        finally:
-            conn.close()
+            return {name: self.shared.judge_spend_usd(name, utc_day_start_ms(day)) for name in names}
+        except StateUnavailable:
+            return {}  # nothing readable yet: nothing spent
 
-    def on_reload(self, changed: frozenset[str]) -> None:
-        """A budgeted judge added or changed by a reload starts from the day's spend in the log, read in
-        the default executor (a judge removed and added back the same day keeps its spend)."""
-        names = [name for name in self._budgeted(self.experiments.specs) if name in changed]
+    def on_reload(self, old: GatewaySpec, new: GatewaySpec) -> None:
+        """A listener of ``events.config_reloaded``: a budgeted judge added or changed by a reload starts
+        from the day's spend in the shared state, read in the default executor (a judge removed and added
+        back the same day keeps its spend)."""
+        specs = specs_of(new.routes)
+        moved = changed(specs_of(old.routes), specs)
+        names = [name for name in self._budgeted(specs) if name in moved]
         if names:
             task = asyncio.get_running_loop().create_task(self._reload_spend(names, self.day))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
     async def _reload_spend(self, names: list[str], day: int) -> None:
-        try:
-            totals = await asyncio.to_thread(self._spend_of, names, day)
-        except sqlite3.Error:
-            return  # the first grade stored reads the total back
+        totals = await asyncio.to_thread(self._spend_of, names, day)  # {} when unreadable: the first
+        # grade stored reads the total back
         if day == self.day:
             for name, total in totals.items():
                 self.spent_usd[name] = max(self.spent_usd[name], total)
@@ -107,6 +106,11 @@ class AnswerJudges:
     def judge_of(self, experiment: str) -> AnswerJudgeSpec | None:
         spec = self.experiments.specs.get(experiment)
         return spec.judge if spec is not None else None
+
+    def on_finished(self, ctx: RequestContext, status: int) -> None:
+        """A listener of ``events.exchange_finished``: an experiment's answer may be sampled."""
+        if ctx.experiment:
+            self.maybe(ctx, status, self.rng)
 
     def maybe(self, ctx: RequestContext, status: int, rng: random.Random) -> None:
         """Sample this finished exchange and start its grading (on the event loop; O(1) when not)."""
@@ -149,10 +153,11 @@ class AnswerJudges:
                 self.counts[(name, "judged")] += 1
                 score = sum(grades.scores.values()) / len(grades.scores)
             day = self.day
-            total = await asyncio.to_thread(self._store, name, request_id, tenant, score, cost, day)
+            total = await asyncio.to_thread(self.shared.add_judge_grade, round(time.time() * 1000), name, request_id,
+                                            tenant, score, cost, utc_day_start_ms(day))
             if day == self.day:  # the count of a day that is over must not carry into the next
                 self.spent_usd[name] = max(self.spent_usd[name], total)
-        except (aiohttp.ClientError, TimeoutError, sqlite3.Error):
+        except (aiohttp.ClientError, TimeoutError, StateUnavailable):
             self.counts[(name, "error")] += 1
         finally:
             self.in_flight[name] -= 1
@@ -178,18 +183,7 @@ class AnswerJudges:
         usage = Usage.from_openai(obj.get("usage") if isinstance(obj, dict) else None)
         return answer_text(raw), usage
 
-    def _store(self, name: str, request_id: str, tenant: str | None, score: float | None, cost: float,
-               day: int) -> float:
-        """Record the grade and its cost; the experiment's spend on ``day`` so far, by every worker."""
-        conn = logdb.connect(self.log_path)
-        try:
-            now_ms = round(time.time() * 1000)
-            logdb.judge_record(conn, now_ms, name, request_id, tenant, score, cost)
-            return logdb.judge_spend(conn, name, utc_day_start_ms(day))[1]
-        finally:
-            conn.close()
-
-    def render(self, worker: int) -> list[str]:
+    def render(self, worker: str) -> list[str]:
         lines = ["# HELP loadbench_gateway_judge_total Sampled experiment answers by result "
                  "(judged, unreadable, error, dropped_full, over_budget)",
                  "# TYPE loadbench_gateway_judge_total counter"]

@@ -87,7 +87,8 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
             shared.setdefault(id(rc), []).append(name)
             by_id[id(rc)] = rc
         caches = {",".join(names): by_id[key].stats().as_dict() for key, names in shared.items()}
-        text = gw.metrics.render(healthy, caches) + (gw.requestlog.render() if gw.requestlog else "")
+        sections = gw.events.metrics_sections.render(gw.metrics.worker)
+        text = gw.metrics.render(healthy, caches) + ("\n".join(sections) + "\n" if sections else "")
         return web.Response(body=text.encode(),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 

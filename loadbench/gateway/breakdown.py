@@ -1,16 +1,19 @@
 """Requests, errors, TTFT and cost by metadata value (``request_log.metrics_by``), for /metrics.
 
-Counted by the request log's writer thread from the rows it writes (cost is known only there) and read
-by /metrics under one lock. Cardinality is bounded: each key keeps its first ``values_max`` distinct
-values, later ones are counted as ``other``.
+Counted on the request log's writer thread from the rows it writes (cost is known only there; a
+listener of ``events.log_batch``) and read by /metrics under one lock. Cardinality is bounded: each
+key keeps its first ``values_max`` distinct values, later ones are counted as ``other``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from loadbench.gateway import logdb
+from loadbench.gateway.logrecord import LogRecord
 
 OTHER = "other"
 
@@ -57,7 +60,18 @@ class Breakdown:
             if cost_usd is not None:
                 cell.cost_usd += cost_usd
 
-    def render(self, worker: int) -> list[str]:
+    def on_batch(self, records: Sequence[LogRecord], rows: Sequence[tuple[object, ...]],
+                 feedback: list[tuple[object, ...]]) -> None:
+        """A listener of ``events.log_batch``: each primary request's row, counted."""
+        with self.lock:
+            for record, row in zip(records, rows, strict=True):
+                model = record.model
+                if model is not None and record.role == "primary":
+                    ttft, cost = logdb.value(row[10]), logdb.value(row[16])
+                    self.count(model, record.metadata or {}, row[8] == "ok",
+                               ttft if isinstance(ttft, float) else None, cost if isinstance(cost, float) else None)
+
+    def render(self, worker: str) -> list[str]:
         if not self.keys:
             return []
         with self.lock:

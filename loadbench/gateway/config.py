@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, PositiveFloat, PositiveInt, StrictBool
 
@@ -89,7 +89,7 @@ class RetryModel(StrictModel):
 
 class VirtualModelModel(StrictModel):
     name: str = Field(min_length=1)
-    routing: Literal["weight", "priority", "latency", "cost"] = "weight"
+    routing: str = "weight"  # a strategy of STRATEGIES or a registered route policy (policies.py)
     targets: list[RouteTargetModel] = Field(min_length=1)
     retry: RetryModel = RetryModel()
     fallback_status_codes: list[int] = Field(default_factory=lambda: list(DEFAULT_FALLBACK_CODES))
@@ -195,6 +195,9 @@ class RouteTarget:
     fallback_candidate: bool
 
 
+STRATEGIES = ("weight", "priority", "latency", "cost")  # routing: values built in
+
+
 @dataclass(slots=True, frozen=True)
 class Route:
     name: str
@@ -209,6 +212,7 @@ class Route:
     experiment: ExperimentSpec | None = None
     shadow: ShadowSpec | None = None
     cost: CostRoutingSpec | None = None  # routing: cost
+    policy: str = "plain"  # the route policy asked for each request's order (policies.py)
 
 
 @dataclass(slots=True, frozen=True)
@@ -299,6 +303,22 @@ def _namespace_keys(auth: AuthModel, path: str, env: dict[str, str]) -> dict[str
     return bound
 
 
+def _policy_of(vm: VirtualModelModel, path: str, where: str) -> str:
+    """The route policy a virtual model's requests ask: an experiment's, cost's, the plain strategies', or
+    the policy registered under its ``routing:`` name."""
+    from loadbench.gateway.policies import registered  # lazy: the policies import this module's records
+
+    custom = registered()
+    if vm.routing not in STRATEGIES and vm.routing not in custom:
+        raise ConfigError(path, f"{where}.routing", f"unknown routing {vm.routing!r}",
+                          "use one of: " + ", ".join([*STRATEGIES, *sorted(custom)]))
+    if vm.experiment is not None:
+        return "experiment"
+    if vm.routing == "cost":
+        return "cost"
+    return "plain" if vm.routing in STRATEGIES else vm.routing
+
+
 def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = None) -> GatewaySpec:
     """Cross-check references and build the runtime spec."""
     env = environment() if env is None else env
@@ -331,6 +351,7 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
         if vm.name in routes:
             raise ConfigError(path, f"{where}.name", f"duplicate virtual model {vm.name!r}",
                               "give every virtual model a unique name")
+        policy = _policy_of(vm, path, where)
         seen: set[str] = set()
         rts: list[RouteTarget] = []
         for j, rt in enumerate(vm.targets):
@@ -388,7 +409,7 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
             retry_status_codes=frozenset(vm.retry.on_status_codes),
             fallback_status_codes=frozenset(vm.fallback_status_codes),
             filtered=any(rt.metadata_match for rt in rts), cache=cache, experiment=experiment,
-            shadow=shadow, cost=cost)
+            shadow=shadow, cost=cost, policy=policy)
     lr = model.latency_routing
     sla = model.sla
     if sla.min_samples > sla.max_samples:

@@ -3,12 +3,13 @@
 1. ``authorize``  the presented key's digest (the cache tenant) and, with auth on, the check
 2. ``parse``      body (read up to ``limits.max_body_bytes`` within ``body_timeout_s``), model, metadata
 3. ``lookup``     the cache hook, when one is installed
-4. ``route``      the ordered targets (``routing.plan``)
+4. ``route``      the ordered targets: the route's policy (``policies.py``: plain, experiment, cost, ...)
 5. ``call``       attempts with retry and fallback, all before the first content byte reaches the client
 6. ``attempt``    one upstream request; an answer that is not OpenAI (HTML, garbage, SSE to a whole
                   request, a stream that stalls or ends before its first token) is a target failure
 7. ``relay`` / ``answer_json``  the answer to the client (``relay.StreamRelay`` does the bookkeeping)
 8. cache store, in a task of its own
+9. ``events.exchange_finished``: whoever listens (the request log, shadows, judges) hears of it
 
 Upstream bytes are relayed as they arrive, after the first token; the relay looks only at what metrics
 need. A client that stops reading is cut off after ``client_write_timeout_s`` and costs the target
@@ -30,11 +31,9 @@ from loadbench.gateway import auth
 from loadbench.gateway import openai_error as oai
 from loadbench.gateway.config import RouteTarget
 from loadbench.gateway.context import CacheHook, RequestContext, next_request_id
-from loadbench.gateway.costroute import cost_plan
 from loadbench.gateway.escalation import escalate
 from loadbench.gateway.health import record_failure, record_success
 from loadbench.gateway.relay import StreamRelay
-from loadbench.gateway.routing import plan
 from loadbench.gateway.state import Gateway, GatewayState
 from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watch
@@ -142,8 +141,9 @@ class Exchange:
             return oai.error(400, f"No target of `{route.name}` matches the request metadata.",
                              "invalid_request_error")
         response = await self.call(order)
-        if route.cost is not None and route.cost.escalate and self.gw.requestlog is not None:
-            response = await escalate(ctx, order, response, route.cost, self.call, self.gw.requestlog.add)
+        if route.cost is not None and route.cost.escalate:
+            response = await escalate(ctx, order, response, route.cost, self.call,
+                                      self.gw.events.exchange_finished.fire)
         self.metrics.inc("requests", route.name, str(response.status))
         if cache is not None and ctx.capture and response.status == 200 and ctx.captured:
             if not response.prepared:
@@ -231,16 +231,7 @@ class Exchange:
     def route(self) -> list[RouteTarget]:
         route = self.ctx.route
         assert route is not None
-        state = self.state
-        if route.experiment is not None and self.gw.requestlog is not None:
-            return self.gw.requestlog.experiments.order(route, self.ctx, self.gw.rng)
-        if route.cost is not None and self.gw.requestlog is not None:
-            order = cost_plan(route, self.ctx.metadata, state.health, state.windows, state.spec.sla, perf_counter_ns(),
-                              self.gw.requestlog.estimates)
-            if order is not None:
-                return order
-        return plan(route, self.ctx.metadata, state.health, state.windows, state.spec.latency, state.spec.sla,
-                    perf_counter_ns(), self.gw.rng)
+        return self.gw.policies[route.policy].order(route, self.ctx, self.state)
 
     # ------------------------------------------------------------------ steps 5 and 6
 
@@ -301,6 +292,11 @@ class Exchange:
                           round(spec.cooldown_period_s * 1e9)):
             self.metrics.inc("cooldowns", spec.name)
             log.warning("target %s cooled down for %.1fs", spec.name, spec.cooldown_period_s)
+            self.gw.events.target_health_changed.fire(spec.name, False, f"cooled down for {spec.cooldown_period_s:g} s")
+
+    def _count_success(self, name: str, now_ns: int) -> None:
+        if record_success(self.state.health[name], now_ns):
+            self.gw.events.target_health_changed.fire(name, True, "probation passed")
 
     def _failed(self, up: Upstream, send_ns: int, status: int, outcome: str, message: str, *,
                 counted_status: int | None = None, body: bytes = b"", retry_after: str | None = None) -> _Failure:
@@ -425,7 +421,7 @@ class Exchange:
         ctx = self.ctx
         end_ns = perf_counter_ns()
         name = up.spec.name
-        record_success(self.state.health[name], end_ns)
+        self._count_success(name, end_ns)
         tokens = completion_tokens(body[-400:]) if b'"usage"' in body else None
         timings = self.metrics.target(name)
         timings.ttft.record((end_ns - send_ns) / 1e9)
@@ -513,7 +509,7 @@ class Exchange:
                 ctx.outcome = "stream_break"
             else:
                 end_ns = perf_counter_ns()
-                record_success(self.state.health[name], end_ns)
+                self._count_success(name, end_ns)
                 if relay.first_ns:
                     timings.ttft.record((relay.first_ns - send_ns) / 1e9)
                 count = relay.usage_tokens() or relay.tokens
@@ -534,19 +530,15 @@ class Exchange:
 
 
 async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook | None) -> web.StreamResponse:
-    request_log = gw.requestlog
-    if request_log is None:
+    finished = gw.events.exchange_finished
+    if not finished:  # nobody listens: no bookkeeping at all
         return await Exchange(request, kind, gw, cache).run()
     exchange = Exchange(request, kind, gw, cache)
-    exchange.ctx.keep_answer = exchange.ctx.log_body = request_log.wants_answer(gw.rng)
+    gw.events.exchange_started.fire(exchange.ctx)
     status = 499  # the client went away (the handler was cancelled)
     try:
         response = await exchange.run()
         status = response.status
         return response
     finally:
-        if status != 499:
-            request_log.shadows.maybe(exchange.ctx, gw.rng)
-            if exchange.ctx.experiment:
-                request_log.judges.maybe(exchange.ctx, status, gw.rng)
-        request_log.add(exchange.ctx, status)
+        finished.fire(exchange.ctx, status)

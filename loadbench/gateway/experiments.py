@@ -1,5 +1,6 @@
 """Experiments: which arm a request goes to, and when the rollback guardrails trip. Pure, except
-``Experiments`` (the live state a worker routes by, replaced from the request log's table).
+``Experiments`` (the live state a worker routes by, replaced from the shared state by ``guardrails.py``)
+and ``InlineChecks`` (a listener of the request log's batches).
 
 Assignment: ``assign_by: metadata.KEY`` hashes (experiment name, value) with BLAKE2b into a bucket in
 [0, 100): the candidate serves the buckets below its weight, so a user keeps its arm across requests,
@@ -18,14 +19,17 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import orjson
 
 from loadbench.gateway.abconfig import ExperimentSpec, Guardrails
 from loadbench.gateway.config import Route, RouteTarget
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.escalation import answer_text, passes, stream_text
-from loadbench.gateway.logdb import ExperimentRow
+from loadbench.gateway.logdb import NULL, ExperimentRow
+from loadbench.gateway.logrecord import LogRecord
 
 INCUMBENT = "incumbent"
 CANDIDATE = "candidate"
@@ -137,6 +141,16 @@ def specs_of(routes: Mapping[str, Route]) -> dict[str, ExperimentSpec]:
     return {r.experiment.name: r.experiment for r in routes.values() if r.experiment is not None}
 
 
+def changed(old: Mapping[str, ExperimentSpec], new: Mapping[str, ExperimentSpec]) -> frozenset[str]:
+    """The experiments added, removed or changed between two configs."""
+    return frozenset(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+
+
+def registrations(specs: Iterable[ExperimentSpec]) -> Iterator[tuple[str, float, str]]:
+    """``logdb.register``'s (name, weight, criteria JSON) of each experiment."""
+    return ((e.name, e.weight, orjson.dumps(asdict(e.criteria)).decode()) for e in specs)
+
+
 class Experiments:
     """The experiments of one worker: specs by name (the current config's: the one place the guardrail
     checks, the judges, ``/metrics`` and the admin API read them from), and the live rows it routes by."""
@@ -149,11 +163,27 @@ class Experiments:
     def update(self, routes: Mapping[str, Route]) -> frozenset[str]:
         """Take a reloaded config's experiments; the names added, removed or changed."""
         old, new = self.specs, specs_of(routes)
-        self.specs = new  # one assignment: the writer thread reads either the old or the new dict
-        return frozenset(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+        self.specs = new  # one assignment: other threads read either the old or the new dict
+        return changed(old, new)
 
     def apply(self, rows: dict[str, ExperimentRow]) -> None:
         self.rows = rows  # one assignment: a request reads either the old or the new table
+
+    def render(self, worker: str) -> list[str]:
+        """The experiments' part of /metrics: the candidate's share now, and each one's state."""
+        lines = ["# HELP loadbench_gateway_experiment_weight Percent of traffic the candidate gets now",
+                 "# TYPE loadbench_gateway_experiment_weight gauge"]
+        info = ["# HELP loadbench_gateway_experiment_state 1 for the state an experiment is in, with its reason",
+                "# TYPE loadbench_gateway_experiment_state gauge"]
+        for name, spec in sorted(self.specs.items()):
+            row = self.rows.get(name)
+            state = row.state if row else "running"
+            reason = (row.reason if row else "").replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'loadbench_gateway_experiment_weight{{experiment="{name}",worker="{worker}"}} '
+                         f"{share(row, spec):g}")
+            info.append(f'loadbench_gateway_experiment_state{{experiment="{name}",state="{state}",'
+                        f'reason="{reason}",worker="{worker}"}} 1')
+        return lines + info
 
     def order(self, route: Route, ctx: RequestContext, rng: random.Random) -> list[RouteTarget]:
         """The arm's target alone: a candidate's failure is the candidate's (no fallback across arms)."""
@@ -168,3 +198,24 @@ class Experiments:
             ctx.keep_answer = True  # the inline check or the judge reads the answer; the bodies are not written
         name = spec.candidate if arm == CANDIDATE else spec.incumbent
         return [rt for rt in route.targets if rt.target == name]
+
+
+class InlineChecks:
+    """An experiment's inline check of each logged answer, as a feedback row committed with the batch
+    (a listener of ``events.log_batch``, on the request log's writer thread)."""
+
+    def __init__(self, experiments: Experiments) -> None:
+        self.experiments = experiments
+
+    def __call__(self, records: Sequence[LogRecord], rows: Sequence[tuple[object, ...]],
+                 feedback: list[tuple[object, ...]]) -> None:
+        specs = self.experiments.specs
+        if not specs:
+            return
+        for record, row in zip(records, rows, strict=True):
+            ctx = record.ctx
+            exp = specs.get(ctx.experiment) if ctx is not None and ctx.experiment else None
+            score = check_score(ctx, record.status, exp) if ctx is not None and exp is not None else None
+            if score is not None:
+                tenant = row[19]
+                feedback.append((row[0], row[1], None if tenant is NULL else tenant, score, "inline_check"))

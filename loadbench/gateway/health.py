@@ -30,9 +30,12 @@ def cooldown_remaining_s(h: TargetHealth, now_ns: int) -> float:
     return max(0, h.unhealthy_until_ns - now_ns) / 1e9
 
 
-def record_success(h: TargetHealth, now_ns: int) -> None:
+def record_success(h: TargetHealth, now_ns: int) -> bool:
+    """Count one success; return True if it ended a probation (the target is back for good)."""
     if h.unhealthy_until_ns and now_ns >= h.unhealthy_until_ns:
         h.unhealthy_until_ns = 0  # probation passed
+        return True
+    return False
 
 
 def record_failure(h: TargetHealth, now_ns: int, allowed: int, cooldown_ns: int) -> bool:

@@ -23,6 +23,11 @@ CREATE_PAUSE_S = 0.05
 # dozen per row), a float binds directly. Readers get None back, as for any NULL.
 NULL = math.nan
 
+
+def value(x: object) -> object:
+    """A row's value as Python reads it back (None for NULL)."""
+    return None if x is NULL else x
+
 COLUMNS = (
     "ts_ms", "request_id", "worker", "model", "experiment", "arm", "target", "status", "outcome", "cache",
     "ttft_ms", "tpot_ms", "e2e_ms", "prompt_tokens", "output_tokens", "cached_tokens", "cost_usd", "attempts",

@@ -6,14 +6,17 @@ primary nor take its connections; the client only ever receives the primary's an
 ``max_concurrency`` shadows are in flight per worker: one more is dropped and counted, never queued.
 Each shadow is read like a client would (streamed when the client streamed: TTFT, TPOT from its own
 send) and logged with ``role = 'shadow'`` under the primary's ``pair_id`` (the primary's request id),
-with its usage and cost. Shadow spend since 00:00 UTC is summed over all workers from the log by the
-writer thread; past ``budget_usd_per_day`` nothing more is shadowed that day.
+with its usage and cost: each shadow's record is announced as ``events.exchange_finished``, where the
+request log hears it. Shadow spend since 00:00 UTC is read from the shared state (all workers) by the
+poller (``read_spend``); past ``budget_usd_per_day`` nothing more is shadowed that day.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from time import perf_counter_ns
@@ -24,22 +27,41 @@ import orjson
 from loadbench.gateway.config import GatewaySpec, Route
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.relay import StreamRelay
+from loadbench.gateway.sharedstate import SharedState, StateUnavailable
 from loadbench.gateway.upstream import Upstream
+from loadbench.units import utc_day, utc_day_start_ms
+
+log = logging.getLogger("loadbench.gateway")
 
 CONNECT_ERROR = 502
 MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a shadow answer kept for the log (beyond it: not kept)
 
 
 class Shadows:
-    def __init__(self, spec: GatewaySpec, add: Callable[[RequestContext, int], None]) -> None:
-        self.add = add  # the request log's add
+    def __init__(self, spec: GatewaySpec, add: Callable[[RequestContext, int], None], rng: random.Random) -> None:
+        self.add = add  # announces a shadow's record (events.exchange_finished.fire)
+        self.rng = rng
+        self.budgeted = any(r.shadow is not None and r.shadow.budget_usd_per_day is not None
+                            for r in spec.routes.values())
         names = {t for r in spec.routes.values() if r.shadow is not None for t in r.shadow.targets}
         self.upstreams = {name: Upstream(spec.targets[name]) for name in sorted(names)}
         self.in_flight: dict[str, int] = defaultdict(int)  # by virtual model
         self.counts: dict[tuple[str, str], int] = defaultdict(int)  # (virtual model, result) -> count
-        self.spent_today_usd = 0.0  # set by the request log's writer thread
+        self.spent_today_usd = 0.0  # set by the poller (read_spend)
         self.max_event_bytes = spec.limits.max_event_bytes
         self.tasks: set[asyncio.Task[None]] = set()
+
+    def on_finished(self, ctx: RequestContext, status: int) -> None:
+        """A listener of ``events.exchange_finished``: a client's finished exchange may be shadowed."""
+        if status != 499:
+            self.maybe(ctx, self.rng)
+
+    def read_spend(self, now: float, shared: SharedState) -> None:
+        """The day's shadow spend, all workers (the poller's job when a shadow has a budget)."""
+        try:
+            self.spent_today_usd = shared.shadow_spend_usd(utc_day_start_ms(utc_day(time.time())))
+        except StateUnavailable as exc:
+            log.warning("shadows: reading the day's spend failed: %s", exc)
 
     def maybe(self, ctx: RequestContext, rng: random.Random) -> None:
         """Sample this finished exchange and start its shadows (called on the event loop, O(1) when not)."""
@@ -113,7 +135,7 @@ class Shadows:
         if relay.capture is not None:
             ctx.captured = relay.capture
 
-    def render(self, worker: int) -> list[str]:
+    def render(self, worker: str) -> list[str]:
         lines = ["# HELP loadbench_gateway_shadow_total Shadow requests by virtual model and result "
                  "(sent, dropped_full, over_budget, excluded)",
                  "# TYPE loadbench_gateway_shadow_total counter"]

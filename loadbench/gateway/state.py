@@ -1,4 +1,11 @@
-"""Everything a request reads, swapped as one object on reload (SIGHUP).
+"""Everything a request reads, swapped as one object on reload (SIGHUP), and the ``Gateway`` that owns it.
+
+``Gateway`` builds the subsystems and wires them through its event catalogue (``events.py``): with a
+request log, the log (a sink), the experiments and their guardrails, shadows, answer judges, cost
+estimates and breakdowns are peers that listen to ``exchange_finished`` / ``config_reloaded`` /
+``log_batch``, render their own ``/metrics`` section, and read the shared state (``sharedstate.py``)
+on the poller's thread (``poller.py``). The exchange knows none of them: it fires events and asks the
+route's policy (``policies.py``).
 
 A request takes ``Gateway.state`` once at its start and uses that snapshot to the end, so a
 reload never changes the rules under an in-flight request. Pools whose target did not change
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Coroutine
@@ -21,10 +29,20 @@ from typing import Any
 from loadbench.cache import Embedder, ResponseCache, make_embedder
 from loadbench.cache.config import CacheConfig
 from loadbench.errors import ConfigError
+from loadbench.gateway.answer_judge import AnswerJudges
+from loadbench.gateway.breakdown import Breakdown
 from loadbench.gateway.config import GatewaySpec, load_config
+from loadbench.gateway.estimates import CostEstimates
+from loadbench.gateway.events import GatewayEvents
+from loadbench.gateway.experiments import Experiments, InlineChecks
+from loadbench.gateway.guardrails import POLL_S, Guardrails
 from loadbench.gateway.health import TargetHealth
 from loadbench.gateway.metrics import Metrics
+from loadbench.gateway.policies import RoutePolicy, factory_of
+from loadbench.gateway.poller import Poller
 from loadbench.gateway.requestlog import RequestLog
+from loadbench.gateway.shadow import Shadows
+from loadbench.gateway.sharedstate import SharedState, SqliteState
 from loadbench.gateway.stats import TpotWindow
 from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watchdog
@@ -39,6 +57,19 @@ class GatewayState:
     health: dict[str, TargetHealth]
     windows: dict[str, TpotWindow]
     caches: dict[str, ResponseCache]  # virtual model name -> its cache (absent: not cached)
+    rng: random.Random  # the gateway's (the same object across reloads)
+
+
+class Policies(dict[str, RoutePolicy]):
+    """The gateway's route policies by name, each built on first use (``policies.route_policy``)."""
+
+    def __init__(self, gw: Gateway) -> None:
+        super().__init__()
+        self.gw = gw
+
+    def __missing__(self, name: str) -> RoutePolicy:
+        policy = self[name] = factory_of(name)(self.gw)
+        return policy
 
 
 class Gateway:
@@ -52,7 +83,19 @@ class Gateway:
         self._background: set[asyncio.Task[None]] = set()
         self.watchdog = Watchdog()
         self._embedders: dict[object, Embedder] = {}  # one per embedder config, for the process's life
-        self.requestlog: RequestLog | None = None  # opened by start() when the config has request_log
+        self.events = GatewayEvents()
+        self.policies = Policies(self)
+        self.poller = Poller()
+        # opened by start() when the config has request_log (experiments, shadows, judges, cost routing
+        # need it: the config refuses them without one)
+        self.requestlog: RequestLog | None = None
+        self.shared: SharedState | None = None
+        self.experiments: Experiments | None = None
+        self.guardrails: Guardrails | None = None
+        self.shadows: Shadows | None = None
+        self.judges: AnswerJudges | None = None
+        self.estimates: CostEstimates | None = None
+        self.breakdown: Breakdown | None = None
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` beyond the request that started it (kept referenced until done)."""
@@ -61,10 +104,52 @@ class Gateway:
         task.add_done_callback(self._background.discard)
 
     async def start(self) -> None:
-        """Open the pools (needs a running loop)."""
+        """Open the pools, and the request log and its peers when configured (needs a running loop)."""
         self.state = self._build(self._spec, None)
         if self._spec.request_log is not None:
-            self.requestlog = RequestLog.open(self._spec, self.metrics)
+            self._open_log(self._spec)
+        self.events.metrics_sections.add(self.events.render_errors)
+        self.poller.start()
+
+    def _open_log(self, spec: GatewaySpec) -> None:
+        """The request log and its peers, subscribed to the events. Runs at startup, before the first
+        request: the experiments are registered and read here, on the loop's thread, once."""
+        log_spec = spec.request_log
+        assert log_spec is not None
+        loop = asyncio.get_running_loop()
+        events = self.events
+        worker = os.getpid()
+        self.requestlog = request_log = RequestLog.open(spec, events, self.rng)
+        self.shared = shared = SqliteState(log_spec.path)
+        self.experiments = experiments = Experiments(spec.routes, keep_bodies=log_spec.log_bodies == "experiments")
+        shared.register_experiments(experiments.specs.values(), round(time.time() * 1000), worker)
+        experiments.apply(shared.experiments())
+        self.shadows = shadows = Shadows(spec, events.exchange_finished.fire, self.rng)
+        self.judges = judges = AnswerJudges(experiments, shared, self.rng)
+        self.guardrails = guardrails = Guardrails(experiments, shared, loop, worker,
+                                                  wake=lambda: self.poller.wake("experiments"))
+        self.estimates = estimates = CostEstimates(
+            spec.routes, log_spec.target_prices({name: t.model for name, t in spec.targets.items()}), shared)
+        self.breakdown = breakdown = Breakdown(log_spec.metrics_by, log_spec.metrics_values_max)
+
+        events.exchange_started.add_listener(request_log.on_started)
+        # in this order: a shadow sets the pair id the log's record carries
+        events.exchange_finished.add_listener(shadows.on_finished)
+        events.exchange_finished.add_listener(judges.on_finished)
+        events.exchange_finished.add_listener(request_log.add)
+        events.config_reloaded.add_listener(guardrails.on_reload)
+        events.config_reloaded.add_listener(judges.on_reload)
+        events.log_batch.add_listener(InlineChecks(experiments))
+        if breakdown.keys:
+            events.log_batch.add_listener(breakdown.on_batch)
+        for render in (request_log.render, experiments.render, shadows.render, judges.render, breakdown.render):
+            events.metrics_sections.add(render)
+
+        self.poller.add("experiments", POLL_S, guardrails.poll)
+        if shadows.budgeted:
+            self.poller.add("shadow_spend", POLL_S, lambda now: shadows.read_spend(now, shared))
+        if estimates.routes:
+            self.poller.add("cost_estimates", estimates.every_s, estimates.refresh)
 
     def _build(self, spec: GatewaySpec, old: GatewayState | None) -> GatewayState:
         upstreams: dict[str, Upstream] = {}
@@ -79,7 +164,7 @@ class Gateway:
                 upstreams[name] = Upstream(target)
             health[name] = old.health.get(name, TargetHealth()) if old else TargetHealth()
             windows[name] = old.windows.get(name, TpotWindow()) if old else TpotWindow()
-        return GatewayState(spec, upstreams, health, windows, self._caches(spec, old))
+        return GatewayState(spec, upstreams, health, windows, self._caches(spec, old), self.rng)
 
     def _caches(self, spec: GatewaySpec, old: GatewayState | None) -> dict[str, ResponseCache]:
         by_config: dict[CacheConfig, ResponseCache] = {}
@@ -117,8 +202,7 @@ class Gateway:
             return False
         old = self.state
         self.state = self._build(spec, old)
-        if self.requestlog is not None:
-            self.requestlog.on_reload(spec)
+        self.events.config_reloaded.fire(old.spec, spec)
         kept = set(map(id, self.state.upstreams.values()))
         for up in old.upstreams.values():
             if id(up) not in kept:
@@ -137,10 +221,15 @@ class Gateway:
 
     async def close(self) -> None:
         self.watchdog.stop()
+        self.poller.stop()
+        if self.shadows is not None:
+            await self.shadows.close()  # their records reach the log before it closes
+        if self.judges is not None:
+            await self.judges.close()
         if self.requestlog is not None:
-            await self.requestlog.shadows.close()
-            await self.requestlog.judges.close()
             self.requestlog.close()  # writes what is queued
+        if self.shared is not None:
+            self.shared.close()
         if self._background:
             await asyncio.wait(list(self._background), timeout=5.0)
         for task in list(self._closing):
@@ -150,3 +239,4 @@ class Gateway:
                 await up.close()
         for embedder in self._embedders.values():
             await embedder.aclose()
+

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-import loadbench.gateway.requestlog as requestlog
+import loadbench.gateway.estimates as estimates
 from loadbench.errors import ConfigError
 from loadbench.eval.pricing import Price
 from loadbench.gateway.abconfig import CostRoutingSpec, Estimate
@@ -63,7 +63,7 @@ models:
 
 def test_feedback_moves_traffic_to_the_next_cheapest_target_that_clears_the_floor(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(requestlog, "ESTIMATE_EVERY_S", 0.1)
+    monkeypatch.setattr(estimates, "ESTIMATE_EVERY_S", 0.1)
     db = tmp_path / "gw.db"
     (tmp_path / "prices.yaml").write_text(PRICES)
     key = {"Authorization": "Bearer sk-client-secret-1"}
@@ -97,8 +97,8 @@ def test_feedback_moves_traffic_to_the_next_cheapest_target_that_clears_the_floo
                 assert await serve_and_rate(25, accepted=True) == {"mid"}
                 await asyncio.sleep(0.5)  # mid's bound (25 of 25 accepted) now clears 0.8
                 assert await serve_and_rate(5, accepted=True) == {"mid"}
-                log = gw.requestlog
-                assert log is not None and log.estimates["mid"].source == "live"
+                live = gw.estimates
+                assert live is not None and live.current["mid"].source == "live"
                 await gw.close()
 
     run(main())

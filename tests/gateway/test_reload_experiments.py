@@ -148,7 +148,7 @@ def test_an_experiment_added_by_a_reload_is_registered_checked_and_rolled_back(t
 
             # a reload that drops the experiment: no more checks, no /metrics rows; its table row stays
             assert g.reload(g.plain)
-            assert g.gw.requestlog is not None and g.gw.requestlog.experiments.specs == {}
+            assert g.gw.experiments is not None and g.gw.experiments.specs == {}
             assert await metrics_of(g.s, g.url) == []
             assert set(await send(g.s, g.url, 8)) == {"inc"}
             assert table(db, "SELECT state FROM experiments WHERE name = 'late'") == [("rolled_back",)]

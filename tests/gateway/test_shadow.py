@@ -90,9 +90,9 @@ def test_a_full_shadow_pool_drops_and_never_delays_the_primary(tmp_path: Path) -
                 # every primary completes while the shadows it started are still waiting upstream
                 status, _, body = await post(s, url, {**CHAT, "stream": True}, headers=KEY)
                 assert status == 200 and b"[DONE]" in body
-            log = gw.requestlog
+            log = gw.shadows
             assert log is not None
-            assert log.shadows.counts[("vm", "sent")] == 2 and log.shadows.counts[("vm", "dropped_full")] == 8
+            assert log.counts[("vm", "sent")] == 2 and log.counts[("vm", "dropped_full")] == 8
             async with s.get(url + "/metrics", headers=KEY) as r:
                 assert 'loadbench_gateway_shadow_total{model="vm",result="dropped_full"' in await r.text()
             release.set()
@@ -112,28 +112,28 @@ def test_sampling_exclusion_and_budget(tmp_path: Path) -> None:
         async with upstream(Upstream(ok)) as a, upstream(shadow) as b:
             cfg["targets"][0]["url"], cfg["targets"][1]["url"] = a, b
             async with logged(cfg) as (url, gw), aiohttp.ClientSession() as s:
-                log = gw.requestlog
+                log = gw.shadows
                 assert log is not None
                 for _ in range(400):
                     await post(s, url, CHAT, headers=KEY)
-                sent = log.shadows.counts[("vm", "sent")]
+                sent = log.counts[("vm", "sent")]
                 assert 60 < sent < 140  # 25% of 400, seeded RNG
                 for _ in range(40):
                     await post(s, url, CHAT, headers={**KEY, "X-Loadbench-Metadata": '{"pii": "yes"}'})
-                assert log.shadows.counts[("vm", "sent")] == sent  # excluded requests are never shadowed
-                # a day's shadow spend of 1.0 in the log (another worker's): the writer thread reads it
+                assert log.counts[("vm", "sent")] == sent  # excluded requests are never shadowed
+                # a day's shadow spend of 1.0 in the log (another worker's): the poller reads it
                 conn = logdb.connect(str(db))
                 values = {"ts_ms": round(time.time() * 1000), "request_id": "other", "worker": 1, "status": 200,
                           "outcome": "ok", "attempts": 1, "role": "shadow", "cost_usd": 1.0}
                 logdb.write(conn, [tuple(values.get(c) for c in logdb.COLUMNS)])
                 conn.close()
                 deadline = time.monotonic() + 5.0
-                while log.shadows.spent_today_usd < 1.0 and time.monotonic() < deadline:
+                while log.spent_today_usd < 1.0 and time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
-                assert log.shadows.spent_today_usd >= 1.0
+                assert log.spent_today_usd >= 1.0
                 for _ in range(40):
                     await post(s, url, CHAT, headers=KEY)
-                assert log.shadows.counts[("vm", "sent")] == sent and log.shadows.counts[("vm", "over_budget")] > 0
+                assert log.counts[("vm", "sent")] == sent and log.counts[("vm", "over_budget")] > 0
                 await gw.close()
 
     run(main())

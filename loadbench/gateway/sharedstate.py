@@ -1,0 +1,180 @@
+"""The state a gateway's processes share, behind one interface: ``SharedState``, and its SQLite backend.
+
+What is shared (docs/ARCHITECTURE.md, "State: per process and shared", says how fresh each reader is):
+experiment records (weight, state, reason; ``updated_ms`` orders their versions) and their events, the
+guardrail's window over a candidate's requests (all processes' requests counted together), the day's
+shadow and judge spend (one figure for the gateway, not one per process), the live cost and
+feedback figures cost routing reads, and target cooldowns.
+
+``SqliteState`` keeps today's behaviour on one host: everything lives in the request log's file, which
+every ``--workers`` process opens; window and spend figures are read from the logged rows themselves.
+Cooldowns stay per process there (``publish_cooldown`` keeps nothing and ``cooldowns`` is empty). A
+networked backend implements the same methods; nothing that reads shared state (the policies, the
+guardrails, the judges, the shadows, the admin API) names a backend.
+
+Every method may block (disk, network): none is called on the event loop's thread, except at start-up
+before the first request. A backend that cannot answer raises ``StateUnavailable``; callers keep their
+current view and try again at their next turn.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from typing import Protocol
+
+from loadbench.errors import LoadbenchError
+from loadbench.gateway import logdb
+from loadbench.gateway.abconfig import ExperimentSpec
+from loadbench.gateway.costroute import LiveStats
+from loadbench.gateway.experiments import WindowStats, registrations
+from loadbench.gateway.logdb import ExperimentRow
+
+
+class StateUnavailable(LoadbenchError):
+    """The shared state's backend did not answer (busy, down, refused); the caller's view stays as it was."""
+
+
+class SharedState(Protocol):
+    # ------------------------------------------------------------------ experiments
+    def register_experiments(self, specs: Iterable[ExperimentSpec], now_ms: int, worker: int) -> None:
+        """Start the experiments seen for the first time (running, at their weight, criteria stored once);
+        known ones keep their state: a restart never undoes a rollback or a promotion."""
+
+    def experiments(self) -> dict[str, ExperimentRow]:
+        """Every experiment's current record, by name."""
+
+    def change_experiment(self, name: str, action: str, weight: float | None, reason: str, now_ms: int,
+                          worker: int) -> bool:
+        """An admin action or a guardrail trip (``logdb.change``'s actions); False when the experiment is
+        unknown or, for a trip, no longer running (another process tripped it first)."""
+
+    def experiment_events(self, limit: int = 100) -> list[dict[str, object]]:
+        """The newest experiment events (start, trip, admin actions), newest first."""
+
+    # ------------------------------------------------------------------ guardrails
+    def window(self, experiment: str, arm: str, since_ms: int) -> WindowStats:
+        """An arm's primary requests since ``since_ms``, counted over every process of the gateway."""
+
+    # ------------------------------------------------------------------ budgets
+    def shadow_spend_usd(self, since_ms: int) -> float:
+        """Shadow spend since ``since_ms``, all processes."""
+
+    def judge_spend_usd(self, experiment: str, since_ms: int) -> float:
+        """An experiment's judge spend since ``since_ms``, all processes."""
+
+    def add_judge_grade(self, now_ms: int, experiment: str, request_id: str, tenant: str | None,
+                        score: float | None, cost_usd: float, since_ms: int) -> float:
+        """Record a sampled grade (a feedback row when ``score`` is not None) and its cost; the experiment's
+        judge spend since ``since_ms`` afterwards, all processes."""
+
+    # ------------------------------------------------------------------ cost routing
+    def target_stats(self, model: str, target: str, window_requests: int) -> LiveStats:
+        """Over ``target``'s newest ``window_requests`` served requests behind ``model``: count, mean cost,
+        feedback count and sum."""
+
+    # ------------------------------------------------------------------ health
+    def publish_cooldown(self, target: str, until_ms: int, reason: str) -> None:
+        """Tell the other processes that ``target`` is cooled down until ``until_ms`` (Unix ms)."""
+
+    def cooldowns(self, now_ms: int) -> dict[str, int]:
+        """Targets cooled down by any process and not yet back: name -> until (Unix ms)."""
+
+    def close(self) -> None:
+        """Release connections (the state itself stays for the other processes)."""
+
+
+class SqliteState:
+    """``SharedState`` in the request log's SQLite file (WAL: readers never block the writer). One
+    connection per thread that asks (the poller, the admin API's executor, the judges' writes)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = logdb.connect(self.path)
+            except sqlite3.Error as exc:
+                raise StateUnavailable(f"shared state {self.path}: {exc}") from exc
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def register_experiments(self, specs: Iterable[ExperimentSpec], now_ms: int, worker: int) -> None:
+        try:
+            logdb.register(self._conn(), registrations(specs), now_ms, worker)
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"registering experiments: {exc}") from exc
+
+    def experiments(self) -> dict[str, ExperimentRow]:
+        try:
+            return logdb.experiments(self._conn())
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"reading experiments: {exc}") from exc
+
+    def change_experiment(self, name: str, action: str, weight: float | None, reason: str, now_ms: int,
+                          worker: int) -> bool:
+        try:
+            return logdb.change(self._conn(), name, action, weight, reason, now_ms, worker)
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"changing experiment {name}: {exc}") from exc
+
+    def experiment_events(self, limit: int = 100) -> list[dict[str, object]]:
+        try:
+            return logdb.events(self._conn(), limit)
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"reading experiment events: {exc}") from exc
+
+    def window(self, experiment: str, arm: str, since_ms: int) -> WindowStats:
+        try:
+            return WindowStats.of(logdb.window(self._conn(), experiment, arm, since_ms))
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"reading the window of {experiment}: {exc}") from exc
+
+    def shadow_spend_usd(self, since_ms: int) -> float:
+        try:
+            return logdb.shadow_spend(self._conn(), since_ms)
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"reading shadow spend: {exc}") from exc
+
+    def judge_spend_usd(self, experiment: str, since_ms: int) -> float:
+        try:
+            return logdb.judge_spend(self._conn(), experiment, since_ms)[1]
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"reading judge spend: {exc}") from exc
+
+    def add_judge_grade(self, now_ms: int, experiment: str, request_id: str, tenant: str | None,
+                        score: float | None, cost_usd: float, since_ms: int) -> float:
+        try:
+            conn = self._conn()
+            logdb.judge_record(conn, now_ms, experiment, request_id, tenant, score, cost_usd)
+            return logdb.judge_spend(conn, experiment, since_ms)[1]
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"recording a judge grade: {exc}") from exc
+
+    def target_stats(self, model: str, target: str, window_requests: int) -> LiveStats:
+        try:
+            n, cost, fb_n, fb_sum = logdb.target_stats(self._conn(), model, target, window_requests)
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"reading live stats of {target}: {exc}") from exc
+        return LiveStats(n, cost, fb_n, fb_sum)
+
+    def publish_cooldown(self, target: str, until_ms: int, reason: str) -> None:
+        return None  # one host: each process keeps its own health (as before there was an interface)
+
+    def cooldowns(self, now_ms: int) -> dict[str, int]:
+        return {}
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+
