@@ -534,7 +534,9 @@ async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook 
     if not finished:  # nobody listens: no bookkeeping at all
         return await Exchange(request, kind, gw, cache).run()
     exchange = Exchange(request, kind, gw, cache)
-    gw.events.exchange_started.fire(exchange.ctx)
+    started = gw.events.exchange_started
+    if started:
+        started.fire(exchange.ctx)
     status = 499  # the client went away (the handler was cancelled)
     try:
         response = await exchange.run()

@@ -132,9 +132,12 @@ class Gateway:
             spec.routes, log_spec.target_prices({name: t.model for name, t in spec.targets.items()}), shared)
         self.breakdown = breakdown = Breakdown(log_spec.metrics_by, log_spec.metrics_values_max)
 
-        events.exchange_started.add_listener(request_log.on_started)
-        # in this order: a shadow sets the pair id the log's record carries
-        events.exchange_finished.add_listener(shadows.on_finished)
+        # only the listeners this config needs (each is a call per request): log_bodies and the shadow
+        # targets are fixed at start-up (docs/gateway.md, "Hot reload"), experiments are not
+        if log_spec.log_bodies in ("all", "sampled"):
+            events.exchange_started.add_listener(request_log.on_started)
+        if shadows.upstreams:  # in this order: a shadow sets the pair id the log's record carries
+            events.exchange_finished.add_listener(shadows.on_finished)
         events.exchange_finished.add_listener(judges.on_finished)
         events.exchange_finished.add_listener(request_log.add)
         events.config_reloaded.add_listener(guardrails.on_reload)
