@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from loadbench.gateway.events import GatewayEvents
 
 log = logging.getLogger("loadbench.gateway")
-WAIT_S = 0.25  # the writer looks for work to prune at least this often
+WAIT_S = 1.0  # the writer wakes at least this often to see whether pruning is due
 PRUNE_EVERY_S = 60.0
 REDACTED = "[REDACTED]"
 _new_record = tuple.__new__  # a LogRecord from a tuple without NamedTuple's Python-level __new__

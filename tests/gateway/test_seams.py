@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from loadbench.errors import ConfigError
 from loadbench.gateway import logdb
@@ -20,6 +21,7 @@ from loadbench.gateway.abconfig import ExperimentSpec
 from loadbench.gateway.config import compile_model, parse_model
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.experiments import CANDIDATE
+from loadbench.gateway.poller import Poller
 from loadbench.gateway.sharedstate import SqliteState
 from tests.gateway import toy_policy
 from tests.gateway.harness import CHAT, Upstream, failing, gateway, ok, post, run, two_targets, upstream
@@ -170,3 +172,51 @@ def test_the_sqlite_state_is_one_state_for_two_connections_and_two_processes(tmp
     finally:
         one.close()
         two.close()
+
+
+def test_the_poller_runs_each_job_on_its_interval_and_a_failing_job_again() -> None:
+    runs: dict[str, int] = {"slow": 0, "broken": 0}
+
+    def broken(now: float) -> None:
+        runs["broken"] += 1
+        raise RuntimeError("a job's bug")
+
+    poller = Poller()
+    poller.add("slow", 60.0, lambda now: runs.__setitem__("slow", runs["slow"] + 1))
+    poller.add("broken", 0.01, broken)
+    poller.start()
+    try:
+        deadline = time.monotonic() + 10.0
+        while runs["broken"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runs["broken"] >= 3 and poller.errors >= 3  # counted, and run again at its next turn
+        assert runs["slow"] == 1  # its first turn at start, the next one a minute later
+        poller.wake("slow")  # ... unless woken
+        while runs["slow"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runs["slow"] == 2
+    finally:
+        poller.stop()
+    assert not poller._thread.is_alive()
+
+
+def test_a_reload_is_announced_with_the_old_and_the_new_config(tmp_path: Path) -> None:
+    heard: list[tuple[list[str], list[str]]] = []
+
+    async def main() -> None:
+        async with upstream(Upstream(ok)) as a_url:
+            cfg = two_targets(("a", a_url), ("b", a_url), [{"target": "a"}, {"target": "b"}])
+            path = tmp_path / "gw.yaml"
+            path.write_text(yaml.safe_dump(cfg))
+            async with gateway(cfg) as (url, gw), aiohttp.ClientSession() as s:
+                gw.config_path = str(path)
+                gw.events.config_reloaded.add_listener(lambda old, new: heard.append((list(old.routes),
+                                                                                       list(new.routes))))
+                cfg["virtual_models"].append({"name": "vm2", "targets": [{"target": "b"}]})
+                path.write_text(yaml.safe_dump(cfg))
+                assert gw.reload()
+                assert heard == [(["vm"], ["vm", "vm2"])]
+                status, headers, _ = await post(s, url, {**CHAT, "model": "vm2"})
+                assert status == 200 and headers["x-loadbench-target"] == "b"
+
+    run(main())
