@@ -163,8 +163,8 @@ async def chat(session: aiohttp.ClientSession, ep: Endpoint, req: LLMRequest, ti
                        _estimate(req, text) if text else None)
     text = "".join(parts)
     if not done:
-        return _failed(outcomes.STREAM_CUT, f"stream cut (no {wire.end_marker})", status, cache, text, finish,
-                       _estimate(req, text))
+        return _failed(outcomes.STREAM_CUT, f"stream cut (ended without {wire.end_marker})", status, cache, text,
+                       finish, _estimate(req, text))
     ttft = (first_ns - t_send) / 1e6 if first_ns is not None else None
     return Reply(True, text, finish, usage or _estimate(req, text), usage is None, status, None, cache, ttft,
                  (end_ns - t_send) / 1e6, outcomes.OK)

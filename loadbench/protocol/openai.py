@@ -197,7 +197,8 @@ def choice_text(choice: object) -> tuple[str, str]:
     return (text, "") if isinstance(text, str) else ("", "")
 
 
-def _tool_call(choice: dict[str, Any]) -> bool:
+def has_tool_call(choice: dict[str, Any]) -> bool:
+    """The choice (a chunk's delta or a whole message) calls a tool rather than answering in text."""
     part = choice.get("delta")
     if not isinstance(part, dict):
         part = choice.get("message")
@@ -278,7 +279,7 @@ class OpenAIStreamDecoder(StreamDecoder):
                     if isinstance(choice, dict):
                         if choice.get("finish_reason"):
                             finish = str(choice["finish_reason"])
-                        tool = tool or _tool_call(choice)
+                        tool = tool or has_tool_call(choice)
                 if answer:
                     content.append(Content(answer))
                 elif reasoning:
@@ -333,7 +334,7 @@ class OpenAIDialect(Dialect):
         return Answer(text="".join(parts), finish_reason=finish if isinstance(finish, str) else None,
                       usage=_reported(obj.get("usage")),
                       model=str(obj["model"]) if obj.get("model") else None, choices=len(choices),
-                      tool_call=any(_tool_call(c) for c in choices if isinstance(c, dict)))
+                      tool_call=any(has_tool_call(c) for c in choices if isinstance(c, dict)))
 
     def error(self, status: int, body: bytes) -> WireError:
         obj = _json_object(body)
@@ -351,7 +352,8 @@ class OpenAIDialect(Dialect):
         return question_text(body)
 
 
-OPENAI_DATA = WireData(paths={"chat": "/chat/completions", "completions": "/completions", "models": "/models"},
+OPENAI_DATA = WireData(paths={"chat": "/chat/completions", "completions": "/completions", "models": "/models",
+                              "embeddings": "/embeddings"},
                        auth=Auth("header", "Authorization", "Bearer "))
 OPENAI = OpenAIDialect(OPENAI_DATA)
 
