@@ -25,7 +25,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import quote
 
 from loadbench.protocol.usage import Usage
@@ -83,8 +83,9 @@ class WireData:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Content:
+# Content and Decoded are built for every read of every stream in the worker's hot path: typed named
+# tuples, immutable like the frozen records elsewhere, at a third of a frozen dataclass's build cost.
+class Content(NamedTuple):
     """One content-bearing event: text the model generated (role-only and empty deltas are never one)."""
 
     text: str
@@ -104,8 +105,7 @@ class WireError:
     status: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
+class Decoded(NamedTuple):
     """What one ``feed`` completed, in order of arrival within the chunk."""
 
     content: tuple[Content, ...] = ()
