@@ -176,3 +176,18 @@ def test_the_registry_names_what_it_knows() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register(OpenAIDialect(OPENAI_DATA))
     assert register(OPENAI) is OPENAI  # the same one again is no conflict
+
+
+def test_usage_in_reads_only_the_last_usage_object_of_a_tail() -> None:
+    tail = (b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
+            b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,'
+            b'"prompt_tokens_details":{"cached_tokens":2}}}\n\ndata: [DONE]\n\n')
+    assert usage_in(tail) == Usage(prompt_tokens=7, completion_tokens=3, cached_tokens=2) == OPENAI.usage_in(tail)
+    # usage before the choices, and an answer whose text holds braces and the word usage
+    first = orjson.dumps({"usage": {"prompt_tokens": 4, "completion_tokens": 2,
+                                    "prompt_tokens_details": {"cached_tokens": 1}, "total_tokens": 6},
+                          "choices": [{"message": {"content": 'a {"usage": {"prompt_tokens": 99}} }}'}}]})
+    assert usage_in(first) == Usage(prompt_tokens=4, completion_tokens=2, cached_tokens=1)
+    for none in (b"data: [DONE]\n\n", b'{"usage": broken', b"", b'{"choices": [], "usage": null, "x": {"a": 5}}',
+                 b'{"usage": {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 1}'):
+        assert usage_in(none) is None, none
