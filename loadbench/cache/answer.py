@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import orjson
 
-from loadbench.protocol.openai import DONE, DONE_EVENT
+from loadbench.protocol.openai import DONE, DONE_EVENT, choice_text, has_tool_call
 
 CACHEABLE_FINISH_REASONS = frozenset({"stop", "length"})
 Format = Literal["chat", "completions"]
@@ -51,15 +51,9 @@ def answer_from_json(body: dict[str, Any]) -> CachedAnswer | None:
         if len(choices) != 1:
             return None
         choice = choices[0]
-        if "message" in choice:
-            message = choice["message"]
-            if message.get("tool_calls") or message.get("function_call"):
-                return None
-            text = message.get("content")
-        else:
-            text = choice.get("text")
-        if not isinstance(text, str):
+        if has_tool_call(choice):
             return None
+        text, _ = choice_text(choice)
         answer = CachedAnswer(text=text, finish_reason=str(choice.get("finish_reason")),
                               usage=_usage(body.get("usage")), model=str(body.get("model", "")))
     except (KeyError, TypeError, AttributeError):
@@ -112,17 +106,10 @@ class StreamCapture:
             if event.get("usage"):
                 self._usage = _usage(event["usage"])
             for choice in event.get("choices") or ():
-                if choice.get("index", 0) != 0:
+                if choice.get("index", 0) != 0 or has_tool_call(choice):
                     self._poisoned = True
                     return
-                delta = choice.get("delta")
-                if delta is not None:
-                    if delta.get("tool_calls") or delta.get("function_call"):
-                        self._poisoned = True
-                        return
-                    text = delta.get("content")
-                else:
-                    text = choice.get("text")
+                text, _ = choice_text(choice)  # the answer; reasoning is not replayed
                 if text:
                     self._parts.append(text)
                 if choice.get("finish_reason"):

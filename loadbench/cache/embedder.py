@@ -25,6 +25,7 @@ import numpy.typing as npt
 from loadbench.cache.config import BuiltinEmbedderConfig, OpenAIEmbedderConfig
 from loadbench.cache.guard import STOPWORDS, normal_word
 from loadbench.errors import TargetError
+from loadbench.protocol.openai import OPENAI
 
 Vector = npt.NDArray[np.float32]
 
@@ -99,7 +100,7 @@ class OpenAIEmbedder:
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  timeout_s: float = 1.0) -> None:
-        self._url = base_url.rstrip("/") + "/embeddings"
+        self._url = OPENAI.url(base_url, "embeddings")
         self._model = model
         self._api_key = api_key
         self._timeout_s = timeout_s
@@ -114,9 +115,8 @@ class OpenAIEmbedder:
         import aiohttp
 
         if self._session is None:
-            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
             self._session = aiohttp.ClientSession(
-                headers=headers,
+                headers=OPENAI.auth(self._api_key),
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s),
                 connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
             )

@@ -24,6 +24,7 @@ from loadbench.eval.pricing import call_cost
 from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, OutputsFile, chat
 from loadbench.eval.suite import Suite
+from loadbench.protocol.dialect import LLMRequest, Message
 
 JudgedKey = tuple[str, str, str, str, int, str]  # kind, judge, target, case, repeat, criterion
 
@@ -69,10 +70,9 @@ class Judge:
         hit = self.cache.get(key)
         if hit is not None:
             return hit, 0.0, True
-        body = {"model": self.ep.model, "stream": False, "temperature": 0,
-                "messages": [{"role": "user", "content": prompt}]}
+        request = LLMRequest(self.ep.model, (Message("user", prompt),), temperature=0, stream=False)
         async with self.gate:
-            reply = await chat(self.session, self.ep, body, self.timeout_s)
+            reply = await chat(self.session, self.ep, request, self.timeout_s)
         cost = call_cost(reply.usage, self.ep.price, reply.cache)[0] if self.ep.price else 0.0
         if reply.ok:
             self.cache.put(key, reply.text)

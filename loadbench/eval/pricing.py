@@ -28,6 +28,7 @@ from pydantic import Field
 from loadbench.config.source import read_yaml
 from loadbench.config.validation import StrictModel, validate
 from loadbench.errors import ConfigError
+from loadbench.protocol.usage import Usage  # the token counts have their home there; priced here
 
 STALE_AFTER_DAYS = 90
 MTOK = 1_000_000
@@ -114,41 +115,6 @@ def stale_days(price: Price, today: dt.date) -> int | None:
     """Age in days when older than STALE_AFTER_DAYS, else None."""
     age = (today - price.as_of).days
     return age if age > STALE_AFTER_DAYS else None
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-
-    @classmethod
-    def from_openai(cls, usage: object) -> Usage:
-        if not isinstance(usage, dict):
-            return cls()
-        details = usage.get("prompt_tokens_details") or {}
-        out_details = usage.get("completion_tokens_details") or {}
-        return cls(
-            prompt_tokens=_int(usage.get("prompt_tokens")), completion_tokens=_int(usage.get("completion_tokens")),
-            cached_tokens=_int(details.get("cached_tokens") if isinstance(details, dict) else 0),
-            cache_write_tokens=_int(usage.get("cache_creation_input_tokens")
-                                    or (details.get("cache_write_tokens") if isinstance(details, dict) else 0)),
-            reasoning_tokens=_int(out_details.get("reasoning_tokens") if isinstance(out_details, dict) else 0))
-
-    def to_json(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "cached_tokens": self.cached_tokens, "cache_write_tokens": self.cache_write_tokens,
-                "reasoning_tokens": self.reasoning_tokens}
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Usage:
-        return cls(**{k: _int(obj.get(k)) for k in cls.__dataclass_fields__})
-
-
-def _int(x: object) -> int:
-    return x if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else 0
 
 
 def model_cost(usage: Usage, price: Price) -> float:

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from loadbench import outcomes
 from loadbench.eval.criteria import LATE_TYPES, Output, Score, score
 from loadbench.eval.dataset import Case
 from loadbench.eval.pricing import Price, Usage, call_cost
@@ -33,8 +34,8 @@ from loadbench.eval.probes import Probe, judge_probe, probes
 from loadbench.eval.records import CallRecord
 from loadbench.eval.scorecard import ProbeResult
 from loadbench.eval.suite import Suite
-from loadbench.protocol.openai import DONE, error_message, parse_chunk
-from loadbench.protocol.sse import SSEDecoder
+from loadbench.protocol.dialect import INVALID, Dialect, LLMRequest, Message
+from loadbench.protocol.registry import DEFAULT, dialect
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CACHE_HEADER = "x-loadbench-cache"
@@ -47,6 +48,7 @@ class Endpoint:
     model: str
     api_key: str | None = field(default=None, repr=False)  # never logged or written
     price: Price | None = None
+    protocol: str = DEFAULT  # the registered dialect the endpoint speaks
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,127 +63,111 @@ class Reply:
     cache: str | None
     ttft_ms: float | None
     e2e_ms: float | None
+    outcome: str = ""  # a loadbench.outcomes word ("" for a reply not measured here, e.g. read from a log)
 
     @property
     def retryable(self) -> bool:
         """429, 5xx, a connection error or a cut stream (even after a 200); never a timeout (a
         second full wait) or another 4xx (the same request would fail the same way)."""
-        if self.ok or self.error == "timeout":
+        if self.ok or self.outcome == outcomes.TIMEOUT or self.error == "timeout":
             return False
-        cut = self.error is not None and self.error.startswith(("connection error", "stream cut"))
-        return cut or self.status is None or self.status in RETRY_STATUSES
+        return self.outcome in outcomes.RETRYABLE or self.status is None or self.status in RETRY_STATUSES
 
 
-def request_body(case: Case, model: str, suite: Suite, *, stream: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "stream": stream}
+def request_body(case: Case, model: str, suite: Suite, *, stream: bool) -> LLMRequest:
+    """The case as loadbench's own request (its endpoint's dialect writes the body)."""
+    messages: tuple[Message, ...] = ()
     if case.messages is not None:
-        messages = [{"role": r, "content": c} for r, c in case.messages]
+        messages = tuple(Message(r, c) for r, c in case.messages)
         if suite.system and not any(r == "system" for r, _ in case.messages):
-            messages.insert(0, {"role": "system", "content": suite.system})
-        body["messages"] = messages
-    else:
-        body["prompt"] = case.prompt
-    max_tokens = case.max_tokens or suite.max_tokens
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens
-    if suite.temperature is not None:
-        body["temperature"] = suite.temperature
-    if stream:
-        body["stream_options"] = {"include_usage": True}
-    return body
+            messages = (Message("system", suite.system), *messages)
+    return LLMRequest(model=model, messages=messages, prompt=None if case.messages is not None else case.prompt,
+                      max_tokens=case.max_tokens or suite.max_tokens, temperature=suite.temperature, stream=stream)
 
 
-def _headers(ep: Endpoint) -> dict[str, str]:
-    headers = {"Content-Type": "application/json"}
-    if ep.api_key:
-        headers["Authorization"] = f"Bearer {ep.api_key}"
-    return headers
+def probe_request(probe: Probe, model: str) -> LLMRequest:
+    return LLMRequest(model=model, messages=tuple(Message(r, c) for r, c in probe.messages),
+                      max_tokens=probe.max_tokens, stream=True, extra=probe.extra)
 
 
-def _estimate(body: dict[str, Any], text: str) -> Usage:
-    words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])) + len(
-        str(body.get("prompt", "")).split())
+def _estimate(req: LLMRequest, text: str) -> Usage:
+    words = sum(len(m.content.split()) for m in req.messages) + len((req.prompt or "").split())
     return Usage(prompt_tokens=words, completion_tokens=len(text.split()))
 
 
-def _whole_reply(raw: bytes, chat_api: bool, status: int, cache: str | None, e2e_ms: float) -> Reply:
-    """A non-streamed 200 body; anything but an OpenAI completion is a failed call, never a crash."""
-    try:
-        obj = orjson.loads(raw)
-        choice = obj["choices"][0]
-        text = choice["message"].get("content") if chat_api else choice.get("text")
-        usage = obj.get("usage")
-    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-        return Reply(False, "", None, Usage(), False, status, f"unparsable body: {raw[:80]!r}", cache, None, None)
-    return Reply(True, text if isinstance(text, str) else "", choice.get("finish_reason"), Usage.from_openai(usage),
-                 usage is None, status, None, cache, e2e_ms, e2e_ms)
+def _failed(outcome: str, error: str, status: int | None, cache: str | None, text: str = "",
+            finish: str | None = None, usage: Usage | None = None) -> Reply:
+    """A failed call; ``usage`` is an estimate when given (the tokens a cut call was still billed)."""
+    return Reply(False, text, finish, usage or Usage(), usage is not None, status, error, cache, None, None, outcome)
 
 
-async def chat(session: aiohttp.ClientSession, ep: Endpoint, body: dict[str, Any], timeout_s: float) -> Reply:
-    """One streamed (or plain) call; never raises for a failed call."""
-    chat_api = "messages" in body
-    url = ep.base_url.rstrip("/") + ("/chat/completions" if chat_api else "/completions")
+def _whole_reply(raw: bytes, wire: Dialect, status: int, cache: str | None, e2e_ms: float) -> Reply:
+    """A non-streamed 200 body; anything but an answer of the protocol is a failed call, never a crash."""
+    answer = wire.decode(raw)
+    if answer.error is not None or not answer.choices:
+        return _failed(outcomes.INVALID_ANSWER, f"unparsable body: {raw[:80]!r}", status, cache)
+    return Reply(True, answer.text, answer.finish_reason, answer.usage or Usage(), answer.usage is None, status,
+                 None, cache, e2e_ms, e2e_ms, outcomes.OK)
+
+
+async def chat(session: aiohttp.ClientSession, ep: Endpoint, req: LLMRequest, timeout_s: float) -> Reply:
+    """One streamed (or plain) call in the endpoint's protocol; never raises for a failed call."""
+    wire = dialect(ep.protocol)
+    sent = wire.request(req, ep.api_key)
     t_send = time.perf_counter_ns()
     first_ns: int | None = None
     parts: list[str] = []
     finish: str | None = None
-    usage_obj: object = None
+    usage: Usage | None = None
     status: int | None = None
     cache: str | None = None
     try:
         async with asyncio.timeout(timeout_s):
-            async with session.post(url, data=orjson.dumps(body), headers=_headers(ep)) as resp:
+            async with session.post(ep.base_url.rstrip("/") + sent.path, data=sent.body,
+                                    headers=sent.headers) as resp:
                 status = resp.status
                 cache = resp.headers.get(CACHE_HEADER)
                 if resp.status != 200:
-                    msg = error_message(await resp.read())
-                    return Reply(False, "", None, Usage(), False, status, f"HTTP {resp.status}: {msg}", cache,
-                                 None, None)
-                if not body.get("stream"):
+                    msg = wire.error(resp.status, await resp.read()).message
+                    return _failed(outcomes.HTTP_ERROR, f"HTTP {resp.status}: {msg}", status, cache)
+                if not req.stream:
                     raw = await resp.read()
                     end_ns = time.perf_counter_ns()
-                    return _whole_reply(raw, chat_api, status, cache, (end_ns - t_send) / 1e6)
-                decoder = SSEDecoder()
+                    return _whole_reply(raw, wire, status, cache, (end_ns - t_send) / 1e6)
+                decoder = wire.decoder()
                 done = False
                 async for data in resp.content.iter_any():
                     now = time.perf_counter_ns()
-                    for payload in decoder.feed(data):
-                        if payload.strip() == DONE:
-                            done = True
-                            continue
-                        info = parse_chunk(payload)
-                        if info.error:
-                            return Reply(False, "".join(parts), None, _estimate(body, "".join(parts)), True,
-                                         status, info.error, cache, None, None)
-                        if info.content and first_ns is None:
+                    fed = decoder.feed(data)
+                    if fed.error is not None:
+                        text = "".join(parts)
+                        kind = outcomes.INVALID_ANSWER if fed.error.kind == INVALID else outcomes.HTTP_ERROR
+                        return _failed(kind, fed.error.message, status, cache, text, usage=_estimate(req, text))
+                    for content in fed.content:
+                        if first_ns is None:
                             first_ns = now
-                        obj = orjson.loads(payload)  # parse_chunk has checked it is a JSON object
-                        for ch in obj.get("choices") or []:
-                            if not isinstance(ch, dict):
-                                continue
-                            delta = ch.get("delta") if chat_api else None
-                            piece = (delta or {}).get("content") if chat_api else ch.get("text")
-                            if isinstance(piece, str):
-                                parts.append(piece)
-                            if ch.get("finish_reason"):
-                                finish = ch["finish_reason"]
-                        if obj.get("usage"):
-                            usage_obj = obj["usage"]
+                        if content.channel == "answer":
+                            parts.append(content.text)
+                    finish = fed.finish_reason or finish
+                    usage = fed.usage or usage
+                    done = done or fed.done
+                done = done or decoder.feed(b"", end_of_stream=True).done
                 end_ns = time.perf_counter_ns()
     except TimeoutError:
         text = "".join(parts)
-        return Reply(False, text, finish, _estimate(body, text), True, status, "timeout", cache, None, None)
+        return _failed(outcomes.TIMEOUT, "timeout", status, cache, text, finish, _estimate(req, text))
     except (aiohttp.ClientError, OSError) as exc:
         text = "".join(parts)
-        return Reply(False, text, finish, _estimate(body, text) if text else Usage(), bool(text), status,
-                     f"connection error: {type(exc).__name__}", cache, None, None)
+        return _failed(outcomes.STREAM_CUT if status is not None else outcomes.CONNECTION_ERROR,
+                       f"connection error: {type(exc).__name__}", status, cache, text, finish,
+                       _estimate(req, text) if text else None)
     text = "".join(parts)
     if not done:
-        return Reply(False, text, finish, _estimate(body, text), True, status, "stream cut (no [DONE])", cache,
-                     None, None)
+        return _failed(outcomes.STREAM_CUT, f"stream cut (ended without {wire.end_marker})", status, cache, text,
+                       finish, _estimate(req, text))
     ttft = (first_ns - t_send) / 1e6 if first_ns is not None else None
-    usage = Usage.from_openai(usage_obj) if usage_obj is not None else _estimate(body, text)
-    return Reply(True, text, finish, usage, usage_obj is None, status, None, cache, ttft, (end_ns - t_send) / 1e6)
+    return Reply(True, text, finish, usage or _estimate(req, text), usage is None, status, None, cache, ttft,
+                 (end_ns - t_send) / 1e6, outcomes.OK)
 
 
 LateScorer = Callable[[Case, str], dict[str, Score]]
@@ -279,7 +265,7 @@ async def run_probes(endpoints: Sequence[Endpoint], suite: Suite,
     async def target(ep: Endpoint) -> list[tuple[str, ProbeResult]]:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=suite.concurrency)) as session:
             async def one(p: Probe) -> tuple[str, ProbeResult]:
-                r = await chat(session, ep, p.body(ep.model), suite.timeout_s)
+                r = await chat(session, ep, probe_request(p, ep.model), suite.timeout_s)
                 return ep.name, judge_probe(p, r.ok, r.status, r.error, r.text, r.finish_reason, r.usage)
 
             return list(await asyncio.gather(*(one(p) for p in probes(windows.get(ep.name)))))

@@ -7,7 +7,9 @@ from typing import Any
 
 import orjson
 
-OUTCOMES = ("ok", "http_error", "timeout", "connection_error", "stream_cut", "empty", "dropped", "interrupted")
+from loadbench.outcomes import SAMPLE_OUTCOMES, canonical
+
+OUTCOMES = SAMPLE_OUTCOMES  # the words a sample can say (the whole vocabulary: loadbench.outcomes)
 PHASES = ("warmup", "measure", "cooldown")
 
 
@@ -49,4 +51,6 @@ class Sample:
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> Sample:
         known = {k: obj[k] for k in cls.__dataclass_fields__ if k in obj}
+        if "outcome" in known:
+            known["outcome"] = canonical(known["outcome"])  # a folder written with an older word reads as today's
         return cls(**known)

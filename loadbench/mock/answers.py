@@ -43,19 +43,15 @@ from loadbench.mock.judge import MockJudge
 from loadbench.mock.request import GenerationRequest
 from loadbench.mock.settings import MockSettings
 from loadbench.mock.stats import MockStats
+from loadbench.protocol.openai import question_text
 
 UNKNOWN_REPLY = "I am not sure what you are asking."
 WORDS_PER_CHUNK = 4
 
 
 def request_text(body: dict[str, Any]) -> str:
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        text = users[-1] if users else None
-    else:
-        text = body.get("prompt")
-    return " ".join(text.split()) if isinstance(text, str) else ""
+    """The request's question, whitespace normalised: the key the answer book looks cases up by."""
+    return " ".join(question_text(body).split())
 
 
 @dataclass(frozen=True, slots=True)

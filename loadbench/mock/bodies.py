@@ -118,7 +118,7 @@ def embeddings_body(texts: list[str], *, dim: int, model: str, prompt_tokens: in
 
 
 def error_body(status: int, message: str) -> bytes:
-    return openai.error_body(message, openai.error_type(status), status)
+    return openai.OPENAI.error_body(message, status)
 
 
 def models_body(model: str, created: int) -> bytes:

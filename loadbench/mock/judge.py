@@ -22,6 +22,7 @@ from loadbench.eval.criteria import normalize
 from loadbench.eval.judging import PAIR_MARK, SINGLE_MARK, rubric_names, section
 from loadbench.mock.draw import unit
 from loadbench.mock.settings import MockSettings
+from loadbench.protocol.openai import question_text
 
 TIE_WITHIN = 0.02
 
@@ -47,10 +48,7 @@ class MockJudge:
 
     def reply(self, body: dict[str, Any]) -> str | None:
         """The judge's verdict for a judge prompt, or None when the request is not one."""
-        prompt = ""
-        for m in body.get("messages") or []:
-            if isinstance(m, dict) and isinstance(m.get("content"), str):
-                prompt = m["content"]
+        prompt = question_text(body)
         if SINGLE_MARK in prompt:
             return self._grade(prompt)
         if PAIR_MARK in prompt:

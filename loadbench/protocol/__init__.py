@@ -1,1 +1,5 @@
-"""Wire protocol helpers: incremental SSE decoding and OpenAI bodies. Pure, no I/O."""
+"""The wire protocols, pure (bytes in, typed records out; no I/O, no clock).
+
+``dialect`` (the ``Dialect`` interface and its records), ``registry`` (dialects by name), ``openai``
+(the first dialect), ``usage`` (token counts as every dialect reports them), ``sse`` (incremental SSE
+decoding), ``http`` (the aiohttp glue that answers routing misses as OpenAI errors)."""

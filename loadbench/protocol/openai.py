@@ -1,20 +1,45 @@
-"""The OpenAI wire format, defined once for the worker, the gateway and the mock.
+"""The ``openai`` dialect (chat and text completions), the one home of OpenAI's wire format for the
+worker, the gateway, the mock, the cache, the eval runner and the judge.
 
+- ``OPENAI``: the registered ``Dialect`` (request body and headers, ``StreamDecoder``, whole-answer
+  decoding, error mapping, usage, question text); ``OPENAI_DATA``: its paths and ``Bearer`` auth;
 - ``DONE`` / ``DONE_EVENT``: the end-of-stream sentinel, as a ``data`` payload and as a whole event;
-- ``error_body`` / ``error_event``: the OpenAI error object, as a JSON body and as an SSE event;
+- ``error_body`` / ``error_event`` / ``error_message``: the OpenAI error object, as a JSON body, as an
+  SSE event, and read back from a body; ``is_error_body`` / ``is_answer``: a body's shape at a glance;
+- usage: ``usage_from`` (a parsed ``usage`` object), ``usage_in`` and ``completion_tokens`` (raw bytes);
+- answer text: ``choice_text`` (one choice of a chunk or of a whole answer), ``answer_text`` (a whole
+  answer), ``stream_text`` (a stream's raw bytes); question text: ``question_text`` (a request body);
 - the content-delta rule: a chunk carries a token when a choice has a non-empty ``content``,
-  ``reasoning_content``, ``reasoning`` (chat) or ``text`` (completions). ``parse_chunk`` applies it
-  to parsed JSON (the worker), ``content_deltas`` to raw bytes without parsing (the gateway's
-  relay); a role-only chunk or a later ``"content": ""`` is not a token under either.
+  ``reasoning_content``, ``reasoning`` (chat) or ``text`` (completions). ``choice_text`` applies it
+  to parsed JSON (the decoder, hence the worker and eval), ``content_deltas`` to raw bytes without
+  parsing (the gateway's relay); a role-only chunk or a later ``"content": ""`` is not a token under
+  either.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from loadbench.protocol.dialect import (
+    INVALID,
+    NOTHING,
+    Answer,
+    Auth,
+    Content,
+    Decoded,
+    Dialect,
+    LLMRequest,
+    StreamDecoder,
+    WireData,
+    WireError,
+)
+from loadbench.protocol.sse import SSEDecoder
+from loadbench.protocol.usage import Usage, count
 
 DONE = b"[DONE]"
 DONE_EVENT = b"data: " + DONE + b"\n\n"
@@ -75,6 +100,301 @@ def error_event(message: str, code: int, kind: str = "upstream_error") -> bytes:
     return b"data: " + error_body(message, kind, code) + b"\n\n"
 
 
+def error_message(body: bytes, limit: int = 200) -> str:
+    """A short, log-safe message from an error response body."""
+    try:
+        obj = orjson.loads(body)
+        if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
+            return str(obj["error"].get("message", ""))[:limit]
+    except orjson.JSONDecodeError:
+        pass
+    return body[:limit].decode("utf-8", "replace")
+
+
+def is_error_body(body: bytes) -> bool:
+    """The body is an OpenAI error object (``{"error": {...}}`` or ``{"error": "..."}``)."""
+    obj = _json_object(body)
+    return obj is not None and isinstance(obj.get("error"), dict | str)
+
+
+def is_answer(body: bytes) -> bool:
+    """The body is an OpenAI answer (a JSON object with a ``choices`` list)."""
+    obj = _json_object(body)
+    return obj is not None and isinstance(obj.get("choices"), list)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def usage_from(usage: object) -> Usage:
+    """A parsed ``usage`` object as a ``Usage`` (cached and reasoning tokens from their details)."""
+    if not isinstance(usage, dict):
+        return Usage()
+    details = usage.get("prompt_tokens_details") or {}
+    out_details = usage.get("completion_tokens_details") or {}
+    return Usage(
+        prompt_tokens=count(usage.get("prompt_tokens")), completion_tokens=count(usage.get("completion_tokens")),
+        cached_tokens=count(details.get("cached_tokens") if isinstance(details, dict) else 0),
+        cache_write_tokens=count(usage.get("cache_creation_input_tokens")
+                                 or (details.get("cache_write_tokens") if isinstance(details, dict) else 0)),
+        reasoning_tokens=count(out_details.get("reasoning_tokens") if isinstance(out_details, dict) else 0))
+
+
+def _reported(usage: object) -> Usage | None:
+    """A usage report: a ``usage`` object with an integer ``completion_tokens`` (else the server gave
+    none, and tokens are estimated)."""
+    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+        return usage_from(usage)
+    return None
+
+
+def usage_in(tail: bytes) -> Usage | None:
+    """The last ``usage`` object in a whole answer or in a stream's last events (None: there is none).
+
+    Only that object is parsed, not the answer around it (a whole answer's text can be long): a JSON
+    string escapes its quotes, so ``"usage"`` with bare quotes is a key, and the object ends at the
+    ``}`` that balances its ``{``."""
+    at = tail.rfind(b'"usage"')
+    if at < 0:
+        return None
+    begin = tail.find(b"{", at + 7)
+    if begin < 0 or tail[at + 7:begin].strip(b" \t\r\n:"):  # "usage": null, or no object follows
+        return None
+    end = tail.find(b"}", begin)
+    while end > 0 and tail.count(b"{", begin, end) > tail.count(b"}", begin, end + 1):
+        end = tail.find(b"}", end + 1)
+    if end < 0:
+        return None
+    try:
+        return usage_from(orjson.loads(tail[begin:end + 1]))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def choice_text(choice: object) -> tuple[str, str]:
+    """(answer text, reasoning text) of one choice: a stream chunk's ``delta`` (``content``; reasoning
+    models stream thinking apart as ``reasoning_content`` or ``reasoning``, still generated output),
+    a whole answer's ``message.content``, or a completion's ``text``. Either may be ""."""
+    if not isinstance(choice, dict):
+        return "", ""
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        text = delta.get("content")
+        if isinstance(text, str) and text:
+            return text, ""
+        for key in CONTENT_KEYS[1:3]:
+            value = delta.get(key)
+            if isinstance(value, str) and value:
+                return "", value
+        return "", ""
+    message = choice.get("message")
+    text = message.get("content") if isinstance(message, dict) else choice.get(CONTENT_KEYS[3])
+    return (text, "") if isinstance(text, str) else ("", "")
+
+
+def has_tool_call(choice: dict[str, Any]) -> bool:
+    """The choice (a chunk's delta or a whole message) calls a tool rather than answering in text."""
+    part = choice.get("delta")
+    if not isinstance(part, dict):
+        part = choice.get("message")
+    return isinstance(part, dict) and bool(part.get("tool_calls") or part.get("function_call"))
+
+
+def _error_of(err: object, status: int | None = None) -> WireError:
+    if isinstance(err, dict):
+        return WireError(str(err.get("message")), str(err.get("type") or ""), status)
+    return WireError(str(err), "", status)
+
+
+def answer_text(body: bytes) -> str | None:
+    """The text of a whole chat or text completion, every choice joined (None when it is not one)."""
+    answer = OPENAI.decode(body)
+    return None if answer.error is not None or not is_answer(body) else answer.text
+
+
+def stream_text(raw: bytes) -> str:
+    """The answer text of a whole stream's bytes, joined (events that are not JSON chunks are skipped)."""
+    decoded = OPENAI.decoder().feed(raw, end_of_stream=True)
+    return "".join(c.text for c in decoded.content if c.channel == "answer")
+
+
+def question_text(body: Mapping[str, Any]) -> str:
+    """The last user message (chat) or the prompt (completions) of a parsed request body ("" if none
+    or not a string)."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        text: object = users[-1] if users else ""
+    else:
+        text = body.get("prompt")
+    return text if isinstance(text, str) else ""
+
+
+def _choices(choices: list[Any]) -> tuple[Content | None, str | None, bool]:
+    """(the content event, finish reason, tool call) of a chunk's choices, any number of them."""
+    answer = reasoning = ""
+    finish: str | None = None
+    tool = False
+    for choice in choices:
+        a, r = choice_text(choice)
+        answer, reasoning = answer + a, reasoning + r
+        if isinstance(choice, dict):
+            if choice.get("finish_reason"):
+                finish = str(choice["finish_reason"])
+            tool = tool or has_tool_call(choice)
+    piece = Content(answer) if answer else Content(reasoning, "reasoning") if reasoning else None
+    return piece, finish, tool
+
+
+# The decoder builds its named tuples with tuple.__new__: their own __new__ is a Python-level call that
+# cost about half of a record's build, once per token in the worker (fields in declaration order).
+_new = tuple.__new__
+
+
+class OpenAIStreamDecoder(StreamDecoder):
+    """SSE framing, JSON chunks, ``data: [DONE]`` at the end. Several choices' text in one chunk is one
+    content event (a load test asks for one choice; the worker times a chunk once)."""
+
+    __slots__ = ("_sse",)
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+
+    def feed(self, chunk: bytes, end_of_stream: bool = False) -> Decoded:
+        # An event left incomplete at the end of the stream is dropped (SSE), so end_of_stream adds nothing.
+        payloads = self._sse.feed(chunk) if chunk else ()
+        if not payloads:
+            return NOTHING
+        content: list[Content] = []
+        usage: Usage | None = None
+        model: str | None = None
+        finish: str | None = None
+        error: WireError | None = None
+        tool = done = False
+        for payload in payloads:
+            if payload == DONE:
+                done = True
+                continue
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                error = error or WireError(f"unparsable chunk: {payload[:80]!r}", INVALID)
+                continue
+            if not isinstance(obj, dict):
+                error = error or WireError("chunk is not a JSON object", INVALID)
+                continue
+            if "error" in obj:
+                error = error or _error_of(obj["error"])
+                continue
+            choices = obj.get("choices")
+            if choices and type(choices) is list:
+                choice = choices[0]
+                delta = choice.get("delta") if len(choices) == 1 and type(choice) is dict else None
+                if type(delta) is dict:
+                    # the common chunk (one choice, a delta), read inline: this runs for every token
+                    text = delta.get("content")
+                    if text and type(text) is str:
+                        content.append(_new(Content, (text, "answer")))
+                    else:
+                        _, reasoning = choice_text(choice)
+                        if reasoning:
+                            content.append(Content(reasoning, "reasoning"))
+                    if "tool_calls" in delta or "function_call" in delta:
+                        tool = tool or has_tool_call(choice)
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        finish = str(reason)
+                else:
+                    piece, reason, called = _choices(choices)
+                    if piece is not None:
+                        content.append(piece)
+                    finish = reason or finish
+                    tool = tool or called
+            raw_usage = obj.get("usage")
+            if raw_usage is not None:
+                usage = _reported(raw_usage) or usage
+            if model is None:
+                name = obj.get("model")
+                if name:
+                    model = name if type(name) is str else str(name)
+        return _new(Decoded, (tuple(content) if content else (), usage, model, finish, error, tool, done))
+
+
+class OpenAIDialect(Dialect):
+    """OpenAI chat completions and text completions (``/chat/completions``, ``/completions``)."""
+
+    name = "openai"
+    end_marker = "data: [DONE]"
+
+    def __init__(self, data: WireData) -> None:
+        self.data = data
+
+    def body(self, req: LLMRequest) -> bytes:
+        body: dict[str, Any] = {"model": req.model, "stream": req.stream}
+        if req.prompt is not None:
+            body["prompt"] = req.prompt
+        else:
+            body["messages"] = [{"role": m.role, "content": m.content} for m in req.messages]
+        if req.max_tokens is not None:
+            body["max_tokens"] = req.max_tokens
+        if req.temperature is not None:
+            body["temperature"] = req.temperature
+        if req.stream and req.include_usage:
+            body["stream_options"] = {"include_usage": True}
+        body.update(req.extra)
+        return orjson.dumps(body)
+
+    def decoder(self) -> StreamDecoder:
+        return OpenAIStreamDecoder()
+
+    def decode(self, body: bytes) -> Answer:
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return Answer(error=WireError(f"unparsable body: {body[:80]!r}", INVALID))
+        if not isinstance(obj, dict):
+            return Answer(error=WireError("body is not a JSON object", INVALID))
+        if "error" in obj:
+            return Answer(error=_error_of(obj["error"]))
+        raw_choices = obj.get("choices")
+        choices = raw_choices if isinstance(raw_choices, list) else []
+        parts = [choice_text(c)[0] for c in choices]
+        first = choices[0] if choices and isinstance(choices[0], dict) else {}
+        finish = first.get("finish_reason")
+        return Answer(text="".join(parts), finish_reason=finish if isinstance(finish, str) else None,
+                      usage=_reported(obj.get("usage")),
+                      model=str(obj["model"]) if obj.get("model") else None, choices=len(choices),
+                      tool_call=any(has_tool_call(c) for c in choices if isinstance(c, dict)))
+
+    def error(self, status: int, body: bytes) -> WireError:
+        obj = _json_object(body)
+        err = obj.get("error") if obj is not None else None
+        kind = str(err.get("type") or "") if isinstance(err, dict) else ""
+        return WireError(error_message(body), kind or error_type(status), status)
+
+    def error_body(self, message: str, status: int, kind: str | None = None) -> bytes:
+        return error_body(message, kind or error_type(status), status)
+
+    def usage_in(self, tail: bytes) -> Usage | None:
+        return usage_in(tail)
+
+    def question(self, body: Mapping[str, Any]) -> str:
+        return question_text(body)
+
+
+OPENAI_DATA = WireData(paths={"chat": "/chat/completions", "completions": "/completions", "models": "/models",
+                              "embeddings": "/embeddings"},
+                       auth=Auth("header", "Authorization", "Bearer "))
+OPENAI = OpenAIDialect(OPENAI_DATA)
+
+
+# The per-event and per-body readings of the first protocol, kept for their callers (``run.chunk_rate``,
+# ``run.preflight``) and tests; the dialect's decoder is the same rule.
 @dataclass(slots=True)
 class ChunkInfo:
     """What one streamed event tells the timer."""
@@ -86,19 +406,6 @@ class ChunkInfo:
     error: str | None = None
 
 
-def _text_of_choice(choice: dict[str, Any]) -> str:
-    delta = choice.get("delta")
-    if isinstance(delta, dict):
-        # reasoning models stream thinking separately; it is still generated output
-        for key in CONTENT_KEYS[:3]:
-            value = delta.get(key)
-            if isinstance(value, str) and value:
-                return value
-        return ""
-    text = choice.get(CONTENT_KEYS[3])
-    return text if isinstance(text, str) else ""
-
-
 def parse_chunk(payload: bytes) -> ChunkInfo:
     """Classify one SSE ``data`` payload (not ``[DONE]``)."""
     try:
@@ -108,15 +415,11 @@ def parse_chunk(payload: bytes) -> ChunkInfo:
     if not isinstance(obj, dict):
         return ChunkInfo(content=False, text_len=0, error="chunk is not a JSON object")
     if "error" in obj:
-        err = obj["error"]
-        msg = err.get("message") if isinstance(err, dict) else str(err)
-        return ChunkInfo(content=False, text_len=0, error=str(msg))
+        return ChunkInfo(content=False, text_len=0, error=_error_of(obj["error"]).message)
     text_len = 0
-    choices = obj.get("choices")
-    if isinstance(choices, list) and choices:
-        for choice in choices:
-            if isinstance(choice, dict):
-                text_len += len(_text_of_choice(choice))
+    for choice in obj.get("choices") or ():
+        answer, reasoning = choice_text(choice)
+        text_len += len(answer) + len(reasoning)
     info = ChunkInfo(content=text_len > 0, text_len=text_len)
     usage = obj.get("usage")
     if isinstance(usage, dict):
@@ -135,38 +438,16 @@ class BodyInfo:
 
 def parse_body(body: bytes) -> BodyInfo:
     """Parse a non-streamed completion body."""
+    answer = OPENAI.decode(body)
+    if answer.error is not None:
+        return BodyInfo(0, None, None, error=answer.error.message)
     try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return BodyInfo(0, None, None, error=f"unparsable body: {body[:80]!r}")
-    if not isinstance(obj, dict):
-        return BodyInfo(0, None, None, error="body is not a JSON object")
-    if "error" in obj:
-        err = obj["error"]
-        return BodyInfo(0, None, None, error=str(err.get("message") if isinstance(err, dict) else err))
-    text_len = 0
-    for choice in obj.get("choices") or []:
-        if isinstance(choice, dict):
-            msg = choice.get("message")
-            if isinstance(msg, dict) and isinstance(msg.get("content"), str):
-                text_len += len(msg["content"])
-            elif isinstance(choice.get("text"), str):
-                text_len += len(choice["text"])
-    raw_usage = obj.get("usage")
+        raw_usage = orjson.loads(body).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        raw_usage = None
     usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
-    return BodyInfo(text_len, _int_or_none(usage.get("prompt_tokens")),
+    return BodyInfo(len(answer.text), _int_or_none(usage.get("prompt_tokens")),
                     _int_or_none(usage.get("completion_tokens")))
-
-
-def error_message(body: bytes, limit: int = 200) -> str:
-    """A short, log-safe message from an error response body."""
-    try:
-        obj = orjson.loads(body)
-        if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
-            return str(obj["error"].get("message", ""))[:limit]
-    except orjson.JSONDecodeError:
-        pass
-    return body[:limit].decode("utf-8", "replace")
 
 
 def _int_or_none(value: object) -> int | None:

@@ -12,6 +12,7 @@ from loadbench.config.profile import is_credential_header
 from loadbench.errors import TargetError
 from loadbench.plan.run import TargetSpec
 from loadbench.procs import ServerProcess, start_server
+from loadbench.protocol.registry import DEFAULT, dialect
 from loadbench.run.preflight import PREFLIGHT_TIMEOUT_S, preflight, preflight_body
 from loadbench.run.request import RunRequest, say
 
@@ -20,9 +21,9 @@ DEFAULT_MOCK_MODEL = "mock-model"
 
 def resolve_model(base_url: str, api_key: str | None = None, timeout_s: float = 5.0) -> str:
     """The first model the target lists (GET /models)."""
-    request = urllib.request.Request(base_url.rstrip("/") + "/models")
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
+    wire = dialect(DEFAULT)
+    request = urllib.request.Request(wire.url(base_url, "models", api_key=api_key),
+                                     headers=wire.auth(api_key))
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             data = orjson.loads(resp.read())
@@ -50,11 +51,8 @@ def target_spec(req: RunRequest, profile: Profile, base_url: str, model: str | N
 
 def request_headers(target: TargetSpec) -> dict[str, str]:
     """The headers every request of the run carries (the key read here, never stored)."""
-    headers = {"Content-Type": "application/json", **target.headers}
     key = env_value(target.api_key_env) if target.api_key_env else None
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    return headers
+    return dialect(DEFAULT).headers(key, stream=False, extra=target.headers)
 
 
 def check_target(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec) -> None:

@@ -21,6 +21,7 @@ from loadbench.metrics.sample import Sample
 from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us
 from loadbench.plan.load import LoadPlan, Phase
 from loadbench.plan.run import RunPlan
+from loadbench.protocol.registry import DEFAULT, dialect
 from loadbench.units import ms_to_us, ns_to_s, s_to_ns, s_to_us
 from loadbench.workers.messages import WorkerData
 from loadbench.workers.stream import Measured
@@ -69,11 +70,10 @@ class WorkerRuntime:
         self.draining = False  # set at the end of the plan: send nothing new, let in-flight requests finish
         self.on_drained: Any = None  # callback once draining and nothing is in flight
         self.schedule_done = False
+        self.dialect = dialect(DEFAULT)  # the run's wire protocol (one today; the plan will name it)
         key = env_value(plan.target.api_key_env) if plan.target.api_key_env else None
-        self.headers: dict[str, str] = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        self.headers.update(plan.target.headers)
-        if key:
-            self.headers["Authorization"] = f"Bearer {key}"
+        # Accept: text/event-stream on every request, streamed or not, as always
+        self.headers = self.dialect.headers(key, stream=True, extra=plan.target.headers)
         share = _share(self.load.max_requests, worker_index, max(plan.workers, 1))
         self.quota: int | None = share
         self.issued = 0

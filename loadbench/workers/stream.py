@@ -15,8 +15,9 @@ from typing import Any
 import gevent
 from geventhttpclient.response import HTTPConnectionClosed
 
-from loadbench.protocol.openai import DONE, error_message, parse_body, parse_chunk
-from loadbench.protocol.sse import SSEDecoder
+from loadbench import outcomes
+from loadbench.protocol.dialect import Dialect
+from loadbench.protocol.openai import OPENAI
 from loadbench.units import ns_to_ms
 
 perf_ns = time.perf_counter_ns
@@ -96,10 +97,11 @@ def _read_available(raw: Any) -> bytes:
 
 
 def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stream: bool,
-            timeout_s: float) -> Measured:
-    """POST ``body`` to ``url`` with the Locust FastHttpSession ``client`` and time the response."""
+            timeout_s: float, dialect: Dialect = OPENAI) -> Measured:
+    """POST ``body`` to ``url`` with the Locust FastHttpSession ``client`` and time the response,
+    decoded in ``dialect`` (the target's wire protocol)."""
     sent = perf_ns()
-    m = Measured(outcome="ok", status=0, sent_ns=sent)
+    m = Measured(outcome=outcomes.OK, status=0, sent_ns=sent)
     timer = gevent.Timeout(timeout_s)
     timer.start()
     raw: Any = None
@@ -114,7 +116,7 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
                 err = getattr(resp, "error", None)
                 # our deadline fired inside the HTTP client, which wraps it (RetriesExceeded)
                 timed_out = isinstance(err, TimeoutError) or not timer.pending
-                m.outcome = "timeout" if timed_out else "connection_error"
+                m.outcome = outcomes.TIMEOUT if timed_out else outcomes.CONNECTION_ERROR
                 m.error = (f"no response within {timeout_s:g} s" if timed_out
                            else f"{type(err).__name__}: {err}"[:200] if err else "no response")
                 m.end_ns = perf_ns()
@@ -126,30 +128,30 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
                 if value:
                     m.headers[name] = value if isinstance(value, str) else value[0]
             if m.status >= 400:
-                message = error_message(_error_body(resp, raw)) or _REASONS.get(m.status, "")
+                message = dialect.error(m.status, _error_body(resp, raw)).message or _REASONS.get(m.status, "")
                 m.end_ns = perf_ns()
-                m.outcome = "http_error"
+                m.outcome = outcomes.HTTP_ERROR
                 m.error = f"HTTP {m.status}: {message}" if message else f"HTTP {m.status}"
                 rcm.failure(m.error)
                 return m
             if stream:
-                _read_stream(raw, m)
+                _read_stream(raw, m, dialect)
             else:
-                _read_body(raw, m)
+                _read_body(raw, m, dialect)
             rcm.request_meta["response_time"] = ns_to_ms(m.end_ns - sent)
-            if m.outcome == "ok":
+            if m.outcome == outcomes.OK:
                 rcm.success()
             else:
                 rcm.failure(m.error or m.outcome)
     except gevent.Timeout as t:
         if t is not timer:
             raise
-        m.outcome = "timeout"
+        m.outcome = outcomes.TIMEOUT
         m.error = f"no complete response within {timeout_s:g} s"
         m.end_ns = perf_ns()
         drop_connection(client, raw)
     except (StreamCut, HTTPConnectionClosed, ConnectionError, OSError) as exc:
-        m.outcome = "stream_cut" if m.first_byte_ns is not None else "connection_error"
+        m.outcome = outcomes.STREAM_CUT if m.first_byte_ns is not None else outcomes.CONNECTION_ERROR
         m.error = f"{type(exc).__name__}: {exc}"[:200]
         m.end_ns = perf_ns()
         drop_connection(client, raw)
@@ -165,51 +167,50 @@ _REASONS = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not
             504: "gateway timeout"}
 
 
-def _read_stream(raw: Any, m: Measured) -> None:
-    decoder = SSEDecoder()
+def _read_stream(raw: Any, m: Measured, dialect: Dialect) -> None:
+    decoder = dialect.decoder()
     times = m.token_times_ns
     done = False
     while True:
         data = _read_available(raw)
         now = perf_ns()
+        fed = decoder.feed(data, not data)
+        for _ in fed.content:
+            times.append(now)
+        if fed.error is not None:
+            m.outcome = outcomes.HTTP_ERROR if m.error is None else m.outcome
+            m.error = fed.error.message[:200]
+        usage = fed.usage
+        if usage is not None:
+            m.completion_tokens = usage.completion_tokens
+            m.prompt_tokens = usage.prompt_tokens or None
+        done = done or fed.done
         if not data:
             break
-        for payload in decoder.feed(data):
-            if payload == DONE:
-                done = True
-                continue
-            info = parse_chunk(payload)
-            if info.error is not None:
-                m.outcome = "http_error" if m.error is None else m.outcome
-                m.error = info.error[:200]
-            if info.content:
-                times.append(now)
-            if info.completion_tokens is not None:
-                m.completion_tokens = info.completion_tokens
-                m.prompt_tokens = info.prompt_tokens
     m.end_ns = perf_ns()
-    if m.outcome != "ok":
+    if m.outcome != outcomes.OK:
         return
     if not done:
-        m.outcome = "stream_cut"
-        m.error = "stream ended without data: [DONE]"
+        m.outcome = outcomes.STREAM_CUT
+        m.error = f"stream ended without {dialect.end_marker}"
     elif not times:
-        m.outcome = "empty"
+        m.outcome = outcomes.EMPTY
         m.error = "stream carried no content token"
 
 
-def _read_body(raw: Any, m: Measured) -> None:
+def _read_body(raw: Any, m: Measured, dialect: Dialect) -> None:
     chunks = []
     while chunk := _read_available(raw):
         chunks.append(chunk)
     m.end_ns = perf_ns()
-    info = parse_body(b"".join(chunks))
-    if info.error is not None:
-        m.outcome, m.error = "http_error", info.error[:200]
+    answer = dialect.decode(b"".join(chunks))
+    if answer.error is not None:
+        m.outcome, m.error = outcomes.HTTP_ERROR, answer.error.message[:200]
         return
-    m.prompt_tokens, m.completion_tokens = info.prompt_tokens, info.completion_tokens
-    if info.text_len == 0 and not info.completion_tokens:
-        m.outcome, m.error = "empty", "response carried no content"
+    if answer.usage is not None:
+        m.prompt_tokens, m.completion_tokens = answer.usage.prompt_tokens or None, answer.usage.completion_tokens
+    if not answer.text and not m.completion_tokens:
+        m.outcome, m.error = outcomes.EMPTY, "response carried no content"
         return
     # Non-streamed: the first token becomes visible with the whole body.
     m.token_times_ns.append(m.end_ns)
