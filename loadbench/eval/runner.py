@@ -5,6 +5,8 @@ fresh ``aiohttp.ClientSession`` (new connections, no cookies or client state car
 the case order shuffled by ``(seed, target, repeat)``; within a repeat at most ``concurrency``
 calls are in flight. Targets run side by side, each with its own bound.
 
+Each endpoint speaks its registered dialect (``Endpoint.protocol``, ``openai`` unless said), which
+writes the request and decodes the answer; a call's outcome is a ``loadbench.outcomes`` word.
 Timing follows the workers' rules: every timestamp is ``perf_counter_ns`` when a socket read
 returns; TTFT = first chunk whose delta carries text − send; E2E = end of stream − send.
 A call is retried (``retries``) on 429, 5xx, connection errors and cut streams; every attempt's
@@ -74,7 +76,7 @@ class Reply:
         return self.outcome in outcomes.RETRYABLE or self.status is None or self.status in RETRY_STATUSES
 
 
-def request_body(case: Case, model: str, suite: Suite, *, stream: bool) -> LLMRequest:
+def case_request(case: Case, model: str, suite: Suite, *, stream: bool) -> LLMRequest:
     """The case as loadbench's own request (its endpoint's dialect writes the body)."""
     messages: tuple[Message, ...] = ()
     if case.messages is not None:
@@ -196,12 +198,12 @@ class OutputsFile:
 
 async def run_call(session: aiohttp.ClientSession, ep: Endpoint, suite: Suite, case: Case, repeat: int,
                    session_no: int, late: LateScorer | None) -> CallRecord:
-    body = request_body(case, ep.model, suite, stream=True)
+    request = case_request(case, ep.model, suite, stream=True)
     cost = cost_nc = 0.0
     reply: Reply | None = None
     attempts = 0
     for attempts in range(1, suite.retries + 2):
-        reply = await chat(session, ep, body, suite.timeout_s)
+        reply = await chat(session, ep, request, suite.timeout_s)
         if ep.price is not None:
             paid, full = call_cost(reply.usage, ep.price, reply.cache)
             cost, cost_nc = cost + paid, cost_nc + full
