@@ -30,7 +30,6 @@ from loadbench.cli.log_cmd import open_log
 from loadbench.errors import ExitCode, InputError
 from loadbench.eval.aggregate import build_scorecard, score_call
 from loadbench.eval.dataset import Case
-from loadbench.eval.pricing import Price, Pricing, Usage
 from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, Reply, score_output
 from loadbench.eval.scorecard import TargetCard
@@ -38,6 +37,7 @@ from loadbench.eval.stats import wilson
 from loadbench.eval.suite import Suite, Target, load_suite
 from loadbench.gateway.escalation import answer_text, stream_text
 from loadbench.mock.answers import request_text
+from loadbench.pricing import Price, Pricing, Usage
 from loadbench.results import run_dir as rd
 
 LOG_COST_SOURCE = "request log cost_usd"

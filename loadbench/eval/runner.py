@@ -28,11 +28,11 @@ import orjson
 
 from loadbench.eval.criteria import LATE_TYPES, Output, Score, score
 from loadbench.eval.dataset import Case
-from loadbench.eval.pricing import Price, Usage, call_cost
 from loadbench.eval.probes import Probe, judge_probe, probes
 from loadbench.eval.records import CallRecord
 from loadbench.eval.scorecard import ProbeResult
 from loadbench.eval.suite import Suite
+from loadbench.pricing import Price, Usage, call_cost
 from loadbench.protocol.openai import DONE, error_message, parse_chunk
 from loadbench.protocol.sse import SSEDecoder
 

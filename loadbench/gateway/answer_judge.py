@@ -31,12 +31,12 @@ import aiohttp
 import orjson
 
 from loadbench.eval.judging import blind, parse_grades, single_prompt
-from loadbench.eval.pricing import Usage
 from loadbench.gateway import logdb
 from loadbench.gateway.abconfig import AnswerJudgeSpec, ExperimentSpec
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.escalation import answer_text, stream_text
 from loadbench.gateway.experiments import Experiments
+from loadbench.pricing import Usage
 from loadbench.units import utc_day, utc_day_start_ms
 
 

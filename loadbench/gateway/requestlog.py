@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from loadbench.eval.pricing import Price, Usage, model_cost
 from loadbench.gateway import logdb
 from loadbench.gateway.abconfig import Estimate, ExperimentSpec, RequestLogSpec
 from loadbench.gateway.answer_judge import AnswerJudges
@@ -41,6 +40,7 @@ from loadbench.gateway.costroute import LiveStats, estimate
 from loadbench.gateway.experiments import CANDIDATE, Experiments, WindowStats, advance, check_score, share
 from loadbench.gateway.logdb import NULL
 from loadbench.gateway.shadow import Shadows
+from loadbench.pricing import Price, Usage, model_cost
 from loadbench.units import utc_day, utc_day_start_ms
 
 if TYPE_CHECKING:

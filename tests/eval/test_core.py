@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loadbench.config.pricing import parse_pricing
 from loadbench.errors import ConfigError
 from loadbench.eval.dataset import Selection, load_dataset, parse_dataset, parse_filter, select
 from loadbench.eval.decision import PairedCases, decide
 from loadbench.eval.expand import expand
-from loadbench.eval.pricing import Usage, call_cost, parse_pricing, stale_days
 from loadbench.eval.suite import yaml_line
+from loadbench.pricing import Usage, call_cost, stale_days
 from tests.eval.conftest import label_dataset
 
 REPO = Path(__file__).resolve().parents[2]

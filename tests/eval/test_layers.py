@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-CORE = ("dataset", "suite", "criteria", "classify", "stats", "pricing", "consistency", "decision", "aggregate",
+CORE = ("dataset", "suite", "criteria", "classify", "stats", "consistency", "decision", "aggregate",
         "scorecard", "records", "expand", "probes", "judging", "compare", "budget")
 
 

@@ -1,11 +1,4 @@
-"""pricing.yaml and the cost of one call.
-
-    currency: USD
-    source: https://example.com/pricing      # where the prices were read
-    as_of: 2026-10-01                        # when; the report warns after STALE_AFTER_DAYS
-    models:
-      my-model: {input_per_mtok: 0.50, cached_input_per_mtok: 0.05, cache_write_per_mtok: 0.625,
-                 output_per_mtok: 1.50, embedding_per_mtok: 0.02, source: ..., as_of: ...}
+"""Token usage, a model's price and the one cost formula. Pure: no file, no clock, no I/O.
 
 Token buckets are disjoint, taken from the server's ``usage``:
     uncached_in = prompt_tokens - cached_tokens - cache_write_tokens
@@ -14,40 +7,22 @@ Token buckets are disjoint, taken from the server's ``usage``:
 from the gateway's cache costs no model tokens: an exact hit costs 0, a semantic hit the embedding
 of its prompt (prompt_tokens·p_embedding / 1e6). The same call without the cache is priced as if
 the model had answered it (the usage the cache replays), the counterfactual the scorecard shows.
+
+Every figure in loadbench that prices tokens goes through ``token_cost``: a scored call, a logged
+request, a load test's budget line, a judge's spend and a cost route's list-price proxy. The
+pricing file (pricing.yaml) is read and validated by ``loadbench.config.pricing``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from loadbench.config.source import read_yaml
-from loadbench.config.validation import StrictModel, validate
 from loadbench.errors import ConfigError
 
 STALE_AFTER_DAYS = 90
-MTOK = 1_000_000
-
-
-class _ModelPrice(StrictModel):
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-    cached_input_per_mtok: float | None = Field(default=None, ge=0)
-    cache_write_per_mtok: float | None = Field(default=None, ge=0)
-    embedding_per_mtok: float = Field(default=0.0, ge=0)
-    source: str | None = None
-    as_of: dt.date | None = None
-
-
-class _PricingFile(StrictModel):
-    currency: str = "USD"
-    source: str
-    as_of: dt.date
-    models: dict[str, _ModelPrice]
+MTOK = 1_000_000  # prices are per million tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +36,18 @@ class Price:
     source: str
     as_of: dt.date
 
+    @classmethod
+    def of(cls, model: str, input_per_mtok: float, output_per_mtok: float, source: str = "",
+           as_of: dt.date = dt.date.min) -> Price:
+        """A price with only input and output rates: cached and cache-write input cost as input, no
+        embedding (a judge's configured rates; the zero price of costs read from a request log)."""
+        return cls(model, input_per_mtok, output_per_mtok, input_per_mtok, input_per_mtok, 0.0, source, as_of)
+
 
 @dataclass(frozen=True, slots=True)
 class Pricing:
+    """The prices of one pricing file, by model name."""
+
     path: str
     currency: str
     prices: dict[str, Price]
@@ -74,40 +58,6 @@ class Pricing:
                               f"add `{model}: {{input_per_mtok: ..., output_per_mtok: ...}}` under models:"
                               f" (priced: {', '.join(sorted(self.prices)) or 'none'})")
         return self.prices[model]
-
-
-def parse_pricing(data: dict[str, Any], path: str) -> Pricing:
-    # YAML gives dates as datetime.date already; strict mode would reject an ISO string.
-    if isinstance(data.get("as_of"), str):
-        data = {**data, "as_of": _date(data["as_of"], path, "as_of")}
-    models = data.get("models")
-    if isinstance(models, dict):
-        fixed = {}
-        for name, entry in models.items():
-            if isinstance(entry, dict) and isinstance(entry.get("as_of"), str):
-                entry = {**entry, "as_of": _date(entry["as_of"], path, f"models.{name}.as_of")}
-            fixed[name] = entry
-        data = {**data, "models": fixed}
-    model = validate(_PricingFile, data, path)
-    prices = {}
-    for name, m in model.models.items():
-        prices[name] = Price(
-            model=name, input_per_mtok=m.input_per_mtok, output_per_mtok=m.output_per_mtok,
-            cached_input_per_mtok=m.input_per_mtok if m.cached_input_per_mtok is None else m.cached_input_per_mtok,
-            cache_write_per_mtok=m.input_per_mtok if m.cache_write_per_mtok is None else m.cache_write_per_mtok,
-            embedding_per_mtok=m.embedding_per_mtok, source=m.source or model.source, as_of=m.as_of or model.as_of)
-    return Pricing(path=path, currency=model.currency, prices=prices)
-
-
-def _date(text: str, path: str, field: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(path, field, f"{text!r} is not a date", "write it as YYYY-MM-DD") from None
-
-
-def load_pricing(path: Path) -> Pricing:
-    return parse_pricing(read_yaml(path), str(path))
 
 
 def stale_days(price: Price, today: dt.date) -> int | None:
@@ -151,11 +101,19 @@ def _int(x: object) -> int:
     return x if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else 0
 
 
+def token_cost(price: Price, prompt_tokens: float, completion_tokens: float, cached_tokens: float = 0,
+               cache_write_tokens: float = 0) -> float:
+    """The one cost formula. Token counts may be means (a load test's budget line), hence floats;
+    ``prompt_tokens`` includes the cached and cache-write tokens, which are priced at their own rates."""
+    uncached = max(0.0, prompt_tokens - cached_tokens - cache_write_tokens)
+    return (uncached * price.input_per_mtok + cached_tokens * price.cached_input_per_mtok
+            + cache_write_tokens * price.cache_write_per_mtok + completion_tokens * price.output_per_mtok) / MTOK
+
+
 def model_cost(usage: Usage, price: Price) -> float:
-    uncached = max(0, usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens)
-    return (uncached * price.input_per_mtok + usage.cached_tokens * price.cached_input_per_mtok
-            + usage.cache_write_tokens * price.cache_write_per_mtok
-            + usage.completion_tokens * price.output_per_mtok) / MTOK
+    """What the model bills for one call's usage."""
+    return token_cost(price, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
+                      usage.cache_write_tokens)
 
 
 def call_cost(usage: Usage, price: Price, cache: str | None) -> tuple[float, float]:
