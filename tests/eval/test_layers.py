@@ -23,5 +23,5 @@ def test_the_eval_core_imports_no_io_layers() -> None:
 
 
 def test_the_runner_and_judge_import_no_locust_or_gevent() -> None:
-    mods = ["loadbench.eval.runner", "loadbench.eval.judge", "loadbench.cli.eval_flow", "loadbench.mock.answers"]
+    mods = ["loadbench.eval.runner", "loadbench.eval.judge", "loadbench.eval.workflow", "loadbench.mock.answers"]
     assert _loaded(mods, ("gevent", "locust", "matplotlib")) == []
