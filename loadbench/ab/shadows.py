@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import orjson
 
 from loadbench.ab.analysis import ArmSummary, LoggedRequest, summarize_arm
+from loadbench.report.document import markdown_table
 from loadbench.results.request_log import ShadowPair
 
 
@@ -40,11 +41,11 @@ def to_json(sides: Sequence[ShadowSides]) -> str:
 
 
 def markdown(sides: Sequence[ShadowSides]) -> str:
-    lines = ["| model | side | pairs | error rate | TTFT P50/P95 ms | E2E P50/P95 ms | cost / request | spend |",
-             "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for s in sides:
         for a in (s.primary, s.shadow):
-            cost = "–" if a.cost_per_request is None else f"{a.cost_per_request:.6f}"
-            lines.append(f"| {s.model} | {a.arm} | {s.pairs} | {a.error_rate:.2%} | {a.ttft.p50_ms}/{a.ttft.p95_ms} |"
-                         f" {a.e2e.p50_ms}/{a.e2e.p95_ms} | {cost} | {a.cost_usd:.6f} |")
-    return "\n".join(lines)
+            rows.append([s.model, a.arm, str(s.pairs), f"{a.error_rate:.2%}", f"{a.ttft.p50_ms}/{a.ttft.p95_ms}",
+                         f"{a.e2e.p50_ms}/{a.e2e.p95_ms}",
+                         "–" if a.cost_per_request is None else f"{a.cost_per_request:.6f}", f"{a.cost_usd:.6f}"])
+    return markdown_table(["model", "side", "pairs", "error rate", "TTFT P50/P95 ms", "E2E P50/P95 ms",
+                           "cost / request", "spend"], rows)
