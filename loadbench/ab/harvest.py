@@ -1,4 +1,5 @@
-"""Harvest an eval dataset from logged request bodies: a stratified, seeded sample. Pure.
+"""Harvest an eval dataset from logged request bodies: a stratified, seeded sample. Pure, but for
+``harvest``, which reads the request log and writes the dataset (``loadbench dataset from-log``).
 
 Strata are the values of one metadata key (requests without it form the stratum ``(none)``). The
 sample gives each stratum ``n · size / total`` cases (largest remainder), at least one while ``n``
@@ -14,9 +15,13 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-NONE = "(none)"
+import orjson
+
+from loadbench.errors import InputError
+from loadbench.results.request_log import NO_VALUE, LoggedRequestBody, RequestLog, metadata_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +94,28 @@ def to_case(b: LoggedBody, key: str | None) -> dict[str, Any] | None:
     if isinstance(b.body.get("max_tokens"), int):
         case["max_tokens"] = b.body["max_tokens"]
     return case
+
+
+def logged_bodies(rows: Sequence[LoggedRequestBody], stratify: str | None) -> list[LoggedBody]:
+    """The rows whose body is a JSON object, each in the stratum of its ``stratify`` metadata value."""
+    bodies = []
+    for row in rows:
+        try:
+            body = orjson.loads(row.request_body)
+        except orjson.JSONDecodeError:
+            continue
+        stratum = metadata_value(row.metadata, stratify) if stratify else NO_VALUE
+        if isinstance(body, dict):
+            bodies.append(LoggedBody(row.request_id, body, stratum))
+    return bodies
+
+
+def harvest(log_path: Path, out_path: Path, n: int, stratify: str | None, model: str | None, seed: int) -> str:
+    """Write a stratified sample of the logged request bodies as dataset cases; the line to print."""
+    with RequestLog.open(log_path) as log:
+        bodies = logged_bodies(log.request_bodies(model), stratify)
+    if not bodies:
+        raise InputError(f"{log_path}: no logged request bodies (set request_log.log_bodies in the gateway config)")
+    cases = [c for c in (to_case(b, stratify) for b in stratified(bodies, n, seed)) if c is not None]
+    out_path.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in cases))
+    return f"{out_path}: {len(cases)} cases from {len(bodies)} logged requests"

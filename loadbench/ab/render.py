@@ -1,13 +1,15 @@
-"""``loadbench ab`` reports: Markdown, HTML (with the arms over time) and JSON. Pure (strings out)."""
+"""``loadbench ab`` reports: Markdown and HTML (with the arms over time) exported from one
+``report.document.Document``, and JSON. Pure (strings out)."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 
 from loadbench.ab.analysis import Analysis, ArmSummary, CriterionResult
+from loadbench.report.document import Document, Heading, Para, Svg, Table, to_html, to_markdown
 
 SCHEMA = "loadbench.ab/1"
 
@@ -16,9 +18,13 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:.{digits}f}"
 
 
+ARM_HEADERS = ("arm", "requests", "error rate (95% CI)", "quality (95% CI, n)", "cost / request",
+               "cost / acceptable", "TTFT P50/P95/P99 ms", "E2E P50/P95/P99 ms")
+CRITERIA_HEADERS = ("criterion", "rule", "estimate", "always-valid interval", "status", "more requests")
+
+
 def _arm_rows(arms: Sequence[ArmSummary]) -> list[list[str]]:
-    rows = [["arm", "requests", "error rate (95% CI)", "quality (95% CI, n)", "cost / request",
-             "cost / acceptable", "TTFT P50/P95/P99 ms", "E2E P50/P95/P99 ms"]]
+    rows: list[list[str]] = []
     for a in arms:
         quality = "–" if a.quality is None or a.quality_ci is None else (
             f"{a.quality:.3f} ({a.quality_ci[0]:.3f}–{a.quality_ci[1]:.3f}, {a.quality_n})")
@@ -32,7 +38,7 @@ def _arm_rows(arms: Sequence[ArmSummary]) -> list[list[str]]:
 
 
 def _criteria_rows(criteria: Sequence[CriterionResult]) -> list[list[str]]:
-    rows = [["criterion", "rule", "estimate", "always-valid interval", "status", "more requests"]]
+    rows: list[list[str]] = []
     for c in criteria:
         interval = "–" if c.low is None else f"[{_num(c.low, 4)}, {_num(c.high, 4)}]"
         more = "–" if c.status != "undecided" else ("unknown" if c.more_requests is None else str(c.more_requests))
@@ -40,40 +46,13 @@ def _criteria_rows(criteria: Sequence[CriterionResult]) -> list[list[str]]:
     return rows
 
 
-def _md_table(rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    return out + ["| " + " | ".join(r) + " |" for r in rows[1:]]
-
-
 def _headline(a: Analysis) -> str:
     more = f" (about {a.more_requests} more requests)" if a.verdict == "CONTINUE" and a.more_requests else ""
     return f"{a.verdict}: {a.reason}{more}"
 
 
-def markdown(overall: Analysis, groups: Sequence[Analysis]) -> str:
-    lines = [f"# Experiment {overall.experiment}", "", f"**{_headline(overall)}**", ""]
-    for a in (overall, *groups):
-        if a.group:
-            lines += [f"## {a.group}", "", f"**{_headline(a)}**", ""]
-        lines += [*_md_table(_arm_rows(a.arms)), "", *_md_table(_criteria_rows(a.criteria)), ""]
-    if overall.judge_calls:
-        lines += [f"Judge: {overall.judge_calls} sampled answers graded, spend {overall.judge_spend_usd:.6f} USD "
-                  "(on neither arm).", ""]
-    lines.append("Intervals are always-valid confidence sequences (docs/ab.md): looking again later does not "
-                 "inflate false decisions.")
-    return "\n".join(lines) + "\n"
-
-
-def _html_table(rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _svg(a: Analysis) -> str:
-    """Requests (bars) and error rate (line) per time bucket, one colour per arm."""
-    if not a.timeline:
-        return ""
+    """Requests (bars) and error rate (line) per time bucket, one colour per arm (a timeline is not empty)."""
     width, height, pad = 640, 200, 30
     starts = sorted({t for t, _, _, _ in a.timeline})
     most = max(n for _, _, n, _ in a.timeline)
@@ -100,19 +79,29 @@ def _svg(a: Analysis) -> str:
     return "".join(parts)
 
 
-def html_report(overall: Analysis, groups: Sequence[Analysis]) -> str:
-    body = [f"<h1>Experiment {html.escape(overall.experiment)}</h1>"]
+def ab_document(overall: Analysis, groups: Sequence[Analysis]) -> Document:
+    doc = Document(f"Experiment {overall.experiment}")
     for a in (overall, *groups):
         if a.group:
-            body.append(f"<h2>{html.escape(a.group)}</h2>")
-        body += [f"<p><strong>{html.escape(_headline(a))}</strong></p>", _html_table(_arm_rows(a.arms)),
-                 _html_table(_criteria_rows(a.criteria)), _svg(a)]
-    body.append("<p>Intervals are always-valid confidence sequences: looking again later does not inflate "
-                "false decisions.</p>")
-    style = "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Experiment "
-            f"{html.escape(overall.experiment)}</title><style>{style}</style></head><body>"
-            + "".join(body) + "</body></html>\n")
+            doc.add(Heading(a.group))
+        doc.add(Para(f"**{_headline(a)}**"), Table(ARM_HEADERS, _arm_rows(a.arms)),
+                Table(CRITERIA_HEADERS, _criteria_rows(a.criteria)))
+        if a.timeline:
+            doc.add(Svg(_svg(a), "requests (bars) and error rate (lines) over time, per arm"))
+    if overall.judge_calls:
+        doc.add(Para(f"Judge: {overall.judge_calls} sampled answers graded, spend {overall.judge_spend_usd:.6f} USD "
+                     "(on neither arm)."))
+    doc.add(Para("Intervals are always-valid confidence sequences (docs/ab.md): looking again later does not "
+                 "inflate false decisions."))
+    return doc
+
+
+def markdown(overall: Analysis, groups: Sequence[Analysis]) -> str:
+    return to_markdown(ab_document(overall, groups), Path("."))
+
+
+def html_report(overall: Analysis, groups: Sequence[Analysis]) -> str:
+    return to_html(ab_document(overall, groups))
 
 
 def to_json(overall: Analysis, groups: Sequence[Analysis]) -> bytes:

@@ -6,11 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import orjson
-
-from loadbench.ab.harvest import NONE, LoggedBody, stratified, to_case
-from loadbench.cli.log_cmd import open_log
-from loadbench.errors import InputError
 
 
 @click.command("from-log")
@@ -23,27 +18,6 @@ from loadbench.errors import InputError
 @click.option("--seed", type=int, default=0, show_default=True)
 def from_log(log_path: Path, out_path: Path, n: int, stratify: str | None, model: str | None, seed: int) -> None:
     """Write a stratified sample of the logged request bodies as dataset cases."""
-    conn = open_log(log_path)
-    query = ("SELECT request_id, request_body, metadata FROM requests"
-             " WHERE role = 'primary' AND request_body IS NOT NULL")
-    params: list[object] = []
-    if model:
-        query += " AND model = ?"
-        params.append(model)
-    bodies = []
-    for request_id, raw, meta in conn.execute(query, params):
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue
-        stratum = NONE
-        if stratify and meta:
-            stratum = str(orjson.loads(meta).get(stratify, NONE))
-        if isinstance(body, dict):
-            bodies.append(LoggedBody(request_id, body, stratum))
-    conn.close()
-    if not bodies:
-        raise InputError(f"{log_path}: no logged request bodies (set request_log.log_bodies in the gateway config)")
-    cases = [c for c in (to_case(b, stratify) for b in stratified(bodies, n, seed)) if c is not None]
-    out_path.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in cases))
-    click.echo(f"{out_path}: {len(cases)} cases from {len(bodies)} logged requests")
+    from loadbench.ab.harvest import harvest
+
+    click.echo(harvest(log_path, out_path, n, stratify, model, seed))

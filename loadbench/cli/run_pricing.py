@@ -9,8 +9,9 @@ from typing import Any
 import click
 import orjson
 
+from loadbench.config.pricing import load_pricing
 from loadbench.errors import ConfigError
-from loadbench.eval.pricing import Price, load_pricing
+from loadbench.pricing import Price
 
 
 def load_run_price(path: Path, name: str | None) -> tuple[Price, str]:

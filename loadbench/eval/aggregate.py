@@ -24,7 +24,6 @@ from loadbench.eval.consistency import CaseConsistency, case_consistency
 from loadbench.eval.criteria import Criterion, Score
 from loadbench.eval.dataset import Case
 from loadbench.eval.decision import PairedCases, decide, icer, overall
-from loadbench.eval.pricing import stale_days
 from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.scorecard import (
     ConsistencyCard,
@@ -53,6 +52,7 @@ from loadbench.eval.stats import (
     wilson,
 )
 from loadbench.eval.suite import Suite
+from loadbench.pricing import stale_days
 
 LEAST_CONSISTENT = 5
 

@@ -1,7 +1,7 @@
 """A capacity planner's budget line for a load test: cost per 1,000 requests and per hour at the
 measured throughput (``loadbench run --pricing``). Pure.
 
-    cost per request  = (prompt_mean·p_in + output_mean·p_out) / 10⁶
+    cost per request  = (prompt_mean·p_in + output_mean·p_out) / 10⁶   (loadbench.pricing.token_cost)
     per 1,000         = 1,000 · cost per request
     per hour          = requests_per_s · 3,600 · cost per request
 with prompt_mean and output_mean the summary's mean tokens per request (from ``usage``, or
@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from loadbench.eval.pricing import MTOK, Price, stale_days
+from loadbench.pricing import Price, stale_days, token_cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ def run_budget(summary: dict[str, Any], price: Price, currency: str, today: dt.d
     if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in raw):
         return None
     prompt, output, rps = (float(x) for x in raw)  # type: ignore[arg-type]
-    per_request = (prompt * price.input_per_mtok + output * price.output_per_mtok) / MTOK
+    per_request = token_cost(price, prompt, output)
     return RunBudget(
         model=price.model, currency=currency, cost_per_request=per_request, per_1000_requests=1000 * per_request,
         per_hour=rps * 3600 * per_request, requests_per_s=rps, prompt_mean=prompt,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from loadbench.errors import ConfigError
 from loadbench.eval.scorecard import Scorecard, TargetCard
 from loadbench.eval.stats import Z95, Interval
+from loadbench.report.document import markdown_table
 
 _GATE = re.compile(r"^\s*(quality|cost|consistency)\s*([<>])\s*([+-]?\d+(?:\.\d+)?)\s*%\s*$")
 
@@ -113,11 +114,10 @@ def compare_scorecards(base: Scorecard, run: Scorecard, gates: Sequence[Gate]) -
 
 
 def render(c: ScorecardComparison, base_name: str, run_name: str) -> str:
+    rows = [[d.target, d.metric, f"{d.base:.6g}", f"{d.run:.6g}", f"{100 * d.relative:+.1f}%", f"{d.z:.2f}",
+             "yes" if d.significant else "no"] for d in c.deltas]
     lines = [f"# Scorecard comparison: {base_name} -> {run_name}", "",
-             "| target | figure | base | run | change | z | significant |", "|---|---|---|---|---|---|---|"]
-    for d in c.deltas:
-        lines.append(f"| {d.target} | {d.metric} | {d.base:.6g} | {d.run:.6g} | {100 * d.relative:+.1f}% | "
-                     f"{d.z:.2f} | {'yes' if d.significant else 'no'} |")
+             markdown_table(["target", "figure", "base", "run", "change", "z", "significant"], rows)]
     lines += [f"target {t} is not in the base scorecard" for t in c.missing_targets]
     lines += [f"FAILED: {f}" for f in c.failures]
     return "\n".join(lines) + "\n"

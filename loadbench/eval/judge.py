@@ -20,10 +20,10 @@ import orjson
 from loadbench.eval.criteria import Criterion, Score
 from loadbench.eval.dataset import Case
 from loadbench.eval.judging import blind, combine_orders, pair_prompt, parse_grades, parse_winner, single_prompt
-from loadbench.eval.pricing import call_cost
 from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, OutputsFile, chat
 from loadbench.eval.suite import Suite
+from loadbench.pricing import call_cost
 from loadbench.protocol.dialect import LLMRequest, Message
 
 JudgedKey = tuple[str, str, str, str, int, str]  # kind, judge, target, case, repeat, criterion

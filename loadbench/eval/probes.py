@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadbench.eval.criteria import extract_json
-from loadbench.eval.pricing import Usage
 from loadbench.eval.scorecard import ProbeResult
+from loadbench.pricing import Usage
 
 FILLER_WORD = "data"
 BORDERLINE = (

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadbench.eval.criteria import Score
-from loadbench.eval.pricing import Usage
+from loadbench.pricing import Usage
 
 CALL_SCHEMA = "loadbench.eval.call/1"
 JUDGEMENT_SCHEMA = "loadbench.eval.judgement/1"

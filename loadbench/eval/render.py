@@ -1,4 +1,5 @@
-"""scorecard.md and a self-contained scorecard.html (plot embedded as PNG) from a Scorecard.
+"""scorecard.md and a self-contained scorecard.html (plot embedded as PNG) from a Scorecard, both
+exported from one ``report.document.Document`` (``scorecard_document``).
 
 The cost vs quality plot marks the Pareto frontier: a target is on it when no other target has
 both a lower cost per acceptable outcome and a higher acceptable rate. matplotlib is imported
@@ -7,16 +8,27 @@ only here, and only when a plot is drawn.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import math
-import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from loadbench.eval.probes import over_refusal_rate
 from loadbench.eval.scorecard import Scorecard, TargetCard
 from loadbench.eval.stats import Interval
+from loadbench.report.document import (
+    Block,
+    Bullet,
+    Bullets,
+    Document,
+    Heading,
+    Para,
+    Png,
+    Table,
+    markdown_table,
+    to_html,
+    to_markdown,
+)
 
 
 def _pct(i: Interval) -> str:
@@ -78,101 +90,111 @@ HEADER = ["target", "acceptable (95% CI)", "quality score", "cost/request", "cos
           "pass^k (95% CI)", "agreement"]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def _incumbent_cost(sc: Scorecard, t: TargetCard) -> float:
     inc = sc.decision.incumbent if sc.decision else sc.targets[0].name
     card = sc.target(inc).cost
     return card.per_request if card else math.nan
 
 
-def markdown(sc: Scorecard) -> str:
-    lines = [f"# Scorecard: {sc.name}", "",
-             f"Suite `{sc.suite}`, dataset sha256 `{sc.dataset_hash[:16]}`, {sc.cases} cases x {sc.repeats} repeats"
-             f" in {sc.sessions} session(s), {sc.created_utc}.", ""]
-    lines += _table(HEADER, [_row(t) for t in sc.targets])
+def _target_blocks(sc: Scorecard, t: TargetCard) -> list[Block]:
+    blocks: list[Block] = [Heading(f"{t.name} ({t.model})"), Para(f"{t.calls} calls, {t.errors} failed.")]
+    crit = [[c.name, c.type, f"{c.weight:g}", f"{c.threshold:g}", f"{c.score.value:.3f}", _pct(c.pass_rate),
+             ", ".join(f"{k}={v:.2f}" for k, v in c.parts.items())
+             + (f"pass@k {c.pass_at_k:.3f}" if c.pass_at_k is not None else "")] for c in t.quality.criteria]
+    blocks.append(Table(["criterion", "type", "weight", "threshold", "mean score", "pass rate (95% CI)",
+                         "per field / rubric item"], crit))
+    if t.quality.by_kind:
+        blocks.append(Para("By case kind: " + "; ".join(f"{k} {_pct(v)}" for k, v in t.quality.by_kind.items())))
+    cr = t.quality.classification
+    if cr is not None:
+        blocks += [Para(f"Classification: accuracy {cr.accuracy:.3f}, macro P/R/F1 {cr.macro_precision:.3f} / "
+                        f"{cr.macro_recall:.3f} / {cr.macro_f1:.3f}"),
+                   Table(["class", "P", "R", "F1", "support"],
+                         [[c.label, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", str(c.support)]
+                          for c in cr.classes])]
+    if t.cost is not None:
+        c = t.cost
+        blocks.append(Para(f"Cost: spend {_money(c.spend, c.currency)} "
+                           f"(without cache {_money(c.spend_nocache, c.currency)}),"
+                           f" per completed task {_money(c.per_completed, c.currency)}, mean tokens in/out "
+                           f"{c.mean_input_tokens:.0f}/{c.mean_output_tokens:.0f}; prices from {c.price_source} as of "
+                           f"{c.price_as_of}."))
+        if c.cost_per_quality_point is not None and math.isfinite(c.cost_per_quality_point.value):
+            q = c.cost_per_quality_point
+            note = " (DOMINATED: costs more, scores lower)" if c.dominated else (
+                " (negative: cheaper and better, it dominates the incumbent)" if q.value < 0 and
+                c.per_request < _incumbent_cost(sc, t) else "")
+            blocks.append(Para(f"Cost-to-quality ratio vs the incumbent: {q.value:+.8f} {c.currency} per request "
+                               f"per quality point [{q.low:+.8f}, {q.high:+.8f}]{note}"))
+    k = t.consistency
+    blocks.append(Para(f"Consistency: pass rate {k.pass_rate:.3f}, pass^{k.k} {_pct(k.pass_hat_k)}, pass@{k.k} "
+                       f"{k.pass_at_k:.3f}, flips {k.flip_rate:.3f}, spread {k.spread:.3f}, "
+                       f"distinct outputs {k.distinct:.2f},"
+                       f" text similarity {k.text_similarity:.3f}, JSON valid {k.json_valid:.3f}, key agreement "
+                       f"{k.key_agreement:.3f}, field agreement {k.field_agreement:.3f}"))
+    if t.regressions:
+        bad = [r.case_id for r in t.regressions if not r.passed]
+        blocks.append(Para(f"Regression cases: {len(t.regressions) - len(bad)}/{len(t.regressions)} pass in every "
+                           "repeat" + (f"; FAILED: {', '.join(bad)}" if bad else "")))
+    if t.probes:
+        blocks.append(Table(["probe", "outcome", "pass", "detail"],
+                            [[p.probe, p.outcome, "yes" if p.passed else "NO", p.detail] for p in t.probes]))
+    for p in t.pairwise:
+        blocks.append(Para(f"Pairwise vs {p.against} (judge {p.judge}, both orders): {p.wins} wins, {p.ties} ties, "
+                           f"{p.losses} losses; win rate {_pct(p.win_rate)}"))
+    return blocks
+
+
+def scorecard_document(sc: Scorecard, png: bytes | None = None) -> Document:
+    """The scorecard as a Document; ``png`` (the cost vs quality plot) follows the first paragraph."""
+    doc = Document(f"Scorecard: {sc.name}", wide=True)
+    doc.add(Para(f"Suite `{sc.suite}`, dataset sha256 `{sc.dataset_hash[:16]}`, {sc.cases} cases x {sc.repeats} "
+                 f"repeats in {sc.sessions} session(s), {sc.created_utc}."))
+    if png:
+        doc.add(Png(png, "cost vs quality with the Pareto frontier"))
     lat = {t.latency.source for t in sc.targets}
-    lines += ["", f"Latency from: {', '.join(sorted(lat))}. Consistency k = {sc.targets[0].consistency.k}."]
+    doc.add(Table(HEADER, [_row(t) for t in sc.targets]),
+            Para(f"Latency from: {', '.join(sorted(lat))}. Consistency k = {sc.targets[0].consistency.k}."))
     for t in sc.targets:
-        lines += ["", f"## {t.name} ({t.model})", "",
-                  f"{t.calls} calls, {t.errors} failed."]
-        crit = [[c.name, c.type, f"{c.weight:g}", f"{c.threshold:g}", f"{c.score.value:.3f}", _pct(c.pass_rate),
-                 ", ".join(f"{k}={v:.2f}" for k, v in c.parts.items())
-                 + (f"pass@k {c.pass_at_k:.3f}" if c.pass_at_k is not None else "")] for c in t.quality.criteria]
-        head = ["criterion", "type", "weight", "threshold", "mean score", "pass rate (95% CI)",
-                "per field / rubric item"]
-        lines += ["", *_table(head, crit)]
-        if t.quality.by_kind:
-            lines += ["", "By case kind: " + "; ".join(f"{k} {_pct(v)}" for k, v in t.quality.by_kind.items())]
-        cr = t.quality.classification
-        if cr is not None:
-            lines += ["", f"Classification: accuracy {cr.accuracy:.3f}, macro P/R/F1 {cr.macro_precision:.3f} / "
-                      f"{cr.macro_recall:.3f} / {cr.macro_f1:.3f}"]
-            lines += _table(["class", "P", "R", "F1", "support"], [[c.label, f"{c.precision:.3f}", f"{c.recall:.3f}",
-                                                                   f"{c.f1:.3f}", str(c.support)] for c in cr.classes])
-        if t.cost is not None:
-            c = t.cost
-            lines += ["", f"Cost: spend {_money(c.spend, c.currency)} "
-                      f"(without cache {_money(c.spend_nocache, c.currency)}),"
-                      f" per completed task {_money(c.per_completed, c.currency)}, mean tokens in/out "
-                      f"{c.mean_input_tokens:.0f}/{c.mean_output_tokens:.0f}; prices from {c.price_source} as of "
-                      f"{c.price_as_of}."]
-            if c.cost_per_quality_point is not None and math.isfinite(c.cost_per_quality_point.value):
-                q = c.cost_per_quality_point
-                note = " (DOMINATED: costs more, scores lower)" if c.dominated else (
-                    " (negative: cheaper and better, it dominates the incumbent)" if q.value < 0 and
-                    c.per_request < _incumbent_cost(sc, t) else "")
-                lines.append(f"Cost-to-quality ratio vs the incumbent: {q.value:+.8f} {c.currency} per request per "
-                             f"quality point [{q.low:+.8f}, {q.high:+.8f}]{note}")
-        k = t.consistency
-        lines += ["", f"Consistency: pass rate {k.pass_rate:.3f}, pass^{k.k} {_pct(k.pass_hat_k)}, pass@{k.k} "
-                  f"{k.pass_at_k:.3f}, flips {k.flip_rate:.3f}, spread {k.spread:.3f}, "
-                  f"distinct outputs {k.distinct:.2f},"
-                  f" text similarity {k.text_similarity:.3f}, JSON valid {k.json_valid:.3f}, key agreement "
-                  f"{k.key_agreement:.3f}, field agreement {k.field_agreement:.3f}"]
-        if t.regressions:
-            bad = [r.case_id for r in t.regressions if not r.passed]
-            lines += ["", f"Regression cases: {len(t.regressions) - len(bad)}/{len(t.regressions)} pass in every repeat"
-                      + (f"; FAILED: {', '.join(bad)}" if bad else "")]
-        if t.probes:
-            probes = [[p.probe, p.outcome, "yes" if p.passed else "NO", p.detail] for p in t.probes]
-            lines += ["", *_table(["probe", "outcome", "pass", "detail"], probes)]
-        for p in t.pairwise:
-            lines += ["", f"Pairwise vs {p.against} (judge {p.judge}, both orders): {p.wins} wins, {p.ties} ties, "
-                      f"{p.losses} losses; win rate {_pct(p.win_rate)}"]
+        doc.add(*_target_blocks(sc, t))
     if sc.judge is not None:
         j = sc.judge
-        lines += ["", "## Judge", "", f"Blind: {'yes' if j.blind else 'NO'}; judge spend (apart from the targets): "
-                  f"{j.spend:.6f}."]
-        for s in j.judges:
-            pc = f"{s.position_consistency:.2f}" if s.position_consistency is not None else "n/a"
-            lines.append(f"- {s.name}: {s.calls} verdicts ({s.cached} from cache), position consistency {pc}")
+        items = [f"{s.name}: {s.calls} verdicts ({s.cached} from cache), position consistency "
+                 + (f"{s.position_consistency:.2f}" if s.position_consistency is not None else "n/a")
+                 for s in j.judges]
         if j.panel_agreement is not None:
-            lines.append(f"- panel agreement {j.panel_agreement:.3f}, Fleiss kappa {j.panel_kappa:.3f}")
+            items.append(f"panel agreement {j.panel_agreement:.3f}, Fleiss kappa {j.panel_kappa:.3f}")
+        doc.add(Heading("Judge"), Para(f"Blind: {'yes' if j.blind else 'NO'}; judge spend (apart from the targets): "
+                                       f"{j.spend:.6f}."))
+        if items:
+            doc.add(Bullets(items))
     if sc.least_consistent:
-        lines += ["", "## Least consistent cases", ""]
-        for inc in sc.least_consistent:
-            outs = " || ".join(o.replace("\n", " ")[:80] for o in inc.outputs)
-            lines.append(f"- {inc.target} `{inc.case_id}` (pass rate {inc.pass_rate:.2f}): {outs}")
+        doc.add(Heading("Least consistent cases"), Bullets([
+            f"{inc.target} `{inc.case_id}` (pass rate {inc.pass_rate:.2f}): "
+            + " || ".join(o.replace("\n", " ")[:80] for o in inc.outputs) for inc in sc.least_consistent]))
     if sc.decision is not None:
         d = sc.decision
-        lines += ["", f"## Decision: {d.verdict}", ""]
-        for cd in d.candidates:
-            lines.append(f"- {cd.candidate} vs {cd.incumbent}: **{cd.verdict}** ({cd.reason}; {cd.cases} cases)")
-            for ch in cd.checks:
-                lines.append(f"  - {ch.criterion}: candidate/incumbent = {ch.ratio:.3f} (limit {ch.limit:g}); "
-                             f"θ 95% CI [{ch.theta.low:.6g}, {ch.theta.high:.6g}] -> {ch.result}")
-    for w in sc.warnings:
-        lines += ["", f"WARNING: {w}"]
-    return "\n".join(lines) + "\n"
+        doc.add(Heading(f"Decision: {d.verdict}"), Bullets([
+            Bullet(f"{cd.candidate} vs {cd.incumbent}: **{cd.verdict}** ({cd.reason}; {cd.cases} cases)",
+                   [f"{ch.criterion}: candidate/incumbent = {ch.ratio:.3f} (limit {ch.limit:g}); "
+                    f"θ 95% CI [{ch.theta.low:.6g}, {ch.theta.high:.6g}] -> {ch.result}" for ch in cd.checks])
+            for cd in d.candidates]))
+    doc.add(*(Para(f"WARNING: {w}") for w in sc.warnings))
+    return doc
+
+
+def markdown(sc: Scorecard) -> str:
+    return to_markdown(scorecard_document(sc), Path("."))
+
+
+def html_page(sc: Scorecard, png: bytes | None) -> str:
+    return to_html(scorecard_document(sc, png))
 
 
 def summary(sc: Scorecard) -> str:
     """What the command prints: the four dimensions per target, failed regressions, the verdict."""
-    lines = [f"# Scorecard: {sc.name} ({sc.cases} cases x {sc.repeats} repeats, dataset {sc.dataset_hash[:12]})", ""]
-    lines += _table(HEADER, [_row(t) for t in sc.targets])
+    lines = [f"# Scorecard: {sc.name} ({sc.cases} cases x {sc.repeats} repeats, dataset {sc.dataset_hash[:12]})", "",
+             markdown_table(HEADER, [_row(t) for t in sc.targets])]
     for target, case_id in sc.regressions_failed:
         lines.append(f"regression case FAILED: {target} {case_id}")
     for t in sc.targets:
@@ -228,57 +250,3 @@ def cost_quality_png(sc: Scorecard) -> bytes | None:
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
-
-
-def _inline(text: str) -> str:
-    out = html.escape(text)
-    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
-
-
-def md_to_html(md: str) -> str:
-    """The markdown this module writes (headings, tables, bullets, paragraphs) as HTML."""
-    out: list[str] = []
-    rows: list[list[str]] = []
-    items: list[str] = []
-
-    def flush() -> None:
-        if rows:
-            head, body = rows[0], [r for r in rows[2:]]
-            out.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr></thead><tbody>"
-                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
-                       + "</tbody></table>")
-            rows.clear()
-        if items:
-            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
-            items.clear()
-
-    for line in md.splitlines():
-        if line.startswith("|"):
-            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-            continue
-        if line.lstrip().startswith("- "):
-            items.append(line.lstrip()[2:])
-            continue
-        flush()
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
-        elif line.strip():
-            out.append(f"<p>{_inline(line)}</p>")
-    flush()
-    return "\n".join(out)
-
-
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-        "text-align:left;font-size:90%}th{background:#f3f3f3}code{background:#f6f6f6}")
-
-
-def html_page(sc: Scorecard, png: bytes | None) -> str:
-    img = (f'<img alt="cost vs quality with the Pareto frontier" src="data:image/png;base64,'
-           f'{base64.b64encode(png).decode()}">' if png else "")
-    body = md_to_html(markdown(sc))
-    first_break = body.find("</p>") + len("</p>") if "</p>" in body else 0
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Scorecard {html.escape(sc.name)}</title>"
-            f"<style>{_CSS}</style></head><body>{body[:first_break]}{img}{body[first_break:]}</body></html>\n")

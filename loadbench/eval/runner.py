@@ -31,11 +31,11 @@ import orjson
 from loadbench import outcomes
 from loadbench.eval.criteria import LATE_TYPES, Output, Score, score
 from loadbench.eval.dataset import Case
-from loadbench.eval.pricing import Price, Usage, call_cost
 from loadbench.eval.probes import Probe, judge_probe, probes
 from loadbench.eval.records import CallRecord
 from loadbench.eval.scorecard import ProbeResult
 from loadbench.eval.suite import Suite
+from loadbench.pricing import Price, Usage, call_cost
 from loadbench.protocol.dialect import INVALID, Dialect, LLMRequest, Message
 from loadbench.protocol.registry import DEFAULT, dialect
 

@@ -15,12 +15,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, model_validator
 
+from loadbench.config.pricing import load_pricing
 from loadbench.config.source import parse_yaml
 from loadbench.config.validation import StrictModel, invalid, validate
 from loadbench.errors import ConfigError
 from loadbench.eval.criteria import Criterion, CriterionType, ListMode, RubricItem
 from loadbench.eval.dataset import Case, Dataset, load_dataset
-from loadbench.eval.pricing import Pricing, load_pricing
+from loadbench.pricing import Pricing
 
 
 class _RubricModel(StrictModel):

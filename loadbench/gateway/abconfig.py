@@ -17,11 +17,12 @@ import orjson
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from loadbench.ab.criteria import Criteria
+from loadbench.config.pricing import load_pricing
 from loadbench.config.validation import StrictModel
 from loadbench.errors import ConfigError
 from loadbench.eval.criteria import RubricItem
-from loadbench.eval.pricing import Price, Pricing, load_pricing
 from loadbench.eval.scorecard import Scorecard
+from loadbench.pricing import Price, Pricing
 
 LogBodies = Literal["all", "sampled", "experiments", "none"]
 

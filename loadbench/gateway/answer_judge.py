@@ -31,13 +31,13 @@ import aiohttp
 import orjson
 
 from loadbench.eval.judging import blind, parse_grades, single_prompt
-from loadbench.eval.pricing import Usage
 from loadbench.gateway.abconfig import AnswerJudgeSpec, ExperimentSpec
 from loadbench.gateway.config import GatewaySpec
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.escalation import answer_text, stream_text
 from loadbench.gateway.experiments import Experiments, changed, specs_of
 from loadbench.gateway.sharedstate import SharedState, StateUnavailable
+from loadbench.pricing import Usage
 from loadbench.units import utc_day, utc_day_start_ms
 
 

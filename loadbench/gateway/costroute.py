@@ -18,13 +18,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from loadbench.eval.pricing import Price
 from loadbench.eval.stats import wilson
 from loadbench.gateway.abconfig import CostRoutingSpec, Estimate
 from loadbench.gateway.config import Route, RouteTarget, SlaTunables
 from loadbench.gateway.health import TargetHealth
 from loadbench.gateway.routing import matches, sla_violated
 from loadbench.gateway.stats import TpotWindow
+from loadbench.pricing import Price
 
 PROXY_TOKENS = 1000
 

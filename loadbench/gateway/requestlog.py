@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from loadbench.eval.pricing import Price, Usage, model_cost
 from loadbench.gateway import logdb
 from loadbench.gateway.abconfig import RequestLogSpec
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.logdb import NULL
 from loadbench.gateway.logrecord import LogRecord
+from loadbench.pricing import Price, Usage, model_cost
 
 if TYPE_CHECKING:
     import random

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from loadbench.config.pricing import parse_pricing
 from loadbench.eval.budget import run_budget
-from loadbench.eval.pricing import parse_pricing
 from tests.conftest import REPO, run_loadbench
 from tests.eval.conftest import pricing_file
 

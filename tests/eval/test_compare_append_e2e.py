@@ -69,13 +69,21 @@ def test_append_adds_a_session_and_failing_from_reruns_only_failures(tmp_path: P
     assert set(json.loads((rerun_folder / "manifest.json").read_text())["cases"]) == failing
 
 
-def test_an_interrupted_eval_keeps_the_calls_it_scored(tmp_path: Path, mock_factory) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_an_interrupted_eval_keeps_the_calls_it_scored(tmp_path: Path, mock_factory, inherited: str) -> None:
+    """"ignored": started as a background job of a non-interactive shell is (SIGINT ignored from the
+    start, which Python keeps): the eval still stops on SIGINT with 130 instead of running on to exit 0."""
     data = label_dataset(tmp_path / "cases.jsonl", 60)
     mock = mock_factory("--answers", str(data), "--ttft-ms", "200", "--itl-ms", "0")
     suite = write_suite(tmp_path, data, [{"name": "model", "url": mock.base_url, "model": "mock-model"}],
                         concurrency=2, repeats=1)
     proc = subprocess.Popen([sys.executable, "-m", "loadbench", "eval", str(suite), "--out", str(tmp_path / "out")],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ignore_sigint if inherited == "ignored" else None)
     outputs = None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loadbench.config.pricing import parse_pricing
 from loadbench.errors import ConfigError
 from loadbench.eval.dataset import Selection, load_dataset, parse_dataset, parse_filter, select
 from loadbench.eval.decision import PairedCases, decide
 from loadbench.eval.expand import expand
-from loadbench.eval.pricing import Usage, call_cost, parse_pricing, stale_days
 from loadbench.eval.suite import yaml_line
+from loadbench.pricing import Usage, call_cost, stale_days
 from tests.eval.conftest import label_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -165,11 +166,12 @@ def test_targets_from_a_profile(tmp_path: Path) -> None:
 
 
 def test_pareto_frontier_and_html_tables() -> None:
-    from loadbench.eval.render import md_to_html, pareto
+    from loadbench.eval.render import pareto
+    from loadbench.report.document import Bullets, Document, Table, to_html
 
     pts = [("cheap", 1.0, 0.80), ("best", 3.0, 0.95), ("dominated", 3.5, 0.90), ("tied", 1.0, 0.80)]
     assert pareto(pts) == {"cheap", "best", "tied"}
     assert pareto([("a", 2.0, 0.9), ("b", 1.0, 0.95)]) == {"b"}
-    html = md_to_html("# T\n\n| a | b |\n|---|---|\n| 1 | **2** |\n\n- `x`\n")
-    assert html == ("<h1>T</h1>\n<table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td>"
-                    "<td><strong>2</strong></td></tr></tbody></table>\n<ul><li><code>x</code></li></ul>")
+    html = to_html(Document("T", [Table(["a", "b"], [["1", "**2**"]]), Bullets(["`x`"])]))
+    assert ("<h1>T</h1>\n<table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td>"
+            "<td><strong>2</strong></td></tr></tbody></table>\n<ul><li><code>x</code></li></ul>") in html

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.cli.eval_flow import exit_code
 from loadbench.eval.suite import load_suite
+from loadbench.eval.workflow import exit_code
 from tests.conftest import REPO, run_loadbench
 from tests.eval.conftest import only_scorecard
 

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-CORE = ("dataset", "suite", "criteria", "classify", "stats", "pricing", "consistency", "decision", "aggregate",
+CORE = ("dataset", "suite", "criteria", "classify", "stats", "consistency", "decision", "aggregate",
         "scorecard", "records", "expand", "probes", "judging", "compare", "budget")
 
 
@@ -23,5 +23,5 @@ def test_the_eval_core_imports_no_io_layers() -> None:
 
 
 def test_the_runner_and_judge_import_no_locust_or_gevent() -> None:
-    mods = ["loadbench.eval.runner", "loadbench.eval.judge", "loadbench.cli.eval_flow", "loadbench.mock.answers"]
+    mods = ["loadbench.eval.runner", "loadbench.eval.judge", "loadbench.eval.workflow", "loadbench.mock.answers"]
     assert _loaded(mods, ("gevent", "locust", "matplotlib")) == []

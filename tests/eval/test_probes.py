@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.eval.pricing import Usage
 from loadbench.eval.probes import judge_probe, over_refusal_rate, probes
+from loadbench.pricing import Usage
 from tests.conftest import run_loadbench
 from tests.eval.conftest import FAST, label_dataset, only_scorecard, write_suite
 

@@ -15,10 +15,10 @@ from aiohttp import web
 
 import loadbench.gateway.estimates as estimates
 from loadbench.errors import ConfigError
-from loadbench.eval.pricing import Price
 from loadbench.gateway.abconfig import CostRoutingSpec, Estimate
 from loadbench.gateway.config import RouteTarget, compile_model, parse_model
 from loadbench.gateway.costroute import LiveStats, by_cost, estimate
+from loadbench.pricing import Price
 from tests.gateway.harness import CHAT, Upstream, ok, post, run, upstream
 from tests.gateway.test_requestlog import ENV, logged, rows
 

@@ -193,7 +193,7 @@ def test_the_example_experiment_config_is_valid() -> None:
 def test_an_inline_check_scores_both_arms_without_writing_bodies(tmp_path: Path) -> None:
     from aiohttp import web
 
-    from loadbench.cli.ab_cmd import load
+    from loadbench.ab.workflow import load
 
     db = tmp_path / "gw.db"
 

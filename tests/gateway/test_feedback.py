@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from loadbench.cli.ab_cmd import load
+from loadbench.ab.workflow import load
 from tests.gateway.harness import CHAT, Upstream, ok, post, run, upstream
 from tests.gateway.test_experiments import config
 from tests.gateway.test_requestlog import logged

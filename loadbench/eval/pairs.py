@@ -14,54 +14,42 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sqlite3
+import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import click
 import orjson
 
-from loadbench.cli.eval_flow import _api_key, _url, exit_code, write_scorecard
-from loadbench.cli.log_cmd import open_log
 from loadbench.errors import ExitCode, InputError
 from loadbench.eval.aggregate import build_scorecard, score_call
 from loadbench.eval.dataset import Case
-from loadbench.eval.pricing import Price, Pricing, Usage
+from loadbench.eval.interrupts import interruptible
 from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, Reply, score_output
 from loadbench.eval.scorecard import TargetCard
 from loadbench.eval.stats import wilson
 from loadbench.eval.suite import Suite, Target, load_suite
-from loadbench.gateway.escalation import answer_text, stream_text
-from loadbench.mock.answers import request_text
+from loadbench.eval.workflow import _api_key, _url, exit_code, write_scorecard
+from loadbench.pricing import Price, Pricing, Usage
 from loadbench.results import run_dir as rd
+from loadbench.results.request_log import LoggedAnswer, LoggedPair, RequestLog
 
 LOG_COST_SOURCE = "request log cost_usd"
 
 
 @dataclass(frozen=True, slots=True)
-class LoggedAnswer:
-    target: str
-    ok: bool
-    request_body: str | None
-    response_body: str | None
-    prompt_tokens: int
-    output_tokens: int
-    cost_usd: float
-    ttft_ms: float | None
-    e2e_ms: float | None
-    status: int
+class WireText:
+    """How to read text out of the wire format: the answer of a whole response, the answer of a
+    stream, and the question of a request body (whitespace-normalised, as the mock's answer book
+    keys its cases). The caller passes the wire format's own readers: they live above eval."""
 
-
-@dataclass(frozen=True, slots=True)
-class LoggedPair:
-    pair_id: str
-    primary: LoggedAnswer
-    shadow: LoggedAnswer
+    answer: Callable[[bytes], str | None]
+    stream: Callable[[bytes], str]
+    question: Callable[[dict[str, Any]], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,36 +62,14 @@ class PairRecords:
     no_case: int  # pairs whose request matches no case of the suite
 
 
-_COLS = ("target, outcome, request_body, response_body, COALESCE(prompt_tokens, 0), COALESCE(output_tokens, 0),"
-         " COALESCE(cost_usd, 0), ttft_ms, e2e_ms, status")
-
-
-def read_pairs(conn: sqlite3.Connection) -> list[LoggedPair]:
-    """Every primary row with a shadow row under its pair id (several shadow targets: one pair each)."""
-    primaries = {r[0]: r[1:] for r in conn.execute(
-        f"SELECT pair_id, {_COLS} FROM requests WHERE role = 'primary' AND pair_id IS NOT NULL ORDER BY id")}
-    out = []
-    for row in conn.execute(f"SELECT pair_id, {_COLS} FROM requests WHERE role = 'shadow' ORDER BY id"):
-        p = primaries.get(row[0])
-        if p is not None:
-            out.append(LoggedPair(row[0], _answer(p), _answer(row[1:])))
-    return out
-
-
-def _answer(r: tuple[Any, ...]) -> LoggedAnswer:
-    target, outcome, req, resp, pt, ot, cost, ttft, e2e, status = r
-    return LoggedAnswer(str(target or ""), outcome == "ok" and status == 200, req, resp, int(pt), int(ot),
-                        float(cost), ttft, e2e, int(status))
-
-
-def _text(a: LoggedAnswer) -> str:
+def _text(a: LoggedAnswer, wire: WireText) -> str:
     raw = (a.response_body or "").encode()
-    whole = answer_text(raw)
-    return whole if whole is not None else stream_text(raw)
+    whole = wire.answer(raw)
+    return whole if whole is not None else wire.stream(raw)
 
 
-def _record(suite: Suite, case: Case, a: LoggedAnswer, repeat: int) -> CallRecord:
-    text = _text(a) if a.ok else ""
+def _record(suite: Suite, case: Case, a: LoggedAnswer, repeat: int, wire: WireText) -> CallRecord:
+    text = _text(a, wire) if a.ok else ""
     usage = Usage(prompt_tokens=a.prompt_tokens, completion_tokens=a.output_tokens)
     reply = Reply(a.ok, text, "stop" if a.ok else None, usage, False, a.status, None if a.ok else "logged error",
                   None, a.ttft_ms, a.e2e_ms)
@@ -113,7 +79,7 @@ def _record(suite: Suite, case: Case, a: LoggedAnswer, repeat: int) -> CallRecor
                       scores=score_output(suite, case, reply) if a.ok else {})
 
 
-def pair_records(suite: Suite, pairs: Sequence[LoggedPair]) -> PairRecords:
+def pair_records(suite: Suite, pairs: Sequence[LoggedPair], wire: WireText) -> PairRecords:
     """The scored calls of the pairs of one (primary, shadow) target couple (the most frequent one)."""
     couples: dict[tuple[str, str], int] = defaultdict(int)
     for p in pairs:
@@ -136,36 +102,39 @@ def pair_records(suite: Suite, pairs: Sequence[LoggedPair]) -> PairRecords:
         except orjson.JSONDecodeError:
             body = None
         # the same rule as the mock's answer book, so a logged request finds the case it was made from
-        case = by_text.get(request_text(body)) if isinstance(body, dict) else None
+        case = by_text.get(wire.question(body)) if isinstance(body, dict) else None
         if case is None:
             no_case += 1
             continue
         repeat = seen[case.id]
         seen[case.id] += 1
-        records += [_record(suite, case, p.primary, repeat), _record(suite, case, p.shadow, repeat)]
+        records += [_record(suite, case, p.primary, repeat, wire), _record(suite, case, p.shadow, repeat, wire)]
     return PairRecords(primary, shadow, tuple(records), n, no_body, no_case)
 
 
 def pairs_suite(suite: Suite, got: PairRecords, today: dt.date) -> Suite:
     """The suite with the log's two targets (primary first: the incumbent) priced by the logged cost."""
     targets = tuple(Target(name, None, name, None, name, None, (), None) for name in (got.primary, got.shadow))
-    price = {name: Price(name, 0.0, 0.0, 0.0, 0.0, 0.0, LOG_COST_SOURCE, today) for name in (got.primary, got.shadow)}
+    price = {name: Price.of(name, 0.0, 0.0, LOG_COST_SOURCE, today) for name in (got.primary, got.shadow)}
     return replace(suite, targets=targets, decide=None, probes=False,
                    pricing=Pricing(LOG_COST_SOURCE, suite.pricing.currency if suite.pricing else "USD", price))
 
 
-def run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None) -> ExitCode:
+def run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None, wire: WireText) -> ExitCode:
+    """Score the log's shadow pairs (Ctrl-C: exit 130); the scorecard's exit code."""
+    with interruptible():
+        return _run_pairs(suite_path, log_path, out_dir, name, wire)
+
+
+def _run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None, wire: WireText) -> ExitCode:
     original = load_suite(suite_path)
-    conn = open_log(log_path)
-    try:
-        pairs = read_pairs(conn)
-    finally:
-        conn.close()
+    with RequestLog.open(log_path) as log:
+        pairs = log.answer_pairs()
     if not pairs:
         raise InputError(f"{log_path}: no shadow pairs in this request log (give a virtual model `shadow:` and "
                          "`request_log: {log_bodies: all}` in the gateway config, then send traffic)")
     now = dt.datetime.now(dt.UTC)
-    got = pair_records(original, pairs)
+    got = pair_records(original, pairs, wire)
     suite = pairs_suite(original, got, now.date())
     folder = rd.new_run_dir(out_dir, f"{name or suite.name}-pairs", now)
     (folder / "manifest.json").write_bytes(orjson.dumps({
@@ -191,9 +160,9 @@ def run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None)
     write_scorecard(folder, scorecard)
     from loadbench.eval.render import summary
 
-    click.echo(summary(scorecard))
-    click.echo(f"{got.pairs} pairs ({got.primary} vs {got.shadow}), {got.no_body + got.no_case} unscorable; "
-               f"scorecard: {folder / 'scorecard.md'}", err=True)
+    print(summary(scorecard), flush=True)
+    print(f"{got.pairs} pairs ({got.primary} vs {got.shadow}), {got.no_body + got.no_case} unscorable; "
+          f"scorecard: {folder / 'scorecard.md'}", file=sys.stderr)
     return exit_code(scorecard)
 
 

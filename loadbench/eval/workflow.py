@@ -1,5 +1,6 @@
-"""The orchestration of ``loadbench eval``: validate, make the folder, start embedded mocks, call,
-judge, aggregate, write the scorecard, and turn the verdict into an exit code.
+"""The workflow of ``loadbench eval``: validate, make the folder, start embedded mocks, call,
+judge, aggregate, write the scorecard, and turn the verdict into an exit code. Ctrl-C stops it with
+exit 130 (``loadbench.eval.interrupts``), keeping the calls scored so far.
 
 Evaluation folder (``results/<UTC>-<name>/``): manifest.json (written once, before any request;
 targets by name, URL and model, never a key), sessions.jsonl (one line per session), outputs.jsonl
@@ -19,7 +20,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import orjson
 
 from loadbench import __version__
@@ -28,6 +28,7 @@ from loadbench.eval.aggregate import build_scorecard, latest, merge_judgements, 
 from loadbench.eval.codeexec import score_code
 from loadbench.eval.criteria import Score
 from loadbench.eval.dataset import Case, Selection, parse_filter, select
+from loadbench.eval.interrupts import interruptible
 from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, LateScorer
 from loadbench.eval.scorecard import LatencyCard, Percentiles, ProbeResult, Scorecard
@@ -170,6 +171,12 @@ def _late_scorer(suite: Suite, allow: bool) -> LateScorer | None:
 
 
 def run_eval(opts: EvalOptions) -> ExitCode:
+    """The whole evaluation; its exit code (see ``exit_code``)."""
+    with interruptible():
+        return _run_eval(opts)
+
+
+def _run_eval(opts: EvalOptions) -> ExitCode:
     suite = load_suite(opts.suite_path)
     names = {t.name for t in suite.targets}
     urls = _pairs(opts.target_urls, "--target", names)
@@ -210,8 +217,8 @@ def run_eval(opts: EvalOptions) -> ExitCode:
                               suite.pricing.prices.get(t.price) if suite.pricing else None) for t in suite.targets]
         judge_eps = [Endpoint(j.name, _url(j, {}, folder, suite, stack), j.model, judge_keys[j.name],
                               suite.pricing.prices.get(j.price) if suite.pricing else None) for j in judges]
-        click.echo(f"evaluating {len(cases)} cases x {suite.repeats} repeats on {len(endpoints)} targets -> {folder}",
-                   err=True)
+        print(f"evaluating {len(cases)} cases x {suite.repeats} repeats on {len(endpoints)} targets -> {folder}",
+              file=sys.stderr, flush=True)
         try:
             asyncio.run(_calls_and_judge(suite, cases, endpoints, judge_eps, repeats, session, folder, late,
                                          old_calls, old_judgements))
@@ -223,8 +230,8 @@ def run_eval(opts: EvalOptions) -> ExitCode:
     write_scorecard(folder, scorecard)
     from loadbench.eval.render import summary
 
-    click.echo(summary(scorecard))
-    click.echo(f"scorecard: {folder / 'scorecard.md'}", err=True)
+    print(summary(scorecard), flush=True)
+    print(f"scorecard: {folder / 'scorecard.md'}", file=sys.stderr)
     return exit_code(scorecard)
 
 

@@ -1,0 +1,223 @@
+"""The gateway's request log, read back: every query that ``loadbench ab``, ``loadbench eval --pairs``,
+``loadbench log`` and ``loadbench dataset from-log`` make, each returning frozen records.
+
+The log is opened read-only (the gateway may be writing it: WAL lets readers and the writer run side
+by side). The schema and the writer's statements are ``loadbench.gateway.logdb``'s; docs/ab.md
+documents the columns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadbench.errors import InputError
+
+NO_VALUE = "(none)"  # the group of a request without the metadata key asked for
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    name: str
+    state: str  # running | paused | promoted | rolled_back
+    reason: str
+    criteria: dict[str, Any]  # the pre-registered criteria, as the gateway recorded them
+
+
+@dataclass(frozen=True, slots=True)
+class ArmRequest:
+    """A primary request of an experiment, with its latest feedback score."""
+
+    arm: str
+    ts_ms: int
+    outcome: str
+    ttft_ms: float | None
+    e2e_ms: float | None
+    cost_usd: float | None
+    metadata: str | None  # the X-Loadbench-Metadata JSON as logged
+    score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One side of a shadowed request: who answered, when, how, how fast and at what cost."""
+
+    target: str
+    ts_ms: int
+    outcome: str
+    ttft_ms: float | None
+    e2e_ms: float | None
+    cost_usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowPair:
+    model: str  # the virtual model
+    shadow: Served
+    primary: Served
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAnswer:
+    """One side of a shadow pair with its logged bodies (None where they were not logged)."""
+
+    target: str
+    ok: bool
+    request_body: str | None
+    response_body: str | None
+    prompt_tokens: int
+    output_tokens: int
+    cost_usd: float
+    ttft_ms: float | None
+    e2e_ms: float | None
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedPair:
+    pair_id: str
+    primary: LoggedAnswer
+    shadow: LoggedAnswer
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequestBody:
+    request_id: str
+    request_body: str
+    metadata: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Rows of the requests table as stored, for export."""
+
+    columns: tuple[str, ...]
+    rows: Iterator[tuple[Any, ...]]
+
+
+def metadata_value(metadata: str | None, key: str) -> str:
+    """The value of ``key`` in a logged metadata JSON, as text; ``(none)`` without it."""
+    return str(orjson.loads(metadata).get(key, NO_VALUE)) if metadata else NO_VALUE
+
+
+_ANSWER_COLS = ("target, outcome, request_body, response_body, COALESCE(prompt_tokens, 0),"
+                " COALESCE(output_tokens, 0), COALESCE(cost_usd, 0), ttft_ms, e2e_ms, status")
+
+
+def _answer(r: tuple[Any, ...]) -> LoggedAnswer:
+    target, outcome, req, resp, pt, ot, cost, ttft, e2e, status = r
+    return LoggedAnswer(str(target or ""), outcome == "ok" and status == 200, req, resp, int(pt), int(ot),
+                        float(cost), ttft, e2e, int(status))
+
+
+class RequestLog:
+    """Read-only queries on one request log. ``open`` checks the file is one (InputError, exit 2)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    def open(cls, path: Path) -> RequestLog:
+        if not path.is_file():
+            raise InputError(f"{path}: no such file (give the request_log.path of a gateway config)")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            conn.execute("SELECT 1 FROM requests LIMIT 1")
+        except sqlite3.Error as exc:
+            raise InputError(f"{path}: not a loadbench request log ({exc})") from None
+        return cls(conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> RequestLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def experiment(self, name: str) -> Experiment:
+        row = self.conn.execute("SELECT state, reason, criteria FROM experiments WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            names = [r[0] for r in self.conn.execute("SELECT name FROM experiments ORDER BY name")]
+            raise InputError(f"no experiment {name!r} in the log (experiments: {', '.join(names) or 'none'})")
+        state, reason, criteria = row
+        return Experiment(name, state, reason, orjson.loads(criteria))
+
+    def arm_requests(self, experiment: str, since_ms: int | None) -> list[ArmRequest]:
+        """The experiment's primary requests (arrived at or after ``since_ms``), each with its latest
+        feedback score from the same tenant."""
+        query = ("SELECT r.arm, r.ts_ms, r.outcome, r.ttft_ms, r.e2e_ms, r.cost_usd, r.metadata,"
+                 " (SELECT f.score FROM feedback f WHERE f.request_id = r.request_id AND f.tenant IS r.tenant"
+                 "  ORDER BY f.id DESC LIMIT 1)"
+                 " FROM requests r WHERE r.experiment = ? AND r.role = 'primary'")
+        params: list[object] = [experiment]
+        if since_ms is not None:
+            query += " AND r.ts_ms >= ?"
+            params.append(since_ms)
+        return [ArmRequest(*row) for row in self.conn.execute(query, params)]
+
+    def judge_spend(self, experiment: str, since_ms: int | None) -> tuple[int, float]:
+        """(judge calls, judge spend) of an experiment since ``since_ms`` (0, 0.0 in a log without the table)."""
+        try:
+            n, spend = self.conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM judge_spend WHERE experiment = ? AND ts_ms >= ?",
+                (experiment, since_ms or 0)).fetchone()
+        except sqlite3.OperationalError:
+            return 0, 0.0
+        return int(n), float(spend)
+
+    def shadow_pairs(self, model: str | None) -> list[ShadowPair]:
+        """Each shadow row beside the primary row it copied (only this virtual model's, when given)."""
+        query = ("SELECT s.model, s.target, s.ts_ms, s.outcome, s.ttft_ms, s.e2e_ms, s.cost_usd,"
+                 " p.target, p.ts_ms, p.outcome, p.ttft_ms, p.e2e_ms, p.cost_usd"
+                 " FROM requests s JOIN requests p ON p.request_id = s.pair_id AND p.role = 'primary'"
+                 " WHERE s.role = 'shadow'")
+        params: list[object] = []
+        if model:
+            query += " AND s.model = ?"
+            params.append(model)
+        return [ShadowPair(row[0], Served(*row[1:7]), Served(*row[7:13]))
+                for row in self.conn.execute(query, params)]
+
+    def answer_pairs(self) -> list[LoggedPair]:
+        """Every primary row with a shadow row under its pair id, with bodies (several shadow targets:
+        one pair each)."""
+        primaries = {r[0]: r[1:] for r in self.conn.execute(
+            f"SELECT pair_id, {_ANSWER_COLS} FROM requests WHERE role = 'primary' AND pair_id IS NOT NULL"
+            " ORDER BY id")}
+        out = []
+        for row in self.conn.execute(f"SELECT pair_id, {_ANSWER_COLS} FROM requests WHERE role = 'shadow'"
+                                     " ORDER BY id"):
+            p = primaries.get(row[0])
+            if p is not None:
+                out.append(LoggedPair(row[0], _answer(p), _answer(row[1:])))
+        return out
+
+    def request_bodies(self, model: str | None) -> list[LoggedRequestBody]:
+        """The logged request bodies of primary requests (only this virtual model's, when given)."""
+        query = ("SELECT request_id, request_body, metadata FROM requests"
+                 " WHERE role = 'primary' AND request_body IS NOT NULL")
+        params: list[object] = []
+        if model:
+            query += " AND model = ?"
+            params.append(model)
+        return [LoggedRequestBody(*row) for row in self.conn.execute(query, params)]
+
+    def requests(self, experiment: str | None, since_ms: int | None) -> Table:
+        """Every column of the requests table, in arrival order (this experiment's, since ``since_ms``)."""
+        where: list[str] = ["1"]
+        params: list[object] = []
+        if experiment:
+            where.append("experiment = ?")
+            params.append(experiment)
+        if since_ms is not None:
+            where.append("ts_ms >= ?")
+            params.append(since_ms)
+        cur = self.conn.execute(f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY id", params)
+        return Table(tuple(d[0] for d in cur.description), iter(cur))
