@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from loadbench.eval.pricing import Price
+from loadbench.pricing import Price
 from loadbench.gateway.abconfig import Estimate
 from loadbench.gateway.config import Route
 from loadbench.gateway.costroute import estimate
