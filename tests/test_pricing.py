@@ -41,4 +41,6 @@ def test_a_rates_only_price_bills_every_input_token_at_the_input_rate() -> None:
 
 def test_pricing_sits_below_everything_that_prices() -> None:
     graph = import_graph()
-    assert graph.get("pricing", set()) <= {"errors", "units"}
+    # protocol: Usage, the token counts a dialect decodes, is priced here (and protocol never prices)
+    assert graph.get("pricing", set()) <= {"errors", "units", "protocol"}
+    assert "pricing" not in graph.get("protocol", set())

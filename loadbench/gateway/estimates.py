@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from loadbench.pricing import Price
 from loadbench.gateway.abconfig import Estimate
 from loadbench.gateway.config import Route
 from loadbench.gateway.costroute import estimate
 from loadbench.gateway.sharedstate import SharedState, StateUnavailable
+from loadbench.pricing import Price
 
 log = logging.getLogger("loadbench.gateway")
 ESTIMATE_EVERY_S = 2.0
