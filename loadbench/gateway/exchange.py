@@ -294,9 +294,9 @@ class Exchange:
             log.warning("target %s cooled down for %.1fs", spec.name, spec.cooldown_period_s)
             self.gw.events.target_health_changed.fire(spec.name, False, f"cooled down for {spec.cooldown_period_s:g} s")
 
-    def _count_success(self, name: str, now_ns: int) -> None:
-        if record_success(self.state.health[name], now_ns):
-            self.gw.events.target_health_changed.fire(name, True, "probation passed")
+    def _back(self, name: str) -> None:
+        """A success ended ``name``'s probation (called only then: a success costs no call)."""
+        self.gw.events.target_health_changed.fire(name, True, "probation passed")
 
     def _failed(self, up: Upstream, send_ns: int, status: int, outcome: str, message: str, *,
                 counted_status: int | None = None, body: bytes = b"", retry_after: str | None = None) -> _Failure:
@@ -421,7 +421,8 @@ class Exchange:
         ctx = self.ctx
         end_ns = perf_counter_ns()
         name = up.spec.name
-        self._count_success(name, end_ns)
+        if record_success(self.state.health[name], end_ns):
+            self._back(name)
         tokens = completion_tokens(body[-400:]) if b'"usage"' in body else None
         timings = self.metrics.target(name)
         timings.ttft.record((end_ns - send_ns) / 1e9)
@@ -509,7 +510,8 @@ class Exchange:
                 ctx.outcome = "stream_break"
             else:
                 end_ns = perf_counter_ns()
-                self._count_success(name, end_ns)
+                if record_success(self.state.health[name], end_ns):
+                    self._back(name)
                 if relay.first_ns:
                     timings.ttft.record((relay.first_ns - send_ns) / 1e9)
                 count = relay.usage_tokens() or relay.tokens

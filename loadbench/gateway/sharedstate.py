@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from loadbench.errors import LoadbenchError
@@ -52,6 +52,12 @@ class SharedState(Protocol):
 
     def experiment_events(self, limit: int = 100) -> list[dict[str, object]]:
         """The newest experiment events (start, trip, admin actions), newest first."""
+
+    # ------------------------------------------------------------------ guardrails and budgets: the input
+    def observe(self, rows: Sequence[tuple[object, ...]]) -> None:
+        """One batch of the request log's rows (``logdb.COLUMNS`` order, ``logdb.NULL`` for NULL), on the
+        log's writer thread (a listener of ``events.log_batch``): a backend that keeps window counts and
+        spend apart from the log adds them up here."""
 
     # ------------------------------------------------------------------ guardrails
     def window(self, experiment: str, arm: str, since_ms: int) -> WindowStats:
@@ -131,6 +137,9 @@ class SqliteState:
             return logdb.events(self._conn(), limit)
         except sqlite3.Error as exc:
             raise StateUnavailable(f"reading experiment events: {exc}") from exc
+
+    def observe(self, rows: Sequence[tuple[object, ...]]) -> None:
+        return None  # the rows, once committed, are this backend's window and spend
 
     def window(self, experiment: str, arm: str, since_ms: int) -> WindowStats:
         try:

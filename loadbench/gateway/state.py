@@ -143,6 +143,7 @@ class Gateway:
         events.config_reloaded.add_listener(guardrails.on_reload)
         events.config_reloaded.add_listener(judges.on_reload)
         events.log_batch.add_listener(InlineChecks(experiments))
+        events.log_batch.add_listener(lambda records, rows, feedback: shared.observe(rows))
         if breakdown.keys:
             events.log_batch.add_listener(breakdown.on_batch)
         for render in (request_log.render, experiments.render, shadows.render, judges.render, breakdown.render):

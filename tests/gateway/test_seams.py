@@ -5,6 +5,7 @@ gateway, and the SQLite shared state is one state for several connections and pr
 from __future__ import annotations
 
 import ast
+import asyncio
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 
 from loadbench.errors import ConfigError
 from loadbench.gateway import logdb
@@ -90,21 +92,26 @@ def test_a_raising_listener_is_counted_and_the_client_still_gets_its_answer() ->
     def broken(ctx: RequestContext, status: int) -> None:
         raise RuntimeError("a listener's bug")
 
+    async def fails_once(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        return await (failing(500) if len(up.bodies) == 1 else ok)(up, request, body)
+
     async def main() -> None:
-        async with upstream(Upstream(ok)) as a_url, upstream(Upstream(failing(500))) as b_url:
+        async with upstream(Upstream(ok)) as a_url, upstream(Upstream(fails_once)) as b_url:
             cfg = two_targets(("a", a_url), ("b", b_url), [{"target": "b", "priority": 0},
                                                            {"target": "a", "priority": 1}], routing="priority")
-            cfg["targets"][1]["failure_tolerance"] = {"allowed_failures_per_minute": 0}
+            cfg["targets"][1]["failure_tolerance"] = {"allowed_failures_per_minute": 0, "cooldown_period_s": 0.2}
             async with gateway(cfg) as (url, gw), aiohttp.ClientSession() as s:
                 gw.events.exchange_finished.add_listener(broken)
                 gw.events.exchange_finished.add_listener(lambda ctx, status: heard.append((ctx.target, status)))
                 gw.events.target_health_changed.add_listener(lambda *args: changes.append(args))
-                for _ in range(2):
-                    status, _, body = await post(s, url, CHAT)
-                    assert status == 200 and b'"ok"' in body
+                status, _, body = await post(s, url, CHAT)  # b fails and cools down, a answers
+                assert status == 200 and b'"ok"' in body
+                await asyncio.sleep(0.3)  # b's cooldown is over: on probation, its success brings it back
+                status, _, body = await post(s, url, CHAT)
+                assert status == 200 and b'"ok"' in body
                 assert gw.events.exchange_finished.errors == 2
-                assert heard == [("a", 200), ("a", 200)]  # the listener after the broken one still ran
-                assert changes == [("b", False, "cooled down for 300 s")]  # once: b is out of rotation after
+                assert heard == [("a", 200), ("b", 200)]  # the listener after the broken one still ran
+                assert changes == [("b", False, "cooled down for 0.2 s"), ("b", True, "probation passed")]
                 async with s.get(url + "/metrics") as r:
                     text = await r.text()
                 assert (f'loadbench_gateway_event_listener_errors_total{{event="exchange_finished",'
