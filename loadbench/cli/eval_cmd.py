@@ -46,11 +46,9 @@ def eval_(suite: Path, targets: tuple[str, ...], filter_: str, sample: int | Non
     if from_log is not None or pairs:
         if from_log is None or not pairs:
             raise click.UsageError("--from-log LOG and --pairs go together (score the log's shadow pairs)")
-        from loadbench.eval.pairs import WireText, run_pairs
-        from loadbench.gateway.escalation import answer_text, stream_text
-        from loadbench.mock.answers import request_text
+        from loadbench.eval.pairs import run_pairs
 
-        return int(run_pairs(suite, from_log, out_dir, name, WireText(answer_text, stream_text, request_text)))
+        return int(run_pairs(suite, from_log, out_dir, name))
     from loadbench.eval.workflow import EvalOptions, run_eval
 
     verdict = run_eval(EvalOptions(

@@ -16,11 +16,10 @@ import asyncio
 import datetime as dt
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -35,21 +34,11 @@ from loadbench.eval.stats import wilson
 from loadbench.eval.suite import Suite, Target, load_suite
 from loadbench.eval.workflow import _api_key, _url, exit_code, write_scorecard
 from loadbench.pricing import Price, Pricing, Usage
+from loadbench.protocol.openai import answer_text, question_text, stream_text
 from loadbench.results import run_dir as rd
 from loadbench.results.request_log import LoggedAnswer, LoggedPair, RequestLog
 
 LOG_COST_SOURCE = "request log cost_usd"
-
-
-@dataclass(frozen=True, slots=True)
-class WireText:
-    """How to read text out of the wire format: the answer of a whole response, the answer of a
-    stream, and the question of a request body (whitespace-normalised, as the mock's answer book
-    keys its cases). The caller passes the wire format's own readers: they live above eval."""
-
-    answer: Callable[[bytes], str | None]
-    stream: Callable[[bytes], str]
-    question: Callable[[dict[str, Any]], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +51,14 @@ class PairRecords:
     no_case: int  # pairs whose request matches no case of the suite
 
 
-def _text(a: LoggedAnswer, wire: WireText) -> str:
+def _text(a: LoggedAnswer) -> str:
     raw = (a.response_body or "").encode()
-    whole = wire.answer(raw)
-    return whole if whole is not None else wire.stream(raw)
+    whole = answer_text(raw)
+    return whole if whole is not None else stream_text(raw)
 
 
-def _record(suite: Suite, case: Case, a: LoggedAnswer, repeat: int, wire: WireText) -> CallRecord:
-    text = _text(a, wire) if a.ok else ""
+def _record(suite: Suite, case: Case, a: LoggedAnswer, repeat: int) -> CallRecord:
+    text = _text(a) if a.ok else ""
     usage = Usage(prompt_tokens=a.prompt_tokens, completion_tokens=a.output_tokens)
     reply = Reply(a.ok, text, "stop" if a.ok else None, usage, False, a.status, None if a.ok else "logged error",
                   None, a.ttft_ms, a.e2e_ms)
@@ -79,7 +68,7 @@ def _record(suite: Suite, case: Case, a: LoggedAnswer, repeat: int, wire: WireTe
                       scores=score_output(suite, case, reply) if a.ok else {})
 
 
-def pair_records(suite: Suite, pairs: Sequence[LoggedPair], wire: WireText) -> PairRecords:
+def pair_records(suite: Suite, pairs: Sequence[LoggedPair]) -> PairRecords:
     """The scored calls of the pairs of one (primary, shadow) target couple (the most frequent one)."""
     couples: dict[tuple[str, str], int] = defaultdict(int)
     for p in pairs:
@@ -102,13 +91,13 @@ def pair_records(suite: Suite, pairs: Sequence[LoggedPair], wire: WireText) -> P
         except orjson.JSONDecodeError:
             body = None
         # the same rule as the mock's answer book, so a logged request finds the case it was made from
-        case = by_text.get(wire.question(body)) if isinstance(body, dict) else None
+        case = by_text.get(" ".join(question_text(body).split())) if isinstance(body, dict) else None
         if case is None:
             no_case += 1
             continue
         repeat = seen[case.id]
         seen[case.id] += 1
-        records += [_record(suite, case, p.primary, repeat, wire), _record(suite, case, p.shadow, repeat, wire)]
+        records += [_record(suite, case, p.primary, repeat), _record(suite, case, p.shadow, repeat)]
     return PairRecords(primary, shadow, tuple(records), n, no_body, no_case)
 
 
@@ -120,13 +109,13 @@ def pairs_suite(suite: Suite, got: PairRecords, today: dt.date) -> Suite:
                    pricing=Pricing(LOG_COST_SOURCE, suite.pricing.currency if suite.pricing else "USD", price))
 
 
-def run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None, wire: WireText) -> ExitCode:
+def run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None) -> ExitCode:
     """Score the log's shadow pairs (Ctrl-C: exit 130); the scorecard's exit code."""
     with interruptible():
-        return _run_pairs(suite_path, log_path, out_dir, name, wire)
+        return _run_pairs(suite_path, log_path, out_dir, name)
 
 
-def _run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None, wire: WireText) -> ExitCode:
+def _run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None) -> ExitCode:
     original = load_suite(suite_path)
     with RequestLog.open(log_path) as log:
         pairs = log.answer_pairs()
@@ -134,7 +123,7 @@ def _run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None
         raise InputError(f"{log_path}: no shadow pairs in this request log (give a virtual model `shadow:` and "
                          "`request_log: {log_bodies: all}` in the gateway config, then send traffic)")
     now = dt.datetime.now(dt.UTC)
-    got = pair_records(original, pairs, wire)
+    got = pair_records(original, pairs)
     suite = pairs_suite(original, got, now.date())
     folder = rd.new_run_dir(out_dir, f"{name or suite.name}-pairs", now)
     (folder / "manifest.json").write_bytes(orjson.dumps({

@@ -34,26 +34,15 @@ from loadbench.eval.judging import blind, parse_grades, single_prompt
 from loadbench.gateway.abconfig import AnswerJudgeSpec, ExperimentSpec
 from loadbench.gateway.config import GatewaySpec
 from loadbench.gateway.context import RequestContext
-from loadbench.gateway.escalation import answer_text, stream_text
 from loadbench.gateway.experiments import Experiments, changed, specs_of
 from loadbench.gateway.sharedstate import SharedState, StateUnavailable
-from loadbench.pricing import Usage
+from loadbench.pricing import Price, Usage, model_cost
+from loadbench.protocol.openai import OPENAI, answer_text, question_text, stream_text, usage_from
 from loadbench.units import utc_day, utc_day_start_ms
 
 
-def question_of(body: Mapping[str, object]) -> str:
-    """The last user message (chat) or the prompt (completions)."""
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        text: object = users[-1] if users else ""
-    else:
-        text = body.get("prompt")
-    return text if isinstance(text, str) else ""
-
-
 def judge_cost(usage: Usage, spec: AnswerJudgeSpec) -> float:
-    return (usage.prompt_tokens * spec.input_per_mtok + usage.completion_tokens * spec.output_per_mtok) / 1e6
+    return model_cost(usage, Price.of("judge", spec.input_per_mtok, spec.output_per_mtok))
 
 
 class AnswerJudges:
@@ -134,7 +123,7 @@ class AnswerJudges:
         answer = stream_text(raw) if ctx.stream else (answer_text(raw) or "")
         tenant = ctx.client_key_digest.hex() if ctx.client_key_digest else None
         task = asyncio.get_running_loop().create_task(
-            self._grade(name, spec, ctx.request_id, tenant, question_of(ctx.body), answer))
+            self._grade(name, spec, ctx.request_id, tenant, question_text(ctx.body), answer))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -165,13 +154,11 @@ class AnswerJudges:
     async def _ask(self, spec: AnswerJudgeSpec, prompt: str) -> tuple[str | None, Usage]:
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        headers = {"Content-Type": "application/json"}
-        if spec.api_key:
-            headers["Authorization"] = f"Bearer {spec.api_key}"
+        headers = OPENAI.headers(spec.api_key, stream=False)
         body = {"model": spec.model, "stream": False, "temperature": 0,
                 "messages": [{"role": "user", "content": prompt}]}
         async with asyncio.timeout(spec.timeout_s):
-            async with self._session.post(spec.url + "/chat/completions", data=orjson.dumps(body),
+            async with self._session.post(OPENAI.url(spec.url, "chat"), data=orjson.dumps(body),
                                           headers=headers) as resp:
                 raw = await resp.read()
         if resp.status != 200:
@@ -180,7 +167,7 @@ class AnswerJudges:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return None, Usage()
-        usage = Usage.from_openai(obj.get("usage") if isinstance(obj, dict) else None)
+        usage = usage_from(obj.get("usage") if isinstance(obj, dict) else None)
         return answer_text(raw), usage
 
     def render(self, worker: str) -> list[str]:

@@ -55,7 +55,7 @@ class RequestContext:
     last_ns: int = 0
     tokens: int = 0  # output tokens counted or reported
     usage_tail: bytes = b""  # the bytes that carry the upstream's usage (parsed off the event loop)
-    outcome: str = ""  # "" or why a 200 went wrong ("stream_break")
+    outcome: str = ""  # "" or why a 200 went wrong (outcomes.STREAM_CUT)
     experiment: str = ""
     arm: str = ""  # "incumbent" | "candidate"
     keep_answer: bool = False  # the request log wants the answer's bytes in ``captured``

@@ -24,7 +24,7 @@ from loadbench.gateway.config import Route, RouteTarget, SlaTunables
 from loadbench.gateway.health import TargetHealth
 from loadbench.gateway.routing import matches, sla_violated
 from loadbench.gateway.stats import TpotWindow
-from loadbench.pricing import Price
+from loadbench.pricing import Price, token_cost
 
 PROXY_TOKENS = 1000
 
@@ -46,7 +46,7 @@ def estimate(target: str, live: LiveStats | None, spec: CostRoutingSpec, price: 
     if cost is None and prior is not None:
         cost = prior.cost_per_request
     if cost is None and price is not None:
-        cost = PROXY_TOKENS * (price.input_per_mtok + price.output_per_mtok) / 1e6
+        cost = token_cost(price, PROXY_TOKENS, PROXY_TOKENS)
     return Estimate(quality, cost, source)
 
 

@@ -19,44 +19,7 @@ from aiohttp import web
 from loadbench.gateway.abconfig import AnswerCheck, CostRoutingSpec
 from loadbench.gateway.config import RouteTarget
 from loadbench.gateway.context import RequestContext
-
-
-def answer_text(body: bytes) -> str | None:
-    """The text of a non-streamed chat or text completion (None when it is not one)."""
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
-        return None
-    parts = []
-    for choice in obj["choices"]:
-        if not isinstance(choice, dict):
-            continue
-        msg = choice.get("message")
-        text = msg.get("content") if isinstance(msg, dict) else choice.get("text")
-        if isinstance(text, str):
-            parts.append(text)
-    return "".join(parts)
-
-
-def stream_text(raw: bytes) -> str:
-    """The content of a stream's deltas, joined (events that are not JSON chunks are skipped)."""
-    parts = []
-    for event in raw.split(b"\n\n"):
-        if not event.startswith(b"data: {"):
-            continue
-        try:
-            obj = orjson.loads(event[6:])
-        except orjson.JSONDecodeError:
-            continue
-        for choice in obj.get("choices") or [] if isinstance(obj, dict) else []:
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            text = delta.get("content") if isinstance(delta, dict) else choice.get("text") if isinstance(
-                choice, dict) else None
-            if isinstance(text, str):
-                parts.append(text)
-    return "".join(parts)
+from loadbench.protocol.openai import answer_text
 
 
 def passes(text: str | None, check: AnswerCheck) -> bool:

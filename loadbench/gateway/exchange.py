@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from loadbench import outcomes
 from loadbench.gateway import auth
 from loadbench.gateway import openai_error as oai
 from loadbench.gateway.config import RouteTarget
@@ -37,7 +38,7 @@ from loadbench.gateway.relay import StreamRelay
 from loadbench.gateway.state import Gateway, GatewayState
 from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watch
-from loadbench.protocol.openai import completion_tokens, error_event
+from loadbench.protocol.openai import completion_tokens, error_event, is_answer, is_error_body
 
 log = logging.getLogger("loadbench.gateway")
 
@@ -69,18 +70,10 @@ class _Failure:
     """Why an attempt did not produce a response (before any byte went to the client)."""
 
     status: int  # upstream status, or CONNECT_ERROR / TIMEOUT / INVALID
-    outcome: str  # metric label: the status, "timeout", "connect_error" or "invalid_answer"
+    outcome: str  # metric label: the status, or outcomes.TIMEOUT / CONNECTION_ERROR / INVALID_ANSWER
     body: bytes  # an upstream OpenAI error body to pass through, or b"" (the gateway writes one)
     message: str
     retry_after: str | None = None
-
-
-def _openai_error_body(body: bytes) -> bool:
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(obj, dict) and isinstance(obj.get("error"), dict | str)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
@@ -99,14 +92,6 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
 
 def _too_large(limit: int) -> web.Response:
     return oai.refuse(413, f"Request body is larger than {limit} bytes.")
-
-
-def _openai_answer(body: bytes) -> bool:
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(obj, dict) and isinstance(obj.get("choices"), list)
 
 
 class Exchange:
@@ -313,7 +298,7 @@ class Exchange:
             body = await _read_capped(resp, MAX_ERROR_BODY_BYTES) or b""
         except aiohttp.ClientError:
             body = b""
-        if not _openai_error_body(body):
+        if not is_error_body(body):
             body = b""  # an HTML error page or garbage: the client gets an OpenAI error with the same status
         return self._failed(up, send_ns, status, str(status), f"upstream {name} answered {status}",
                             counted_status=status, body=body, retry_after=resp.headers.get("Retry-After"))
@@ -343,27 +328,27 @@ class Exchange:
                     return await self._error_answer(up, resp, send_ns)
                 if ctx.stream:
                     if resp.content_type != "text/event-stream":
-                        return self._failed(up, send_ns, INVALID, "invalid_answer",
+                        return self._failed(up, send_ns, INVALID, outcomes.INVALID_ANSWER,
                                             f"upstream {name} answered {resp.content_type} to a streamed request")
                     watch = self.gw.watchdog.watch(resp, send_ns + up.first_token_ns)
                     relay = StreamRelay(self.state.spec.limits.max_event_bytes,
                                         [] if ctx.capture or ctx.keep_answer else None)
                     first = await self._first_token(relay, resp)
                     if relay.error:
-                        return self._failed(up, send_ns, INVALID, "invalid_answer",
+                        return self._failed(up, send_ns, INVALID, outcomes.INVALID_ANSWER,
                                             f"upstream {name} {relay.error} before the first token")
                 else:
                     whole = await self._whole(up, resp)
                     if whole is None:
-                        return self._failed(up, send_ns, INVALID, "invalid_answer",
+                        return self._failed(up, send_ns, INVALID, outcomes.INVALID_ANSWER,
                                             f"upstream {name} did not answer with an OpenAI completion")
                     body = whole
             except (TimeoutError, aiohttp.ServerTimeoutError):
-                return self._failed(up, send_ns, TIMEOUT, "timeout", f"upstream {name} timed out")
+                return self._failed(up, send_ns, TIMEOUT, outcomes.TIMEOUT, f"upstream {name} timed out")
             except aiohttp.ClientError as exc:
                 if watch is not None and watch.timed_out:
-                    return self._failed(up, send_ns, TIMEOUT, "timeout", f"upstream {name} timed out")
-                return self._failed(up, send_ns, CONNECT_ERROR, "connect_error",
+                    return self._failed(up, send_ns, TIMEOUT, outcomes.TIMEOUT, f"upstream {name} timed out")
+                return self._failed(up, send_ns, CONNECT_ERROR, outcomes.CONNECTION_ERROR,
                                     f"upstream {name} connection failed: {type(exc).__name__}")
             self.metrics.inc("attempts", name, "200")
             ctx.target = name
@@ -405,7 +390,7 @@ class Exchange:
             body = None if length > cap else await resp.read()
         else:
             body = await _read_capped(resp, cap)
-        return body if body is not None and _openai_answer(body) else None
+        return body if body is not None and is_answer(body) else None
 
     # ------------------------------------------------------------------ step 7
 
@@ -507,7 +492,7 @@ class Exchange:
                 self._count_failure(up, None)
                 await out.write(error_event(f"upstream {name} {broke} after the stream started", 502))
                 ctx.capture = False
-                ctx.outcome = "stream_break"
+                ctx.outcome = outcomes.STREAM_CUT
             else:
                 end_ns = perf_counter_ns()
                 if record_success(self.state.health[name], end_ns):

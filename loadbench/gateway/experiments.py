@@ -27,9 +27,10 @@ import orjson
 from loadbench.gateway.abconfig import ExperimentSpec, Guardrails
 from loadbench.gateway.config import Route, RouteTarget
 from loadbench.gateway.context import RequestContext
-from loadbench.gateway.escalation import answer_text, passes, stream_text
+from loadbench.gateway.escalation import passes
 from loadbench.gateway.logdb import NULL, ExperimentRow
 from loadbench.gateway.logrecord import LogRecord
+from loadbench.protocol.openai import answer_text, stream_text
 
 INCUMBENT = "incumbent"
 CANDIDATE = "candidate"

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS requests (
     experiment TEXT, arm TEXT,       -- arm: incumbent | candidate
     target TEXT,                     -- the target that answered ('' when none did)
     status INTEGER NOT NULL,         -- HTTP status sent to the client (499: the client went away)
-    outcome TEXT NOT NULL,           -- ok | error | stream_break | client_gone
+    outcome TEXT NOT NULL,           -- loadbench.outcomes.LOG_OUTCOMES (older logs: stream_break = stream_cut)
     cache TEXT,                      -- hit-exact | hit-semantic | miss | bypass | NULL (no cache)
     ttft_ms REAL, tpot_ms REAL, e2e_ms REAL,   -- from arrival at the gateway
     prompt_tokens INTEGER, output_tokens INTEGER, cached_tokens INTEGER,

@@ -42,7 +42,7 @@ class TargetTimings:
 
 _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "requests": ("Client requests by virtual model and final status", ("model", "status")),
-    "attempts": ("Upstream attempts by target and outcome (status code, timeout, connect_error)",
+    "attempts": ("Upstream attempts by target and outcome (status code, timeout, connection_error, invalid_answer)",
                  ("target", "outcome")),
     "retries": ("Attempts repeated on the same target", ("target",)),
     "fallbacks": ("Requests that moved to another target", ("model",)),

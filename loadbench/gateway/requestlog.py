@@ -33,6 +33,8 @@ from loadbench.gateway.context import RequestContext
 from loadbench.gateway.logdb import NULL
 from loadbench.gateway.logrecord import LogRecord
 from loadbench.pricing import Price, Usage, model_cost
+from loadbench.protocol.openai import usage_in
+from loadbench.protocol.usage import NO_USAGE
 
 if TYPE_CHECKING:
     import random
@@ -45,32 +47,6 @@ WAIT_S = 1.0  # the writer wakes at least this often to see whether pruning is d
 PRUNE_EVERY_S = 60.0
 REDACTED = "[REDACTED]"
 _new_record = tuple.__new__  # a LogRecord from a tuple without NamedTuple's Python-level __new__
-
-
-NO_USAGE = Usage()
-
-
-def usage_of(tail: bytes) -> Usage:
-    """The last ``usage`` object in a whole answer or in a stream's last events.
-
-    Only that object is parsed, not the answer around it (a whole answer's text can be long): a JSON
-    string escapes its quotes, so ``"usage"`` with bare quotes is a key, and the object ends at the
-    ``}`` that balances its ``{``."""
-    at = tail.rfind(b'"usage"')
-    if at < 0:
-        return NO_USAGE
-    begin = tail.find(b"{", at + 7)
-    if begin < 0 or tail[at + 7:begin].strip(b" \t\r\n:"):  # "usage": null, or no object follows
-        return NO_USAGE
-    end = tail.find(b"}", begin)
-    while end > 0 and tail.count(b"{", begin, end) > tail.count(b"}", begin, end + 1):
-        end = tail.find(b"}", end + 1)
-    if end < 0:
-        return NO_USAGE
-    try:
-        return Usage.from_openai(orjson.loads(tail[begin:end + 1]))
-    except orjson.JSONDecodeError:
-        return NO_USAGE
 
 
 def redact(text: str, spec: RequestLogSpec) -> str:
@@ -110,7 +86,7 @@ def row_of(r: LogRecord, spec: RequestLogSpec, prices: Mapping[str, Price | None
     status, ctx, end_s = r.status, r.ctx, r.end_s
     e2e_ms = (r.end_ns - arrival) / 1e6
     ttft_ms = (first - arrival) / 1e6 if first else None
-    usage = usage_of(tail) if tail else NO_USAGE
+    usage = (usage_in(tail) if tail else None) or NO_USAGE
     output_tokens = usage.completion_tokens or tokens
     cost: float | None = None
     if cache == "hit-exact":

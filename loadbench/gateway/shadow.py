@@ -24,6 +24,7 @@ from time import perf_counter_ns
 import aiohttp
 import orjson
 
+from loadbench import outcomes
 from loadbench.gateway.config import GatewaySpec, Route
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.relay import StreamRelay
@@ -114,7 +115,7 @@ class Shadows:
                     resp.close()
         except (aiohttp.ClientError, TimeoutError):
             if status == 200:
-                ctx.outcome = "stream_break"  # cut after its headers (a failed connection keeps 502)
+                ctx.outcome = outcomes.STREAM_CUT  # cut after its headers (a failed connection keeps 502)
         finally:
             self.in_flight[route.name] -= 1
         self.add(ctx, status)
@@ -128,7 +129,7 @@ class Shadows:
                 break
         relay.end()
         if relay.error:
-            ctx.outcome = "stream_break"
+            ctx.outcome = outcomes.STREAM_CUT
         ctx.first_ns, ctx.last_ns = relay.first_ns, relay.last_ns
         ctx.tokens = relay.usage_tokens() or relay.tokens
         ctx.usage_tail = relay.prev + relay.last

@@ -12,6 +12,7 @@ from __future__ import annotations
 import aiohttp
 
 from loadbench.gateway.config import TargetSpec
+from loadbench.protocol.openai import OPENAI
 
 
 class Upstream:
@@ -26,12 +27,10 @@ class Upstream:
         self.session = aiohttp.ClientSession(connector=connector,
                                              timeout=aiohttp.ClientTimeout(total=t.total_s, sock_connect=t.connect_s),
                                              auto_decompress=False, skip_auto_headers=("User-Agent",))
-        self.chat_url = spec.url + "/chat/completions"
-        self.completions_url = spec.url + "/completions"
-        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-        if spec.api_key:
-            headers["Authorization"] = "Bearer " + spec.api_key
-        self.headers = headers
+        self.chat_url = OPENAI.url(spec.url, "chat")
+        self.completions_url = OPENAI.url(spec.url, "completions")
+        # one header set for streamed and whole requests alike: no Accept, and bytes relayed as sent
+        self.headers = {**OPENAI.headers(spec.api_key, stream=False), "Accept-Encoding": "identity"}
         self.in_flight = 0
         self.first_token_ns = round(t.first_token_s * 1e9)
         self.idle_ns = round(t.idle_s * 1e9)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from loadbench.errors import InputError
+from loadbench.outcomes import canonical
 
 NO_VALUE = "(none)"  # the group of a request without the metadata key asked for
 
@@ -160,7 +161,8 @@ class RequestLog:
         if since_ms is not None:
             query += " AND r.ts_ms >= ?"
             params.append(since_ms)
-        return [ArmRequest(*row) for row in self.conn.execute(query, params)]
+        # outcomes.canonical: an older gateway's words (stream_break) read as today's
+        return [ArmRequest(row[0], row[1], canonical(row[2]), *row[3:]) for row in self.conn.execute(query, params)]
 
     def judge_spend(self, experiment: str, since_ms: int | None) -> tuple[int, float]:
         """(judge calls, judge spend) of an experiment since ``since_ms`` (0, 0.0 in a log without the table)."""
@@ -182,7 +184,8 @@ class RequestLog:
         if model:
             query += " AND s.model = ?"
             params.append(model)
-        return [ShadowPair(row[0], Served(*row[1:7]), Served(*row[7:13]))
+        return [ShadowPair(row[0], Served(row[1], row[2], canonical(row[3]), *row[4:7]),
+                           Served(row[7], row[8], canonical(row[9]), *row[10:13]))
                 for row in self.conn.execute(query, params)]
 
     def answer_pairs(self) -> list[LoggedPair]:

@@ -146,10 +146,8 @@ def test_a_file_that_is_not_a_request_log_and_a_log_without_pairs_fail_with_exit
 
 def test_pairs_without_bodies_or_without_a_case_are_counted_apart_and_repeats_follow_the_pair(
         tmp_path: Path) -> None:
-    from loadbench.eval.pairs import WireText, pair_records
+    from loadbench.eval.pairs import pair_records
     from loadbench.eval.suite import load_suite
-    from loadbench.gateway.escalation import answer_text, stream_text
-    from loadbench.mock.answers import request_text
     from loadbench.results.request_log import LoggedAnswer, LoggedPair
 
     data = dataset(tmp_path / "d.jsonl")
@@ -165,7 +163,7 @@ def test_pairs_without_bodies_or_without_a_case_are_counted_apart_and_repeats_fo
              LoggedPair("p3", answer("a", None, None), answer("b", None, None)),
              LoggedPair("p4", answer("a", "ticket 1: help", "billing"), answer("b", None, None)),
              LoggedPair("p5", answer("a", "something else", "x"), answer("b", None, "y"))]
-    got = pair_records(suite, pairs, WireText(answer_text, stream_text, request_text))
+    got = pair_records(suite, pairs)
     assert (got.primary, got.shadow, got.pairs, got.no_body, got.no_case) == ("a", "b", 5, 2, 1)
     # the two pairs of case c000 are its repeats 0 and 1, the same repeat on both sides of a pair
     keys = [(r.target, r.case_id, r.repeat, r.text, r.scores["label"].passed) for r in got.records]

@@ -24,7 +24,7 @@ _COUNTER = re.compile(r'^loadbench_gateway_(\w+)_total\{([^}]*)\} (\d+)$', re.M)
 
 # fault -> (outcome recorded for the faulty target, streamed?) ; "break" = failed after the first token
 EXPECTED: dict[tuple[str, bool], str] = {
-    ("refuse", False): "connect_error", ("refuse", True): "connect_error",
+    ("refuse", False): "connection_error", ("refuse", True): "connection_error",
     ("hang", False): "timeout", ("hang", True): "timeout",
     ("headers-then-stall", False): "timeout", ("headers-then-stall", True): "timeout",
     ("stall-after-role", True): "timeout",
@@ -33,7 +33,7 @@ EXPECTED: dict[tuple[str, bool], str] = {
     ("sse-200", False): "invalid_answer",
     ("no-done", False): "invalid_answer", ("no-done", True): "break",
     ("endless-event", False): "invalid_answer", ("endless-event", True): "invalid_answer",
-    ("cut-mid-stream", False): "connect_error", ("cut-mid-stream", True): "break",
+    ("cut-mid-stream", False): "connection_error", ("cut-mid-stream", True): "break",
     ("429-retry-after", False): "429", ("429-retry-after", True): "429",
     ("html-502", False): "502", ("html-502", True): "502",
 }

@@ -18,7 +18,6 @@ from loadbench.errors import ConfigError
 from loadbench.gateway.app import create_app
 from loadbench.gateway.config import compile_model, parse_model
 from loadbench.gateway.connections import GuardedRunner, RejectLog
-from loadbench.gateway.requestlog import usage_of
 from loadbench.gateway.state import Gateway
 from tests.gateway.harness import CHAT, Upstream, ok, one_target, post, run, serve, upstream
 
@@ -54,30 +53,6 @@ def rows(db: Path, where: str = "1") -> list[dict[str, Any]]:
 def with_log(cfg: dict[str, Any], db: Path, **log: Any) -> dict[str, Any]:
     return {**cfg, "request_log": {"path": str(db), "flush_ms": 20, **log},
             "auth": {"api_keys_env": "CLIENT_KEYS"}}
-
-
-def test_usage_of_a_stream_tail_and_a_whole_answer() -> None:
-    tail = (b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
-            b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,'
-            b'"prompt_tokens_details":{"cached_tokens":2}}}\n\ndata: [DONE]\n\n')
-    u = usage_of(tail)
-    assert (u.prompt_tokens, u.completion_tokens, u.cached_tokens) == (7, 3, 2)
-    whole = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 9}})
-    assert (usage_of(whole).prompt_tokens, usage_of(whole).completion_tokens) == (5, 9)
-    assert usage_of(b"data: [DONE]\n\n").prompt_tokens == 0
-    assert usage_of(b'{"usage": broken').prompt_tokens == 0
-
-
-def test_usage_of_reads_only_the_usage_object_wherever_it_is() -> None:
-    # usage before the choices, and an answer whose text holds braces and the word usage
-    first = orjson.dumps({"usage": {"prompt_tokens": 4, "completion_tokens": 2,
-                                    "prompt_tokens_details": {"cached_tokens": 1}, "total_tokens": 6},
-                          "choices": [{"message": {"content": 'a {"usage": {"prompt_tokens": 99}} }}'}}]})
-    u = usage_of(first)
-    assert (u.prompt_tokens, u.completion_tokens, u.cached_tokens) == (4, 2, 1)
-    assert usage_of(b'{"choices": [], "usage": null, "x": {"prompt_tokens": 5}}').prompt_tokens == 0
-    assert usage_of(b'{"usage": {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 1}').prompt_tokens == 0
-    assert usage_of(b"").completion_tokens == 0
 
 
 def test_absent_values_are_stored_as_sql_null(tmp_path: Path) -> None:
