@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lint clean
+.PHONY: demo test test-fast bench lint clean system-packages
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,8 +19,12 @@ demo: $(STAMP)
 	  echo "loadbench eval exit code $$rc (0 ACCEPT, 1 REJECT or a failed regression case, 3 INCONCLUSIVE)"; \
 	  test $$rc -le 3 -a $$rc -ne 2
 
+# The Debian packages the tests need beyond Python (the browser the web UI tests drive), when missing.
+system-packages:
+	@bash scripts/system-packages.sh
+
 # Two tests at a time, then the few that measure the generator's own timing, one by one.
-test: $(STAMP)
+test: system-packages $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m 'not alone'
 	$(BIN)/python -m pytest -q -m alone
 
