@@ -195,7 +195,7 @@ def test_cache_hit_and_miss_latency_through_a_caching_gateway(tmp_path: Path, mo
                                    "virtual_models": [{"name": "chat", "targets": [{"target": "m0"}]}],
                                    "cache": {"mode": "semantic"}}))
     with running_server(["gateway", "--config", str(cfg), "--port", "0"]) as gw, \
-            _web(tmp_path, gw.base_url, "chat") as w:
+            _web(tmp_path, gw.base_url, "chat", "--name", "cache-mix") as w:
         form = {"user_count": "8", "spawn_rate": "8", "run_time": "8s", "host": gw.base_url, "model": "chat",
                 "scenario": str(REPO / "scenarios/cache-mix.yaml"), "stream": "true"}
         req = urllib.request.Request(w["url"] + "/swarm", data=urllib.parse.urlencode(form).encode())
@@ -214,5 +214,6 @@ def test_cache_hit_and_miss_latency_through_a_caching_gateway(tmp_path: Path, mo
         assert cache["miss"]["p50_ms"] >= 150
         assert cache["hit-exact"]["p50_ms"] < 150 / 3
         (run_dir,) = [d for d in w["out"].iterdir() if d.is_dir()]
+        assert run_dir.name.endswith("-cache-mix"), run_dir.name  # --name, not the profile's
         by_state = read_json(run_dir / "summary.json")["breakdowns"]["cache"]
         assert {k: v["requests"] for k, v in by_state.items()} == {k: q["count"] for k, q in cache.items()}
