@@ -45,7 +45,7 @@ PANEL_TAGS = ('<link rel="stylesheet" href="./loadbench/static/panel.css">'
 PLAN_FILE = "plan.json"
 TAB_KEY = "loadbench"
 # Locust's own extension point for a tab: a table whose rows ride on /stats/requests (extended_stats)
-_COLUMNS = (("name", "figure (HDR; charts under the page)"), ("p50", "last interval P50"), ("p90", "P90"),
+_COLUMNS = (("name", "figure (HDR; charts below)"), ("p50", "last interval P50"), ("p90", "P90"),
             ("p99", "P99"), ("run_p50", "run so far P50"), ("run_p90", "P90"), ("run_p99", "P99"),
             ("run_count", "count"))
 TAB = {"extended_tabs": [{"title": "loadbench", "key": TAB_KEY}],

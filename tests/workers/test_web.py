@@ -135,6 +135,20 @@ def test_web_run_from_the_page(web: dict) -> None:
         assert live_ms is not None, page.inner_text("#loadbench-panel")
         assert MOCK_TTFT_MS <= live_ms < MOCK_TTFT_MS * 1.5, live_ms
         assert page.locator("#lb-chart-ttft path").count() >= 1  # the P50/P90/P99 lines are drawn
+        # the panel lives in Locust's loadbench tab: not under the statistics, at once under the tab's table
+        panel = page.locator("#loadbench-panel")
+        expect(panel).to_be_hidden()
+        page.get_by_role("tab", name="loadbench").click()
+        expect(panel).to_be_visible(timeout=10_000)
+        expect(page.locator("main #loadbench-panel #lb-chart-ttft")).to_be_visible()
+        table = page.locator("main table").first.bounding_box()
+        box = panel.bounding_box()
+        assert table is not None and box is not None
+        assert 0 <= box["y"] - (table["y"] + table["height"]) < 100, (table, box)
+        page.get_by_role("tab", name="charts").click()
+        expect(panel).to_be_hidden()
+        page.get_by_role("tab", name="loadbench").click()
+        expect(panel).to_be_visible()
         page.screenshot(path=str(web["tmp"] / "web-run.png"), full_page=True)
         # Locust's own tab extension: the loadbench tab's table of HDR figures (in a second page, so
         # the first keeps Locust's statistics tab)
