@@ -136,16 +136,13 @@ class WebSession:
 
     def _run(self, prep: Prepared, run_dir: Path, workers: int) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        load_plan = prep.profile.load_plan().to_json()
         target = prep.target
+        plan = RunPlan.build(run_dir.name, target, prep.profile, prep.scenario, workers)  # no calibration: scale 1
         write_manifest(run_dir, Manifest(
             run_id=run_dir.name, name=prep.name, command=("loadbench", "run", "--web"),
             target={"url": target.url, "model": target.model, "api_key_env": target.api_key_env},
             profile=prep.profile.dump_for_record(), scenario=prep.scenario.model_dump(mode="json"),
-            start_unix_s=time.time(), prompt_scale=1.0, load_plan=load_plan))
-        plan = RunPlan(run_id=run_dir.name, target=target, profile=prep.profile.dump_for_record(),
-                       scenario=prep.scenario.model_dump(mode="json"), load_plan=load_plan, seed=prep.profile.seed,
-                       interval_s=prep.profile.interval_s, workers=workers, extra={"prompt_scale": 1.0})
+            start_unix_s=time.time(), prompt_scale=plan.workload.prompt_scale, load_plan=plan.load.to_json()))
         rd.write_json(run_dir / PLAN_FILE, plan.to_record())
         view = RunView(run_id=run_dir.name, run_dir=str(run_dir), state="running")
         self.runs.append(view)
