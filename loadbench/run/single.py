@@ -27,16 +27,13 @@ def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: Targe
     calibration = calibrate_prompts(req, profile, scenario, target) if req.calibrate else Calibration()
     scale = calibration.scale
     workers = req.workers or _sized_workers(req, profile, scenario, target, scale)
-    load_plan = profile.load_plan().to_json()
+    plan = RunPlan.build(run_id, target, profile, scenario, workers, prompt_scale=scale,
+                         prompt_overhead=calibration.overhead)
     write_manifest(run_dir, Manifest(run_id=run_id, name=name, command=tuple(req.argv),
                                      target={"url": base_url, "model": model, "api_key_env": api_key_env},
                                      profile=profile.dump_for_record(),
                                      scenario=scenario.model_dump(mode="json"), start_unix_s=created_s,
-                                     prompt_scale=scale, load_plan=load_plan))
-    plan = RunPlan(run_id=run_id, target=target, profile=profile.dump_for_record(),
-                   scenario=scenario.model_dump(mode="json"), load_plan=load_plan, seed=profile.seed,
-                   interval_s=profile.interval_s, workers=workers,
-                   extra={"prompt_scale": scale, "prompt_overhead": dict(calibration.overhead)})
+                                     prompt_scale=scale, load_plan=plan.load.to_json()))
     say(req, f"loadbench: run {run_id}: {profile.mode} loop, target {base_url} (model {model}), "
               f"results in {run_dir}")
     local = workers if req.local_workers is None else req.local_workers

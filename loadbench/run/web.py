@@ -52,7 +52,7 @@ def run_web(req: RunRequest, web: WebOptions) -> ExitCode:
         workers = req.workers or auto_workers(profile)
         defaults = WebDefaults(target_url=target.url, model=target.model, profile=str(req.profile_path or ""),
                                scenario=str(req.scenario_path or ""), out_dir=str(req.out_dir),
-                               name=req.name or profile.name or "web", api_key_env=target.api_key_env,
+                               name=req.name, api_key_env=target.api_key_env,
                                include_usage=target.include_usage, users=profile.users,
                                ramp_up_s=profile.ramp_up_s, duration_s=profile.duration_s)
         path = Path(tempfile.mkdtemp(prefix="loadbench-web-")) / "web.json"

@@ -15,11 +15,10 @@ import orjson
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner
 
-from loadbench.config import env_value, profile_from_dict
+from loadbench.config import env_value
 from loadbench.errors import ExitCode
 from loadbench.metrics.live import LiveFeed
 from loadbench.metrics.prometheus import LiveState
-from loadbench.plan.load import LoadPlan
 from loadbench.plan.run import SECRETS_ENV, RunPlan
 from loadbench.report.live import live_line
 from loadbench.results import run_dir as rd
@@ -54,8 +53,8 @@ class Master:
         ``greeted``: with it, the ids of the workers that have said HELLO so far (see messages.HELLO)."""
         self.plan = plan
         self.run_dir = run_dir
-        self.profile = profile_from_dict(plan.profile)
-        self.load = LoadPlan.from_json(plan.load_plan)
+        self.settings = plan.settings
+        self.load = plan.load
         self.expect = expect_workers
         self.wait_workers_s = wait_workers_s
         if self.load.mode == "open":
@@ -104,7 +103,7 @@ class Master:
         it rebalances) gets the plan at once."""
         self.greeted.add(node_id)
         if self.collector is not None and self.stop_reason is None:
-            self.runner.send_message(msg.SPEC.name, self.plan.to_dict(), client_id=node_id)
+            self.runner.send_message(msg.SPEC.name, self.plan.to_json(), client_id=node_id)
 
     def _ready(self) -> list[str]:
         """Workers connected, idle and listening for the plan."""
@@ -142,7 +141,7 @@ class Master:
             gevent.sleep(0.05)
         # Open loop: the first arrival may only come once the request slots (users) exist.
         lead_ns = s_to_ns(OPEN_LOOP_LEAD_S) if self.load.mode == "open" else 0
-        self.plan.start_unix_ns = time.time_ns() + lead_ns
+        self.plan = replace(self.plan, start_unix_ns=time.time_ns() + lead_ns)
         self.collector = Collector(self.run_dir, self.plan.start_unix_ns, self.plan.interval_s, self._context)
         self.collector.live = self.live
         self._set_status(state="running", load_start_unix_s=ns_to_s(self.plan.start_unix_ns),
@@ -154,7 +153,7 @@ class Master:
             return self._fail_workers(f"{len(missing)} of {len(self.started)} workers never acknowledged the run "
                                       f"plan within {SPEC_ACK_WAIT_S:g} s ({', '.join(missing)}); nothing was sent")
         # a ramp-down lets surplus users finish their request (Locust sends this with every spawn)
-        self.env.stop_timeout = ramp_down_grace_s(self.load, self.profile.timeout_s)
+        self.env.stop_timeout = ramp_down_grace_s(self.load, self.settings.timeout_s)
         # open loop: users (request slots) are spawned during the lead, before the first arrival
         self.env.shape_class = PlanShape(self.load, lead_s=0.0)
         self.env.shape_class.runner = self.runner
@@ -180,9 +179,9 @@ class Master:
         if self.stop_now or self.aborted or self.stop_reason == "every worker was lost":
             pass
         elif self.interrupted:
-            self._drain(min(self.profile.timeout_s, INTERRUPT_DRAIN_S), "interrupt")
+            self._drain(min(self.settings.timeout_s, INTERRUPT_DRAIN_S), "interrupt")
         else:
-            self._drain(min(self.profile.timeout_s, DRAIN_MAX_S), "end")
+            self._drain(min(self.settings.timeout_s, DRAIN_MAX_S), "end")
         _say(f"loadbench: stopping ({self.stop_reason})")
         self._stop_workers()
         for g in bg:
@@ -225,7 +224,7 @@ class Master:
 
     def _abort_reason(self) -> str | None:
         """The profile's ``abort_on`` rule, once enough requests have finished."""
-        rule = self.profile.abort_on
+        rule = self.settings.abort_on
         assert self.collector is not None
         t = self.collector.totals
         finished = t.ok + t.failed
@@ -311,7 +310,7 @@ class Master:
                 return waiting
             if now - sent_at >= SPEC_RESEND_EVERY_S:
                 for client_id in waiting:
-                    self.runner.send_message(msg.SPEC.name, self.plan.to_dict(), client_id=client_id)
+                    self.runner.send_message(msg.SPEC.name, self.plan.to_json(), client_id=client_id)
                 sent_at = now
             gevent.sleep(0.01)
         return []  # stopped by a signal while waiting: the main loop ends the run
@@ -360,7 +359,7 @@ def _rounded(rate: float | None) -> float | None:
 
 def main(plan_path: Path, run_dir: Path, bind_host: str, bind_port: int, expect_workers: int,
          wait_workers_s: float, parent_pid: int | None = None, prometheus_port: int | None = None) -> int:
-    plan = RunPlan.from_dict(rd.read_json(plan_path))
+    plan = RunPlan.from_json(rd.read_json(plan_path))
     secrets = env_value(SECRETS_ENV)  # header values plan.json holds only as <redacted>
     if secrets:
         plan.target.headers.update(orjson.loads(secrets))

@@ -14,12 +14,12 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from loadbench.config import env_value, profile_from_dict, scenario_from_dict
+from loadbench.config import env_value, scenario_from_dict
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.recorder import IntervalRecorder
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us
-from loadbench.plan.load import LoadPlan, Phase
+from loadbench.plan.load import Phase
 from loadbench.plan.run import RunPlan
 from loadbench.protocol.registry import DEFAULT, dialect
 from loadbench.units import ms_to_us, ns_to_s, s_to_ns, s_to_us
@@ -44,15 +44,14 @@ class WorkerRuntime:
         self.plan = plan
         self.worker_index = worker_index
         self.worker_id = worker_id
-        self.profile = profile_from_dict(plan.profile)
-        self.load = LoadPlan.from_json(plan.load_plan)
-        self.scenario = scenario_from_dict(plan.scenario)
+        self.profile = plan.settings  # the profile's fields this process acts on (stream, timeout, ...)
+        self.load = plan.load
+        self.scenario = scenario_from_dict(dict(plan.workload.scenario))
         self.factory = RequestFactory(
             self.scenario, model=plan.target.model, stream=self.profile.stream,
             include_usage=plan.target.include_usage, seed=plan.seed,
             stream_index=worker_index, stream_count=max(plan.workers, 1),
-            prompt_scale=float(plan.extra.get("prompt_scale", 1.0)),
-            prompt_overhead=plan.extra.get("prompt_overhead"),
+            prompt_scale=plan.workload.prompt_scale, prompt_overhead=plan.workload.prompt_overhead,
         )
         self.recorder = IntervalRecorder(plan.start_unix_ns, s_to_ns(plan.interval_s))
         self.outbox: list[bytes] = []

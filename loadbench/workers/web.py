@@ -45,7 +45,7 @@ PANEL_TAGS = ('<link rel="stylesheet" href="./loadbench/static/panel.css">'
 PLAN_FILE = "plan.json"
 TAB_KEY = "loadbench"
 # Locust's own extension point for a tab: a table whose rows ride on /stats/requests (extended_stats)
-_COLUMNS = (("name", "figure (HDR; charts under the page)"), ("p50", "last interval P50"), ("p90", "P90"),
+_COLUMNS = (("name", "figure (HDR; charts below)"), ("p50", "last interval P50"), ("p90", "P90"),
             ("p99", "P99"), ("run_p50", "run so far P50"), ("run_p90", "P90"), ("run_p99", "P99"),
             ("run_count", "count"))
 TAB = {"extended_tabs": [{"title": "loadbench", "key": TAB_KEY}],
@@ -136,16 +136,13 @@ class WebSession:
 
     def _run(self, prep: Prepared, run_dir: Path, workers: int) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        load_plan = prep.profile.load_plan().to_json()
         target = prep.target
+        plan = RunPlan.build(run_dir.name, target, prep.profile, prep.scenario, workers)  # no calibration: scale 1
         write_manifest(run_dir, Manifest(
             run_id=run_dir.name, name=prep.name, command=("loadbench", "run", "--web"),
             target={"url": target.url, "model": target.model, "api_key_env": target.api_key_env},
             profile=prep.profile.dump_for_record(), scenario=prep.scenario.model_dump(mode="json"),
-            start_unix_s=time.time(), prompt_scale=1.0, load_plan=load_plan))
-        plan = RunPlan(run_id=run_dir.name, target=target, profile=prep.profile.dump_for_record(),
-                       scenario=prep.scenario.model_dump(mode="json"), load_plan=load_plan, seed=prep.profile.seed,
-                       interval_s=prep.profile.interval_s, workers=workers, extra={"prompt_scale": 1.0})
+            start_unix_s=time.time(), prompt_scale=plan.workload.prompt_scale, load_plan=plan.load.to_json()))
         rd.write_json(run_dir / PLAN_FILE, plan.to_record())
         view = RunView(run_id=run_dir.name, run_dir=str(run_dir), state="running")
         self.runs.append(view)

@@ -30,7 +30,7 @@ class WebDefaults:
     profile: str  # path, "" for the built-in default
     scenario: str
     out_dir: str
-    name: str
+    name: str | None  # --name: names every run's folder; None: each run is named after its profile
     api_key_env: str | None = None
     include_usage: bool = True
     users: int = 10
@@ -52,7 +52,7 @@ class WebDefaults:
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> WebDefaults:
         return cls(target_url=str(obj["target_url"]), model=str(obj["model"]), profile=str(obj.get("profile") or ""),
-                   scenario=str(obj.get("scenario") or ""), out_dir=str(obj["out_dir"]), name=str(obj["name"]),
+                   scenario=str(obj.get("scenario") or ""), out_dir=str(obj["out_dir"]), name=obj.get("name") or None,
                    api_key_env=obj.get("api_key_env"), include_usage=bool(obj.get("include_usage", True)),
                    users=int(obj.get("users") or 10), ramp_up_s=float(obj.get("ramp_up_s") or 0.0),
                    duration_s=obj.get("duration_s"))
@@ -175,4 +175,4 @@ def prepare(form: Mapping[str, str], defaults: WebDefaults) -> Prepared:
                                   source=f"{scenario_path or 'scenario'} (as set in the form)")
     target = TargetSpec(url=url, model=model, api_key_env=defaults.api_key_env,
                         include_usage=profile.include_usage)
-    return Prepared(profile=profile, scenario=scenario, target=target, name=profile.name or defaults.name)
+    return Prepared(profile=profile, scenario=scenario, target=target, name=defaults.name or profile.name or "web")

@@ -81,7 +81,7 @@ def serve(runner: Any, master_pid: int | None = None) -> int:
     env = runner.environment
 
     def on_spec(data: dict[str, Any], _: str) -> None:
-        plan = RunPlan.from_dict(data)
+        plan = RunPlan.from_json(data)
         if state.RUNTIME is not None and state.RUNTIME.plan.run_id == plan.run_id:
             msg.SPEC_ACK.send(runner, {"worker": state.RUNTIME.worker_id})  # a resend: we have it already
             return

@@ -12,7 +12,7 @@ from tests.workers.test_master import write_plan
 
 
 def test_local_master_runs_nicer_than_its_workers(tmp_path: Path) -> None:
-    plan = RunPlan.from_dict(rd.read_json(write_plan(tmp_path / "run")))
+    plan = RunPlan.from_json(rd.read_json(write_plan(tmp_path / "run")))
     launch = launcher.start(plan, tmp_path / "run", local_workers=1, expect_workers=1)
     try:
         own = os.getpriority(os.PRIO_PROCESS, 0)

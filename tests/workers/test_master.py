@@ -16,11 +16,9 @@ from tests.conftest import REPO
 
 def write_plan(run_dir: Path) -> Path:
     profile = Profile.model_validate({"users": 1, "duration_s": 2})
-    plan = RunPlan(run_id="r", target=TargetSpec(url="http://127.0.0.1:9/v1", model="m"),
-                   profile=profile.model_dump(mode="json"), scenario=Scenario().model_dump(mode="json"),
-                   load_plan=profile.load_plan().to_json())
+    plan = RunPlan.build("r", TargetSpec(url="http://127.0.0.1:9/v1", model="m"), profile, Scenario(), workers=1)
     run_dir.mkdir(parents=True, exist_ok=True)
-    rd.write_json(run_dir / PLAN_FILE, plan.to_dict())
+    rd.write_json(run_dir / PLAN_FILE, plan.to_json())
     return run_dir / PLAN_FILE
 
 

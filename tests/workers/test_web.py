@@ -135,6 +135,20 @@ def test_web_run_from_the_page(web: dict) -> None:
         assert live_ms is not None, page.inner_text("#loadbench-panel")
         assert MOCK_TTFT_MS <= live_ms < MOCK_TTFT_MS * 1.5, live_ms
         assert page.locator("#lb-chart-ttft path").count() >= 1  # the P50/P90/P99 lines are drawn
+        # the panel lives in Locust's loadbench tab: not under the statistics, at once under the tab's table
+        panel = page.locator("#loadbench-panel")
+        expect(panel).to_be_hidden()
+        page.get_by_role("tab", name="loadbench").click()
+        expect(panel).to_be_visible(timeout=10_000)
+        expect(page.locator("main #loadbench-panel #lb-chart-ttft")).to_be_visible()
+        table = page.locator("main table").first.bounding_box()
+        box = panel.bounding_box()
+        assert table is not None and box is not None
+        assert 0 <= box["y"] - (table["y"] + table["height"]) < 100, (table, box)
+        page.get_by_role("tab", name="charts").click()
+        expect(panel).to_be_hidden()
+        page.get_by_role("tab", name="loadbench").click()
+        expect(panel).to_be_visible()
         page.screenshot(path=str(web["tmp"] / "web-run.png"), full_page=True)
         # Locust's own tab extension: the loadbench tab's table of HDR figures (in a second page, so
         # the first keeps Locust's statistics tab)
@@ -195,7 +209,7 @@ def test_cache_hit_and_miss_latency_through_a_caching_gateway(tmp_path: Path, mo
                                    "virtual_models": [{"name": "chat", "targets": [{"target": "m0"}]}],
                                    "cache": {"mode": "semantic"}}))
     with running_server(["gateway", "--config", str(cfg), "--port", "0"]) as gw, \
-            _web(tmp_path, gw.base_url, "chat") as w:
+            _web(tmp_path, gw.base_url, "chat", "--name", "cache-mix") as w:
         form = {"user_count": "8", "spawn_rate": "8", "run_time": "8s", "host": gw.base_url, "model": "chat",
                 "scenario": str(REPO / "scenarios/cache-mix.yaml"), "stream": "true"}
         req = urllib.request.Request(w["url"] + "/swarm", data=urllib.parse.urlencode(form).encode())
@@ -214,5 +228,6 @@ def test_cache_hit_and_miss_latency_through_a_caching_gateway(tmp_path: Path, mo
         assert cache["miss"]["p50_ms"] >= 150
         assert cache["hit-exact"]["p50_ms"] < 150 / 3
         (run_dir,) = [d for d in w["out"].iterdir() if d.is_dir()]
+        assert run_dir.name.endswith("-cache-mix"), run_dir.name  # --name, not the profile's
         by_state = read_json(run_dir / "summary.json")["breakdowns"]["cache"]
         assert {k: v["requests"] for k, v in by_state.items()} == {k: q["count"] for k, q in cache.items()}

@@ -52,3 +52,16 @@ def test_distributions_and_max_tokens_replace_the_scenario_lengths() -> None:
 def test_a_staged_profile_keeps_its_own_load() -> None:
     p = prepare(_form(load_profile=str(REPO / "profiles/2x-peak.yaml")), DEFAULTS)
     assert p.profile.stages or p.profile.peak
+
+
+def test_the_name_given_on_the_command_line_names_every_run() -> None:
+    named = WebDefaults(**{**DEFAULTS.to_json(), "name": "nightly"})
+    assert prepare(_form(), named).name == "nightly"
+    assert prepare(_form(load_profile=str(REPO / "profiles/2x-peak.yaml")), named).name == "nightly"
+
+
+def test_without_a_name_each_run_is_named_after_its_profile() -> None:
+    unnamed = WebDefaults(**{**DEFAULTS.to_json(), "name": None})
+    assert prepare(_form(), unnamed).name == "default"
+    peak = prepare(_form(load_profile=str(REPO / "profiles/2x-peak.yaml")), unnamed)
+    assert peak.name == peak.profile.name != "default"

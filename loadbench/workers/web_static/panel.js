@@ -1,6 +1,8 @@
-// loadbench panel: live charts from the master's merged HDR interval histograms (/loadbench/live.json).
+// loadbench panel in Locust's loadbench tab: live charts from the master's merged HDR interval histograms
+// (/loadbench/live.json).
 (function () {
   "use strict";
+  const TAB_KEY = "loadbench";  // the title of the tab loadbench.workers.web adds to Locust's tab bar
   const COLORS = ["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd", "#8c564b"];
   const CHARTS = [
     { id: "ttft", title: "TTFT (ms)", series: q("ttft") },
@@ -88,7 +90,26 @@
     }
     panel.appendChild(grid);
     panel.appendChild(el("div", { id: "lb-runs" }));
+    panel.hidden = true;
     document.body.appendChild(panel);
+    return panel;
+  }
+
+  // Locust's extended tab renders only a table; the panel joins it under that table, in the tab's
+  // own content box, and shows only while the loadbench tab is selected (before the first start
+  // Locust shows its form and no tabs: the form's own error box carries a start's error then).
+  // React re-renders that box freely, so every DOM change re-checks the place: a no-op when the
+  // panel is already where it belongs, which also keeps the observer from feeding itself.
+  function selectedTab() {
+    const tab = document.querySelector('[role="tablist"] [role="tab"][aria-selected="true"]');
+    return tab ? tab.textContent.trim().toLowerCase() : null;
+  }
+  function place(panel) {
+    const tabs = document.querySelector('[role="tablist"]');
+    const box = tabs ? tabs.closest("main > div") : null;
+    const show = box !== null && selectedTab() === TAB_KEY;
+    if (show && (panel.parentElement !== box || box.lastElementChild !== panel)) box.appendChild(panel);
+    if (panel.hidden === show) panel.hidden = !show;
   }
 
   function runTable(runs) {
@@ -163,6 +184,9 @@
     } catch (e) { /* the master is gone or busy: keep the last picture */ }
     setTimeout(poll, 1000);
   }
-  build();
+  const panel = build();
+  new MutationObserver(() => place(panel)).observe(document.body, { childList: true, subtree: true,
+    attributes: true, attributeFilter: ["aria-selected"] });
+  place(panel);
   poll();
 })();
