@@ -17,7 +17,6 @@ row trip the rollback: weight 0 in the shared table, which every worker reads wi
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from loadbench.gateway.context import RequestContext
 from loadbench.gateway.escalation import passes
 from loadbench.gateway.logdb import NULL, ExperimentRow
 from loadbench.gateway.logrecord import LogRecord
+from loadbench.metrics.quantile import nearest_rank
 from loadbench.protocol.openai import answer_text, stream_text
 
 INCUMBENT = "incumbent"
@@ -67,14 +67,6 @@ def assign(spec: ExperimentSpec, metadata: Mapping[str, str], percent: float, rn
     return CANDIDATE if x < percent else INCUMBENT
 
 
-def p95(values: Sequence[float]) -> float | None:
-    """Nearest-rank 95th percentile (None for no values)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
 @dataclass(frozen=True, slots=True)
 class WindowStats:
     requests: int  # the candidate's requests in the window, client disconnects excluded
@@ -90,8 +82,8 @@ class WindowStats:
         judged = [r for r in rows if r[1] != "client_gone"]
         ok = [r for r in judged if r[1] == "ok"]
         scores = [r[4] for r in judged if r[4] is not None]
-        return cls(len(judged), len(judged) - len(ok), p95([r[2] for r in ok if r[2] is not None]),
-                   p95([r[3] for r in ok if r[3] is not None]), len(scores),
+        return cls(len(judged), len(judged) - len(ok), nearest_rank([r[2] for r in ok if r[2] is not None], 95),
+                   nearest_rank([r[3] for r in ok if r[3] is not None], 95), len(scores),
                    sum(scores) / len(scores) if scores else None)
 
 
