@@ -205,10 +205,11 @@ def has_tool_call(choice: dict[str, Any]) -> bool:
     return isinstance(part, dict) and bool(part.get("tool_calls") or part.get("function_call"))
 
 
-def _error_of(err: object, status: int | None = None) -> WireError:
+def _error_of(err: object) -> WireError:
+    """The ``error`` member of a body or an event (an object, or a bare message)."""
     if isinstance(err, dict):
-        return WireError(str(err.get("message")), str(err.get("type") or ""), status)
-    return WireError(str(err), "", status)
+        return WireError(str(err.get("message")), str(err.get("type") or ""))
+    return WireError(str(err))
 
 
 def answer_text(body: bytes) -> str | None:
