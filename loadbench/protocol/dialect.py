@@ -110,7 +110,7 @@ class Decoded(NamedTuple):
 
     content: tuple[Content, ...] = ()
     usage: Usage | None = None  # the last usage report completed by this chunk
-    model: str | None = None
+    model: str | None = None  # the model the response names, on the first chunk that names it
     finish_reason: str | None = None
     error: WireError | None = None  # the first error of this chunk
     tool_call: bool = False  # a tool call began or continued (not text)

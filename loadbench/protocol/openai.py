@@ -205,10 +205,11 @@ def has_tool_call(choice: dict[str, Any]) -> bool:
     return isinstance(part, dict) and bool(part.get("tool_calls") or part.get("function_call"))
 
 
-def _error_of(err: object, status: int | None = None) -> WireError:
+def _error_of(err: object) -> WireError:
+    """The ``error`` member of a body or an event (an object, or a bare message)."""
     if isinstance(err, dict):
-        return WireError(str(err.get("message")), str(err.get("type") or ""), status)
-    return WireError(str(err), "", status)
+        return WireError(str(err.get("message")), str(err.get("type") or ""))
+    return WireError(str(err))
 
 
 def answer_text(body: bytes) -> str | None:
@@ -260,10 +261,11 @@ class OpenAIStreamDecoder(StreamDecoder):
     """SSE framing, JSON chunks, ``data: [DONE]`` at the end. Several choices' text in one chunk is one
     content event (a load test asks for one choice; the worker times a chunk once)."""
 
-    __slots__ = ("_sse",)
+    __slots__ = ("_model", "_sse")
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
+        self._model = False  # the model was reported (once: every chunk repeats it)
 
     def feed(self, chunk: bytes, end_of_stream: bool = False) -> Decoded:
         # An event left incomplete at the end of the stream is dropped (SSE), so end_of_stream adds nothing.
@@ -318,10 +320,10 @@ class OpenAIStreamDecoder(StreamDecoder):
             raw_usage = obj.get("usage")
             if raw_usage is not None:
                 usage = _reported(raw_usage) or usage
-            if model is None:
+            if not self._model:
                 name = obj.get("model")
                 if name:
-                    model = name if type(name) is str else str(name)
+                    model, self._model = (name if type(name) is str else str(name)), True
         return _new(Decoded, (tuple(content) if content else (), usage, model, finish, error, tool, done))
 
 
