@@ -18,8 +18,7 @@ import orjson
 
 from loadbench.config import Profile, Scenario
 from loadbench.plan.run import TargetSpec
-from loadbench.protocol.openai import DONE, parse_chunk
-from loadbench.protocol.sse import SSEDecoder
+from loadbench.protocol.openai import OPENAI
 from loadbench.run.request import RunRequest, say
 from loadbench.run.target import request_headers
 from loadbench.units import ns_to_s
@@ -30,16 +29,14 @@ READ_BYTES = 65536
 
 def content_times_ns(resp: Any) -> list[int]:
     """perf_counter_ns of each content chunk of a streamed response (per read, as the workers do)."""
-    decoder = SSEDecoder()
+    decoder = OPENAI.decoder()
     times: list[int] = []
     for _ in range(100_000):  # bounded: a probe never reads more than this many times
         data = resp.read1(READ_BYTES)
         now = time.perf_counter_ns()
         if not data:
             break
-        for payload in decoder.feed(data):
-            if payload != DONE and parse_chunk(payload).content:
-                times.append(now)
+        times.extend(now for _ in decoder.feed(data).content)
     return times
 
 

@@ -21,11 +21,10 @@ import orjson
 
 from loadbench.config import DatasetRecord, Scenario, dataset_records
 from loadbench.config.scenario import DatasetSpec, LengthDist
+from loadbench.protocol.openai import OPENAI
 from loadbench.workload.lengths import Sampler, make_sampler
 from loadbench.workload.prompts import PromptBuilder
 
-CHAT_PATH = "/chat/completions"
-COMPLETIONS_PATH = "/completions"
 MIN_SCALE, MAX_SCALE = 0.05, 20.0
 
 
@@ -73,7 +72,7 @@ class RequestFactory:
             raise ValueError(f"stream_index {stream_index} outside [0, {stream_count})")
         self._rng = random.Random(f"loadbench-requests:{seed}:{stream_index}")
         self._chat = scenario.api == "chat"
-        self._path = CHAT_PATH if self._chat else COMPLETIONS_PATH
+        self._path = OPENAI.path("chat" if self._chat else "completions")  # the run's dialect's paths
         self._scale = prompt_scale
         self._overhead = dict(prompt_overhead or {})
         self._stream_count = max(stream_count, 1)
