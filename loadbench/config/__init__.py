@@ -22,7 +22,7 @@ from loadbench.config.profile import (
     Slo,
     Stage,
     Sweep,
-    Target,
+    TargetConfig,
     TargetOptions,
 )
 from loadbench.config.scenario import DatasetSpec, LengthDist, MixEntry, Sampling, Scenario
@@ -45,7 +45,7 @@ __all__ = [
     "Slo",
     "Stage",
     "Sweep",
-    "Target",
+    "TargetConfig",
     "TargetOptions",
     "api_key",
     "dataset_records",
@@ -155,6 +155,6 @@ def resolve_headers(headers: dict[str, str | FromEnv], where: str) -> dict[str, 
     return out
 
 
-def resolve_api_key(target: Target) -> str | None:
+def resolve_api_key(target: TargetConfig) -> str | None:
     """The key from the environment variable the target names; ConfigError when it is named but unset."""
     return api_key(target.api_key_env, path="environment", field=f"targets[{target.name}].api_key_env")

@@ -186,7 +186,7 @@ class TargetOptions(StrictModel):
     headers: dict[str, str | FromEnv] = Field(default_factory=dict)
 
 
-class Target(StrictModel):
+class TargetConfig(StrictModel):
     name: str = Field(min_length=1)
     url: str
     model: str | None = None
@@ -238,7 +238,7 @@ class Profile(StrictModel):
     abort_on: AbortOn | None = None
     stall_ms: float = Field(default=250.0, gt=0)  # a gap between content chunks longer than this is a stall
     thresholds: list[str] = Field(default_factory=list)
-    targets: list[Target] = Field(default_factory=list)
+    targets: list[TargetConfig] = Field(default_factory=list)
     interleave: bool = False
 
     @model_validator(mode="after")

@@ -31,7 +31,7 @@ from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, Reply, score_output
 from loadbench.eval.scorecard import TargetCard
 from loadbench.eval.stats import wilson
-from loadbench.eval.suite import Suite, Target, load_suite
+from loadbench.eval.suite import EvalTarget, Suite, load_suite
 from loadbench.eval.workflow import _api_key, _url, exit_code, write_scorecard
 from loadbench.pricing import Price, Pricing, Usage
 from loadbench.protocol.openai import answer_text, question_text, stream_text
@@ -103,7 +103,7 @@ def pair_records(suite: Suite, pairs: Sequence[LoggedPair]) -> PairRecords:
 
 def pairs_suite(suite: Suite, got: PairRecords, today: dt.date) -> Suite:
     """The suite with the log's two targets (primary first: the incumbent) priced by the logged cost."""
-    targets = tuple(Target(name, None, name, None, name, None, (), None) for name in (got.primary, got.shadow))
+    targets = tuple(EvalTarget(name, None, name, None, name, None, (), None) for name in (got.primary, got.shadow))
     price = {name: Price.of(name, 0.0, 0.0, LOG_COST_SOURCE, today) for name in (got.primary, got.shadow)}
     return replace(suite, targets=targets, decide=None, probes=False,
                    pricing=Pricing(LOG_COST_SOURCE, suite.pricing.currency if suite.pricing else "USD", price))

@@ -161,7 +161,7 @@ class MockOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class EvalTarget:
     name: str
     url: str | None
     model: str
@@ -185,7 +185,7 @@ class Decide:
 
 @dataclass(frozen=True, slots=True)
 class JudgeSpec:
-    judges: tuple[Target, ...]
+    judges: tuple[EvalTarget, ...]
     pairwise: bool
     blind: bool
     strip_names: tuple[str, ...]
@@ -208,7 +208,7 @@ class Suite:
     max_tokens: int | None
     temperature: float | None
     system: str | None
-    targets: tuple[Target, ...]
+    targets: tuple[EvalTarget, ...]
     pricing: Pricing | None
     decide: Decide | None
     judge: JudgeSpec | None
@@ -275,8 +275,8 @@ def _mock_args(m: _MockModel) -> tuple[str, ...]:
     return tuple(args)
 
 
-def _target(t: _TargetModel, extra_strip: list[str]) -> Target:
-    return Target(name=t.name, url=t.url, model=t.model, api_key_env=t.api_key_env, price=t.price or t.model,
+def _target(t: _TargetModel, extra_strip: list[str]) -> EvalTarget:
+    return EvalTarget(name=t.name, url=t.url, model=t.model, api_key_env=t.api_key_env, price=t.price or t.model,
                   context_window=t.context_window or (t.mock.context_window if t.mock else None),
                   strip_names=tuple(t.strip_names + extra_strip),
                   mock=MockOptions(_mock_args(t.mock)) if t.mock else None)

@@ -32,7 +32,7 @@ from loadbench.eval.interrupts import interruptible
 from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, LateScorer
 from loadbench.eval.scorecard import LatencyCard, Percentiles, ProbeResult, Scorecard
-from loadbench.eval.suite import Suite, Target, load_suite
+from loadbench.eval.suite import EvalTarget, Suite, load_suite
 from loadbench.results import run_dir as rd
 
 MANIFEST_SCHEMA = "loadbench.eval.manifest/1"
@@ -125,7 +125,7 @@ def latency_card(run_dir: Path) -> LatencyCard:
     return LatencyCard(str(run_dir), pct("ttft_ms"), pct("e2e_ms"))
 
 
-def _api_key(t: Target) -> str | None:
+def _api_key(t: EvalTarget) -> str | None:
     if t.api_key_env is None:
         return None
     key = os.environ.get(t.api_key_env)
@@ -266,7 +266,7 @@ async def _calls_and_judge(suite: Suite, cases: Sequence[Case], endpoints: list[
         cache.close()
 
 
-def _url(t: Target, urls: dict[str, str], folder: Path, suite: Suite, stack: ExitStack) -> str:
+def _url(t: EvalTarget, urls: dict[str, str], folder: Path, suite: Suite, stack: ExitStack) -> str:
     if t.name in urls:
         return urls[t.name]
     if t.mock is None:

@@ -164,7 +164,7 @@ class Timeouts:
 
 
 @dataclass(slots=True, frozen=True)
-class TargetSpec:
+class UpstreamSpec:
     name: str
     url: str  # base URL without trailing slash, e.g. http://host:port/v1
     model: str
@@ -176,7 +176,7 @@ class TargetSpec:
     failure_status_codes: frozenset[int]
 
     def __repr__(self) -> str:  # keeps the key out of any log line or traceback
-        return f"TargetSpec(name={self.name!r}, url={self.url!r}, model={self.model!r})"
+        return f"UpstreamSpec(name={self.name!r}, url={self.url!r}, model={self.model!r})"
 
     def pool_key(self) -> tuple[object, ...]:
         """What a connection pool depends on: equal keys let a reload keep the pool."""
@@ -244,7 +244,7 @@ class Limits:
 
 @dataclass(slots=True, frozen=True)
 class GatewaySpec:
-    targets: dict[str, TargetSpec]
+    targets: dict[str, UpstreamSpec]
     routes: dict[str, Route]
     latency: LatencyTunables
     sla: SlaTunables
@@ -322,7 +322,7 @@ def _policy_of(vm: VirtualModelModel, path: str, where: str) -> str:
 def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = None) -> GatewaySpec:
     """Cross-check references and build the runtime spec."""
     env = environment() if env is None else env
-    targets: dict[str, TargetSpec] = {}
+    targets: dict[str, UpstreamSpec] = {}
     for i, t in enumerate(model.targets):
         if t.name in targets:
             raise ConfigError(path, f"targets[{i}].name", f"duplicate target name {t.name!r}",
@@ -336,7 +336,7 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
                                   "export it or remove api_key_env")
         to = t.timeouts
         ft = t.failure_tolerance
-        targets[t.name] = TargetSpec(
+        targets[t.name] = UpstreamSpec(
             name=t.name, url=t.url.rstrip("/"), model=t.model, api_key=api_key,
             max_connections=t.max_connections,
             timeouts=Timeouts(to.connect_s, to.first_token_s, to.idle_s, to.total_s),

@@ -76,7 +76,7 @@ def by_cost(candidates: Sequence[RouteTarget], estimates: Mapping[str, Estimate]
 def cost_plan(route: Route, metadata: Mapping[str, str], health: Mapping[str, TargetHealth],
               windows: Mapping[str, TpotWindow], sla: SlaTunables, now_ns: int,
               estimates: Mapping[str, Estimate]) -> list[RouteTarget] | None:
-    """Targets to try, in order; None when no eligible target is healthy (``routing.plan`` decides then)."""
+    """Targets to try, in order; None when no eligible target is healthy (``routing.target_order`` decides then)."""
     assert route.cost is not None
     eligible = [rt for rt in route.targets if matches(rt, metadata)] if route.filtered else list(route.targets)
     healthy = [rt for rt in eligible if now_ns >= health[rt.target].unhealthy_until_ns]

@@ -6,7 +6,7 @@ Every policy answers one question with one signature, ``order(route, ctx, view) 
 ``health``, ``windows``, ``rng``). An empty list means no target matches the request (the client gets a
 400). The exchange asks ``route.policy``'s instance and never tests which subsystems exist.
 
-Built in: ``plain`` (``routing.plan``: weight, priority, latency), ``experiment`` (the arm's target
+Built in: ``plain`` (``routing.target_order``: weight, priority, latency), ``experiment`` (the arm's target
 alone) and ``cost`` (``costroute.cost_plan``, else plain). Another policy is a class with that method
 and a constructor taking the ``Gateway``, registered with ``@route_policy("name")``; a virtual model
 selects it with ``routing: name`` (docs/ARCHITECTURE.md, "How to add").
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from loadbench.gateway.config import Route, RouteTarget
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.costroute import cost_plan
-from loadbench.gateway.routing import plan
+from loadbench.gateway.routing import target_order
 
 if TYPE_CHECKING:
     from loadbench.gateway.state import Gateway, GatewayState
@@ -59,14 +59,14 @@ def factory_of(name: str) -> PolicyFactory:
 
 @route_policy("plain")
 class PlainPolicy:
-    """``routing: weight | priority | latency`` (``routing.plan``)."""
+    """``routing: weight | priority | latency`` (``routing.target_order``)."""
 
     def __init__(self, gw: Gateway) -> None:
         pass
 
     def order(self, route: Route, ctx: RequestContext, view: GatewayState) -> list[RouteTarget]:
         spec = view.spec
-        return plan(route, ctx.metadata, view.health, view.windows, spec.latency, spec.sla, perf_counter_ns(),
+        return target_order(route, ctx.metadata, view.health, view.windows, spec.latency, spec.sla, perf_counter_ns(),
                     view.rng)
 
 

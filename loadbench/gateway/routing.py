@@ -1,6 +1,6 @@
 """Route selection: the ordered list of targets one request will try. Pure.
 
-``plan`` takes the route, the request's metadata, each target's health and TPOT window, the clock
+``target_order`` takes the route, the request's metadata, each target's health and TPOT window, the clock
 and the RNG, and returns the targets in the order the request should try them: the strategy's
 choice first, then the fallbacks. Nothing here reads a clock, a global RNG or the network.
 
@@ -83,7 +83,7 @@ def _latency_order(healthy: list[RouteTarget], windows: Mapping[str, TpotWindow]
     return [pick, *(rt for rt in learning if rt is not pick), *(rt for rt in known if rt is not pick)]
 
 
-def plan(route: Route, metadata: Mapping[str, str], health: Mapping[str, TargetHealth],
+def target_order(route: Route, metadata: Mapping[str, str], health: Mapping[str, TargetHealth],
          windows: Mapping[str, TpotWindow], lt: LatencyTunables, sla: SlaTunables, now_ns: int,
          rng: random.Random) -> list[RouteTarget]:
     """Targets to try, in order. Empty only when no target matches the metadata."""

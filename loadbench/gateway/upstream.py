@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from loadbench.gateway.config import TargetSpec
+from loadbench.gateway.config import UpstreamSpec
 from loadbench.protocol.openai import OPENAI
 
 
@@ -19,7 +19,7 @@ class Upstream:
     __slots__ = ("chat_url", "completions_url", "first_token_ns", "headers", "idle_ns", "in_flight", "session",
                  "spec")
 
-    def __init__(self, spec: TargetSpec) -> None:
+    def __init__(self, spec: UpstreamSpec) -> None:
         self.spec = spec
         t = spec.timeouts
         connector = aiohttp.TCPConnector(limit=spec.max_connections, limit_per_host=spec.max_connections,

@@ -89,7 +89,7 @@ def _metrics_from_json(obj: Mapping[str, Any] | None) -> dict[str, LatencyStats]
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class SummaryTarget:
     url: str | None = None
     model: str | None = None
 
@@ -97,7 +97,7 @@ class Target:
         return {"url": self.url, "model": self.model}
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any] | None) -> Target:
+    def from_json(cls, obj: Mapping[str, Any] | None) -> SummaryTarget:
         obj = obj or {}
         return cls(url=obj.get("url"), model=obj.get("model"))
 
@@ -413,7 +413,7 @@ class Summary:
 
     run_id: str | None
     name: str | None
-    target: Target
+    target: SummaryTarget
     load: Load
     window: Window
     requests: Requests
@@ -455,7 +455,7 @@ class Summary:
             if not isinstance(obj.get(key), dict):
                 raise ValueError(f"summary has no {key!r} object")
         return cls(
-            run_id=obj.get("run_id"), name=obj.get("name"), target=Target.from_json(obj.get("target")),
+            run_id=obj.get("run_id"), name=obj.get("name"), target=SummaryTarget.from_json(obj.get("target")),
             load=Load.from_json(obj.get("load")), window=Window.from_json(obj.get("window")),
             requests=Requests.from_json(obj.get("requests")), throughput=Throughput.from_json(obj.get("throughput")),
             tokens=Tokens.from_json(obj.get("tokens")), metrics=_metrics_from_json(obj.get("metrics")),

@@ -32,7 +32,7 @@ from loadbench.metrics.records import (
     StageResult,
     Stalls,
     Summary,
-    Target,
+    SummaryTarget,
     Throughput,
     Tokens,
     Window,
@@ -94,7 +94,7 @@ class RunFacts:
 
     run_id: str | None
     name: str | None
-    target: Target
+    target: SummaryTarget
     load: Load
     slo: SloSpec | None = None
     stall_ms: float | None = None  # None: the run did not count stalls

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loadbench.errors import InputError
-from loadbench.metrics.records import Load, Summary, Target
+from loadbench.metrics.records import Load, Summary, SummaryTarget
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.slo import SloSpec
 from loadbench.metrics.summarize import PlanFacts, RoundWindow, RunFacts, RunWindow, summarize
@@ -51,7 +51,7 @@ def facts_of(manifest: Manifest, status: RunStatus, plan: LoadPlan) -> RunFacts:
     stall_ms = profile.get("stall_ms")
     return RunFacts(
         run_id=manifest.run_id or None, name=manifest.name,
-        target=Target(manifest.target.get("url"), manifest.target.get("model")),
+        target=SummaryTarget(manifest.target.get("url"), manifest.target.get("model")),
         load=_load(profile, plan, status.workers.expected), slo=SloSpec.from_json(profile.get("slo")),
         stall_ms=None if stall_ms is None else float(stall_ms), interrupted=status.interrupted,
         workers_lost=status.workers.lost, worker_cpu_s=status.workers.cpu_s or None)

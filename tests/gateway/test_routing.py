@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from loadbench.gateway.config import LatencyTunables, Route, RouteTarget, SlaTunables
 from loadbench.gateway.health import TargetHealth, is_healthy, record_failure, record_success
-from loadbench.gateway.routing import plan
+from loadbench.gateway.routing import target_order
 from loadbench.gateway.stats import TpotWindow
 
 S = 1_000_000_000
@@ -67,7 +67,7 @@ def first_counts(
     h, w = fresh(*names)
     rng = random.Random(seed)
     return Counter(
-        plan(r, meta or {}, health or h, windows or w, LAT, SLA, now_ns, rng)[0].target for _ in range(n)
+        target_order(r, meta or {}, health or h, windows or w, LAT, SLA, now_ns, rng)[0].target for _ in range(n)
     )
 
 
@@ -95,7 +95,7 @@ def test_weight_order_lists_every_healthy_fallback_once() -> None:
     h, w = fresh("a", "b", "c")
     rng = random.Random(1)
     for _ in range(200):
-        order = [t.target for t in plan(r, {}, h, w, LAT, SLA, 0, rng)]
+        order = [t.target for t in target_order(r, {}, h, w, LAT, SLA, 0, rng)]
         assert len(order) == len(set(order))
         assert "c" not in order[1:]  # never a fallback, only a first choice
         assert set(order) >= {"a", "b"}
@@ -108,17 +108,17 @@ def test_metadata_match_filters_targets() -> None:
     assert set(first_counts(r, 300, meta={"task": "summarize"})) == {"summ", "any"}
     only = route("weight", rt("summ", 1, match={"task": "summarize"}))
     h, w = fresh("summ")
-    assert plan(only, {"task": "x"}, h, w, LAT, SLA, 0, random.Random(0)) == []
+    assert target_order(only, {"task": "x"}, h, w, LAT, SLA, 0, random.Random(0)) == []
 
 
 def test_priority_lowest_value_first_then_next() -> None:
     r = route("priority", rt("b", priority=1), rt("a", priority=0), rt("c", priority=2))
     h, w = fresh("a", "b", "c")
-    order = [t.target for t in plan(r, {}, h, w, LAT, SLA, 0, random.Random(0))]
+    order = [t.target for t in target_order(r, {}, h, w, LAT, SLA, 0, random.Random(0))]
     assert order == ["a", "b", "c"]
     # a is cooled down: b leads
     record_failure(h["a"], 0, allowed=0, cooldown_ns=60 * S)
-    assert [t.target for t in plan(r, {}, h, w, LAT, SLA, 1, random.Random(0))] == ["b", "c"]
+    assert [t.target for t in target_order(r, {}, h, w, LAT, SLA, 1, random.Random(0))] == ["b", "c"]
 
 
 def test_sla_cutoff_moves_slow_target_to_the_end() -> None:
@@ -127,7 +127,7 @@ def test_sla_cutoff_moves_slow_target_to_the_end() -> None:
     now = 1000 * S
 
     def order(at: int) -> list[str]:
-        return [t.target for t in plan(r, {}, h, w, LAT, SLA, at, random.Random(0))]
+        return [t.target for t in target_order(r, {}, h, w, LAT, SLA, at, random.Random(0))]
 
     w["a"].add(now, 100.0)
     w["a"].add(now + 1, 100.0)
@@ -153,7 +153,7 @@ def test_latency_routing_follows_the_faster_target_and_back() -> None:
         now += 100_000_000  # 0.1 s between requests: the 100-request window is the binding one
         if i == 1000:
             speed = {"x": 20.0, "y": 5.0}
-        target = plan(r, {}, h, w, LAT, SLA, now, rng)[0].target
+        target = target_order(r, {}, h, w, LAT, SLA, now, rng)[0].target
         w[target].add(now, speed[target])
         picks.append(target)
     before = Counter(picks[800:1000])
@@ -187,7 +187,7 @@ def test_all_unhealthy_tries_the_least_recently_failed() -> None:
     record_failure(h["b"], 1 * S, allowed=0, cooldown_ns=300 * S)
     record_failure(h["a"], 2 * S, allowed=0, cooldown_ns=300 * S)
     record_failure(h["c"], 3 * S, allowed=0, cooldown_ns=300 * S)
-    assert [t.target for t in plan(r, {}, h, w, LAT, SLA, 4 * S, random.Random(0))] == ["b"]
+    assert [t.target for t in target_order(r, {}, h, w, LAT, SLA, 4 * S, random.Random(0))] == ["b"]
 
 
 def test_failures_over_the_allowance_within_a_minute_cool_down() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from loadbench.config import Slo
-from loadbench.metrics.records import LatencyStats, Load, Target
+from loadbench.metrics.records import LatencyStats, Load, SummaryTarget
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.slo import SloSpec, request_is_good
 from loadbench.metrics.summarize import PlanFacts, RunFacts, RunWindow, summarize
@@ -51,7 +51,7 @@ def test_failed_requests_never_count_as_goodput() -> None:
     s = summarize(samples=[sample(1, "ok"), sample(2, "timeout")], intervals=[],
                   plan=PlanFacts("closed", 10.0, 0.0, 0.0, (("main", 0.0, 10.0),), lambda a, b: 0.0),
                   window=RunWindow(1000.0, 1010.0),
-                  facts=RunFacts("r", "n", Target(), Load(), slo=SloSpec.from_json({"ttft_ms": {"p99": 5.0}})))
+                  facts=RunFacts("r", "n", SummaryTarget(), Load(), slo=SloSpec.from_json({"ttft_ms": {"p99": 5.0}})))
     assert s.throughput.goodput_rps == pytest.approx(1 / 10.0)
 
 

@@ -9,7 +9,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics import histogram as hg
-from loadbench.metrics.records import Load, Target
+from loadbench.metrics.records import Load, SummaryTarget
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.slo import SloSpec
 from loadbench.metrics.summarize import PlanFacts, RunFacts, RunWindow, summarize
@@ -46,7 +46,7 @@ def _plan(mode: str = "closed", rate: float = 0.0) -> PlanFacts:
 
 
 def _facts(slo: dict | None = None, stall_ms: float | None = 250.0) -> RunFacts:
-    return RunFacts(run_id="r", name="n", target=Target("http://x/v1", "m"), load=Load(),
+    return RunFacts(run_id="r", name="n", target=SummaryTarget("http://x/v1", "m"), load=Load(),
                     slo=SloSpec.from_json(slo), stall_ms=stall_ms)
 
 
