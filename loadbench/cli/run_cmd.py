@@ -111,5 +111,5 @@ def run(target: str | None, embedded: str | None, model: str | None, profile_pat
         return int(run_web(req, WebOptions(host=web_host, port=web_port, auth_env=web_auth_env)))
     result = execute(req)
     if priced is not None:
-        write_run_cost(result.run_dir, result.summary, *priced)
+        write_run_cost(result.run_dir, result.summary.to_json() if result.summary else {}, *priced)
     return int(result.exit_code) if result.exit_code != ExitCode.OK else 0

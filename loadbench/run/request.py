@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loadbench.errors import ExitCode
+from loadbench.metrics.records import Summary
 
 
 @dataclass(slots=True)
@@ -34,11 +36,15 @@ class RunRequest:
     prometheus_port: int | None = None  # live metrics served by the master on 127.0.0.1
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RunResult:
+    """One run's folder and exit code; a single target's run carries its ``Summary``, a run of several
+    targets or a sweep the results of its parts (by target name, or by sweep step ``"<k>-<load>"``)."""
+
     run_dir: Path
-    summary: dict[str, Any]
     exit_code: ExitCode
+    summary: Summary | None = None
+    parts: Mapping[str, RunResult] = field(default_factory=dict)
 
 
 def say(req: RunRequest, line: str) -> None:

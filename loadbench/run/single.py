@@ -63,7 +63,7 @@ def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: Targe
     elif code == ExitCode.INVALID_RUN and summary.requests.total == 0:
         say(req, "error: the run sent no request, so it measured nothing (see status.json and the workers' "
                  "lines above)")
-    return RunResult(run_dir=run_dir, summary=summary.to_json(), exit_code=code)
+    return RunResult(run_dir=run_dir, exit_code=code, summary=summary)
 
 
 def _sized_workers(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec,

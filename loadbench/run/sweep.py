@@ -34,6 +34,7 @@ def execute_sweep(req: RunRequest) -> RunResult:
     doc: dict[str, Any] = {"schema": rd.SWEEP_SCHEMA, "name": req.name or profile.name or "sweep",
                            "load_unit": sweep.variable, "slo": profile.slo.model_dump(exclude_none=True),
                            "steps": steps, "capacity": None}
+    parts: dict[str, RunResult] = {}
     exit_code = ExitCode.OK
     try:
         target = single_target(req, profile, servers)
@@ -47,13 +48,15 @@ def execute_sweep(req: RunRequest) -> RunResult:
             say(req, f"\n== sweep step {k}: {sweep.variable} = {value:g}")
             res = run_one(req, step_profile, scenario, target, parent / "steps" / f"{k}-{value:g}")
             s = res.summary
-            met = bool((s.get("slo") or {}).get("met")) and res.exit_code in (ExitCode.OK, ExitCode.GATE_FAILED)
+            assert s is not None  # one target's run
+            parts[f"{k}-{value:g}"] = res
+            met = s.slo is not None and s.slo.met and res.exit_code in (ExitCode.OK, ExitCode.GATE_FAILED)
             steps.append({"index": k, "load": value, "dir": f"steps/{k}-{value:g}",
-                          "throughput_rps": s["throughput"]["requests_per_s"],
-                          "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
-                          "goodput_rps": s["throughput"]["goodput_rps"], "slo_met": met,
-                          "slo_reasons": (s.get("slo") or {}).get("reasons", []),
-                          "valid": not s["generator"]["saturated"] and s["requests"]["total"] > 0})
+                          "throughput_rps": s.throughput.requests_per_s,
+                          "output_tokens_per_s": s.throughput.output_tokens_per_s,
+                          "goodput_rps": s.throughput.goodput_rps, "slo_met": met,
+                          "slo_reasons": list(s.slo.reasons) if s.slo is not None else [],
+                          "valid": not s.generator.saturated and s.requests.total > 0})
             cap = max_passing_load([(st["load"], st["slo_met"]) for st in steps])
             doc["capacity"] = next(({"load": st["load"], "throughput_rps": st["throughput_rps"],
                                      "goodput_rps": st["goodput_rps"]} for st in steps if st["load"] == cap), None)
@@ -61,7 +64,7 @@ def execute_sweep(req: RunRequest) -> RunResult:
             if res.exit_code == ExitCode.INTERRUPTED:
                 exit_code = ExitCode.INTERRUPTED
                 break
-            if s["requests"]["total"] == 0:  # exit 3 or a master failure: never a judged step
+            if s.requests.total == 0:  # exit 3 or a master failure: never a judged step
                 say(req, f"loadbench: sweep step {k} ({sweep.variable} = {value:g}) measured nothing; the sweep "
                          "stops: the SLO was not judged at this load, so the capacity is known only below it")
                 exit_code = ExitCode.INVALID_RUN
@@ -80,4 +83,4 @@ def execute_sweep(req: RunRequest) -> RunResult:
 
         say(req, "\n" + render_sweep_console(parent))
     say(req, f"results: {parent}")
-    return RunResult(run_dir=parent, summary=doc, exit_code=exit_code)
+    return RunResult(run_dir=parent, exit_code=exit_code, parts=parts)

@@ -32,9 +32,8 @@ def run_targets(req: RunRequest, profile: Profile, scenario: Scenario) -> RunRes
                                             "order": [t.name for t in profile.targets]})
     build_report(req, parent)
     worst = max((r.exit_code for r in results), key=lambda c: (c != ExitCode.OK, int(c)))
-    return RunResult(run_dir=parent, summary={"targets": {t.name: r.summary for t, r in
-                                                          zip(profile.targets, results, strict=True)}},
-                     exit_code=worst)
+    return RunResult(run_dir=parent, exit_code=worst,
+                     parts={t.name: r for t, r in zip(profile.targets, results, strict=True)})
 
 
 INTERLEAVE_ROUNDS = 3
@@ -75,8 +74,8 @@ def _run_interleaved(req: RunRequest, profile: Profile, scenario: Scenario,
         dst = parent / "targets" / target.name
         merge_runs(dst, rounds[target.name])
         summary = write_summary_files(dst)
-        results.append(RunResult(run_dir=dst, summary=summary.to_json(),
-                                 exit_code=ExitCode.INTERRUPTED if interrupted else ExitCode.OK))
+        results.append(RunResult(run_dir=dst, exit_code=ExitCode.INTERRUPTED if interrupted else ExitCode.OK,
+                                 summary=summary))
     return results
 
 
