@@ -22,7 +22,6 @@ from loadbench.workers import state
 from loadbench.workers.backoff import Backoff, sleep_unless
 from loadbench.workers.stream import measure
 
-CONNECTION_ERROR_BACKOFF_S = 0.25  # an unreachable target must not turn into a hot loop
 # Users a ramp-down stopped that are still finishing their last request. They are out of the
 # runner's count already, so a later ramp counts only the users that will go on (a ramp-up takes
 # these back first, see LLMUser.start).
@@ -102,11 +101,12 @@ class LLMUser(FastHttpUser):
             # a ramp-down's stop_timeout ran out first
             rt.record_interrupted(spec, slot if slot is not None else started_ns)
             raise
-        wait_s = self.backoff.after(m.status, m.headers.get("retry-after"), time.time())
+        # a refused connection backs off like a 503: an unreachable target must not turn into a hot
+        # loop, and the wait is recorded on the sample like any other backoff
+        wait_s = self.backoff.after(m.status, m.headers.get("retry-after"), time.time(),
+                                    no_answer=m.outcome == "connection_error")
         # Closed loop: the intended start is the send time (queue = 0 by definition).
         rt.finish(spec, m, slot if slot is not None else m.sent_ns, backoff_s=wait_s)
         if wait_s:
             # a stopping user leaves now: its wait only spaced out a next request
             sleep_unless(wait_s, lambda: rt.draining or self._stopping(), gevent.sleep)
-        elif m.outcome == "connection_error":
-            gevent.sleep(CONNECTION_ERROR_BACKOFF_S)
