@@ -14,7 +14,7 @@ from loadbench.results.manifest import Manifest, write_manifest
 from loadbench.run.calibration import Calibration, calibrate_prompts
 from loadbench.run.inputs import auto_workers
 from loadbench.run.request import RunRequest, RunResult, say
-from loadbench.run.verdict import RunOutcome, exit_code
+from loadbench.run.verdict import NO_ANSWER, RunOutcome, exit_code, lost_share, target_lost
 
 
 def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec, run_dir: Path) -> RunResult:
@@ -55,15 +55,39 @@ def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: Targe
     build_report(req, run_dir)
     gates_failed = _check_thresholds(req, profile, summary, run_dir)
     invalid = _check_validity(req, summary)
-    code = exit_code(RunOutcome(launch_code=launch_code, interrupted=launch.interrupted,
-                                requests_total=summary.requests.total, requests_ok=summary.requests.ok,
-                                gates_failed=gates_failed, invalid=bool(invalid), strict=req.strict))
+    outcome = RunOutcome(launch_code=launch_code, interrupted=launch.interrupted,
+                         requests_total=summary.requests.total, requests_ok=summary.requests.ok,
+                         gates_failed=gates_failed, invalid=bool(invalid), strict=req.strict,
+                         lost_share=_lost_share(run_dir) if summary.requests.by_outcome.get(NO_ANSWER) else 0.0)
+    code = exit_code(outcome)
     if code == ExitCode.TARGET_FAILED and summary.requests.total and summary.requests.ok == 0:
         say(req, "error: no request succeeded against the target (see samples.jsonl for each error)")
     elif code == ExitCode.INVALID_RUN and summary.requests.total == 0:
         say(req, "error: the run sent no request, so it measured nothing (see status.json and the workers' "
                  "lines above)")
+    elif code == ExitCode.INVALID_RUN and target_lost(outcome):
+        say(req, f"error: the target was lost: no request got an answer (connection refused or reset) in "
+                 f"the last {outcome.lost_share:.0%} of the load, above the {outcome.error_ceiling:.0%} error "
+                 "ceiling; the run cannot be judged (see samples.jsonl)")
     return RunResult(run_dir=run_dir, exit_code=code, summary=summary)
+
+
+def _lost_share(run_dir: Path) -> float:
+    """``verdict.lost_share`` over the run's samples and its load span (the plan's end, or the
+    stop if earlier)."""
+    from loadbench.results import run_dir as rd
+    from loadbench.results.status import read_status
+
+    status = read_status(run_dir)
+    start_s = status.load_start_unix_s
+    if start_s is None:
+        return 0.0
+    ends = [e for e in (status.end_unix_s, start_s + (status.planned_duration_s or 0.0)) if e and e > start_s]
+    if not ends:
+        return 0.0
+    samples = ((int(s["intended_unix_ns"]), str(s["outcome"])) for s in rd.iter_samples(run_dir)
+               if isinstance(s.get("intended_unix_ns"), int))
+    return lost_share(samples, int(start_s * 1e9), int(min(ends) * 1e9))
 
 
 def _sized_workers(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec,

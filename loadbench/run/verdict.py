@@ -7,16 +7,31 @@ Order of precedence (the first that applies):
     the master failed otherwise                        -> INTERNAL (70)
     requests were sent and none succeeded              -> TARGET_FAILED (4)
     no request was sent: the run measured nothing      -> INVALID_RUN (3), with or without --strict
+    the target was lost: from some point on no request -> INVALID_RUN (3), with or without --strict
+      was answered (refused, reset) to the end of the
+      load, for more than the error ceiling of its time
     --strict and the validity check found reasons      -> INVALID_RUN (3)
     a threshold failed                                 -> GATE_FAILED (1)
     otherwise                                          -> OK (0)
+
+Why a lost target fails without --strict while other errors do not: a 429 or a 503 is the target's
+answer, a behaviour under load that the run measured (and that the SLO's ``error_rate`` or a threshold
+judges). A refused or reset connection is no answer: when the target stopped answering for good (its
+process died, its port closed) the figures describe only the part of the run before, and a CI job
+that lost its target must not pass. The rule is on time, not on the count of refused requests:
+users back off after a refused connection (0.5 s doubling), so a dead target yields few requests, and
+a count would let a run pass whose last half measured nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from loadbench.errors import ExitCode
+from loadbench.report.validity import DEFAULT_ERROR_CEILING
+
+NO_ANSWER = "connection_error"  # the outcome of a request the target never answered
 
 _MASTER_FAILURES = {ExitCode.WORKERS_MISSING, ExitCode.TARGET_FAILED, ExitCode.INTERRUPTED}
 
@@ -30,6 +45,29 @@ class RunOutcome:
     gates_failed: bool
     invalid: bool  # the validity check found reasons
     strict: bool
+    lost_share: float  # the share of the load's time after the target was lost (lost_share())
+    error_ceiling: float = DEFAULT_ERROR_CEILING
+
+
+def lost_share(samples: Iterable[tuple[int, str]], load_start_ns: int, load_end_ns: int) -> float:
+    """The share of the load's time during which the target was gone: from the first request that
+    got no answer after the last successful one (by intended start) to the end of the load. 0 when
+    the target answered until the end, or came back."""
+    if load_end_ns <= load_start_ns:
+        return 0.0
+    lost_from: int | None = None
+    for intended_ns, outcome in sorted(samples):
+        if outcome == "ok":
+            lost_from = None
+        elif outcome == NO_ANSWER and lost_from is None:
+            lost_from = intended_ns
+    if lost_from is None:
+        return 0.0
+    return min(1.0, max(0.0, (load_end_ns - lost_from) / (load_end_ns - load_start_ns)))
+
+
+def target_lost(o: RunOutcome) -> bool:
+    return o.lost_share > o.error_ceiling
 
 
 def exit_code(o: RunOutcome) -> ExitCode:
@@ -41,6 +79,8 @@ def exit_code(o: RunOutcome) -> ExitCode:
         return ExitCode.TARGET_FAILED
     if o.requests_total == 0:
         return ExitCode.INVALID_RUN  # no figure of it can be defended, so it never passes a gate
+    if target_lost(o):
+        return ExitCode.INVALID_RUN
     if o.strict and o.invalid:
         return ExitCode.INVALID_RUN
     if o.gates_failed:

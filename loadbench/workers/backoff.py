@@ -2,9 +2,11 @@
 
 After a 429 or a 5xx the user waits before its next request: the answer's ``Retry-After`` when it
 gives one (seconds or an HTTP date, capped at MAX_S), otherwise BASE_S x 2^(n-1) for the n-th such
-answer in a row, capped at MAX_S. Any other answer resets the count. The wait is recorded on the
-request's sample (``backoff_us``) and summed in the summary: throughput lost to backoff is reported,
-never hidden.
+answer in a row, capped at MAX_S. A request that got no answer at all (connection refused or reset
+before the first byte: the target is gone, as when its process died) backs off the same way: a target
+that disappears must not be hammered by every user in a tight loop. Any other answer resets the count.
+The wait is recorded on the request's sample (``backoff_us``) and summed in the summary: throughput
+lost to backoff is reported, never hidden.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ BASE_S = 0.5
 MAX_S = 30.0
 
 
-def backs_off(status: int) -> bool:
-    return status == 429 or 500 <= status <= 599
+def backs_off(status: int, no_answer: bool = False) -> bool:
+    """``no_answer``: the connection failed before any response (refused, reset); ``status`` is then 0."""
+    return no_answer or status == 429 or 500 <= status <= 599
 
 
 def retry_after_s(value: str | None, now_unix_s: float) -> float | None:
@@ -41,9 +44,10 @@ class Backoff:
 
     in_a_row: int = 0
 
-    def after(self, status: int, retry_after: str | None, now_unix_s: float) -> float:
-        """Seconds to wait before the next request, given the answer just received."""
-        if not backs_off(status):
+    def after(self, status: int, retry_after: str | None, now_unix_s: float, *, no_answer: bool = False) -> float:
+        """Seconds to wait before the next request, given the answer just received (``no_answer``:
+        none was, the connection failed first)."""
+        if not backs_off(status, no_answer):
             self.in_a_row = 0
             return 0.0
         self.in_a_row += 1

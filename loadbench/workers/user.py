@@ -20,9 +20,8 @@ from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING
 
 from loadbench.workers import state
 from loadbench.workers.backoff import Backoff, sleep_unless
-from loadbench.workers.stream import measure
+from loadbench.workers.stream import Measured, measure
 
-CONNECTION_ERROR_BACKOFF_S = 0.25  # an unreachable target must not turn into a hot loop
 # Users a ramp-down stopped that are still finishing their last request. They are out of the
 # runner's count already, so a later ramp counts only the users that will go on (a ramp-up takes
 # these back first, see LLMUser.start).
@@ -33,6 +32,12 @@ def cut_leaving() -> None:
     """The end of the run: stop at once the users still finishing a request after a ramp-down
     (recorded as ``interrupted``, like every other request the drain left in flight)."""
     LEAVING.kill(block=True)
+
+
+def stale_connection(m: Measured) -> bool:
+    """The request found its pooled connection already closed by the server, before any answer (a
+    refused or reset connection is not this: the target is gone)."""
+    return m.outcome == "connection_error" and m.status == 0 and (m.error or "").startswith("HTTPConnectionClosed")
 
 
 class LLMUser(FastHttpUser):
@@ -97,16 +102,24 @@ class LLMUser(FastHttpUser):
         try:
             m = measure(self.client, rt.base_path + spec.path, spec.body, headers,
                         stream=rt.profile.stream, timeout_s=rt.timeout_s)
+            if stale_connection(m):
+                # the server closed the kept-alive connection after its last reply (llama.cpp's
+                # server does after every stream while answering keep-alive) and this request met
+                # the closed socket before any answer: the server never saw it, so it is sent once
+                # more on a fresh connection, as HTTP clients do; its intended start is unchanged
+                m = measure(self.client, rt.base_path + spec.path, spec.body, headers,
+                            stream=rt.profile.stream, timeout_s=rt.timeout_s)
         except BaseException:
             # killed mid-request: the run stopped before this request finished (after the drain), or
             # a ramp-down's stop_timeout ran out first
             rt.record_interrupted(spec, slot if slot is not None else started_ns)
             raise
-        wait_s = self.backoff.after(m.status, m.headers.get("retry-after"), time.time())
+        # a refused connection backs off like a 503: an unreachable target must not turn into a hot
+        # loop, and the wait is recorded on the sample like any other backoff
+        wait_s = self.backoff.after(m.status, m.headers.get("retry-after"), time.time(),
+                                    no_answer=m.outcome == "connection_error")
         # Closed loop: the intended start is the send time (queue = 0 by definition).
         rt.finish(spec, m, slot if slot is not None else m.sent_ns, backoff_s=wait_s)
         if wait_s:
             # a stopping user leaves now: its wait only spaced out a next request
             sleep_unless(wait_s, lambda: rt.draining or self._stopping(), gevent.sleep)
-        elif m.outcome == "connection_error":
-            gevent.sleep(CONNECTION_ERROR_BACKOFF_S)

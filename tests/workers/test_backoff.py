@@ -14,6 +14,16 @@ def test_throttling_and_server_errors_back_off_others_do_not() -> None:
         False, False, False, False, True, True, True, True]  # fmt: skip
 
 
+def test_a_request_that_got_no_answer_backs_off_like_a_503() -> None:
+    """A refused connection (the target's process died) waits as a 503 does; a good answer resets."""
+    assert backs_off(0, no_answer=True) and not backs_off(0)
+    b = Backoff()
+    assert [b.after(0, None, 0.0, no_answer=True) for _ in range(3)] == [BASE_S, 2 * BASE_S, 4 * BASE_S]
+    assert b.after(503, None, 0.0) == 8 * BASE_S  # one run of failures, whatever their kind
+    assert b.after(200, None, 0.0) == 0.0
+    assert b.after(0, None, 0.0, no_answer=True) == BASE_S
+
+
 def test_exponential_backoff_without_retry_after_resets_after_a_good_answer() -> None:
     b = Backoff()
     assert [b.after(503, None, 0.0) for _ in range(3)] == [BASE_S, 2 * BASE_S, 4 * BASE_S]
