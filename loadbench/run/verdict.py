@@ -29,9 +29,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from loadbench.errors import ExitCode
+from loadbench.outcomes import CONNECTION_ERROR
 from loadbench.report.validity import DEFAULT_ERROR_CEILING
 
-NO_ANSWER = "connection_error"  # the outcome of a request the target never answered
+NO_ANSWER = CONNECTION_ERROR  # the outcome of a request the target never answered
 
 _MASTER_FAILURES = {ExitCode.WORKERS_MISSING, ExitCode.TARGET_FAILED, ExitCode.INTERRUPTED}
 

@@ -19,6 +19,7 @@ from loadbench.config import env_value
 from loadbench.errors import ExitCode
 from loadbench.metrics.live import LiveFeed
 from loadbench.metrics.prometheus import LiveState
+from loadbench.outcomes import CONNECTION_ERROR
 from loadbench.plan.run import SECRETS_ENV, RunPlan
 from loadbench.report.live import live_line
 from loadbench.results import run_dir as rd
@@ -220,7 +221,7 @@ class Master:
         t = self.collector.totals
         outcomes = self.collector.outcomes
         return (t.ok == 0 and t.failed >= UNREACHABLE_AFTER
-                and outcomes.get("connection_error", 0) == t.failed)
+                and outcomes.get(CONNECTION_ERROR, 0) == t.failed)
 
     def _abort_reason(self) -> str | None:
         """The profile's ``abort_on`` rule, once enough requests have finished."""

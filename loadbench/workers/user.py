@@ -18,6 +18,7 @@ from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING
 
+from loadbench.outcomes import CONNECTION_ERROR
 from loadbench.workers import state
 from loadbench.workers.backoff import Backoff, sleep_unless
 from loadbench.workers.stream import Measured, measure
@@ -37,7 +38,7 @@ def cut_leaving() -> None:
 def stale_connection(m: Measured) -> bool:
     """The request found its pooled connection already closed by the server, before any answer (a
     refused or reset connection is not this: the target is gone)."""
-    return m.outcome == "connection_error" and m.status == 0 and (m.error or "").startswith("HTTPConnectionClosed")
+    return m.outcome == CONNECTION_ERROR and m.status == 0 and (m.error or "").startswith("HTTPConnectionClosed")
 
 
 class LLMUser(FastHttpUser):
@@ -101,14 +102,14 @@ class LLMUser(FastHttpUser):
             headers = {**headers, "X-Loadbench-Metadata": orjson.dumps(spec.metadata).decode()}
         try:
             m = measure(self.client, rt.base_path + spec.path, spec.body, headers,
-                        stream=rt.profile.stream, timeout_s=rt.timeout_s)
+                        stream=rt.profile.stream, timeout_s=rt.timeout_s, dialect=rt.dialect)
             if stale_connection(m):
                 # the server closed the kept-alive connection after its last reply (llama.cpp's
                 # server does after every stream while answering keep-alive) and this request met
                 # the closed socket before any answer: the server never saw it, so it is sent once
                 # more on a fresh connection, as HTTP clients do; its intended start is unchanged
                 m = measure(self.client, rt.base_path + spec.path, spec.body, headers,
-                            stream=rt.profile.stream, timeout_s=rt.timeout_s)
+                            stream=rt.profile.stream, timeout_s=rt.timeout_s, dialect=rt.dialect)
         except BaseException:
             # killed mid-request: the run stopped before this request finished (after the drain), or
             # a ramp-down's stop_timeout ran out first
@@ -117,7 +118,7 @@ class LLMUser(FastHttpUser):
         # a refused connection backs off like a 503: an unreachable target must not turn into a hot
         # loop, and the wait is recorded on the sample like any other backoff
         wait_s = self.backoff.after(m.status, m.headers.get("retry-after"), time.time(),
-                                    no_answer=m.outcome == "connection_error")
+                                    no_answer=m.outcome == CONNECTION_ERROR)
         # Closed loop: the intended start is the send time (queue = 0 by definition).
         rt.finish(spec, m, slot if slot is not None else m.sent_ns, backoff_s=wait_s)
         if wait_s:
