@@ -9,6 +9,9 @@ set -euo pipefail
 # `cmake cmake`, `g++ g++`) and every caller installs it.
 PACKAGES=(
   "chromium /usr/bin/chromium"  # the web UI tests drive the real page with Playwright and the system browser
+  "cmake cmake"                 # the real-engine tests build llama.cpp's llama-server once per machine
+  "g++ g++"                     # (bench/engine.py: CPU-only, cached outside the repository)
+  "make make"
 )
 
 missing=()
