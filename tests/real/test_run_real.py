@@ -51,7 +51,7 @@ def test_closed_loop_run_exact_usage_and_calibrated_prompts(engine_factory, tmp_
     run = only_run(out)
     summary = _exact_usage(run)
     tokens = summary["tokens"]
-    extra = read_json(run / "plan.json")["extra"]
+    extra = read_json(run / "plan.json")["workload"]  # the calibration the plan carried to the workers
     # the engine's tokenizer splits loadbench's words into about 2.4 tokens each: calibration scaled
     # the text to match, and measured the chat template's tokens apart
     assert 0.2 < extra["prompt_scale"] < 0.8, extra
