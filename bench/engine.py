@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -358,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "build":
             print(ensure_built())
             return 0
+        def stop_serving(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt  # SIGTERM too stops the engine by its PID before exiting
+
+        signal.signal(signal.SIGTERM, stop_serving)
         with tempfile.TemporaryDirectory(prefix="llama-server-") as tmp:
             server = start_engine(EngineConfig(slots=args.slots, cpu=args.cpu, prompt_cache=args.prompt_cache),
                                   Path(tmp))

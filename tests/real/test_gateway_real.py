@@ -95,9 +95,10 @@ def test_gateway_routes_fails_over_and_logs_two_real_engines(engine_factory, gat
     while time.monotonic() < deadline and len(rows) < 56:
         with sqlite3.connect(db) as conn:
             rows = conn.execute("SELECT model, target, status, outcome, ttft_ms, e2e_ms, prompt_tokens, "
-                                "output_tokens, attempts FROM requests").fetchall()
+                                "output_tokens, attempts FROM requests ORDER BY id").fetchall()
         time.sleep(0.1)
     assert len(rows) == 56
+    print("attempts before the kill", Counter(r[8] for r in rows[:46]), "after", [r[8] for r in rows[46:]])
     assert all(r[2] == 200 and r[3] == "ok" and r[7] == MAX_TOKENS and r[6] > 0 for r in rows), rows[:3]
     assert all(0 < r[4] <= r[5] for r in rows)
     ttft = {t: sorted(r[4] for r in rows if r[1] == t) for t in ("fast", "slow")}

@@ -110,14 +110,13 @@ def test_engine_killed_mid_run_backs_off_and_cannot_be_judged(engine_factory, tm
     refused = [s for s in samples if s["outcome"] == "connection_error"]
     ok = [s for s in samples if s["outcome"] == "ok"]
     assert ok and refused
-    # every refused request is recorded with its user's wait; without backoff 4 users sent about
-    # 19 per second (280 in 15 s); with it each user sends at most one per 0.5, 1, 2, 4, 8 s
+    # every refused request is recorded with its user's wait; a fixed 0.25 s pause sent 163 in the
+    # last 10 s of this run; with the backoff each user sends at most one per 0.5, 1, 2, 4, 8 s
     assert all(s["backoff_us"] and s["backoff_us"] >= BASE_S * 1e6 for s in refused), refused[:3]
     assert len(refused) <= 4 * 6, len(refused)
     assert max(s["backoff_us"] for s in refused) >= 4 * BASE_S * 1e6
     summary = read_json(run / "summary.json")
-    assert summary["requests"]["by_outcome"]["connection_error"] == len(
-        [s for s in refused if not s.get("excluded")]) or summary["requests"]["by_outcome"]["connection_error"] > 0
+    assert summary["requests"]["by_outcome"]["connection_error"] == len(refused)  # no warm-up: all measured
     assert any("backoff" in w for w in summary["warnings"])
     print(f"kill test: killed {killed_unix_s - start:.1f} s into the load; ok {len(ok)}, refused "
           f"{len(refused)}, other {len(samples) - len(ok) - len(refused)}, exit {proc.returncode}")
