@@ -365,9 +365,9 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
                         "interrupted, neither timed nor counted as failed")
     backed_off = [s.backoff_us for s in measured if s.backoff_us]
     if backed_off:
-        warnings.append(f"{len(backed_off)} answers (429/5xx) and refused connections were followed by a backoff of "
-                        f"the user sending them, {us_to_s(sum(backed_off)):.1f} s in total (Retry-After or exponential): "
-                        "throughput is lower than the load asked for")
+        warnings.append(f"{len(backed_off)} answers (429/5xx) and refused connections were followed by a backoff "
+                        f"of the user sending them, {us_to_s(sum(backed_off)):.1f} s in total (Retry-After or "
+                        "exponential): throughput is lower than the load asked for")
     queue = hists.get("queue")
     if queue is not None and queue.get_total_count() and queue.get_value_at_percentile(50.0) > 50_000:
         warnings.append(
