@@ -37,6 +37,7 @@ from loadbench.eval.scorecard import ProbeResult
 from loadbench.eval.suite import Suite
 from loadbench.pricing import Price, Usage, call_cost
 from loadbench.protocol.dialect import INVALID, Dialect, LLMRequest, Message
+from loadbench.protocol.keepalive import post
 from loadbench.protocol.registry import DEFAULT, dialect
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -125,8 +126,7 @@ async def chat(session: aiohttp.ClientSession, ep: Endpoint, req: LLMRequest, ti
     cache: str | None = None
     try:
         async with asyncio.timeout(timeout_s):
-            async with session.post(ep.base_url.rstrip("/") + sent.path, data=sent.body,
-                                    headers=sent.headers) as resp:
+            async with await post(session, ep.base_url.rstrip("/") + sent.path, sent.body, sent.headers) as resp:
                 status = resp.status
                 cache = resp.headers.get(CACHE_HEADER)
                 if resp.status != 200:

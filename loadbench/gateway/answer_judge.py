@@ -37,6 +37,7 @@ from loadbench.gateway.context import RequestContext
 from loadbench.gateway.experiments import Experiments, changed, specs_of
 from loadbench.gateway.sharedstate import SharedState, StateUnavailable
 from loadbench.pricing import Price, Usage, model_cost
+from loadbench.protocol.keepalive import post
 from loadbench.protocol.openai import OPENAI, answer_text, question_text, stream_text, usage_from
 from loadbench.units import utc_day, utc_day_start_ms
 
@@ -158,8 +159,7 @@ class AnswerJudges:
         body = {"model": spec.model, "stream": False, "temperature": 0,
                 "messages": [{"role": "user", "content": prompt}]}
         async with asyncio.timeout(spec.timeout_s):
-            async with self._session.post(OPENAI.url(spec.url, "chat"), data=orjson.dumps(body),
-                                          headers=headers) as resp:
+            async with await post(self._session, OPENAI.url(spec.url, "chat"), orjson.dumps(body), headers) as resp:
                 raw = await resp.read()
         if resp.status != 200:
             return None, Usage()

@@ -38,6 +38,7 @@ from loadbench.gateway.relay import StreamRelay
 from loadbench.gateway.state import Gateway, GatewayState
 from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watch
+from loadbench.protocol.keepalive import post
 from loadbench.protocol.openai import completion_tokens, error_event, is_answer, is_error_body
 
 log = logging.getLogger("loadbench.gateway")
@@ -321,9 +322,9 @@ class Exchange:
                     # first_token_s runs from the send: to the headers here, then to the first content
                     # delta under the watchdog (the relay moves the deadline to idle_s gaps after it)
                     async with asyncio.timeout(up.spec.timeouts.first_token_s):
-                        resp = await up.session.post(url, data=payload, headers=up.headers)
+                        resp = await post(up.session, url, payload, up.headers)
                 else:
-                    resp = await up.session.post(url, data=payload, headers=up.headers)
+                    resp = await post(up.session, url, payload, up.headers)
                 if resp.status != 200:
                     return await self._error_answer(up, resp, send_ns)
                 if ctx.stream:

@@ -30,6 +30,7 @@ from loadbench.gateway.context import RequestContext
 from loadbench.gateway.relay import StreamRelay
 from loadbench.gateway.sharedstate import SharedState, StateUnavailable
 from loadbench.gateway.upstream import Upstream
+from loadbench.protocol.keepalive import post
 from loadbench.units import utc_day, utc_day_start_ms
 
 log = logging.getLogger("loadbench.gateway")
@@ -100,7 +101,7 @@ class Shadows:
         try:
             body = {**primary.body, "model": up.spec.model}
             async with asyncio.timeout(up.spec.timeouts.total_s):
-                resp = await up.session.post(url, data=orjson.dumps(body), headers=up.headers)
+                resp = await post(up.session, url, orjson.dumps(body), up.headers)
                 try:
                     status = resp.status
                     if status == 200 and ctx.stream:

@@ -22,9 +22,9 @@ def test_eval_against_the_engine_costs_its_usage_and_times_its_calls(engine_fact
     pricing_file(tmp_path, {"engine": {"input_per_mtok": 1.0, "output_per_mtok": 10.0}})
     suite = write_suite(tmp_path, data, [{"name": "engine", "url": engine.base_url, "model": MODEL_NAME,
                                           "price": "engine"}],
-                        # the engine closes each connection after its reply while answering keep-alive:
-                        # a call that meets such a closed pooled connection fails before the engine sees
-                        # it (ServerDisconnectedError), and is sent again
+                        # the engine closes each connection after its reply while answering keep-alive: a
+                        # call that meets such a closed pooled connection is sent once more by
+                        # protocol.keepalive.post (not an attempt); retries cover anything else
                         pricing="pricing.yaml", repeats=2, concurrency=4, retries=2,
                         request={"max_tokens": MAX_TOKENS, "temperature": 1.0},
                         criteria=[{"name": "label", "type": "classification"},
