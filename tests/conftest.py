@@ -57,6 +57,17 @@ def mock_stats(server: ServerProcess) -> dict:
         return dict(orjson.loads(resp.read()))
 
 
+def wait_for_mock_requests(server: ServerProcess, count: int, timeout_s: float = 60.0) -> None:
+    """Until the mock has received ``count`` requests: a run's load is under way, however long its start
+    took on a busy machine (a fixed sleep measured the machine's speed, not the run)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while mock_stats(server)["requests"] < count:
+        assert time.monotonic() < deadline, f"the mock received fewer than {count} requests in {timeout_s:g} s"
+        time.sleep(0.1)
+
+
 def write_profile(tmp_path: Path, text: str, name: str = "profile.yaml") -> Path:
     p = tmp_path / name
     p.write_text(text)

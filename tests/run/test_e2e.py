@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.conftest import REPO, only_run, read_json, run_loadbench, samples_of
+from tests.conftest import REPO, only_run, read_json, run_loadbench, samples_of, wait_for_mock_requests
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +118,7 @@ def test_sigterm_or_ctrl_c_mid_run_leaves_a_complete_folder(mock_factory, tmp_pa
     proc = subprocess.Popen([sys.executable, "-m", "loadbench", "run", "--target", mock.base_url, "--users", "8",
                              "--duration", "60", "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    time.sleep(6)
+    wait_for_mock_requests(mock, 40)  # the load under way (about 6 s on an idle machine)
     proc.send_signal(signum)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output

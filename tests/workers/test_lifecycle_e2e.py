@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO, mock_stats, only_run, read_json, run_loadbench, samples_of
+from tests.conftest import REPO, mock_stats, only_run, read_json, run_loadbench, samples_of, wait_for_mock_requests
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -48,7 +48,7 @@ def test_kill_9_of_loadbench_run_stops_the_load_and_the_folder_can_be_summarised
     out = tmp_path / "results"
     cli = _start_run(mock.base_url, out, "--users", "4", "--duration", "60", "--workers", "1")
     children = _locust_processes(cli, 2)  # master and one worker
-    time.sleep(3)
+    wait_for_mock_requests(mock, 25)  # the load under way (about 3 s on an idle machine)
     cli.send_signal(signal.SIGKILL)
     cli.wait()
     assert _requests_stop(mock, within_s=2.0)  # before: the load ran on for the rest of the plan
