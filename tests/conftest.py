@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from loadbench.procs import ServerProcess, start_server
+from loadbench.protocol.dialect import Decoded
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,6 +56,13 @@ def mock_stats(server: ServerProcess) -> dict:
 
     with urllib.request.urlopen(server.url + "/mock/stats", timeout=10) as resp:
         return dict(orjson.loads(resp.read()))
+
+
+def event_decoded(payload: bytes) -> Decoded:
+    """What the openai dialect's stream decoder (the worker's) reads from one SSE event's ``data`` payload."""
+    from loadbench.protocol.openai import OPENAI
+
+    return OPENAI.decoder().feed(b"data: " + payload + b"\n\n")
 
 
 def wait_for_mock_requests(server: ServerProcess, count: int, timeout_s: float = 60.0) -> None:

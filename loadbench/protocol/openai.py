@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -393,64 +392,3 @@ OPENAI_DATA = WireData(paths={"chat": "/chat/completions", "completions": "/comp
                               "embeddings": "/embeddings"},
                        auth=Auth("header", "Authorization", "Bearer "))
 OPENAI = OpenAIDialect(OPENAI_DATA)
-
-
-# The per-event and per-body readings of the first protocol, kept for their callers (``run.chunk_rate``,
-# ``run.preflight``) and tests; the dialect's decoder is the same rule.
-@dataclass(slots=True)
-class ChunkInfo:
-    """What one streamed event tells the timer."""
-
-    content: bool  # carries visible text (role-only and empty deltas do not)
-    text_len: int
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    error: str | None = None
-
-
-def parse_chunk(payload: bytes) -> ChunkInfo:
-    """Classify one SSE ``data`` payload (not ``[DONE]``)."""
-    try:
-        obj = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return ChunkInfo(content=False, text_len=0, error=f"unparsable chunk: {payload[:80]!r}")
-    if not isinstance(obj, dict):
-        return ChunkInfo(content=False, text_len=0, error="chunk is not a JSON object")
-    if "error" in obj:
-        return ChunkInfo(content=False, text_len=0, error=_error_of(obj["error"]).message)
-    text_len = 0
-    for choice in obj.get("choices") or ():
-        answer, reasoning = choice_text(choice)
-        text_len += len(answer) + len(reasoning)
-    info = ChunkInfo(content=text_len > 0, text_len=text_len)
-    usage = obj.get("usage")
-    if isinstance(usage, dict):
-        info.prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
-        info.completion_tokens = _int_or_none(usage.get("completion_tokens"))
-    return info
-
-
-@dataclass(slots=True)
-class BodyInfo:
-    text_len: int
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    error: str | None = None
-
-
-def parse_body(body: bytes) -> BodyInfo:
-    """Parse a non-streamed completion body."""
-    answer = OPENAI.decode(body)
-    if answer.error is not None:
-        return BodyInfo(0, None, None, error=answer.error.message)
-    try:
-        raw_usage = orjson.loads(body).get("usage")
-    except (orjson.JSONDecodeError, AttributeError):
-        raw_usage = None
-    usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
-    return BodyInfo(len(answer.text), _int_or_none(usage.get("prompt_tokens")),
-                    _int_or_none(usage.get("completion_tokens")))
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.timing import RequestTiming, derive, gaps_us
-from loadbench.protocol.openai import parse_body, parse_chunk
+from loadbench.protocol.openai import OPENAI
+from tests.conftest import event_decoded
 
 MS = 1_000_000
 
@@ -52,20 +53,21 @@ def test_role_only_and_empty_deltas_are_not_tokens() -> None:
     text = b'{"choices":[{"index":0,"delta":{"content":" tok1"}}]}'
     completion = b'{"choices":[{"index":0,"text":" a"}]}'
     usage = b'{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":64,"total_tokens":76}}'
-    assert not parse_chunk(role).content
-    assert not parse_chunk(empty).content
-    assert parse_chunk(text).content
-    assert parse_chunk(completion).content
-    u = parse_chunk(usage)
-    assert not u.content and u.prompt_tokens == 12 and u.completion_tokens == 64
-    assert parse_chunk(b'{"error":{"message":"boom"}}').error == "boom"
-    assert parse_chunk(b"not json").error is not None
+    assert not event_decoded(role).content
+    assert not event_decoded(empty).content
+    assert event_decoded(text).content
+    assert event_decoded(completion).content
+    u = event_decoded(usage)
+    assert not u.content and u.usage is not None and u.usage.prompt_tokens == 12 and u.usage.completion_tokens == 64
+    boom = event_decoded(b'{"error":{"message":"boom"}}').error
+    assert boom is not None and boom.message == "boom"
+    assert event_decoded(b"not json").error is not None
 
 
-def test_parse_body() -> None:
-    b = parse_body(b'{"choices":[{"message":{"content":"hi there"}}],"usage":{"prompt_tokens":3,'
-                   b'"completion_tokens":2}}')
-    assert (b.text_len, b.prompt_tokens, b.completion_tokens) == (8, 3, 2)
+def test_a_whole_body_decodes_to_its_text_and_usage() -> None:
+    b = OPENAI.decode(b'{"choices":[{"message":{"content":"hi there"}}],"usage":{"prompt_tokens":3,'
+                      b'"completion_tokens":2}}')
+    assert b.usage is not None and (len(b.text), b.usage.prompt_tokens, b.usage.completion_tokens) == (8, 3, 2)
 
 
 def test_histogram_precision_three_digits() -> None:

@@ -19,13 +19,13 @@ from loadbench.protocol.openai import (
     OpenAIDialect,
     answer_text,
     content_deltas,
-    parse_chunk,
     question_text,
     stream_text,
     usage_in,
 )
 from loadbench.protocol.registry import dialect, names, register
 from loadbench.protocol.usage import Usage
+from tests.conftest import event_decoded
 
 
 def ev(obj: object) -> bytes:
@@ -81,7 +81,7 @@ def test_any_chunking_of_a_stream_decodes_to_the_same_events(chunks: list[dict],
     content, usage, _, _, error, tool, ended = whole
     assert [c.text for c in content] == [t for c in chunks if "error" not in c
                                           for t in [_text_of(c)] if t]
-    assert len(content) == sum(1 for c in chunks if "error" not in c and parse_chunk(orjson.dumps(c)).content)
+    assert len(content) == sum(1 for c in chunks if "error" not in c and event_decoded(orjson.dumps(c)).content)
     assert (content_deltas(raw) > 0) == bool(content)
     reports = [c["usage"] for c in chunks if "usage" in c]
     assert usage == (Usage(reports[-1]["prompt_tokens"], reports[-1]["completion_tokens"]) if reports else None)
