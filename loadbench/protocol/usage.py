@@ -27,13 +27,6 @@ class Usage:
                 "reasoning_tokens": self.reasoning_tokens}
 
     @classmethod
-    def from_openai(cls, usage: object) -> Usage:
-        """``protocol.openai.usage_from``, under the name its older callers use."""
-        from loadbench.protocol.openai import usage_from
-
-        return usage_from(usage)
-
-    @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Usage:
         return cls(**{k: count(obj.get(k)) for k in cls.__dataclass_fields__})
 

@@ -17,6 +17,7 @@ from loadbench.eval.decision import PairedCases, decide
 from loadbench.eval.expand import expand
 from loadbench.eval.suite import yaml_line
 from loadbench.pricing import Usage, call_cost, stale_days
+from loadbench.protocol.openai import usage_from
 from tests.eval.conftest import label_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,9 +102,9 @@ def test_pricing_cost_buckets_cache_and_staleness() -> None:
         p.price("x", "target 'a'")
     with pytest.raises(ConfigError, match="as_of"):
         parse_pricing({"source": "s", "as_of": "last week", "models": {}}, "p.yaml")
-    usage = Usage.from_openai({"prompt_tokens": 10, "completion_tokens": 5,
-                               "prompt_tokens_details": {"cached_tokens": 4},
-                               "completion_tokens_details": {"reasoning_tokens": 3}})
+    usage = usage_from({"prompt_tokens": 10, "completion_tokens": 5,
+                        "prompt_tokens_details": {"cached_tokens": 4},
+                        "completion_tokens_details": {"reasoning_tokens": 3}})
     assert (usage.cached_tokens, usage.reasoning_tokens) == (4, 3)
 
 
