@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 from loadbench.errors import LoadbenchError
@@ -91,6 +92,15 @@ class SharedState(Protocol):
         """Release connections (the state itself stays for the other processes)."""
 
 
+@contextmanager
+def _unavailable(what: str) -> Iterator[None]:
+    """A SQLite error inside the block is the shared state's ``StateUnavailable``, saying what failed."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StateUnavailable(f"{what}: {exc}") from exc
+
+
 class SqliteState:
     """``SharedState`` in the request log's SQLite file (WAL: readers never block the writer). One
     connection per thread that asks (the poller, the admin API's executor, the judges' writes)."""
@@ -104,75 +114,55 @@ class SqliteState:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
+            with _unavailable(f"shared state {self.path}"):
                 conn = logdb.connect(self.path)
-            except sqlite3.Error as exc:
-                raise StateUnavailable(f"shared state {self.path}: {exc}") from exc
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
         return conn
 
     def register_experiments(self, specs: Iterable[ExperimentSpec], now_ms: int, worker: int) -> None:
-        try:
+        with _unavailable("registering experiments"):
             logdb.register(self._conn(), registrations(specs), now_ms, worker)
-        except sqlite3.Error as exc:
-            raise StateUnavailable(f"registering experiments: {exc}") from exc
 
     def experiments(self) -> dict[str, ExperimentRow]:
-        try:
+        with _unavailable("reading experiments"):
             return logdb.experiments(self._conn())
-        except sqlite3.Error as exc:
-            raise StateUnavailable(f"reading experiments: {exc}") from exc
 
     def change_experiment(self, name: str, action: str, weight: float | None, reason: str, now_ms: int,
                           worker: int) -> bool:
-        try:
+        with _unavailable(f"changing experiment {name}"):
             return logdb.change(self._conn(), name, action, weight, reason, now_ms, worker)
-        except sqlite3.Error as exc:
-            raise StateUnavailable(f"changing experiment {name}: {exc}") from exc
 
     def experiment_events(self, limit: int = 100) -> list[dict[str, object]]:
-        try:
+        with _unavailable("reading experiment events"):
             return logdb.events(self._conn(), limit)
-        except sqlite3.Error as exc:
-            raise StateUnavailable(f"reading experiment events: {exc}") from exc
 
     def observe(self, rows: Sequence[tuple[object, ...]]) -> None:
         return None  # the rows, once committed, are this backend's window and spend
 
     def window(self, experiment: str, arm: str, since_ms: int) -> WindowStats:
-        try:
+        with _unavailable(f"reading the window of {experiment}"):
             return WindowStats.of(logdb.window(self._conn(), experiment, arm, since_ms))
-        except sqlite3.Error as exc:
-            raise StateUnavailable(f"reading the window of {experiment}: {exc}") from exc
 
     def shadow_spend_usd(self, since_ms: int) -> float:
-        try:
+        with _unavailable("reading shadow spend"):
             return logdb.shadow_spend(self._conn(), since_ms)
-        except sqlite3.Error as exc:
-            raise StateUnavailable(f"reading shadow spend: {exc}") from exc
 
     def judge_spend_usd(self, experiment: str, since_ms: int) -> float:
-        try:
+        with _unavailable("reading judge spend"):
             return logdb.judge_spend(self._conn(), experiment, since_ms)[1]
-        except sqlite3.Error as exc:
-            raise StateUnavailable(f"reading judge spend: {exc}") from exc
 
     def add_judge_grade(self, now_ms: int, experiment: str, request_id: str, tenant: str | None,
                         score: float | None, cost_usd: float, since_ms: int) -> float:
-        try:
+        with _unavailable("recording a judge grade"):
             conn = self._conn()
             logdb.judge_record(conn, now_ms, experiment, request_id, tenant, score, cost_usd)
             return logdb.judge_spend(conn, experiment, since_ms)[1]
-        except sqlite3.Error as exc:
-            raise StateUnavailable(f"recording a judge grade: {exc}") from exc
 
     def target_stats(self, model: str, target: str, window_requests: int) -> LiveStats:
-        try:
+        with _unavailable(f"reading live stats of {target}"):
             n, cost, fb_n, fb_sum = logdb.target_stats(self._conn(), model, target, window_requests)
-        except sqlite3.Error as exc:
-            raise StateUnavailable(f"reading live stats of {target}: {exc}") from exc
         return LiveStats(n, cost, fb_n, fb_sum)
 
     def publish_cooldown(self, target: str, until_ms: int, reason: str) -> None:
