@@ -3,7 +3,10 @@
 The verbs follow envoyproxy/ai-gateway's translator: build a request (body and headers) from
 loadbench's own ``LLMRequest``; decode a response chunk by chunk (``StreamDecoder.feed(chunk,
 end_of_stream)`` returns the content events, usage and model the chunk completed); decode a whole
-response (``decode``); map an error (``error``). The worker, the eval runner and judge, the mock, the
+response (``decode``); map an error (``error``). The server half mirrors them: read a client's
+request (``parse_request``), write a stream (``encoder()``: a ``StreamEncoder``) or a whole answer
+(``answer_body``) and an error (``error_body``), so the mock and the gateway's ingress answer in the
+client's own protocol with the same code that decodes it. The worker, the eval runner and judge, the mock, the
 cache and the gateway all speak a protocol through these verbs, so a new protocol is one module
 (a ``Dialect`` subclass) plus its ``WireData``, registered by name (``protocol.registry``).
 
@@ -31,13 +34,43 @@ from urllib.parse import quote
 from loadbench.protocol.usage import Usage
 
 Kind = Literal["chat", "completions"]
-Channel = Literal["answer", "reasoning"]
+# "tool": the arguments of a tool call as the model streams them (content: it is generated output)
+Channel = Literal["answer", "reasoning", "tool"]
+
+# Finish reasons in loadbench's words: every dialect maps its own onto these (Anthropic's "end_turn" is
+# STOP, "max_tokens" LENGTH, "tool_use" TOOL_CALLS; Bedrock's "guardrail_intervened" CONTENT_FILTER...)
+# when it decodes, and back when it encodes; a reason with no equivalent passes through verbatim.
+STOP, LENGTH, TOOL_CALLS, CONTENT_FILTER = "stop", "length", "tool_calls", "content_filter"
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A tool the model may call: its name, what it does, and the JSON schema of its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One call the model made: ``arguments`` is the JSON text as the model wrote it (it may be malformed;
+    whoever runs the tool validates it)."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """One turn. An assistant turn may carry ``tool_calls``; a ``tool`` turn answers the call
+    ``tool_call_id`` with ``content`` (each dialect writes these in its own words)."""
+
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +84,7 @@ class LLMRequest:
     temperature: float | None = None
     stream: bool = False
     include_usage: bool = True  # ask a stream to report usage (OpenAI: stream_options.include_usage)
+    tools: tuple[Tool, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)  # protocol fields passed through unchanged
 
     @property
@@ -125,12 +159,14 @@ class Answer:
     """A whole (non-streamed) response, decoded."""
 
     text: str = ""  # the answer's text, every choice joined
-    finish_reason: str | None = None  # of the first choice
+    finish_reason: str | None = None  # of the first choice, in loadbench's words (STOP, LENGTH, ...)
     usage: Usage | None = None  # None: the response reported none
     model: str | None = None
     choices: int = 0
     tool_call: bool = False
     error: WireError | None = None  # the body is an error object, or not an answer of this protocol
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls the answer makes, in order
+    reasoning: str = ""  # thinking returned beside the answer, where the protocol returns it
 
 
 class StreamDecoder(ABC):
@@ -142,13 +178,48 @@ class StreamDecoder(ABC):
         incomplete then is dropped, as SSE requires)."""
 
 
+class StreamEncoder(ABC):
+    """Writes one streamed response as a server speaking the protocol does (the server half: the mock,
+    the gateway answering a client in the client's protocol). One instance per response; the caller
+    writes ``head()``, then ``content`` per chunk, then ``tail`` (or ``error`` mid-stream), and owns
+    the timing. Every method returns the exact bytes of the body (framing included)."""
+
+    @abstractmethod
+    def head(self) -> bytes:
+        """What precedes the first content (OpenAI: a role-only delta; Anthropic: ``message_start``);
+        may be empty. Never content."""
+
+    @abstractmethod
+    def content(self, text: str, channel: Channel = "answer") -> bytes:
+        """One chunk carrying ``text`` (the tokens of one chunk) on ``channel``."""
+
+    def tool_call(self, call: ToolCall) -> bytes:
+        """One whole tool call (its name and all of its arguments in one chunk)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot stream a tool call")
+
+    @abstractmethod
+    def tail(self, finish_reason: str, usage: Usage | None) -> bytes:
+        """The end: the finish reason (loadbench's words), usage (None: not reported), the end marker."""
+
+    @abstractmethod
+    def error(self, error: WireError) -> bytes:
+        """An error reported inside a stream that already started."""
+
+    def keepalive(self) -> bytes:
+        """A structural event that carries nothing (Anthropic's ``ping``); empty where there is none."""
+        return b""
+
+
 class Dialect(ABC):
-    """One wire protocol. Subclasses set ``name`` and ``data`` and implement the abstract verbs."""
+    """One wire protocol. Subclasses set ``name`` and ``data`` and implement the abstract verbs; the
+    server half (``parse_request``, ``encoder``, ``answer_body``) is implemented by the dialects a
+    server (the mock, the gateway's ingress) speaks."""
 
     name: str
     data: WireData
     content_type = "application/json"
     stream_accept = "text/event-stream"
+    stream_content_type = "text/event-stream"  # what a server answers a streamed request with
     end_marker = "its end marker"  # how a complete stream ends, as an error message names it
 
     def path(self, kind: str, model: str = "") -> str:
@@ -214,3 +285,18 @@ class Dialect(ABC):
     @abstractmethod
     def question(self, body: Mapping[str, Any]) -> str:
         """The text a request asks about (the last user message, or the prompt), from its parsed body."""
+
+    # ------------------------------------------------------------------ the server half
+    def parse_request(self, body: bytes, path: str = "") -> LLMRequest:
+        """A client's request in this protocol as loadbench's own (``path``: the request's path and
+        query, which names the model or streaming in some protocols). Raises ``InputError`` with a
+        message fit for a 400 answer."""
+        raise NotImplementedError(f"the {self.name} dialect has no server half")
+
+    def encoder(self, model: str, response_id: str, kind: Kind = "chat") -> StreamEncoder:
+        """A fresh encoder for one streamed response."""
+        raise NotImplementedError(f"the {self.name} dialect has no server half")
+
+    def answer_body(self, answer: Answer, response_id: str, kind: Kind = "chat") -> bytes:
+        """A whole (non-streamed) response carrying ``answer``."""
+        raise NotImplementedError(f"the {self.name} dialect has no server half")

@@ -19,21 +19,29 @@ worker, the gateway, the mock, the cache, the eval runner and the judge.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from loadbench.errors import InputError
 from loadbench.protocol.dialect import (
     INVALID,
     NOTHING,
     Answer,
     Auth,
+    Channel,
     Content,
     Decoded,
     Dialect,
+    Kind,
     LLMRequest,
+    Message,
     StreamDecoder,
+    StreamEncoder,
+    Tool,
+    ToolCall,
     WireData,
     WireError,
 )
@@ -326,6 +334,15 @@ class OpenAIStreamDecoder(StreamDecoder):
         return _new(Decoded, (tuple(content) if content else (), usage, model, finish, error, tool, done))
 
 
+def _message_object(m: Message) -> dict[str, Any]:
+    obj: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        obj["tool_calls"] = [_tool_call_object(c) for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        obj["tool_call_id"] = m.tool_call_id
+    return obj
+
+
 class OpenAIDialect(Dialect):
     """OpenAI chat completions and text completions (``/chat/completions``, ``/completions``)."""
 
@@ -340,7 +357,11 @@ class OpenAIDialect(Dialect):
         if req.prompt is not None:
             body["prompt"] = req.prompt
         else:
-            body["messages"] = [{"role": m.role, "content": m.content} for m in req.messages]
+            body["messages"] = [_message_object(m) for m in req.messages]
+            if req.tools:
+                body["tools"] = [{"type": "function", "function": {
+                    "name": t.name, "description": t.description, "parameters": dict(t.parameters)}}
+                    for t in req.tools]
         if req.max_tokens is not None:
             body["max_tokens"] = req.max_tokens
         if req.temperature is not None:
@@ -386,6 +407,172 @@ class OpenAIDialect(Dialect):
 
     def question(self, body: Mapping[str, Any]) -> str:
         return question_text(body)
+
+    # ------------------------------------------------------------------ the server half
+    def parse_request(self, body: bytes, path: str = "") -> LLMRequest:
+        route = path.split("?", 1)[0].rstrip("/")
+        text_completion = route.endswith("/completions") and not route.endswith("/chat/completions")
+        return parse_request(body, chat=not text_completion)
+
+    def encoder(self, model: str, response_id: str, kind: Kind = "chat") -> StreamEncoder:
+        return OpenAIStreamEncoder(model, response_id, chat=kind == "chat")
+
+    def answer_body(self, answer: Answer, response_id: str, kind: Kind = "chat") -> bytes:
+        return answer_body(answer, response_id, chat=kind == "chat")
+
+
+def sse(obj: object) -> bytes:
+    """One SSE event carrying ``obj`` as JSON."""
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def usage_object(usage: Usage) -> dict[str, Any]:
+    """``usage`` in OpenAI's words (details only when they are not zero)."""
+    obj: dict[str, Any] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                           "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+    if usage.cached_tokens:
+        obj["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens:
+        obj["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return obj
+
+
+def _tool_call_object(call: ToolCall, index: int | None = None) -> dict[str, Any]:
+    obj: dict[str, Any] = {"id": call.id, "type": "function",
+                           "function": {"name": call.name, "arguments": call.arguments}}
+    if index is not None:
+        obj["index"] = index
+    return obj
+
+
+class OpenAIStreamEncoder(StreamEncoder):
+    """A chat (``chat.completion.chunk``) or text completion (``text_completion``) stream, as OpenAI
+    writes it: a role-only first chunk (chat), one chunk per content piece, a finish chunk, a usage
+    chunk with empty ``choices`` (when usage is given), ``data: [DONE]``."""
+
+    def __init__(self, model: str, response_id: str, *, chat: bool = True, created: int | None = None) -> None:
+        self._chat = chat
+        self._head = {"id": response_id, "object": "chat.completion.chunk" if chat else "text_completion",
+                      "created": int(time.time()) if created is None else created, "model": model}
+        self._tools = 0
+
+    def _chunk(self, choice: dict[str, Any]) -> bytes:
+        return sse({**self._head, "choices": [{"index": 0, **choice}]})
+
+    def head(self) -> bytes:
+        if self._chat:
+            return self._chunk({"delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+        return self._chunk({"text": "", "logprobs": None, "finish_reason": None})
+
+    def content(self, text: str, channel: Channel = "answer") -> bytes:
+        if not self._chat:
+            return self._chunk({"text": text, "logprobs": None, "finish_reason": None})
+        key = "reasoning_content" if channel == "reasoning" else "content"
+        return self._chunk({"delta": {key: text}, "finish_reason": None})
+
+    def tool_call(self, call: ToolCall) -> bytes:
+        self._tools += 1
+        return self._chunk({"delta": {"tool_calls": [_tool_call_object(call, self._tools - 1)]},
+                            "finish_reason": None})
+
+    def tail(self, finish_reason: str, usage: Usage | None) -> bytes:
+        last: dict[str, Any] = ({"delta": {}, "finish_reason": finish_reason} if self._chat
+                                else {"text": "", "logprobs": None, "finish_reason": finish_reason})
+        out = self._chunk(last)
+        if usage is not None:
+            out += sse({**self._head, "choices": [], "usage": usage_object(usage)})
+        return out + DONE_EVENT
+
+    def error(self, error: WireError) -> bytes:
+        return error_event(error.message, error.status or 500, error.kind or "upstream_error")
+
+
+def answer_body(answer: Answer, response_id: str, *, chat: bool = True, created: int | None = None) -> bytes:
+    """A whole chat completion (``chat.completion``) or text completion carrying ``answer``."""
+    finish = answer.finish_reason or "stop"
+    if chat:
+        message: dict[str, Any] = {"role": "assistant", "content": answer.text}
+        if answer.tool_calls:
+            message["tool_calls"] = [_tool_call_object(c) for c in answer.tool_calls]
+        if answer.reasoning:
+            message["reasoning_content"] = answer.reasoning
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish}
+        obj = "chat.completion"
+    else:
+        choice = {"index": 0, "text": answer.text, "logprobs": None, "finish_reason": finish}
+        obj = "text_completion"
+    body: dict[str, Any] = {"id": response_id, "object": obj,
+                            "created": int(time.time()) if created is None else created,
+                            "model": answer.model or "", "choices": [choice]}
+    if answer.usage is not None:
+        body["usage"] = usage_object(answer.usage)
+    return orjson.dumps(body)
+
+
+def _content_text(content: object) -> str:
+    """A message's ``content``: a string, or a list of parts whose ``text`` parts are joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def parse_request(raw: bytes, *, chat: bool) -> LLMRequest:
+    """A client's chat or completion request as loadbench's own; ``InputError`` names what is wrong."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON body: {exc}") from None
+    if not isinstance(body, dict):
+        raise InputError("the request body must be a JSON object")
+    max_tokens: int | None = None
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"'{key}' must be an integer >= 1, got {value!r}")
+        max_tokens = value
+        break
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InputError("'stream' must be true or false")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InputError("'stream_options' must be an object")
+    temperature = body.get("temperature")
+    model = body.get("model")
+    messages: list[Message] = []
+    prompt: str | None = None
+    if chat:
+        raw_messages = body.get("messages")
+        if not isinstance(raw_messages, list):
+            raise InputError("'messages' must be a list")
+        for m in raw_messages:
+            if not isinstance(m, dict):
+                raise InputError("every message must be an object")
+            calls = tuple(ToolCall(str(c.get("id", "")), str((c.get("function") or {}).get("name", "")),
+                                   str((c.get("function") or {}).get("arguments", "{}")))
+                          for c in m.get("tool_calls") or () if isinstance(c, dict))
+            call_id = m.get("tool_call_id")
+            messages.append(Message(str(m.get("role", "user")), _content_text(m.get("content")), calls,
+                                    call_id if isinstance(call_id, str) else None))
+    else:
+        raw_prompt = body.get("prompt", "")
+        prompt = raw_prompt if isinstance(raw_prompt, str) else " ".join(map(str, raw_prompt)) \
+            if isinstance(raw_prompt, list) else ""
+    tools = tuple(Tool(str(f.get("name", "")), str(f.get("description", "")), f.get("parameters") or {})
+                  for t in body.get("tools") or () if isinstance(t, dict)
+                  for f in (t.get("function") or {},) if isinstance(f, dict))
+    known = {"model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "stream",
+             "stream_options", "tools"}
+    return LLMRequest(model=model if isinstance(model, str) else "", messages=tuple(messages), prompt=prompt,
+                      max_tokens=max_tokens,
+                      temperature=float(temperature) if isinstance(temperature, int | float)
+                      and not isinstance(temperature, bool) else None,
+                      stream=stream, include_usage=bool(options.get("include_usage")) if options else False,
+                      tools=tools, extra={k: v for k, v in body.items() if k not in known})
 
 
 OPENAI_DATA = WireData(paths={"chat": "/chat/completions", "completions": "/completions", "models": "/models",
