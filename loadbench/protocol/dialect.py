@@ -149,6 +149,9 @@ class Decoded(NamedTuple):
     error: WireError | None = None  # the first error of this chunk
     tool_call: bool = False  # a tool call began or continued (not text)
     done: bool = False  # the protocol's end of answer arrived (OpenAI: data: [DONE])
+    # the tool calls this chunk completed, whole (a decoder assembles a call's streamed argument pieces,
+    # which it reports as content on the "tool" channel as they arrive, and hands over the call once)
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 NOTHING = Decoded()

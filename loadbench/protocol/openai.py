@@ -331,7 +331,7 @@ class OpenAIStreamDecoder(StreamDecoder):
                 name = obj.get("model")
                 if name:
                     model, self._model = (name if type(name) is str else str(name)), True
-        return _new(Decoded, (tuple(content) if content else (), usage, model, finish, error, tool, done))
+        return _new(Decoded, (tuple(content) if content else (), usage, model, finish, error, tool, done, ()))
 
 
 def _message_object(m: Message) -> dict[str, Any]:
