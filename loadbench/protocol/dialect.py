@@ -223,6 +223,9 @@ class Dialect(ABC):
     content_type = "application/json"
     stream_accept = "text/event-stream"
     stream_content_type = "text/event-stream"  # what a server answers a streamed request with
+    # the server half's routes: (method, aiohttp path pattern) a server speaking this dialect answers on,
+    # relative to the host (a pattern may hold {model} or {tail:.*}: parse_request gets the actual path)
+    server_routes: tuple[tuple[str, str], ...] = ()
     end_marker = "its end marker"  # how a complete stream ends, as an error message names it
 
     def path(self, kind: str, model: str = "") -> str:

@@ -348,6 +348,7 @@ class OpenAIDialect(Dialect):
 
     name = "openai"
     end_marker = "data: [DONE]"
+    server_routes = (("POST", "/v1/chat/completions"), ("POST", "/v1/completions"))
 
     def __init__(self, data: WireData) -> None:
         self.data = data
