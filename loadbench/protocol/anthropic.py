@@ -30,14 +30,11 @@ from loadbench.protocol.dialect import (
     CONTENT_FILTER,
     INVALID,
     LENGTH,
-    NOTHING,
     STOP,
     TOOL_CALLS,
     Answer,
     Auth,
     Channel,
-    Content,
-    Decoded,
     Dialect,
     Kind,
     LLMRequest,
@@ -49,6 +46,7 @@ from loadbench.protocol.dialect import (
     WireData,
     WireError,
 )
+from loadbench.protocol.eventdecoder import Collected, JsonEventDecoder
 from loadbench.protocol.jsonscan import (
     arguments_object,
     arguments_text,
@@ -58,7 +56,6 @@ from loadbench.protocol.jsonscan import (
     positive_int,
     request_object,
 )
-from loadbench.protocol.sse import SSEDecoder
 from loadbench.protocol.sseout import named_event
 from loadbench.protocol.toolcalls import ToolCalls
 from loadbench.protocol.usage import Usage, count
@@ -189,89 +186,64 @@ def _parse_messages(raw: object) -> list[Message]:
     return out
 
 
-class AnthropicStreamDecoder(StreamDecoder):
+class AnthropicStreamDecoder(JsonEventDecoder):
     """SSE events typed by their ``type``; one instance per response."""
 
-    __slots__ = ("_model", "_sse", "_tools", "_usage")
-
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._tools = ToolCalls()
         self._usage: dict[str, Any] = {}
         self._model = False
 
-    def feed(self, chunk: bytes, end_of_stream: bool = False) -> Decoded:
-        payloads = self._sse.feed(chunk) if chunk else ()
-        if not payloads:
-            return NOTHING
-        content: list[Content] = []
-        calls: list[ToolCall] = []
-        usage: Usage | None = None
-        model = finish = None
-        error: WireError | None = None
-        tool = done = False
-        for payload in payloads:
-            obj = loads_object(payload)
-            if obj is None:
-                error = error or WireError(f"unparsable event: {payload[:80]!r}", INVALID)
-                continue
-            kind = obj.get("type")
-            if kind == "content_block_delta":
-                delta = obj.get("delta")
-                if not isinstance(delta, dict):
-                    continue
-                dtype = delta.get("type")
-                if dtype == "text_delta":
-                    text = delta.get("text")
-                    if isinstance(text, str) and text:
-                        content.append(Content(text))
-                elif dtype == "thinking_delta":
-                    text = delta.get("thinking")
-                    if isinstance(text, str) and text:
-                        content.append(Content(text, "reasoning"))
-                elif dtype == "input_json_delta":
-                    tool = True
-                    text = delta.get("partial_json")
-                    if isinstance(text, str) and text:
-                        self._tools.piece(obj.get("index"), text)
-                        content.append(Content(text, "tool"))
-            elif kind == "content_block_start":
-                block = obj.get("content_block")
-                if not isinstance(block, dict):
-                    continue
-                btype = block.get("type")
-                if btype == "tool_use":
-                    tool = True
-                    self._tools.start(obj.get("index"), str(block.get("id", "")), str(block.get("name", "")))
-                elif btype == "text" and isinstance(block.get("text"), str) and block["text"]:
-                    content.append(Content(block["text"]))
-                elif btype == "thinking" and isinstance(block.get("thinking"), str) and block["thinking"]:
-                    content.append(Content(block["thinking"], "reasoning"))
-            elif kind == "content_block_stop":
-                call = self._tools.finish(obj.get("index"))
-                if call is not None:
-                    calls.append(call)
-            elif kind == "message_start":
-                message = obj.get("message")
-                if isinstance(message, dict):
-                    if isinstance(message.get("usage"), dict):
-                        self._usage.update(message["usage"])
-                    if not self._model and message.get("model"):
-                        model, self._model = str(message["model"]), True
-            elif kind == "message_delta":
-                delta = obj.get("delta")
-                if isinstance(delta, dict):
-                    finish = finish_reason(delta.get("stop_reason")) or finish
-                reported = obj.get("usage")
-                if isinstance(reported, dict):
-                    self._usage.update({k: v for k, v in reported.items() if v is not None})
-                    usage = usage_from(self._usage)
-            elif kind == "message_stop":
-                done = True
-            elif kind == "error":
-                error = error or _error_of(obj)
-            # ping and event types added later carry nothing we use
-        return Decoded(tuple(content), usage, model, finish, error, tool, done, tuple(calls))
+    def event(self, obj: dict[str, Any], out: Collected) -> None:
+        kind = obj.get("type")
+        if kind == "content_block_delta":
+            delta = obj.get("delta")
+            if not isinstance(delta, dict):
+                return
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                out.text(delta.get("text"))
+            elif dtype == "thinking_delta":
+                out.text(delta.get("thinking"), "reasoning")
+            elif dtype == "input_json_delta":
+                out.arguments(self._tools, obj.get("index"), delta.get("partial_json"))
+        elif kind == "content_block_start":
+            block = obj.get("content_block")
+            if not isinstance(block, dict):
+                return
+            btype = block.get("type")
+            if btype == "tool_use":
+                out.tool = True
+                self._tools.start(obj.get("index"), str(block.get("id", "")), str(block.get("name", "")))
+            elif btype == "text":
+                out.text(block.get("text"))
+            elif btype == "thinking":
+                out.text(block.get("thinking"), "reasoning")
+        elif kind == "content_block_stop":
+            call = self._tools.finish(obj.get("index"))
+            if call is not None:
+                out.calls.append(call)
+        elif kind == "message_start":
+            message = obj.get("message")
+            if isinstance(message, dict):
+                if isinstance(message.get("usage"), dict):
+                    self._usage.update(message["usage"])
+                if not self._model and message.get("model"):
+                    out.model, self._model = str(message["model"]), True
+        elif kind == "message_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict):
+                out.finish = finish_reason(delta.get("stop_reason")) or out.finish
+            reported = obj.get("usage")
+            if isinstance(reported, dict):
+                self._usage.update({k: v for k, v in reported.items() if v is not None})
+                out.usage = usage_from(self._usage)
+        elif kind == "message_stop":
+            out.done = True
+        elif kind == "error":
+            out.fail(_error_of(obj))
+        # ping and event types added later carry nothing we use
 
 
 class AnthropicStreamEncoder(StreamEncoder):
