@@ -11,6 +11,7 @@ from loadbench.errors import InputError
 from loadbench.protocol.anthropic import ANTHROPIC
 from loadbench.protocol.dialect import Dialect
 from loadbench.protocol.openai import OPENAI
+from loadbench.protocol.responses import RESPONSES
 
 DEFAULT = "openai"
 _DIALECTS: dict[str, Dialect] = {}
@@ -38,3 +39,4 @@ def names() -> tuple[str, ...]:
 
 register(OPENAI)
 register(ANTHROPIC)
+register(RESPONSES)
