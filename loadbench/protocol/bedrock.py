@@ -39,7 +39,6 @@ from loadbench.protocol.dialect import (
     Auth,
     Channel,
     Decoded,
-    Dialect,
     Kind,
     LLMRequest,
     Message,
@@ -49,7 +48,6 @@ from loadbench.protocol.dialect import (
     ToolCall,
     WireData,
     WireError,
-    WireRequest,
 )
 from loadbench.protocol.eventdecoder import Collected
 from loadbench.protocol.finish import FinishWords
@@ -59,9 +57,13 @@ from loadbench.protocol.jsonscan import (
     last_object,
     loads_object,
     number,
+    passed_through,
     positive_int,
     request_object,
+    settings_of,
+    with_settings,
 )
+from loadbench.protocol.streampath import StreamPathDialect
 from loadbench.protocol.toolcalls import ToolCalls
 from loadbench.protocol.turns import block_turns, last_user_text, turn_messages
 from loadbench.protocol.usage import Usage, count
@@ -284,7 +286,7 @@ class BedrockStreamEncoder(StreamEncoder):
                      orjson.dumps({"message": error.message}))
 
 
-class BedrockDialect(Dialect):
+class BedrockDialect(StreamPathDialect):
     """Bedrock Converse and ConverseStream."""
 
     name = "bedrock"
@@ -296,20 +298,11 @@ class BedrockDialect(Dialect):
     def __init__(self, data: WireData) -> None:
         self.data = data
 
-    def request(self, req: LLMRequest, api_key: str | None = None) -> WireRequest:
-        # the path says whether the answer streams; the signature (SigV4) is the caller's next step
-        return WireRequest(self.path("chat_stream" if req.stream else "chat", req.model),
-                           self.headers(api_key, stream=req.stream), self.body(req))
-
     def body(self, req: LLMRequest) -> bytes:
         messages = req.messages if req.prompt is None else (Message("user", req.prompt),)
         system, turns = block_turns(messages, text=lambda t: {"text": t}, call=_tool_use, result=_tool_result)
-        extra = dict(req.extra)
-        config = dict(extra.pop("inferenceConfig", None) or {})
-        if req.max_tokens is not None:
-            config["maxTokens"] = req.max_tokens
-        if req.temperature is not None:
-            config["temperature"] = req.temperature
+        extra, config = with_settings(req.extra, "inferenceConfig", maxTokens=req.max_tokens,
+                                      temperature=req.temperature)
         body: dict[str, Any] = {"messages": [{"role": role, "content": blocks} for role, blocks in turns]}
         if system:
             body["system"] = [{"text": system}]
@@ -393,19 +386,15 @@ class BedrockDialect(Dialect):
                 raise InputError("every message must be an object with a 'content' list")
             messages += turn_messages(str(m.get("role", "user")), m["content"], text=_block_text, call=_block_call,
                                       result=_block_result)
-        config = obj.get("inferenceConfig") or {}
-        if not isinstance(config, dict):
-            raise InputError("'inferenceConfig' must be an object")
+        config = settings_of(obj, "inferenceConfig")
         tool_config = obj.get("toolConfig")
         raw_tools = tool_config.get("tools") if isinstance(tool_config, dict) else None
         tools = tuple(Tool(str(spec.get("name", "")), str(spec.get("description") or ""),
                            (spec.get("inputSchema") or {}).get("json") or {})
                       for t in raw_tools if isinstance(t, dict)
                       for spec in (t.get("toolSpec"),) if isinstance(spec, dict)) if isinstance(raw_tools, list) else ()
-        extra = {k: v for k, v in obj.items() if k not in ("messages", "system", "inferenceConfig", "toolConfig")}
-        rest = {k: v for k, v in config.items() if k not in ("maxTokens", "temperature")}
-        if rest:
-            extra["inferenceConfig"] = rest
+        extra = passed_through(obj, ("messages", "system", "toolConfig"), "inferenceConfig", config,
+                               ("maxTokens", "temperature"))
         return LLMRequest(model=model, messages=tuple(messages), max_tokens=positive_int(config, "maxTokens",
                                                                                            "inferenceConfig."),
                           temperature=number(config.get("temperature")), stream=stream, tools=tools, extra=extra)
