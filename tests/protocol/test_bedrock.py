@@ -91,7 +91,7 @@ def test_an_exception_frame_is_the_error_with_its_status(kind: str, status: int)
 
 def test_another_protocols_error_becomes_the_exception_of_its_status() -> None:
     raw = BEDROCK.encoder(MODEL, "r").error(WireError("Overloaded", "overloaded_error", 529))
-    assert BEDROCK.decoder().feed(raw).error == WireError("Overloaded", "internalServerException", 500)
+    assert BEDROCK.decoder().feed(raw).error == WireError("Overloaded", "serviceUnavailableException", 503)
 
 
 def test_a_whole_answer_it_writes_decodes_back() -> None:
