@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -85,6 +86,20 @@ FINISH = FinishWords({"end_turn": STOP, "stop_sequence": STOP, "max_tokens": LEN
                       CONTENT_FILTER: "guardrail_intervened"})
 # AWS pads each event with a random-length prefix of this alphabet, so sizes do not reveal the text
 _PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+_REGION_RE = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d")
+
+
+def check_region(region: str | None) -> str:
+    """``region`` when it is an AWS region (``us-east-1``); an ``InputError`` naming the fix otherwise:
+    a Bedrock endpoint and its signature both name the region."""
+    if not region:
+        raise InputError("a bedrock target needs a region: set the target's 'region' or AWS_REGION, "
+                         "e.g. us-east-1")
+    if not _REGION_RE.fullmatch(region):
+        raise InputError(f"{region!r} is not an AWS region: write it like 'us-east-1'")
+    return region
 
 
 def exception_kind(name: str) -> str:
