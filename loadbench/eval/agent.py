@@ -4,7 +4,8 @@
 One trial: a fresh copy of the task's state; send the conversation with the tool schemas; run
 every call the model makes (several in one turn: in order), append each result as a tool turn;
 repeat until the model answers without a tool call or a limit is hit (``max_steps``, the token
-budget: prompt + completion tokens of all steps, the time budget: wall time of the trial). A
+budget: prompt + completion tokens of all steps, checked after each step, the time budget: wall time
+of the trial, which also bounds each step's wait). A
 malformed call (an unknown tool, arguments that are not JSON or fail the schema) and a tool that
 raises are answered with an error the model sees, as agent frameworks do, and counted.
 
@@ -138,7 +139,7 @@ class _Trial:
               out: OutputsFile | None) -> None:
         if reply.ttft_ms is not None:
             self.ttfts.append(reply.ttft_ms)
-        calls = [f"{e.call.name}({e.call.arguments})" + (f" -> {e.result}") for e in done]
+        calls = [f"{e.call.name}({e.call.arguments}) -> {e.result}" for e in done]
         if not reply.ok:
             self.lines.append(_cut(f"{step}. call failed: {reply.error}"))
         elif calls:
@@ -210,11 +211,11 @@ async def run_trial(session: aiohttp.ClientSession, ep: Endpoint, suite: Suite, 
             t.tool_errors += sum(1 for e in done if e.error == TOOL_ERROR)
             t.made += [e.action for e in done if e.action is not None]
         t.trace(step, added, reply, done, traces)
+        if t.tokens > spec.max_tokens:  # over budget, even in an answer: the trial used more than it may
+            stop = TOKEN_BUDGET
+            break
         if not reply.tool_calls:
             stop, text, finish = ANSWERED, reply.text, reply.finish_reason
-            break
-        if t.tokens >= spec.max_tokens:
-            stop = TOKEN_BUDGET
             break
     wall_ms = (time.perf_counter() - t0) * 1000
     success = score_trial(task, stop, t.state, text, t.made)

@@ -126,6 +126,12 @@ def test_the_token_budget_ends_the_trial_and_scores_zero(tmp_path: Path) -> None
     assert record.scores["task_success"].value == 0.0
 
 
+def test_an_answer_past_the_token_budget_scores_zero(tmp_path: Path) -> None:
+    record, _, _ = _trial(tmp_path, lambda req, step: Answer(text="R-O000", finish_reason="stop"), max_tokens=100)
+    assert record.agent is not None and record.agent.stop == "token_budget" and record.agent.tokens == 110
+    assert record.scores["task_success"].value == 0.0
+
+
 def test_the_time_budget_ends_the_trial_and_scores_zero(tmp_path: Path) -> None:
     def script(req: LLMRequest, step: int) -> Answer:
         return _calls(("lookup", '{"order_id": "O000"}')) if step < 5 else Answer(text="R-O000")
