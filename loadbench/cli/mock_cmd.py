@@ -64,7 +64,8 @@ _D = MockSettings()
               type=_int_range("fault_retry_after_s"), help="Retry-After of the 429-retry-after fault.")
 @click.option("--answers", default="", help="Dataset JSONL: answer its cases with known quality (docs/eval.md).")
 @click.option("--accuracy", default=_D.accuracy, show_default=True, type=_float_range("accuracy"),
-              help="With --answers: probability that an answer is the ground truth (seeded).")
+              help="With --answers: probability that an answer is the ground truth (seeded); with --agent: "
+              "that a trial follows the gold actions.")
 @click.option("--format-error-rate", default=_D.format_error_rate, show_default=True,
               type=_float_range("format_error_rate"), help="Share of wrong JSON answers that are malformed.")
 @click.option("--consistency", default=_D.consistency, show_default=True, type=_float_range("consistency"),
@@ -80,6 +81,10 @@ _D = MockSettings()
 @click.option("--judge-position-bias", default=_D.judge_position_bias, show_default=True,
               type=_float_range("judge_position_bias"), help="Probability the judge prefers the first answer.")
 @click.option("--judge-name-bias", default="", help="The judge prefers answers that mention this name.")
+@click.option("--agent", default="", help="Tasks JSON (written by loadbench eval): play an agent of known "
+              "competence for tool-calling requests (docs/eval.md).")
+@click.option("--agent-mistakes", default=_D.agent_mistakes, show_default=True,
+              help="With --agent: the mistakes an incompetent trial makes, drawn per trial.")
 def mock(**options: object) -> int:
     """Run an OpenAI-compatible fake LLM with exact, configurable timing."""
     options["fault"] = options["fault"] or ""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from loadbench.eval.agentstats import agent_card
 from loadbench.eval.classify import classification_report
 from loadbench.eval.consistency import CaseConsistency, case_consistency
 from loadbench.eval.criteria import Criterion, Score
@@ -55,6 +56,7 @@ from loadbench.eval.suite import Suite
 from loadbench.pricing import stale_days
 
 LEAST_CONSISTENT = 5
+AGENT_MIN_K = 4  # pass^k of agent tasks is asked for with k >= 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,8 +351,16 @@ def build_scorecard(suite: Suite, cases: Sequence[Case], records: Sequence[CallR
         if any(s.record.usage_estimated for s in d.calls):
             warnings.append(f"{t.name}: some token counts were estimated (the server sent no usage)")
         errors = sum(1 for s in d.calls if not s.record.ok)
+        agent = None
+        if suite.agent is not None:
+            trials = [(s.record, s.accepted) for cid in d.case_ids for s in d.by_case[cid]]
+            agent = agent_card(trials, by_id, suite.repeats, seed)
         cards.append(TargetCard(t.name, t.model, len(d.calls), errors, quality, cost, latency, consistency,
-                                regressions, tuple((probes or {}).get(t.name, ())), _pairwise(t.name, judgements)))
+                                regressions, tuple((probes or {}).get(t.name, ())), _pairwise(t.name, judgements),
+                                agent))
+    if suite.agent is not None and suite.repeats < AGENT_MIN_K:
+        warnings.append(f"pass^k of agent tasks is reported for k = {suite.repeats}; use repeats: {AGENT_MIN_K} or "
+                        "more to see how reliably a task succeeds")
     cards = _with_cost_relations(cards, data, incumbent, seed)
     decision = None
     if suite.decide is not None:

@@ -14,6 +14,8 @@
     finish_reason   1 when the finish reason is ``expect`` (default "stop")
     judge           an LLM judge's rubric, scored by ``loadbench.eval.judge`` (not here)
     code_tests      the case's tests run against the generated code (``loadbench.eval.codeexec``)
+    agent           an agent task's outcome (``loadbench.eval.agentscore``; set by the suite's
+                    ``agent:`` block, never written in a suite)
 Normalisation: Unicode NFKC, lower case, whitespace collapsed, surrounding quotes and trailing
 punctuation removed. An output passes a criterion when its score >= the criterion's threshold.
 """
@@ -32,7 +34,7 @@ import orjson
 from loadbench.errors import InputError
 
 CriterionType = Literal["exact", "contains", "regex", "json_valid", "json_schema", "json_fields",
-                        "classification", "numeric", "length", "finish_reason", "judge", "code_tests"]
+                        "classification", "numeric", "length", "finish_reason", "judge", "code_tests", "agent"]
 CRITERION_TYPES: tuple[str, ...] = CriterionType.__args__  # type: ignore[attr-defined]
 ListMode = Literal["ordered", "same_elements", "subset", "superset"]
 
@@ -40,9 +42,9 @@ ListMode = Literal["ordered", "same_elements", "subset", "superset"]
 NEEDS: dict[str, str | None] = {
     "exact": "answer", "contains": None, "regex": None, "json_valid": None, "json_schema": None,
     "json_fields": "fields", "classification": "label", "numeric": "answer", "length": None,
-    "finish_reason": None, "judge": "reference", "code_tests": "tests",
+    "finish_reason": None, "judge": "reference", "code_tests": "tests", "agent": None,
 }
-LATE_TYPES = frozenset({"judge", "code_tests"})  # scored after the call, outside this module
+LATE_TYPES = frozenset({"judge", "code_tests", "agent"})  # scored outside this module
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,15 +185,18 @@ def dataset_hash(cases: Iterable[Case]) -> str:
     return h.hexdigest()
 
 
-def load_dataset(path: Path) -> Dataset:
+def read_text(path: Path, what: str, fix: str = "check the path") -> str:
+    """A config file's text; a missing or unreadable file is a ConfigError naming ``what`` it is."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(str(path), "(file)", "dataset file not found",
-                          "check the path") from None
+        raise ConfigError(str(path), "(file)", f"{what} not found", fix) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), "(file)", f"cannot read: {exc}", "check the path and encoding") from None
-    return parse_dataset(text, str(path))
+
+
+def load_dataset(path: Path) -> Dataset:
+    return parse_dataset(read_text(path, "dataset file"), str(path))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,38 @@ from loadbench.eval.criteria import Score
 from loadbench.pricing import Usage
 
 CALL_SCHEMA = "loadbench.eval.call/1"
+# the header an agent trial's requests carry its trace id in (a gateway's log joins with the trace)
+TRACE_HEADER = "x-loadbench-trace"
 JUDGEMENT_SCHEMA = "loadbench.eval.judgement/1"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTrial:
+    """What an agent trial adds to its call record (one record per trial; its step-by-step trace is in
+    traces.jsonl under ``trace_id``). ``trace`` is the short form the report shows for a failed trial."""
+
+    trace_id: str
+    stop: str  # "answer", or the limit or failure that ended the loop (agentscore)
+    steps: int
+    tool_calls: int  # every call the model made, malformed ones included
+    invalid_calls: int  # unknown tool or arguments that fail the schema (returned to the model as errors)
+    tool_errors: int  # valid calls whose tool raised (returned to the model as errors)
+    gold_calls: int
+    matched_calls: int  # valid calls matching a gold action (multiset intersection)
+    ttft_steps_ms: tuple[float, ...] = ()
+    tokens: int = 0  # prompt + completion, every step
+    trace: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k in self.__dataclass_fields__
+                for v in [getattr(self, k)]}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> AgentTrial:
+        return cls(str(obj["trace_id"]), str(obj["stop"]), int(obj["steps"]), int(obj["tool_calls"]),
+                   int(obj["invalid_calls"]), int(obj["tool_errors"]), int(obj["gold_calls"]),
+                   int(obj["matched_calls"]), tuple(float(x) for x in obj.get("ttft_steps_ms", ())),
+                   int(obj.get("tokens", 0)), tuple(str(x) for x in obj.get("trace", ())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +69,15 @@ class CallRecord:
     cost_nocache: float = 0.0
     usage_estimated: bool = False
     scores: dict[str, Score] = field(default_factory=dict)
+    agent: AgentTrial | None = None  # an agent trial's steps and diagnostics
 
     def to_json(self) -> dict[str, Any]:
+        out = self._json()
+        if self.agent is not None:
+            out["agent"] = self.agent.to_json()
+        return out
+
+    def _json(self) -> dict[str, Any]:
         return {"schema": CALL_SCHEMA, "target": self.target, "case_id": self.case_id, "repeat": self.repeat,
                 "session": self.session, "ok": self.ok, "text": self.text, "finish_reason": self.finish_reason,
                 "usage": self.usage.to_json(), "attempts": self.attempts, "error": self.error,
@@ -56,7 +94,8 @@ class CallRecord:
             error=obj.get("error"), status=obj.get("status"), cache=obj.get("cache"), ttft_ms=obj.get("ttft_ms"),
             e2e_ms=obj.get("e2e_ms"), cost=float(obj.get("cost", 0.0)),
             cost_nocache=float(obj.get("cost_nocache", 0.0)), usage_estimated=bool(obj.get("usage_estimated")),
-            scores={k: Score.from_json(v) for k, v in obj.get("scores", {}).items()})
+            scores={k: Score.from_json(v) for k, v in obj.get("scores", {}).items()},
+            agent=AgentTrial.from_json(obj["agent"]) if obj.get("agent") else None)
 
     @property
     def key(self) -> tuple[str, str, int]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loadbench.eval.probes import over_refusal_rate
-from loadbench.eval.scorecard import Scorecard, TargetCard
+from loadbench.eval.scorecard import AgentCard, Scorecard, TargetCard
 from loadbench.eval.stats import Interval
 from loadbench.report.document import (
     Block,
@@ -139,9 +139,39 @@ def _target_blocks(sc: Scorecard, t: TargetCard) -> list[Block]:
     if t.probes:
         blocks.append(Table(["probe", "outcome", "pass", "detail"],
                             [[p.probe, p.outcome, "yes" if p.passed else "NO", p.detail] for p in t.probes]))
+    if t.agent is not None:
+        blocks += _agent_blocks(t.agent, t.cost.currency if t.cost else "")
     for p in t.pairwise:
         blocks.append(Para(f"Pairwise vs {p.against} (judge {p.judge}, both orders): {p.wins} wins, {p.ties} ties, "
                            f"{p.losses} losses; win rate {_pct(p.win_rate)}"))
+    return blocks
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.3f}" if math.isfinite(x) else "n/a"
+
+
+def _agent_blocks(a: AgentCard, currency: str) -> list[Block]:
+    """An agent suite's figures and the short traces of failed trials."""
+    curve = ", ".join(f"pass^{j} {100 * v:.1f}%" for j, v in a.pass_hat.items())
+    stops = ", ".join(f"{k} {v}" for k, v in sorted(a.stops.items()))
+    checks = ", ".join(f"{k} {v}" for k, v in sorted(a.failed_checks.items())) or "none"
+    blocks: list[Block] = [
+        Para(f"Agent tasks: {a.tasks} tasks, {a.trials} trials. pass@1 {_pct(a.pass_at_1)}, pass^{a.k} "
+             f"{_pct(a.pass_hat_k)} (95% bootstrap over tasks); {curve}."),
+        Table(["cost per successful task", "successes", "spend", "steps / trial", "tokens / trial",
+               "wall ms / trial", "TTFT ms per step p50/p95/p99"],
+              [[_money(a.cost_per_success, currency), str(a.successes), _money(a.spend, currency),
+                f"{a.mean_steps:.2f}", f"{a.mean_tokens:.0f}", _ms(a.mean_wall_ms),
+                f"{_ms(a.ttft_step_ms.p50)} / {_ms(a.ttft_step_ms.p95)} / {_ms(a.ttft_step_ms.p99)}"]]),
+        Para(f"Diagnostics (not the verdict): tool-call precision {_ratio(a.tool_precision)}, recall "
+             f"{_ratio(a.tool_recall)} against the gold actions; {a.tool_calls} calls, {a.invalid_calls} invalid "
+             f"(returned to the model as errors), {a.tool_errors} tool errors; loops stopped by: {stops}; "
+             f"failed checks: {checks}."),
+    ]
+    if a.failed:
+        blocks.append(Bullets([Bullet(f"failed: `{f.task}` repeat {f.repeat}, trace `{f.trace_id}`: {f.reason}",
+                                      list(f.trace)) for f in a.failed]))
     return blocks
 
 
@@ -204,6 +234,13 @@ def summary(sc: Scorecard) -> str:
             lines.append(f"probes: {t.name} {len(t.probes) - len(failed)}/{len(t.probes)} pass"
                          + (f" (failed {', '.join(failed)})" if failed else "")
                          + (f"; over-refusal {100 * refusal:.0f}%" if refusal is not None else ""))
+    for t in sc.targets:
+        if t.agent is not None:
+            a = t.agent
+            cur = t.cost.currency if t.cost else ""
+            lines.append(f"agent: {t.name} pass@1 {_pct(a.pass_at_1)}, pass^{a.k} {_pct(a.pass_hat_k)}, cost per "
+                         f"successful task {_money(a.cost_per_success, cur)}, {a.mean_steps:.1f} steps/trial, "
+                         f"{a.invalid_calls} invalid calls")
     if sc.decision is not None:
         for cd in sc.decision.candidates:
             checks = ", ".join(f"{c.criterion} {c.ratio:.3f} (limit {c.limit:g}) {c.result}" for c in cd.checks)

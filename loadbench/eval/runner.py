@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from loadbench.eval.records import CallRecord
 from loadbench.eval.scorecard import ProbeResult
 from loadbench.eval.suite import Suite
 from loadbench.pricing import Price, Usage, call_cost
-from loadbench.protocol.dialect import INVALID, Dialect, LLMRequest, Message
+from loadbench.protocol.dialect import INVALID, Dialect, LLMRequest, Message, ToolCall
 from loadbench.protocol.keepalive import post
 from loadbench.protocol.registry import DEFAULT, dialect
 
@@ -67,6 +67,7 @@ class Reply:
     ttft_ms: float | None
     e2e_ms: float | None
     outcome: str = ""  # a loadbench.outcomes word ("" for a reply not measured here, e.g. read from a log)
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls the answer makes, whole, in order
 
     @property
     def retryable(self) -> bool:
@@ -110,16 +111,21 @@ def _whole_reply(raw: bytes, wire: Dialect, status: int, cache: str | None, e2e_
     if answer.error is not None or not answer.choices:
         return _failed(outcomes.INVALID_ANSWER, f"unparsable body: {raw[:80]!r}", status, cache)
     return Reply(True, answer.text, answer.finish_reason, answer.usage or Usage(), answer.usage is None, status,
-                 None, cache, e2e_ms, e2e_ms, outcomes.OK)
+                 None, cache, e2e_ms, e2e_ms, outcomes.OK, answer.tool_calls)
 
 
-async def chat(session: aiohttp.ClientSession, ep: Endpoint, req: LLMRequest, timeout_s: float) -> Reply:
-    """One streamed (or plain) call in the endpoint's protocol; never raises for a failed call."""
+async def chat(session: aiohttp.ClientSession, ep: Endpoint, req: LLMRequest, timeout_s: float,
+               headers: Mapping[str, str] | None = None) -> Reply:
+    """One streamed (or plain) call in the endpoint's protocol; never raises for a failed call.
+    ``headers`` are added to the dialect's (an agent trial's trace id)."""
     wire = dialect(ep.protocol)
     sent = wire.request(req, ep.api_key)
+    if headers:
+        sent = replace(sent, headers={**headers, **sent.headers})
     t_send = time.perf_counter_ns()
     first_ns: int | None = None
     parts: list[str] = []
+    calls: list[ToolCall] = []
     finish: str | None = None
     usage: Usage | None = None
     status: int | None = None
@@ -150,10 +156,12 @@ async def chat(session: aiohttp.ClientSession, ep: Endpoint, req: LLMRequest, ti
                             first_ns = now
                         if content.channel == "answer":
                             parts.append(content.text)
+                    calls += fed.tool_calls
                     finish = fed.finish_reason or finish
                     usage = fed.usage or usage
                     done = done or fed.done
-                done = done or decoder.feed(b"", end_of_stream=True).done
+                last = decoder.feed(b"", end_of_stream=True)
+                done, calls = done or last.done, calls + list(last.tool_calls)
                 end_ns = time.perf_counter_ns()
     except TimeoutError:
         text = "".join(parts)
@@ -169,7 +177,7 @@ async def chat(session: aiohttp.ClientSession, ep: Endpoint, req: LLMRequest, ti
                        finish, _estimate(req, text))
     ttft = (first_ns - t_send) / 1e6 if first_ns is not None else None
     return Reply(True, text, finish, usage or _estimate(req, text), usage is None, status, None, cache, ttft,
-                 (end_ns - t_send) / 1e6, outcomes.OK)
+                 (end_ns - t_send) / 1e6, outcomes.OK, tuple(calls))
 
 
 LateScorer = Callable[[Case, str], dict[str, Score]]
@@ -197,7 +205,11 @@ class OutputsFile:
 
 
 async def run_call(session: aiohttp.ClientSession, ep: Endpoint, suite: Suite, case: Case, repeat: int,
-                   session_no: int, late: LateScorer | None) -> CallRecord:
+                   session_no: int, late: LateScorer | None, traces: OutputsFile | None = None) -> CallRecord:
+    if suite.agent is not None:  # a case of an agent suite is a task: a trial of the agent loop
+        from loadbench.eval.agent import run_trial  # agent imports this module
+
+        return await run_trial(session, ep, suite, suite.agent.tasks[case.id], repeat, session_no, traces)
     request = case_request(case, ep.model, suite, stream=True)
     cost = cost_nc = 0.0
     reply: Reply | None = None
@@ -228,7 +240,7 @@ def shuffled(cases: Sequence[Case], seed: int, target: str, repeat: int) -> list
 
 
 async def _run_repeat(ep: Endpoint, suite: Suite, cases: Sequence[Case], repeat: int, session_no: int,
-                      out: OutputsFile, late: LateScorer | None) -> list[CallRecord]:
+                      out: OutputsFile, late: LateScorer | None, traces: OutputsFile | None) -> list[CallRecord]:
     records: list[CallRecord] = []
     connector = aiohttp.TCPConnector(limit=suite.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:  # a fresh session per repeat
@@ -236,7 +248,7 @@ async def _run_repeat(ep: Endpoint, suite: Suite, cases: Sequence[Case], repeat:
 
         async def one(case: Case) -> None:
             async with gate:
-                record = await run_call(session, ep, suite, case, repeat, session_no, late)
+                record = await run_call(session, ep, suite, case, repeat, session_no, late, traces)
             out.write(record.to_json())
             records.append(record)
 
@@ -245,17 +257,18 @@ async def _run_repeat(ep: Endpoint, suite: Suite, cases: Sequence[Case], repeat:
 
 
 async def _run_target(ep: Endpoint, suite: Suite, cases: Sequence[Case], repeats: Sequence[int], session_no: int,
-                      out: OutputsFile, late: LateScorer | None) -> list[CallRecord]:
+                      out: OutputsFile, late: LateScorer | None, traces: OutputsFile | None) -> list[CallRecord]:
     records: list[CallRecord] = []
     for repeat in repeats:
-        records += await _run_repeat(ep, suite, cases, repeat, session_no, out, late)
+        records += await _run_repeat(ep, suite, cases, repeat, session_no, out, late, traces)
     return records
 
 
 async def run_calls(endpoints: Sequence[Endpoint], suite: Suite, cases: Sequence[Case],
                     repeats: dict[str, list[int]], session_no: int, out: OutputsFile,
-                    late: LateScorer | None = None) -> list[CallRecord]:
-    results = await asyncio.gather(*(_run_target(ep, suite, cases, repeats[ep.name], session_no, out, late)
+                    late: LateScorer | None = None, traces: OutputsFile | None = None) -> list[CallRecord]:
+    """Every call (or, in an agent suite, every trial: its steps go to ``traces``)."""
+    results = await asyncio.gather(*(_run_target(ep, suite, cases, repeats[ep.name], session_no, out, late, traces)
                                      for ep in endpoints))
     return [r for rs in results for r in rs]
 

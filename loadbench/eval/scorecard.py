@@ -126,6 +126,42 @@ class PairwiseCard:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedTrial:
+    task: str
+    repeat: int
+    trace_id: str  # its steps in traces.jsonl
+    reason: str
+    trace: tuple[str, ...]  # the steps, short
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCard:
+    """An agent suite's figures for one target (formulas: ``agentstats``, docs/eval.md)."""
+
+    tasks: int
+    trials: int
+    k: int
+    pass_at_1: Interval
+    pass_hat_k: Interval
+    pass_hat: dict[str, float]  # pass^j for j = 1..k (point estimates)
+    successes: int
+    spend: float
+    cost_per_success: float
+    mean_steps: float
+    mean_tokens: float
+    mean_wall_ms: float
+    ttft_step_ms: Percentiles
+    tool_precision: float
+    tool_recall: float
+    tool_calls: int
+    invalid_calls: int
+    tool_errors: int
+    stops: dict[str, int]  # why the loops stopped: "answer", "max_steps", ...
+    failed_checks: dict[str, int]  # trials failing each hard check (state, facts, forbidden, limit)
+    failed: tuple[FailedTrial, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TargetCard:
     name: str
     model: str
@@ -138,6 +174,7 @@ class TargetCard:
     regressions: tuple[RegressionResult, ...]
     probes: tuple[ProbeResult, ...]
     pairwise: tuple[PairwiseCard, ...]
+    agent: AgentCard | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,19 +8,20 @@ suite file. See docs/eval.md for the full schema.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, model_validator
 
 from loadbench.config.pricing import load_pricing
-from loadbench.config.source import parse_yaml
 from loadbench.config.validation import StrictModel, invalid, validate
 from loadbench.errors import ConfigError
 from loadbench.eval.criteria import Criterion, CriterionType, ListMode, RubricItem
-from loadbench.eval.dataset import Case, Dataset, load_dataset
+from loadbench.eval.dataset import Case, Dataset, load_dataset, read_text
+from loadbench.eval.tasks import Task, load_tasks
+from loadbench.eval.yamlfile import parse_model, with_line
 from loadbench.pricing import Pricing
 
 
@@ -74,6 +75,7 @@ class _MockModel(StrictModel):
     judge: bool = False
     judge_position_bias: float = Field(default=0.0, ge=0, le=1)
     judge_name_bias: str | None = None
+    agent_mistakes: str | None = None  # an agent suite's mock: the mistakes of an incompetent trial
 
 
 class _TargetModel(StrictModel):
@@ -120,11 +122,21 @@ class _JudgeModel(StrictModel):
     strip_names: list[str] = Field(default_factory=list)
 
 
+class _AgentModel(StrictModel):
+    """Agent tasks (docs/eval.md "Agent tasks"): task files and the loop's limits per trial."""
+
+    tasks: list[str] = Field(min_length=1)
+    max_steps: int = Field(default=10, ge=1, le=200)
+    max_tokens: int = Field(default=100_000, ge=1)  # prompt + completion tokens of all steps of a trial
+    time_budget_s: float = Field(default=120.0, gt=0)
+
+
 class _SuiteModel(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    datasets: list[str] = Field(min_length=1)
-    criteria: list[_CriterionModel] = Field(min_length=1)
+    datasets: list[str] = Field(default_factory=list)
+    criteria: list[_CriterionModel] = Field(default_factory=list)
+    agent: _AgentModel | None = None
     accept: list[str] | None = None
     repeats: int = Field(default=3, ge=1, le=100)
     concurrency: int = Field(default=4, ge=1, le=256)
@@ -141,6 +153,21 @@ class _SuiteModel(StrictModel):
 
     @model_validator(mode="after")
     def _cross(self) -> _SuiteModel:
+        if self.agent is None and not self.datasets:
+            raise invalid("a suite needs datasets: (or agent: tasks)", "add datasets: [cases.jsonl]", "datasets")
+        if self.agent is None and not self.criteria:
+            raise invalid("a suite needs criteria:", "add criteria: [{name: ..., type: ...}]", "criteria")
+        if self.agent is not None and self.datasets:
+            raise invalid("an agent suite scores tasks, not dataset cases", "move the datasets to a suite of their "
+                          "own", "datasets")
+        for i, c in enumerate(self.criteria):
+            if c.type == "agent":
+                raise invalid("the agent criterion comes with the agent: block", "remove this criterion",
+                              f"criteria[{i}].type")
+            if self.agent is not None and c.type != "judge":
+                raise invalid(f"an agent suite takes only judge criteria (got {c.type})",
+                              "decide the outcome in the task file (gold, predicates, facts, forbidden); a judge "
+                              "only for what those cannot decide", f"criteria[{i}].type")
         names = [c.name for c in self.criteria]
         for i, name in enumerate(names):
             if name in names[:i]:
@@ -191,6 +218,17 @@ class JudgeSpec:
     strip_names: tuple[str, ...]
 
 
+AGENT_CRITERION = "task_success"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    tasks: Mapping[str, Task]  # by id
+    max_steps: int
+    max_tokens: int  # per trial, every step's prompt + completion
+    time_budget_s: float
+
+
 @dataclass(frozen=True, slots=True)
 class Suite:
     path: str
@@ -213,6 +251,7 @@ class Suite:
     decide: Decide | None
     judge: JudgeSpec | None
     probes: bool
+    agent: AgentSpec | None = None
 
     @property
     def cases(self) -> tuple[Case, ...]:
@@ -227,42 +266,6 @@ class Suite:
     def applies_to(self, criterion: Criterion, case: Case) -> bool:
         need = criterion.needs()
         return self.applies[criterion.name] == "all" or need is None or case.has(need)
-
-
-def yaml_line(text: str, field: str) -> int | None:
-    """1-based line of a dotted/indexed field path (``criteria[2].type``) in a YAML text."""
-    import re
-
-    try:
-        node: Any = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
-    line = None
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", field):
-        if node is None:
-            break
-        if part.startswith("[") and isinstance(node, yaml.SequenceNode):
-            i = int(part[1:-1])
-            node = node.value[i] if i < len(node.value) else None
-        elif isinstance(node, yaml.MappingNode):
-            found = None
-            for k, v in node.value:
-                if getattr(k, "value", None) == part:
-                    found, line = v, k.start_mark.line + 1
-                    break
-            node = found
-        else:
-            break
-        if node is not None:
-            line = node.start_mark.line + 1 if line is None else line
-    return line
-
-
-def _with_line(exc: ConfigError, text: str) -> ConfigError:
-    line = yaml_line(text, exc.field)
-    if line is None:
-        return exc
-    return ConfigError(exc.path, f"line {line}: {exc.field}", exc.problem, exc.fix)
 
 
 def _mock_args(m: _MockModel) -> tuple[str, ...]:
@@ -317,15 +320,26 @@ def check_ground_truth(criteria: tuple[Criterion, ...], applies: dict[str, str],
 
 def parse_suite(text: str, path: Path) -> Suite:
     name = str(path)
-    data = parse_yaml(text, name)
-    try:
-        model = validate(_SuiteModel, data, name)
-    except ConfigError as exc:
-        raise _with_line(exc, text) from None
+    data, model = parse_model(_SuiteModel, text, name)
     base = path.parent
     datasets = tuple(load_dataset(base / d) for d in model.datasets)
     criteria = tuple(_criterion(c) for c in model.criteria)
     applies: dict[str, str] = {c.name: c.cases for c in model.criteria}
+    agent = None
+    if model.agent is not None:
+        files = tuple(load_tasks(base / f) for f in model.agent.tasks)
+        tasks: dict[str, Task] = {}
+        for tf in files:
+            for task in tf.tasks:
+                if task.id in tasks:
+                    raise ConfigError(tf.path, "line " + task.source.rsplit(":", 1)[-1],
+                                      f"task id {task.id!r} is also in {tasks[task.id].source}",
+                                      "give each task its own id")
+                tasks[task.id] = task
+        agent = AgentSpec(tasks, model.agent.max_steps, model.agent.max_tokens, model.agent.time_budget_s)
+        datasets = tuple(tf.dataset() for tf in files)
+        criteria = (Criterion(AGENT_CRITERION, "agent"), *criteria)
+        applies[AGENT_CRITERION] = "all"
     check_ground_truth(criteria, applies, datasets)
     raw_targets = list(model.targets)
     if model.targets_from:
@@ -340,7 +354,7 @@ def parse_suite(text: str, path: Path) -> Suite:
     seen: set[str] = set()
     for i, t in enumerate(targets):
         if t.name in seen:
-            raise _with_line(ConfigError(name, f"targets[{i}].name", f"duplicate target {t.name!r}",
+            raise with_line(ConfigError(name, f"targets[{i}].name", f"duplicate target {t.name!r}",
                                          "give each target its own name"), text)
         seen.add(t.name)
     pricing = load_pricing(base / model.pricing) if model.pricing else None
@@ -351,10 +365,10 @@ def parse_suite(text: str, path: Path) -> Suite:
     if model.decide:
         d = model.decide
         if d.incumbent not in seen:
-            raise _with_line(ConfigError(name, "decide.incumbent", f"{d.incumbent!r} is not a target",
+            raise with_line(ConfigError(name, "decide.incumbent", f"{d.incumbent!r} is not a target",
                                          "one of " + ", ".join(sorted(seen))), text)
         if d.cost_ratio_max is not None and pricing is None:
-            raise _with_line(ConfigError(name, "decide.cost_ratio_max", "a cost criterion needs prices",
+            raise with_line(ConfigError(name, "decide.cost_ratio_max", "a cost criterion needs prices",
                                          "add pricing: pricing.yaml"), text)
         decide = Decide(d.incumbent, d.quality_ratio_min, d.cost_ratio_max, d.p95_e2e_ratio_max,
                         d.p95_ttft_ratio_max, d.consistency_ratio_min, d.min_cases)
@@ -365,18 +379,19 @@ def parse_suite(text: str, path: Path) -> Suite:
         judge = JudgeSpec(judges, model.judge.pairwise, model.judge.blind, tuple(judge_names))
     return Suite(
         path=name, name=model.name, description=model.description, datasets=datasets, criteria=criteria,
-        accept=tuple(model.accept) if model.accept is not None else tuple(c.name for c in criteria),
+        accept=_accept(model.accept, criteria, agent is not None),
         applies=applies, repeats=model.repeats, concurrency=model.concurrency, seed=model.seed,
         timeout_s=model.timeout_s, retries=model.retries, max_tokens=model.request.max_tokens,
         temperature=model.request.temperature, system=model.request.system, targets=targets, pricing=pricing,
-        decide=decide, judge=judge, probes=model.probes)
+        decide=decide, judge=judge, probes=model.probes, agent=agent)
+
+
+def _accept(accept: list[str] | None, criteria: tuple[Criterion, ...], agent: bool) -> tuple[str, ...]:
+    """The criteria an acceptable output passes; an agent suite's task success is always one of them (a
+    judge approving a trial whose hard checks failed never makes it acceptable)."""
+    names = tuple(accept) if accept is not None else tuple(c.name for c in criteria)
+    return (AGENT_CRITERION, *(n for n in names if n != AGENT_CRITERION)) if agent else names
 
 
 def load_suite(path: Path) -> Suite:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(path), "(file)", "suite file not found", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "(file)", f"cannot read: {exc}", "check the path and encoding") from None
-    return parse_suite(text, path)
+    return parse_suite(read_text(path, "suite file"), path)

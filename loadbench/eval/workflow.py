@@ -4,8 +4,8 @@ exit 130 (``loadbench.eval.interrupts``), keeping the calls scored so far.
 
 Evaluation folder (``results/<UTC>-<name>/``): manifest.json (written once, before any request;
 targets by name, URL and model, never a key), sessions.jsonl (one line per session), outputs.jsonl
-(one scored call per line, appended as calls finish), judgements.jsonl, judge_cache.jsonl,
-scorecard.json / .md / .html.
+(one scored call per line, appended as calls finish; in an agent suite one scored trial), traces.jsonl
+(an agent suite's steps, one per line), judgements.jsonl, judge_cache.jsonl, scorecard.json / .md / .html.
 """
 
 from __future__ import annotations
@@ -143,6 +143,16 @@ def _mock_dataset(folder: Path, suite: Suite) -> Path:
     return path
 
 
+def _mock_agent(folder: Path, suite: Suite) -> Path:
+    """The tasks as an embedded mock plays them (``loadbench mock --agent``)."""
+    from loadbench.eval.tasks import mock_plans
+
+    assert suite.agent is not None
+    path = folder / "mock-agent.json"
+    path.write_bytes(orjson.dumps(mock_plans(list(suite.agent.tasks.values()))))
+    return path
+
+
 def _folder(opts: EvalOptions, suite: Suite, now: dt.datetime) -> Path:
     if opts.append is not None:
         if not (opts.append / "manifest.json").exists():
@@ -243,10 +253,13 @@ async def _calls_and_judge(suite: Suite, cases: Sequence[Case], endpoints: list[
     from loadbench.eval.runner import OutputsFile, run_calls
 
     out = OutputsFile(folder / "outputs.jsonl")
+    traces = OutputsFile(folder / "traces.jsonl") if suite.agent is not None else None
     try:
-        new = await run_calls(endpoints, suite, cases, repeats, session, out, late)
+        new = await run_calls(endpoints, suite, cases, repeats, session, out, late, traces)
     finally:
         out.close()
+        if traces is not None:
+            traces.close()
     if suite.probes:
         from loadbench.eval.runner import run_probes
 
@@ -275,7 +288,9 @@ def _url(t: EvalTarget, urls: dict[str, str], folder: Path, suite: Suite, stack:
     from loadbench.procs import start_server
 
     args = ["mock", "--port", "0", "--model", t.model, *t.mock.args]
-    if "--judge" not in t.mock.args:
+    if suite.agent is not None and "--judge" not in t.mock.args:
+        args += ["--agent", str(_mock_agent(folder, suite))]
+    elif "--judge" not in t.mock.args:
         args += ["--answers", str(_mock_dataset(folder, suite))]
     server = start_server(args)
     stack.callback(server.stop)

@@ -38,6 +38,7 @@ from aiohttp import web
 
 from loadbench.eval.dataset import Case, load_dataset
 from loadbench.mock import bodies
+from loadbench.mock.agent import AgentPlayer
 from loadbench.mock.draw import unit
 from loadbench.mock.judge import MockJudge
 from loadbench.mock.request import GenerationRequest
@@ -157,10 +158,11 @@ class Answerer:
         self.settings = settings
         self.book = AnswerBook(load_dataset(Path(settings.answers)).cases, settings) if settings.answers else None
         self.judge = MockJudge(settings) if settings.judge else None
+        self.agent = AgentPlayer(settings) if settings.agent else None
 
     @classmethod
     def from_settings(cls, settings: MockSettings) -> Answerer | None:
-        if settings.answers or settings.judge or settings.context_window:
+        if settings.answers or settings.judge or settings.context_window or settings.agent:
             return cls(settings)
         return None
 
@@ -180,6 +182,10 @@ class Answerer:
         if error is not None:
             stats.count(400)
             return error
+        if self.agent is not None:  # a tool-calling request: the agent plays it (agent.py)
+            played = await self.agent.respond(request, g, response_id, ttft_s, itl_s, stats)
+            if played is not None:
+                return played
         stats.count(200)
         body = orjson.loads(await request.read())
         r = self._reply(body if isinstance(body, dict) else {}, g)

@@ -51,6 +51,9 @@ class MockSettings:
     judge: bool = False
     judge_position_bias: float = 0.0
     judge_name_bias: str = ""
+    # The mock as an agent of known competence (agent.py): tasks to play, "" = off; competence = accuracy.
+    agent: str = ""
+    agent_mistakes: str = "wrong_tool,wrong_argument,stop_early,malformed"
 
 
 # field -> (type, minimum, maximum or None)
@@ -111,6 +114,12 @@ def problems(settings: MockSettings) -> list[tuple[str, str]]:
                                        f"got {settings.output_tokens}"))
     if settings.fault and settings.fault not in FAULTS:
         found.append(("fault", f"unknown fault {settings.fault!r}; one of: {', '.join(FAULTS)}"))
+    from loadbench.mock.agent import MISTAKES  # the agent's own module names its mistakes
+
+    kinds = [k for k in settings.agent_mistakes.split(",") if k]
+    if not kinds or any(k not in MISTAKES for k in kinds):
+        found.append(("agent_mistakes", f"must be a comma-separated list of {', '.join(MISTAKES)}, "
+                                        f"got {settings.agent_mistakes!r}"))
     if settings.overflow not in ("error", "truncate"):
         found.append(("overflow", f"must be error or truncate, got {settings.overflow!r}"))
     return found

@@ -10,7 +10,8 @@ worker, the gateway, the mock, the cache, the eval runner and the judge.
 - answer text: ``choice_text`` (one choice of a chunk or of a whole answer), ``answer_text`` (a whole
   answer), ``stream_text`` (a stream's raw bytes); question text: ``question_text`` (a request body);
 - the content-delta rule: a chunk carries a token when a choice has a non-empty ``content``,
-  ``reasoning_content``, ``reasoning`` (chat) or ``text`` (completions). ``choice_text`` applies it
+  ``reasoning_content``, ``reasoning`` (chat), ``text`` (completions) or tool-call ``arguments`` (chat:
+  a tool call's arguments are generated output, on the "tool" channel). ``choice_text`` applies it
   to parsed JSON (the decoder, hence the worker and eval), ``content_deltas`` to raw bytes without
   parsing (the gateway's relay); a role-only chunk or a later ``"content": ""`` is not a token under
   either.
@@ -52,7 +53,9 @@ DONE = b"[DONE]"
 DONE_EVENT = b"data: " + DONE + b"\n\n"
 CONTENT_KEYS = ("content", "reasoning_content", "reasoning", "text")
 # Text inside a JSON string has its quotes escaped, so the pattern cannot match generated text.
-_CONTENT_RE = re.compile(rb'"(?:' + b"|".join(k.encode() for k in CONTENT_KEYS) + rb')"\s*:\s*"(?!")')
+TOOL_ARGUMENTS_KEY = "arguments"  # inside a streamed tool call's ``function``
+_CONTENT_RE = re.compile(rb'"(?:' + b"|".join(k.encode() for k in (*CONTENT_KEYS, TOOL_ARGUMENTS_KEY))
+                         + rb')"\s*:\s*"(?!")')
 _USAGE_RE = re.compile(rb'"usage"\s*:\s*\{[^{}]*?"completion_tokens"\s*:\s*(\d+)')
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 405: "invalid_request_error", 408: "invalid_request_error",
@@ -67,7 +70,7 @@ def content_deltas(raw: bytes) -> int:
     goes through the regular expression, which gives the same answer for the common shape too."""
     keys = raw.count(b'"content"')
     direct = raw.count(b'"content":"')
-    if keys == direct and b'"reasoning' not in raw and b'"text"' not in raw:
+    if keys == direct and b'"reasoning' not in raw and b'"text"' not in raw and b'"arguments"' not in raw:
         return direct - raw.count(b'"content":""')
     return content_deltas_slow(raw)
 
@@ -268,16 +271,20 @@ class OpenAIStreamDecoder(StreamDecoder):
     """SSE framing, JSON chunks, ``data: [DONE]`` at the end. Several choices' text in one chunk is one
     content event (a load test asks for one choice; the worker times a chunk once)."""
 
-    __slots__ = ("_model", "_sse")
+    __slots__ = ("_calls", "_model", "_sse")
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
         self._model = False  # the model was reported (once: every chunk repeats it)
+        self._calls: dict[int, _PartialCall] = {}  # tool calls under way, by their index
 
     def feed(self, chunk: bytes, end_of_stream: bool = False) -> Decoded:
-        # An event left incomplete at the end of the stream is dropped (SSE), so end_of_stream adds nothing.
+        # An event left incomplete at the end of the stream is dropped (SSE); tool calls still under way
+        # then are handed over as they stand (a stream cut before its finish chunk).
         payloads = self._sse.feed(chunk) if chunk else ()
         if not payloads:
+            if end_of_stream and self._calls:
+                return Decoded(tool_calls=self._completed())
             return NOTHING
         content: list[Content] = []
         usage: Usage | None = None
@@ -315,6 +322,7 @@ class OpenAIStreamDecoder(StreamDecoder):
                             content.append(Content(reasoning, "reasoning"))
                     if "tool_calls" in delta or "function_call" in delta:
                         tool = tool or has_tool_call(choice)
+                        self._take_calls(delta, content)
                     reason = choice.get("finish_reason")
                     if reason:
                         finish = str(reason)
@@ -331,7 +339,65 @@ class OpenAIStreamDecoder(StreamDecoder):
                 name = obj.get("model")
                 if name:
                     model, self._model = (name if type(name) is str else str(name)), True
-        return _new(Decoded, (tuple(content) if content else (), usage, model, finish, error, tool, done, ()))
+        calls = self._completed() if self._calls and (finish or done or end_of_stream) else ()
+        return _new(Decoded, (tuple(content) if content else (), usage, model, finish, error, tool, done, calls))
+
+    def _take_calls(self, delta: dict[str, Any], content: list[Content]) -> None:
+        """Collect a delta's tool-call pieces (OpenAI streams a call's id and name first, then its
+        arguments in pieces, keyed by ``index``; the legacy ``function_call`` has no index)."""
+        parts = delta.get("tool_calls")
+        pieces = [(p.get("index", i), p.get("id"), p.get("function")) for i, p in enumerate(parts)
+                  if isinstance(p, dict)] if isinstance(parts, list) else []
+        legacy = delta.get("function_call")
+        if isinstance(legacy, dict):
+            pieces.append((-1, None, legacy))
+        for index, call_id, function in pieces:
+            call = self._calls.setdefault(index if isinstance(index, int) else -1, _PartialCall())
+            if isinstance(call_id, str) and call_id:
+                call.id = call_id
+            if isinstance(function, dict):
+                name, args = function.get("name"), function.get(TOOL_ARGUMENTS_KEY)
+                if isinstance(name, str) and name:
+                    call.name = name
+                if isinstance(args, str) and args:
+                    call.arguments.append(args)
+                    content.append(Content(args, "tool"))
+
+    def _completed(self) -> tuple[ToolCall, ...]:
+        """The calls under way, whole, in index order (each handed over once)."""
+        calls = tuple(ToolCall(c.id or f"call_{i}", c.name, "".join(c.arguments) or "{}")
+                      for i, c in sorted(self._calls.items()))
+        self._calls.clear()
+        return calls
+
+
+class _PartialCall:
+    """A streamed tool call being assembled."""
+
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+
+def _message_calls(message: object) -> tuple[ToolCall, ...]:
+    """The tool calls of a whole answer's ``message`` (``tool_calls``, or the legacy ``function_call``)."""
+    if not isinstance(message, dict):
+        return ()
+    raw = message.get("tool_calls")
+    items = [(c.get("id"), c.get("function")) for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
+    if isinstance(message.get("function_call"), dict):
+        items.append((None, message["function_call"]))
+    calls = []
+    for i, (call_id, function) in enumerate(items):
+        fn = function if isinstance(function, dict) else {}
+        args = fn.get(TOOL_ARGUMENTS_KEY)
+        calls.append(ToolCall(call_id if isinstance(call_id, str) and call_id else f"call_{i}",
+                              str(fn.get("name") or ""),
+                              args if isinstance(args, str) else orjson.dumps(args).decode() if args else "{}"))
+    return tuple(calls)
 
 
 def _message_object(m: Message) -> dict[str, Any]:
@@ -392,7 +458,8 @@ class OpenAIDialect(Dialect):
         return Answer(text="".join(parts), finish_reason=finish if isinstance(finish, str) else None,
                       usage=_reported(obj.get("usage")),
                       model=str(obj["model"]) if obj.get("model") else None, choices=len(choices),
-                      tool_call=any(has_tool_call(c) for c in choices if isinstance(c, dict)))
+                      tool_call=any(has_tool_call(c) for c in choices if isinstance(c, dict)),
+                      tool_calls=_message_calls(first.get("message")))
 
     def error(self, status: int, body: bytes) -> WireError:
         obj = _json_object(body)

@@ -21,6 +21,10 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
 
+    def __add__(self, other: Usage) -> Usage:
+        """Bucket by bucket: the usage of several answers (an agent trial's steps)."""
+        return Usage(*(getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__))
+
     def to_json(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "cached_tokens": self.cached_tokens, "cache_write_tokens": self.cache_write_tokens,

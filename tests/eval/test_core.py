@@ -15,7 +15,7 @@ from loadbench.errors import ConfigError
 from loadbench.eval.dataset import Selection, load_dataset, parse_dataset, parse_filter, select
 from loadbench.eval.decision import PairedCases, decide
 from loadbench.eval.expand import expand
-from loadbench.eval.suite import yaml_line
+from loadbench.eval.yamlfile import yaml_line
 from loadbench.pricing import Usage, call_cost, stale_days
 from loadbench.protocol.openai import usage_from
 from tests.eval.conftest import label_dataset

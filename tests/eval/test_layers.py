@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 CORE = ("dataset", "suite", "criteria", "classify", "stats", "consistency", "decision", "aggregate",
-        "scorecard", "records", "expand", "probes", "judging", "compare", "budget")
+        "scorecard", "records", "expand", "probes", "judging", "compare", "budget", "tasks", "agentscore",
+        "agentstats", "yamlfile")
 
 
 def _loaded(modules: list[str], roots: tuple[str, ...]) -> list[str]:

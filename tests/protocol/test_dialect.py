@@ -93,7 +93,8 @@ def test_any_chunking_of_a_stream_decodes_to_the_same_events(chunks: list[dict],
 def _text_of(chunk: dict) -> str:
     choice = chunk["choices"][0] if chunk.get("choices") else {}
     delta = choice.get("delta", {})
-    return delta.get("content") or delta.get("reasoning_content") or choice.get("text") or ""
+    arguments = "".join(c["function"]["arguments"] for c in delta.get("tool_calls", ()))  # the "tool" channel
+    return delta.get("content") or delta.get("reasoning_content") or choice.get("text") or arguments
 
 
 def test_content_events_say_their_channel_and_a_stream_cut_mid_event_drops_it() -> None:

@@ -94,6 +94,8 @@ _CHUNKS = [
     {"choices": [{"text": "", "index": 0}]},
     {"choices": [{"text": " tok1", "index": 0}]},
     {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}},
+    {"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}]}}]},
+    {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\""}}]}}]},
 ]
 
 
