@@ -9,8 +9,8 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "loadbench"
 # Packages that sit below report/ (layers 1-3 and the lower half of 4): they must not import it.
-BELOW_REPORT = ("errors", "units", "outcomes", "plan", "pricing", "config", "protocol", "workload", "metrics",
-                "results", "cache")
+BELOW_REPORT = ("errors", "units", "outcomes", "rxstamp", "plan", "pricing", "config", "protocol", "workload",
+                "metrics", "results", "cache")
 
 
 def _unit(module: str) -> str:

@@ -1,0 +1,133 @@
+"""Kernel receive timestamps: when a socket's bytes arrived, as the kernel saw them, on our clock.
+
+Why: every other timestamp loadbench takes is read in user space when a read returns, so anything
+that delays the reading loop (a busy event loop, a CPU hog on the core) delays the measurement too.
+With ``SO_TIMESTAMPNS`` set, Linux stamps each received segment (``CLOCK_REALTIME``, software stamp
+at the receive path) and hands the stamp of the data a ``recvmsg`` returns as ancillary data.
+
+What a stamp means: TCP merges segments that wait in the receive queue, and the merged data carries
+the stamp of the latest of them. A read that returns within one inter-chunk gap of the data's arrival
+gets that data's own stamp; a read later than that gets the stamp of the last segment that joined it,
+which is never earlier than the true arrival and never later than the user-space read time. So a
+stamp is an upper bound on the arrival no worse than the user-space time, and exact when the reader
+keeps up.
+
+The stamps are on ``CLOCK_REALTIME``; loadbench measures on ``time.perf_counter_ns`` (on Linux,
+``CLOCK_MONOTONIC``). ``ClockMap`` holds the offset between the two: it reads the realtime clock
+between two monotonic reads, keeps the narrowest of a few tries (the offset is then known to within
+that read's width, a few hundred nanoseconds), and is refreshed every ``REFRESH_NS`` because the
+realtime clock is slewed by NTP (at most 500 ppm: 0.5 ms over a second, hence a refresh each second).
+
+A read may still come back without a stamp: the kernel turns receive stamping on for the whole
+host only once some socket asks for it, and it does so a moment later, from a work queue, so the
+first segments after the first ``enable`` go unstamped. A read without a stamp keeps its user-space
+time, and the run counts such reads.
+
+Where the option does not exist (another OS, a socket type without it) ``enable`` returns False and
+the caller keeps user-space stamps; it says so in the run's manifest.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# Linux's value; Python exposes the name only on some builds.
+SO_TIMESTAMPNS: int = getattr(socket, "SO_TIMESTAMPNS", 35)
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+_TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux: tv_sec, tv_nsec
+ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 32
+REFRESH_NS = 1_000_000_000
+OFFSET_TRIES = 5
+
+
+def supported() -> bool:
+    """This platform can stamp received data (Linux; ``recvmsg`` exists)."""
+    return sys.platform.startswith("linux") and hasattr(socket.socket, "recvmsg")
+
+
+def enable(sock: Any) -> bool:
+    """Ask the kernel to stamp ``sock``'s received data; False where it cannot (the caller falls back)."""
+    if not supported():
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def stamp_of(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The receive time (realtime ns) in ``recvmsg``'s ancillary data, None when there is none."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return sec * 1_000_000_000 + nsec
+    return None
+
+
+def recv(sock: Any, size: int) -> tuple[bytes, int | None]:
+    """Read up to ``size`` bytes like ``sock.recv`` and the kernel's receive time of the last segment
+    in them (realtime ns; None when the kernel gave none: option off, or the end of the stream)."""
+    data, ancillary, _flags, _addr = sock.recvmsg(size, ANCILLARY_BYTES)
+    return data, stamp_of(ancillary) if data else None
+
+
+@dataclass(frozen=True, slots=True)
+class Offset:
+    """``realtime_ns - perf_ns`` at ``taken_perf_ns``, known to within ``width_ns``."""
+
+    offset_ns: int
+    width_ns: int
+    taken_perf_ns: int
+
+
+def measure_offset(realtime_ns: Callable[[], int] = time.time_ns,
+                   perf_ns: Callable[[], int] = time.perf_counter_ns, tries: int = OFFSET_TRIES) -> Offset:
+    """The offset between the two clocks: the realtime read bracketed by two monotonic reads, the
+    narrowest bracket of ``tries`` kept (a preempted try is wide and loses), its midpoint taken."""
+    best: Offset | None = None
+    for _ in range(max(1, tries)):
+        before = perf_ns()
+        real = realtime_ns()
+        after = perf_ns()
+        width = after - before
+        if best is None or width < best.width_ns:
+            best = Offset(real - (before + after) // 2, width, after)
+    assert best is not None
+    return best
+
+
+class ClockMap:
+    """Maps kernel receive stamps (realtime ns) onto ``perf_counter_ns``, refreshed as time goes by.
+
+    ``to_perf_ns`` clamps a mapped stamp to ``[not_before, read_ns]``: a stamp cannot be later than
+    the read that returned it, nor earlier than the request it answers was sent (either would be the
+    offset's error, never information)."""
+
+    __slots__ = ("_measure", "_offset", "_perf_ns")
+
+    def __init__(self, measure: Callable[[], Offset] = measure_offset,
+                 perf_ns: Callable[[], int] = time.perf_counter_ns) -> None:
+        self._measure = measure
+        self._perf_ns = perf_ns
+        self._offset = measure()
+
+    @property
+    def offset(self) -> Offset:
+        return self._offset
+
+    def refresh_if_due(self, now_perf_ns: int) -> None:
+        if now_perf_ns - self._offset.taken_perf_ns >= REFRESH_NS:
+            self._offset = self._measure()
+
+    def to_perf_ns(self, stamp_realtime_ns: int, read_ns: int, not_before_ns: int = 0) -> int:
+        mapped = stamp_realtime_ns - self._offset.offset_ns
+        if mapped > read_ns:
+            return read_ns
+        return not_before_ns if mapped < not_before_ns else mapped
