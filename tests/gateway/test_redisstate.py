@@ -251,3 +251,27 @@ def test_a_store_that_lost_its_records_gets_them_back_as_the_replicas_last_read_
     row = a.experiments()["canary"]
     assert (row.state, row.weight, row.reason) == ("rolled_back", 0.0, "error rate 30%")
     assert [e["action"] for e in a.experiment_events()] == ["restore"]
+
+
+def test_a_redis_that_does_not_answer_costs_each_caller_one_timeout_at_most(
+        replicas: list[RedisState], redis_server: RedisServer) -> None:
+    a, b, _ = replicas
+    a.register_experiments([_spec()], 1000, worker=0)
+    assert b.experiments()["canary"].state == "running"
+    now_ms = round(time.time() * 1000)
+    redis_server.pause()
+    try:
+        for call in (lambda: b.experiments(), lambda: b.observe([_row(now_ms)]),
+                     lambda: b.window("canary", CANDIDATE, now_ms - 1000)):
+            t0 = time.monotonic()
+            call()  # answered from the view, after one timeout at most
+            assert time.monotonic() - t0 < TIMEOUT_S + 0.3
+        assert not b.up and b.experiments()["canary"].state == "running"
+        t0 = time.monotonic()
+        with pytest.raises(StateUnavailable):
+            a.publish_cooldown("t1", now_ms + 60_000, "cooled")
+        assert time.monotonic() - t0 < TIMEOUT_S + 0.3
+    finally:
+        redis_server.resume()
+    time.sleep(RETRY_S)
+    assert b.cooldowns(round(time.time() * 1000)) == {} and b.up
