@@ -140,6 +140,23 @@ class LimitsModel(StrictModel):
     max_connections: PositiveInt | None = None
 
 
+class RateLimitModel(StrictModel):
+    requests_per_minute: PositiveInt | None = None
+    tokens_per_minute: PositiveInt | None = None  # prompt + completion tokens, charged once answered
+
+
+class KeyRateLimitModel(RateLimitModel):
+    api_keys_env: str = Field(min_length=1)  # the keys (comma-separated) these limits apply to
+
+
+class RateLimitsModel(StrictModel):
+    """Per-key limits (docs/gateway.md, "Rate limits"): each key has its own buckets; a key listed under
+    ``keys`` has that entry's limits instead of ``per_key``'s."""
+
+    per_key: RateLimitModel = RateLimitModel()
+    keys: list[KeyRateLimitModel] = Field(default_factory=list)
+
+
 class StateModel(StrictModel):
     """Where the state the gateway's processes share lives (docs/deploy.md): ``local`` (the request log's
     SQLite file, one host) or ``redis`` (N replicas on several hosts)."""
@@ -162,6 +179,7 @@ class GatewayModel(StrictModel):
     request_log: RequestLogModel | None = None  # docs/ab.md
     admin: AdminModel | None = None
     state: StateModel = StateModel()
+    rate_limits: RateLimitsModel | None = None
 
 
 # ---------------------------------------------------------------- runtime specs (hot path)
@@ -255,6 +273,22 @@ class Limits:
 
 
 @dataclass(slots=True, frozen=True)
+class RateLimit:
+    requests_per_minute: int | None = None  # None: not limited
+    tokens_per_minute: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimits:
+    per_key: RateLimit
+    by_key: dict[bytes, RateLimit]  # sha256 of a key -> its own limits
+
+    def of(self, digest: bytes | None) -> RateLimit:
+        found = self.by_key.get(digest) if digest is not None else None
+        return self.per_key if found is None else found
+
+
+@dataclass(slots=True, frozen=True)
 class StateSpec:
     backend: str  # local | redis
     url: str | None = field(default=None, repr=False)  # read from url_env; never logged
@@ -278,6 +312,7 @@ class GatewaySpec:
     request_log: RequestLogSpec | None = None
     admin_key_digests: frozenset[bytes] = frozenset()  # sha256 of each admin key; empty = no admin API
     state: StateSpec = StateSpec("local")
+    rate_limits: RateLimits | None = None
 
 
 def key_digest(key: str) -> bytes:
@@ -312,11 +347,15 @@ def _read_keys(auth: AuthModel, path: str, env: dict[str, str]) -> frozenset[byt
     return frozenset(key_digest(k) for k in keys)
 
 
+def env_keys(env: dict[str, str], name: str) -> list[str]:
+    """The keys an environment variable holds (comma- or newline-separated)."""
+    return [k.strip() for k in env.get(name, "").replace("\n", ",").split(",") if k.strip()]
+
+
 def _namespace_keys(auth: AuthModel, path: str, env: dict[str, str]) -> dict[str, frozenset[bytes]]:
     bound: dict[str, frozenset[bytes]] = {}
     for namespace, name in auth.namespaces.items():
-        value = env.get(name)
-        keys = [k.strip() for k in (value or "").replace("\n", ",").split(",") if k.strip()]
+        keys = env_keys(env, name)
         if not keys:
             raise ConfigError(path, f"auth.namespaces.{namespace}", f"environment variable {name} is not set",
                               "export it (comma-separated keys allowed to use this namespace)")
@@ -444,7 +483,22 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
         limits=Limits(**model.limits.model_dump()), namespace_digests=_namespace_keys(model.auth, path, env),
         source=path, embedder_env=embedder_env,
         request_log=compile_request_log(model.request_log, path) if model.request_log else None,
-        admin_key_digests=_admin_keys(model.admin, path, env), state=_state(model, path, env))
+        admin_key_digests=_admin_keys(model.admin, path, env), state=_state(model, path, env),
+        rate_limits=_rate_limits(model.rate_limits, path, env) if model.rate_limits is not None else None)
+
+
+def _rate_limits(model: RateLimitsModel, path: str, env: dict[str, str]) -> RateLimits:
+    by_key: dict[bytes, RateLimit] = {}
+    for i, entry in enumerate(model.keys):
+        keys = env_keys(env, entry.api_keys_env)
+        if not keys:
+            raise ConfigError(path, f"rate_limits.keys[{i}].api_keys_env",
+                              f"environment variable {entry.api_keys_env} is not set",
+                              "export it (comma-separated keys these limits apply to) or remove the entry")
+        for key in keys:
+            by_key[key_digest(key)] = RateLimit(entry.requests_per_minute, entry.tokens_per_minute)
+    per_key = model.per_key
+    return RateLimits(RateLimit(per_key.requests_per_minute, per_key.tokens_per_minute), by_key)
 
 
 def _state(model: GatewayModel, path: str, env: dict[str, str]) -> StateSpec:

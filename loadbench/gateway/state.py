@@ -41,6 +41,7 @@ from loadbench.gateway.health import TargetHealth
 from loadbench.gateway.metrics import Metrics
 from loadbench.gateway.policies import RoutePolicy, factory_of
 from loadbench.gateway.poller import Poller
+from loadbench.gateway.ratelimit import RateLimiter
 from loadbench.gateway.requestlog import RequestLog
 from loadbench.gateway.shadow import Shadows
 from loadbench.gateway.sharedstate import SharedState, SqliteState, StateUnavailable
@@ -94,6 +95,7 @@ class Gateway:
         self.events = GatewayEvents()
         self.policies = Policies(self)
         self.poller = Poller()
+        self.limiter = RateLimiter()  # per process; with the Redis state, shared (start)
         # opened by start() when the config has request_log (experiments, shadows, judges, cost routing
         # need it: the config refuses them without one)
         self.requestlog: RequestLog | None = None
@@ -114,6 +116,12 @@ class Gateway:
     async def start(self) -> None:
         """Open the pools, and the request log and its peers when configured (needs a running loop)."""
         self.state = self._build(self._spec, None)
+        if self._spec.state.backend == "redis":
+            from loadbench.gateway.ratelimit import RedisBuckets  # lazy: redis-py only when configured
+
+            shared_buckets = RedisBuckets(self._spec.state)
+            self.limiter = RateLimiter(shared_buckets)
+            self.events.metrics_sections.add(shared_buckets.render)
         if self._spec.request_log is not None:
             self._open_log(self._spec)
         self.events.metrics_sections.add(self.events.render_errors)
@@ -287,4 +295,5 @@ class Gateway:
                 await up.close()
         for embedder in self._embedders.values():
             await embedder.aclose()
+        await self.limiter.aclose()
 

@@ -28,7 +28,7 @@ MIN_REQUESTS = 30
 
 
 def _replicas(servers: list[ServerProcess], tmp_path: Path, redis: RedisServer, config: dict[str, Any],
-              n: int = 3) -> list[ServerProcess]:
+              n: int = 3, env: dict[str, str] | None = None) -> list[ServerProcess]:
     started = []
     for i in range(n):
         folder = tmp_path / f"replica{i}"
@@ -36,7 +36,8 @@ def _replicas(servers: list[ServerProcess], tmp_path: Path, redis: RedisServer, 
         own = {**config, "request_log": {"path": str(folder / "gw.db"), "flush_ms": 100},
                "state": {"backend": "redis", "url_env": "GW_REDIS_URL", "prefix": "e2e:"},
                "admin": {"api_keys_env": "ADMIN_KEYS"}}
-        gw, _ = start_gateway(servers, folder, own, env={"GW_REDIS_URL": redis.url, "ADMIN_KEYS": "adm-secret"})
+        gw, _ = start_gateway(servers, folder, own,
+                              env={"GW_REDIS_URL": redis.url, "ADMIN_KEYS": "adm-secret", **(env or {})})
         started.append(gw)
     return started
 
@@ -77,10 +78,13 @@ async def _state_of(s: aiohttp.ClientSession, gw: ServerProcess) -> tuple[str, s
 class Load:
     """Users that send chat requests round-robin over the replicas until stopped; every status kept."""
 
-    def __init__(self, replicas: list[ServerProcess], users: int) -> None:
+    def __init__(self, replicas: list[ServerProcess], users: int, headers: dict[str, str] | None = None) -> None:
         self.replicas = replicas
         self.users = users
+        self.headers = headers or {}
         self.statuses: list[int] = []
+        self.retry_after: list[str] = []  # of each 429
+        self.first_s = self.last_s = 0.0
         self.failures: list[str] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,9 +95,14 @@ class Load:
             gw = self.replicas[i % len(self.replicas)]
             i += 1
             try:
-                async with s.post(gw.url + "/v1/chat/completions", data=orjson.dumps(CHAT)) as r:
+                self.first_s = self.first_s or time.monotonic()
+                async with s.post(gw.url + "/v1/chat/completions", data=orjson.dumps(CHAT),
+                                  headers=self.headers) as r:
                     await r.read()
                     self.statuses.append(r.status)
+                    if r.status == 429:
+                        self.retry_after.append(r.headers.get("Retry-After", ""))
+                self.last_s = time.monotonic()
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.failures.append(type(exc).__name__)
 
@@ -270,3 +279,41 @@ def test_redis_killed_under_load_costs_no_request_and_the_replicas_agree_after_i
     for gw in replicas:  # one line said so, not one per failed call
         assert sum("state backend redis unavailable" in line for line in gw.output) == 1, "\n".join(gw.output)
         assert any("state backend redis answers again" in line for line in gw.output)
+
+
+@pytest.mark.slow
+@pytest.mark.alone
+def test_a_per_key_limit_holds_across_three_replicas(servers: list[ServerProcess], tmp_path: Path,
+                                                     redis_server: RedisServer) -> None:
+    per_minute = 120
+    up = start_mock(servers)
+    config = {"targets": [{"name": "a", "url": up.base_url, "model": "m"}],
+              "virtual_models": [{"name": "vm", "targets": [{"target": "a"}]}],
+              "auth": {"api_keys_env": "GW_KEYS"},
+              "rate_limits": {"per_key": {"requests_per_minute": per_minute}}}
+    replicas = _replicas(servers, tmp_path, redis_server, config, env={"GW_KEYS": "k1,k2"})
+
+    async def main() -> tuple[Load, int]:
+        async with aiohttp.ClientSession() as s:
+            load = Load(replicas, users=6, headers={"Authorization": "Bearer k1"})
+            load.start(s)
+            await asyncio.sleep(6.0)
+            await load.stop()
+            async with s.post(replicas[0].url + "/v1/chat/completions", data=orjson.dumps(CHAT),
+                              headers={"Authorization": "Bearer k2"}) as r:
+                assert r.status == 200  # another key has its own bucket
+            refused = 0
+            for gw in replicas:
+                text = await (await s.get(gw.url + "/metrics", headers={"Authorization": "Bearer k2"})).text()
+                refused += int(_metric(text, "loadbench_gateway_rate_limited_total", limit="requests") or 0)
+        return load, refused
+
+    load, refused = asyncio.run(main())
+    elapsed_s = load.last_s - load.first_s
+    allowed = load.statuses.count(200)
+    expected = per_minute + per_minute / 60 * elapsed_s  # a minute's worth at once, then the refill
+    print(f"per-key limit {per_minute}/min over three replicas: {allowed} admitted in {elapsed_s:.2f} s,"
+          f" {expected:.1f} expected ({(allowed - expected) / expected:+.1%}); {load.statuses.count(429)} refused")
+    assert load.failures == [] and set(load.statuses) == {200, 429}
+    assert abs(allowed - expected) <= 0.05 * expected
+    assert refused == load.statuses.count(429) and all(v.isdigit() and int(v) >= 1 for v in load.retry_after)
