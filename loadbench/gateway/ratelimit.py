@@ -16,18 +16,16 @@ is local, so a Redis that is away costs a request one timeout at most, once a se
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from loadbench.gateway import redisconn
 from loadbench.gateway.config import RateLimit, StateSpec
 
-log = logging.getLogger("loadbench.gateway")
 MAX_TENANTS = 100_000  # buckets kept per process; the least recently used are forgotten beyond it
-RETRY_S = 1.0
 REQUESTS, TOKENS = "requests", "tokens"
 
 
@@ -141,57 +139,44 @@ class RedisBuckets:
     """The buckets in Redis (asyncio client on the event loop), with ``LocalBuckets`` while it is away."""
 
     def __init__(self, spec: StateSpec, clock: Callable[[], float] = time.monotonic) -> None:
-        import redis.asyncio as aredis  # lazy: redis-py only with backend: redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        assert spec.url is not None
-        self._errors_type = aredis.RedisError
-        self.client = aredis.Redis.from_url(spec.url, socket_timeout=spec.timeout_s,
-                                            socket_connect_timeout=spec.timeout_s, retry=Retry(NoBackoff(), 0),
-                                            decode_responses=True)
+        self.client = redisconn.async_client(spec)
+        self._errors = redisconn.errors()
+        self.breaker = redisconn.Breaker("rate limits", clock)
         self.timeout_s = spec.timeout_s
         self.prefix = spec.prefix
-        self.clock = clock
         self.local = LocalBuckets()
-        self.local_decisions = 0  # decided here because Redis did not answer (/metrics)
-        self._retry_at = 0.0
         self._admit = self.client.register_script(_ADMIT)
         self._charge = self.client.register_script(_CHARGE)
 
     def _keys(self, tenant: str) -> list[str]:
         return [f"{self.prefix}rl:{REQUESTS}:{tenant}", f"{self.prefix}rl:{TOKENS}:{tenant}"]
 
-    def _failed(self, exc: BaseException) -> None:
-        if self.clock() >= self._retry_at:
-            log.warning("rate limits: Redis did not answer (%s); deciding in this process for %.0f s",
-                        type(exc).__name__, RETRY_S)
-        self._retry_at = self.clock() + RETRY_S
+    @property
+    def local_decisions(self) -> int:
+        return self.breaker.skipped
 
     async def admit(self, tenant: str, limit: RateLimit, now_s: float) -> Refusal | None:
-        if self.clock() < self._retry_at:
-            self.local_decisions += 1
-            return self.local.admit(tenant, limit, now_s)
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                allowed, which, wait = await self._admit(
-                    keys=self._keys(tenant), args=[_arg(limit.requests_per_minute), _arg(limit.tokens_per_minute)])
-        except (self._errors_type, OSError, TimeoutError) as exc:
-            self._failed(exc)
-            self.local_decisions += 1
-            return self.local.admit(tenant, limit, now_s)
-        return None if int(allowed) else Refusal(str(which), float(wait))
+        if self.breaker.closed():
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    allowed, which, wait = await self._admit(
+                        keys=self._keys(tenant),
+                        args=[_arg(limit.requests_per_minute), _arg(limit.tokens_per_minute)])
+                return None if int(allowed) else Refusal(str(which), float(wait))
+            except self._errors as exc:
+                self.breaker.failed(exc)
+        return self.local.admit(tenant, limit, now_s)
 
     async def charge(self, tenant: str, limit: RateLimit, tokens: int, now_s: float) -> None:
         if limit.tokens_per_minute is None or tokens <= 0:
             return
-        if self.clock() >= self._retry_at:
+        if self.breaker.closed():
             try:
                 async with asyncio.timeout(self.timeout_s):
                     await self._charge(keys=self._keys(tenant)[1:], args=[limit.tokens_per_minute, tokens])
                 return
-            except (self._errors_type, OSError, TimeoutError) as exc:
-                self._failed(exc)
+            except self._errors as exc:
+                self.breaker.failed(exc)
         self.local.charge(tenant, limit, tokens, now_s)
 
     def render(self, worker: str) -> list[str]:

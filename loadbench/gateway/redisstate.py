@@ -34,9 +34,8 @@ from typing import Any
 
 import orjson
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from loadbench.gateway import redisconn
 from loadbench.gateway.abconfig import ExperimentSpec
 from loadbench.gateway.config import StateSpec
 from loadbench.gateway.costroute import LiveStats
@@ -49,10 +48,9 @@ from loadbench.units import utc_day
 
 log = logging.getLogger("loadbench.gateway")
 EVENTS_KEPT = 1000
-RETRY_S = 1.0  # after a failed call, calls fail at once for this long
+RETRY_S = redisconn.RETRY_S  # after a failed call, calls fail at once for this long
 DOWN_LOG_EVERY_S = 60.0
 LATENCIES_PER_SECOND = 5000  # per arm and second: beyond it the P95s read a sample of that second
-MAX_CONNECTIONS = 32
 _COOLED = "cool:"  # a notification about a cooldown starts with this; others name an experiment
 _COST, _ROLE, _TS = COLUMNS.index("cost_usd"), COLUMNS.index("role"), COLUMNS.index("ts_ms")
 
@@ -134,10 +132,7 @@ class RedisState:
         self._returned: list[Callable[[], None]] = []  # called when Redis answers again after failing
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
-        # no retries inside redis-py: one call costs at most one timeout, and the caller decides
-        self.client = redis.Redis.from_url(spec.url, socket_timeout=spec.timeout_s,
-                                           socket_connect_timeout=spec.timeout_s, retry=Retry(NoBackoff(), 0),
-                                           max_connections=MAX_CONNECTIONS, decode_responses=True)
+        self.client = redisconn.sync_client(spec)
         self._register = self.client.register_script(_REGISTER)
         self._change = self.client.register_script(_CHANGE)
         self._cool = self.client.register_script(_COOL)
