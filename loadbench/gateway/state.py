@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadbench.cache import Embedder, ResponseCache, make_embedder
 from loadbench.cache.config import CacheConfig
@@ -48,6 +48,9 @@ from loadbench.gateway.sharedstate import SharedState, SqliteState, StateUnavail
 from loadbench.gateway.stats import TpotWindow
 from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from loadbench.gateway.sharedcache import SharedExactCache
 
 log = logging.getLogger("loadbench.gateway")
 MIN_WINDOW_TTL_S = 120.0
@@ -96,6 +99,7 @@ class Gateway:
         self.policies = Policies(self)
         self.poller = Poller()
         self.limiter = RateLimiter()  # per process; with the Redis state, shared (start)
+        self.shared_cache: SharedExactCache | None = None  # exact-match entries in Redis (start)
         # opened by start() when the config has request_log (experiments, shadows, judges, cost routing
         # need it: the config refuses them without one)
         self.requestlog: RequestLog | None = None
@@ -118,10 +122,12 @@ class Gateway:
         self.state = self._build(self._spec, None)
         if self._spec.state.backend == "redis":
             from loadbench.gateway.ratelimit import RedisBuckets  # lazy: redis-py only when configured
+            from loadbench.gateway.sharedcache import SharedExactCache
 
             shared_buckets = RedisBuckets(self._spec.state)
             self.limiter = RateLimiter(shared_buckets)
             self.events.metrics_sections.add(shared_buckets.render)
+            self.shared_cache = SharedExactCache(self._spec.state)
         if self._spec.request_log is not None:
             self._open_log(self._spec)
         self.events.metrics_sections.add(self.events.render_errors)
@@ -296,4 +302,6 @@ class Gateway:
         for embedder in self._embedders.values():
             await embedder.aclose()
         await self.limiter.aclose()
+        if self.shared_cache is not None:
+            await self.shared_cache.aclose()
 
