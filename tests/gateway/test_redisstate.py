@@ -275,3 +275,22 @@ def test_a_redis_that_does_not_answer_costs_each_caller_one_timeout_at_most(
         redis_server.resume()
     time.sleep(RETRY_S)
     assert b.cooldowns(round(time.time() * 1000)) == {} and b.up
+
+
+def test_a_redis_that_stays_away_is_logged_once_a_minute(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from bench.redis_server import free_port
+
+    db = tmp_path / "r.db"
+    logdb.create(str(db)).close()
+    now = [1000.0]
+    state = RedisState(StateSpec("redis", f"redis://127.0.0.1:{free_port()}/0", "t:", TIMEOUT_S), SqliteState(str(db)),
+                       window_ttl_s=120, monotonic=lambda: now[0])
+    caplog.set_level("WARNING", logger="loadbench.gateway")
+    for step_s in (0, 2, 30, 20, 9.5, 1, 2):  # failures at 1000, 1002, 1032, 1052, 1061.5, 1062.5, 1064.5 s
+        now[0] += step_s
+        with pytest.raises(StateUnavailable):
+            state.experiment_events()
+    lines = [r.getMessage() for r in caplog.records if "state backend redis unavailable" in r.getMessage()]
+    assert len(lines) == 2 and not state.up and state.errors == 7, lines
+    assert "t:" not in lines[0] and "redis://" not in lines[0]
+    state.close()
