@@ -286,8 +286,8 @@ class RedisState:
             if kept:
                 log.warning("experiment %s: the trip made while Redis was away is now the shared record", p.name)
             else:
-                log.warning("experiment %s: the trip made while Redis was away is dropped, its record changed"
-                            " meanwhile (the durable record wins)", p.name)
+                log.warning("experiment %s: the trip made while Redis was away is not written, the record changed"
+                            " meanwhile (another replica's trip or an admin change): the durable record wins", p.name)
 
     def experiment_events(self, limit: int = 100) -> list[dict[str, object]]:
         with self._call("reading experiment events"):

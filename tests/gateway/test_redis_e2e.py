@@ -317,3 +317,55 @@ def test_a_per_key_limit_holds_across_three_replicas(servers: list[ServerProcess
     assert load.failures == [] and set(load.statuses) == {200, 429}
     assert abs(allowed - expected) <= 0.05 * expected
     assert refused == load.statuses.count(429) and all(v.isdigit() and int(v) >= 1 for v in load.retry_after)
+
+
+@pytest.mark.slow
+@pytest.mark.alone
+def test_with_redis_away_each_replica_trips_alone_and_on_return_they_agree_on_the_first_trip(
+        servers: list[ServerProcess], tmp_path: Path, durable_redis_server: RedisServer) -> None:
+    inc = start_mock(servers)
+    cand = start_mock(servers, "--error-rate", "0.5", "--seed", "7")
+    rollback = {"window_s": 60, "min_requests": 10, "max_error_rate": 0.2, "failed_checks": 1, "interval_s": 0.25}
+    replicas = _replicas(servers, tmp_path, durable_redis_server, _experiment_config(inc, cand, 50, rollback))
+    pattern = re.compile(r'loadbench_gateway_experiment_state\{experiment="canary",state="(\w+)",reason="([^"]*)"')
+
+    async def states(s: aiohttp.ClientSession) -> list[tuple[str, str]]:
+        found = [pattern.search(await _metrics(s, gw)) for gw in replicas]
+        return [(m.group(1), m.group(2)) if m else ("", "") for m in found]
+
+    async def main() -> list[tuple[str, str]]:
+        async with aiohttp.ClientSession() as s:
+            durable_redis_server.kill()
+            load = Load(replicas, users=6)
+            load.start(s)
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and {st for st, _ in await states(s)} != {"rolled_back"}:
+                    await asyncio.sleep(0.1)
+                assert {st for st, _ in await states(s)} == {"rolled_back"}  # each on its own window
+            finally:
+                await load.stop()
+            durable_redis_server.start()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                now = await states(s)
+                up = [_metric(await _metrics(s, gw), "loadbench_gateway_state_backend_up") for gw in replicas]
+                if up == ["1"] * 3 and len(set(now)) == 1:
+                    return now
+                await asyncio.sleep(0.1)
+            raise AssertionError(await states(s))
+
+    agreed = asyncio.run(main())
+
+    async def events() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as s, s.get(replicas[0].url + "/admin/experiments", headers=ADMIN) as r:
+            return await r.json()  # type: ignore[no-any-return]
+
+    listing = asyncio.run(events())
+    trips = [e for e in listing["events"] if e["action"] == "trip"]
+    assert len(trips) == 1 and agreed[0] == ("rolled_back", trips[0]["reason"]), (trips, agreed)
+    assert asyncio.run(_targets(replicas, 30)) == {"inc"}
+    lines = [line for gw in replicas for line in gw.output if "trip made while Redis was away" in line]
+    # the first replica back writes its trip; the two others find the record changed and take it
+    assert sum("is now the shared record" in line for line in lines) == 1
+    assert sum("is not written" in line for line in lines) == 2, lines
