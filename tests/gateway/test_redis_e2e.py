@@ -54,6 +54,17 @@ def _experiment_config(inc: ServerProcess, cand: ServerProcess, weight: float,
     }
 
 
+def _failing_canary(servers: list[ServerProcess], tmp_path: Path, redis: RedisServer, *, error_rate: float,
+                    weight: float, min_requests: int, max_error_rate: float) -> list[ServerProcess]:
+    """Three replicas of an experiment whose candidate fails ``error_rate`` of its requests; one failed
+    check (every 0.25 s, over a minute) trips the rollback."""
+    inc = start_mock(servers)
+    cand = start_mock(servers, "--error-rate", str(error_rate), "--seed", "5")
+    rollback = {"window_s": 60, "min_requests": min_requests, "max_error_rate": max_error_rate, "failed_checks": 1,
+                "interval_s": 0.25}
+    return _replicas(servers, tmp_path, redis, _experiment_config(inc, cand, weight, rollback))
+
+
 def _metric(text: str, name: str, **labels: str) -> str | None:
     """The value of the first sample of ``name`` whose labels include ``labels``."""
     for line in text.splitlines():
@@ -142,11 +153,8 @@ def test_a_missing_redis_variable_fails_before_serving(tmp_path: Path) -> None:
 @pytest.mark.alone
 def test_a_candidate_failing_thinly_on_three_replicas_is_rolled_back_on_all_three(
         servers: list[ServerProcess], tmp_path: Path, redis_server: RedisServer) -> None:
-    inc = start_mock(servers)
-    cand = start_mock(servers, "--error-rate", "0.25", "--seed", "5")
-    rollback = {"window_s": 60, "min_requests": MIN_REQUESTS, "max_error_rate": 0.05, "failed_checks": 1,
-                "interval_s": 0.25}
-    replicas = _replicas(servers, tmp_path, redis_server, _experiment_config(inc, cand, 10, rollback))
+    replicas = _failing_canary(servers, tmp_path, redis_server, error_rate=0.25, weight=10,
+                               min_requests=MIN_REQUESTS, max_error_rate=0.05)
 
     async def main() -> tuple[dict[int, float], dict[str, Any]]:
         seen_ms: dict[int, float] = {}
@@ -323,10 +331,8 @@ def test_a_per_key_limit_holds_across_three_replicas(servers: list[ServerProcess
 @pytest.mark.alone
 def test_with_redis_away_each_replica_trips_alone_and_on_return_they_agree_on_the_first_trip(
         servers: list[ServerProcess], tmp_path: Path, durable_redis_server: RedisServer) -> None:
-    inc = start_mock(servers)
-    cand = start_mock(servers, "--error-rate", "0.5", "--seed", "7")
-    rollback = {"window_s": 60, "min_requests": 10, "max_error_rate": 0.2, "failed_checks": 1, "interval_s": 0.25}
-    replicas = _replicas(servers, tmp_path, durable_redis_server, _experiment_config(inc, cand, 50, rollback))
+    replicas = _failing_canary(servers, tmp_path, durable_redis_server, error_rate=0.5, weight=50, min_requests=10,
+                               max_error_rate=0.2)
     pattern = re.compile(r'loadbench_gateway_experiment_state\{experiment="canary",state="(\w+)",reason="([^"]*)"')
 
     async def states(s: aiohttp.ClientSession) -> list[tuple[str, str]]:
