@@ -141,7 +141,7 @@ class RedisBuckets:
     def __init__(self, spec: StateSpec, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = redisconn.async_client(spec)
         self._errors = redisconn.errors()
-        self.breaker = redisconn.Breaker("rate limits", clock)
+        self.breaker = redisconn.Breaker("rate limits' Redis", "each process decides with its own buckets", clock)
         self.timeout_s = spec.timeout_s
         self.prefix = spec.prefix
         self.local = LocalBuckets()
@@ -153,7 +153,7 @@ class RedisBuckets:
 
     @property
     def local_decisions(self) -> int:
-        return self.breaker.skipped
+        return self.breaker.skipped + self.breaker.failures
 
     async def admit(self, tenant: str, limit: RateLimit, now_s: float) -> Refusal | None:
         if self.breaker.closed():
@@ -162,6 +162,7 @@ class RedisBuckets:
                     allowed, which, wait = await self._admit(
                         keys=self._keys(tenant),
                         args=[_arg(limit.requests_per_minute), _arg(limit.tokens_per_minute)])
+                self.breaker.succeeded()
                 return None if int(allowed) else Refusal(str(which), float(wait))
             except self._errors as exc:
                 self.breaker.failed(exc)
@@ -174,6 +175,7 @@ class RedisBuckets:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     await self._charge(keys=self._keys(tenant)[1:], args=[limit.tokens_per_minute, tokens])
+                self.breaker.succeeded()
                 return
             except self._errors as exc:
                 self.breaker.failed(exc)

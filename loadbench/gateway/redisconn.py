@@ -9,6 +9,7 @@ one timeout at most, once a second. redis-py is imported here only, when ``backe
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -52,24 +53,43 @@ def errors() -> tuple[type[BaseException], ...]:
 
 
 class Breaker:
-    """Skip Redis for ``RETRY_S`` after a failure (one log line a second at most, naming ``what``)."""
+    """After a failure, skip Redis for ``RETRY_S`` (callers decide without it meanwhile); say so once per
+    ``log_every_s`` while it stays away, and once when it answers again."""
 
-    def __init__(self, what: str, clock: Callable[[], float] = time.monotonic) -> None:
-        self.what = what
+    def __init__(self, what: str, meanwhile: str, clock: Callable[[], float] = time.monotonic,
+                 log_every_s: float = RETRY_S) -> None:
+        self.what = what  # who asks Redis, for the log lines
+        self.meanwhile = meanwhile  # what happens while it is away, for the log line
         self.clock = clock
-        self.skipped = 0  # calls decided without Redis (/metrics)
+        self.log_every_s = log_every_s
+        self.up = True
+        self.failures = 0  # calls that failed or timed out (/metrics)
+        self.skipped = 0  # calls not made, within the pause after a failure (/metrics)
         self._retry_at = 0.0
+        self._logged_at = -math.inf
 
     def closed(self) -> bool:
-        """True: ask Redis. False: decide in the process (counted)."""
-        if self.clock() < self._retry_at:
+        """True: ask Redis. False: it failed less than ``RETRY_S`` ago; decide without it (counted)."""
+        if not self.up and self.clock() < self._retry_at:
             self.skipped += 1
             return False
         return True
 
     def failed(self, exc: BaseException) -> None:
-        if self.clock() >= self._retry_at:
-            log.warning("%s: Redis did not answer (%s); deciding in this process for %.0f s", self.what,
-                        type(exc).__name__, RETRY_S)
-        self.skipped += 1
-        self._retry_at = self.clock() + RETRY_S
+        now = self.clock()
+        self.failures += 1
+        self.up = False
+        self._retry_at = now + RETRY_S
+        if now - self._logged_at >= self.log_every_s:
+            self._logged_at = now
+            # the exception's class and message name the host at most, never the URL's credentials
+            log.warning("%s unavailable (%s: %s): %s, retrying every %.0f s", self.what, type(exc).__name__,
+                        str(exc)[:200], self.meanwhile, RETRY_S)
+
+    def succeeded(self) -> bool:
+        """A call answered; True when that ends an outage."""
+        if self.up:
+            return False
+        self.up = True
+        log.warning("%s answers again", self.what)
+        return True

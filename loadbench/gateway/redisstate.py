@@ -123,12 +123,9 @@ class RedisState:
         self.local = local
         self.window_ttl_s = window_ttl_s
         self.clock = clock
-        self.monotonic = monotonic
         self.view = LocalView()
-        self.up = True
-        self.errors = 0  # failed calls (a counter of /metrics)
-        self._retry_at = 0.0
-        self._logged_at = -DOWN_LOG_EVERY_S
+        self.breaker = redisconn.Breaker("state backend redis", "serving from this replica's view", monotonic,
+                                         log_every_s=DOWN_LOG_EVERY_S)
         self._returned: list[Callable[[], None]] = []  # called when Redis answers again after failing
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
@@ -147,29 +144,24 @@ class RedisState:
     def _call(self, what: str) -> Iterator[None]:
         """One bounded exchange with Redis; any failure is ``StateUnavailable`` and opens a pause of
         ``RETRY_S`` in which calls fail at once."""
-        if not self.up and self.monotonic() < self._retry_at:
+        if not self.breaker.closed():
             raise StateUnavailable(f"{what}: the Redis state backend is unavailable")
         try:
             yield
         except redis.RedisError as exc:
-            self._failed(what, exc)
+            self.breaker.failed(exc)
             raise StateUnavailable(f"{what}: {type(exc).__name__}") from exc
-        if not self.up:
-            self.up = True
-            log.warning("state backend redis answers again: replicas converge on its records")
+        if self.breaker.succeeded():  # the replicas converge on the records: the poller reads them now
             for hook in self._returned:
                 hook()
 
-    def _failed(self, what: str, exc: Exception) -> None:
-        self.errors += 1
-        self.up = False
-        now = self.monotonic()
-        self._retry_at = now + RETRY_S
-        if now - self._logged_at >= DOWN_LOG_EVERY_S:
-            self._logged_at = now
-            # the exception's class and message name the host at most, never the URL's credentials
-            log.warning("state backend redis unavailable (%s: %s while %s): serving from this replica's"
-                        " view, retrying every %.0f s", type(exc).__name__, str(exc)[:200], what, RETRY_S)
+    @property
+    def up(self) -> bool:
+        return self.breaker.up
+
+    @property
+    def errors(self) -> int:
+        return self.breaker.failures
 
     def on_return(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` (on the calling thread) each time Redis answers again after failing."""

@@ -62,7 +62,7 @@ class SharedExactCache:
     def __init__(self, spec: StateSpec) -> None:
         self.client = redisconn.async_client(spec)
         self._errors = redisconn.errors()
-        self.breaker = redisconn.Breaker("shared cache")
+        self.breaker = redisconn.Breaker("shared cache's Redis", "exact misses go upstream")
         self.timeout_s = spec.timeout_s
         self.prefix = spec.prefix
         self._put = self.client.register_script(_PUT)
@@ -80,6 +80,7 @@ class SharedExactCache:
         except self._errors as exc:
             self.breaker.failed(exc)
             return None
+        self.breaker.succeeded()
         return decode(raw) if raw is not None else None
 
     async def put(self, scope: CacheScope, digest: bytes, answer: CachedAnswer, ttl_s: float, max_entries: int,
@@ -93,6 +94,7 @@ class SharedExactCache:
         except self._errors as exc:
             self.breaker.failed(exc)
             return False
+        self.breaker.succeeded()
         return True
 
     async def aclose(self) -> None:
