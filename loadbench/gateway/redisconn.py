@@ -1,9 +1,10 @@
 """Connections to the shared state's Redis, made one way (docs/deploy.md).
 
 Every call is bounded by ``state.timeout_ms`` (connect and read) and never retried inside redis-py: the
-caller decides what a failure means. ``Breaker`` is the request path's guard: after a failure the
-callers skip Redis for ``RETRY_S`` and decide in the process, so a Redis that is away costs a request
-one timeout at most, once a second. redis-py is imported here only, when ``backend: redis`` is set.
+caller decides what a failure means. ``Breaker`` is every caller's guard: after a failure the callers
+skip Redis for ``RETRY_S`` and decide in the process, so a Redis that is away costs a thread, or a
+request on the request path, one timeout at most, once a second. These modules are imported only when
+``state: {backend: redis}`` is set (a gateway without it never loads redis-py).
 """
 
 from __future__ import annotations
