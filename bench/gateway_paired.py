@@ -10,13 +10,16 @@ ITL 5 ms, 64 tokens) and this generator share CPU 0. Streamed then non-streamed,
 each; the figure is the median over rounds of (gateway req/CPU-s) / (bare relay req/CPU-s).
 
     .venv/bin/python -m bench.gateway_paired [--seconds 15] [--concurrency 40] [--json-concurrency 200] [--rounds 3]
-                                             [--request-log]
+                                             [--request-log] [--redis]
 ``--request-log`` adds a third server on CPU 1, loaded at the same time: the same gateway with a request
 log (SQLite in a temporary folder), as a deployment that records its traffic runs it. Each round then
 gives both gateways' ratios to the bare relay and the logged gateway's ratio to the unlogged one, all
 three under the same foreign load, and the CPU the log's writer thread spent per request (the threads
-of the logged gateway other than its event loop's, from ``/proc/PID/task``). Writes
-bench/out/gateway_paired.json (``gateway_paired_requestlog.json`` with ``--request-log``). Asserts nothing.
+of the logged gateway other than its event loop's, from ``/proc/PID/task``). ``--redis`` (implies
+``--request-log``) adds a fourth: the logged gateway with its shared state in a real ``redis-server``
+(on CPU 0), as a replica of a multi-host deployment runs; its ratio to the bare relay and to the
+SQLite-state gateway. Writes bench/out/gateway_paired.json (``gateway_paired_requestlog.json`` with
+``--request-log``, ``gateway_paired_redis.json`` with ``--redis``). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -35,19 +38,23 @@ import psutil
 import yaml
 
 from bench.gateway_bench import bare_relay
+from bench.redis_server import RedisServer
 from loadbench.procs import ServerProcess, start_server
 
 OUT = Path(__file__).resolve().parent / "out" / "gateway_paired.json"
 TTFT_MS, ITL_MS, TOKENS = 50, 5, 64
 WARM_S = 3.0
+REDIS_URL_ENV = "GWPAIRED_REDIS_URL"
 
 
-def _gateway_config(mock: ServerProcess, request_log: bool) -> str:
+def _gateway_config(mock: ServerProcess, request_log: bool, redis: bool = False) -> str:
     cfg: dict[str, object] = {"targets": [{"name": "mock", "url": mock.base_url, "model": "mock-model"}],
                               "virtual_models": [{"name": "vm", "targets": [{"target": "mock"}]}]}
     folder = Path(tempfile.mkdtemp(prefix="gwpaired-"))
     if request_log:
         cfg["request_log"] = {"path": str(folder / "requests.db")}
+    if redis:
+        cfg["state"] = {"backend": "redis", "url_env": REDIS_URL_ENV}
     path = folder / "gateway.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
@@ -110,33 +117,46 @@ def main(argv: list[str] | None = None) -> int:
                    help="closed-loop users per server, non-streamed (cheaper requests: more of them)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--request-log", action="store_true", help="the gateway writes a request log")
+    p.add_argument("--redis", action="store_true", help="also a logged gateway with its state in Redis")
     args = p.parse_args(argv)
+    args.request_log = args.request_log or args.redis
     started: list[ServerProcess] = []
     rows: list[dict] = []
+    redis = RedisServer(Path(tempfile.mkdtemp(prefix="gwpaired-redis-"))) if args.redis else None
     try:
         mock = start_server(["mock", "--port", "0", "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS),
                              "--output-tokens", str(TOKENS)], cpu=0)
         started.append(mock)
-        gateways = {"gateway": False, **({"gateway_log": True} if args.request_log else {})}
-        for logged in gateways.values():
-            started.append(start_server(["gateway", "--config", _gateway_config(mock, logged), "--port", "0"], cpu=1))
+        env = dict(os.environ)
+        if redis is not None:
+            redis.start(cpu=0)
+            env[REDIS_URL_ENV] = redis.url
+        gateways = {"gateway": (False, False), **({"gateway_log": (True, False)} if args.request_log else {}),
+                    **({"gateway_redis": (True, True)} if args.redis else {})}
+        for logged, on_redis in gateways.values():
+            started.append(start_server(["gateway", "--config", _gateway_config(mock, logged, on_redis), "--port", "0"],
+                                        cpu=1, env=env))
         with bare_relay(mock.url) as (relay_url, relay_proc):
             rows = _rounds(args, {"bare_relay": (relay_url, relay_proc.pid),
                                   **{name: (g.url, g.proc.pid) for name, g in zip(gateways, started[1:], strict=True)}})
     finally:
         for server in reversed(started):
             server.stop()
+        if redis is not None:
+            redis.stop()
     figures = {key: {kind: round(statistics.median(r[key] for r in rows if r["stream"] == (kind == "stream")), 3)
                      for kind in ("stream", "nonstream")}
-               for key in ("ratio", "ratio_log", "log_on_to_off") if key in rows[0]}
+               for key in ("ratio", "ratio_log", "log_on_to_off", "ratio_redis", "redis_to_sqlite") if key in rows[0]}
     names = {"ratio": "ratio_to_bare_relay", "ratio_log": "ratio_to_bare_relay_with_request_log",
-             "log_on_to_off": "request_log_on_to_off"}
+             "log_on_to_off": "request_log_on_to_off", "ratio_redis": "ratio_to_bare_relay_with_redis_state",
+             "redis_to_sqlite": "redis_state_to_sqlite_state"}
     summary = {names[k]: v for k, v in figures.items()}
     out = {"bench": "gateway_paired", "seconds": args.seconds, "concurrency": args.concurrency,
-           "json_concurrency": args.json_concurrency, "request_log": args.request_log,
+           "json_concurrency": args.json_concurrency, "request_log": args.request_log, "redis": args.redis,
            "mock": {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS, "tokens": TOKENS}, "load_average": os.getloadavg(),
            **summary, "rounds": rows}
-    path = OUT.with_name("gateway_paired_requestlog.json") if args.request_log else OUT
+    path = (OUT.with_name("gateway_paired_redis.json") if args.redis
+            else OUT.with_name("gateway_paired_requestlog.json") if args.request_log else OUT)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(summary))
@@ -155,6 +175,9 @@ def _rounds(args: argparse.Namespace, servers: dict[str, tuple[str, int]]) -> li
             if "gateway_log" in rate:
                 row["ratio_log"] = round(rate["gateway_log"] / max(1e-9, rate["bare_relay"]), 3)
                 row["log_on_to_off"] = round(rate["gateway_log"] / max(1e-9, rate["gateway"]), 3)
+            if "gateway_redis" in rate:
+                row["ratio_redis"] = round(rate["gateway_redis"] / max(1e-9, rate["bare_relay"]), 3)
+                row["redis_to_sqlite"] = round(rate["gateway_redis"] / max(1e-9, rate["gateway_log"]), 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows

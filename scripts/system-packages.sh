@@ -12,6 +12,7 @@ PACKAGES=(
   "cmake cmake"                 # the real-engine tests build llama.cpp's llama-server once per machine
   "g++ g++"                     # (bench/engine.py: CPU-only, cached outside the repository)
   "make make"
+  "redis-server redis-server"   # the shared-state tests start a real Redis (state: {backend: redis})
 )
 
 missing=()

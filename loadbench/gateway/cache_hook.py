@@ -6,7 +6,8 @@ touching a target; it says ``x-loadbench-target: cache`` so load tests and per-t
 mix cache hits into a model's latency. A miss carries ``x-loadbench-cache: miss`` on the routed
 answer and, when storing is allowed, asks the relay to keep the bytes; ``store`` then parses them
 (``StreamCapture`` / ``answer_from_json``) after the answer has gone out, and keeps only complete,
-successful answers.
+successful answers. With ``state: {backend: redis}`` an exact miss also asks the entries the other
+replicas stored (``sharedcache.py``), and each answer stored here is written there too.
 
 The tenant is the digest of the key the caller presents (``RequestContext.client_key_digest``, auth
 on or off; only callers presenting no key share the anonymous tenant), or the
@@ -25,6 +26,7 @@ import orjson
 from aiohttp import web
 
 from loadbench.cache import (
+    CachedAnswer,
     CacheLookup,
     CacheScope,
     ResponseCache,
@@ -35,7 +37,7 @@ from loadbench.cache import (
     scope_for,
 )
 from loadbench.cache.answer import Format
-from loadbench.cache.headers import NAMESPACE_HEADER
+from loadbench.cache.headers import NAMESPACE_HEADER, response_headers
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.state import Gateway
 
@@ -75,22 +77,33 @@ class GatewayCache:
                           headers=ctx.headers if self._may_use_namespace(ctx, state.spec.namespace_digests) else None)
         found = await cache.lookup(scope, ctx.body, cache_control=ctx.headers.get("Cache-Control"))
         metrics = self.gw.metrics
-        metrics.inc("cache_lookups", route.name, found.outcome)
         entry = found.entry
+        shared = self.gw.shared_cache
+        if entry is None and shared is not None and found.outcome == "miss" and found.prepared is not None:
+            answer = await shared.get(scope, found.prepared.exact_digest)
+            if answer is not None:  # another replica paid for it: kept here too, served as an exact hit
+                metrics.inc("cache_shared", route.name, "hit")
+                if found.store_allowed:
+                    await cache.store(scope, ctx.body, answer, lookup=found)
+                metrics.inc("cache_lookups", route.name, "hit-exact")
+                return self._serve(ctx, answer, response_headers("hit-exact", 1.0))
+        metrics.inc("cache_lookups", route.name, found.outcome)
         if entry is None:
             ctx.extra_headers.update(found.headers())
             if found.store_allowed:
                 ctx.capture = True
                 ctx.cache_state = _Pending(cache, scope, found)
             return None
-        answer = entry.answer
-        metrics.add("cache_model_tokens_saved", answer.tokens, route.name)
+        return self._serve(ctx, entry.answer, found.headers())
+
+    def _serve(self, ctx: RequestContext, answer: CachedAnswer, headers: dict[str, str]) -> web.Response:
+        """A hit, in the format the request asks for."""
+        self.gw.metrics.add("cache_model_tokens_saved", answer.tokens, ctx.route.name if ctx.route else "")
         chat = ctx.kind == "chat"
         fmt: Format = "chat" if chat else "completions"
         model = answer.model or str(ctx.body.get("model", ""))
         response_id = ("chatcmpl-" if chat else "cmpl-") + ctx.request_id
         created_s = int(time.time())
-        headers = found.headers()
         headers["x-loadbench-target"] = CACHE_TARGET
         headers["x-loadbench-attempts"] = "0"
         headers["x-request-id"] = ctx.request_id
@@ -126,3 +139,9 @@ class GatewayCache:
         stored = answer is not None and await pending.cache.store(pending.scope, ctx.body, answer,
                                                                   lookup=pending.found)
         self.gw.metrics.inc("cache_captures", model, "stored" if stored else "refused")
+        shared, prepared = self.gw.shared_cache, pending.found.prepared
+        if stored and answer is not None and shared is not None and prepared is not None:
+            config = pending.cache.config
+            if await shared.put(pending.scope, prepared.exact_digest, answer, config.ttl_s, config.max_entries,
+                                round(time.time() * 1000)):
+                self.gw.metrics.inc("cache_shared", model, "stored")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, StrictBool
 
@@ -140,6 +140,34 @@ class LimitsModel(StrictModel):
     max_connections: PositiveInt | None = None
 
 
+class RateLimitModel(StrictModel):
+    requests_per_minute: PositiveInt | None = None
+    tokens_per_minute: PositiveInt | None = None  # prompt + completion tokens, charged once answered
+
+
+class KeyRateLimitModel(RateLimitModel):
+    api_keys_env: str = Field(min_length=1)  # the keys (comma-separated) these limits apply to
+
+
+class RateLimitsModel(StrictModel):
+    """Per-key limits (docs/gateway.md, "Rate limits"): each key has its own buckets; a key listed under
+    ``keys`` has that entry's limits instead of ``per_key``'s."""
+
+    per_key: RateLimitModel = RateLimitModel()
+    keys: list[KeyRateLimitModel] = Field(default_factory=list)
+
+
+class StateModel(StrictModel):
+    """Where the state the gateway's processes share lives (docs/deploy.md): ``local`` (the request log's
+    SQLite file, one host) or ``redis`` (N replicas on several hosts)."""
+
+    backend: Literal["local", "redis"] = "local"
+    url_env: str | None = Field(default=None, min_length=1)  # the variable holding redis://... (never the URL)
+    prefix: str = Field(default="loadbench:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    # every Redis call gives up after this long: a slow Redis costs the poller's thread this, never a request
+    timeout_ms: float = Field(default=250.0, ge=10, le=5000)
+
+
 class GatewayModel(StrictModel):
     targets: list[TargetModel] = Field(min_length=1)
     virtual_models: list[VirtualModelModel] = Field(min_length=1)
@@ -150,6 +178,8 @@ class GatewayModel(StrictModel):
     cache: dict[str, Any] | None = None  # validated by loadbench.cache.config (docs/cache.md)
     request_log: RequestLogModel | None = None  # docs/ab.md
     admin: AdminModel | None = None
+    state: StateModel = StateModel()
+    rate_limits: RateLimitsModel | None = None
 
 
 # ---------------------------------------------------------------- runtime specs (hot path)
@@ -243,6 +273,30 @@ class Limits:
 
 
 @dataclass(slots=True, frozen=True)
+class RateLimit:
+    requests_per_minute: int | None = None  # None: not limited
+    tokens_per_minute: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimits:
+    per_key: RateLimit
+    by_key: dict[bytes, RateLimit]  # sha256 of a key -> its own limits
+
+    def of(self, digest: bytes | None) -> RateLimit:
+        found = self.by_key.get(digest) if digest is not None else None
+        return self.per_key if found is None else found
+
+
+@dataclass(slots=True, frozen=True)
+class StateSpec:
+    backend: str  # local | redis
+    url: str | None = field(default=None, repr=False)  # read from url_env; never logged
+    prefix: str = "loadbench:"
+    timeout_s: float = 0.25
+
+
+@dataclass(slots=True, frozen=True)
 class GatewaySpec:
     targets: dict[str, UpstreamSpec]
     routes: dict[str, Route]
@@ -257,6 +311,8 @@ class GatewaySpec:
     embedder_env: dict[str, str] = field(default_factory=dict, repr=False)
     request_log: RequestLogSpec | None = None
     admin_key_digests: frozenset[bytes] = frozenset()  # sha256 of each admin key; empty = no admin API
+    state: StateSpec = StateSpec("local")
+    rate_limits: RateLimits | None = None
 
 
 def key_digest(key: str) -> bytes:
@@ -291,11 +347,15 @@ def _read_keys(auth: AuthModel, path: str, env: dict[str, str]) -> frozenset[byt
     return frozenset(key_digest(k) for k in keys)
 
 
+def env_keys(env: dict[str, str], name: str) -> list[str]:
+    """The keys an environment variable holds (comma- or newline-separated)."""
+    return [k.strip() for k in env.get(name, "").replace("\n", ",").split(",") if k.strip()]
+
+
 def _namespace_keys(auth: AuthModel, path: str, env: dict[str, str]) -> dict[str, frozenset[bytes]]:
     bound: dict[str, frozenset[bytes]] = {}
     for namespace, name in auth.namespaces.items():
-        value = env.get(name)
-        keys = [k.strip() for k in (value or "").replace("\n", ",").split(",") if k.strip()]
+        keys = env_keys(env, name)
         if not keys:
             raise ConfigError(path, f"auth.namespaces.{namespace}", f"environment variable {name} is not set",
                               "export it (comma-separated keys allowed to use this namespace)")
@@ -423,7 +483,45 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
         limits=Limits(**model.limits.model_dump()), namespace_digests=_namespace_keys(model.auth, path, env),
         source=path, embedder_env=embedder_env,
         request_log=compile_request_log(model.request_log, path) if model.request_log else None,
-        admin_key_digests=_admin_keys(model.admin, path, env))
+        admin_key_digests=_admin_keys(model.admin, path, env), state=_state(model, path, env),
+        rate_limits=_rate_limits(model.rate_limits, path, env) if model.rate_limits is not None else None)
+
+
+def _rate_limits(model: RateLimitsModel, path: str, env: dict[str, str]) -> RateLimits:
+    by_key: dict[bytes, RateLimit] = {}
+    for i, entry in enumerate(model.keys):
+        keys = env_keys(env, entry.api_keys_env)
+        if not keys:
+            raise ConfigError(path, f"rate_limits.keys[{i}].api_keys_env",
+                              f"environment variable {entry.api_keys_env} is not set",
+                              "export it (comma-separated keys these limits apply to) or remove the entry")
+        for key in keys:
+            by_key[key_digest(key)] = RateLimit(entry.requests_per_minute, entry.tokens_per_minute)
+    per_key = model.per_key
+    return RateLimits(RateLimit(per_key.requests_per_minute, per_key.tokens_per_minute), by_key)
+
+
+def _state(model: GatewayModel, path: str, env: dict[str, str]) -> StateSpec:
+    st = model.state
+    if st.backend == "local":
+        if st.url_env is not None:
+            raise ConfigError(path, "state.url_env", "url_env applies only to backend: redis",
+                              "remove url_env, or set backend: redis")
+        return StateSpec("local", prefix=st.prefix, timeout_s=st.timeout_ms / 1000)
+    if st.url_env is None:
+        raise ConfigError(path, "state.url_env", "backend: redis needs the variable that holds the Redis URL",
+                          "add url_env: REDIS_URL and export REDIS_URL=redis://host:6379/0")
+    url = env.get(st.url_env)
+    if not url:
+        raise ConfigError(path, "state.url_env", f"environment variable {st.url_env} is not set",
+                          f"export {st.url_env}=redis://host:6379/0 (rediss:// for TLS) before starting")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(path, "state.url_env", f"environment variable {st.url_env} does not hold a Redis URL",
+                          "set it to redis://[user:password@]host:port/db (or rediss://, unix://)")
+    if model.request_log is None:
+        raise ConfigError(path, "state.backend", "backend: redis shares the experiments, guardrails and budgets"
+                          " that the request log feeds", "add a top-level request_log: {path: gateway.db}")
+    return StateSpec("redis", url, st.prefix, st.timeout_ms / 1000)
 
 
 def _admin_keys(admin: AdminModel | None, path: str, env: dict[str, str]) -> frozenset[bytes]:

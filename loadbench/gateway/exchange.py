@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from time import perf_counter_ns
 
@@ -39,7 +40,7 @@ from loadbench.gateway.state import Gateway, GatewayState
 from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watch
 from loadbench.protocol.keepalive import post
-from loadbench.protocol.openai import completion_tokens, error_event, is_answer, is_error_body
+from loadbench.protocol.openai import completion_tokens, error_event, is_answer, is_error_body, usage_in
 
 log = logging.getLogger("loadbench.gateway")
 
@@ -110,6 +111,8 @@ class Exchange:
     async def run(self) -> web.StreamResponse:
         ctx = self.ctx
         early = self.authorize() or await self.parse()
+        if early is None and self.state.spec.rate_limits is not None:  # without limits: no coroutine at all
+            early = await self.admit()
         if early is not None:
             self.metrics.inc("requests", ctx.route.name if ctx.route else "", str(early.status))
             return early
@@ -131,6 +134,7 @@ class Exchange:
             response = await escalate(ctx, order, response, route.cost, self.call,
                                       self.gw.events.exchange_finished.fire)
         self.metrics.inc("requests", route.name, str(response.status))
+        self.charge()
         if cache is not None and ctx.capture and response.status == 200 and ctx.captured:
             if not response.prepared:
                 # A non-streamed answer: send it before storing, so the client never waits for the cache.
@@ -213,6 +217,31 @@ class Exchange:
         ctx.stream = body.get("stream") is True
         ctx.route = route
         return None
+
+    async def admit(self) -> web.Response | None:
+        """The key's rate limits (``ratelimit.py``): a 429 with ``Retry-After`` when a bucket is empty."""
+        limits = self.state.spec.rate_limits
+        assert limits is not None
+        refused = await self.gw.limiter.admit(self.ctx.client_key_digest, limits.of(self.ctx.client_key_digest))
+        if refused is None:
+            return None
+        self.metrics.inc("rate_limited", refused.limit)
+        resp = oai.error(429, f"Rate limit reached for {refused.limit} per minute on this key; retry after"
+                              f" {refused.retry_after_s:.1f} s.", refused.limit, "rate_limit_exceeded")
+        resp.headers["Retry-After"] = str(max(1, math.ceil(refused.retry_after_s)))
+        return resp
+
+    def charge(self) -> None:
+        """An answered request's tokens, to its key's tokens-per-minute bucket."""
+        limits = self.state.spec.rate_limits
+        ctx = self.ctx
+        if limits is None or not ctx.target:
+            return
+        limit = limits.of(ctx.client_key_digest)
+        if limit.tokens_per_minute is not None:
+            usage = usage_in(ctx.usage_tail) if ctx.usage_tail else None
+            tokens = usage.prompt_tokens + (usage.completion_tokens or ctx.tokens) if usage else ctx.tokens
+            self.gw.limiter.charge(ctx.client_key_digest, limit, tokens, self.gw.spawn)
 
     def route(self) -> list[RouteTarget]:
         route = self.ctx.route

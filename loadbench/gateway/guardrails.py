@@ -8,7 +8,9 @@ record and hands a changed set to the event loop in one assignment. So an admin 
 process's trip reaches this process within ``POLL_S``. A reload (``on_reload``, a listener of
 ``events.config_reloaded``) hands the new experiments over and wakes the poller: from then on
 exactly the reloaded set is checked, and a new or changed experiment's count of failed checks
-starts over.
+starts over. An experiment of this config whose record the state does not have (not registered yet,
+or a networked store that lost it) is registered again at the next turn; until then this process
+routes it by the record it holds.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ class Guardrails:
             self._reloads.put(Reload(tuple(self.experiments.specs.values()), changed))
             self.wake()
 
+    def register_later(self, specs: tuple[ExperimentSpec, ...]) -> None:
+        """Experiments the shared state could not take at start-up: registered by the poller, which
+        retries each turn (their candidate serves once their record is read)."""
+        self._reloads.put(Reload(specs, frozenset()))
+
     # ------------------------------------------------------------------ the poller's thread
 
     def poll(self, now: float) -> None:
@@ -88,6 +95,11 @@ class Guardrails:
                     self._check(spec)
             if self.experiments.specs:  # only this gateway's experiments are read
                 rows = self.shared.experiments()
+                missing = tuple(spec for spec in self.experiments.specs.values() if spec.name not in rows)
+                if missing:  # not yet registered, or a store that lost them: registered again next turn,
+                    self._unregistered = missing  # and meanwhile routed by the records this process holds
+                    rows = {**{s.name: self.experiments.rows[s.name] for s in missing
+                               if s.name in self.experiments.rows}, **rows}
         except StateUnavailable as exc:
             log.warning("experiments: reading the shared state failed: %s", exc)
             return

@@ -57,6 +57,10 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
                                  ("model",)),
     "cache_captures": ("Answers offered to the cache after a miss: stored, or refused (incomplete, errored)",
                        ("model", "result")),
+    "cache_shared": ("Exact-match answers found in (hit) or written to (stored) the cache shared in Redis",
+                     ("model", "result")),
+    "rate_limited": ("Requests refused with 429 by a per-key rate limit (requests or tokens per minute)",
+                     ("limit",)),
 }
 # ResponseCache.stats() fields shown as gauges (the rest are counters)
 _CACHE_GAUGES = frozenset({"entries", "partitions", "vector_bytes"})

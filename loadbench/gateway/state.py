@@ -24,11 +24,12 @@ import random
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadbench.cache import Embedder, ResponseCache, make_embedder
 from loadbench.cache.config import CacheConfig
 from loadbench.errors import ConfigError
+from loadbench.gateway.abconfig import ExperimentSpec
 from loadbench.gateway.answer_judge import AnswerJudges
 from loadbench.gateway.breakdown import Breakdown
 from loadbench.gateway.config import GatewaySpec, load_config
@@ -40,14 +41,25 @@ from loadbench.gateway.health import TargetHealth
 from loadbench.gateway.metrics import Metrics
 from loadbench.gateway.policies import RoutePolicy, factory_of
 from loadbench.gateway.poller import Poller
+from loadbench.gateway.ratelimit import RateLimiter
 from loadbench.gateway.requestlog import RequestLog
 from loadbench.gateway.shadow import Shadows
-from loadbench.gateway.sharedstate import SharedState, SqliteState
+from loadbench.gateway.sharedstate import SharedState, SqliteState, StateUnavailable
 from loadbench.gateway.stats import TpotWindow
 from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watchdog
 
+if TYPE_CHECKING:
+    from loadbench.gateway.sharedcache import SharedExactCache
+
 log = logging.getLogger("loadbench.gateway")
+MIN_WINDOW_TTL_S = 120.0
+
+
+def window_ttl_s(spec: GatewaySpec) -> float:
+    """How long a shared guardrail window's buckets are kept: the longest window, plus a margin."""
+    windows = [r.experiment.guardrails.window_s for r in spec.routes.values() if r.experiment is not None]
+    return max([MIN_WINDOW_TTL_S, *(w + 60.0 for w in windows)])
 
 
 @dataclass(slots=True)
@@ -86,6 +98,8 @@ class Gateway:
         self.events = GatewayEvents()
         self.policies = Policies(self)
         self.poller = Poller()
+        self.limiter = RateLimiter()  # per process; with the Redis state, shared (start)
+        self.shared_cache: SharedExactCache | None = None  # exact-match entries in Redis (start)
         # opened by start() when the config has request_log (experiments, shadows, judges, cost routing
         # need it: the config refuses them without one)
         self.requestlog: RequestLog | None = None
@@ -106,6 +120,14 @@ class Gateway:
     async def start(self) -> None:
         """Open the pools, and the request log and its peers when configured (needs a running loop)."""
         self.state = self._build(self._spec, None)
+        if self._spec.state.backend == "redis":
+            from loadbench.gateway.ratelimit import RedisBuckets  # lazy: redis-py only when configured
+            from loadbench.gateway.sharedcache import SharedExactCache
+
+            shared_buckets = RedisBuckets(self._spec.state)
+            self.limiter = RateLimiter(shared_buckets)
+            self.events.metrics_sections.add(shared_buckets.render)
+            self.shared_cache = SharedExactCache(self._spec.state)
         if self._spec.request_log is not None:
             self._open_log(self._spec)
         self.events.metrics_sections.add(self.events.render_errors)
@@ -120,14 +142,23 @@ class Gateway:
         events = self.events
         worker = os.getpid()
         self.requestlog = request_log = RequestLog.open(spec, events, self.rng)
-        self.shared = shared = SqliteState(log_spec.path)
+        self.shared = shared = self._open_shared(spec)
         self.experiments = experiments = Experiments(spec.routes, keep_bodies=log_spec.log_bodies == "experiments")
-        shared.register_experiments(experiments.specs.values(), round(time.time() * 1000), worker)
+        unregistered: tuple[ExperimentSpec, ...] = ()
+        try:  # the current records before the first request: a restarted replica keeps a rollback
+            shared.register_experiments(experiments.specs.values(), round(time.time() * 1000), worker)
+        except StateUnavailable as exc:
+            # a replica whose shared state is away serves the incumbents (no record, no candidate share)
+            # until the poller has registered and read the records
+            log.warning("experiments not registered yet (%s): incumbents serve until the records are read", exc)
+            unregistered = tuple(experiments.specs.values())
         experiments.apply(shared.experiments())
         self.shadows = shadows = Shadows(spec, events.exchange_finished.fire, self.rng)
         self.judges = judges = AnswerJudges(experiments, shared, self.rng)
         self.guardrails = guardrails = Guardrails(experiments, shared, loop, worker,
                                                   wake=lambda: self.poller.wake("experiments"))
+        if unregistered:
+            guardrails.register_later(unregistered)
         self.estimates = estimates = CostEstimates(
             spec.routes, log_spec.target_prices({name: t.model for name, t in spec.targets.items()}), shared)
         self.breakdown = breakdown = Breakdown(log_spec.metrics_by, log_spec.metrics_values_max)
@@ -154,6 +185,33 @@ class Gateway:
             self.poller.add("shadow_spend", POLL_S, lambda now: shadows.read_spend(now, shared))
         if estimates.routes:
             self.poller.add("cost_estimates", estimates.every_s, estimates.refresh)
+
+    def _open_shared(self, spec: GatewaySpec) -> SharedState:
+        """The configured state backend (``state.backend``): the request log's SQLite file, or Redis for
+        several replicas (then also the cooldowns it shares and its ``/metrics`` lines)."""
+        assert spec.request_log is not None
+        local = SqliteState(spec.request_log.path)
+        if spec.state.backend != "redis":
+            return local
+        from loadbench.gateway.cooldownsync import POLL_S as COOLDOWN_POLL_S
+        from loadbench.gateway.cooldownsync import CooldownSync
+        from loadbench.gateway.redisstate import RedisState  # lazy: redis-py only when configured
+
+        shared = RedisState(spec.state, local, window_ttl_s(spec))
+        events = self.events
+        cooldowns = CooldownSync(shared, asyncio.get_running_loop(), self._health,
+                                 wake=lambda: self.poller.wake("cooldowns"))
+        events.target_health_changed.add_listener(cooldowns.on_health_changed)
+        events.config_reloaded.add_listener(lambda old, new: setattr(shared, "window_ttl_s", window_ttl_s(new)))
+        events.metrics_sections.add(shared.render)
+        events.metrics_sections.add(cooldowns.render)
+        self.poller.add("cooldowns", COOLDOWN_POLL_S, cooldowns.poll)
+        shared.on_return(lambda: self.poller.wake("experiments"))
+        shared.listen(lambda: self.poller.wake("experiments"), lambda: self.poller.wake("cooldowns"))
+        return shared
+
+    def _health(self) -> dict[str, TargetHealth]:
+        return self.state.health if self.state is not None else {}
 
     def _build(self, spec: GatewaySpec, old: GatewayState | None) -> GatewayState:
         upstreams: dict[str, Upstream] = {}
@@ -243,4 +301,7 @@ class Gateway:
                 await up.close()
         for embedder in self._embedders.values():
             await embedder.aclose()
+        await self.limiter.aclose()
+        if self.shared_cache is not None:
+            await self.shared_cache.aclose()
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from loadbench.procs import ServerProcess
+from tests.redis_server import durable_redis_server, redis_server  # noqa: F401  (fixtures of the Redis tests)
 
 
 @pytest.fixture
