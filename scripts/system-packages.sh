@@ -12,6 +12,7 @@ PACKAGES=(
   "cmake cmake"                 # the real-engine tests build llama.cpp's llama-server once per machine
   "g++ g++"                     # (bench/engine.py: CPU-only, cached outside the repository)
   "make make"
+  "postgresql pg_ctlcluster"    # the request-log tests start a real PostgreSQL (initdb into a temporary folder)
 )
 
 missing=()

@@ -410,6 +410,8 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
             fallback_status_codes=frozenset(vm.fallback_status_codes),
             filtered=any(rt.metadata_match for rt in rts), cache=cache, experiment=experiment,
             shadow=shadow, cost=cost, policy=policy)
+    if model.request_log is not None and model.request_log.backend == "postgres":
+        _refuse_row_readers(routes, path)
     lr = model.latency_routing
     sla = model.sla
     if sla.min_samples > sla.max_samples:
@@ -422,8 +424,32 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
         client_key_digests=_read_keys(model.auth, path, env),
         limits=Limits(**model.limits.model_dump()), namespace_digests=_namespace_keys(model.auth, path, env),
         source=path, embedder_env=embedder_env,
-        request_log=compile_request_log(model.request_log, path) if model.request_log else None,
+        request_log=compile_request_log(model.request_log, path, env) if model.request_log else None,
         admin_key_digests=_admin_keys(model.admin, path, env))
+
+
+def _refuse_row_readers(routes: dict[str, Route], path: str) -> None:
+    """With the log in PostgreSQL, the local shared state (a SQLite file on this host) does not see the
+    logged rows, so what it reads from them (a guardrail's window, shadow and judge spend, live cost
+    and feedback) would stay empty and never act: refused rather than silently idle."""
+    fix = "use backend: sqlite on one host, or a shared state backend that counts the rows itself"
+    for i, route in enumerate(routes.values()):
+        where = f"virtual_models[{i}]"
+        e = route.experiment
+        if e is not None:
+            g = e.guardrails
+            if (g.max_error_rate, g.max_p95_ttft_ms, g.max_p95_e2e_ms, g.min_quality) != (None,) * 4:
+                raise ConfigError(path, f"{where}.experiment.rollback", "rollback guardrails read the logged "
+                                  "rows through the shared state, which cannot see a PostgreSQL log", fix)
+            if e.judge is not None:
+                raise ConfigError(path, f"{where}.experiment.quality.judge", "the answer judge keeps its grades "
+                                  "and spend in the shared state, which cannot see a PostgreSQL log", fix)
+        if route.shadow is not None and route.shadow.budget_usd_per_day is not None:
+            raise ConfigError(path, f"{where}.shadow.budget_usd_per_day", "the shadow budget reads the logged "
+                              "spend through the shared state, which cannot see a PostgreSQL log", fix)
+        if route.cost is not None:
+            raise ConfigError(path, f"{where}.routing", "cost routing reads live cost and feedback through the "
+                              "shared state, which cannot see a PostgreSQL log", fix)
 
 
 def _admin_keys(admin: AdminModel | None, path: str, env: dict[str, str]) -> frozenset[bytes]:

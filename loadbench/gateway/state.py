@@ -29,12 +29,13 @@ from typing import Any
 from loadbench.cache import Embedder, ResponseCache, make_embedder
 from loadbench.cache.config import CacheConfig
 from loadbench.errors import ConfigError
+from loadbench.gateway import logdb
 from loadbench.gateway.answer_judge import AnswerJudges
 from loadbench.gateway.breakdown import Breakdown
 from loadbench.gateway.config import GatewaySpec, load_config
 from loadbench.gateway.estimates import CostEstimates
 from loadbench.gateway.events import GatewayEvents
-from loadbench.gateway.experiments import Experiments, InlineChecks
+from loadbench.gateway.experiments import Experiments, InlineChecks, registrations
 from loadbench.gateway.guardrails import POLL_S, Guardrails
 from loadbench.gateway.health import TargetHealth
 from loadbench.gateway.metrics import Metrics
@@ -48,6 +49,7 @@ from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watchdog
 
 log = logging.getLogger("loadbench.gateway")
+MIRROR_EVERY_S = 1.0  # how often a log kept apart from the shared state copies its experiment records
 
 
 @dataclass(slots=True)
@@ -120,6 +122,8 @@ class Gateway:
         events = self.events
         worker = os.getpid()
         self.requestlog = request_log = RequestLog.open(spec, events, self.rng)
+        if log_spec.backend != "sqlite":
+            logdb.create(log_spec.path).close()  # the local state's file, beside a log kept elsewhere
         self.shared = shared = SqliteState(log_spec.path)
         self.experiments = experiments = Experiments(spec.routes, keep_bodies=log_spec.log_bodies == "experiments")
         shared.register_experiments(experiments.specs.values(), round(time.time() * 1000), worker)
@@ -154,6 +158,10 @@ class Gateway:
             self.poller.add("shadow_spend", POLL_S, lambda now: shadows.read_spend(now, shared))
         if estimates.routes:
             self.poller.add("cost_estimates", estimates.every_s, estimates.refresh)
+        if log_spec.backend != "sqlite":  # the log's own experiments and events tables: copies of the state's
+            self.poller.add("log_experiments", MIRROR_EVERY_S, lambda now: request_log.mirror(
+                shared.experiments(), shared.experiment_events(), dict(
+                    (name, criteria) for name, _, criteria in registrations(experiments.specs.values()))))
 
     def _build(self, spec: GatewaySpec, old: GatewayState | None) -> GatewayState:
         upstreams: dict[str, Upstream] = {}
