@@ -122,8 +122,8 @@ class PostgresStore:
             if self._conn is not None:
                 self._conn.close()
             self._conn = None
-            return LogUnavailable(_first_line(exc))
-        return LogRejected(_first_line(exc))
+            return LogUnavailable(log_source.first_line(exc))
+        return LogRejected(log_source.first_line(exc))
 
     def _ensure_days(self, conn: psycopg.Connection[tuple[object, ...]], first_ms: int, last_ms: int) -> None:
         wanted = set(range(first_ms // pglog.DAY_MS, last_ms // pglog.DAY_MS + 1)) - self._days
@@ -179,11 +179,6 @@ class PostgresStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def _first_line(exc: Exception) -> str:
-    """An error's first line (psycopg's messages carry server context below it, never the DSN)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def open_store(spec: RequestLogSpec) -> LogStore:

@@ -46,6 +46,11 @@ def describe(dsn: str) -> str:
     return f"postgresql://{host}{':' + str(port) if port else ''}/{db}"
 
 
+def first_line(exc: Exception) -> str:
+    """A database error's first line (psycopg's messages carry server context below it, never the DSN)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def log_source(arg: str | Path, env: dict[str, str]) -> LogSource:
     """A reader's LOG argument: a URL, an existing file, or a variable of ``env`` holding a URL."""
     text = str(arg)
