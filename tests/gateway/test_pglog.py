@@ -288,10 +288,10 @@ async def _until(check: Any, timeout_s: float = 10.0) -> None:
 
 def test_an_unreachable_database_is_unavailable_within_the_connect_timeout(tmp_path: Path) -> None:
     from loadbench.gateway.abconfig import RequestLogSpec
-    from tests.postgres import _free_port
+    from tests.postgres import free_port
 
     spec = RequestLogSpec(str(tmp_path / "s.db"), 10, 0.1, 100, None, None, "none", 0.0, (), None,
-                          backend="postgres", dsn=f"postgresql://u:secret@127.0.0.1:{_free_port()}/x", dsn_name="t",
+                          backend="postgres", dsn=f"postgresql://u:secret@127.0.0.1:{free_port()}/x", dsn_name="t",
                           connect_timeout_s=1)
     store = PostgresStore(spec)
     t0 = time.monotonic()
