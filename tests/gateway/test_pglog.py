@@ -299,3 +299,23 @@ def test_an_unreachable_database_is_unavailable_within_the_connect_timeout(tmp_p
         store.write([_row(0, "r")], [])
     assert time.monotonic() - t0 < 3
     assert "secret" not in str(err.value)
+
+
+def test_a_gateway_starts_and_serves_while_postgres_is_unreachable(tmp_path: Path) -> None:
+    from tests.postgres import free_port
+
+    async def main() -> None:
+        async with upstream(Upstream(ok)) as up_url:
+            cfg = {**one_target(up_url), "request_log": pg_log(path=str(tmp_path / "state.db"), batch_rows=5,
+                                                               queue_rows=20, connect_timeout_s=1)}
+            dsn = f"postgresql://u:secret@127.0.0.1:{free_port()}/x"
+            async with gateway(cfg, {"LOG_DSN": dsn}) as (url, gw), aiohttp.ClientSession() as s:
+                for _ in range(30):
+                    assert (await post(s, url, CHAT, headers=AUTH))[0] == 200
+                log = gw.requestlog
+                assert log is not None
+                await _until(lambda: not log.up)
+                assert log.dropped == 10 and log.written == 0
+                await gw.close()
+
+    run(main())
