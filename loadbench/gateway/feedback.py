@@ -33,7 +33,7 @@ MAX_OUTCOME_CHARS = 100
 
 def record(spec: RequestLogSpec, request_id: str, tenant: str | None, score: float, outcome: str) -> bool:
     """Store the feedback if ``request_id`` is a request of ``tenant``; False when it is not (yet)."""
-    store = logstore.open_store(spec)
+    store = logstore.open_store(spec, writer=False)
     try:
         for attempt in range(LOOKUP_TRIES):
             if store.add_feedback(round(time.time() * 1000), request_id, tenant, score, outcome):

@@ -100,8 +100,9 @@ class PostgresStore:
     """PostgreSQL through one connection, opened on first use and again after it broke. Every
     connection-level failure (refused, reset, timed out) is ``LogUnavailable``."""
 
-    def __init__(self, spec: RequestLogSpec) -> None:
+    def __init__(self, spec: RequestLogSpec, creates: bool = True) -> None:
         assert spec.dsn is not None
+        self.creates = creates  # the writer creates the schema and partitions; a feedback call only reads
         self.dsn = spec.dsn
         self.connect_timeout_s = spec.connect_timeout_s
         self.statement_timeout_ms = spec.statement_timeout_ms
@@ -111,8 +112,9 @@ class PostgresStore:
     def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
             self._conn = log_source.connect(self.dsn, self.statement_timeout_ms, self.connect_timeout_s)
-            pglog.create(self._conn)
-            self._days = pglog.existing_days(self._conn)
+            if self.creates:
+                pglog.create(self._conn)
+                self._days = pglog.existing_days(self._conn)
         return self._conn
 
     def _failed(self, exc: Exception) -> LoadbenchError:
@@ -181,8 +183,9 @@ class PostgresStore:
             self._conn = None
 
 
-def open_store(spec: RequestLogSpec) -> LogStore:
-    return PostgresStore(spec) if spec.backend == "postgres" else SqliteStore(spec.path)
+def open_store(spec: RequestLogSpec, writer: bool = True) -> LogStore:
+    """The store of ``spec``; ``writer`` False for a caller that only adds feedback (it creates nothing)."""
+    return PostgresStore(spec, creates=writer) if spec.backend == "postgres" else SqliteStore(spec.path)
 
 
 def prepare(spec: RequestLogSpec) -> None:

@@ -50,7 +50,7 @@ log = logging.getLogger("loadbench.gateway")
 WAIT_S = 1.0  # the writer wakes at least this often to see whether pruning is due
 PRUNE_EVERY_S = 60.0
 RETRY_MIN_S = 0.25  # a store that cannot be reached is tried again after this, doubling ...
-RETRY_MAX_S = 5.0  # ... up to this
+RETRY_MAX_S = 2.0  # ... up to this: writing resumes within this of the store's return
 SAY_EVERY_S = 60.0  # at most one line per minute while the store stays unreachable
 REDACTED = "[REDACTED]"
 _new_record = tuple.__new__  # a LogRecord from a tuple without NamedTuple's Python-level __new__
@@ -140,6 +140,7 @@ class RequestLog:
         self.up = True  # the store answered its last write (writer thread only)
         self._said_at = 0.0  # when the writer last said the store does not answer (monotonic s)
         self._mirror: Mirror | None = None
+        self._mirrored: Mirror | None = None  # the last copy the store took (writer thread only)
         self._mirror_lock = threading.Lock()
         self._queue: queue.SimpleQueue[list[LogRecord] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="request-log", daemon=True)
@@ -250,10 +251,11 @@ class RequestLog:
                     else:
                         retry_at = time.monotonic() + pause
                         pause = min(pause * 2, RETRY_MAX_S)
-                        continue
+                if waiting:
+                    continue  # the store is away: nothing else is asked of it before the next retry
                 self._mirror_now(store)
                 now = time.monotonic()
-                if now >= next_prune and not waiting:
+                if now >= next_prune:
                     next_prune = now + PRUNE_EVERY_S
                     self._prune(store)
         finally:
@@ -302,10 +304,11 @@ class RequestLog:
     def _mirror_now(self, store: LogStore) -> None:
         with self._mirror_lock:
             item, self._mirror = self._mirror, None
-        if item is None:
-            return
+        if item is None or item == self._mirrored:
+            return  # nothing changed since the last copy: the store is not asked
         try:
             store.mirror(*item)
+            self._mirrored = item
         except LogUnavailable:
             with self._mirror_lock:  # kept for the next turn unless a newer copy came meanwhile
                 self._mirror = self._mirror or item
