@@ -246,8 +246,10 @@ class RequestLog:
                 if waiting and (time.monotonic() >= retry_at or stopping):
                     if self._flush(store, waiting):
                         pause = RETRY_MIN_S
-                    elif stopping:
-                        break  # the store is still away: what waits is lost with the process
+                    elif stopping:  # the store is still away: what waits is lost with the process
+                        log.warning("request log: %d records not written at shutdown (%s does not answer)",
+                                    sum(n for n, _, _ in waiting), self.spec.dsn_name or self.spec.path)
+                        break
                     else:
                         retry_at = time.monotonic() + pause
                         pause = min(pause * 2, RETRY_MAX_S)

@@ -301,7 +301,8 @@ def test_an_unreachable_database_is_unavailable_within_the_connect_timeout(tmp_p
     assert "secret" not in str(err.value)
 
 
-def test_a_gateway_starts_and_serves_while_postgres_is_unreachable(tmp_path: Path) -> None:
+def test_a_gateway_starts_and_serves_while_postgres_is_unreachable(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     from tests.postgres import free_port
 
     async def main() -> None:
@@ -318,4 +319,7 @@ def test_a_gateway_starts_and_serves_while_postgres_is_unreachable(tmp_path: Pat
                 assert log.dropped == 10 and log.written == 0
                 await gw.close()
 
+    caplog.set_level("INFO", logger="loadbench.gateway")
     run(main())
+    assert "does not answer" in caplog.text and "20 records not written at shutdown" in caplog.text
+    assert "secret" not in caplog.text  # the DSN's password is never logged
