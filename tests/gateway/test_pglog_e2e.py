@@ -236,8 +236,9 @@ def test_postgres_frozen_under_load_delays_no_request(
         for p in frozen:
             os.kill(p.pid, signal.SIGCONT)
     assert not during.failed and len(during.ok) > 300
-    # a request never waits for the log: nothing near the 4 s the database stood still
-    assert during.slowest_s < max(1.0, 5 * baseline_s)
+    # a request never waits for the log: nothing near the 4 s the database stood still (the bound leaves
+    # room for a loaded machine; a request that waited on the writer would take the whole 4 s)
+    assert during.slowest_s < max(2.0, 5 * baseline_s)
     dropped = _metric(gw.url, "loadbench_gateway_requestlog_dropped_total")
     assert dropped > 0
     _wait(lambda: len(_pg_ids(dsn)) == 100 + len(during.ok) - dropped, 20, "the waiting rows written after")
