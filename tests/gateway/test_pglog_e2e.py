@@ -6,8 +6,8 @@ counted, writing resumes when it is back, and what was committed before stays.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -93,6 +93,14 @@ def _wait(check: Callable[[], bool], timeout_s: float, what: str | Callable[[], 
     while not check():
         assert time.monotonic() < deadline, what if isinstance(what, str) else what()
         time.sleep(0.1)
+
+
+def _signal(procs: list[psutil.Process], sig: int) -> None:
+    """Signal each process still there (a backend of a connection just closed may have exited; psutil
+    checks the process is the one listed, never a reused pid)."""
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(sig)
 
 
 def _pg_ids(dsn: str) -> list[str]:
@@ -228,13 +236,11 @@ def test_postgres_frozen_under_load_delays_no_request(
     assert postgres.proc is not None
     frozen = [psutil.Process(postgres.proc.pid), *psutil.Process(postgres.proc.pid).children(recursive=True)]
     during = Load(gw.url, 8)
-    for p in frozen:
-        os.kill(p.pid, signal.SIGSTOP)
+    _signal(frozen, signal.SIGSTOP)
     try:
         asyncio.run(during.run(seconds=4.0))
     finally:
-        for p in frozen:
-            os.kill(p.pid, signal.SIGCONT)
+        _signal(frozen, signal.SIGCONT)
     assert not during.failed and len(during.ok) > 300
     # a request never waits for the log: nothing near the 4 s the database stood still (the bound leaves
     # room for a loaded machine; a request that waited on the writer would take the whole 4 s)
