@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 BENCHES = ["bench.generator_bench", "bench.generator_matrix", "bench.mock_bench", "bench.gateway_bench",
-           "bench.gateway_paired", "bench.cache_bench", "bench.soak", "bench.requestlog_bench", "bench.shadow_bench",
-           "bench.redis_state_bench",
+           "bench.gateway_paired", "bench.cache_bench", "bench.soak", "bench.requestlog_bench", "bench.pglog_bench",
+           "bench.shadow_bench", "bench.redis_state_bench",
            "bench.engine_bench"]  # the last: the first run on a machine builds the engine (minutes)
 
 

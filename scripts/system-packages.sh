@@ -13,6 +13,7 @@ PACKAGES=(
   "g++ g++"                     # (bench/engine.py: CPU-only, cached outside the repository)
   "make make"
   "redis-server redis-server"   # the shared-state tests start a real Redis (state: {backend: redis})
+  "postgresql pg_ctlcluster"    # the request-log tests start a real PostgreSQL (initdb into a temporary folder)
 )
 
 missing=()

@@ -110,12 +110,12 @@ def logged_bodies(rows: Sequence[LoggedRequestBody], stratify: str | None) -> li
     return bodies
 
 
-def harvest(log_path: Path, out_path: Path, n: int, stratify: str | None, model: str | None, seed: int) -> str:
+def harvest(log_path: str | Path, out_path: Path, n: int, stratify: str | None, model: str | None, seed: int) -> str:
     """Write a stratified sample of the logged request bodies as dataset cases; the line to print."""
     with RequestLog.open(log_path) as log:
         bodies = logged_bodies(log.request_bodies(model), stratify)
     if not bodies:
-        raise InputError(f"{log_path}: no logged request bodies (set request_log.log_bodies in the gateway config)")
+        raise InputError(f"{log.name}: no logged request bodies (set request_log.log_bodies in the gateway config)")
     cases = [c for c in (to_case(b, stratify) for b in stratified(bodies, n, seed)) if c is not None]
     out_path.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in cases))
     return f"{out_path}: {len(cases)} cases from {len(bodies)} logged requests"

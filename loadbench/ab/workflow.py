@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sqlite3
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 @dataclass(frozen=True, slots=True)
 class AbOptions:
-    log_path: Path
+    log_path: str | Path  # a file, a postgresql:// URL or a variable holding one
     experiment: str
     since: str | None = None  # 30m, 2h, 7d or an ISO date/time
     by: str | None = None  # a metadata key to break every figure down by
@@ -51,11 +50,10 @@ def since_ms(text: str | None, now_s: float) -> int | None:
     return round(when.timestamp() * 1000)
 
 
-def load(conn: sqlite3.Connection, experiment: str, since: int | None,
+def load(log: RequestLog, experiment: str, since: int | None,
          by: str | None) -> tuple[list[LoggedRequest], Criteria, str | None]:
     """The experiment's requests (grouped by the ``by`` metadata key), its criteria and the reason a
     guardrail rolled it back (None when none did)."""
-    log = RequestLog(conn)
     exp = log.experiment(experiment)
     tripped = exp.reason if exp.state == "rolled_back" else None
     requests = [LoggedRequest(r.arm, r.ts_ms, r.outcome, r.ttft_ms, r.e2e_ms, r.cost_usd, r.score,
@@ -68,7 +66,7 @@ def run_ab(opts: AbOptions, now_s: float) -> ExitCode:
     """Judge the experiment, write ab.md/.html/.json when asked, print the report; the verdict's exit code."""
     start = since_ms(opts.since, now_s)
     with RequestLog.open(opts.log_path) as log:
-        requests, criteria, tripped = load(log.conn, opts.experiment, start, opts.by)
+        requests, criteria, tripped = load(log, opts.experiment, start, opts.by)
         judge_calls, judge_spend = log.judge_spend(opts.experiment, start)
     overall = replace(analyze(opts.experiment, requests, criteria, tripped), judge_calls=judge_calls,
                       judge_spend_usd=judge_spend)

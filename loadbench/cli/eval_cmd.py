@@ -35,13 +35,14 @@ from loadbench.errors import ExitCode
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Where the evaluation folder is created.")
 @click.option("--name", default=None, help="Name of the evaluation folder (default: the suite's name).")
-@click.option("--from-log", "from_log", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Score logged answers of a gateway request log instead of calling targets (with --pairs).")
+@click.option("--from-log", "from_log", default=None, metavar="LOG",
+              help="Score logged answers of a gateway request log (a file, a postgresql:// URL or a variable"
+                   " holding one) instead of calling targets (with --pairs).")
 @click.option("--pairs", is_flag=True, default=False,
               help="With --from-log: score the shadow pairs (primary vs shadow) with the suite's rubric and judge.")
 def eval_(suite: Path, targets: tuple[str, ...], filter_: str, sample: int | None, seed: int | None,
           failing_from: Path | None, repeats: int | None, append: Path | None, latency_from: tuple[str, ...],
-          allow_code_execution: bool, out_dir: Path, name: str | None, from_log: Path | None, pairs: bool) -> int:
+          allow_code_execution: bool, out_dir: Path, name: str | None, from_log: str | None, pairs: bool) -> int:
     """Evaluate targets on a suite: quality, cost, latency, consistency; decide against the incumbent."""
     if from_log is not None or pairs:
         if from_log is None or not pairs:

@@ -22,13 +22,13 @@ def log_group() -> None:
 
 
 @log_group.command("export")
-@click.argument("log_path", metavar="LOG", type=click.Path(path_type=Path))
+@click.argument("log_path", metavar="LOG")  # a file, a postgresql:// URL or a variable holding one
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="File to write (default: standard output).")
 @click.option("--experiment", default=None, help="Only this experiment's requests.")
 @click.option("--since-ms", type=int, default=None, help="Only requests that arrived at or after this Unix ms.")
-def export(log_path: Path, fmt: str, out_path: Path | None, experiment: str | None, since_ms: int | None) -> None:
+def export(log_path: str, fmt: str, out_path: Path | None, experiment: str | None, since_ms: int | None) -> None:
     """Write every row of the requests table (bodies only where they were logged)."""
     with RequestLog.open(log_path) as log, _output(out_path) as out:
         table = log.requests(experiment, since_ms)
@@ -53,10 +53,10 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
 
 
 @log_group.command("shadows")
-@click.argument("log_path", metavar="LOG", type=click.Path(path_type=Path))
+@click.argument("log_path", metavar="LOG")  # a file, a postgresql:// URL or a variable holding one
 @click.option("--model", default=None, help="Only this virtual model's pairs.")
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
-def shadows(log_path: Path, model: str | None, fmt: str) -> None:
+def shadows(log_path: str, model: str | None, fmt: str) -> None:
     """Shadowed requests side by side: the primary and each shadow target, over the same pairs."""
     from loadbench.ab.shadows import markdown, side_by_side, to_json
 

@@ -109,25 +109,25 @@ def pairs_suite(suite: Suite, got: PairRecords, today: dt.date) -> Suite:
                    pricing=Pricing(LOG_COST_SOURCE, suite.pricing.currency if suite.pricing else "USD", price))
 
 
-def run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None) -> ExitCode:
+def run_pairs(suite_path: Path, log_path: str | Path, out_dir: Path, name: str | None) -> ExitCode:
     """Score the log's shadow pairs (Ctrl-C: exit 130); the scorecard's exit code."""
     with interruptible():
         return _run_pairs(suite_path, log_path, out_dir, name)
 
 
-def _run_pairs(suite_path: Path, log_path: Path, out_dir: Path, name: str | None) -> ExitCode:
+def _run_pairs(suite_path: Path, log_path: str | Path, out_dir: Path, name: str | None) -> ExitCode:
     original = load_suite(suite_path)
     with RequestLog.open(log_path) as log:
         pairs = log.answer_pairs()
     if not pairs:
-        raise InputError(f"{log_path}: no shadow pairs in this request log (give a virtual model `shadow:` and "
+        raise InputError(f"{log.name}: no shadow pairs in this request log (give a virtual model `shadow:` and "
                          "`request_log: {log_bodies: all}` in the gateway config, then send traffic)")
     now = dt.datetime.now(dt.UTC)
     got = pair_records(original, pairs)
     suite = pairs_suite(original, got, now.date())
     folder = rd.new_run_dir(out_dir, f"{name or suite.name}-pairs", now)
     (folder / "manifest.json").write_bytes(orjson.dumps({
-        "schema": "loadbench.eval.manifest/1", "source": "request log pairs", "log": str(log_path),
+        "schema": "loadbench.eval.manifest/1", "source": "request log pairs", "log": log.name,
         "suite": suite.path, "suite_name": suite.name, "created_utc": now.isoformat(timespec="seconds"),
         "targets": [{"name": got.primary, "role": "primary"}, {"name": got.shadow, "role": "shadow"}],
         "pairs": got.pairs, "unscorable_no_body": got.no_body, "unscorable_no_case": got.no_case,

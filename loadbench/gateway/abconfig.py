@@ -23,12 +23,21 @@ from loadbench.errors import ConfigError
 from loadbench.eval.criteria import RubricItem
 from loadbench.eval.scorecard import Scorecard
 from loadbench.pricing import Price, Pricing
+from loadbench.results.log_source import describe
 
 LogBodies = Literal["all", "sampled", "experiments", "none"]
+LogBackend = Literal["sqlite", "postgres"]
+LOCAL_STATE_FILE = "gateway-state.db"  # with backend: postgres and no path, beside the config file
 
 
 class RequestLogModel(StrictModel):
-    path: str = Field(min_length=1)  # one SQLite file per gateway, shared by its --workers processes
+    backend: LogBackend = "sqlite"
+    # sqlite: the log's file, shared by the gateway's --workers processes. postgres: the file of the
+    # local shared state (experiment records of this host's processes), gateway-state.db by default
+    path: str | None = Field(default=None, min_length=1)
+    dsn_env: str | None = Field(default=None, min_length=1)  # postgres: the variable holding the DSN
+    connect_timeout_s: PositiveFloat = Field(default=2.0, le=60)  # postgres: a connection attempt, at most
+    statement_timeout_ms: PositiveInt = Field(default=5000, le=600_000)  # postgres: a batch's write, at most
     batch_rows: PositiveInt = 256  # a batch is written when it has this many rows ...
     flush_ms: PositiveFloat = 200.0  # ... or when it is this old
     queue_rows: PositiveInt = 4096  # records not yet on disk, at most; beyond it records are dropped
@@ -231,6 +240,11 @@ class RequestLogSpec:
     pricing: Pricing | None
     metrics_by: tuple[str, ...] = ()
     metrics_values_max: int = 20
+    backend: LogBackend = "sqlite"
+    dsn: str | None = field(default=None, repr=False)  # from the environment only; never logged
+    dsn_name: str = ""  # how messages name the database: host, port, database and the variable
+    connect_timeout_s: float = 2.0
+    statement_timeout_ms: int = 5000
 
     def target_prices(self, models: Mapping[str, str]) -> dict[str, Price | None]:
         """Each target's price by its name, else by its model's (``models``: target -> model); empty
@@ -280,7 +294,7 @@ def compile_judge(model: AnswerJudgeModel, names: list[str], env: dict[str, str]
                            tuple(names + model.strip_names))
 
 
-def compile_request_log(model: RequestLogModel, path: str) -> RequestLogSpec:
+def compile_request_log(model: RequestLogModel, path: str, env: Mapping[str, str]) -> RequestLogSpec:
     patterns = []
     for i, text in enumerate(model.redact):
         try:
@@ -288,7 +302,8 @@ def compile_request_log(model: RequestLogModel, path: str) -> RequestLogSpec:
         except re.error as exc:
             raise ConfigError(path, f"request_log.redact[{i}]", f"not a regular expression: {exc}",
                               "write a Python regular expression") from None
-    log_path = Path(model.path)
+    dsn, dsn_name = _log_dsn(model, path, env)
+    log_path = Path(model.path or LOCAL_STATE_FILE)
     if not log_path.is_absolute():
         log_path = Path(path).parent / log_path
     pricing = None
@@ -300,7 +315,30 @@ def compile_request_log(model: RequestLogModel, path: str) -> RequestLogSpec:
         queue_rows=max(model.queue_rows, model.batch_rows),
         retention_s=model.retention_days * 86400.0 if model.retention_days else None, max_rows=model.max_rows,
         log_bodies=model.log_bodies, body_sample=model.body_sample, redact=tuple(patterns), pricing=pricing,
-        metrics_by=tuple(model.metrics_by), metrics_values_max=model.metrics_values_max)
+        metrics_by=tuple(model.metrics_by), metrics_values_max=model.metrics_values_max, backend=model.backend,
+        dsn=dsn, dsn_name=dsn_name, connect_timeout_s=model.connect_timeout_s,
+        statement_timeout_ms=model.statement_timeout_ms)
+
+
+def _log_dsn(model: RequestLogModel, path: str, env: Mapping[str, str]) -> tuple[str | None, str]:
+    """(the DSN, how to name it) of a PostgreSQL log; (None, "") for SQLite. The DSN comes from the
+    environment only, so it is never in a config file, a plan or a log."""
+    if model.backend == "sqlite":
+        if model.path is None:
+            raise ConfigError(path, "request_log.path", "is required with backend: sqlite",
+                              "name the log's file, e.g. path: gateway.db")
+        if model.dsn_env is not None:
+            raise ConfigError(path, "request_log.dsn_env", "only applies to backend: postgres",
+                              "set backend: postgres or remove dsn_env")
+        return None, ""
+    if model.dsn_env is None:
+        raise ConfigError(path, "request_log.dsn_env", "is required with backend: postgres",
+                          "name the environment variable holding the DSN, e.g. dsn_env: LOADBENCH_LOG_DSN")
+    dsn = env.get(model.dsn_env)
+    if not dsn:
+        raise ConfigError(path, "request_log.dsn_env", f"environment variable {model.dsn_env} is not set",
+                          "export it (postgresql://user:password@host:5432/database)")
+    return dsn, f"{describe(dsn)} (from {model.dsn_env})"
 
 
 def compile_experiment(model: ExperimentModel, targets: list[str], path: str, where: str,

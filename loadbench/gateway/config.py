@@ -470,6 +470,8 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
             fallback_status_codes=frozenset(vm.fallback_status_codes),
             filtered=any(rt.metadata_match for rt in rts), cache=cache, experiment=experiment,
             shadow=shadow, cost=cost, policy=policy)
+    if model.request_log is not None and model.request_log.backend == "postgres":
+        _refuse_row_readers(routes, path, counts_rows=model.state.backend == "redis")
     lr = model.latency_routing
     sla = model.sla
     if sla.min_samples > sla.max_samples:
@@ -482,7 +484,7 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
         client_key_digests=_read_keys(model.auth, path, env),
         limits=Limits(**model.limits.model_dump()), namespace_digests=_namespace_keys(model.auth, path, env),
         source=path, embedder_env=embedder_env,
-        request_log=compile_request_log(model.request_log, path) if model.request_log else None,
+        request_log=compile_request_log(model.request_log, path, env) if model.request_log else None,
         admin_key_digests=_admin_keys(model.admin, path, env), state=_state(model, path, env),
         rate_limits=_rate_limits(model.rate_limits, path, env) if model.rate_limits is not None else None)
 
@@ -522,6 +524,36 @@ def _state(model: GatewayModel, path: str, env: dict[str, str]) -> StateSpec:
         raise ConfigError(path, "state.backend", "backend: redis shares the experiments, guardrails and budgets"
                           " that the request log feeds", "add a top-level request_log: {path: gateway.db}")
     return StateSpec("redis", url, st.prefix, st.timeout_ms / 1000)
+
+
+def _refuse_row_readers(routes: dict[str, Route], path: str, *, counts_rows: bool) -> None:
+    """With the log in PostgreSQL, the local shared state (a SQLite file on this host) does not see the
+    logged rows, so what it reads from them (a guardrail's window, shadow and judge spend, live cost
+    and feedback) would stay empty and never act: refused rather than silently idle. A state backend
+    that ``counts_rows`` itself (Redis, fed by every replica's batches) keeps the guardrails' windows and
+    the shadow spend; feedback (``min_quality``), the judge's grades and cost routing's live figures
+    are still read from a log it cannot see, so they stay refused."""
+    fix = ("use backend: sqlite on one host" if counts_rows else
+           "use backend: sqlite on one host, or state: {backend: redis}, which counts the rows itself")
+    for i, route in enumerate(routes.values()):
+        where = f"virtual_models[{i}]"
+        e = route.experiment
+        if e is not None:
+            g = e.guardrails
+            read = (g.min_quality,) if counts_rows else (g.max_error_rate, g.max_p95_ttft_ms, g.max_p95_e2e_ms,
+                                                          g.min_quality)
+            if read != (None,) * len(read):
+                raise ConfigError(path, f"{where}.experiment.rollback", "rollback guardrails read the logged "
+                                  "rows through the shared state, which cannot see a PostgreSQL log", fix)
+            if e.judge is not None:
+                raise ConfigError(path, f"{where}.experiment.quality.judge", "the answer judge keeps its grades "
+                                  "and spend in the shared state, which cannot see a PostgreSQL log", fix)
+        if not counts_rows and route.shadow is not None and route.shadow.budget_usd_per_day is not None:
+            raise ConfigError(path, f"{where}.shadow.budget_usd_per_day", "the shadow budget reads the logged "
+                              "spend through the shared state, which cannot see a PostgreSQL log", fix)
+        if route.cost is not None:
+            raise ConfigError(path, f"{where}.routing", "cost routing reads live cost and feedback through the "
+                              "shared state, which cannot see a PostgreSQL log", fix)
 
 
 def _admin_keys(admin: AdminModel | None, path: str, env: dict[str, str]) -> frozenset[bytes]:

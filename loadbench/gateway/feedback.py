@@ -8,20 +8,22 @@ Authenticated like any request, and scoped to the tenant: feedback is stored onl
 was made with the same key (the same key digest; callers without a key share the anonymous tenant).
 A request of another tenant and an unknown id get the same 404, so ids of other tenants cannot be
 probed. A request answered a moment ago may not be on disk yet (``flush_ms``): the lookup retries for
-about a second. SQLite runs in the default executor.
+about a second. The log's store (SQLite or PostgreSQL, ``logstore``) is asked in the default executor;
+one that cannot be reached answers 503.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 
 import orjson
 from aiohttp import web
 
-from loadbench.gateway import auth, logdb
+from loadbench.gateway import auth, logstore
 from loadbench.gateway import openai_error as oai
+from loadbench.gateway.abconfig import RequestLogSpec
+from loadbench.gateway.logstore import LogRejected, LogUnavailable
 from loadbench.gateway.state import Gateway
 
 LOOKUP_TRIES = 20
@@ -29,22 +31,18 @@ LOOKUP_PAUSE_S = 0.05
 MAX_OUTCOME_CHARS = 100
 
 
-def record(path: str, request_id: str, tenant: str | None, score: float, outcome: str) -> bool:
+def record(spec: RequestLogSpec, request_id: str, tenant: str | None, score: float, outcome: str) -> bool:
     """Store the feedback if ``request_id`` is a request of ``tenant``; False when it is not (yet)."""
-    conn = logdb.connect(path)
+    store = logstore.open_store(spec, writer=False)
     try:
         for attempt in range(LOOKUP_TRIES):
-            row = conn.execute("SELECT 1 FROM requests WHERE request_id = ? AND tenant IS ? AND role = 'primary'",
-                               (request_id, tenant)).fetchone()
-            if row is not None:
-                conn.execute("INSERT INTO feedback (ts_ms, request_id, tenant, score, outcome) VALUES (?, ?, ?, ?, ?)",
-                             (round(time.time() * 1000), request_id, tenant, score, outcome))
+            if store.add_feedback(round(time.time() * 1000), request_id, tenant, score, outcome):
                 return True
             if attempt + 1 < LOOKUP_TRIES:
                 time.sleep(LOOKUP_PAUSE_S)
         return False
     finally:
-        conn.close()
+        store.close()
 
 
 def _parse(raw: bytes) -> tuple[str, float, str] | str:
@@ -83,8 +81,8 @@ def add_feedback_routes(app: web.Application, gw: Gateway) -> None:
         request_id, score, outcome = parsed
         try:
             stored = await asyncio.get_running_loop().run_in_executor(
-                None, record, log.spec.path, request_id, digest.hex() if digest else None, score, outcome)
-        except sqlite3.Error:
+                None, record, log.spec, request_id, digest.hex() if digest else None, score, outcome)
+        except (LogUnavailable, LogRejected):
             return oai.error(503, "The request log is busy; try again.", "server_error")
         if not stored:
             return oai.error(404, f"No request `{request_id}` made with this key.", "invalid_request_error")

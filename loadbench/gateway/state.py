@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING, Any
 from loadbench.cache import Embedder, ResponseCache, make_embedder
 from loadbench.cache.config import CacheConfig
 from loadbench.errors import ConfigError
+from loadbench.gateway import logdb
 from loadbench.gateway.abconfig import ExperimentSpec
 from loadbench.gateway.answer_judge import AnswerJudges
 from loadbench.gateway.breakdown import Breakdown
 from loadbench.gateway.config import GatewaySpec, load_config
 from loadbench.gateway.estimates import CostEstimates
 from loadbench.gateway.events import GatewayEvents
-from loadbench.gateway.experiments import Experiments, InlineChecks
+from loadbench.gateway.experiments import Experiments, InlineChecks, registrations
 from loadbench.gateway.guardrails import POLL_S, Guardrails
 from loadbench.gateway.health import TargetHealth
 from loadbench.gateway.metrics import Metrics
@@ -60,6 +61,9 @@ def window_ttl_s(spec: GatewaySpec) -> float:
     """How long a shared guardrail window's buckets are kept: the longest window, plus a margin."""
     windows = [r.experiment.guardrails.window_s for r in spec.routes.values() if r.experiment is not None]
     return max([MIN_WINDOW_TTL_S, *(w + 60.0 for w in windows)])
+
+
+MIRROR_EVERY_S = 1.0  # how often a log kept apart from the shared state copies its experiment records
 
 
 @dataclass(slots=True)
@@ -185,11 +189,17 @@ class Gateway:
             self.poller.add("shadow_spend", POLL_S, lambda now: shadows.read_spend(now, shared))
         if estimates.routes:
             self.poller.add("cost_estimates", estimates.every_s, estimates.refresh)
+        if log_spec.backend != "sqlite":  # the log's own experiments and events tables: copies of the state's
+            self.poller.add("log_experiments", MIRROR_EVERY_S, lambda now: request_log.mirror(
+                shared.experiments(), shared.experiment_events(), dict(
+                    (name, criteria) for name, _, criteria in registrations(experiments.specs.values()))))
 
     def _open_shared(self, spec: GatewaySpec) -> SharedState:
         """The configured state backend (``state.backend``): the request log's SQLite file, or Redis for
         several replicas (then also the cooldowns it shares and its ``/metrics`` lines)."""
         assert spec.request_log is not None
+        if spec.request_log.backend != "sqlite":
+            logdb.create(spec.request_log.path).close()  # the local state's file, beside a log kept elsewhere
         local = SqliteState(spec.request_log.path)
         if spec.state.backend != "redis":
             return local

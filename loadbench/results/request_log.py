@@ -1,23 +1,29 @@
 """The gateway's request log, read back: every query that ``loadbench ab``, ``loadbench eval --pairs``,
 ``loadbench log`` and ``loadbench dataset from-log`` make, each returning frozen records.
 
-The log is opened read-only (the gateway may be writing it: WAL lets readers and the writer run side
-by side). The schema and the writer's statements are ``loadbench.gateway.logdb``'s; docs/ab.md
-documents the columns.
+One reader over both stores (``log_source``: a SQLite file, or PostgreSQL through a ``postgresql://``
+URL or a variable holding one): the same statements, written once, with the two engines' few
+differences in ``Sql`` (the parameter mark, null-safe equality, streaming a large result), so the
+same rows give the same answers whichever store holds them. A SQLite log is opened read-only (the
+gateway may be writing it: WAL lets readers and the writer run side by side); a PostgreSQL log is
+read in autocommit, one statement at a time, with bounded timeouts. The schema and the writer's
+statements are ``loadbench.gateway.logdb``'s and ``pglog``'s; docs/ab.md documents the columns.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
+from loadbench.config.source import environment
 from loadbench.errors import InputError
 from loadbench.outcomes import canonical
+from loadbench.results.log_source import LogSource, connect, first_line, log_source
 
 NO_VALUE = "(none)"  # the group of a request without the metadata key asked for
 
@@ -116,25 +122,94 @@ def _answer(r: tuple[Any, ...]) -> LoggedAnswer:
                         float(cost), ttft, e2e, int(status))
 
 
-class RequestLog:
-    """Read-only queries on one request log. ``open`` checks the file is one (InputError, exit 2)."""
+class Sql(Protocol):
+    """What differs between the engines: how a statement runs and how its text is spelled."""
+
+    same: str  # null-safe equality of two columns
+
+    def rows(self, query: str, params: Sequence[object] = ()) -> Iterator[tuple[Any, ...]]:
+        """Run ``query`` (``?`` marks its parameters) and yield its rows."""
+
+    def columns(self, query: str, params: Sequence[object]) -> tuple[tuple[str, ...], Iterator[tuple[Any, ...]]]:
+        """The column names of ``query``'s result and its rows, streamed (an export may be large)."""
+
+    def close(self) -> None: ...
+
+
+class SqliteSql:
+    same = "IS"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    @classmethod
-    def open(cls, path: Path) -> RequestLog:
-        if not path.is_file():
-            raise InputError(f"{path}: no such file (give the request_log.path of a gateway config)")
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            conn.execute("SELECT 1 FROM requests LIMIT 1")
-        except sqlite3.Error as exc:
-            raise InputError(f"{path}: not a loadbench request log ({exc})") from None
-        return cls(conn)
+    def rows(self, query: str, params: Sequence[object] = ()) -> Iterator[tuple[Any, ...]]:
+        return iter(self.conn.execute(query, params))
+
+    def columns(self, query: str, params: Sequence[object]) -> tuple[tuple[str, ...], Iterator[tuple[Any, ...]]]:
+        cur = self.conn.execute(query, params)
+        return tuple(d[0] for d in cur.description), iter(cur)
 
     def close(self) -> None:
         self.conn.close()
+
+
+class PostgresSql:
+    same = "IS NOT DISTINCT FROM"
+
+    def __init__(self, conn: Any, dsn: str, name: str) -> None:  # a psycopg.Connection (imported when used)
+        self.conn = conn
+        self.dsn = dsn
+        self.name = name
+        self._streams: list[Any] = []  # a streamed result holds its connection: one each, closed with the log
+
+    def rows(self, query: str, params: Sequence[object] = ()) -> Iterator[tuple[Any, ...]]:
+        import psycopg
+
+        try:
+            return iter(self.conn.execute(query.replace("?", "%s"), params).fetchall())
+        except psycopg.Error as exc:
+            raise InputError(f"{self.name}: {first_line(exc)}") from None
+
+    def columns(self, query: str, params: Sequence[object]) -> tuple[tuple[str, ...], Iterator[tuple[Any, ...]]]:
+        import psycopg
+
+        try:  # the first row, to learn the columns; the rest streamed (single-row mode) as the caller reads
+            conn = connect(self.dsn)
+            self._streams.append(conn)
+            cur = conn.cursor()
+            rows = cur.stream(query.replace("?", "%s"), params)
+            first = next(rows, None)
+        except psycopg.Error as exc:
+            raise InputError(f"{self.name}: {first_line(exc)}") from None
+        names = tuple(c.name for c in cur.description or ())
+        return names, (_chain(first, rows) if first is not None else iter(()))
+
+    def close(self) -> None:
+        for conn in self._streams:
+            conn.close()
+        self.conn.close()
+
+
+def _chain(first: tuple[Any, ...], rest: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    yield first
+    yield from rest
+
+
+class RequestLog:
+    """Read-only queries on one request log. ``open`` checks it is one (InputError, exit 2)."""
+
+    def __init__(self, sql: Sql | sqlite3.Connection, name: str = "request log") -> None:
+        self.sql: Sql = SqliteSql(sql) if isinstance(sql, sqlite3.Connection) else sql
+        self.name = name  # how messages and manifests name it (never a password)
+
+    @classmethod
+    def open(cls, where: str | Path, env: dict[str, str] | None = None) -> RequestLog:
+        """A log file, a ``postgresql://`` URL, or the name of an environment variable holding one."""
+        source = log_source(where, environment() if env is None else env)
+        return cls(_open_postgres(source) if source.dsn else _open_sqlite(source), source.name)
+
+    def close(self) -> None:
+        self.sql.close()
 
     def __enter__(self) -> RequestLog:
         return self
@@ -143,9 +218,9 @@ class RequestLog:
         self.close()
 
     def experiment(self, name: str) -> Experiment:
-        row = self.conn.execute("SELECT state, reason, criteria FROM experiments WHERE name = ?", (name,)).fetchone()
+        row = next(self.sql.rows("SELECT state, reason, criteria FROM experiments WHERE name = ?", (name,)), None)
         if row is None:
-            names = [r[0] for r in self.conn.execute("SELECT name FROM experiments ORDER BY name")]
+            names = [r[0] for r in self.sql.rows("SELECT name FROM experiments ORDER BY name")]
             raise InputError(f"no experiment {name!r} in the log (experiments: {', '.join(names) or 'none'})")
         state, reason, criteria = row
         return Experiment(name, state, reason, orjson.loads(criteria))
@@ -154,22 +229,23 @@ class RequestLog:
         """The experiment's primary requests (arrived at or after ``since_ms``), each with its latest
         feedback score from the same tenant."""
         query = ("SELECT r.arm, r.ts_ms, r.outcome, r.ttft_ms, r.e2e_ms, r.cost_usd, r.metadata,"
-                 " (SELECT f.score FROM feedback f WHERE f.request_id = r.request_id AND f.tenant IS r.tenant"
-                 "  ORDER BY f.id DESC LIMIT 1)"
+                 f" (SELECT f.score FROM feedback f WHERE f.request_id = r.request_id AND f.tenant {self.sql.same}"
+                 " r.tenant ORDER BY f.id DESC LIMIT 1)"
                  " FROM requests r WHERE r.experiment = ? AND r.role = 'primary'")
         params: list[object] = [experiment]
         if since_ms is not None:
             query += " AND r.ts_ms >= ?"
             params.append(since_ms)
+        query += " ORDER BY r.id"  # one order on every engine (sums of floats depend on it)
         # outcomes.canonical: an older gateway's words (stream_break) read as today's
-        return [ArmRequest(row[0], row[1], canonical(row[2]), *row[3:]) for row in self.conn.execute(query, params)]
+        return [ArmRequest(row[0], row[1], canonical(row[2]), *row[3:]) for row in self.sql.rows(query, params)]
 
     def judge_spend(self, experiment: str, since_ms: int | None) -> tuple[int, float]:
         """(judge calls, judge spend) of an experiment since ``since_ms`` (0, 0.0 in a log without the table)."""
         try:
-            n, spend = self.conn.execute(
+            n, spend = next(self.sql.rows(
                 "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM judge_spend WHERE experiment = ? AND ts_ms >= ?",
-                (experiment, since_ms or 0)).fetchone()
+                (experiment, since_ms or 0)))
         except sqlite3.OperationalError:
             return 0, 0.0
         return int(n), float(spend)
@@ -184,19 +260,20 @@ class RequestLog:
         if model:
             query += " AND s.model = ?"
             params.append(model)
+        query += " ORDER BY s.id, p.id"  # one order on every engine
         return [ShadowPair(row[0], Served(row[1], row[2], canonical(row[3]), *row[4:7]),
                            Served(row[7], row[8], canonical(row[9]), *row[10:13]))
-                for row in self.conn.execute(query, params)]
+                for row in self.sql.rows(query, params)]
 
     def answer_pairs(self) -> list[LoggedPair]:
         """Every primary row with a shadow row under its pair id, with bodies (several shadow targets:
         one pair each)."""
-        primaries = {r[0]: r[1:] for r in self.conn.execute(
+        primaries = {r[0]: r[1:] for r in self.sql.rows(
             f"SELECT pair_id, {_ANSWER_COLS} FROM requests WHERE role = 'primary' AND pair_id IS NOT NULL"
             " ORDER BY id")}
         out = []
-        for row in self.conn.execute(f"SELECT pair_id, {_ANSWER_COLS} FROM requests WHERE role = 'shadow'"
-                                     " ORDER BY id"):
+        for row in self.sql.rows(f"SELECT pair_id, {_ANSWER_COLS} FROM requests WHERE role = 'shadow'"
+                                 " ORDER BY id"):
             p = primaries.get(row[0])
             if p is not None:
                 out.append(LoggedPair(row[0], _answer(p), _answer(row[1:])))
@@ -210,11 +287,12 @@ class RequestLog:
         if model:
             query += " AND model = ?"
             params.append(model)
-        return [LoggedRequestBody(*row) for row in self.conn.execute(query, params)]
+        query += " ORDER BY id"
+        return [LoggedRequestBody(*row) for row in self.sql.rows(query, params)]
 
     def requests(self, experiment: str | None, since_ms: int | None) -> Table:
         """Every column of the requests table, in arrival order (this experiment's, since ``since_ms``)."""
-        where: list[str] = ["1"]
+        where: list[str] = ["TRUE"]
         params: list[object] = []
         if experiment:
             where.append("experiment = ?")
@@ -222,5 +300,35 @@ class RequestLog:
         if since_ms is not None:
             where.append("ts_ms >= ?")
             params.append(since_ms)
-        cur = self.conn.execute(f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY id", params)
-        return Table(tuple(d[0] for d in cur.description), iter(cur))
+        columns, rows = self.sql.columns(f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY id", params)
+        return Table(columns, rows)
+
+
+def _open_sqlite(source: LogSource) -> SqliteSql:
+    path = source.path
+    assert path is not None
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (give the request_log.path of a gateway config, a postgresql:// URL,"
+                         " or a variable holding one)")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute("SELECT 1 FROM requests LIMIT 1")
+    except sqlite3.Error as exc:
+        raise InputError(f"{path}: not a loadbench request log ({exc})") from None
+    return SqliteSql(conn)
+
+
+def _open_postgres(source: LogSource) -> PostgresSql:
+    import psycopg
+
+    assert source.dsn is not None
+    try:
+        conn = connect(source.dsn)
+    except psycopg.Error as exc:
+        raise InputError(f"{source.name}: cannot connect ({first_line(exc)})") from None
+    try:
+        conn.execute("SELECT 1 FROM requests LIMIT 1")
+    except psycopg.Error as exc:
+        conn.close()
+        raise InputError(f"{source.name}: not a loadbench request log ({first_line(exc)})") from None
+    return PostgresSql(conn, source.dsn, source.name)

@@ -194,6 +194,7 @@ def test_an_inline_check_scores_both_arms_without_writing_bodies(tmp_path: Path)
     from aiohttp import web
 
     from loadbench.ab.workflow import load
+    from loadbench.results.request_log import RequestLog
 
     db = tmp_path / "gw.db"
 
@@ -217,7 +218,7 @@ def test_an_inline_check_scores_both_arms_without_writing_bodies(tmp_path: Path)
                     assert status == 200
                 await gw.close()
         conn = sqlite3.connect(db)
-        requests, _, _ = load(conn, "exp1", None, None)
+        requests, _, _ = load(RequestLog(conn), "exp1", None, None)
         bodies = conn.execute("SELECT COUNT(*) FROM requests WHERE request_body IS NOT NULL"
                               " OR response_body IS NOT NULL").fetchone()[0]
         conn.close()

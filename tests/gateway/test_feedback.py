@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from loadbench.ab.workflow import load
+from loadbench.results.request_log import RequestLog
 from tests.gateway.harness import CHAT, Upstream, ok, post, run, upstream
 from tests.gateway.test_experiments import config
 from tests.gateway.test_requestlog import logged
@@ -47,7 +48,7 @@ def test_feedback_is_scoped_to_the_tenant_and_feeds_quality(tmp_path: Path) -> N
         conn = sqlite3.connect(db)
         stored = conn.execute("SELECT request_id, score, outcome FROM feedback ORDER BY id").fetchall()
         assert stored == [(rid, 1.0, ""), (rid, 0.25, "edited")]
-        requests, _, _ = load(conn, "exp1", None, None)
+        requests, _, _ = load(RequestLog(conn), "exp1", None, None)
         conn.close()
         assert [r.quality for r in requests] == [0.25]  # the latest feedback of the request's own tenant
 
