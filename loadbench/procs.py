@@ -45,12 +45,15 @@ class ServerProcess:
 
 
 def start_server(args: Sequence[str], *, timeout_s: float = 30.0, env: dict[str, str] | None = None,
-                 cpu: int | None = None) -> ServerProcess:
+                 cpu: int | None = None, open_files: tuple[int, int] | None = None) -> ServerProcess:
     """Run ``python -m loadbench <args>`` and return once it prints its listening line.
 
-    ``cpu`` pins the process to one core (benchmarks).
+    ``cpu`` pins the process to one core (benchmarks); ``open_files`` starts it under this (soft, hard)
+    open-file limit (util-linux's ``prlimit``), as a host with that limit would.
     """
     cmd = [sys.executable, "-m", "loadbench", *args]
+    if open_files is not None:
+        cmd = ["prlimit", f"--nofile={open_files[0]}:{open_files[1]}", *cmd]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
     full_env = dict(os.environ if env is None else env)

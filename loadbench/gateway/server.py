@@ -21,7 +21,7 @@ from aiohttp import web
 
 from loadbench.gateway.app import create_app
 from loadbench.gateway.config import GatewaySpec
-from loadbench.gateway.connections import GuardedRunner, RejectLog
+from loadbench.gateway.connections import GuardedRunner, RejectLog, raise_descriptor_limit
 from loadbench.gateway.state import Gateway
 
 log = logging.getLogger("loadbench.gateway")
@@ -137,6 +137,7 @@ def serve(spec: GatewaySpec, config_path: str, host: str, port: int, workers: in
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s gateway[%(process)d] %(levelname)s %(message)s")
     _defer_hup()  # inherited by the workers forked below
+    raise_descriptor_limit()  # likewise
     sock = _bind(host, port, reuse_port=workers > 1)
     bound_port = sock.getsockname()[1]
     children: list[int] = []
