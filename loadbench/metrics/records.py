@@ -270,6 +270,37 @@ class Generator:
 
 
 @dataclass(frozen=True, slots=True)
+class Replay:
+    """How faithfully a trace was replayed: each send's lag behind its scheduled time (the ``queue``
+    of every sent request, all phases), and sends against the schedule (docs/replay.md)."""
+
+    trace: str  # the file's name
+    format: str
+    speed: float
+    sample: float
+    scheduled: int  # sends the trace asked for (after sampling and max_requests)
+    sent: int
+    dropped: int
+    send_lag_p50_ms: float | None
+    send_lag_p99_ms: float | None
+    send_lag_max_ms: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trace": self.trace, "format": self.format, "speed": self.speed, "sample": self.sample,
+                "scheduled": self.scheduled, "sent": self.sent, "dropped": self.dropped,
+                "send_lag_ms": {"p50": self.send_lag_p50_ms, "p99": self.send_lag_p99_ms, "max": self.send_lag_max_ms}}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any] | None) -> Replay | None:
+        if not obj:
+            return None
+        lag = obj.get("send_lag_ms") or {}
+        return cls(str(obj["trace"]), str(obj["format"]), float(obj["speed"]), float(obj["sample"]),
+                   int(obj["scheduled"]), int(obj["sent"]), int(obj["dropped"]), _opt_float(lag.get("p50")),
+                   _opt_float(lag.get("p99")), _opt_float(lag.get("max")))
+
+
+@dataclass(frozen=True, slots=True)
 class Stalls:
     """Stream stalls: gaps between content chunks longer than ``limit_ms`` (docs/results-format.md)."""
 
@@ -427,6 +458,7 @@ class Summary:
     stalls: Stalls | None = None
     warnings: tuple[str, ...] = ()
     interrupted: bool = False
+    replay: Replay | None = None  # a trace replay's fidelity
 
     def latency(self, metric: str) -> LatencyStats:
         return self.metrics.get(metric, EMPTY_STATS)
@@ -442,6 +474,7 @@ class Summary:
             "generator": self.generator.to_json(), "stages": [s.to_json() for s in self.stages],
             "stalls": None if self.stalls is None else self.stalls.to_json(),
             "warnings": list(self.warnings), "interrupted": self.interrupted,
+            "replay": None if self.replay is None else self.replay.to_json(),
         }
 
     @classmethod
@@ -464,5 +497,5 @@ class Summary:
                         for d, vals in (obj.get("breakdowns") or {}).items()},
             stages=tuple(StageResult.from_json(s) for s in obj.get("stages") or ()),
             stalls=Stalls.from_json(obj.get("stalls")), warnings=tuple(obj.get("warnings") or ()),
-            interrupted=bool(obj.get("interrupted")),
+            interrupted=bool(obj.get("interrupted")), replay=Replay.from_json(obj.get("replay")),
         )

@@ -36,6 +36,7 @@ class Sample:
     itl_max_us: int | None = None
     stalls: int | None = None  # gaps between content chunks over the profile's stall_ms (None: not counted)
     prompt_tokens: int | None = None
+    cached_tokens: int | None = None  # of prompt_tokens, the target's prefix-cache hits as its usage reported
     output_tokens: int | None = None
     tokens_source: str = "usage"
     prompt_tokens_requested: int | None = None

@@ -10,6 +10,7 @@ arrivals and the stages all come from the load plan recorded when the run starte
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from loadbench.metrics.records import (
     Generator,
     LatencyStats,
     Load,
+    Replay,
     Requests,
     SloResult,
     StageResult,
@@ -47,6 +49,17 @@ _SAMPLE_FIELDS = {"ttft": "ttft_us", "tpot": "tpot_us", "e2e": "e2e_us", "queue"
 
 
 @dataclass(frozen=True, slots=True)
+class TracePlan:
+    """What the replay fidelity needs of a trace plan."""
+
+    name: str
+    format: str
+    speed: float
+    sample: float
+    scheduled: int
+
+
+@dataclass(frozen=True, slots=True)
 class PlanFacts:
     """What the summary needs of the load plan recorded in the manifest (built from
     ``loadbench.plan.load.LoadPlan`` by ``loadbench.results.summary_io``)."""
@@ -57,6 +70,7 @@ class PlanFacts:
     cooldown_s: float
     stages: tuple[tuple[str, float, float], ...]  # (label, start_s, end_s) on the run clock
     offered_arrivals: Callable[[float, float], float]  # planned arrivals between two run-clock times
+    trace: TracePlan | None = None  # a trace replay
 
 
 class TimedHistogram(Protocol):
@@ -322,6 +336,17 @@ def _token_warnings(ok: Sequence[Sample], token_source: str) -> list[str]:
 WORKERS_LOST = "worker(s) lost during the run"  # the warning's start; report.validity looks for it
 
 
+def _replay(trace: TracePlan, samples: Sequence[Sample]) -> Replay:
+    lags = sorted(s.queue_us for s in samples if s.queue_us is not None)
+
+    def pick(q: float) -> float | None:
+        return round(us_to_ms(lags[min(len(lags) - 1, math.ceil(q * len(lags)) - 1)]), 3) if lags else None
+
+    return Replay(trace=trace.name, format=trace.format, speed=trace.speed, sample=trace.sample,
+                  scheduled=trace.scheduled, sent=len(lags), dropped=sum(s.outcome == "dropped" for s in samples),
+                  send_lag_p50_ms=pick(0.50), send_lag_p99_ms=pick(0.99), send_lag_max_ms=pick(1.0))
+
+
 def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram], plan: PlanFacts,
               window: RunWindow, facts: RunFacts, timeline: Sequence[TimelineRow] = ()) -> Summary:
     """The summary of one run folder's records (see the module docstring)."""
@@ -422,4 +447,4 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
                                                    if isinstance(s.output_tokens_requested, int)])),
         metrics=metrics, generator=generator, slo=_judge(facts.slo, metrics, requests, stalls),
         breakdowns=_breakdowns(hists, ok, facts.stall_ms), stages=stages, stalls=stalls, warnings=tuple(warnings),
-        interrupted=facts.interrupted)
+        interrupted=facts.interrupted, replay=None if plan.trace is None else _replay(plan.trace, samples))

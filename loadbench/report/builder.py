@@ -14,6 +14,7 @@ from loadbench.report import plots
 from loadbench.report.definitions import DEFINITIONS, EXCLUSIONS
 from loadbench.report.document import Bullets, Document, Heading, Image, Para, Table, to_html, to_markdown
 from loadbench.report.intervals import interval_rows, write_intervals_csv
+from loadbench.report.replay import replay_curves
 from loadbench.report.runfolder import RunFolder, folder_kind, load_run, sub_runs
 from loadbench.report.stats import FRACTION_FIGURES, Figure
 from loadbench.report.sweep import capacity_text, load_sweep, sweep_rows, sweep_statistics
@@ -24,6 +25,7 @@ from loadbench.report.tables import (
     generator_line,
     latency_cell,
     latency_table,
+    replay_line,
     requests_line,
     slo_headline,
     slo_mark,
@@ -102,8 +104,7 @@ def _overview(s: Summary) -> list[str]:
         f"(requested {fmt(t.prompt_requested_mean)}), output mean {fmt(t.output_mean)} "
         f"(requested {fmt(t.output_requested_mean)})",
     ]
-    stalls = stalls_line(s)
-    return [*items, stalls] if stalls else items
+    return [*items, *(line for line in (stalls_line(s), replay_line(s)) if line)]
 
 
 def _latency_block(s: Summary) -> Table:
@@ -177,6 +178,10 @@ def _run_report(run: RunFolder, plot_dir: Path) -> tuple[Document, dict[str, Any
                                  f"Percentile spectrum: {run.name}"),
               plots.plot_over_time(rows, plot_dir / "over_time.png", f"Over time: {run.name}",
                                    run.load_plan())]
+    plan = run.load_plan()
+    curves = replay_curves(run.path, plan) if plan is not None else None
+    if curves is not None:
+        images.append(plots.plot_replay(curves, plot_dir / "replay.png", f"Trace replay: {run.name}"))
     if target_tags:
         by_target = s.breakdowns.get("target", {})
         stats = {m: {t: by_target[t].latency(m) if t in by_target else EMPTY_STATS for t in target_tags}
@@ -203,6 +208,7 @@ _ALT = {
     "percentile_spectrum": "Percentile spectrum (latency against percentile, HDR axis) per metric",
     "over_time": "P50/P90/P99 of TTFT and ITL per interval, with requests/s, errors and load",
     "targets_bars": "P50 / P95 / P99 per target",
+    "replay": "A trace replay's arrivals: the trace in its own time, the schedule at the replay's speed, the sends",
     "targets_spectrum": "Percentile spectra of every target, overlaid",
     "sweep": "Latency and goodput against offered load, capacity marked",
     "sweep_spectrum": "Percentile spectra of every sweep step, overlaid",

@@ -20,6 +20,7 @@ from loadbench.report.distribution import Dist
 from loadbench.report.intervals import IntervalRow
 
 if TYPE_CHECKING:
+    from loadbench.report.replay import ReplayCurves
     from loadbench.report.sweep import Sweep
 
 if TYPE_CHECKING:
@@ -348,6 +349,40 @@ def sweep_figure(sweep: Sweep, spec: SloSpec | None, judged: Sequence[tuple[str,
                        label=f"capacity: {load:g} {sweep.load_unit}" if ax is bottom else None)
     top.legend(fontsize=8, loc="upper left", ncols=2)
     bottom.legend(fontsize=8, loc="best")  # throughput climbs from the lower left: let the legend move
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    return fig
+
+
+def plot_replay(curves: ReplayCurves, path: Path, title: str) -> Path:
+    return _save(replay_figure(curves, title), path)
+
+
+def replay_figure(curves: ReplayCurves, title: str) -> Figure:
+    """Cumulative arrivals against time: the trace as recorded, the replay's schedule (offered) and its
+    sends; below, each send's lag behind its scheduled time."""
+    fig, axes = _figure(2, 1, 11, 7.5, height_ratios=[2.2, 1])
+    ax = axes[0][0]
+    if curves.original_s:
+        ax.step(curves.original_s, range(1, len(curves.original_s) + 1), where="post", color="#7f7f7f",
+                linestyle="--", linewidth=1.2, label="original trace (its own time)")
+    ax.step(curves.offered_s, range(1, len(curves.offered_s) + 1), where="post", color="#000", linewidth=2.4,
+            label=f"offered: the trace at speed {curves.speed:g}")
+    ax.step(curves.sent_s, range(1, len(curves.sent_s) + 1), where="post", color="#ff7f0e", linewidth=1.2,
+            label="sent")
+    ax.set_ylabel("arrivals so far")
+    ax.set_title("Arrivals: offered (scheduled) against sent", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_xlabel("seconds from the first arrival")
+    lag_ax = axes[1][0]
+    lags_ms = curves.lag_ms
+    if lags_ms:
+        lag_ax.plot([100.0 * (i + 1) / len(lags_ms) for i in range(len(lags_ms))], lags_ms, color="#ff7f0e")
+    lag_ax.set_xlabel("share of sends (%)")
+    lag_ax.set_ylabel("send lag (ms)")
+    lag_ax.set_title("Each send's lag behind its scheduled time, sorted", fontsize=11)
+    lag_ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()
     return fig

@@ -13,6 +13,7 @@ from loadbench.report.tables import (
     aligned_table,
     generator_line,
     latency_table,
+    replay_line,
     requests_line,
     slo_headline,
     slo_rows,
@@ -31,9 +32,9 @@ def render_console(s: Summary) -> str:
     if gen:
         parts.append(gen)
     parts += ["", requests_line(s)]
-    stalls = stalls_line(s)
-    if stalls:
-        parts.append(stalls)
+    for line in (stalls_line(s), replay_line(s)):
+        if line:
+            parts.append(line)
     if s.stages:
         parts += ["", "per stage (latencies in ms):", aligned_table(*stage_table(s.stages))]
     if s.slo is not None:
@@ -48,9 +49,9 @@ def render_markdown(s: Summary) -> str:
         f"- target: {s.target.url or '–'} (model `{s.target.model or '–'}`)",
         f"- {requests_line(s)}",
     ]
-    stalls = stalls_line(s)
-    if stalls:
-        parts.append(f"- {stalls}")
+    for line in (stalls_line(s), replay_line(s)):
+        if line:
+            parts.append(f"- {line}")
     parts += ["", "## Latency (ms, measure window, successful requests)", "", aligned_table(*latency_table(s)), ""]
     gen = generator_line(s)
     if gen:

@@ -130,6 +130,18 @@ def requests_line(s: Summary) -> str:
             + f" over {fmt(s.window.measure_s)} s; tokens from {s.tokens.source or 'no successful request'}")
 
 
+def replay_line(s: Summary) -> str | None:
+    """A trace replay's fidelity: sends against the schedule and how late they went out."""
+    r = s.replay
+    if r is None:
+        return None
+    sampled = f", sample {r.sample:g}" if r.sample < 1 else ""
+    return (f"replay of {r.trace} ({r.format}) at speed {r.speed:g}{sampled}"
+            + f": {fmt(r.sent, 'n')} sent of {fmt(r.scheduled, 'n')} scheduled, {fmt(r.dropped, 'n')} dropped; "
+            f"send lag behind schedule P50 {fmt(r.send_lag_p50_ms)} ms, P99 {fmt(r.send_lag_p99_ms)} ms, "
+            f"max {fmt(r.send_lag_max_ms)} ms")
+
+
 def stalls_line(s: Summary) -> str | None:
     st = s.stalls
     if st is None:
