@@ -270,6 +270,56 @@ class Generator:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnResult:
+    """Multi-turn sessions: the requests of one turn index (1 = every session's first), successful ones' figures."""
+
+    turn: int
+    requests: int
+    ok: int
+    ttft_p50_ms: float | None
+    ttft_p99_ms: float | None
+    itl_mean_ms: float | None  # the mean of the requests' mean gaps between content chunks
+    prompt_tokens_mean: float | None
+    cached_tokens_mean: float | None  # None: the target reported no cache figure
+
+    def to_json(self) -> dict[str, Any]:
+        return {"turn": self.turn, "requests": self.requests, "ok": self.ok,
+                "ttft_ms": {"p50": self.ttft_p50_ms, "p99": self.ttft_p99_ms}, "itl_mean_ms": self.itl_mean_ms,
+                "prompt_tokens_mean": self.prompt_tokens_mean, "cached_tokens_mean": self.cached_tokens_mean}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TurnResult:
+        ttft = obj.get("ttft_ms") or {}
+        return cls(int(obj["turn"]), int(obj["requests"]), int(obj["ok"]), _opt_float(ttft.get("p50")),
+                   _opt_float(ttft.get("p99")), _opt_float(obj.get("itl_mean_ms")),
+                   _opt_float(obj.get("prompt_tokens_mean")), _opt_float(obj.get("cached_tokens_mean")))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    """Multi-turn sessions of the measure window (by their first turn's intended start)."""
+
+    started: int
+    completed: int  # every planned turn answered
+    turns_completed_mean: float | None
+    duration_mean_s: float | None  # first turn's intended start to the last answered turn's end
+    turns: tuple[TurnResult, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"started": self.started, "completed": self.completed,
+                "turns_completed_mean": self.turns_completed_mean, "duration_mean_s": self.duration_mean_s,
+                "turns": [t.to_json() for t in self.turns]}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any] | None) -> SessionStats | None:
+        if not obj:
+            return None
+        return cls(int(obj["started"]), int(obj["completed"]), _opt_float(obj.get("turns_completed_mean")),
+                   _opt_float(obj.get("duration_mean_s")),
+                   tuple(TurnResult.from_json(t) for t in obj.get("turns") or ()))
+
+
+@dataclass(frozen=True, slots=True)
 class Replay:
     """How faithfully a trace was replayed: each send's lag behind its scheduled time (the ``queue``
     of every sent request, all phases), and sends against the schedule (docs/replay.md)."""
@@ -459,6 +509,7 @@ class Summary:
     warnings: tuple[str, ...] = ()
     interrupted: bool = False
     replay: Replay | None = None  # a trace replay's fidelity
+    sessions: SessionStats | None = None  # multi-turn sessions, by turn index
 
     def latency(self, metric: str) -> LatencyStats:
         return self.metrics.get(metric, EMPTY_STATS)
@@ -475,6 +526,7 @@ class Summary:
             "stalls": None if self.stalls is None else self.stalls.to_json(),
             "warnings": list(self.warnings), "interrupted": self.interrupted,
             "replay": None if self.replay is None else self.replay.to_json(),
+            "sessions": None if self.sessions is None else self.sessions.to_json(),
         }
 
     @classmethod
@@ -498,4 +550,5 @@ class Summary:
             stages=tuple(StageResult.from_json(s) for s in obj.get("stages") or ()),
             stalls=Stalls.from_json(obj.get("stalls")), warnings=tuple(obj.get("warnings") or ()),
             interrupted=bool(obj.get("interrupted")), replay=Replay.from_json(obj.get("replay")),
+            sessions=SessionStats.from_json(obj.get("sessions")),
         )

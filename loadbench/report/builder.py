@@ -27,12 +27,14 @@ from loadbench.report.tables import (
     latency_table,
     replay_line,
     requests_line,
+    sessions_line,
     slo_headline,
     slo_mark,
     slo_rows,
     slo_text,
     stage_table,
     stalls_line,
+    turn_table,
 )
 from loadbench.report.validity import check_valid
 
@@ -137,6 +139,15 @@ def _stage_blocks(s: Summary) -> list[Heading | Para | Table]:
             Para("A warm-up stage is shown for reference; the headline figures exclude it.")]
 
 
+def _session_blocks(s: Summary) -> list[Heading | Para | Table]:
+    if s.sessions is None:
+        return []
+    return [Heading("Sessions by turn (latencies in ms; tokens are means)"), Para(sessions_line(s) or ""),
+            Table(*turn_table(s)),
+            Para("Turn k sends the whole conversation so far: prompt tokens grow turn by turn; cached tokens are "
+                 "what the target reported reading from its prefix cache.")]
+
+
 def _definitions_blocks() -> list[Heading | Bullets | Para]:
     return [Heading("Metric definitions"), Bullets([f"{k}: {v}" for k, v in DEFINITIONS.items()]),
             Heading("What was excluded"), Para(EXCLUSIONS)]
@@ -178,6 +189,8 @@ def _run_report(run: RunFolder, plot_dir: Path) -> tuple[Document, dict[str, Any
                                  f"Percentile spectrum: {run.name}"),
               plots.plot_over_time(rows, plot_dir / "over_time.png", f"Over time: {run.name}",
                                    run.load_plan())]
+    if s.sessions is not None and s.sessions.turns:
+        images.append(plots.plot_turns(s.sessions, plot_dir / "turns.png", f"Sessions by turn: {run.name}"))
     plan = run.load_plan()
     curves = replay_curves(run.path, plan) if plan is not None else None
     if curves is not None:
@@ -192,7 +205,7 @@ def _run_report(run: RunFolder, plot_dir: Path) -> tuple[Document, dict[str, Any
     doc = Document(f"loadbench report: {run.name}")
     doc.add(Heading("Run"), Bullets(_overview(s)), *_slo_blocks(s), Heading("Warnings"), Bullets(_warnings(s)),
             Heading("Latency (measure window, successful requests)"), _latency_block(s), *_generator_para(s),
-            *_stage_blocks(s), *_breakdown_blocks(s), Heading("Plots"))
+            *_stage_blocks(s), *_session_blocks(s), *_breakdown_blocks(s), Heading("Plots"))
     doc.add(*[Image(p, _ALT[p.stem]) for p in images])
     doc.add(*_definitions_blocks(), Heading("Files"),
             Bullets(["intervals.csv: per-interval counts and P50/P90/P99 of TTFT, ITL, TPOT, E2E",
@@ -208,6 +221,7 @@ _ALT = {
     "percentile_spectrum": "Percentile spectrum (latency against percentile, HDR axis) per metric",
     "over_time": "P50/P90/P99 of TTFT and ITL per interval, with requests/s, errors and load",
     "targets_bars": "P50 / P95 / P99 per target",
+    "turns": "Multi-turn sessions by turn index: TTFT P50/P99, prompt and cached prompt tokens",
     "replay": "A trace replay's arrivals: the trace in its own time, the schedule at the replay's speed, the sends",
     "targets_spectrum": "Percentile spectra of every target, overlaid",
     "sweep": "Latency and goodput against offered load, capacity marked",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loadbench.metrics.records import LatencyStats, stat_key, stat_label
+from loadbench.metrics.records import LatencyStats, SessionStats, stat_key, stat_label
 from loadbench.metrics.slo import SloSpec
 from loadbench.plan.load import LoadPlan
 from loadbench.report.distribution import Dist
@@ -383,6 +383,40 @@ def replay_figure(curves: ReplayCurves, title: str) -> Figure:
     lag_ax.set_ylabel("send lag (ms)")
     lag_ax.set_title("Each send's lag behind its scheduled time, sorted", fontsize=11)
     lag_ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    return fig
+
+
+def plot_turns(sessions: SessionStats, path: Path, title: str) -> Path:
+    return _save(turns_figure(sessions, title), path)
+
+
+def turns_figure(sessions: SessionStats, title: str) -> Figure:
+    """By turn index: TTFT P50 and P99 above; prompt tokens and the cached part of them below."""
+    fig, axes = _figure(2, 1, 9, 7, sharex=True)
+    turns = [t.turn for t in sessions.turns]
+    ax = axes[0][0]
+    for stat, color in (("p50", _PCT_COLORS["p50"]), ("p99", _PCT_COLORS["p99"])):
+        values = [getattr(t, f"ttft_{stat}_ms") for t in sessions.turns]
+        ax.plot(turns, [math.nan if v is None else v for v in values], marker="o", color=color,
+                label=f"TTFT {stat.upper()}")
+    ax.set_ylabel("ms")
+    ax.set_ylim(bottom=0)
+    ax.set_title("TTFT by turn", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    tok = axes[1][0]
+    prompt = [t.prompt_tokens_mean or 0.0 for t in sessions.turns]
+    cached = [t.cached_tokens_mean or 0.0 for t in sessions.turns]
+    tok.bar(turns, prompt, width=0.6, color="#1f77b4", alpha=0.45, label="prompt tokens (mean)")
+    tok.bar(turns, cached, width=0.6, color="#2ca02c", alpha=0.9, label="of which cached (mean)")
+    tok.set_ylabel("tokens")
+    tok.set_xlabel("turn")
+    tok.set_xticks(turns)
+    tok.set_title("Prompt tokens by turn: the conversation so far, and what the prefix cache held", fontsize=11)
+    tok.grid(alpha=0.3, axis="y")
+    tok.legend(fontsize=8, loc="upper left")
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()
     return fig

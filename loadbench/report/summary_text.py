@@ -15,11 +15,13 @@ from loadbench.report.tables import (
     latency_table,
     replay_line,
     requests_line,
+    sessions_line,
     slo_headline,
     slo_rows,
     slo_text,
     stage_table,
     stalls_line,
+    turn_table,
 )
 from loadbench.results import run_dir as rd
 from loadbench.results.summary_file import write_summary_json
@@ -37,6 +39,8 @@ def render_console(s: Summary) -> str:
             parts.append(line)
     if s.stages:
         parts += ["", "per stage (latencies in ms):", aligned_table(*stage_table(s.stages))]
+    if s.sessions is not None:
+        parts += ["", f"{sessions_line(s)}; by turn (ms, tokens are means):", aligned_table(*turn_table(s))]
     if s.slo is not None:
         parts += ["", slo_headline(s.slo), aligned_table(*slo_rows(s.slo))]
     return "\n".join(parts)
@@ -58,6 +62,9 @@ def render_markdown(s: Summary) -> str:
         parts += [gen, ""]
     if s.stages:
         parts += ["## Per stage (ms)", "", aligned_table(*stage_table(s.stages)), ""]
+    if s.sessions is not None:
+        parts += ["## Sessions by turn (ms; tokens are means)", "", f"{sessions_line(s)}", "",
+                  aligned_table(*turn_table(s)), ""]
     if s.slo is not None:
         parts += ["## SLO", "", slo_headline(s.slo), "", aligned_table(*slo_rows(s.slo)), ""]
     if s.warnings:

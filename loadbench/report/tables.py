@@ -87,6 +87,24 @@ def stage_table(stages: Sequence[StageResult]) -> tuple[list[str], list[list[str
     return headers, rows
 
 
+def turn_table(s: Summary) -> tuple[list[str], list[list[str]]]:
+    """Multi-turn sessions: one row per turn index (where prefix caching shows: cached prompt tokens)."""
+    headers = ["turn", "requests", "ok", "TTFT P50", "TTFT P99", "ITL mean", "prompt tokens", "cached tokens"]
+    rows = [[str(t.turn), fmt(t.requests, "n"), fmt(t.ok, "n"), fmt(t.ttft_p50_ms), fmt(t.ttft_p99_ms),
+             fmt(t.itl_mean_ms), fmt(t.prompt_tokens_mean), fmt(t.cached_tokens_mean)]
+            for t in (s.sessions.turns if s.sessions else ())]
+    return headers, rows
+
+
+def sessions_line(s: Summary) -> str | None:
+    ss = s.sessions
+    if ss is None:
+        return None
+    return (f"sessions: {fmt(ss.started, 'n')} started in the window, {fmt(ss.completed, 'n')} completed every turn; "
+            f"turns answered per session {fmt(ss.turns_completed_mean)}, session duration mean "
+            f"{fmt(ss.duration_mean_s)} s")
+
+
 def slo_mark(slo: SloResult | None) -> str:
     if slo is None:
         return MISSING

@@ -28,6 +28,7 @@ from loadbench.units import ms_to_us, ns_to_s, s_to_ns, s_to_us
 from loadbench.workers.messages import WorkerData
 from loadbench.workers.stream import Measured
 from loadbench.workload.requests import RequestFactory, RequestSpec
+from loadbench.workload.sessions import SessionFactory
 from loadbench.workload.traceprompts import TracePrompts
 
 
@@ -67,6 +68,10 @@ class WorkerRuntime:
             self.trace = load_trace(ref.path, ref.format)
             self.trace_prompts = TracePrompts(seed=plan.seed, block_tokens=ref.block_tokens,
                                               prompt_scale=plan.workload.prompt_scale)
+        self.sessions = (SessionFactory(self.scenario, self.factory, seed=plan.seed, stream_index=worker_index,
+                                        stream_count=max(plan.workers, 1), prompt_scale=plan.workload.prompt_scale,
+                                        worker_id=worker_id)
+                         if self.scenario.sessions is not None else None)
         self.recorder = IntervalRecorder(plan.start_unix_ns, s_to_ns(plan.interval_s))
         self.outbox: list[bytes] = []
         self.gen = GeneratorStats()
@@ -150,7 +155,8 @@ class WorkerRuntime:
         self.recorder.record(sample, intended_unix, [])
         self.outbox.append(sample.to_json())
 
-    def finish(self, spec: RequestSpec, m: Measured, intended_ns: int, backoff_s: float = 0.0) -> Sample:
+    def finish(self, spec: RequestSpec, m: Measured, intended_ns: int, backoff_s: float = 0.0,
+               session: str | None = None, turn: int | None = None, session_turns: int | None = None) -> Sample:
         """Turn a measured request into a Sample, record it and queue it for the master."""
         self.seq += 1
         tokens = m.token_times_ns
@@ -180,7 +186,8 @@ class WorkerRuntime:
             prompt_tokens_requested=spec.prompt_tokens_requested,
             output_tokens_requested=spec.output_tokens_requested,
             error=m.error, cache=m.headers.get("x-loadbench-cache"), metadata=spec.metadata,
-            backoff_us=s_to_us(backoff_s) if backoff_s else None,
+            backoff_us=s_to_us(backoff_s) if backoff_s else None, session=session, turn=turn,
+            session_turns=session_turns,
         )
         self.recorder.record(sample, m.end_ns + self.unix_offset_ns, gaps)
         self.outbox.append(sample.to_json())

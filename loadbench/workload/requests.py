@@ -178,7 +178,7 @@ class RequestFactory:
             text = rt.builder.build(rng, max(1, round(synthetic_tokens * self._scale)), n)
             content = self._synthetic_content(text, rt.system_prompt)
             prompt_tokens = synthetic_tokens + self._overhead.get(rt.name, 0)
-        return self._spec(rt.name, content, output_tokens, metadata, prompt_tokens)
+        return self.spec_of(rt.name, content, output_tokens, metadata, prompt_tokens)
 
     def trace_request(self, req: TraceRequest, index: int, prompts: TracePrompts) -> RequestSpec:
         """Request ``index`` of a trace: its token counts, its shared prefix text (``traceprompts``), and
@@ -187,9 +187,9 @@ class RequestFactory:
         system = self._types[0].system_prompt
         content = self._synthetic_content(prompts.text(req, index), system)
         metadata = {**self._types[0].metadata, **req.metadata}
-        return self._spec("trace", content, req.output_tokens, metadata, req.prompt_tokens, model=req.model)
+        return self.spec_of("trace", content, req.output_tokens, metadata, req.prompt_tokens, model=req.model)
 
-    def _spec(self, name: str, content: Any, output_tokens: int, metadata: dict[str, str], prompt_tokens: int,
+    def spec_of(self, name: str, content: Any, output_tokens: int, metadata: dict[str, str], prompt_tokens: int,
               model: str | None = None) -> RequestSpec:
         body = dict(self._base)
         if model:
