@@ -81,3 +81,60 @@ def test_open_loop_session_arrivals_replay_recorded_answers(mock_factory, tmp_pa
     assert prompts == {3: [5, 8, 13], 2: [2, 6]}
     manifest = read_json(run / "manifest.json")
     assert manifest["scenario"]["sessions"]["mode"] == "replay"
+
+
+@pytest.mark.slow
+def test_every_turn_of_a_session_carries_its_id_in_the_session_header(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    from loadbench.mock.app import create_app
+    from loadbench.mock.settings import MockSettings
+    from tests.conftest import run_loadbench
+
+    seen: list[tuple[str | None, int]] = []  # (header, messages in the body) of every chat request
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+
+    @web.middleware
+    async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        if request.path.endswith("/chat/completions"):
+            body = await request.json()
+            seen.append((request.headers.get("X-Conversation"), len(body["messages"])))
+        return await handler(request)
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        app = create_app(MockSettings(ttft_ms=1, itl_ms=1))
+        app.middlewares.append(record)
+        runner = web.AppRunner(app)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        holder["port"] = runner.addresses[0][1]
+        holder["stop"] = lambda: loop.call_soon_threadsafe(loop.stop)
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        (tmp_path / "scenario.yaml").write_text("output_tokens: 2\nsessions: {turns: 3, user_tokens: 3, "
+                                                "session_header: X-Conversation}\n")
+        (tmp_path / "profile.yaml").write_text("users: 2\nramp_up_s: 0\nmax_requests: 12\n")
+        r = run_loadbench("run", "--target", f"http://127.0.0.1:{holder['port']}/v1", "--model", "m",
+                          "--profile", str(tmp_path / "profile.yaml"), "--scenario", str(tmp_path / "scenario.yaml"),
+                          "--no-calibrate", "--out", str(tmp_path / "results"))
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        holder["stop"]()  # type: ignore[operator]
+        thread.join(10)
+    turns = [(h, n) for h, n in seen if h is not None]
+    ids = {h for h, _ in turns}
+    assert len(turns) == 12 and len(ids) == 4  # 12 turns of 3: four sessions, each its own id
+    for sid in ids:
+        assert sorted(n for h, n in turns if h == sid) == [1, 3, 5]  # the conversation grows turn by turn
