@@ -204,6 +204,18 @@ class AbortOn(StrictModel):
     after_requests: int = Field(default=100, ge=1)
 
 
+class StopOnSaturation(StrictModel):
+    """Stop a run (and a sweep) once the target is over-saturated: in-flight requests and TTFT rising
+    together beyond their noise (``loadbench.metrics.saturation``; GuideLLM's defaults)."""
+
+    min_s: float = Field(default=30.0, ge=0)
+    window_s: float = Field(default=120.0, gt=0)
+    moe: float = Field(default=2.0, gt=0)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    min_points: int = Field(default=5, ge=3)
+    min_ttft_ms: float = Field(default=2500.0, ge=0)
+
+
 class FromEnv(StrictModel):
     """A header value read from an environment variable when the run starts (``{env: NAME}``)."""
 
@@ -277,6 +289,7 @@ class Profile(StrictModel):
     sweep: Sweep | None = None
     slo: Slo | None = None
     abort_on: AbortOn | None = None
+    stop_on_saturation: StopOnSaturation | None = None
     stall_ms: float = Field(default=250.0, gt=0)  # a gap between content chunks longer than this is a stall
     thresholds: list[str] = Field(default_factory=list)
     targets: list[TargetConfig] = Field(default_factory=list)

@@ -330,7 +330,7 @@ def sweep_figure(sweep: Sweep, spec: SloSpec | None, judged: Sequence[tuple[str,
                 color="#9467bd", label="goodput (requests/s meeting the SLO)")
     bottom.plot(loads, [math.nan if s.throughput_rps is None else s.throughput_rps for s in steps],
                 linewidth=1.3, marker="o", markersize=4, color="#2ca02c", label="throughput (requests/s)")
-    missed = [s for s in steps if s.slo_met is False]
+    missed = [s for s in steps if s.slo_met is False and not s.over_saturated]
     if missed:
         bottom.scatter([s.load for s in missed], [s.goodput_rps or 0.0 for s in missed],
                        marker="x", color="#d62728", s=60, zorder=5, label="SLO missed")
@@ -347,6 +347,12 @@ def sweep_figure(sweep: Sweep, spec: SloSpec | None, judged: Sequence[tuple[str,
         for ax in (top, bottom):
             ax.axvline(load, color="#d62728", linestyle=":", linewidth=1.2,
                        label=f"capacity: {load:g} {sweep.load_unit}" if ax is bottom else None)
+    knee = next((s for s in steps if s.over_saturated), None)
+    if knee is not None:
+        for ax in (top, bottom):
+            ax.axvspan(knee.load - 0.02 * (max(loads) - min(loads) or 1), max(loads) * 1.02, color="#d62728",
+                       alpha=0.08, label=f"over-saturated from {knee.load:g} {sweep.load_unit} (step stopped early)"
+                       if ax is top else None)
     top.legend(fontsize=8, loc="upper left", ncols=2)
     bottom.legend(fontsize=8, loc="best")  # throughput climbs from the lower left: let the legend move
     fig.suptitle(title, fontsize=13)
