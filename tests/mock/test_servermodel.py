@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 from typing import Any
 
@@ -160,13 +161,15 @@ def test_decode_slowdown_stretches_itl_with_the_streams_holding_a_slot() -> None
         return [alone, *await asyncio.gather(*crowd)]
 
     streams = run(MockSettings(ttft_ms=10, itl_ms=itl_ms, decode_slowdown=slowdown), scenario)
-    for k, s in enumerate([streams[0], *streams[1:]]):
+    for k, s in enumerate(streams):
         times = [s.ms_after_send(t) for t, _ in s.content]
-        # the span from the first to the last token is (n - 1) gaps, each exact, so timer noise does not add up
-        span = times[-1] - times[0]
         streams_at_start = 1 if k == 0 else k
-        expect = (n - 1) * itl_ms * (1 + slowdown * (streams_at_start - 1))
-        assert expect - 1.5 <= span <= expect + 2.0, (k, span, expect)
+        gap = itl_ms * (1 + slowdown * (streams_at_start - 1))
+        # the median gap is robust to a chunk a busy machine delivered late; the last chunk's absolute
+        # deadline (never early, no drift) pins the whole schedule
+        assert gap - 0.5 <= statistics.median(b - a for a, b in itertools.pairwise(times)) <= gap + 0.5, (k, gap)
+        due_last = 10 + (n - 1) * gap
+        assert due_last - 0.5 <= times[-1] <= due_last + 3.0, (k, times[-1], due_last)
 
 
 @pytest.mark.alone
