@@ -92,8 +92,10 @@ def test_a_gateway_log_replayed_at_speed_2_is_the_original_on_half_the_time(serv
     again = {pt: (ts, m, orjson.loads(meta), ot) for ts, m, meta, pt, ot in replayed}
     assert {pt: v[1:] for pt, v in again.items()} == {pt: v[1:] for pt, v in by_size.items()}
     # ... on half the time scale: the arrival curve compressed by the speed (gateway clocks are whole ms)
-    o0, r0 = original[0][0], replayed[0][0]
-    errors = [abs((again[pt][0] - r0) - (by_size[pt][0] - o0) / 2) for pt in by_size]
+    # (up to one shift: the replay's first send may leave a little late, a fresh connection's cost)
+    o0 = original[0][0]
+    shift = statistics.median(again[pt][0] - (by_size[pt][0] - o0) / 2 for pt in by_size)
+    errors = [abs(again[pt][0] - shift - (by_size[pt][0] - o0) / 2) for pt in by_size]
     assert statistics.median(errors) <= 3, errors
     assert max(errors) <= 25, errors
     run = only_run(out)
