@@ -20,6 +20,7 @@ _COMMANDS: dict[str, str] = {
     "report": "loadbench.cli.report_cmd:report",
     "compare": "loadbench.cli.compare_cmd:compare",
     "sweep": "loadbench.cli.sweep_cmd:sweep",
+    "replay": "loadbench.cli.replay_cmd:replay",
     "summarize": "loadbench.cli.summarize_cmd:summarize",
     "worker": "loadbench.cli.worker_cmd:worker",
     "eval": "loadbench.cli.eval_cmd:eval_",

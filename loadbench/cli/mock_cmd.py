@@ -85,6 +85,18 @@ _D = MockSettings()
               "competence for tool-calling requests (docs/eval.md).")
 @click.option("--agent-mistakes", default=_D.agent_mistakes, show_default=True,
               help="With --agent: the mistakes an incompetent trial makes, drawn per trial.")
+@click.option("--prefill-ms-per-token", default=_D.prefill_ms_per_token, show_default=True,
+              type=_float_range("prefill_ms_per_token"),
+              help="Server model: TTFT grows by this per prompt token the prefix cache did not hold (docs/mock.md).")
+@click.option("--prefix-cache-blocks", default=_D.prefix_cache_blocks, show_default=True,
+              type=_int_range("prefix_cache_blocks"),
+              help="Server model: an LRU of this many prompt blocks shared by all requests; hits cost no prefill "
+                   "and are reported in usage.prompt_tokens_details.cached_tokens (0 = no cache).")
+@click.option("--prefix-block-tokens", default=_D.prefix_block_tokens, show_default=True,
+              type=_int_range("prefix_block_tokens"), help="Server model: tokens per prefix-cache block.")
+@click.option("--decode-slowdown", default=_D.decode_slowdown, show_default=True, type=_float_range("decode_slowdown"),
+              help="Server model: ITL x (1 + this x (streams holding a slot - 1)), fixed when a stream gets its "
+                   "slot; --max-concurrency is the batch limit beyond which requests queue.")
 def mock(**options: object) -> int:
     """Run an OpenAI-compatible fake LLM with exact, configurable timing."""
     options["fault"] = options["fault"] or ""

@@ -26,6 +26,7 @@ from loadbench.config.profile import (
     TargetOptions,
 )
 from loadbench.config.scenario import DatasetSpec, LengthDist, MixEntry, Sampling, Scenario
+from loadbench.config.sessions import load_conversations
 from loadbench.config.source import read_yaml
 from loadbench.config.validation import validate
 from loadbench.errors import ConfigError
@@ -99,6 +100,11 @@ def scenario_from_dict(
     updates: dict[str, object] = {}
     if scenario.dataset is not None:
         updates["dataset"] = _load_dataset(scenario.dataset, base)
+    if scenario.sessions is not None and scenario.sessions.dataset is not None:
+        file = Path(scenario.sessions.dataset)
+        file = file if file.is_absolute() else base / file
+        load_conversations(str(file), replay=scenario.sessions.mode == "replay")  # checked before any request
+        updates["sessions"] = scenario.sessions.model_copy(update={"dataset": str(file.resolve())})
     if scenario.mix is not None and any(m.dataset is not None for m in scenario.mix):
         updates["mix"] = [
             m if m.dataset is None else m.model_copy(update={"dataset": _load_dataset(m.dataset, base)})

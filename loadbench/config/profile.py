@@ -5,6 +5,8 @@ Exactly one load mode applies:
 - closed loop, staged:  ``stages: [{duration_s, users, ramp_up_s}]`` (a stage's duration includes its ramp)
 - peak multiples:       ``peak: {users: N}`` (closed) or ``peak: {rps: R}`` (open), see ``Peak``
 - open loop:            ``arrival: {kind, rps | rps_start/rps_end + ramp_up_s, burstiness}``
+- trace replay:         ``arrival: {trace: FILE, speed, sample, format, block_tokens}`` (open loop on the
+                        trace's own timestamps, see ``loadbench.workload.trace``)
 - sweep:                ``sweep: {variable: users|rps, start, step, max, hold_s}``, one step after another
 
 ``duration_s`` with stages/peak/sweep is a hard cap that cuts the plan short. Without it a flat
@@ -20,6 +22,7 @@ be ``{env: NAME}`` and credential-like ones are redacted in every file (``dump_f
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -81,9 +84,47 @@ class Arrival(StrictModel):
     rps_start: float | None = Field(default=None, ge=0)
     rps_end: float | None = Field(default=None, gt=0)
     ramp_up_s: float = Field(default=0.0, ge=0)
+    # trace replay: requests on the trace's timestamps divided by speed, each kept with probability sample
+    trace: str | None = None
+    format: Literal["auto", "mooncake", "azure", "gateway"] = "auto"
+    speed: float = Field(default=1.0, gt=0, le=10_000)
+    sample: float = Field(default=1.0, gt=0, le=1)
+    block_tokens: int = Field(default=512, ge=1)  # tokens per hash_ids block (Mooncake: 512)
+    sample_seed: int = Field(default=0, ge=0)  # which requests sample keeps
+    # Filled from the trace file when the profile is read (what the load plan needs); a value written here
+    # is replaced.
+    trace_requests: int | None = None  # sends after sampling
+    trace_span_s: float | None = None  # from the first send to the last, after speed
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_trace(cls, data: Any) -> Any:
+        """Read and check the trace now, before any request, and keep the facts the plan needs."""
+        if not isinstance(data, dict) or not isinstance(data.get("trace"), str):
+            return data
+        from loadbench.config.trace import load_trace, schedule
+
+        trace = load_trace(data["trace"], str(data.get("format", "auto")))
+        speed, sample, seed = data.get("speed", 1.0), data.get("sample", 1.0), data.get("sample_seed", 0)
+        if not all(isinstance(v, int | float) and v > 0 for v in (speed, sample)) or not isinstance(seed, int):
+            return data  # the field checks below say what is wrong
+        last = count = 0
+        for a in schedule(trace, speed=float(speed), sample=float(sample), seed=seed):
+            last, count = a.offset_ns, count + 1
+        # absolute, so the workers (and a later run from another directory) read the same file
+        return {**data, "trace": str(Path(data["trace"]).resolve()), "format": trace.format, "trace_requests": count,
+                "trace_span_s": last / 1e9}
 
     @model_validator(mode="after")
     def _check(self) -> Arrival:
+        if self.trace is not None:
+            rates = [n for n in ("rps", "rps_start", "rps_end") if getattr(self, n) is not None]
+            if rates or self.ramp_up_s:
+                raise invalid("a trace sets its own arrival times", f"drop {(rates or ['ramp_up_s'])[0]} "
+                              "(use speed: to replay faster)", (rates or ["ramp_up_s"])[0])
+            if self.kind != "poisson" or self.burstiness != 1.0:
+                raise invalid("a trace sets its own arrival times", "drop kind/burstiness", "kind")
+            return self
         if self.rps is not None and self.rps_end is not None:
             raise invalid(
                 "rps and rps_end both set", "use rps (constant) or rps_start/rps_end (ramp)", "rps_end"
@@ -163,6 +204,18 @@ class AbortOn(StrictModel):
     after_requests: int = Field(default=100, ge=1)
 
 
+class StopOnSaturation(StrictModel):
+    """Stop a run (and a sweep) once the target is over-saturated: in-flight requests and TTFT rising
+    together beyond their noise (``loadbench.metrics.saturation``; GuideLLM's defaults)."""
+
+    min_s: float = Field(default=30.0, ge=0)
+    window_s: float = Field(default=120.0, gt=0)
+    moe: float = Field(default=2.0, gt=0)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    min_points: int = Field(default=5, ge=3)
+    min_ttft_ms: float = Field(default=2500.0, ge=0)
+
+
 class FromEnv(StrictModel):
     """A header value read from an environment variable when the run starts (``{env: NAME}``)."""
 
@@ -236,6 +289,7 @@ class Profile(StrictModel):
     sweep: Sweep | None = None
     slo: Slo | None = None
     abort_on: AbortOn | None = None
+    stop_on_saturation: StopOnSaturation | None = None
     stall_ms: float = Field(default=250.0, gt=0)  # a gap between content chunks longer than this is a stall
     thresholds: list[str] = Field(default_factory=list)
     targets: list[TargetConfig] = Field(default_factory=list)
@@ -264,7 +318,9 @@ class Profile(StrictModel):
                     "keep only kind/burstiness under arrival",
                     "arrival",
                 )
-            if not open_driver and self.arrival.target_rps is None:
+            if open_driver and self.arrival.trace is not None:
+                raise invalid("a trace cannot be combined with peak or sweep", "drop one of them", "arrival")
+            if not open_driver and self.arrival.target_rps is None and self.arrival.trace is None:
                 raise invalid(
                     "arrival needs a rate", "add `rps:` (or rps_start/rps_end with ramp_up_s)", "arrival"
                 )
@@ -326,6 +382,13 @@ class Profile(StrictModel):
         for name, value in (("duration_s", duration_s), ("stream", stream), ("timeout_s", timeout_s)):
             if value is not None:
                 data[name] = value
+        return validate(Profile, data, source)
+
+    def with_arrival(self, arrival: dict[str, Any], source: str) -> Profile:
+        """A validated copy whose load is this open-loop ``arrival`` block (``loadbench replay``'s trace):
+        any stages/peak/sweep plan and closed-loop users give way to it."""
+        data = self.model_dump(mode="python")
+        data.update(stages=None, peak=None, sweep=None, targets=[], arrival=arrival)
         return validate(Profile, data, source)
 
     def dump_for_record(self) -> dict[str, Any]:

@@ -86,6 +86,27 @@ def fixed(value: int) -> LengthDist:
     return LengthDist(kind="fixed", value=value)
 
 
+class Sessions(StrictModel):
+    """Multi-turn sessions (``loadbench.config.sessions``): synthetic turns, or conversations from a dataset."""
+
+    turns: LengthDist = Field(default_factory=lambda: fixed(5))
+    user_tokens: LengthDist = Field(default_factory=lambda: fixed(64))
+    think_ms: LengthDist | None = None
+    dataset: str | None = None
+    mode: Literal["live", "replay"] = "live"
+    session_header: str | None = "X-Session-Id"
+
+    @model_validator(mode="after")
+    def _check(self) -> Sessions:
+        if self.mode == "replay" and self.dataset is None:
+            raise invalid("replay mode sends recorded answers, and synthetic sessions have none",
+                          "name a conversation `dataset:` or use mode: live", "mode")
+        if self.session_header is not None and not self.session_header.strip():
+            raise invalid("session_header is empty", "name a header (e.g. X-Session-Id) or write null",
+                          "session_header")
+        return self
+
+
 class DatasetSpec(StrictModel):
     """A JSONL file of ``{"messages": [...]}`` or ``{"prompt": "..."}`` lines, optional ``max_tokens``."""
 
@@ -141,9 +162,16 @@ class Scenario(StrictModel):
     mix: list[MixEntry] | None = None
     sampling: Sampling = Field(default_factory=Sampling)
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    sessions: Sessions | None = None  # multi-turn: each user (or arrival) runs whole sessions
 
     @model_validator(mode="after")
     def _check(self) -> Scenario:
+        if self.sessions is not None and (self.mix is not None or self.dataset is not None):
+            raise invalid("sessions cannot be combined with mix or dataset",
+                          "name the conversations under sessions.dataset", field="sessions")
+        if self.sessions is not None and self.api != "chat":
+            raise invalid("sessions need the chat API (a conversation is a list of messages)", "api: chat",
+                          field="api")
         reserved = sorted(_RESERVED_BODY_KEYS.intersection(self.extra_body))
         if reserved:
             raise invalid(

@@ -270,6 +270,87 @@ class Generator:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnResult:
+    """Multi-turn sessions: the requests of one turn index (1 = every session's first), successful ones' figures."""
+
+    turn: int
+    requests: int
+    ok: int
+    ttft_p50_ms: float | None
+    ttft_p99_ms: float | None
+    itl_mean_ms: float | None  # the mean of the requests' mean gaps between content chunks
+    prompt_tokens_mean: float | None
+    cached_tokens_mean: float | None  # None: the target reported no cache figure
+
+    def to_json(self) -> dict[str, Any]:
+        return {"turn": self.turn, "requests": self.requests, "ok": self.ok,
+                "ttft_ms": {"p50": self.ttft_p50_ms, "p99": self.ttft_p99_ms}, "itl_mean_ms": self.itl_mean_ms,
+                "prompt_tokens_mean": self.prompt_tokens_mean, "cached_tokens_mean": self.cached_tokens_mean}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TurnResult:
+        ttft = obj.get("ttft_ms") or {}
+        return cls(int(obj["turn"]), int(obj["requests"]), int(obj["ok"]), _opt_float(ttft.get("p50")),
+                   _opt_float(ttft.get("p99")), _opt_float(obj.get("itl_mean_ms")),
+                   _opt_float(obj.get("prompt_tokens_mean")), _opt_float(obj.get("cached_tokens_mean")))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    """Multi-turn sessions of the measure window (by their first turn's intended start)."""
+
+    started: int
+    completed: int  # every planned turn answered
+    turns_completed_mean: float | None
+    duration_mean_s: float | None  # first turn's intended start to the last answered turn's end
+    turns: tuple[TurnResult, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"started": self.started, "completed": self.completed,
+                "turns_completed_mean": self.turns_completed_mean, "duration_mean_s": self.duration_mean_s,
+                "turns": [t.to_json() for t in self.turns]}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any] | None) -> SessionStats | None:
+        if not obj:
+            return None
+        return cls(int(obj["started"]), int(obj["completed"]), _opt_float(obj.get("turns_completed_mean")),
+                   _opt_float(obj.get("duration_mean_s")),
+                   tuple(TurnResult.from_json(t) for t in obj.get("turns") or ()))
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """How faithfully a trace was replayed: each send's lag behind its scheduled time (the ``queue``
+    of every sent request, all phases), and sends against the schedule (docs/replay.md)."""
+
+    trace: str  # the file's name
+    format: str
+    speed: float
+    sample: float
+    scheduled: int  # sends the trace asked for (after sampling and max_requests)
+    sent: int
+    dropped: int
+    send_lag_p50_ms: float | None
+    send_lag_p99_ms: float | None
+    send_lag_max_ms: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trace": self.trace, "format": self.format, "speed": self.speed, "sample": self.sample,
+                "scheduled": self.scheduled, "sent": self.sent, "dropped": self.dropped,
+                "send_lag_ms": {"p50": self.send_lag_p50_ms, "p99": self.send_lag_p99_ms, "max": self.send_lag_max_ms}}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any] | None) -> Replay | None:
+        if not obj:
+            return None
+        lag = obj.get("send_lag_ms") or {}
+        return cls(str(obj["trace"]), str(obj["format"]), float(obj["speed"]), float(obj["sample"]),
+                   int(obj["scheduled"]), int(obj["sent"]), int(obj["dropped"]), _opt_float(lag.get("p50")),
+                   _opt_float(lag.get("p99")), _opt_float(lag.get("max")))
+
+
+@dataclass(frozen=True, slots=True)
 class Stalls:
     """Stream stalls: gaps between content chunks longer than ``limit_ms`` (docs/results-format.md)."""
 
@@ -427,6 +508,8 @@ class Summary:
     stalls: Stalls | None = None
     warnings: tuple[str, ...] = ()
     interrupted: bool = False
+    replay: Replay | None = None  # a trace replay's fidelity
+    sessions: SessionStats | None = None  # multi-turn sessions, by turn index
 
     def latency(self, metric: str) -> LatencyStats:
         return self.metrics.get(metric, EMPTY_STATS)
@@ -442,6 +525,8 @@ class Summary:
             "generator": self.generator.to_json(), "stages": [s.to_json() for s in self.stages],
             "stalls": None if self.stalls is None else self.stalls.to_json(),
             "warnings": list(self.warnings), "interrupted": self.interrupted,
+            "replay": None if self.replay is None else self.replay.to_json(),
+            "sessions": None if self.sessions is None else self.sessions.to_json(),
         }
 
     @classmethod
@@ -464,5 +549,6 @@ class Summary:
                         for d, vals in (obj.get("breakdowns") or {}).items()},
             stages=tuple(StageResult.from_json(s) for s in obj.get("stages") or ()),
             stalls=Stalls.from_json(obj.get("stalls")), warnings=tuple(obj.get("warnings") or ()),
-            interrupted=bool(obj.get("interrupted")),
+            interrupted=bool(obj.get("interrupted")), replay=Replay.from_json(obj.get("replay")),
+            sessions=SessionStats.from_json(obj.get("sessions")),
         )

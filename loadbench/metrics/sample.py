@@ -36,6 +36,7 @@ class Sample:
     itl_max_us: int | None = None
     stalls: int | None = None  # gaps between content chunks over the profile's stall_ms (None: not counted)
     prompt_tokens: int | None = None
+    cached_tokens: int | None = None  # of prompt_tokens, the target's prefix-cache hits as its usage reported
     output_tokens: int | None = None
     tokens_source: str = "usage"
     prompt_tokens_requested: int | None = None
@@ -44,6 +45,9 @@ class Sample:
     cache: str | None = None
     backoff_us: int | None = None  # the user's wait after this answer (429/5xx backoff), before its next request
     metadata: dict[str, str] = field(default_factory=dict)
+    session: str | None = None  # multi-turn: the session's id
+    turn: int | None = None  # multi-turn: 1 for the session's first request
+    session_turns: int | None = None  # multi-turn: the turns the session was to have
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises (slotted) dataclasses natively, in field order

@@ -10,6 +10,7 @@ arrivals and the stages all come from the load plan recorded when the run starte
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,9 @@ from loadbench.metrics.records import (
     Generator,
     LatencyStats,
     Load,
+    Replay,
     Requests,
+    SessionStats,
     SloResult,
     StageResult,
     Stalls,
@@ -35,6 +38,7 @@ from loadbench.metrics.records import (
     SummaryTarget,
     Throughput,
     Tokens,
+    TurnResult,
     Window,
 )
 from loadbench.metrics.sample import Sample
@@ -44,6 +48,17 @@ from loadbench.units import ns_to_s, us_to_ms, us_to_s
 
 _SAMPLE_FIELDS = {"ttft": "ttft_us", "tpot": "tpot_us", "e2e": "e2e_us", "queue": "queue_us",
                   "service_ttft": "service_ttft_us"}
+
+
+@dataclass(frozen=True, slots=True)
+class TracePlan:
+    """What the replay fidelity needs of a trace plan."""
+
+    name: str
+    format: str
+    speed: float
+    sample: float
+    scheduled: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +72,7 @@ class PlanFacts:
     cooldown_s: float
     stages: tuple[tuple[str, float, float], ...]  # (label, start_s, end_s) on the run clock
     offered_arrivals: Callable[[float, float], float]  # planned arrivals between two run-clock times
+    trace: TracePlan | None = None  # a trace replay
 
 
 class TimedHistogram(Protocol):
@@ -322,6 +338,62 @@ def _token_warnings(ok: Sequence[Sample], token_source: str) -> list[str]:
 WORKERS_LOST = "worker(s) lost during the run"  # the warning's start; report.validity looks for it
 
 
+def _rank_ms(sorted_us: Sequence[int], q: float) -> float | None:
+    """The nearest-rank ``q`` quantile of sorted microseconds, in ms (None when empty)."""
+    if not sorted_us:
+        return None
+    return round(us_to_ms(sorted_us[min(len(sorted_us) - 1, math.ceil(q * len(sorted_us)) - 1)]), 3)
+
+
+def _replay(trace: TracePlan, samples: Sequence[Sample]) -> Replay:
+    lags = sorted(s.queue_us for s in samples if s.queue_us is not None)
+    return Replay(trace=trace.name, format=trace.format, speed=trace.speed, sample=trace.sample,
+                  scheduled=trace.scheduled, sent=len(lags), dropped=sum(s.outcome == "dropped" for s in samples),
+                  send_lag_p50_ms=_rank_ms(lags, 0.50), send_lag_p99_ms=_rank_ms(lags, 0.99),
+                  send_lag_max_ms=_rank_ms(lags, 1.0))
+
+
+def _sessions(samples: Sequence[Sample]) -> SessionStats | None:
+    """Per turn index and per session, for the sessions whose first turn is in the measure window."""
+    by_session: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        if s.session is not None and s.turn is not None:
+            by_session[s.session].append(s)
+    measured = {k: v for k, v in by_session.items() if min(v, key=lambda s: s.turn or 0).phase == "measure"}
+    if not measured:
+        return None
+    by_turn: dict[int, list[Sample]] = defaultdict(list)
+    done: list[int] = []
+    durations: list[float] = []
+    completed = 0
+    for turns in measured.values():
+        ok = [s for s in turns if s.outcome == "ok"]
+        done.append(len(ok))
+        planned = turns[0].session_turns
+        completed += planned is not None and len(ok) == planned
+        for s in turns:
+            by_turn[s.turn or 0].append(s)
+        if ok:
+            start = min(s.intended_unix_ns for s in turns)
+            end = max(s.intended_unix_ns + (s.e2e_us or 0) * 1000 for s in ok)
+            durations.append((end - start) / 1e9)
+    rows = []
+    for turn in sorted(by_turn):
+        ok = [s for s in by_turn[turn] if s.outcome == "ok"]
+        ttft = sorted(s.ttft_us for s in ok if s.ttft_us is not None)
+        itl = [s.itl_mean_us for s in ok if s.itl_mean_us is not None]
+        cached = [s.cached_tokens for s in ok if s.cached_tokens is not None]
+        rows.append(TurnResult(
+            turn=turn, requests=len(by_turn[turn]), ok=len(ok), ttft_p50_ms=_rank_ms(ttft, 0.5),
+            ttft_p99_ms=_rank_ms(ttft, 0.99), itl_mean_ms=round(us_to_ms(sum(itl) / len(itl)), 3) if itl else None,
+            prompt_tokens_mean=_mean([s.prompt_tokens for s in ok if s.prompt_tokens is not None]),
+            cached_tokens_mean=_mean(cached) if cached else None))
+    return SessionStats(started=len(measured), completed=completed,
+                        turns_completed_mean=round(sum(done) / len(done), 3),
+                        duration_mean_s=round(sum(durations) / len(durations), 3) if durations else None,
+                        turns=tuple(rows))
+
+
 def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram], plan: PlanFacts,
               window: RunWindow, facts: RunFacts, timeline: Sequence[TimelineRow] = ()) -> Summary:
     """The summary of one run folder's records (see the module docstring)."""
@@ -422,4 +494,5 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
                                                    if isinstance(s.output_tokens_requested, int)])),
         metrics=metrics, generator=generator, slo=_judge(facts.slo, metrics, requests, stalls),
         breakdowns=_breakdowns(hists, ok, facts.stall_ms), stages=stages, stalls=stalls, warnings=tuple(warnings),
-        interrupted=facts.interrupted)
+        interrupted=facts.interrupted, replay=None if plan.trace is None else _replay(plan.trace, samples),
+        sessions=_sessions(samples))

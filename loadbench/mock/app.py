@@ -41,6 +41,7 @@ from loadbench.mock.gate import FifoGate
 from loadbench.mock.pacer import PacedStream, Pacer
 from loadbench.mock.request import GenerationRequest, parse_embedding_inputs, parse_generation
 from loadbench.mock.schedule import ChunkSchedule, chunk_count, last_offset_s
+from loadbench.mock.servermodel import ServerModel, prompt_words, server_model
 from loadbench.mock.settings import MockSettings, live_view, with_updates
 from loadbench.mock.stats import MockStats
 from loadbench.mock.tokens import count_words, token_text
@@ -93,6 +94,7 @@ class MockServer:
         self._next_id = 0
         self._pacer: Pacer | None = None  # made on the first stream, inside the running loop
         self._answerer = Answerer.from_settings(settings)
+        self.model: ServerModel | None = server_model(settings)  # None: no term of servermodel is on
 
     def _get_pacer(self, loop: asyncio.AbstractEventLoop) -> Pacer:
         if self._pacer is None:
@@ -123,7 +125,8 @@ class MockServer:
         stats = self.stats
         stats.requests += 1
         try:
-            g = parse_generation(orjson.loads(await request.read()), chat=chat,
+            body = orjson.loads(await request.read())
+            g = parse_generation(body, chat=chat,
                                  default_model=s.model, default_output_tokens=s.output_tokens,
                                  max_output_tokens=s.max_output_tokens)
             ttft_s = _header_ms(request, "X-Mock-TTFT-Ms", s.ttft_ms / 1000.0)
@@ -144,14 +147,20 @@ class MockServer:
             return await self._answerer.respond(request, g, chat=chat, response_id=f"ans-{self._next_id:x}",
                                                 ttft_s=ttft_s, itl_s=itl_s, stats=stats)
         stats.count(200)
+        cached_tokens: int | None = None
+        if self.model is not None:
+            words = prompt_words(body, chat=chat) if self.model.cache is not None else None
+            admission = self.model.arrive(words, g.prompt_tokens)
+            ttft_s += admission.prefill_s
+            cached_tokens = admission.cached_tokens if self.model.cache is not None else None
         self._next_id += 1
         response_id = ("chatcmpl-" if chat else "cmpl-") + self._id_prefix + f"{self._next_id:x}"
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
             if g.stream:
-                return await self._stream(request, loop, t0, s, g, chat, response_id, ttft_s, itl_s)
-            return await self._whole(loop, t0, s, g, chat, response_id, ttft_s, itl_s)
+                return await self._stream(request, loop, t0, s, g, chat, response_id, ttft_s, itl_s, cached_tokens)
+            return await self._whole(loop, t0, s, g, chat, response_id, ttft_s, itl_s, cached_tokens)
         finally:
             stats.in_flight -= 1
 
@@ -177,17 +186,25 @@ class MockServer:
         await self.gate.wait()
         return time.monotonic()
 
+    def _decode_itl_s(self, itl_s: float) -> float:
+        """The request got its slot: its content gap (the server model's decode slowdown)."""
+        return itl_s if self.model is None else self.model.start(itl_s)
+
+    def _release(self) -> None:
+        self.gate.release()
+        if self.model is not None:
+            self.model.end()
+
     async def _stream(self, request: web.Request, loop: asyncio.AbstractEventLoop, t0: float,
                       s: MockSettings, g: GenerationRequest, chat: bool, response_id: str,
-                      ttft_s: float, itl_s: float) -> web.StreamResponse:
+                      ttft_s: float, itl_s: float, cached_tokens: int | None) -> web.StreamResponse:
         n_tokens = g.output_tokens
         per = s.tokens_per_chunk
         n_chunks = chunk_count(n_tokens, per)
         tpl = bodies.stream_template(
             chat=chat, response_id=response_id, created=int(time.time()), model=g.model,
             prompt_tokens=g.prompt_tokens, completion_tokens=n_tokens,
-            include_usage=g.include_usage and not s.no_usage)
-        offsets = ChunkSchedule(ttft_s, itl_s, s.jitter_ms / 1000.0, n_chunks, self._jitter_rng)
+            include_usage=g.include_usage and not s.no_usage, cached_tokens=cached_tokens)
         resp = _SseResponse(headers=_SSE_HEADERS)
         try:
             await resp.prepare(request)
@@ -196,6 +213,7 @@ class MockServer:
             self.stats.disconnects += 1
             return resp
         start = await self._admit(loop, t0)
+        offsets = ChunkSchedule(ttft_s, self._decode_itl_s(itl_s), s.jitter_ms / 1000.0, n_chunks, self._jitter_rng)
         ended: asyncio.Future[bool] = loop.create_future()
 
         def on_end(disconnected: bool) -> None:
@@ -204,7 +222,7 @@ class MockServer:
 
         transport = request.transport
         if transport is None or transport.is_closing():
-            self.gate.release()
+            self._release()
             self.stats.disconnects += 1
             return resp
         paced = PacedStream(
@@ -224,7 +242,7 @@ class MockServer:
             raise
         finally:
             pacer.remove(paced)  # a no-op unless this handler was cancelled
-            self.gate.release()
+            self._release()
         try:
             await resp.write_eof()
         except ConnectionResetError:
@@ -233,23 +251,23 @@ class MockServer:
 
     async def _whole(self, loop: asyncio.AbstractEventLoop, t0: float, s: MockSettings,
                      g: GenerationRequest, chat: bool, response_id: str, ttft_s: float,
-                     itl_s: float) -> web.Response:
+                     itl_s: float, cached_tokens: int | None) -> web.Response:
         n_tokens = g.output_tokens
         n_chunks = chunk_count(n_tokens, s.tokens_per_chunk)
-        offset = last_offset_s(ttft_s, itl_s, n_chunks)
-        if s.jitter_ms > 0:
-            offset = max(0.0, offset + self._jitter_rng.uniform(-s.jitter_ms, s.jitter_ms) / 1000.0)
         body = bodies.completion_body(
             chat=chat, response_id=response_id, created=int(time.time()), model=g.model,
             text=token_text(0, n_tokens), prompt_tokens=g.prompt_tokens,
-            completion_tokens=n_tokens, with_usage=not s.no_usage)
+            completion_tokens=n_tokens, with_usage=not s.no_usage, cached_tokens=cached_tokens)
         start = await self._admit(loop, t0)
+        offset = last_offset_s(ttft_s, self._decode_itl_s(itl_s), n_chunks)
+        if s.jitter_ms > 0:
+            offset = max(0.0, offset + self._jitter_rng.uniform(-s.jitter_ms, s.jitter_ms) / 1000.0)
         try:
             delay = start + offset - time.monotonic()
             if delay > 0:  # whole ms, rounded up: uvloop rounds to the nearest ms
                 await asyncio.sleep(math.ceil(delay * 1000.0) / 1000.0)
         finally:
-            self.gate.release()
+            self._release()
         return _json(body)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:

@@ -28,9 +28,13 @@ def sse(obj: object) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> dict[str, Any]:
+    """OpenAI's usage object; ``cached_tokens`` (the server model's prefix-cache hits) when given."""
+    out: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                           "total_tokens": prompt_tokens + completion_tokens}
+    if cached_tokens is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    return out
 
 
 @dataclass(slots=True)
@@ -61,7 +65,8 @@ def content_chunk_object(*, chat: bool, response_id: str, created: int, model: s
 
 
 def stream_template(*, chat: bool, response_id: str, created: int, model: str,
-                    prompt_tokens: int, completion_tokens: int, include_usage: bool) -> StreamTemplate:
+                    prompt_tokens: int, completion_tokens: int, include_usage: bool,
+                    cached_tokens: int | None = None) -> StreamTemplate:
     obj = "chat.completion.chunk" if chat else "text_completion"
     head = _header(response_id, obj, created, model)
     encoded = sse(content_chunk_object(chat=chat, response_id=response_id, created=created,
@@ -76,13 +81,14 @@ def stream_template(*, chat: bool, response_id: str, created: int, model: str,
         last_choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": "length"}
     tail = sse({**head, "choices": [last_choice]})
     if include_usage:
-        tail += sse({**head, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
+        tail += sse({**head, "choices": [], "usage": usage(prompt_tokens, completion_tokens, cached_tokens)})
     return StreamTemplate(first=sse({**head, "choices": [first_choice]}), prefix=prefix,
                           suffix=suffix, tail=tail + DONE)
 
 
 def completion_body(*, chat: bool, response_id: str, created: int, model: str, text: str,
-                    prompt_tokens: int, completion_tokens: int, with_usage: bool) -> bytes:
+                    prompt_tokens: int, completion_tokens: int, with_usage: bool,
+                    cached_tokens: int | None = None) -> bytes:
     if chat:
         choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
                                   "finish_reason": "length"}
@@ -91,7 +97,7 @@ def completion_body(*, chat: bool, response_id: str, created: int, model: str, t
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "length"}
         body = {**_header(response_id, "text_completion", created, model), "choices": [choice]}
     if with_usage:
-        body["usage"] = usage(prompt_tokens, completion_tokens)
+        body["usage"] = usage(prompt_tokens, completion_tokens, cached_tokens)
     return orjson.dumps(body)
 
 

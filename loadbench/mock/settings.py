@@ -54,6 +54,11 @@ class MockSettings:
     # The mock as an agent of known competence (agent.py): tasks to play, "" = off; competence = accuracy.
     agent: str = ""
     agent_mistakes: str = "wrong_tool,wrong_argument,stop_early,malformed"
+    # The server model (servermodel.py, docs/mock.md); 0 = that term off.
+    prefill_ms_per_token: float = 0.0  # TTFT grows by this per prompt token the prefix cache missed
+    prefix_cache_blocks: int = 0  # LRU capacity in blocks, shared by the process's requests
+    prefix_block_tokens: int = 16  # tokens per cached block
+    decode_slowdown: float = 0.0  # ITL x (1 + this x (streams decoding - 1))
 
 
 # field -> (type, minimum, maximum or None)
@@ -79,6 +84,10 @@ _LIMITS: dict[str, tuple[type, float, float | None]] = {
     "fault_rate": (float, 0.0, 1.0),
     "fault_hold_s": (float, 0.0, 3600.0),
     "fault_retry_after_s": (int, 0, 3600),
+    "prefill_ms_per_token": (float, 0.0, 60_000.0),
+    "prefix_cache_blocks": (int, 0, 100_000_000),
+    "prefix_block_tokens": (int, 1, 1_000_000),
+    "decode_slowdown": (float, 0.0, 1000.0),
 }
 
 LIVE_FIELDS: frozenset[str] = frozenset(

@@ -10,7 +10,8 @@ One small builder per load mode, each a pure function of plain values:
 - ``peak_multiple``: warm-up, peak, multiplier x peak, recovery (closed in users, open in rps);
 - ``open_arrival``:  open loop, one rate or a linear ramp from ``rps_start`` to the rate;
 - ``sweep_steps``:   one level per step, held ``hold_s`` each (a whole sweep run by ``loadbench run``);
-- ``sweep_step``:    one step of ``loadbench sweep`` on its own (a flat plan in users or rps).
+- ``sweep_step``:    one step of ``loadbench sweep`` on its own (a flat plan in users or rps);
+- ``trace_replay``:  open loop on a trace's own timestamps (``TraceRef``; the workers read the trace).
 
 ``from_profile_dict`` picks the builder from a profile's stored fields, read leniently (no schema
 re-validation), so an old run folder's manifest gives the plan it ran with.
@@ -112,6 +113,24 @@ def _arrival_kind(value: object) -> ArrivalKind:
 
 
 @dataclass(frozen=True, slots=True)
+class TraceRef:
+    """A trace replay: which file, read how, scaled and sampled how (``config.trace``). Its one rate
+    segment holds the trace's mean rate, so ``offered_arrivals`` over the whole run is the send count."""
+
+    path: str
+    format: str
+    speed: float
+    sample: float
+    sample_seed: int
+    block_tokens: int
+    requests: int  # sends after sampling
+    span_s: float  # from the first send to the last
+
+
+TRACE_TAIL_S = 1.0  # the plan runs this long past the last send, so the scheduler reaches it
+
+
+@dataclass(frozen=True, slots=True)
 class LoadPlan:
     mode: Mode
     stages: tuple[PlanStage, ...]  # closed loop (empty when open)
@@ -123,6 +142,7 @@ class LoadPlan:
     max_in_flight: int | None = None  # open loop: request slots
     arrival_kind: ArrivalKind = "poisson"  # open loop
     burstiness: float = 1.0
+    trace: TraceRef | None = None  # open loop: send on this trace's timestamps instead
 
     # ---- the one phase rule and the one measurement window ----
 
@@ -208,6 +228,7 @@ class LoadPlan:
             max_in_flight=obj.get("max_in_flight"),
             arrival_kind=_arrival_kind(obj.get("arrival_kind")),
             burstiness=float(obj.get("burstiness") or 1.0),
+            trace=TraceRef(**obj["trace"]) if obj.get("trace") else None,
         )
 
     @classmethod
@@ -369,6 +390,15 @@ def open_arrival(rps: float, frame: Frame, rps_start: float | None = None, ramp_
     return _open_plan(pieces, frame)
 
 
+def trace_replay(trace: TraceRef, frame: Frame) -> LoadPlan:
+    """The trace's sends, then ``TRACE_TAIL_S``; ``duration_s`` cuts it, ``max_requests`` caps the sends."""
+    total = trace.span_s + TRACE_TAIL_S
+    sends = trace.requests if frame.max_requests is None else min(trace.requests, frame.max_requests)
+    plan = _open_plan([(total, sends / total, sends / total, "trace")], frame)
+    return LoadPlan("open", (), plan.segments, plan.total_s, frame.warmup_s, frame.cooldown_s, frame.max_requests,
+                    frame.max_in_flight, "constant", 1.0, trace)
+
+
 def sweep_steps(variable: str, values: Sequence[float], hold_s: float, frame: Frame,
                 ramp_up_s: float = 0.0) -> LoadPlan:
     """A whole sweep in one run: each value held hold_s; rps steps switch at once, the first users
@@ -423,6 +453,13 @@ def from_profile_dict(profile: Mapping[str, Any]) -> LoadPlan:
     if profile.get("stages"):
         return staged([(float(s["duration_s"]), int(s["users"]), float(s.get("ramp_up_s") or 0.0))
                        for s in profile["stages"]], frame)
+    if arrival.get("trace"):
+        return trace_replay(TraceRef(
+            path=str(arrival["trace"]), format=str(arrival.get("format") or "auto"),
+            speed=float(arrival.get("speed") or 1.0), sample=float(arrival.get("sample") or 1.0),
+            sample_seed=int(arrival.get("sample_seed") or 0), block_tokens=int(arrival.get("block_tokens") or 512),
+            requests=int(arrival.get("trace_requests") or 0), span_s=float(arrival.get("trace_span_s") or 0.0)),
+            frame)
     if arrival:
         rps = arrival.get("rps_end") if arrival.get("rps_end") is not None else arrival.get("rps")
         return open_arrival(float(rps or 0.0), frame, arrival.get("rps_start"),

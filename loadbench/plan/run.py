@@ -58,6 +58,19 @@ class AbortRule:
 
 
 @dataclass(frozen=True, slots=True)
+class SaturationRule:
+    """The profile's ``stop_on_saturation``: when to call the target over-saturated and stop the run
+    (the test itself: ``metrics.saturation``). Defaults are GuideLLM's."""
+
+    min_s: float = 30.0  # no verdict before the run is this old
+    window_s: float = 120.0  # points older than this are dropped
+    moe: float = 2.0  # the largest relative margin of error of a rising slope
+    confidence: float = 0.95
+    min_points: int = 5
+    min_ttft_ms: float = 2500.0  # half the window's TTFTs must exceed this
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileSettings:
     """The profile's fields that the master and the workers act on (the rest stays with the CLI)."""
 
@@ -66,6 +79,7 @@ class ProfileSettings:
     stall_ms: float  # a gap between content chunks longer than this is a stall
     late: Literal["drop", "send"]  # open loop: an arrival with every user busy
     abort_on: AbortRule | None = None
+    stop_on_saturation: SaturationRule | None = None
 
     @classmethod
     def from_profile(cls, profile: DumpsFields) -> ProfileSettings:
@@ -77,11 +91,13 @@ class ProfileSettings:
         """From a profile's JSON: a validated profile's, or a version-1 plan's stored one. The
         defaults are the profile's own, for fields a profile written before them lacks."""
         rule = profile.get("abort_on")
+        saturation = profile.get("stop_on_saturation")
         return cls(stream=bool(profile.get("stream", True)), timeout_s=float(profile.get("timeout_s", 600.0)),
                    stall_ms=float(profile.get("stall_ms", 250.0)),
                    late="send" if profile.get("late") == "send" else "drop",
                    abort_on=AbortRule(float(rule["error_rate"]), int(rule.get("after_requests", 100)))
-                   if rule else None)
+                   if rule else None,
+                   stop_on_saturation=SaturationRule(**saturation) if saturation else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +163,10 @@ class RunPlan:
                               "run it with the loadbench version that wrote it")
         settings = dict(obj["settings"])
         rule = settings.pop("abort_on", None)
+        saturation = settings.pop("stop_on_saturation", None)
         return cls(run_id=str(obj["run_id"]), target=TargetSpec(**obj["target"]), load=LoadPlan.from_json(obj["load"]),
-                   settings=ProfileSettings(**settings, abort_on=AbortRule(**rule) if rule else None),
+                   settings=ProfileSettings(**settings, abort_on=AbortRule(**rule) if rule else None,
+                                            stop_on_saturation=SaturationRule(**saturation) if saturation else None),
                    workload=Workload.from_json(obj["workload"]), seed=int(obj["seed"]),
                    interval_s=float(obj["interval_s"]), workers=int(obj["workers"]),
                    start_unix_ns=int(obj.get("start_unix_ns") or 0))

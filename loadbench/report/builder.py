@@ -14,6 +14,7 @@ from loadbench.report import plots
 from loadbench.report.definitions import DEFINITIONS, EXCLUSIONS
 from loadbench.report.document import Bullets, Document, Heading, Image, Para, Table, to_html, to_markdown
 from loadbench.report.intervals import interval_rows, write_intervals_csv
+from loadbench.report.replay import replay_curves
 from loadbench.report.runfolder import RunFolder, folder_kind, load_run, sub_runs
 from loadbench.report.stats import FRACTION_FIGURES, Figure
 from loadbench.report.sweep import capacity_text, load_sweep, sweep_rows, sweep_statistics
@@ -24,13 +25,16 @@ from loadbench.report.tables import (
     generator_line,
     latency_cell,
     latency_table,
+    replay_line,
     requests_line,
+    sessions_line,
     slo_headline,
     slo_mark,
     slo_rows,
     slo_text,
     stage_table,
     stalls_line,
+    turn_table,
 )
 from loadbench.report.validity import check_valid
 
@@ -102,8 +106,7 @@ def _overview(s: Summary) -> list[str]:
         f"(requested {fmt(t.prompt_requested_mean)}), output mean {fmt(t.output_mean)} "
         f"(requested {fmt(t.output_requested_mean)})",
     ]
-    stalls = stalls_line(s)
-    return [*items, stalls] if stalls else items
+    return [*items, *(line for line in (stalls_line(s), replay_line(s)) if line)]
 
 
 def _latency_block(s: Summary) -> Table:
@@ -134,6 +137,15 @@ def _stage_blocks(s: Summary) -> list[Heading | Para | Table]:
         return []
     return [Heading("Per stage (by each request's intended start; latencies in ms)"), Table(*stage_table(s.stages)),
             Para("A warm-up stage is shown for reference; the headline figures exclude it.")]
+
+
+def _session_blocks(s: Summary) -> list[Heading | Para | Table]:
+    if s.sessions is None:
+        return []
+    return [Heading("Sessions by turn (latencies in ms; tokens are means)"), Para(sessions_line(s) or ""),
+            Table(*turn_table(s)),
+            Para("Turn k sends the whole conversation so far: prompt tokens grow turn by turn; cached tokens are "
+                 "what the target reported reading from its prefix cache.")]
 
 
 def _definitions_blocks() -> list[Heading | Bullets | Para]:
@@ -177,6 +189,12 @@ def _run_report(run: RunFolder, plot_dir: Path) -> tuple[Document, dict[str, Any
                                  f"Percentile spectrum: {run.name}"),
               plots.plot_over_time(rows, plot_dir / "over_time.png", f"Over time: {run.name}",
                                    run.load_plan())]
+    if s.sessions is not None and s.sessions.turns:
+        images.append(plots.plot_turns(s.sessions, plot_dir / "turns.png", f"Sessions by turn: {run.name}"))
+    plan = run.load_plan()
+    curves = replay_curves(run.path, plan) if plan is not None else None
+    if curves is not None:
+        images.append(plots.plot_replay(curves, plot_dir / "replay.png", f"Trace replay: {run.name}"))
     if target_tags:
         by_target = s.breakdowns.get("target", {})
         stats = {m: {t: by_target[t].latency(m) if t in by_target else EMPTY_STATS for t in target_tags}
@@ -187,7 +205,7 @@ def _run_report(run: RunFolder, plot_dir: Path) -> tuple[Document, dict[str, Any
     doc = Document(f"loadbench report: {run.name}")
     doc.add(Heading("Run"), Bullets(_overview(s)), *_slo_blocks(s), Heading("Warnings"), Bullets(_warnings(s)),
             Heading("Latency (measure window, successful requests)"), _latency_block(s), *_generator_para(s),
-            *_stage_blocks(s), *_breakdown_blocks(s), Heading("Plots"))
+            *_stage_blocks(s), *_session_blocks(s), *_breakdown_blocks(s), Heading("Plots"))
     doc.add(*[Image(p, _ALT[p.stem]) for p in images])
     doc.add(*_definitions_blocks(), Heading("Files"),
             Bullets(["intervals.csv: per-interval counts and P50/P90/P99 of TTFT, ITL, TPOT, E2E",
@@ -203,6 +221,8 @@ _ALT = {
     "percentile_spectrum": "Percentile spectrum (latency against percentile, HDR axis) per metric",
     "over_time": "P50/P90/P99 of TTFT and ITL per interval, with requests/s, errors and load",
     "targets_bars": "P50 / P95 / P99 per target",
+    "turns": "Multi-turn sessions by turn index: TTFT P50/P99, prompt and cached prompt tokens",
+    "replay": "A trace replay's arrivals: the trace in its own time, the schedule at the replay's speed, the sends",
     "targets_spectrum": "Percentile spectra of every target, overlaid",
     "sweep": "Latency and goodput against offered load, capacity marked",
     "sweep_spectrum": "Percentile spectra of every sweep step, overlaid",

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loadbench.metrics.records import LatencyStats, stat_key, stat_label
+from loadbench.metrics.records import LatencyStats, SessionStats, stat_key, stat_label
 from loadbench.metrics.slo import SloSpec
 from loadbench.plan.load import LoadPlan
 from loadbench.report.distribution import Dist
 from loadbench.report.intervals import IntervalRow
 
 if TYPE_CHECKING:
+    from loadbench.report.replay import ReplayCurves
     from loadbench.report.sweep import Sweep
 
 if TYPE_CHECKING:
@@ -329,7 +330,7 @@ def sweep_figure(sweep: Sweep, spec: SloSpec | None, judged: Sequence[tuple[str,
                 color="#9467bd", label="goodput (requests/s meeting the SLO)")
     bottom.plot(loads, [math.nan if s.throughput_rps is None else s.throughput_rps for s in steps],
                 linewidth=1.3, marker="o", markersize=4, color="#2ca02c", label="throughput (requests/s)")
-    missed = [s for s in steps if s.slo_met is False]
+    missed = [s for s in steps if s.slo_met is False and not s.over_saturated]
     if missed:
         bottom.scatter([s.load for s in missed], [s.goodput_rps or 0.0 for s in missed],
                        marker="x", color="#d62728", s=60, zorder=5, label="SLO missed")
@@ -346,8 +347,82 @@ def sweep_figure(sweep: Sweep, spec: SloSpec | None, judged: Sequence[tuple[str,
         for ax in (top, bottom):
             ax.axvline(load, color="#d62728", linestyle=":", linewidth=1.2,
                        label=f"capacity: {load:g} {sweep.load_unit}" if ax is bottom else None)
+    knee = next((s for s in steps if s.over_saturated), None)
+    if knee is not None:
+        for ax in (top, bottom):
+            ax.axvspan(knee.load - 0.02 * (max(loads) - min(loads) or 1), max(loads) * 1.02, color="#d62728",
+                       alpha=0.08, label=f"over-saturated from {knee.load:g} {sweep.load_unit} (step stopped early)"
+                       if ax is top else None)
     top.legend(fontsize=8, loc="upper left", ncols=2)
     bottom.legend(fontsize=8, loc="best")  # throughput climbs from the lower left: let the legend move
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    return fig
+
+
+def plot_replay(curves: ReplayCurves, path: Path, title: str) -> Path:
+    return _save(replay_figure(curves, title), path)
+
+
+def replay_figure(curves: ReplayCurves, title: str) -> Figure:
+    """Cumulative arrivals against time: the trace as recorded, the replay's schedule (offered) and its
+    sends; below, each send's lag behind its scheduled time."""
+    fig, axes = _figure(2, 1, 11, 7.5, height_ratios=[2.2, 1])
+    ax = axes[0][0]
+    if curves.original_s:
+        ax.step(curves.original_s, range(1, len(curves.original_s) + 1), where="post", color="#7f7f7f",
+                linestyle="--", linewidth=1.2, label="original trace (its own time)")
+    ax.step(curves.offered_s, range(1, len(curves.offered_s) + 1), where="post", color="#000", linewidth=2.4,
+            label=f"offered: the trace at speed {curves.speed:g}")
+    ax.step(curves.sent_s, range(1, len(curves.sent_s) + 1), where="post", color="#ff7f0e", linewidth=1.2,
+            label="sent")
+    ax.set_ylabel("arrivals so far")
+    ax.set_title("Arrivals: offered (scheduled) against sent", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_xlabel("seconds from the first arrival")
+    lag_ax = axes[1][0]
+    lags_ms = curves.lag_ms
+    if lags_ms:
+        lag_ax.plot([100.0 * (i + 1) / len(lags_ms) for i in range(len(lags_ms))], lags_ms, color="#ff7f0e")
+    lag_ax.set_xlabel("share of sends (%)")
+    lag_ax.set_ylabel("send lag (ms)")
+    lag_ax.set_title("Each send's lag behind its scheduled time, sorted", fontsize=11)
+    lag_ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    return fig
+
+
+def plot_turns(sessions: SessionStats, path: Path, title: str) -> Path:
+    return _save(turns_figure(sessions, title), path)
+
+
+def turns_figure(sessions: SessionStats, title: str) -> Figure:
+    """By turn index: TTFT P50 and P99 above; prompt tokens and the cached part of them below."""
+    fig, axes = _figure(2, 1, 9, 7, sharex=True)
+    turns = [t.turn for t in sessions.turns]
+    ax = axes[0][0]
+    for stat, color in (("p50", _PCT_COLORS["p50"]), ("p99", _PCT_COLORS["p99"])):
+        values = [getattr(t, f"ttft_{stat}_ms") for t in sessions.turns]
+        ax.plot(turns, [math.nan if v is None else v for v in values], marker="o", color=color,
+                label=f"TTFT {stat.upper()}")
+    ax.set_ylabel("ms")
+    ax.set_ylim(bottom=0)
+    ax.set_title("TTFT by turn", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    tok = axes[1][0]
+    prompt = [t.prompt_tokens_mean or 0.0 for t in sessions.turns]
+    cached = [t.cached_tokens_mean or 0.0 for t in sessions.turns]
+    tok.bar(turns, prompt, width=0.6, color="#1f77b4", alpha=0.45, label="prompt tokens (mean)")
+    tok.bar(turns, cached, width=0.6, color="#2ca02c", alpha=0.9, label="of which cached (mean)")
+    tok.set_ylabel("tokens")
+    tok.set_xlabel("turn")
+    tok.set_xticks(turns)
+    tok.set_title("Prompt tokens by turn: the conversation so far, and what the prefix cache held", fontsize=11)
+    tok.grid(alpha=0.3, axis="y")
+    tok.legend(fontsize=8, loc="upper left")
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()
     return fig

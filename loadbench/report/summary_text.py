@@ -13,12 +13,15 @@ from loadbench.report.tables import (
     aligned_table,
     generator_line,
     latency_table,
+    replay_line,
     requests_line,
+    sessions_line,
     slo_headline,
     slo_rows,
     slo_text,
     stage_table,
     stalls_line,
+    turn_table,
 )
 from loadbench.results import run_dir as rd
 from loadbench.results.summary_file import write_summary_json
@@ -31,11 +34,13 @@ def render_console(s: Summary) -> str:
     if gen:
         parts.append(gen)
     parts += ["", requests_line(s)]
-    stalls = stalls_line(s)
-    if stalls:
-        parts.append(stalls)
+    for line in (stalls_line(s), replay_line(s)):
+        if line:
+            parts.append(line)
     if s.stages:
         parts += ["", "per stage (latencies in ms):", aligned_table(*stage_table(s.stages))]
+    if s.sessions is not None:
+        parts += ["", f"{sessions_line(s)}; by turn (ms, tokens are means):", aligned_table(*turn_table(s))]
     if s.slo is not None:
         parts += ["", slo_headline(s.slo), aligned_table(*slo_rows(s.slo))]
     return "\n".join(parts)
@@ -48,15 +53,18 @@ def render_markdown(s: Summary) -> str:
         f"- target: {s.target.url or '–'} (model `{s.target.model or '–'}`)",
         f"- {requests_line(s)}",
     ]
-    stalls = stalls_line(s)
-    if stalls:
-        parts.append(f"- {stalls}")
+    for line in (stalls_line(s), replay_line(s)):
+        if line:
+            parts.append(f"- {line}")
     parts += ["", "## Latency (ms, measure window, successful requests)", "", aligned_table(*latency_table(s)), ""]
     gen = generator_line(s)
     if gen:
         parts += [gen, ""]
     if s.stages:
         parts += ["## Per stage (ms)", "", aligned_table(*stage_table(s.stages)), ""]
+    if s.sessions is not None:
+        parts += ["## Sessions by turn (ms; tokens are means)", "", f"{sessions_line(s)}", "",
+                  aligned_table(*turn_table(s)), ""]
     if s.slo is not None:
         parts += ["## SLO", "", slo_headline(s.slo), "", aligned_table(*slo_rows(s.slo)), ""]
     if s.warnings:

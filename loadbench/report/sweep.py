@@ -41,6 +41,7 @@ class SweepStep:
     goodput_rps: float | None
     output_tokens_per_s: float | None
     slo_met: bool | None
+    over_saturated: str | None = None  # the verdict that stopped this step early (metrics.saturation)
 
 
 @dataclass(slots=True)
@@ -76,7 +77,7 @@ def load_sweep(path: Path) -> Sweep:
             throughput_rps=st.get("throughput_rps", thr.requests_per_s),
             goodput_rps=st.get("goodput_rps", thr.goodput_rps),
             output_tokens_per_s=st.get("output_tokens_per_s", thr.output_tokens_per_s),
-            slo_met=st.get("slo_met")))
+            slo_met=st.get("slo_met"), over_saturated=st.get("over_saturated")))
     steps.sort(key=lambda s: s.load)
     return Sweep(name=str(raw.get("name") or path.name), load_unit=str(raw.get("load_unit") or "users"),
                  slo=dict(raw.get("slo") or {}), steps=steps, capacity=raw.get("capacity"), raw=raw)
@@ -93,7 +94,8 @@ def sweep_rows(sweep: Sweep, spec: SloSpec | None) -> tuple[list[str], list[list
         rows.append([str(step.index), f"{step.load:g}", fmt(step.throughput_rps), fmt(step.goodput_rps),
                      fmt(step.output_tokens_per_s), *[latency_cell(s.latency(m), st) for m, st in judged],
                      fmt(s.requests.error_rate, "%"),
-                     {True: f"{PASS} met", False: f"{FAIL} missed", None: MISSING}[step.slo_met],
+                     {True: f"{PASS} met", False: f"{FAIL} missed", None: MISSING}[step.slo_met]
+                     + (" (over-saturated: stopped early)" if step.over_saturated else ""),
                      "yes" if not check_valid(s) else "no"])
     return headers, rows
 
@@ -106,6 +108,15 @@ def sweep_statistics(spec: SloSpec | None) -> list[tuple[str, str]]:
 
 
 def capacity_text(sweep: Sweep) -> str:
+    text = _capacity_text(sweep)
+    knee = next((st for st in sweep.steps if st.over_saturated), None)
+    if knee is not None:
+        text += (f". Over-saturated at {knee.load:g} {sweep.load_unit}: the step was stopped early and the sweep "
+                 f"there ({knee.over_saturated})")
+    return text
+
+
+def _capacity_text(sweep: Sweep) -> str:
     cap = sweep.capacity
     unit = sweep.load_unit
     if not cap or cap.get("load") is None:
@@ -118,7 +129,7 @@ def capacity_text(sweep: Sweep) -> str:
     if load >= max(st.load for st in sweep.steps) and all(st.slo_met for st in sweep.steps):
         return (f"The SLO never broke: capacity is at least {load:g} {unit}, the sweep's maximum "
                 f"({figures}); raise sweep.max to find the limit")
-    broke = next((st for st in sweep.steps if st.slo_met is False), None)
+    broke = next((st for st in sweep.steps if st.slo_met is False and not st.over_saturated), None)
     why = ""
     if broke is not None:
         why = f"; the SLO broke at {broke.load:g} {unit}"

@@ -87,6 +87,24 @@ def stage_table(stages: Sequence[StageResult]) -> tuple[list[str], list[list[str
     return headers, rows
 
 
+def turn_table(s: Summary) -> tuple[list[str], list[list[str]]]:
+    """Multi-turn sessions: one row per turn index (where prefix caching shows: cached prompt tokens)."""
+    headers = ["turn", "requests", "ok", "TTFT P50", "TTFT P99", "ITL mean", "prompt tokens", "cached tokens"]
+    rows = [[str(t.turn), fmt(t.requests, "n"), fmt(t.ok, "n"), fmt(t.ttft_p50_ms), fmt(t.ttft_p99_ms),
+             fmt(t.itl_mean_ms), fmt(t.prompt_tokens_mean), fmt(t.cached_tokens_mean)]
+            for t in (s.sessions.turns if s.sessions else ())]
+    return headers, rows
+
+
+def sessions_line(s: Summary) -> str | None:
+    ss = s.sessions
+    if ss is None:
+        return None
+    return (f"sessions: {fmt(ss.started, 'n')} started in the window, {fmt(ss.completed, 'n')} completed every turn; "
+            f"turns answered per session {fmt(ss.turns_completed_mean)}, session duration mean "
+            f"{fmt(ss.duration_mean_s)} s")
+
+
 def slo_mark(slo: SloResult | None) -> str:
     if slo is None:
         return MISSING
@@ -128,6 +146,18 @@ def requests_line(s: Summary) -> str:
             + (f"; arrivals: offered {fmt(s.generator.target_rps, 'req/s')}, achieved "
                f"{fmt(s.generator.achieved_rps, 'req/s')}" if s.load.mode == "open" else "")
             + f" over {fmt(s.window.measure_s)} s; tokens from {s.tokens.source or 'no successful request'}")
+
+
+def replay_line(s: Summary) -> str | None:
+    """A trace replay's fidelity: sends against the schedule and how late they went out."""
+    r = s.replay
+    if r is None:
+        return None
+    sampled = f", sample {r.sample:g}" if r.sample < 1 else ""
+    return (f"replay of {r.trace} ({r.format}) at speed {r.speed:g}{sampled}"
+            + f": {fmt(r.sent, 'n')} sent of {fmt(r.scheduled, 'n')} scheduled, {fmt(r.dropped, 'n')} dropped; "
+            f"send lag behind schedule P50 {fmt(r.send_lag_p50_ms)} ms, P99 {fmt(r.send_lag_p99_ms)} ms, "
+            f"max {fmt(r.send_lag_max_ms)} ms")
 
 
 def stalls_line(s: Summary) -> str | None:

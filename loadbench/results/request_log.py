@@ -100,6 +100,18 @@ class LoggedRequestBody:
 
 
 @dataclass(frozen=True, slots=True)
+class LoggedArrival:
+    """A primary request as a trace replays it: when it arrived and what it asked for."""
+
+    row_id: int
+    ts_ms: int
+    prompt_tokens: int | None  # None: the log has no usage for it (it failed before an answer)
+    output_tokens: int | None
+    model: str | None
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     """Rows of the requests table as stored, for export."""
 
@@ -289,6 +301,18 @@ class RequestLog:
             params.append(model)
         query += " ORDER BY id"
         return [LoggedRequestBody(*row) for row in self.sql.rows(query, params)]
+
+    def arrivals(self) -> list[LoggedArrival]:
+        """Every primary request in arrival order (shadow copies are the gateway's own traffic, not the
+        clients'), for ``loadbench replay``."""
+        out = []
+        for row_id, ts, prompt, output, model, metadata in self.sql.rows(
+                "SELECT id, ts_ms, prompt_tokens, output_tokens, model, metadata FROM requests"
+                " WHERE role = 'primary' ORDER BY ts_ms, id"):
+            meta = orjson.loads(metadata) if metadata else {}
+            out.append(LoggedArrival(int(row_id), int(ts), prompt, output, model,
+                                     {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}))
+        return out
 
     def requests(self, experiment: str | None, since_ms: int | None) -> Table:
         """Every column of the requests table, in arrival order (this experiment's, since ``since_ms``)."""

@@ -16,7 +16,7 @@ from loadbench.errors import InputError
 from loadbench.metrics.records import Load, Summary, SummaryTarget
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.slo import SloSpec
-from loadbench.metrics.summarize import PlanFacts, RoundWindow, RunFacts, RunWindow, summarize
+from loadbench.metrics.summarize import PlanFacts, RoundWindow, RunFacts, RunWindow, TracePlan, summarize
 from loadbench.plan.load import LoadPlan
 from loadbench.results import run_dir as rd
 from loadbench.results.hlog import read_hlog
@@ -33,7 +33,12 @@ def plan_of(manifest: Manifest) -> LoadPlan:
 def plan_facts(plan: LoadPlan) -> PlanFacts:
     return PlanFacts(mode=plan.mode, total_s=plan.total_s, warmup_s=plan.warmup_s, cooldown_s=plan.cooldown_s,
                      stages=tuple((s.label, s.start_s, s.end_s) for s in plan.steps()),
-                     offered_arrivals=plan.offered_arrivals)
+                     offered_arrivals=plan.offered_arrivals,
+                     trace=None if plan.trace is None else TracePlan(
+                         name=Path(plan.trace.path).name, format=plan.trace.format, speed=plan.trace.speed,
+                         sample=plan.trace.sample,
+                         scheduled=plan.trace.requests if plan.max_requests is None
+                         else min(plan.trace.requests, plan.max_requests)))
 
 
 def _load(profile: Mapping[str, Any], plan: LoadPlan, workers: int | None) -> Load:

@@ -37,6 +37,8 @@ def load_inputs(req: RunRequest) -> tuple[Profile, Scenario]:
     from loadbench.report.gates import parse_exprs
 
     profile = load_profile(req.profile_path)
+    if req.arrival is not None:
+        profile = profile.with_arrival(req.arrival, source="command line")
     profile = profile.apply_overrides(**{k: v for k, v in req.overrides.items() if v is not None})
     scenario = load_scenario(req.scenario_path)
     for i, expr in enumerate(profile.thresholds):  # a threshold that does not parse fails before any load

@@ -18,6 +18,7 @@ class RunRequest:
     profile_path: Path | None = None
     scenario_path: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    arrival: dict[str, Any] | None = None  # replaces the profile's load plan (``loadbench replay``: a trace)
     api_key_env: str | None = None
     out_dir: Path = Path("results")
     name: str | None = None

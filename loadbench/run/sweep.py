@@ -13,6 +13,18 @@ from loadbench.run.single import build_report, run_one
 from loadbench.run.target import check_target, single_target
 
 
+def _over_saturation(res: RunResult) -> str | None:
+    """The step's over-saturation verdict: why the master stopped it early, or None."""
+    from loadbench.metrics.saturation import OVER_SATURATED
+    from loadbench.results.status import read_status
+
+    try:
+        reason = read_status(res.run_dir).stop_reason
+    except (OSError, ValueError, KeyError):
+        return None
+    return reason if reason and reason.startswith(OVER_SATURATED) else None
+
+
 def execute_sweep(req: RunRequest) -> RunResult:
     """Step the load up (users or rps) until the SLO breaks or the maximum is reached.
 
@@ -50,13 +62,17 @@ def execute_sweep(req: RunRequest) -> RunResult:
             s = res.summary
             assert s is not None  # one target's run
             parts[f"{k}-{value:g}"] = res
-            met = s.slo is not None and s.slo.met and res.exit_code in (ExitCode.OK, ExitCode.GATE_FAILED)
+            over = _over_saturation(res)
+            # an over-saturated step never counts as capacity: its queue was growing when it was stopped
+            met = (s.slo is not None and s.slo.met and res.exit_code in (ExitCode.OK, ExitCode.GATE_FAILED)
+                   and over is None)
             steps.append({"index": k, "load": value, "dir": f"steps/{k}-{value:g}",
                           "throughput_rps": s.throughput.requests_per_s,
                           "output_tokens_per_s": s.throughput.output_tokens_per_s,
                           "goodput_rps": s.throughput.goodput_rps, "slo_met": met,
                           "slo_reasons": list(s.slo.reasons) if s.slo is not None else [],
-                          "valid": not s.generator.saturated and s.requests.total > 0})
+                          "valid": not s.generator.saturated and s.requests.total > 0,
+                          "over_saturated": over})
             cap = max_passing_load([(st["load"], st["slo_met"]) for st in steps])
             doc["capacity"] = next(({"load": st["load"], "throughput_rps": st["throughput_rps"],
                                      "goodput_rps": st["goodput_rps"]} for st in steps if st["load"] == cap), None)
@@ -68,6 +84,11 @@ def execute_sweep(req: RunRequest) -> RunResult:
                 say(req, f"loadbench: sweep step {k} ({sweep.variable} = {value:g}) measured nothing; the sweep "
                          "stops: the SLO was not judged at this load, so the capacity is known only below it")
                 exit_code = ExitCode.INVALID_RUN
+                break
+            if steps[-1]["over_saturated"]:
+                doc["over_saturated_at"] = value
+                say(req, f"loadbench: the target was over-saturated at {sweep.variable} = {value:g}, the step was "
+                         f"stopped early ({steps[-1]['over_saturated']}); the sweep stops at this knee")
                 break
             if not met:
                 why = "; ".join(steps[-1]["slo_reasons"]) or f"the step ended with {res.exit_code.name}"

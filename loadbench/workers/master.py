@@ -27,6 +27,7 @@ from loadbench.results.collector import Collector
 from loadbench.results.status import RunStatus, Workers, write_status
 from loadbench.units import ns_to_s, s_to_ns, us_to_ms
 from loadbench.workers import messages as msg
+from loadbench.workers.saturation_watch import SaturationWatch
 from loadbench.workers.shape import PlanShape, ramp_down_grace_s
 from loadbench.workers.user import LLMUser
 from loadbench.workers.watch import parent_gone, watch
@@ -79,6 +80,7 @@ class Master:
         self.spec_acked: set[str] = set()
         self.greeted: set[str] = greeted if greeted is not None else set()
         self.users_at: dict[int, int] = {}
+        self.saturation: SaturationWatch | None = None  # the profile's stop_on_saturation, once the load starts
         if self.owns_runner:
             self.env.events.worker_report.add_listener(self._on_report)
             msg.FINAL.on(self.runner, self._on_final)
@@ -90,6 +92,8 @@ class Master:
     def _on_report(self, client_id: str, data: dict[str, Any]) -> None:
         if self.collector is not None:
             self.collector.add(data.get(msg.REPORT_KEY))
+            if self.saturation is not None:
+                self.saturation.on_report(data.get(msg.REPORT_KEY))
 
     def _on_final(self, data: msg.WorkerData, node_id: str) -> None:
         if self.collector is not None:
@@ -145,6 +149,8 @@ class Master:
         self.plan = replace(self.plan, start_unix_ns=time.time_ns() + lead_ns)
         self.collector = Collector(self.run_dir, self.plan.start_unix_ns, self.plan.interval_s, self._context)
         self.collector.live = self.live
+        if self.settings.stop_on_saturation is not None:
+            self.saturation = SaturationWatch(self.settings.stop_on_saturation, self.plan.start_unix_ns)
         self._set_status(state="running", load_start_unix_s=ns_to_s(self.plan.start_unix_ns),
                          planned_duration_s=self.load.total_s)
         self.started = set(self._ready())  # a worker leaving from now on is lost
@@ -160,6 +166,7 @@ class Master:
         self.env.shape_class.runner = self.runner
         self.runner.start_shape()
         bg = [gevent.spawn(self._flusher), gevent.spawn(self._progress), gevent.spawn(self._watch_workers)]
+        load_end_unix_s: float | None = None
         total_s = self.load.total_s
         t0 = time.monotonic() + ns_to_s(lead_ns)
         max_requests = self.load.max_requests
@@ -177,6 +184,11 @@ class Master:
             elif (reason := self._abort_reason()) is not None:
                 self.request_stop(reason)
                 self.aborted = True
+            elif self.saturation is not None and (reason := self.saturation.reason()) is not None:
+                self.request_stop(reason)  # what was measured stands: drained and summarised as usual
+                # the load ends here, not after the drain: the measure window (and the arrivals it
+                # offered) ends with the last arrival sent
+                load_end_unix_s = time.time()
         if self.stop_now or self.aborted or self.stop_reason == "every worker was lost":
             pass
         elif self.interrupted:
@@ -189,7 +201,7 @@ class Master:
             g.kill(block=False)
         self.collector.close()
         self._set_status(
-            state="interrupted" if self.interrupted else "finished", end_unix_s=time.time(),
+            state="interrupted" if self.interrupted else "finished", end_unix_s=load_end_unix_s or time.time(),
             interrupted=self.interrupted, stop_reason=self.stop_reason, signal=self.stop_signal,
             workers=Workers(expected=self.expect, seen=tuple(sorted(self.collector.workers_seen)),
                             lost=tuple(self.lost), cpu_s=dict(self.collector.worker_cpu_s)),

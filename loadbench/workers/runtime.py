@@ -8,6 +8,7 @@ the run, so the master is the only writer of the results folder (works across ma
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from loadbench.config import env_value, scenario_from_dict
+from loadbench.config.trace import Trace, load_trace
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.recorder import IntervalRecorder
 from loadbench.metrics.sample import Sample
@@ -26,6 +28,8 @@ from loadbench.units import ms_to_us, ns_to_s, s_to_ns, s_to_us
 from loadbench.workers.messages import WorkerData
 from loadbench.workers.stream import Measured
 from loadbench.workload.requests import RequestFactory, RequestSpec
+from loadbench.workload.sessions import SessionFactory
+from loadbench.workload.traceprompts import TracePrompts
 
 
 @dataclass(slots=True)
@@ -53,6 +57,21 @@ class WorkerRuntime:
             stream_index=worker_index, stream_count=max(plan.workers, 1),
             prompt_scale=plan.workload.prompt_scale, prompt_overhead=plan.workload.prompt_overhead,
         )
+        # trace replay: the trace, its prompt text, and the trace index of every arrival slot handed out
+        # and not yet taken, in the slots' order (the scheduler appends as it puts a slot; a user pops as it
+        # takes one, with no switch in between)
+        self.trace: Trace | None = None
+        self.trace_prompts: TracePrompts | None = None
+        self.trace_due: deque[int] = deque()
+        if self.load.trace is not None:
+            ref = self.load.trace
+            self.trace = load_trace(ref.path, ref.format)
+            self.trace_prompts = TracePrompts(seed=plan.seed, block_tokens=ref.block_tokens,
+                                              prompt_scale=plan.workload.prompt_scale)
+        self.sessions = (SessionFactory(self.scenario, self.factory, seed=plan.seed, stream_index=worker_index,
+                                        stream_count=max(plan.workers, 1), prompt_scale=plan.workload.prompt_scale,
+                                        worker_id=worker_id)
+                         if self.scenario.sessions is not None else None)
         self.recorder = IntervalRecorder(plan.start_unix_ns, s_to_ns(plan.interval_s))
         self.outbox: list[bytes] = []
         self.gen = GeneratorStats()
@@ -89,6 +108,7 @@ class WorkerRuntime:
         self.draining = True
         if self.slots is not None:
             # late: send — arrivals still waiting for a free user were never sent: count them
+            self.trace_due.clear()
             while not self.slots.empty():
                 intended = self.slots.get_nowait()
                 if intended is not None:
@@ -114,6 +134,9 @@ class WorkerRuntime:
     def next_request(self) -> RequestSpec:
         self.issued += 1
         self.in_flight += 1
+        if self.trace is not None and self.trace_prompts is not None and self.trace_due:
+            index = self.trace_due.popleft()
+            return self.factory.trace_request(self.trace.requests[index], index, self.trace_prompts)
         return self.factory.next()
 
     def phase_of(self, intended_unix_ns: int) -> Phase:
@@ -132,7 +155,8 @@ class WorkerRuntime:
         self.recorder.record(sample, intended_unix, [])
         self.outbox.append(sample.to_json())
 
-    def finish(self, spec: RequestSpec, m: Measured, intended_ns: int, backoff_s: float = 0.0) -> Sample:
+    def finish(self, spec: RequestSpec, m: Measured, intended_ns: int, backoff_s: float = 0.0,
+               session: str | None = None, turn: int | None = None, session_turns: int | None = None) -> Sample:
         """Turn a measured request into a Sample, record it and queue it for the master."""
         self.seq += 1
         tokens = m.token_times_ns
@@ -157,12 +181,13 @@ class WorkerRuntime:
             itl_mean_us=(sum(gaps) // len(gaps)) if gaps else None,
             itl_max_us=max(gaps) if gaps else None,
             stalls=count_stalls(gaps, ms_to_us(self.profile.stall_ms)) if self.profile.stream else None,
-            prompt_tokens=m.prompt_tokens, output_tokens=output_tokens,
+            prompt_tokens=m.prompt_tokens, cached_tokens=m.cached_tokens, output_tokens=output_tokens,
             tokens_source="estimated" if estimated else "usage",
             prompt_tokens_requested=spec.prompt_tokens_requested,
             output_tokens_requested=spec.output_tokens_requested,
             error=m.error, cache=m.headers.get("x-loadbench-cache"), metadata=spec.metadata,
-            backoff_us=s_to_us(backoff_s) if backoff_s else None,
+            backoff_us=s_to_us(backoff_s) if backoff_s else None, session=session, turn=turn,
+            session_turns=session_turns,
         )
         self.recorder.record(sample, m.end_ns + self.unix_offset_ns, gaps)
         self.outbox.append(sample.to_json())

@@ -37,6 +37,7 @@ class Measured:
     end_ns: int = 0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None  # of prompt_tokens, read from the server's prefix cache (as reported)
     error: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -184,6 +185,7 @@ def _read_stream(raw: Any, m: Measured, dialect: Dialect) -> None:
         if usage is not None:
             m.completion_tokens = usage.completion_tokens
             m.prompt_tokens = usage.prompt_tokens or None
+            m.cached_tokens = usage.cached_tokens
         done = done or fed.done
         if not data:
             break
@@ -209,6 +211,7 @@ def _read_body(raw: Any, m: Measured, dialect: Dialect) -> None:
         return
     if answer.usage is not None:
         m.prompt_tokens, m.completion_tokens = answer.usage.prompt_tokens or None, answer.usage.completion_tokens
+        m.cached_tokens = answer.usage.cached_tokens
     if not answer.text and not m.completion_tokens:
         m.outcome, m.error = outcomes.EMPTY, "response carried no content"
         return

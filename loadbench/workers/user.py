@@ -21,6 +21,7 @@ from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING
 from loadbench.outcomes import CONNECTION_ERROR
 from loadbench.workers import state
 from loadbench.workers.backoff import Backoff, sleep_unless
+from loadbench.workers.session import run_session
 from loadbench.workers.stream import Measured, measure
 
 # Users a ramp-down stopped that are still finishing their last request. They are out of the
@@ -94,6 +95,9 @@ class LLMUser(FastHttpUser):
         slot = rt.take_slot() if rt.open_loop else None
         if rt.open_loop and (slot is None or rt.draining):
             gevent.sleep(0.5)  # the schedule is over; the master ends the run
+            return
+        if rt.sessions is not None:
+            run_session(self.client, rt, slot, self._stopping)
             return
         spec = rt.next_request()
         started_ns = time.perf_counter_ns()

@@ -21,9 +21,11 @@ import orjson
 
 from loadbench.config import DatasetRecord, Scenario, dataset_records
 from loadbench.config.scenario import DatasetSpec, LengthDist
+from loadbench.config.trace import TraceRequest
 from loadbench.protocol.openai import OPENAI
 from loadbench.workload.lengths import Sampler, make_sampler
 from loadbench.workload.prompts import PromptBuilder
+from loadbench.workload.traceprompts import TracePrompts
 
 MIN_SCALE, MAX_SCALE = 0.05, 20.0
 
@@ -176,14 +178,29 @@ class RequestFactory:
             text = rt.builder.build(rng, max(1, round(synthetic_tokens * self._scale)), n)
             content = self._synthetic_content(text, rt.system_prompt)
             prompt_tokens = synthetic_tokens + self._overhead.get(rt.name, 0)
+        return self.spec_of(rt.name, content, output_tokens, metadata, prompt_tokens)
+
+    def trace_request(self, req: TraceRequest, index: int, prompts: TracePrompts) -> RequestSpec:
+        """Request ``index`` of a trace: its token counts, its shared prefix text (``traceprompts``), and
+        the virtual model and metadata it was logged with (a gateway log), the scenario's system prompt
+        and sampling as for any request."""
+        system = self._types[0].system_prompt
+        content = self._synthetic_content(prompts.text(req, index), system)
+        metadata = {**self._types[0].metadata, **req.metadata}
+        return self.spec_of("trace", content, req.output_tokens, metadata, req.prompt_tokens, model=req.model)
+
+    def spec_of(self, name: str, content: Any, output_tokens: int, metadata: dict[str, str], prompt_tokens: int,
+              model: str | None = None) -> RequestSpec:
         body = dict(self._base)
+        if model:
+            body["model"] = model
         body["messages" if self._chat else "prompt"] = content
         body["max_tokens"] = output_tokens
         body.update(self._tail)
         return RequestSpec(
             path=self._path,
             body=orjson.dumps(body),
-            request_type=rt.name,
+            request_type=name,
             metadata=metadata,
             prompt_tokens_requested=prompt_tokens,
             output_tokens_requested=output_tokens,
