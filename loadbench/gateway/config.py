@@ -37,6 +37,7 @@ from loadbench.gateway.abconfig import (
     compile_request_log,
     compile_shadow,
 )
+from loadbench.protocol import registry
 
 DEFAULT_FAILURE_CODES = (429, 500, 502, 503, 504)
 DEFAULT_RETRY_CODES = (429, 500, 502, 503)
@@ -62,6 +63,7 @@ class TargetModel(StrictModel):
     url: str = Field(pattern=r"^https?://")
     model: str = Field(min_length=1)
     api_key_env: str | None = None
+    protocol: str = "openai"  # the registered dialect the target speaks (see "Target protocols" below)
     max_connections: PositiveInt = 512
     timeouts: TimeoutsModel = TimeoutsModel()
     failure_tolerance: FailureToleranceModel = FailureToleranceModel()
@@ -174,6 +176,7 @@ class UpstreamSpec:
     allowed_failures_per_minute: int
     cooldown_period_s: float
     failure_status_codes: frozenset[int]
+    protocol: str = "openai"  # the target's dialect (loadbench.protocol.registry)
 
     def __repr__(self) -> str:  # keeps the key out of any log line or traceback
         return f"UpstreamSpec(name={self.name!r}, url={self.url!r}, model={self.model!r})"
@@ -181,7 +184,7 @@ class UpstreamSpec:
     def pool_key(self) -> tuple[object, ...]:
         """What a connection pool depends on: equal keys let a reload keep the pool."""
         key_hash = hashlib.sha256(self.api_key.encode()).hexdigest() if self.api_key else ""
-        return (self.url, self.max_connections, self.timeouts, key_hash)
+        return (self.url, self.max_connections, self.timeouts, key_hash, self.protocol)
 
 
 @dataclass(slots=True, frozen=True)
@@ -334,6 +337,7 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
                 raise ConfigError(path, f"targets[{i}].api_key_env",
                                   f"environment variable {t.api_key_env} is not set",
                                   "export it or remove api_key_env")
+        protocol = target_protocol(t.protocol, path, f"targets[{i}].protocol")
         to = t.timeouts
         ft = t.failure_tolerance
         targets[t.name] = UpstreamSpec(
@@ -342,7 +346,7 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
             timeouts=Timeouts(to.connect_s, to.first_token_s, to.idle_s, to.total_s),
             allowed_failures_per_minute=ft.allowed_failures_per_minute,
             cooldown_period_s=ft.cooldown_period_s,
-            failure_status_codes=frozenset(ft.failure_status_codes))
+            failure_status_codes=frozenset(ft.failure_status_codes), protocol=protocol)
     base_cache = load_cache_config(model.cache, path=path, prefix="cache") if model.cache is not None else None
     embedder_env: dict[str, str] = {}
     routes: dict[str, Route] = {}
@@ -424,6 +428,17 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
         source=path, embedder_env=embedder_env,
         request_log=compile_request_log(model.request_log, path) if model.request_log else None,
         admin_key_digests=_admin_keys(model.admin, path, env))
+
+
+# ---------------------------------------------------------------- target protocols
+
+
+def target_protocol(name: str, path: str, where: str) -> str:
+    """A target's ``protocol:``, checked against the registered dialects before any request."""
+    if name not in registry.names():
+        raise ConfigError(path, where, f"unknown protocol {name!r}",
+                          "use one of: " + ", ".join(registry.names()))
+    return name
 
 
 def _admin_keys(admin: AdminModel | None, path: str, env: dict[str, str]) -> frozenset[bytes]:
