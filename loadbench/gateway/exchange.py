@@ -592,8 +592,11 @@ class Exchange:
                 if relay.carry:
                     await out.write(b"\n\n")  # terminate the partial event before ours
                 metrics.inc("stream_breaks", name)
-                self._count_failure(up, relay.error_status if isinstance(relay, DialectRelay) else None)
-                await out.write(stream_error(ctx, f"upstream {name} {broke} after the stream started"))
+                status = relay.error_status if isinstance(relay, DialectRelay) else None
+                self._count_failure(up, status)
+                if not (isinstance(relay, DialectRelay) and relay.error_forwarded):
+                    await out.write(stream_error(ctx, f"upstream {name} {broke} after the stream started",
+                                                 status or 502))
                 ctx.capture = False
                 ctx.outcome = outcomes.STREAM_CUT
             else:

@@ -54,6 +54,7 @@ class DialectRelay:
     error: str = ""
     error_status: int | None = None  # the status the target's error event maps to (None: not one)
     error_kind: str = ""
+    error_forwarded: bool = False  # pass-through: the target's own error event went to the client
     usage: Usage | None = None
     finish: str | None = None
     done: bool = False
@@ -86,7 +87,10 @@ class DialectRelay:
             self.last_ns = now_ns
             self.tokens += len(content)
         if self.encoder is None:
-            return self._pass(chunk, bool(content) or bool(decoded.tool_calls))
+            out = self._pass(chunk, bool(content) or bool(decoded.tool_calls))
+            if decoded.error is not None and self.committed:
+                self.error_forwarded = True  # in the client's own protocol already
+            return out
         out = b""
         if (content or decoded.tool_calls) and not self.committed and not self.error:
             self.committed = True
