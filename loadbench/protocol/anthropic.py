@@ -58,6 +58,7 @@ from loadbench.protocol.jsonscan import (
 )
 from loadbench.protocol.sseout import named_event
 from loadbench.protocol.toolcalls import ToolCalls
+from loadbench.protocol.turns import block_turns, turn_messages
 from loadbench.protocol.usage import Usage, count
 
 VERSION = "2023-06-01"
@@ -135,30 +136,36 @@ def _text(content: object) -> str:
     return ""
 
 
+def _tool_result(m: Message) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}
+
+
+def _tool_use(c: ToolCall) -> dict[str, Any]:
+    return {"type": "tool_use", "id": c.id, "name": c.name, "input": arguments_object(c.arguments)}
+
+
 def messages_body(messages: tuple[Message, ...]) -> tuple[str, list[dict[str, Any]]]:
-    """(the system text, the ``messages`` list): tool results are user turns of ``tool_result`` blocks
-    (consecutive ones share a turn), an assistant's calls are ``tool_use`` blocks after its text."""
-    system = "\n".join(m.content for m in messages if m.role == "system")
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        if m.role == "system":
-            continue
-        if m.role == "tool":
-            block = {"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}
-            last = out[-1] if out else None
-            if last is not None and last["role"] == "user" and isinstance(last["content"], list) \
-                    and all(b.get("type") == "tool_result" for b in last["content"]):
-                last["content"].append(block)
-            else:
-                out.append({"role": "user", "content": [block]})
-        elif m.tool_calls:
-            blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
-            blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": arguments_object(c.arguments)}
-                       for c in m.tool_calls]
-            out.append({"role": m.role, "content": blocks})
-        else:
-            out.append({"role": m.role, "content": m.content})
-    return system, out
+    """(the system text, the ``messages`` list): tool results are ``tool_result`` blocks of user turns,
+    an assistant's calls ``tool_use`` blocks after its text."""
+    system, turns = block_turns(messages, text=lambda t: {"type": "text", "text": t}, call=_tool_use,
+                                result=_tool_result)
+    return system, [{"role": role, "content": blocks} for role, blocks in turns]
+
+
+def _block_text(b: dict[str, Any]) -> str | None:
+    return b["text"] if b.get("type", "text") == "text" and isinstance(b.get("text"), str) else None
+
+
+def _block_call(b: dict[str, Any]) -> ToolCall | None:
+    if b.get("type") != "tool_use":
+        return None
+    return ToolCall(str(b.get("id", "")), str(b.get("name", "")), arguments_text(b.get("input")))
+
+
+def _block_result(b: dict[str, Any]) -> Message | None:
+    if b.get("type") != "tool_result":
+        return None
+    return Message("tool", _text(b.get("content")), tool_call_id=str(b.get("tool_use_id", "")))
 
 
 def _parse_messages(raw: object) -> list[Message]:
@@ -169,20 +176,10 @@ def _parse_messages(raw: object) -> list[Message]:
         if not isinstance(m, dict):
             raise InputError("every message must be an object")
         role, content = str(m.get("role", "user")), m.get("content")
-        if not isinstance(content, list):
+        if isinstance(content, list):
+            out += turn_messages(role, content, text=_block_text, call=_block_call, result=_block_result)
+        else:
             out.append(Message(role, _text(content)))
-            continue
-        calls: list[ToolCall] = []
-        for b in content:
-            if not isinstance(b, dict):
-                continue
-            if b.get("type") == "tool_result":
-                out.append(Message("tool", _text(b.get("content")), tool_call_id=str(b.get("tool_use_id", ""))))
-            elif b.get("type") == "tool_use":
-                calls.append(ToolCall(str(b.get("id", "")), str(b.get("name", "")), arguments_text(b.get("input"))))
-        text = _text(content)
-        if text or calls or not out or out[-1].role != "tool":
-            out.append(Message(role, text, tuple(calls)))
     return out
 
 
@@ -360,8 +357,8 @@ class AnthropicDialect(Dialect):
                 text.append(b["text"])
             elif b.get("type") == "thinking" and isinstance(b.get("thinking"), str):
                 reasoning.append(b["thinking"])
-            elif b.get("type") == "tool_use":
-                calls.append(ToolCall(str(b.get("id", "")), str(b.get("name", "")), arguments_text(b.get("input"))))
+            elif (call := _block_call(b)) is not None:
+                calls.append(call)
         usage = obj.get("usage")
         return Answer(text="".join(text), finish_reason=finish_reason(obj.get("stop_reason")),
                       usage=usage_from(usage) if isinstance(usage, dict) else None,
@@ -423,8 +420,7 @@ class AnthropicDialect(Dialect):
             blocks.append({"type": "thinking", "thinking": answer.reasoning, "signature": ""})
         if answer.text or not answer.tool_calls:
             blocks.append({"type": "text", "text": answer.text})
-        blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": arguments_object(c.arguments)}
-                   for c in answer.tool_calls]
+        blocks += [_tool_use(c) for c in answer.tool_calls]
         finish = answer.finish_reason or STOP
         return orjson.dumps({"id": response_id, "type": "message", "role": "assistant", "model": answer.model or "",
                              "content": blocks, "stop_reason": _STOP_REASON.get(finish, finish),

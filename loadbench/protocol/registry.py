@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from loadbench.errors import InputError
 from loadbench.protocol.anthropic import ANTHROPIC
+from loadbench.protocol.azure import AZURE
 from loadbench.protocol.dialect import Dialect
 from loadbench.protocol.openai import OPENAI
 from loadbench.protocol.responses import RESPONSES
@@ -40,3 +41,4 @@ def names() -> tuple[str, ...]:
 register(OPENAI)
 register(ANTHROPIC)
 register(RESPONSES)
+register(AZURE)
