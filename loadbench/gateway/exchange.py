@@ -212,6 +212,7 @@ class Exchange:
         except InputError as exc:
             return refuse(ctx, 400, str(exc), "invalid_request_error")
         ctx.request = req
+        ctx.kind = req.kind  # a route of one protocol may take chats and completions
         body = orjson.loads(OPENAI.body(replace(req, extra={})))
         return self._admit(body, req.model)
 

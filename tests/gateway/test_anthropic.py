@@ -208,3 +208,43 @@ def test_errors_the_gateway_writes_are_in_the_anthropic_clients_protocol() -> No
                 await client.close()
                 await good.close()
     run(go())
+
+
+def test_the_azure_sdk_reaches_an_anthropic_target_through_the_gateway() -> None:
+    with DialectServer() as server:
+        async def go() -> None:
+            async with gateway(one(claude(server.url)), ENV) as (url, _gw):
+                client = openai.AsyncAzureOpenAI(azure_endpoint=url, api_key="none", api_version="2024-10-21",
+                                                 max_retries=0)
+                stream = await client.chat.completions.create(model="vm", messages=QUESTION, stream=True,  # type: ignore[arg-type]
+                                                              stream_options={"include_usage": True})
+                text, usage = "", None
+                async for part in stream:
+                    if part.choices and part.choices[0].delta.content:
+                        text += part.choices[0].delta.content
+                    usage = part.usage or usage
+                assert text == "Hello world"
+                assert usage is not None and usage.completion_tokens == USAGE.completion_tokens
+                whole = await client.chat.completions.create(model="vm", messages=QUESTION)  # type: ignore[arg-type]
+                assert whole.choices[0].message.content == "Hello world"
+                await client.close()
+        run(go())
+        assert [s.dialect for s in server.seen] == ["anthropic", "anthropic"]
+
+
+def test_an_anthropic_client_reaches_an_azure_target() -> None:
+    with DialectServer() as server:
+        async def go() -> None:
+            cfg = one({"name": "az", "url": server.url, "model": "gpt-dep", "protocol": "azure",
+                       "api_key_env": "CLAUDE_KEY"})
+            async with gateway(cfg, ENV) as (url, _gw):
+                client = anthropic.AsyncAnthropic(base_url=url, api_key="none", max_retries=0)
+                async with client.messages.stream(model="vm", max_tokens=50, messages=QUESTION) as stream:  # type: ignore[arg-type]
+                    text = "".join([t async for t in stream.text_stream])
+                    final = await stream.get_final_message()
+                assert text == "Hello world" and final.usage.output_tokens == USAGE.completion_tokens
+                await client.close()
+        run(go())
+        (seen,) = server.seen
+        assert seen.dialect == "azure" and seen.path.startswith("/openai/deployments/gpt-dep/chat/completions?")
+        assert seen.headers["api-key"] == "sk-ant-test"
