@@ -38,6 +38,16 @@ def one(*targets: dict[str, Any], **vm: Any) -> dict[str, Any]:
             "virtual_models": [{"name": "vm", "targets": [{"target": t["name"]} for t in targets], **vm}]}
 
 
+async def read_stream(stream: Any) -> tuple[str, Any]:
+    """The answer text and the usage of an openai SDK stream."""
+    text, usage = "", None
+    async for part in stream:
+        if part.choices and part.choices[0].delta.content:
+            text += part.choices[0].delta.content
+        usage = part.usage or usage
+    return text, usage
+
+
 def test_the_openai_sdk_reaches_an_anthropic_target_streamed_and_whole() -> None:
     with DialectServer() as server:
         async def go() -> None:
@@ -45,11 +55,7 @@ def test_the_openai_sdk_reaches_an_anthropic_target_streamed_and_whole() -> None
                 client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
                 stream = await client.chat.completions.create(model="vm", messages=QUESTION, stream=True,  # type: ignore[arg-type]
                                                               stream_options={"include_usage": True})
-                text, usage = "", None
-                async for part in stream:
-                    if part.choices and part.choices[0].delta.content:
-                        text += part.choices[0].delta.content
-                    usage = part.usage or usage
+                text, usage = await read_stream(stream)
                 assert text == "Hello world"
                 assert usage is not None and usage.prompt_tokens == USAGE.prompt_tokens
                 assert usage.completion_tokens == USAGE.completion_tokens
@@ -218,11 +224,7 @@ def test_the_azure_sdk_reaches_an_anthropic_target_through_the_gateway() -> None
                                                  max_retries=0)
                 stream = await client.chat.completions.create(model="vm", messages=QUESTION, stream=True,  # type: ignore[arg-type]
                                                               stream_options={"include_usage": True})
-                text, usage = "", None
-                async for part in stream:
-                    if part.choices and part.choices[0].delta.content:
-                        text += part.choices[0].delta.content
-                    usage = part.usage or usage
+                text, usage = await read_stream(stream)
                 assert text == "Hello world"
                 assert usage is not None and usage.completion_tokens == USAGE.completion_tokens
                 whole = await client.chat.completions.create(model="vm", messages=QUESTION)  # type: ignore[arg-type]
