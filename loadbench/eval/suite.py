@@ -22,6 +22,7 @@ from loadbench.errors import ConfigError
 from loadbench.eval.criteria import Criterion, CriterionType, ListMode, RubricItem
 from loadbench.eval.dataset import Case, Dataset, load_dataset
 from loadbench.pricing import Pricing
+from loadbench.protocol import registry
 
 
 class _RubricModel(StrictModel):
@@ -81,6 +82,7 @@ class _TargetModel(StrictModel):
     url: str | None = None
     model: str = Field(min_length=1)
     api_key_env: str | None = None
+    protocol: str = "openai"  # the registered dialect the target speaks (anthropic: url is the host)
     price: str | None = None  # the pricing.yaml model name (default: model)
     context_window: int | None = Field(default=None, ge=1)
     strip_names: list[str] = Field(default_factory=list)
@@ -94,6 +96,12 @@ class _TargetModel(StrictModel):
         if self.url is None and self.mock is None:
             raise invalid("a target needs url: or mock:", "give url: http://HOST:PORT/v1, or mock: {} for an "
                           "embedded mock", "url")
+        if self.protocol not in registry.names():
+            raise invalid(f"unknown protocol {self.protocol!r}", "use one of: " + ", ".join(registry.names()),
+                          "protocol")
+        if self.mock is not None and self.protocol != registry.DEFAULT:
+            raise invalid("an embedded mock target speaks openai", "remove protocol:, or give url: instead of mock:",
+                          "protocol")
         return self
 
 
@@ -170,6 +178,7 @@ class EvalTarget:
     context_window: int | None
     strip_names: tuple[str, ...]
     mock: MockOptions | None
+    protocol: str = "openai"
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +288,7 @@ def _target(t: _TargetModel, extra_strip: list[str]) -> EvalTarget:
     return EvalTarget(name=t.name, url=t.url, model=t.model, api_key_env=t.api_key_env, price=t.price or t.model,
                   context_window=t.context_window or (t.mock.context_window if t.mock else None),
                   strip_names=tuple(t.strip_names + extra_strip),
-                  mock=MockOptions(_mock_args(t.mock)) if t.mock else None)
+                  mock=MockOptions(_mock_args(t.mock)) if t.mock else None, protocol=t.protocol)
 
 
 def _criterion(c: _CriterionModel) -> Criterion:
@@ -299,7 +308,7 @@ def _targets_from(path: Path, where: str) -> list[dict[str, Any]]:
     targets = data.get("targets")
     if not isinstance(targets, list) or not targets:
         raise ConfigError(str(path), "targets", "no targets: list in this file", f"needed by {where}")
-    keep = {"name", "url", "model", "api_key_env", "price", "context_window", "strip_names"}
+    keep = {"name", "url", "model", "api_key_env", "protocol", "price", "context_window", "strip_names"}
     return [{k: v for k, v in t.items() if k in keep} for t in targets if isinstance(t, dict)]
 
 

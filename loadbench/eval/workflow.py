@@ -214,9 +214,11 @@ def _run_eval(opts: EvalOptions) -> ExitCode:
 
     with ExitStack() as stack:
         endpoints = [Endpoint(t.name, _url(t, urls, folder, suite, stack), t.model, keys[t.name],
-                              suite.pricing.prices.get(t.price) if suite.pricing else None) for t in suite.targets]
+                              suite.pricing.prices.get(t.price) if suite.pricing else None, t.protocol)
+                     for t in suite.targets]
         judge_eps = [Endpoint(j.name, _url(j, {}, folder, suite, stack), j.model, judge_keys[j.name],
-                              suite.pricing.prices.get(j.price) if suite.pricing else None) for j in judges]
+                              suite.pricing.prices.get(j.price) if suite.pricing else None, j.protocol)
+                     for j in judges]
         print(f"evaluating {len(cases)} cases x {suite.repeats} repeats on {len(endpoints)} targets -> {folder}",
               file=sys.stderr, flush=True)
         try:
