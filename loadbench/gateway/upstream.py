@@ -12,9 +12,13 @@ A target speaks its ``protocol:`` (``dialect``). An OpenAI target is sent the cl
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import aiohttp
 
 from loadbench.gateway.config import UpstreamSpec
+from loadbench.protocol.aws import sign
 from loadbench.protocol.dialect import LLMRequest
 from loadbench.protocol.openai import OPENAI
 from loadbench.protocol.registry import dialect
@@ -46,9 +50,15 @@ class Upstream:
         self.idle_ns = round(t.idle_s * 1e9)
 
     def wire(self, req: LLMRequest) -> tuple[str, dict[str, str], bytes]:
-        """(url, headers, body) of ``req`` in the target's protocol, with its key."""
+        """(url, headers, body) of ``req`` in the target's protocol, with its key, or signed (SigV4)
+        at this moment for a Bedrock target."""
         wire = self.dialect.request(req, self.spec.api_key)
-        return self.spec.url + wire.path, {**wire.headers, **IDENTITY}, wire.body
+        url = self.spec.url + wire.path
+        aws = self.spec.aws
+        if aws is None:
+            return url, {**wire.headers, **IDENTITY}, wire.body
+        wire = replace(wire, headers={**wire.headers, **IDENTITY})  # signed as sent
+        return url, sign(wire, url, aws.credentials, aws.region, datetime.now(UTC)), wire.body
 
     async def close(self) -> None:
         await self.session.close()
