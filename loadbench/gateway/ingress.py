@@ -48,7 +48,11 @@ def kind_of(ctx: RequestContext) -> Kind:
 def captured_text(ctx: RequestContext) -> str | None:
     """The answer text of the bytes sent to the client (``ctx.captured``); None when they are not an
     answer of its protocol."""
-    raw = b"".join(ctx.captured)
+    return answer_text_of(ctx, b"".join(ctx.captured))
+
+
+def answer_text_of(ctx: RequestContext, raw: bytes) -> str | None:
+    """The answer text of ``raw``, a stream or a whole answer (as ``ctx`` asked) in the client's protocol."""
     if ctx.ingress is OPENAI:
         return stream_text(raw) if ctx.stream else answer_text(raw)
     if ctx.stream:
