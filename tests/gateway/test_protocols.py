@@ -157,3 +157,22 @@ def test_the_log_prices_a_toy_targets_usage_and_a_toy_shadow_is_read_in_its_prot
     for r in toy_rows:
         assert (r["prompt_tokens"], r["output_tokens"], r["outcome"]) == (3, 2, "ok"), r
         assert r["cost_usd"] == pytest.approx(3 * 1.0 + 2 * 10.0)
+
+
+def test_the_escalation_check_reads_an_answer_in_the_clients_protocol() -> None:
+    import re
+
+    from aiohttp import web
+
+    from loadbench.gateway.abconfig import AnswerCheck, CostRoutingSpec
+    from loadbench.gateway.context import RequestContext
+    from loadbench.gateway.escalation import failed_answer
+    from loadbench.protocol.anthropic import ANTHROPIC
+    from loadbench.protocol.dialect import Answer
+
+    spec = CostRoutingSpec(0.9, {}, 1, 10, escalate=True, check=AnswerCheck(re.compile("forty"), False))
+    ctx = RequestContext("r", 0, "chat")
+    ctx.ingress = ANTHROPIC
+    good = web.Response(body=ANTHROPIC.answer_body(Answer(text="forty two", finish_reason="stop", choices=1), "m1"))
+    bad = web.Response(body=ANTHROPIC.answer_body(Answer(text="no idea", finish_reason="stop", choices=1), "m2"))
+    assert not failed_answer(ctx, good, spec) and failed_answer(ctx, bad, spec)
