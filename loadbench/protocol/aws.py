@@ -17,10 +17,14 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-
-from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
+from typing import TYPE_CHECKING, Any
 
 from loadbench.protocol.dialect import WireRequest
+
+if TYPE_CHECKING:
+    from botocore.eventstream import EventStreamMessage
+
+# botocore is imported where it is used: a process that speaks no AWS protocol never pays its import
 
 _STRING = 7  # the event-stream header value type of a UTF-8 string
 
@@ -41,16 +45,19 @@ class FrameError(ValueError):
 class FrameReader:
     """Event-stream messages from bytes in any split; raises ``FrameError`` on a bad frame."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_error")
 
     def __init__(self) -> None:
+        from botocore.eventstream import EventStreamBuffer, ParserError
+
         self._buf = EventStreamBuffer()
+        self._error: Any = ParserError
 
     def feed(self, chunk: bytes) -> Iterator[EventStreamMessage]:
         self._buf.add_data(chunk)
         try:
             yield from self._buf
-        except ParserError as exc:
+        except self._error as exc:
             raise FrameError(f"bad event-stream frame: {exc}") from None
 
 

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -39,7 +40,6 @@ from loadbench.protocol.dialect import (
     Auth,
     Channel,
     Decoded,
-    Dialect,
     Kind,
     LLMRequest,
     Message,
@@ -49,7 +49,6 @@ from loadbench.protocol.dialect import (
     ToolCall,
     WireData,
     WireError,
-    WireRequest,
 )
 from loadbench.protocol.eventdecoder import Collected
 from loadbench.protocol.finish import FinishWords
@@ -59,9 +58,13 @@ from loadbench.protocol.jsonscan import (
     last_object,
     loads_object,
     number,
+    passed_through,
     positive_int,
     request_object,
+    settings_of,
+    with_settings,
 )
+from loadbench.protocol.streampath import StreamPathDialect
 from loadbench.protocol.toolcalls import ToolCalls
 from loadbench.protocol.turns import block_turns, last_user_text, turn_messages
 from loadbench.protocol.usage import Usage, count
@@ -75,13 +78,28 @@ EXCEPTION_STATUS = {"throttlingException": 429, "modelStreamErrorException": 424
                     "serviceQuotaExceededException": 400}
 _STATUS_EXCEPTION = {429: "throttlingException", 424: "modelStreamErrorException", 400: "validationException",
                      500: "internalServerException", 503: "serviceUnavailableException",
-                     408: "modelTimeoutException", 403: "accessDeniedException", 404: "resourceNotFoundException"}
+                     408: "modelTimeoutException", 403: "accessDeniedException", 404: "resourceNotFoundException",
+                     502: "serviceUnavailableException", 529: "serviceUnavailableException"}
 FINISH = FinishWords({"end_turn": STOP, "stop_sequence": STOP, "max_tokens": LENGTH, "tool_use": TOOL_CALLS,
                       "guardrail_intervened": CONTENT_FILTER, "content_filtered": CONTENT_FILTER},
                      {STOP: "end_turn", LENGTH: "max_tokens", TOOL_CALLS: "tool_use",
                       CONTENT_FILTER: "guardrail_intervened"})
 # AWS pads each event with a random-length prefix of this alphabet, so sizes do not reveal the text
 _PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+_REGION_RE = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d")
+
+
+def check_region(region: str | None) -> str:
+    """``region`` when it is an AWS region (``us-east-1``); an ``InputError`` naming the fix otherwise:
+    a Bedrock endpoint and its signature both name the region."""
+    if not region:
+        raise InputError("a bedrock target needs a region: set the target's 'region' or AWS_REGION, "
+                         "e.g. us-east-1")
+    if not _REGION_RE.fullmatch(region):
+        raise InputError(f"{region!r} is not an AWS region: write it like 'us-east-1'")
+    return region
 
 
 def exception_kind(name: str) -> str:
@@ -95,8 +113,12 @@ def exception_status(name: str) -> int | None:
     return EXCEPTION_STATUS.get(exception_kind(name))
 
 
-def error_kind(status: int) -> str:
-    """The exception an HTTP status stands for."""
+def error_kind(status: int, kind: str | None = None) -> str:
+    """The exception (as stream frames spell it): ``kind`` when it is one, else the exception of the HTTP
+    status (another protocol's error, e.g. Anthropic's ``overloaded_error``, becomes
+    ``serviceUnavailableException``)."""
+    if kind and exception_kind(kind) in EXCEPTION_STATUS:
+        return exception_kind(kind)
     return _STATUS_EXCEPTION.get(status, "internalServerException" if status >= 500 else "validationException")
 
 
@@ -277,14 +299,12 @@ class BedrockStreamEncoder(StreamEncoder):
                                               "metrics": {"latencyMs": self._latency_ms}})
 
     def error(self, error: WireError) -> bytes:
-        name = exception_kind(error.kind)
-        if name not in EXCEPTION_STATUS:  # another protocol's error type: the exception of its status
-            name = error_kind(error.status or 500)
+        name = error_kind(error.status or 500, error.kind)
         return frame({":exception-type": name, ":content-type": "application/json", ":message-type": "exception"},
                      orjson.dumps({"message": error.message}))
 
 
-class BedrockDialect(Dialect):
+class BedrockDialect(StreamPathDialect):
     """Bedrock Converse and ConverseStream."""
 
     name = "bedrock"
@@ -296,20 +316,11 @@ class BedrockDialect(Dialect):
     def __init__(self, data: WireData) -> None:
         self.data = data
 
-    def request(self, req: LLMRequest, api_key: str | None = None) -> WireRequest:
-        # the path says whether the answer streams; the signature (SigV4) is the caller's next step
-        return WireRequest(self.path("chat_stream" if req.stream else "chat", req.model),
-                           self.headers(api_key, stream=req.stream), self.body(req))
-
     def body(self, req: LLMRequest) -> bytes:
         messages = req.messages if req.prompt is None else (Message("user", req.prompt),)
         system, turns = block_turns(messages, text=lambda t: {"text": t}, call=_tool_use, result=_tool_result)
-        extra = dict(req.extra)
-        config = dict(extra.pop("inferenceConfig", None) or {})
-        if req.max_tokens is not None:
-            config["maxTokens"] = req.max_tokens
-        if req.temperature is not None:
-            config["temperature"] = req.temperature
+        extra, config = with_settings(req.extra, "inferenceConfig", maxTokens=req.max_tokens,
+                                      temperature=req.temperature)
         body: dict[str, Any] = {"messages": [{"role": role, "content": blocks} for role, blocks in turns]}
         if system:
             body["system"] = [{"text": system}]
@@ -367,7 +378,7 @@ class BedrockDialect(Dialect):
 
     def error_body(self, message: str, status: int, kind: str | None = None) -> bytes:
         # botocore reads the error code from __type when the x-amzn-ErrorType header is absent
-        name = exception_kind(kind) if kind else error_kind(status)
+        name = error_kind(status, kind)
         return orjson.dumps({"message": message, "__type": name[:1].upper() + name[1:]})
 
     def usage_in(self, tail: bytes) -> Usage | None:
@@ -393,19 +404,15 @@ class BedrockDialect(Dialect):
                 raise InputError("every message must be an object with a 'content' list")
             messages += turn_messages(str(m.get("role", "user")), m["content"], text=_block_text, call=_block_call,
                                       result=_block_result)
-        config = obj.get("inferenceConfig") or {}
-        if not isinstance(config, dict):
-            raise InputError("'inferenceConfig' must be an object")
+        config = settings_of(obj, "inferenceConfig")
         tool_config = obj.get("toolConfig")
         raw_tools = tool_config.get("tools") if isinstance(tool_config, dict) else None
         tools = tuple(Tool(str(spec.get("name", "")), str(spec.get("description") or ""),
                            (spec.get("inputSchema") or {}).get("json") or {})
                       for t in raw_tools if isinstance(t, dict)
                       for spec in (t.get("toolSpec"),) if isinstance(spec, dict)) if isinstance(raw_tools, list) else ()
-        extra = {k: v for k, v in obj.items() if k not in ("messages", "system", "inferenceConfig", "toolConfig")}
-        rest = {k: v for k, v in config.items() if k not in ("maxTokens", "temperature")}
-        if rest:
-            extra["inferenceConfig"] = rest
+        extra = passed_through(obj, ("messages", "system", "toolConfig"), "inferenceConfig", config,
+                               ("maxTokens", "temperature"))
         return LLMRequest(model=model, messages=tuple(messages), max_tokens=positive_int(config, "maxTokens",
                                                                                            "inferenceConfig."),
                           temperature=number(config.get("temperature")), stream=stream, tools=tools, extra=extra)

@@ -12,6 +12,7 @@ from loadbench.protocol.anthropic import ANTHROPIC
 from loadbench.protocol.azure import AZURE
 from loadbench.protocol.bedrock import BEDROCK
 from loadbench.protocol.dialect import Dialect
+from loadbench.protocol.gemini import GEMINI
 from loadbench.protocol.openai import OPENAI
 from loadbench.protocol.responses import RESPONSES
 
@@ -44,3 +45,4 @@ register(ANTHROPIC)
 register(RESPONSES)
 register(AZURE)
 register(BEDROCK)
+register(GEMINI)
