@@ -21,7 +21,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, StrictBool
 from loadbench.cache.config import CacheConfig, OpenAIEmbedderConfig, load_cache_config
 from loadbench.config.source import environment, read_yaml
 from loadbench.config.validation import StrictModel, validate
-from loadbench.errors import ConfigError
+from loadbench.errors import ConfigError, InputError
 from loadbench.gateway.abconfig import (
     AdminModel,
     CostRoutingModel,
@@ -39,6 +39,8 @@ from loadbench.gateway.abconfig import (
 )
 from loadbench.protocol import registry
 from loadbench.protocol.aws import AwsCredentials, chain_credentials
+from loadbench.protocol.bedrock import check_region
+from loadbench.protocol.gemini import check_model
 
 DEFAULT_FAILURE_CODES = (429, 500, 502, 503, 504)
 DEFAULT_RETRY_CODES = (429, 500, 502, 503)
@@ -342,6 +344,12 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
                                   f"environment variable {t.api_key_env} is not set",
                                   "export it or remove api_key_env")
         protocol = target_protocol(t.protocol, path, f"targets[{i}].protocol")
+        if protocol == "gemini":
+            try:
+                check_model(t.model)
+            except InputError as exc:
+                raise ConfigError(path, f"targets[{i}].model", str(exc), "name the model, e.g. gemini-2.5-flash") \
+                    from None
         aws = aws_signing(t, path, f"targets[{i}]", env)
         to = t.timeouts
         ft = t.failure_tolerance
@@ -464,21 +472,22 @@ def aws_signing(t: TargetModel, path: str, where: str, env: dict[str, str]) -> A
                 raise ConfigError(path, f"{where}.{name}", f"only a bedrock target is signed for an AWS {name}",
                                   f"remove {name} or set protocol: bedrock")
         return None
-    if not t.region:
-        raise ConfigError(path, f"{where}.region", "a bedrock target needs the AWS region its requests are signed for",
-                          "add region: us-east-1 (or the region of its url)")
+    try:
+        region = check_region(t.region or env.get("AWS_REGION"))
+    except InputError as exc:
+        raise ConfigError(path, f"{where}.region", str(exc), "add region: us-east-1 (the region of its url)") from None
     if t.api_key_env:
         raise ConfigError(path, f"{where}.api_key_env", "a bedrock target is signed with AWS credentials, not a key",
                           "remove api_key_env; export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or set aws_profile")
     key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
     if key and secret and t.aws_profile is None:
-        return AwsSigning(t.region, AwsCredentials(key, secret, env.get("AWS_SESSION_TOKEN") or None))
+        return AwsSigning(region, AwsCredentials(key, secret, env.get("AWS_SESSION_TOKEN") or None))
     found = chain_credentials(t.aws_profile)
     if found is None:
         raise ConfigError(path, where, "the standard AWS chain found no credentials for this bedrock target",
                           "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or set aws_profile to a profile"
                           " that has them")
-    return AwsSigning(t.region, found)
+    return AwsSigning(region, found)
 
 
 def _admin_keys(admin: AdminModel | None, path: str, env: dict[str, str]) -> frozenset[bytes]:

@@ -164,8 +164,18 @@ def test_a_bedrock_target_without_a_region_or_credentials_is_refused_naming_the_
         compile_model(parse_model(cfg, "gw.yaml"), "gw.yaml", env={"AWS_ACCESS_KEY_ID": "a",
                                                                    "AWS_SECRET_ACCESS_KEY": "b"})
     assert "targets[0].region" in str(err.value)
+    target["region"] = "mars"
+    with pytest.raises(ConfigError) as err:
+        compile_model(parse_model(cfg, "gw.yaml"), "gw.yaml", env={"AWS_ACCESS_KEY_ID": "a",
+                                                                   "AWS_SECRET_ACCESS_KEY": "b"})
+    assert "targets[0].region" in str(err.value) and "not an AWS region" in str(err.value)
+    gemini = {"targets": [{"name": "g", "url": "http://127.0.0.1:9", "model": "https://x/models/g:generateContent",
+                           "protocol": "gemini"}], "virtual_models": [{"name": "vm", "targets": [{"target": "g"}]}]}
+    with pytest.raises(ConfigError) as err:
+        compile_model(parse_model(gemini, "gw.yaml"), "gw.yaml", env={})
+    assert "targets[0].model" in str(err.value) and "gemini-2.5-flash" in str(err.value)
     # no credentials anywhere in the standard chain
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
