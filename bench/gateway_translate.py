@@ -9,7 +9,7 @@ routes, on CPU 0 with this generator. Streamed then non-streamed, ``--rounds`` e
 median over rounds of (translating gateway req/CPU-s) / (pass-through gateway req/CPU-s). Issue 20 asks
 for at least 0.8. Writes bench/out/gateway_translate_<protocol>.json; asserts nothing.
 
-    .venv/bin/python -m bench.gateway_translate [--protocol anthropic] [--seconds 15] [--concurrency 40]
+    .venv/bin/python -m bench.gateway_translate [--protocol anthropic|bedrock|...] [--seconds 15] [--concurrency 40]
                                                 [--json-concurrency 200] [--rounds 3]
 """
 
@@ -35,6 +35,7 @@ from loadbench.procs import ServerProcess, start_server
 OUT = Path(__file__).resolve().parent / "out"
 # the base URL of a target of each protocol on the paced upstream (whose routes carry their own prefix)
 BASE = {"openai": "/v1", "openai-responses": "/v1"}
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "AKIDBENCH", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
 
 
 @contextlib.contextmanager
@@ -55,6 +56,8 @@ def paced_upstream() -> Iterator[str]:
 
 def _config(upstream: str, protocol: str, folder: Path) -> str:
     target = {"name": "t", "url": upstream + BASE.get(protocol, ""), "model": "up-model", "protocol": protocol}
+    if protocol == "bedrock":
+        target["region"] = "us-east-1"  # signed with AWS_ENV's made-up keys: the paced upstream checks no signature
     cfg = {"targets": [target], "virtual_models": [{"name": "vm", "targets": [{"target": "t"}]}]}
     path = folder / f"gateway-{protocol}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         with paced_upstream() as upstream:
             for protocol in ("openai", args.protocol):
                 started.append(start_server(["gateway", "--config", _config(upstream, protocol, folder),
-                                             "--port", "0"], cpu=1))
+                                             "--port", "0"], cpu=1, env={**os.environ, **AWS_ENV}))
             servers = {"pass_through": (started[0].url, started[0].proc.pid),
                        "translating": (started[1].url, started[1].proc.pid)}
             rows = _rounds(args, servers, ("translating", "pass_through"))
