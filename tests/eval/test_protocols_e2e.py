@@ -1,11 +1,13 @@
 """Point 4 of issue 20: an eval suite comparing an ``azure`` target with an ``anthropic`` target produces a
-scorecard and a decision. Each target is a real server speaking its dialect (tests/protocol/
-dialect_server.py); the eval runner speaks each one's protocol, with its key from the environment, and
-prices each one's usage with the cache read and write rates."""
+scorecard and a decision, graded by a judge that speaks Anthropic Messages. Each target is a real
+server speaking its dialect (tests/protocol/dialect_server.py); the eval runner speaks each one's
+protocol, with its key from the environment, and prices each one's usage with the cache read and
+write rates."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from loadbench.pricing import Price, token_cost
 from loadbench.protocol.dialect import STOP
 from tests.conftest import run_loadbench
-from tests.eval.conftest import label_dataset, only_scorecard, pricing_file, write_suite
+from tests.eval.conftest import only_scorecard, pricing_file, write_suite
 from tests.protocol.dialect_server import USAGE, DialectServer, Script
 
 pytestmark = pytest.mark.slow
@@ -24,24 +26,34 @@ def test_an_azure_and_an_anthropic_target_get_a_scorecard_and_a_decision(tmp_pat
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZURE_KEY", "az-secret")
     monkeypatch.setenv("CLAUDE_KEY", "ant-secret")
-    data = label_dataset(tmp_path / "cases.jsonl", 24)
+    data = tmp_path / "cases.jsonl"
+    data.write_text("".join(json.dumps({"id": f"c{i:02d}", "messages": [{"role": "user", "content": f"greet {i}"}],
+                                        "label": "hello", "reference": "Hello"}) + "\n" for i in range(24)))
     pricing_file(tmp_path, {"gpt-dep": PRICES, "claude-x": PRICES})
     good = Script(pieces=(("the answer is Hello", "answer"),), finish=STOP)
     poor = Script(pieces=(("no idea", "answer"),), finish=STOP)
-    with DialectServer(good) as azure, DialectServer(poor) as claude:
+    grades = Script(pieces=(('{"polite": 5}', "answer"),), finish=STOP)
+    with DialectServer(good) as azure, DialectServer(poor) as claude, DialectServer(grades) as judge:
         suite = write_suite(tmp_path, data, [
             {"name": "azure", "url": azure.url, "model": "gpt-dep", "protocol": "azure", "api_key_env": "AZURE_KEY"},
             {"name": "claude", "url": claude.url, "model": "claude-x", "protocol": "anthropic",
              "api_key_env": "CLAUDE_KEY"}],
-            criteria=[{"name": "hello", "type": "contains", "value": "Hello"}],
+            criteria=[{"name": "hello", "type": "contains", "value": "Hello"},
+                      {"name": "manners", "type": "judge", "rubric": [{"name": "polite", "description": "is polite"}]}],
+            judge={"judges": [{"name": "judge", "url": judge.url, "model": "claude-judge", "protocol": "anthropic",
+                               "api_key_env": "CLAUDE_KEY"}]},
             pricing="pricing.yaml", decide={"incumbent": "azure", "min_cases": 20, "quality_ratio_min": 0.97})
         proc = run_loadbench("eval", str(suite), "--out", str(tmp_path / "out"))
-        assert {s.dialect for s in azure.seen} == {"azure"} and {s.dialect for s in claude.seen} == {"anthropic"}
+        assert {s.dialect for s in azure.seen} == {"azure"} and {s.dialect for s in claude.seen} == {"anthropic"}, \
+            proc.stderr
         assert {s.headers.get("api-key") for s in azure.seen} == {"az-secret"}
         assert {s.headers.get("x-api-key") for s in claude.seen} == {"ant-secret"}
+        # the judge speaks Anthropic Messages too: one grade per answer, read back from its answer
+        assert len(judge.seen) == 48 and {s.dialect for s in judge.seen} == {"anthropic"}
     _, sc = only_scorecard(tmp_path / "out")
     az, cl = sc.target("azure"), sc.target("claude")
     assert az.quality.acceptable.value == 1.0 and cl.quality.acceptable.value == 0.0
+    assert sc.judge is not None and sc.judge.judges[0].calls == 48
     assert sc.decision is not None and sc.decision.verdict == "REJECT", proc.stdout
     assert proc.returncode != 0 and "decision: claude vs azure: REJECT" in proc.stdout
     # Anthropic's usage with its cache reads and writes, each priced at its own rate
