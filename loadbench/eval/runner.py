@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from loadbench.eval.records import CallRecord
 from loadbench.eval.scorecard import ProbeResult
 from loadbench.eval.suite import Suite
 from loadbench.pricing import Price, Usage, call_cost
+from loadbench.protocol.aws import AwsCredentials, sign
 from loadbench.protocol.dialect import INVALID, Dialect, LLMRequest, Message
 from loadbench.protocol.keepalive import post
 from loadbench.protocol.registry import DEFAULT, dialect
@@ -52,6 +54,8 @@ class Endpoint:
     api_key: str | None = field(default=None, repr=False)  # never logged or written
     price: Price | None = None
     protocol: str = DEFAULT  # the registered dialect the endpoint speaks
+    region: str | None = None  # bedrock: the AWS region each request is signed for (SigV4)
+    aws_credentials: AwsCredentials | None = field(default=None, repr=False)  # never logged or written
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,10 @@ async def chat(session: aiohttp.ClientSession, ep: Endpoint, req: LLMRequest, ti
     """One streamed (or plain) call in the endpoint's protocol; never raises for a failed call."""
     wire = dialect(ep.protocol)
     sent = wire.request(req, ep.api_key)
+    url = ep.base_url.rstrip("/") + sent.path
+    headers = sent.headers
+    if ep.aws_credentials is not None and ep.region:
+        headers = sign(sent, url, ep.aws_credentials, ep.region, datetime.now(UTC))
     t_send = time.perf_counter_ns()
     first_ns: int | None = None
     parts: list[str] = []
@@ -126,7 +134,7 @@ async def chat(session: aiohttp.ClientSession, ep: Endpoint, req: LLMRequest, ti
     cache: str | None = None
     try:
         async with asyncio.timeout(timeout_s):
-            async with await post(session, ep.base_url.rstrip("/") + sent.path, sent.body, sent.headers) as resp:
+            async with await post(session, url, sent.body, headers) as resp:
                 status = resp.status
                 cache = resp.headers.get(CACHE_HEADER)
                 if resp.status != 200:

@@ -83,6 +83,7 @@ class _TargetModel(StrictModel):
     model: str = Field(min_length=1)
     api_key_env: str | None = None
     protocol: str = "openai"  # the registered dialect the target speaks (anthropic: url is the host)
+    region: str | None = None  # bedrock: the AWS region requests are signed for (else AWS_REGION)
     price: str | None = None  # the pricing.yaml model name (default: model)
     context_window: int | None = Field(default=None, ge=1)
     strip_names: list[str] = Field(default_factory=list)
@@ -99,6 +100,9 @@ class _TargetModel(StrictModel):
         if self.protocol not in registry.names():
             raise invalid(f"unknown protocol {self.protocol!r}", "use one of: " + ", ".join(registry.names()),
                           "protocol")
+        if self.region is not None and self.protocol != "bedrock":
+            raise invalid("only a bedrock target is signed for an AWS region", "remove region: or set protocol: bedrock",
+                          "region")
         if self.mock is not None and self.protocol != registry.DEFAULT:
             raise invalid("an embedded mock target speaks openai", "remove protocol:, or give url: instead of mock:",
                           "protocol")
@@ -179,6 +183,7 @@ class EvalTarget:
     strip_names: tuple[str, ...]
     mock: MockOptions | None
     protocol: str = "openai"
+    region: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +293,7 @@ def _target(t: _TargetModel, extra_strip: list[str]) -> EvalTarget:
     return EvalTarget(name=t.name, url=t.url, model=t.model, api_key_env=t.api_key_env, price=t.price or t.model,
                   context_window=t.context_window or (t.mock.context_window if t.mock else None),
                   strip_names=tuple(t.strip_names + extra_strip),
-                  mock=MockOptions(_mock_args(t.mock)) if t.mock else None, protocol=t.protocol)
+                  mock=MockOptions(_mock_args(t.mock)) if t.mock else None, protocol=t.protocol, region=t.region)
 
 
 def _criterion(c: _CriterionModel) -> Criterion:
@@ -308,7 +313,7 @@ def _targets_from(path: Path, where: str) -> list[dict[str, Any]]:
     targets = data.get("targets")
     if not isinstance(targets, list) or not targets:
         raise ConfigError(str(path), "targets", "no targets: list in this file", f"needed by {where}")
-    keep = {"name", "url", "model", "api_key_env", "protocol", "price", "context_window", "strip_names"}
+    keep = {"name", "url", "model", "api_key_env", "protocol", "region", "price", "context_window", "strip_names"}
     return [{k: v for k, v in t.items() if k in keep} for t in targets if isinstance(t, dict)]
 
 

@@ -62,3 +62,30 @@ def test_an_azure_and_an_anthropic_target_get_a_scorecard_and_a_decision(tmp_pat
                           USAGE.cache_write_tokens)
     assert cl.cost is not None and cl.cost.spend == pytest.approx(24 * per_call)
     assert "secret" not in proc.stdout + proc.stderr
+
+
+def test_a_bedrock_target_is_signed_for_its_region_and_priced_with_its_cache_usage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEVAL")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "eval-aws-secret")
+    data = tmp_path / "cases.jsonl"
+    data.write_text("".join(json.dumps({"id": f"c{i}", "messages": [{"role": "user", "content": "hi"}]}) + "\n"
+                            for i in range(3)))
+    pricing_file(tmp_path, {"nova": PRICES})
+    with DialectServer(Script(pieces=(("Hello", "answer"),))) as bedrock:
+        suite = write_suite(tmp_path, data, [{"name": "br", "url": bedrock.url, "model": "nova", "protocol": "bedrock",
+                                              "region": "eu-west-1"}],
+                            criteria=[{"name": "hello", "type": "contains", "value": "Hello"}], pricing="pricing.yaml")
+        proc = run_loadbench("eval", str(suite), "--out", str(tmp_path / "out"))
+        assert proc.returncode == 0, proc.stderr
+        assert len(bedrock.seen) == 3 and all(
+            s.dialect == "bedrock" and s.headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEVAL/")
+            and "/eu-west-1/bedrock/aws4_request" in s.headers["authorization"] for s in bedrock.seen)
+    _, sc = only_scorecard(tmp_path / "out")
+    card = sc.target("br")
+    price = Price("nova", 1.0, 5.0, 0.1, 1.25, 0.0, "", dt.date(2026, 11, 1))
+    per_call = token_cost(price, USAGE.prompt_tokens, USAGE.completion_tokens, USAGE.cached_tokens,
+                          USAGE.cache_write_tokens)
+    assert card.quality.acceptable.value == 1.0
+    assert card.cost is not None and card.cost.spend == pytest.approx(3 * per_call)
+    assert "eval-aws-secret" not in proc.stdout + proc.stderr
