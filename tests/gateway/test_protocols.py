@@ -16,7 +16,7 @@ import pytest
 
 from loadbench.errors import ConfigError
 from loadbench.gateway.config import compile_model, parse_model
-from loadbench.protocol.openai import OPENAI
+from loadbench.protocol.openai import OPENAI, stream_text
 from tests.gateway.harness import CHAT, gateway, ok, run, serve, upstream
 from tests.gateway.harness import Upstream as Scripted
 from tests.gateway.test_requestlog import rows
@@ -176,3 +176,21 @@ def test_the_escalation_check_reads_an_answer_in_the_clients_protocol() -> None:
     good = web.Response(body=ANTHROPIC.answer_body(Answer(text="forty two", finish_reason="stop", choices=1), "m1"))
     bad = web.Response(body=ANTHROPIC.answer_body(Answer(text="no idea", finish_reason="stop", choices=1), "m2"))
     assert not failed_answer(ctx, good, spec) and failed_answer(ctx, bad, spec)
+
+
+def test_the_cache_keeps_a_toy_targets_answer_translated_for_openai_clients() -> None:
+    seen: list[dict[str, object]] = []
+
+    async def go() -> None:
+        async with serve(toy_app(seen)) as toy, \
+                gateway({**config(toy_target(toy)), "cache": {"mode": "exact"}}, ENV) as (url, _gw):
+            got = []
+            for stream in (True, True, False):
+                status, headers, raw = await ask(url, {**CHAT, "stream": stream, "temperature": 0})
+                assert status == 200, raw
+                text = stream_text(raw) if stream else orjson.loads(raw)["choices"][0]["message"]["content"]
+                got.append((headers["x-loadbench-target"], headers["x-loadbench-cache"], text))
+            assert got == [("toy", "miss", "forty two"), ("cache", "hit-exact", "forty two"),
+                           ("cache", "hit-exact", "forty two")]
+    run(go())
+    assert len(seen) == 1  # the repeats, streamed or whole, were answered from the cache
