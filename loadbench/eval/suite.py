@@ -101,8 +101,8 @@ class _TargetModel(StrictModel):
             raise invalid(f"unknown protocol {self.protocol!r}", "use one of: " + ", ".join(registry.names()),
                           "protocol")
         if self.region is not None and self.protocol != "bedrock":
-            raise invalid("only a bedrock target is signed for an AWS region", "remove region: or set protocol: bedrock",
-                          "region")
+            raise invalid("only a bedrock target is signed for an AWS region",
+                          "remove region: or set protocol: bedrock", "region")
         if self.mock is not None and self.protocol != registry.DEFAULT:
             raise invalid("an embedded mock target speaks openai", "remove protocol:, or give url: instead of mock:",
                           "protocol")

@@ -107,7 +107,7 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
     app.on_cleanup.append(on_cleanup)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)
-    add_ingress_routes(app, gw)
+    add_ingress_routes(app, gw, hook_for)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
@@ -117,10 +117,9 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
     return app
 
 
-def add_ingress_routes(app: web.Application, gw: Gateway) -> None:
+def add_ingress_routes(app: web.Application, gw: Gateway, hook_for: Callable[[], CacheHook | None]) -> None:
     """A client of any registered protocol with a server half reaches the gateway on that protocol's
-    own routes and is answered in it (the OpenAI routes are added apart). The response cache replays
-    OpenAI answers, so these clients go past it."""
+    own routes and is answered in it (the OpenAI routes are added apart), the response cache included."""
     taken = {("POST", "/v1/chat/completions"), ("POST", "/v1/completions")}
     for name in registry.names():
         found = registry.dialect(name)
@@ -130,10 +129,11 @@ def add_ingress_routes(app: web.Application, gw: Gateway) -> None:
             if (method, pattern) in taken:
                 continue
             taken.add((method, pattern))
-            app.router.add_route(method, pattern, _ingress_handler(gw, found))
+            app.router.add_route(method, pattern, _ingress_handler(gw, found, hook_for))
 
 
-def _ingress_handler(gw: Gateway, ingress: Dialect) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _ingress_handler(gw: Gateway, ingress: Dialect, hook_for: Callable[[], CacheHook | None]
+                     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def answer(request: web.Request) -> web.StreamResponse:
-        return await handle(request, "chat", gw, None, ingress)
+        return await handle(request, "chat", gw, hook_for(), ingress)
     return answer

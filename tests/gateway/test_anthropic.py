@@ -250,3 +250,33 @@ def test_an_anthropic_client_reaches_an_azure_target() -> None:
         (seen,) = server.seen
         assert seen.dialect == "azure" and seen.path.startswith("/openai/deployments/gpt-dep/chat/completions?")
         assert seen.headers["api-key"] == "sk-ant-test"
+
+
+def test_the_cache_answers_an_anthropic_client_in_its_protocol_and_shares_entries_with_openai_clients() -> None:
+    with DialectServer() as server:
+        async def go() -> None:
+            cfg = {**one(claude(server.url)), "cache": {"mode": "exact"}}
+            async with gateway(cfg, ENV) as (url, _gw):
+                client = anthropic.AsyncAnthropic(base_url=url, api_key="none", max_retries=0)
+                texts, sources = [], []
+                for _ in range(2):
+                    raw = await client.messages.with_raw_response.create(
+                        model="vm", max_tokens=20, messages=QUESTION, extra_body={"temperature": 0})  # type: ignore[arg-type]
+                    sources.append((raw.headers["x-loadbench-target"], raw.headers["x-loadbench-cache"]))
+                    texts.append("".join(b.text for b in (await raw.parse()).content if b.type == "text"))
+                async with client.messages.stream(model="vm", max_tokens=20, extra_body={"temperature": 0},
+                                                  messages=QUESTION) as stream:  # type: ignore[arg-type]
+                    texts.append("".join([t async for t in stream.text_stream]))
+                    final = await stream.get_final_message()
+                assert final.usage.output_tokens == USAGE.completion_tokens
+                oai = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+                whole = await oai.chat.completions.with_raw_response.create(
+                    model="vm", max_tokens=20, temperature=0, messages=QUESTION)  # type: ignore[arg-type]
+                texts.append(whole.parse().choices[0].message.content or "")
+                sources.append((whole.headers["x-loadbench-target"], whole.headers["x-loadbench-cache"]))
+                assert texts == ["Hello world"] * 4
+                assert sources == [("claude", "miss"), ("cache", "hit-exact"), ("cache", "hit-exact")]
+                await client.close()
+                await oai.close()
+        run(go())
+        assert len(server.seen) == 1
