@@ -194,3 +194,17 @@ def test_a_bedrock_target_without_a_region_or_credentials_is_refused_naming_the_
     spec = compile_model(parse_model(cfg, "gw.yaml"), "gw.yaml", env={"AWS_ACCESS_KEY_ID": "AKID",
                                                                      "AWS_SECRET_ACCESS_KEY": "very-secret"})
     assert "very-secret" not in repr(spec.targets["br"]) and "very-secret" not in repr(spec.targets["br"].aws)
+
+
+def test_the_example_providers_config_is_valid() -> None:
+    from loadbench.gateway.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    spec = load_config(root / "profiles/gateway/providers.yaml",
+                       env={"ANTHROPIC_API_KEY": "k", "AZURE_OPENAI_API_KEY": "k", "ADMIN_KEYS": "k",
+                            "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s"})
+    assert {name: t.protocol for name, t in spec.targets.items()} == {
+        "anthropic": "anthropic", "bedrock": "bedrock", "azure": "azure"}
+    bedrock = spec.targets["bedrock"].aws
+    assert bedrock is not None and bedrock.region == "us-east-1"
+    assert 529 in spec.routes["fallback-chat"].fallback_status_codes
