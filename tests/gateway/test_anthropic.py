@@ -16,6 +16,7 @@ import aiohttp
 import anthropic
 import openai
 import orjson
+import pytest
 from aiohttp import web
 
 from loadbench.protocol.anthropic import ANTHROPIC
@@ -280,3 +281,36 @@ def test_the_cache_answers_an_anthropic_client_in_its_protocol_and_shares_entrie
                 await oai.close()
         run(go())
         assert len(server.seen) == 1
+
+
+PROTOCOL_TARGETS = {
+    "anthropic": {"model": "claude-x", "api_key_env": "CLAUDE_KEY"},
+    "azure": {"model": "gpt-dep", "api_key_env": "CLAUDE_KEY"},
+    "bedrock": {"model": "anthropic.claude-v2", "region": "us-east-1"},
+    "gemini": {"model": "gemini-2.5-flash", "api_key_env": "CLAUDE_KEY"},
+    "openai-responses": {"model": "gpt-5", "api_key_env": "CLAUDE_KEY", "base": "/v1"},
+}
+
+
+@pytest.mark.parametrize("protocol", sorted(PROTOCOL_TARGETS))
+def test_the_openai_sdk_reaches_a_target_of_every_protocol(protocol: str) -> None:
+    extra = dict(PROTOCOL_TARGETS[protocol])
+    base = extra.pop("base", "")
+    env = {**ENV, "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "s"}
+    with DialectServer() as server:
+        async def go() -> None:
+            target = {"name": "t", "url": server.url + base, "protocol": protocol, **extra}
+            async with gateway(one(target), env) as (url, _gw):
+                client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+                stream = await client.chat.completions.create(model="vm", messages=QUESTION, stream=True,  # type: ignore[arg-type]
+                                                              stream_options={"include_usage": True})
+                text, usage = await read_stream(stream)
+                assert text == "Hello world"
+                assert usage is not None and usage.completion_tokens == USAGE.completion_tokens
+                whole = await client.chat.completions.create(model="vm", messages=QUESTION)  # type: ignore[arg-type]
+                assert whole.choices[0].message.content == "Hello world"
+                assert whole.usage is not None and whole.usage.prompt_tokens == USAGE.prompt_tokens
+                await client.close()
+        run(go())
+        assert [s.dialect for s in server.seen] == [protocol, protocol]
+        assert server.seen[0].request.stream and not server.seen[1].request.stream
