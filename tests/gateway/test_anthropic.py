@@ -49,24 +49,29 @@ async def read_stream(stream: Any) -> tuple[str, Any]:
     return text, usage
 
 
+async def hello_both_ways(client: Any) -> Any:
+    """An openai SDK client asks the gateway's "vm" streamed then whole: "Hello world" with the
+    script's usage each time; returns the streamed usage."""
+    stream = await client.chat.completions.create(model="vm", messages=QUESTION, stream=True,
+                                                  stream_options={"include_usage": True})
+    text, usage = await read_stream(stream)
+    assert text == "Hello world"
+    assert usage is not None and usage.completion_tokens == USAGE.completion_tokens
+    whole = await client.chat.completions.create(model="vm", messages=QUESTION)
+    assert whole.choices[0].message.content == "Hello world" and whole.choices[0].finish_reason == "stop"
+    assert whole.usage is not None and whole.usage.prompt_tokens == USAGE.prompt_tokens
+    await client.close()
+    return usage
+
+
 def test_the_openai_sdk_reaches_an_anthropic_target_streamed_and_whole() -> None:
     with DialectServer() as server:
         async def go() -> None:
             async with gateway(one(claude(server.url)), ENV) as (url, _gw):
-                client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
-                stream = await client.chat.completions.create(model="vm", messages=QUESTION, stream=True,  # type: ignore[arg-type]
-                                                              stream_options={"include_usage": True})
-                text, usage = await read_stream(stream)
-                assert text == "Hello world"
-                assert usage is not None and usage.prompt_tokens == USAGE.prompt_tokens
-                assert usage.completion_tokens == USAGE.completion_tokens
-                assert usage.prompt_tokens_details is not None
+                usage = await hello_both_ways(openai.AsyncOpenAI(base_url=url + "/v1", api_key="none",
+                                                                 max_retries=0))
+                assert usage.prompt_tokens == USAGE.prompt_tokens and usage.prompt_tokens_details is not None
                 assert usage.prompt_tokens_details.cached_tokens == USAGE.cached_tokens
-                whole = await client.chat.completions.create(model="vm", messages=QUESTION)  # type: ignore[arg-type]
-                assert whole.choices[0].message.content == "Hello world"
-                assert whole.choices[0].finish_reason == "stop"
-                assert whole.usage is not None and whole.usage.completion_tokens == USAGE.completion_tokens
-                await client.close()
         run(go())
         # the Anthropic request: its path, its headers, the key from the environment, max_tokens always
         first = server.seen[0]
@@ -221,16 +226,8 @@ def test_the_azure_sdk_reaches_an_anthropic_target_through_the_gateway() -> None
     with DialectServer() as server:
         async def go() -> None:
             async with gateway(one(claude(server.url)), ENV) as (url, _gw):
-                client = openai.AsyncAzureOpenAI(azure_endpoint=url, api_key="none", api_version="2024-10-21",
-                                                 max_retries=0)
-                stream = await client.chat.completions.create(model="vm", messages=QUESTION, stream=True,  # type: ignore[arg-type]
-                                                              stream_options={"include_usage": True})
-                text, usage = await read_stream(stream)
-                assert text == "Hello world"
-                assert usage is not None and usage.completion_tokens == USAGE.completion_tokens
-                whole = await client.chat.completions.create(model="vm", messages=QUESTION)  # type: ignore[arg-type]
-                assert whole.choices[0].message.content == "Hello world"
-                await client.close()
+                await hello_both_ways(openai.AsyncAzureOpenAI(azure_endpoint=url, api_key="none",
+                                                              api_version="2024-10-21", max_retries=0))
         run(go())
         assert [s.dialect for s in server.seen] == ["anthropic", "anthropic"]
 
@@ -301,16 +298,7 @@ def test_the_openai_sdk_reaches_a_target_of_every_protocol(protocol: str) -> Non
         async def go() -> None:
             target = {"name": "t", "url": server.url + base, "protocol": protocol, **extra}
             async with gateway(one(target), env) as (url, _gw):
-                client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
-                stream = await client.chat.completions.create(model="vm", messages=QUESTION, stream=True,  # type: ignore[arg-type]
-                                                              stream_options={"include_usage": True})
-                text, usage = await read_stream(stream)
-                assert text == "Hello world"
-                assert usage is not None and usage.completion_tokens == USAGE.completion_tokens
-                whole = await client.chat.completions.create(model="vm", messages=QUESTION)  # type: ignore[arg-type]
-                assert whole.choices[0].message.content == "Hello world"
-                assert whole.usage is not None and whole.usage.prompt_tokens == USAGE.prompt_tokens
-                await client.close()
+                await hello_both_ways(openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0))
         run(go())
         assert [s.dialect for s in server.seen] == [protocol, protocol]
         assert server.seen[0].request.stream and not server.seen[1].request.stream
