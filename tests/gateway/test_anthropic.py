@@ -302,3 +302,24 @@ def test_the_openai_sdk_reaches_a_target_of_every_protocol(protocol: str) -> Non
         run(go())
         assert [s.dialect for s in server.seen] == [protocol, protocol]
         assert server.seen[0].request.stream and not server.seen[1].request.stream
+
+
+def test_the_openai_sdks_responses_api_reaches_an_anthropic_target() -> None:
+    with DialectServer() as server:
+        async def go() -> None:
+            async with gateway(one(claude(server.url)), ENV) as (url, _gw):
+                client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+                text = ""
+                stream = await client.responses.create(model="vm", input="hi", stream=True)
+                async for event in stream:
+                    if event.type == "response.output_text.delta":
+                        text += event.delta
+                    elif event.type == "response.completed":
+                        assert event.response.usage is not None
+                        assert event.response.usage.output_tokens == USAGE.completion_tokens
+                assert text == "Hello world"
+                whole = await client.responses.create(model="vm", input="hi")
+                assert whole.output_text == "Hello world"
+                await client.close()
+        run(go())
+        assert [s.dialect for s in server.seen] == ["anthropic", "anthropic"]
