@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _rounds(args: argparse.Namespace, servers: dict[str, tuple[str, int]]) -> list[dict]:
+def _rounds(args: argparse.Namespace, servers: dict[str, tuple[str, int]],
+            ratio: tuple[str, str] = ("gateway", "bare_relay")) -> list[dict]:
+    """Streamed then non-streamed rounds; each row's ``ratio`` is ratio[0]'s req/CPU-s over ratio[1]'s."""
     rows = []
     for stream in (True, False):
         for i in range(args.rounds):
@@ -171,7 +173,7 @@ def _rounds(args: argparse.Namespace, servers: dict[str, tuple[str, int]]) -> li
             result = asyncio.run(_round(servers, stream, args.seconds, users))
             rate = {name: r["req_per_cpu_s"] for name, r in result.items()}
             row = {"stream": stream, "round": i, **result,
-                   "ratio": round(rate["gateway"] / max(1e-9, rate["bare_relay"]), 3)}
+                   "ratio": round(rate[ratio[0]] / max(1e-9, rate[ratio[1]]), 3)}
             if "gateway_log" in rate:
                 row["ratio_log"] = round(rate["gateway_log"] / max(1e-9, rate["bare_relay"]), 3)
                 row["log_on_to_off"] = round(rate["gateway_log"] / max(1e-9, rate["gateway"]), 3)

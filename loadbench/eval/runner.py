@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from loadbench.eval.records import CallRecord
 from loadbench.eval.scorecard import ProbeResult
 from loadbench.eval.suite import Suite
 from loadbench.pricing import Price, Usage, call_cost
+from loadbench.protocol.aws import AwsCredentials, sign
 from loadbench.protocol.dialect import INVALID, Dialect, LLMRequest, Message, ToolCall
 from loadbench.protocol.keepalive import post
 from loadbench.protocol.registry import DEFAULT, dialect
@@ -52,6 +54,8 @@ class Endpoint:
     api_key: str | None = field(default=None, repr=False)  # never logged or written
     price: Price | None = None
     protocol: str = DEFAULT  # the registered dialect the endpoint speaks
+    region: str | None = None  # bedrock: the AWS region each request is signed for (SigV4)
+    aws_credentials: AwsCredentials | None = field(default=None, repr=False)  # never logged or written
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,10 @@ async def chat(session: aiohttp.ClientSession, ep: Endpoint, req: LLMRequest, ti
     sent = wire.request(req, ep.api_key)
     if headers:
         sent = replace(sent, headers={**headers, **sent.headers})
+    url = ep.base_url.rstrip("/") + sent.path
+    send_headers = sent.headers
+    if ep.aws_credentials is not None and ep.region:  # signed after the extra headers: they are signed too
+        send_headers = sign(sent, url, ep.aws_credentials, ep.region, datetime.now(UTC))
     t_send = time.perf_counter_ns()
     first_ns: int | None = None
     parts: list[str] = []
@@ -132,7 +140,7 @@ async def chat(session: aiohttp.ClientSession, ep: Endpoint, req: LLMRequest, ti
     cache: str | None = None
     try:
         async with asyncio.timeout(timeout_s):
-            async with await post(session, ep.base_url.rstrip("/") + sent.path, sent.body, sent.headers) as resp:
+            async with await post(session, url, sent.body, send_headers) as resp:
                 status = resp.status
                 cache = resp.headers.get(CACHE_HEADER)
                 if resp.status != 200:

@@ -23,6 +23,7 @@ from loadbench.eval.dataset import Case, Dataset, load_dataset, read_text
 from loadbench.eval.tasks import Task, load_tasks
 from loadbench.eval.yamlfile import parse_model, with_line
 from loadbench.pricing import Pricing
+from loadbench.protocol import registry
 
 
 class _RubricModel(StrictModel):
@@ -83,6 +84,8 @@ class _TargetModel(StrictModel):
     url: str | None = None
     model: str = Field(min_length=1)
     api_key_env: str | None = None
+    protocol: str = "openai"  # the registered dialect the target speaks (anthropic: url is the host)
+    region: str | None = None  # bedrock: the AWS region requests are signed for (else AWS_REGION)
     price: str | None = None  # the pricing.yaml model name (default: model)
     context_window: int | None = Field(default=None, ge=1)
     strip_names: list[str] = Field(default_factory=list)
@@ -96,6 +99,15 @@ class _TargetModel(StrictModel):
         if self.url is None and self.mock is None:
             raise invalid("a target needs url: or mock:", "give url: http://HOST:PORT/v1, or mock: {} for an "
                           "embedded mock", "url")
+        if self.protocol not in registry.names():
+            raise invalid(f"unknown protocol {self.protocol!r}", "use one of: " + ", ".join(registry.names()),
+                          "protocol")
+        if self.region is not None and self.protocol != "bedrock":
+            raise invalid("only a bedrock target is signed for an AWS region",
+                          "remove region: or set protocol: bedrock", "region")
+        if self.mock is not None and self.protocol != registry.DEFAULT:
+            raise invalid("an embedded mock target speaks openai", "remove protocol:, or give url: instead of mock:",
+                          "protocol")
         return self
 
 
@@ -197,6 +209,8 @@ class EvalTarget:
     context_window: int | None
     strip_names: tuple[str, ...]
     mock: MockOptions | None
+    protocol: str = "openai"
+    region: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +296,7 @@ def _target(t: _TargetModel, extra_strip: list[str]) -> EvalTarget:
     return EvalTarget(name=t.name, url=t.url, model=t.model, api_key_env=t.api_key_env, price=t.price or t.model,
                   context_window=t.context_window or (t.mock.context_window if t.mock else None),
                   strip_names=tuple(t.strip_names + extra_strip),
-                  mock=MockOptions(_mock_args(t.mock)) if t.mock else None)
+                  mock=MockOptions(_mock_args(t.mock)) if t.mock else None, protocol=t.protocol, region=t.region)
 
 
 def _criterion(c: _CriterionModel) -> Criterion:
@@ -302,7 +316,7 @@ def _targets_from(path: Path, where: str) -> list[dict[str, Any]]:
     targets = data.get("targets")
     if not isinstance(targets, list) or not targets:
         raise ConfigError(str(path), "targets", "no targets: list in this file", f"needed by {where}")
-    keep = {"name", "url", "model", "api_key_env", "price", "context_window", "strip_names"}
+    keep = {"name", "url", "model", "api_key_env", "protocol", "region", "price", "context_window", "strip_names"}
     return [{k: v for k, v in t.items() if k in keep} for t in targets if isinstance(t, dict)]
 
 

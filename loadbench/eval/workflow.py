@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 
 from loadbench import __version__
-from loadbench.errors import ConfigError, ExitCode, Interrupted
+from loadbench.errors import ConfigError, ExitCode, InputError, Interrupted
 from loadbench.eval.aggregate import build_scorecard, latest, merge_judgements, score_call
 from loadbench.eval.codeexec import score_code
 from loadbench.eval.criteria import Score
@@ -33,6 +33,8 @@ from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, LateScorer
 from loadbench.eval.scorecard import LatencyCard, Percentiles, ProbeResult, Scorecard
 from loadbench.eval.suite import EvalTarget, Suite, load_suite
+from loadbench.protocol.aws import AwsCredentials, chain_credentials
+from loadbench.protocol.bedrock import check_region
 from loadbench.results import run_dir as rd
 
 MANIFEST_SCHEMA = "loadbench.eval.manifest/1"
@@ -125,6 +127,22 @@ def latency_card(run_dir: Path) -> LatencyCard:
     return LatencyCard(str(run_dir), pct("ttft_ms"), pct("e2e_ms"))
 
 
+def _aws(t: EvalTarget, path: str) -> tuple[str | None, AwsCredentials | None]:
+    """A bedrock target's region and the standard AWS chain's credentials (environment, profile, role)."""
+    if t.protocol != "bedrock":
+        return None, None
+    try:
+        region = check_region(t.region or os.environ.get("AWS_REGION"))
+    except InputError as exc:
+        raise ConfigError(path, f"region of target {t.name!r}", str(exc), "add region: us-east-1 to the target") \
+            from None
+    credentials = chain_credentials()
+    if credentials is None:
+        raise ConfigError("environment", "AWS credentials", f"the standard AWS chain found none (needed by {t.name!r})",
+                          "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) before running")
+    return region, credentials
+
+
 def _api_key(t: EvalTarget) -> str | None:
     if t.api_key_env is None:
         return None
@@ -205,6 +223,7 @@ def _run_eval(opts: EvalOptions) -> ExitCode:
     suite = replace(suite, seed=seed, repeats=opts.repeats or suite.repeats)
     late = _late_scorer(suite, opts.allow_code_execution)
     keys = {t.name: _api_key(t) for t in suite.targets}
+    aws = {t.name: _aws(t, suite.path) for t in (*suite.targets, *(suite.judge.judges if suite.judge else ()))}
     judges = suite.judge.judges if suite.judge else ()
     judge_keys = {j.name: _api_key(j) for j in judges}
     now = dt.datetime.now(dt.UTC)
@@ -224,9 +243,11 @@ def _run_eval(opts: EvalOptions) -> ExitCode:
 
     with ExitStack() as stack:
         endpoints = [Endpoint(t.name, _url(t, urls, folder, suite, stack), t.model, keys[t.name],
-                              suite.pricing.prices.get(t.price) if suite.pricing else None) for t in suite.targets]
+                              suite.pricing.prices.get(t.price) if suite.pricing else None, t.protocol,
+                              *aws[t.name]) for t in suite.targets]
         judge_eps = [Endpoint(j.name, _url(j, {}, folder, suite, stack), j.model, judge_keys[j.name],
-                              suite.pricing.prices.get(j.price) if suite.pricing else None) for j in judges]
+                              suite.pricing.prices.get(j.price) if suite.pricing else None, j.protocol,
+                              *aws[j.name]) for j in judges]
         print(f"evaluating {len(cases)} cases x {suite.repeats} repeats on {len(endpoints)} targets -> {folder}",
               file=sys.stderr, flush=True)
         try:

@@ -35,10 +35,11 @@ from loadbench.gateway.abconfig import AnswerJudgeSpec, ExperimentSpec
 from loadbench.gateway.config import GatewaySpec
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.experiments import Experiments, changed, specs_of
+from loadbench.gateway.ingress import captured_text
 from loadbench.gateway.sharedstate import SharedState, StateUnavailable
 from loadbench.pricing import Price, Usage, model_cost
 from loadbench.protocol.keepalive import post
-from loadbench.protocol.openai import OPENAI, answer_text, question_text, stream_text, usage_from
+from loadbench.protocol.openai import OPENAI, answer_text, question_text, usage_from
 from loadbench.units import utc_day, utc_day_start_ms
 
 
@@ -120,8 +121,7 @@ class AnswerJudges:
             self.counts[(name, "dropped_full")] += 1
             return
         self.in_flight[name] += 1
-        raw = b"".join(ctx.captured)
-        answer = stream_text(raw) if ctx.stream else (answer_text(raw) or "")
+        answer = captured_text(ctx) or ""
         tenant = ctx.client_key_digest.hex() if ctx.client_key_digest else None
         task = asyncio.get_running_loop().create_task(
             self._grade(name, spec, ctx.request_id, tenant, question_text(ctx.body), answer))

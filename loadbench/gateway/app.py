@@ -1,4 +1,5 @@
-"""The aiohttp application: OpenAI routes, /health and /metrics, over one ``Gateway``.
+"""The aiohttp application: OpenAI routes, every other registered protocol's routes (Anthropic
+Messages at ``/v1/messages``, ...), /health and /metrics, over one ``Gateway``.
 
 Every error is OpenAI JSON, also an unknown path or a wrong method (never an echo of the request).
 With auth on, ``/v1/models`` and ``/metrics`` need a client key, and ``/health`` tells a caller
@@ -7,6 +8,7 @@ without one only that the gateway is alive (target names and health are for key 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
 
 import orjson
@@ -21,6 +23,8 @@ from loadbench.gateway.exchange import handle
 from loadbench.gateway.feedback import add_feedback_routes
 from loadbench.gateway.health import cooldown_remaining_s, is_healthy
 from loadbench.gateway.state import Gateway
+from loadbench.protocol import registry
+from loadbench.protocol.dialect import Dialect
 from loadbench.protocol.http import add_error_routes
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
@@ -103,6 +107,7 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
     app.on_cleanup.append(on_cleanup)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)
+    add_ingress_routes(app, gw, hook_for)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
@@ -110,3 +115,25 @@ def create_app(gw: Gateway, cache: CacheHook | None = None) -> web.Application:
     add_feedback_routes(app, gw)
     add_error_routes(app)
     return app
+
+
+def add_ingress_routes(app: web.Application, gw: Gateway, hook_for: Callable[[], CacheHook | None]) -> None:
+    """A client of any registered protocol with a server half reaches the gateway on that protocol's
+    own routes and is answered in it (the OpenAI routes are added apart), the response cache included."""
+    taken = {("POST", "/v1/chat/completions"), ("POST", "/v1/completions")}
+    for name in registry.names():
+        found = registry.dialect(name)
+        if name == registry.DEFAULT or not found.server_routes:
+            continue
+        for method, pattern in found.server_routes:
+            if (method, pattern) in taken:
+                continue
+            taken.add((method, pattern))
+            app.router.add_route(method, pattern, _ingress_handler(gw, found, hook_for))
+
+
+def _ingress_handler(gw: Gateway, ingress: Dialect, hook_for: Callable[[], CacheHook | None]
+                     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return await handle(request, "chat", gw, hook_for(), ingress)
+    return answer

@@ -13,11 +13,12 @@ from loadbench.gateway.config import key_digest
 
 
 def presented_key(headers: Mapping[str, str]) -> str:
-    """The key from ``Authorization: Bearer KEY`` or ``api-key: KEY`` ("" when none)."""
+    """The key from ``Authorization: Bearer KEY``, ``api-key: KEY`` (Azure's clients) or ``x-api-key: KEY``
+    (Anthropic's) ("" when none)."""
     header = headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
-    return headers.get("api-key", "").strip()
+    return (headers.get("api-key") or headers.get("x-api-key", "")).strip()
 
 
 def key_digest_of(headers: Mapping[str, str]) -> bytes | None:

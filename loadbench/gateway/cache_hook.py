@@ -7,7 +7,9 @@ mix cache hits into a model's latency. A miss carries ``x-loadbench-cache: miss`
 answer and, when storing is allowed, asks the relay to keep the bytes; ``store`` then parses them
 (``StreamCapture`` / ``answer_from_json``) after the answer has gone out, and keeps only complete,
 successful answers. With ``state: {backend: redis}`` an exact miss also asks the entries the other
-replicas stored (``sharedcache.py``), and each answer stored here is written there too.
+replicas stored (``sharedcache.py``), and each answer stored here is written there too. A client of
+another protocol (Anthropic Messages, ...) shares the entries: its request is keyed in OpenAI's words,
+its answer is stored from what its dialect decodes and replayed by its dialect's encoder.
 
 The tenant is the digest of the key the caller presents (``RequestContext.client_key_digest``, auth
 on or off; only callers presenting no key share the anonymous tenant), or the
@@ -36,10 +38,14 @@ from loadbench.cache import (
     replay_sse,
     scope_for,
 )
-from loadbench.cache.answer import Format
+from loadbench.cache.answer import Format, is_cacheable
 from loadbench.cache.headers import NAMESPACE_HEADER, response_headers
 from loadbench.gateway.context import RequestContext
+from loadbench.gateway.ingress import kind_of, response_id
 from loadbench.gateway.state import Gateway
+from loadbench.protocol.dialect import STOP, Answer
+from loadbench.protocol.openai import OPENAI
+from loadbench.protocol.usage import Usage
 
 CACHE_TARGET = "cache"  # x-loadbench-target of an answer served from the cache
 
@@ -107,7 +113,9 @@ class GatewayCache:
         headers["x-loadbench-target"] = CACHE_TARGET
         headers["x-loadbench-attempts"] = "0"
         headers["x-request-id"] = ctx.request_id
-        if ctx.stream:
+        if ctx.ingress is not OPENAI:
+            payload, content_type = foreign_replay(ctx, answer, model)
+        elif ctx.stream:
             options = ctx.body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             # The whole replay in one write: it is all known now, and one write is one syscall.
@@ -125,7 +133,9 @@ class GatewayCache:
         pending = ctx.cache_state
         if status != 200 or not isinstance(pending, _Pending):
             return
-        if ctx.stream:
+        if ctx.ingress is not OPENAI:
+            answer = foreign_answer(ctx, body)
+        elif ctx.stream:
             capture = StreamCapture()
             capture.feed(body)
             answer = capture.result()
@@ -145,3 +155,34 @@ class GatewayCache:
             if await shared.put(pending.scope, prepared.exact_digest, answer, config.ttl_s, config.max_entries,
                                 round(time.time() * 1000)):
                 self.gw.metrics.inc("cache_shared", model, "stored")
+
+
+def foreign_replay(ctx: RequestContext, answer: CachedAnswer, model: str) -> tuple[bytes, str]:
+    """A cached answer in the protocol of a client that does not speak OpenAI's (body, content type)."""
+    wire = ctx.ingress
+    usage = Usage(prompt_tokens=answer.usage.get("prompt_tokens", 0),
+                  completion_tokens=answer.usage.get("completion_tokens", 0))
+    if ctx.stream:
+        enc = wire.encoder(model, response_id(ctx), kind_of(ctx))
+        return enc.head() + enc.content(answer.text) + enc.tail(answer.finish_reason, usage), wire.stream_content_type
+    whole = Answer(text=answer.text, finish_reason=answer.finish_reason, usage=usage, model=model, choices=1)
+    return wire.answer_body(whole, response_id(ctx), kind_of(ctx)), wire.content_type
+
+
+def foreign_answer(ctx: RequestContext, body: bytes) -> CachedAnswer | None:
+    """What to keep of the bytes a client of another protocol was sent (None: not a clean text answer)."""
+    wire = ctx.ingress
+    if ctx.stream:
+        decoded = wire.decoder().feed(body, end_of_stream=True)
+        complete = decoded.done and decoded.error is None and not decoded.tool_call
+        text = "".join(c.text for c in decoded.content if c.channel == "answer")
+        finish, usage, model = decoded.finish_reason or (STOP if complete else ""), decoded.usage, decoded.model
+    else:
+        whole = wire.decode(body)
+        complete = whole.error is None and not whole.tool_call
+        text, finish, usage, model = whole.text, whole.finish_reason or "", whole.usage, whole.model
+    counts = {} if usage is None else {"prompt_tokens": usage.prompt_tokens,
+                                       "completion_tokens": usage.completion_tokens,
+                                       "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+    answer = CachedAnswer(text=text, finish_reason=finish, usage=counts, model=model or "", complete=complete)
+    return answer if is_cacheable(answer) else None

@@ -21,7 +21,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, StrictBool
 from loadbench.cache.config import CacheConfig, OpenAIEmbedderConfig, load_cache_config
 from loadbench.config.source import environment, read_yaml
 from loadbench.config.validation import StrictModel, validate
-from loadbench.errors import ConfigError
+from loadbench.errors import ConfigError, InputError
 from loadbench.gateway.abconfig import (
     AdminModel,
     CostRoutingModel,
@@ -37,6 +37,10 @@ from loadbench.gateway.abconfig import (
     compile_request_log,
     compile_shadow,
 )
+from loadbench.protocol import registry
+from loadbench.protocol.aws import AwsCredentials, chain_credentials
+from loadbench.protocol.bedrock import check_region
+from loadbench.protocol.gemini import check_model
 
 DEFAULT_FAILURE_CODES = (429, 500, 502, 503, 504)
 DEFAULT_RETRY_CODES = (429, 500, 502, 503)
@@ -62,6 +66,9 @@ class TargetModel(StrictModel):
     url: str = Field(pattern=r"^https?://")
     model: str = Field(min_length=1)
     api_key_env: str | None = None
+    protocol: str = "openai"  # the registered dialect the target speaks (see "Target protocols" below)
+    region: str | None = None  # bedrock: the AWS region requests are signed for
+    aws_profile: str | None = None  # bedrock: the profile of the standard AWS chain (default: its own choice)
     max_connections: PositiveInt = 512
     timeouts: TimeoutsModel = TimeoutsModel()
     failure_tolerance: FailureToleranceModel = FailureToleranceModel()
@@ -204,6 +211,8 @@ class UpstreamSpec:
     allowed_failures_per_minute: int
     cooldown_period_s: float
     failure_status_codes: frozenset[int]
+    protocol: str = "openai"  # the target's dialect (loadbench.protocol.registry)
+    aws: AwsSigning | None = None  # bedrock: SigV4 region and credentials (never logged)
 
     def __repr__(self) -> str:  # keeps the key out of any log line or traceback
         return f"UpstreamSpec(name={self.name!r}, url={self.url!r}, model={self.model!r})"
@@ -211,7 +220,7 @@ class UpstreamSpec:
     def pool_key(self) -> tuple[object, ...]:
         """What a connection pool depends on: equal keys let a reload keep the pool."""
         key_hash = hashlib.sha256(self.api_key.encode()).hexdigest() if self.api_key else ""
-        return (self.url, self.max_connections, self.timeouts, key_hash)
+        return (self.url, self.max_connections, self.timeouts, key_hash, self.protocol, self.aws)
 
 
 @dataclass(slots=True, frozen=True)
@@ -394,6 +403,14 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
                 raise ConfigError(path, f"targets[{i}].api_key_env",
                                   f"environment variable {t.api_key_env} is not set",
                                   "export it or remove api_key_env")
+        protocol = target_protocol(t.protocol, path, f"targets[{i}].protocol")
+        if protocol == "gemini":
+            try:
+                check_model(t.model)
+            except InputError as exc:
+                raise ConfigError(path, f"targets[{i}].model", str(exc), "name the model, e.g. gemini-2.5-flash") \
+                    from None
+        aws = aws_signing(t, path, f"targets[{i}]", env)
         to = t.timeouts
         ft = t.failure_tolerance
         targets[t.name] = UpstreamSpec(
@@ -402,7 +419,7 @@ def compile_model(model: GatewayModel, path: str, env: dict[str, str] | None = N
             timeouts=Timeouts(to.connect_s, to.first_token_s, to.idle_s, to.total_s),
             allowed_failures_per_minute=ft.allowed_failures_per_minute,
             cooldown_period_s=ft.cooldown_period_s,
-            failure_status_codes=frozenset(ft.failure_status_codes))
+            failure_status_codes=frozenset(ft.failure_status_codes), protocol=protocol, aws=aws)
     base_cache = load_cache_config(model.cache, path=path, prefix="cache") if model.cache is not None else None
     embedder_env: dict[str, str] = {}
     routes: dict[str, Route] = {}
@@ -554,6 +571,53 @@ def _refuse_row_readers(routes: dict[str, Route], path: str, *, counts_rows: boo
         if route.cost is not None:
             raise ConfigError(path, f"{where}.routing", "cost routing reads live cost and feedback through the "
                               "shared state, which cannot see a PostgreSQL log", fix)
+
+
+# ---------------------------------------------------------------- target protocols
+
+
+def target_protocol(name: str, path: str, where: str) -> str:
+    """A target's ``protocol:``, checked against the registered dialects before any request."""
+    if name not in registry.names():
+        raise ConfigError(path, where, f"unknown protocol {name!r}",
+                          "use one of: " + ", ".join(registry.names()))
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class AwsSigning:
+    """How a Bedrock target's requests are signed (SigV4): its region and the credentials found."""
+
+    region: str
+    credentials: AwsCredentials = field(repr=False)
+
+
+def aws_signing(t: TargetModel, path: str, where: str, env: dict[str, str]) -> AwsSigning | None:
+    """A Bedrock target's region and credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    (/ AWS_SESSION_TOKEN) from the environment, else the standard AWS chain (profile, container or
+    instance role), read once before serving."""
+    if t.protocol != "bedrock":
+        for name in ("region", "aws_profile"):
+            if getattr(t, name) is not None:
+                raise ConfigError(path, f"{where}.{name}", f"only a bedrock target is signed for an AWS {name}",
+                                  f"remove {name} or set protocol: bedrock")
+        return None
+    try:
+        region = check_region(t.region or env.get("AWS_REGION"))
+    except InputError as exc:
+        raise ConfigError(path, f"{where}.region", str(exc), "add region: us-east-1 (the region of its url)") from None
+    if t.api_key_env:
+        raise ConfigError(path, f"{where}.api_key_env", "a bedrock target is signed with AWS credentials, not a key",
+                          "remove api_key_env; export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or set aws_profile")
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret and t.aws_profile is None:
+        return AwsSigning(region, AwsCredentials(key, secret, env.get("AWS_SESSION_TOKEN") or None))
+    found = chain_credentials(t.aws_profile)
+    if found is None:
+        raise ConfigError(path, where, "the standard AWS chain found no credentials for this bedrock target",
+                          "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or set aws_profile to a profile"
+                          " that has them")
+    return AwsSigning(region, found)
 
 
 def _admin_keys(admin: AdminModel | None, path: str, env: dict[str, str]) -> frozenset[bytes]:

@@ -16,6 +16,9 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from loadbench.gateway.config import Route
+from loadbench.protocol.dialect import Dialect, LLMRequest
+from loadbench.protocol.openai import OPENAI
+from loadbench.protocol.usage import Usage
 
 _ids = itertools.count(1)
 _prefix = [f"lb-{os.getpid():x}-"]
@@ -62,6 +65,9 @@ class RequestContext:
     log_body: bool = False  # ... and writes the bodies (log_bodies)
     pair_id: str = ""  # a shadowed request and its shadows share it (the primary's request id)
     role: str = "primary"  # primary | shadow (never sent to the client) | escalated (an answer that failed its check)
+    ingress: Dialect = OPENAI  # the protocol the client speaks (its answer and errors are written in it)
+    request: LLMRequest | None = None  # the client's request as its dialect read it (not OpenAI clients)
+    usage: Usage | None = None  # the target's usage, decoded (else read from ``usage_tail`` by the log)
 
 
 class CacheHook(Protocol):

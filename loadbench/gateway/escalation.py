@@ -19,7 +19,7 @@ from aiohttp import web
 from loadbench.gateway.abconfig import AnswerCheck, CostRoutingSpec
 from loadbench.gateway.config import RouteTarget
 from loadbench.gateway.context import RequestContext
-from loadbench.protocol.openai import answer_text
+from loadbench.gateway.ingress import answer_text_of
 
 
 def passes(text: str | None, check: AnswerCheck) -> bool:
@@ -40,7 +40,7 @@ def failed_answer(ctx: RequestContext, response: web.Response, spec: CostRouting
     if not spec.escalate or spec.check is None or ctx.stream or response.status != 200 or response.prepared:
         return False
     body = response.body
-    return isinstance(body, bytes) and not passes(answer_text(body), spec.check)
+    return isinstance(body, bytes) and not passes(answer_text_of(ctx, body), spec.check)
 
 
 def escalated_record(ctx: RequestContext, body: bytes) -> RequestContext:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from time import perf_counter_ns
 
 import aiohttp
@@ -29,18 +29,22 @@ import orjson
 from aiohttp import web
 
 from loadbench import outcomes
+from loadbench.errors import InputError
 from loadbench.gateway import auth
 from loadbench.gateway import openai_error as oai
 from loadbench.gateway.config import RouteTarget
 from loadbench.gateway.context import CacheHook, RequestContext, next_request_id
 from loadbench.gateway.escalation import escalate
 from loadbench.gateway.health import record_failure, record_success
+from loadbench.gateway.ingress import kind_of, refuse, response_id, stream_error
 from loadbench.gateway.relay import StreamRelay
 from loadbench.gateway.state import Gateway, GatewayState
+from loadbench.gateway.translate import DialectRelay, translated_request
 from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watch
+from loadbench.protocol.dialect import Dialect
 from loadbench.protocol.keepalive import post
-from loadbench.protocol.openai import completion_tokens, error_event, is_answer, is_error_body, usage_in
+from loadbench.protocol.openai import OPENAI, completion_tokens, is_answer, is_error_body, usage_in
 
 log = logging.getLogger("loadbench.gateway")
 
@@ -99,7 +103,8 @@ def _too_large(limit: int) -> web.Response:
 class Exchange:
     __slots__ = ("cache", "ctx", "gw", "metrics", "request", "state")
 
-    def __init__(self, request: web.Request, kind: str, gw: Gateway, cache: CacheHook | None) -> None:
+    def __init__(self, request: web.Request, kind: str, gw: Gateway, cache: CacheHook | None,
+                 ingress: Dialect = OPENAI) -> None:
         assert gw.state is not None
         self.request = request
         self.gw = gw
@@ -107,6 +112,8 @@ class Exchange:
         self.metrics = gw.metrics
         self.cache = cache
         self.ctx = RequestContext(next_request_id(), perf_counter_ns(), kind, request.headers)
+        if ingress is not OPENAI:
+            self.ctx.ingress = ingress
 
     async def run(self) -> web.StreamResponse:
         ctx = self.ctx
@@ -127,8 +134,8 @@ class Exchange:
         order = self.route()
         if not order:
             self.metrics.inc("requests", route.name, "400")
-            return oai.error(400, f"No target of `{route.name}` matches the request metadata.",
-                             "invalid_request_error")
+            return refuse(ctx, 400, f"No target of `{route.name}` matches the request metadata.",
+                          "invalid_request_error")
         response = await self.call(order)
         if route.cost is not None and route.cost.escalate:
             response = await escalate(ctx, order, response, route.cost, self.call,
@@ -153,7 +160,7 @@ class Exchange:
     def authorize(self) -> web.Response | None:
         digest = auth.key_digest_of(self.request.headers)
         if not auth.admitted(digest, self.state.spec.client_key_digests):
-            return oai.error(401, "Invalid or missing API key.", "invalid_request_error", "invalid_api_key")
+            return refuse(self.ctx, 401, "Invalid or missing API key.", "invalid_request_error", "invalid_api_key")
         self.ctx.client_key_digest = digest
         return None
 
@@ -189,20 +196,38 @@ class Exchange:
         raw = await self._body()
         if isinstance(raw, web.Response):
             return raw
+        ctx = self.ctx
+        if ctx.ingress is not OPENAI:
+            return self._parse_foreign(raw)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return oai.error(400, f"Request body is not valid JSON: {exc}", "invalid_request_error")
         if not isinstance(body, dict):
             return oai.error(400, "Request body must be a JSON object.", "invalid_request_error")
-        model = body.get("model")
+        return self._admit(body, body.get("model"))
+
+    def _parse_foreign(self, raw: bytes) -> web.Response | None:
+        """A client speaking another protocol: its request read by its dialect; ``ctx.body`` is the
+        same request in OpenAI's words (what the cache, the log, shadows and judges read)."""
+        ctx = self.ctx
+        try:
+            req = ctx.ingress.parse_request(raw, self.request.path_qs)
+        except InputError as exc:
+            return refuse(ctx, 400, str(exc), "invalid_request_error")
+        ctx.request = req
+        ctx.kind = req.kind  # a route of one protocol may take chats and completions
+        body = orjson.loads(OPENAI.body(replace(req, extra={})))
+        return self._admit(body, req.model)
+
+    def _admit(self, body: dict[str, object], model: object) -> web.Response | None:
+        ctx = self.ctx
         if not isinstance(model, str) or not model:
-            return oai.error(400, "You must provide a model parameter.", "invalid_request_error", param="model")
+            return refuse(ctx, 400, "You must provide a model parameter.", "invalid_request_error", param="model")
         route = self.state.spec.routes.get(model)
         if route is None:
-            return oai.error(404, f"The model `{model}` does not exist.", "invalid_request_error",
-                             "model_not_found", param="model")
-        ctx = self.ctx
+            return refuse(ctx, 404, f"The model `{model}` does not exist.", "invalid_request_error",
+                          "model_not_found", param="model")
         raw_meta = self.request.headers.get("X-Loadbench-Metadata")
         if raw_meta:
             try:
@@ -210,8 +235,8 @@ class Exchange:
             except orjson.JSONDecodeError:
                 meta = None
             if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-                return oai.error(400, "X-Loadbench-Metadata must be a JSON object of strings.",
-                                 "invalid_request_error")
+                return refuse(ctx, 400, "X-Loadbench-Metadata must be a JSON object of strings.",
+                              "invalid_request_error")
             ctx.metadata = meta
         ctx.body = body
         ctx.stream = body.get("stream") is True
@@ -226,8 +251,8 @@ class Exchange:
         if refused is None:
             return None
         self.metrics.inc("rate_limited", refused.limit)
-        resp = oai.error(429, f"Rate limit reached for {refused.limit} per minute on this key; retry after"
-                              f" {refused.retry_after_s:.1f} s.", refused.limit, "rate_limit_exceeded")
+        resp = refuse(self.ctx, 429, f"Rate limit reached for {refused.limit} per minute on this key; retry"
+                                     f" after {refused.retry_after_s:.1f} s.", refused.limit, "rate_limit_exceeded")
         resp.headers["Retry-After"] = str(max(1, math.ceil(refused.retry_after_s)))
         return resp
 
@@ -239,7 +264,7 @@ class Exchange:
             return
         limit = limits.of(ctx.client_key_digest)
         if limit.tokens_per_minute is not None:
-            usage = usage_in(ctx.usage_tail) if ctx.usage_tail else None
+            usage = ctx.usage or (usage_in(ctx.usage_tail) if ctx.usage_tail else None)
             tokens = usage.prompt_tokens + (usage.completion_tokens or ctx.tokens) if usage else ctx.tokens
             self.gw.limiter.charge(ctx.client_key_digest, limit, tokens, self.gw.spawn)
 
@@ -258,6 +283,15 @@ class Exchange:
             body = {**body, "model": upstream_model}
         return orjson.dumps(body)
 
+    def _outgoing(self, rt: RouteTarget, up: Upstream) -> tuple[str, dict[str, str], bytes]:
+        """(url, headers, body) of the request to ``up``: an OpenAI client's body as it came to an
+        OpenAI target, else the request the target's dialect builds."""
+        ctx = self.ctx
+        if up.native and ctx.ingress is OPENAI:
+            url = up.chat_url if ctx.kind == "chat" else up.completions_url
+            return url, up.headers, self._payload(rt, up.spec.model)
+        return up.wire(translated_request(ctx, rt.override_params, up))
+
     async def call(self, order: list[RouteTarget]) -> web.StreamResponse:
         ctx = self.ctx
         route = ctx.route
@@ -268,7 +302,7 @@ class Exchange:
             if index:
                 metrics.inc("fallbacks", route.name)
             up = self.state.upstreams[rt.target]
-            payload = self._payload(rt, up.spec.model)
+            outgoing = self._outgoing(rt, up)
             for retry in range(route.retry_attempts + 1):
                 if retry:
                     metrics.inc("retries", rt.target)
@@ -276,7 +310,7 @@ class Exchange:
                     await asyncio.sleep(route.retry_delay_s)
                     ctx.failed_ns += perf_counter_ns() - t0
                 ctx.attempts += 1
-                result = await self.attempt(up, payload)
+                result = await self.attempt(up, outgoing)
                 if not isinstance(result, _Failure):
                     return result
                 failure = result
@@ -294,7 +328,7 @@ class Exchange:
         if failure.body:
             return web.Response(status=failure.status, body=failure.body, headers=headers,
                                 content_type="application/json")
-        resp = oai.error(failure.status, failure.message, "upstream_error")
+        resp = refuse(ctx, failure.status, failure.message, "upstream_error")
         resp.headers.update(headers)
         return resp
 
@@ -321,28 +355,58 @@ class Exchange:
         return _Failure(status, outcome, body, message, retry_after)
 
     async def _error_answer(self, up: Upstream, resp: aiohttp.ClientResponse, send_ns: int) -> _Failure:
-        """A non-200 upstream answer: its OpenAI error body is passed on, anything else is wrapped."""
+        """A non-200 upstream answer: an OpenAI error body is passed on to an OpenAI client, another
+        protocol's error is re-written in the client's; anything else is wrapped."""
         name = up.spec.name
         status = resp.status
         try:
             body = await _read_capped(resp, MAX_ERROR_BODY_BYTES) or b""
         except aiohttp.ClientError:
             body = b""
-        if not is_error_body(body):
-            body = b""  # an HTML error page or garbage: the client gets an OpenAI error with the same status
-        return self._failed(up, send_ns, status, str(status), f"upstream {name} answered {status}",
+        message = f"upstream {name} answered {status}"
+        ingress = self.ctx.ingress
+        if up.native and ingress is OPENAI:
+            if not is_error_body(body):
+                body = b""  # an HTML error page or garbage: the client gets an OpenAI error with the same status
+        else:
+            err = up.dialect.error(status, body)
+            message = f"{message}: {err.message}" if err.message else message
+            body = b"" if ingress is OPENAI else ingress.error_body(message, status)
+        return self._failed(up, send_ns, status, str(status), message,
                             counted_status=status, body=body, retry_after=resp.headers.get("Retry-After"))
 
-    async def attempt(self, up: Upstream, payload: bytes) -> web.StreamResponse | _Failure:
+    def _relay_for(self, up: Upstream) -> StreamRelay | DialectRelay:
+        """The bookkeeping of one streamed attempt: OpenAI bytes to an OpenAI client as they came,
+        another protocol decoded (and re-written, unless the client speaks it too)."""
+        ctx = self.ctx
+        limit = self.state.spec.limits.max_event_bytes
+        capture: list[bytes] | None = [] if ctx.capture or ctx.keep_answer else None
+        ingress = ctx.ingress
+        if up.native and ingress is OPENAI:
+            return StreamRelay(limit, capture)
+        target = up.dialect
+        rid = response_id(ctx)
+        kind = kind_of(ctx)
+        if ingress is OPENAI:
+            options = ctx.body.get("stream_options")
+            wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        else:
+            wants_usage = True  # the other protocols report usage unasked (Anthropic's message_delta)
+        return DialectRelay(target.decoder(),
+                            None if target is ingress else (lambda model: ingress.encoder(model, rid, kind)),
+                            up.spec.model, target.end_marker, limit, capture, wants_usage,
+                            sse=target.stream_content_type == "text/event-stream")
+
+    async def attempt(self, up: Upstream, outgoing: tuple[str, dict[str, str], bytes]) -> web.StreamResponse | _Failure:
         """One upstream attempt; a _Failure means nothing has been sent to the client yet."""
         ctx = self.ctx
         name = up.spec.name
-        url = up.chat_url if ctx.kind == "chat" else up.completions_url
+        url, headers, payload = outgoing
         send_ns = perf_counter_ns()
         up.in_flight += 1
         resp: aiohttp.ClientResponse | None = None
         watch: Watch | None = None
-        relay: StreamRelay | None = None  # streams only: a whole answer needs no relay bookkeeping
+        relay: StreamRelay | DialectRelay | None = None  # streams only: a whole answer needs no relay bookkeeping
         first = body = b""
         done = False
         try:
@@ -351,28 +415,37 @@ class Exchange:
                     # first_token_s runs from the send: to the headers here, then to the first content
                     # delta under the watchdog (the relay moves the deadline to idle_s gaps after it)
                     async with asyncio.timeout(up.spec.timeouts.first_token_s):
-                        resp = await post(up.session, url, payload, up.headers)
+                        resp = await post(up.session, url, payload, headers)
                 else:
-                    resp = await post(up.session, url, payload, up.headers)
+                    resp = await post(up.session, url, payload, headers)
                 if resp.status != 200:
                     return await self._error_answer(up, resp, send_ns)
                 if ctx.stream:
-                    if resp.content_type != "text/event-stream":
+                    # another protocol's stream is judged by its decoder (what is not the protocol
+                    # fails it before the first token)
+                    if up.native and resp.content_type != "text/event-stream":
                         return self._failed(up, send_ns, INVALID, outcomes.INVALID_ANSWER,
                                             f"upstream {name} answered {resp.content_type} to a streamed request")
                     watch = self.gw.watchdog.watch(resp, send_ns + up.first_token_ns)
-                    relay = StreamRelay(self.state.spec.limits.max_event_bytes,
-                                        [] if ctx.capture or ctx.keep_answer else None)
+                    relay = self._relay_for(up)
                     first = await self._first_token(relay, resp)
                     if relay.error:
-                        return self._failed(up, send_ns, INVALID, outcomes.INVALID_ANSWER,
-                                            f"upstream {name} {relay.error} before the first token")
-                else:
+                        status = relay.error_status if isinstance(relay, DialectRelay) else None
+                        return self._failed(up, send_ns, status or INVALID,
+                                            str(status) if status else outcomes.INVALID_ANSWER,
+                                            f"upstream {name} {relay.error} before the first token",
+                                            counted_status=status)
+                elif up.native and ctx.ingress is OPENAI:
                     whole = await self._whole(up, resp)
                     if whole is None:
                         return self._failed(up, send_ns, INVALID, outcomes.INVALID_ANSWER,
                                             f"upstream {name} did not answer with an OpenAI completion")
                     body = whole
+                else:
+                    translated = await self._translated(up, resp, send_ns)
+                    if isinstance(translated, _Failure):
+                        return translated
+                    body = translated
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 return self._failed(up, send_ns, TIMEOUT, outcomes.TIMEOUT, f"upstream {name} timed out")
             except aiohttp.ClientError as exc:
@@ -399,7 +472,7 @@ class Exchange:
                 else:
                     resp.close()  # cancels the upstream request (client gone, break, or error)
 
-    async def _first_token(self, relay: StreamRelay, resp: aiohttp.ClientResponse) -> bytes:
+    async def _first_token(self, relay: StreamRelay | DialectRelay, resp: aiohttp.ClientResponse) -> bytes:
         """Read until the first content delta (or the end); returns the bytes then due to the client."""
         content = resp.content
         while True:
@@ -410,17 +483,38 @@ class Exchange:
             if relay.committed or relay.error:
                 return out
 
-    async def _whole(self, up: Upstream, resp: aiohttp.ClientResponse) -> bytes | None:
-        """A non-streamed answer up to ``max_upstream_body_bytes``; None if it is not an OpenAI answer."""
+    async def _read_whole(self, resp: aiohttp.ClientResponse) -> bytes | None:
+        """A non-streamed answer up to ``max_upstream_body_bytes`` (None: longer, or a stream or a page)."""
         if resp.content_type in ("text/event-stream", "text/html"):
             return None
         cap = self.state.spec.limits.max_upstream_body_bytes
         length = resp.content_length
         if length is not None:  # _read_capped's first case without its coroutine layer
-            body = None if length > cap else await resp.read()
-        else:
-            body = await _read_capped(resp, cap)
+            return None if length > cap else await resp.read()
+        return await _read_capped(resp, cap)
+
+    async def _whole(self, up: Upstream, resp: aiohttp.ClientResponse) -> bytes | None:
+        """A non-streamed OpenAI answer; None if it is not one."""
+        body = await self._read_whole(resp)
         return body if body is not None and is_answer(body) else None
+
+    async def _translated(self, up: Upstream, resp: aiohttp.ClientResponse, send_ns: int) -> bytes | _Failure:
+        """A non-streamed answer in the target's protocol, decoded, as the client's protocol writes it."""
+        ctx = self.ctx
+        name = up.spec.name
+        raw = await self._read_whole(resp)
+        answer = up.dialect.decode(raw) if raw is not None else None
+        if answer is None or answer.error is not None:
+            status = answer.error.status if answer is not None and answer.error is not None else None
+            return self._failed(up, send_ns, status or INVALID, str(status) if status else outcomes.INVALID_ANSWER,
+                                f"upstream {name} did not answer with a {up.dialect.name} answer",
+                                counted_status=status)
+        ctx.usage = answer.usage
+        if ctx.ingress is up.dialect:
+            return raw or b""
+        if not answer.model:
+            answer = replace(answer, model=up.spec.model)
+        return ctx.ingress.answer_body(answer, response_id(ctx), kind_of(ctx))
 
     # ------------------------------------------------------------------ step 7
 
@@ -438,7 +532,11 @@ class Exchange:
         name = up.spec.name
         if record_success(self.state.health[name], end_ns):
             self._back(name)
-        tokens = completion_tokens(body[-400:]) if b'"usage"' in body else None
+        usage = ctx.usage
+        if usage is not None:
+            tokens: int | None = usage.completion_tokens
+        else:
+            tokens = completion_tokens(body[-400:]) if b'"usage"' in body else None
         timings = self.metrics.target(name)
         timings.ttft.record((end_ns - send_ns) / 1e9)
         if tokens:
@@ -451,15 +549,18 @@ class Exchange:
         ctx.tokens = tokens or 0
         ctx.usage_tail = body
         overhead_ns = (perf_counter_ns() - ctx.arrival_ns) - (end_ns - send_ns) - ctx.failed_ns
+        content_type = resp.content_type if up.native and ctx.ingress is OPENAI else ctx.ingress.content_type
         return web.Response(status=200, body=body, headers=self._headers(overhead_ns),
-                            content_type=resp.content_type or "application/json")
+                            content_type=content_type or "application/json")
 
-    async def relay(self, up: Upstream, resp: aiohttp.ClientResponse, watch: Watch, relay: StreamRelay,
+    async def relay(self, up: Upstream, resp: aiohttp.ClientResponse, watch: Watch, relay: StreamRelay | DialectRelay,
                     data: bytes, send_ns: int) -> web.StreamResponse:
         ctx = self.ctx
         name = up.spec.name
         metrics = self.metrics
-        out = _SseResponse(status=200, headers=_SSE_HEADERS)
+        ingress = ctx.ingress
+        out = _SseResponse(status=200, headers=_SSE_HEADERS if ingress is OPENAI else
+                           {"Content-Type": ingress.stream_content_type, "Cache-Control": "no-cache"})
         first_ns = relay.first_ns or perf_counter_ns()  # a stream may end without any token
         overhead_ns = (perf_counter_ns() - ctx.arrival_ns) - (first_ns - send_ns) - ctx.failed_ns
         out.headers.update(self._headers(overhead_ns))
@@ -510,6 +611,8 @@ class Exchange:
                 now_ns = perf_counter_ns()
                 data = relay.feed(chunk, now_ns)
                 if relay.error:
+                    if data:
+                        await out.write(data)  # what came before the error event
                     broke = relay.error
                     break
             timings = metrics.target(name)
@@ -519,8 +622,11 @@ class Exchange:
                 if relay.carry:
                     await out.write(b"\n\n")  # terminate the partial event before ours
                 metrics.inc("stream_breaks", name)
-                self._count_failure(up, None)
-                await out.write(error_event(f"upstream {name} {broke} after the stream started", 502))
+                status = relay.error_status if isinstance(relay, DialectRelay) else None
+                self._count_failure(up, status)
+                if not (isinstance(relay, DialectRelay) and relay.error_forwarded):
+                    await out.write(stream_error(ctx, f"upstream {name} {broke} after the stream started",
+                                                 status or 502))
                 ctx.capture = False
                 ctx.outcome = outcomes.STREAM_CUT
             else:
@@ -531,7 +637,10 @@ class Exchange:
                     timings.ttft.record((relay.first_ns - send_ns) / 1e9)
                 count = relay.usage_tokens() or relay.tokens
                 ctx.first_ns, ctx.last_ns, ctx.tokens = relay.first_ns, relay.last_ns, count
-                ctx.usage_tail = relay.prev + relay.last
+                if isinstance(relay, StreamRelay):
+                    ctx.usage_tail = relay.prev + relay.last
+                else:
+                    ctx.usage = relay.usage
                 if count >= 2 and relay.last_ns > relay.first_ns:
                     tpot_ms = (relay.last_ns - relay.first_ns) / 1e6 / (count - 1)
                     timings.tpot.record(tpot_ms / 1e3)
@@ -546,11 +655,12 @@ class Exchange:
         return out
 
 
-async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook | None) -> web.StreamResponse:
+async def handle(request: web.Request, kind: str, gw: Gateway, cache: CacheHook | None,
+                 ingress: Dialect = OPENAI) -> web.StreamResponse:
     finished = gw.events.exchange_finished
     if not finished:  # nobody listens: no bookkeeping at all
-        return await Exchange(request, kind, gw, cache).run()
-    exchange = Exchange(request, kind, gw, cache)
+        return await Exchange(request, kind, gw, cache, ingress).run()
+    exchange = Exchange(request, kind, gw, cache, ingress)
     started = gw.events.exchange_started
     if started:
         started.fire(exchange.ctx)

@@ -27,10 +27,10 @@ from loadbench.gateway.abconfig import ExperimentSpec, Guardrails
 from loadbench.gateway.config import Route, RouteTarget
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.escalation import passes
+from loadbench.gateway.ingress import captured_text
 from loadbench.gateway.logdb import NULL, ExperimentRow
 from loadbench.gateway.logrecord import LogRecord
 from loadbench.metrics.quantile import nearest_rank
-from loadbench.protocol.openai import answer_text, stream_text
 
 INCUMBENT = "incumbent"
 CANDIDATE = "candidate"
@@ -111,8 +111,7 @@ def check_score(ctx: RequestContext, status: int, spec: ExperimentSpec) -> float
     an error, a shadow). Runs on the request log's writer thread."""
     if spec.check is None or status != 200 or ctx.outcome or ctx.role != "primary" or not ctx.captured:
         return None
-    raw = b"".join(ctx.captured)
-    return 1.0 if passes(stream_text(raw) if ctx.stream else answer_text(raw), spec.check) else 0.0
+    return 1.0 if passes(captured_text(ctx), spec.check) else 0.0
 
 
 def judged(stats: WindowStats, g: Guardrails) -> bool:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from loadbench.gateway.context import RequestContext
+    from loadbench.protocol.usage import Usage
 
 
 class LogRecord(NamedTuple):
@@ -35,3 +36,4 @@ class LogRecord(NamedTuple):
     end_ns: int
     end_s: float  # Unix seconds
     ctx: RequestContext | None  # only when the writer needs more of it (bodies to log, an experiment's check)
+    usage: Usage | None = None  # decoded already (a target of another protocol); else read from usage_tail

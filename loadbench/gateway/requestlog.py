@@ -85,7 +85,7 @@ def record_of(ctx: RequestContext, status: int, end_ns: int, end_s: float) -> Lo
         ctx.request_id, ctx.arrival_ns, ctx.first_ns, ctx.last_ns, ctx.tokens, ctx.usage_tail,
         extra.get("x-loadbench-cache") if extra else None, ctx.target, route.name if route else None,
         ctx.experiment, ctx.arm, ctx.attempts, ctx.metadata or None, ctx.client_key_digest, ctx.pair_id,
-        ctx.role, ctx.outcome, status, end_ns, end_s, ctx if ctx.log_body or ctx.experiment else None))
+        ctx.role, ctx.outcome, status, end_ns, end_s, ctx if ctx.log_body or ctx.experiment else None, ctx.usage))
 
 
 def row_of(r: LogRecord, spec: RequestLogSpec, prices: Mapping[str, Price | None], worker: int) -> tuple[object, ...]:
@@ -97,7 +97,7 @@ def row_of(r: LogRecord, spec: RequestLogSpec, prices: Mapping[str, Price | None
     status, ctx, end_s = r.status, r.ctx, r.end_s
     e2e_ms = (r.end_ns - arrival) / 1e6
     ttft_ms = (first - arrival) / 1e6 if first else None
-    usage = (usage_in(tail) if tail else None) or NO_USAGE
+    usage = r.usage or (usage_in(tail) if tail else None) or NO_USAGE
     output_tokens = usage.completion_tokens or tokens
     cost: float | None = None
     if cache == "hit-exact":

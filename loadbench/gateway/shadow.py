@@ -29,6 +29,7 @@ from loadbench.gateway.config import GatewaySpec, Route
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.relay import StreamRelay
 from loadbench.gateway.sharedstate import SharedState, StateUnavailable
+from loadbench.gateway.translate import DialectRelay, translated_request
 from loadbench.gateway.upstream import Upstream
 from loadbench.protocol.keepalive import post
 from loadbench.units import utc_day, utc_day_start_ms
@@ -97,19 +98,24 @@ class Shadows:
         ctx.pair_id, ctx.role, ctx.target, ctx.attempts = primary.pair_id, "shadow", up.spec.name, 1
         ctx.keep_answer = ctx.log_body = primary.log_body
         status = CONNECT_ERROR
-        url = up.chat_url if ctx.kind == "chat" else up.completions_url
+        if up.native:
+            url = up.chat_url if ctx.kind == "chat" else up.completions_url
+            headers, payload = up.headers, orjson.dumps({**primary.body, "model": up.spec.model})
+        else:  # the primary's request in OpenAI's words, in the shadow target's protocol
+            url, headers, payload = up.wire(translated_request(ctx, {}, up))
         try:
-            body = {**primary.body, "model": up.spec.model}
             async with asyncio.timeout(up.spec.timeouts.total_s):
-                resp = await post(up.session, url, orjson.dumps(body), up.headers)
+                resp = await post(up.session, url, payload, headers)
                 try:
                     status = resp.status
                     if status == 200 and ctx.stream:
-                        await self._read_stream(ctx, resp)
+                        await self._read_stream(ctx, resp, up)
                     else:
                         data = await resp.content.read(MAX_ANSWER_BYTES)
                         ctx.first_ns = ctx.last_ns = perf_counter_ns()
                         ctx.usage_tail = data
+                        if not up.native and status == 200:
+                            ctx.usage = up.dialect.decode(data).usage
                         if ctx.keep_answer:
                             ctx.captured = [data]
                 finally:
@@ -121,8 +127,11 @@ class Shadows:
             self.in_flight[route.name] -= 1
         self.add(ctx, status)
 
-    async def _read_stream(self, ctx: RequestContext, resp: aiohttp.ClientResponse) -> None:
-        relay = StreamRelay(self.max_event_bytes, [] if ctx.keep_answer else None)
+    async def _read_stream(self, ctx: RequestContext, resp: aiohttp.ClientResponse, up: Upstream) -> None:
+        capture: list[bytes] | None = [] if ctx.keep_answer else None
+        relay: StreamRelay | DialectRelay = StreamRelay(self.max_event_bytes, capture) if up.native else \
+            DialectRelay(up.dialect.decoder(), None, up.spec.model, up.dialect.end_marker, self.max_event_bytes,
+                         capture, sse=up.dialect.stream_content_type == "text/event-stream")
         content = resp.content
         while chunk := await content.readany():
             relay.feed(chunk, perf_counter_ns())
@@ -133,7 +142,10 @@ class Shadows:
             ctx.outcome = outcomes.STREAM_CUT
         ctx.first_ns, ctx.last_ns = relay.first_ns, relay.last_ns
         ctx.tokens = relay.usage_tokens() or relay.tokens
-        ctx.usage_tail = relay.prev + relay.last
+        if isinstance(relay, StreamRelay):
+            ctx.usage_tail = relay.prev + relay.last
+        else:
+            ctx.usage = relay.usage
         if relay.capture is not None:
             ctx.captured = relay.capture
 

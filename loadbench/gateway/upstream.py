@@ -5,19 +5,31 @@ bounds the wait from the send to the first content chunk by ``first_token_s`` (a
 chunk does not end it) and each later gap between reads by ``idle_s``, with one asyncio timeout
 for the headers and the ``watchdog`` after them. Non-streamed answers arrive whole at the end of
 generation, so only ``total_s`` bounds them. No ``sock_read``: it re-arms a timer on every chunk.
+
+A target speaks its ``protocol:`` (``dialect``). An OpenAI target is sent the client's body as it came
+(``chat_url``, ``headers``); any other is sent the request its dialect builds (``wire``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import aiohttp
 
 from loadbench.gateway.config import UpstreamSpec
+from loadbench.protocol.aws import sign
+from loadbench.protocol.dialect import LLMRequest
 from loadbench.protocol.openai import OPENAI
+from loadbench.protocol.registry import dialect
+
+# bytes are relayed as sent: a compressed stream would arrive whole at its end (Bedrock's gzip trap)
+IDENTITY = {"Accept-Encoding": "identity"}
 
 
 class Upstream:
-    __slots__ = ("chat_url", "completions_url", "first_token_ns", "headers", "idle_ns", "in_flight", "session",
-                 "spec")
+    __slots__ = ("chat_url", "completions_url", "dialect", "first_token_ns", "headers", "idle_ns", "in_flight",
+                 "native", "session", "spec")
 
     def __init__(self, spec: UpstreamSpec) -> None:
         self.spec = spec
@@ -27,13 +39,26 @@ class Upstream:
         self.session = aiohttp.ClientSession(connector=connector,
                                              timeout=aiohttp.ClientTimeout(total=t.total_s, sock_connect=t.connect_s),
                                              auto_decompress=False, skip_auto_headers=("User-Agent",))
+        self.dialect = dialect(spec.protocol)
+        self.native = self.dialect is OPENAI  # speaks the body the gateway's OpenAI clients send
         self.chat_url = OPENAI.url(spec.url, "chat")
         self.completions_url = OPENAI.url(spec.url, "completions")
         # one header set for streamed and whole requests alike: no Accept, and bytes relayed as sent
-        self.headers = {**OPENAI.headers(spec.api_key, stream=False), "Accept-Encoding": "identity"}
+        self.headers = {**OPENAI.headers(spec.api_key, stream=False), **IDENTITY}
         self.in_flight = 0
         self.first_token_ns = round(t.first_token_s * 1e9)
         self.idle_ns = round(t.idle_s * 1e9)
+
+    def wire(self, req: LLMRequest) -> tuple[str, dict[str, str], bytes]:
+        """(url, headers, body) of ``req`` in the target's protocol, with its key, or signed (SigV4)
+        at this moment for a Bedrock target."""
+        wire = self.dialect.request(req, self.spec.api_key)
+        url = self.spec.url + wire.path
+        aws = self.spec.aws
+        if aws is None:
+            return url, {**wire.headers, **IDENTITY}, wire.body
+        wire = replace(wire, headers={**wire.headers, **IDENTITY})  # signed as sent
+        return url, sign(wire, url, aws.credentials, aws.region, datetime.now(UTC)), wire.body
 
     async def close(self) -> None:
         await self.session.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from loadbench.errors import ConfigError
 from tests.conftest import run_loadbench
 from tests.eval.conftest import label_dataset, pricing_file, write_suite
 
@@ -91,3 +92,16 @@ def test_a_missing_api_key_variable(tmp_path: Path, mock) -> None:
     rc, err = _eval(suite)
     assert rc == 2 and "LOADBENCH_TEST_UNSET_KEY: is not set" in err
     assert requests_seen(mock) == 0
+
+
+def test_an_unknown_protocol_of_a_suite_target_is_refused_naming_the_field(tmp_path: Path) -> None:
+    from loadbench.eval.suite import load_suite
+
+    data = tmp_path / "cases.jsonl"
+    data.write_text('{"id": "a", "messages": [{"role": "user", "content": "hi"}], "label": "x"}\n')
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: s\ndatasets: [{data}]\ncriteria: [{{name: l, type: classification}}]\n"
+                     "targets: [{name: t, url: 'http://127.0.0.1:9', model: m, protocol: klingon}]\n")
+    with pytest.raises(ConfigError) as err:
+        load_suite(suite)
+    assert "targets[0].protocol" in str(err.value) and "anthropic" in str(err.value)

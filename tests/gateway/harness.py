@@ -100,8 +100,9 @@ async def upstream(up: Upstream) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def gateway(config: dict[str, Any]) -> AsyncIterator[tuple[str, Gateway]]:
-    spec = compile_model(parse_model(config, "test.yaml"), "test.yaml", env={"UP_KEY": "sk-up", "GW_KEYS": "k1,k2"})
+async def gateway(config: dict[str, Any], env: dict[str, str] | None = None) -> AsyncIterator[tuple[str, Gateway]]:
+    spec = compile_model(parse_model(config, "test.yaml"), "test.yaml",
+                         env={"UP_KEY": "sk-up", "GW_KEYS": "k1,k2", **(env or {})})
     gw = Gateway(spec, seed=1)
     app = create_app(gw)
     # the runner `loadbench gateway` uses: connection limits, timeouts and parser-level errors apply
