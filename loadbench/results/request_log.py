@@ -12,6 +12,7 @@ statements are ``loadbench.gateway.logdb``'s and ``pglog``'s; docs/ab.md documen
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from typing import Any, Protocol
 
 import orjson
 
-from loadbench.config.source import environment
 from loadbench.errors import InputError
 from loadbench.outcomes import canonical
 from loadbench.results.log_source import LogSource, connect, first_line, log_source
@@ -217,7 +217,8 @@ class RequestLog:
     @classmethod
     def open(cls, where: str | Path, env: dict[str, str] | None = None) -> RequestLog:
         """A log file, a ``postgresql://`` URL, or the name of an environment variable holding one."""
-        source = log_source(where, environment() if env is None else env)
+        # the process's own environment unless told: a variable named on the command line is read here
+        source = log_source(where, dict(os.environ) if env is None else env)
         return cls(_open_postgres(source) if source.dsn else _open_sqlite(source), source.name)
 
     def close(self) -> None:
