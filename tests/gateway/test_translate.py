@@ -42,7 +42,7 @@ def test_any_split_of_an_anthropic_stream_becomes_the_same_openai_stream() -> No
         # a tool call's arguments are content too, on their own channel, and the call arrives whole
         assert [(c.channel, c.text) for c in decoded.content] == [("reasoning", "mull"), ("answer", "Hel"),
                                                                   ("answer", "lo"), ("tool", '{"q": "x"}')]
-        assert [(t.name, t.arguments) for t in decoded.tool_calls] == [(decoded.tool_calls[0].name, '{"q": "x"}')]
+        assert [(t.name, t.arguments) for t in decoded.tool_calls] == [("lookup", '{"q": "x"}')]
         assert decoded.done and decoded.usage == Usage(20, 4, 5, 0, 0)  # OpenAI's words have no cache writes
         assert decoded.model == "claude-x" and decoded.tool_call
         assert r.usage == USAGE  # the log and cost keep the cache writes
