@@ -19,6 +19,8 @@ class RunRequest:
     scenario_path: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     api_key_env: str | None = None
+    protocol: str = "openai"  # --protocol: the wire protocol of --target (a profile's targets name their own)
+    region: str | None = None  # --region: a bedrock target's AWS region
     out_dir: Path = Path("results")
     name: str | None = None
     workers: int | None = None  # workers expected to take part (None: auto_workers)

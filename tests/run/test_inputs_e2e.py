@@ -35,6 +35,22 @@ def test_unset_key_of_a_profile_target_exits_2_before_any_request(mock_factory, 
     assert mock_stats(mock)["requests"] == 0
 
 
+def test_an_unknown_protocol_exits_2_before_any_request(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory()
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--protocol", "grpc", "--duration", "2", "--users", "1",
+                      "--out", str(out), timeout_s=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--protocol: unknown protocol 'grpc': known protocols are openai" in r.stderr
+    assert mock_stats(mock)["requests"] == 0
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"duration_s: 2\nusers: 1\ntargets:\n  - {{name: a, url: '{mock.base_url}', protocol: grpc}}\n")
+    r = run_loadbench("run", "--profile", str(profile), "--out", str(out), timeout_s=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "targets[0].protocol: unknown protocol 'grpc'" in r.stderr
+    assert mock_stats(mock)["requests"] == 0
+
+
 @pytest.mark.slow
 def test_an_rps_sweep_run_by_loadbench_run_is_summarised_as_open_loop(mock_factory, tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "10", "--itl-ms", "2")
