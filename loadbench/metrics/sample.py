@@ -43,6 +43,11 @@ class Sample:
     error: str | None = None
     cache: str | None = None
     backoff_us: int | None = None  # the user's wait after this answer (429/5xx backoff), before its next request
+    ttft_answer_us: int | None = None  # to the first token of the answer (ttft counts thinking too)
+    error_kind: str | None = None  # the protocol's error type (overloaded_error, throttlingException, ...)
+    cached_tokens: int | None = None  # of prompt_tokens, read from the provider's prompt cache (usage)
+    cache_write_tokens: int | None = None  # of prompt_tokens, written to it (usage)
+    reasoning_tokens: int | None = None  # of output_tokens, thinking (usage)
     metadata: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:

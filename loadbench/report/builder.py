@@ -31,6 +31,7 @@ from loadbench.report.tables import (
     slo_text,
     stage_table,
     stalls_line,
+    usage_line,
 )
 from loadbench.report.validity import check_valid
 
@@ -102,8 +103,7 @@ def _overview(s: Summary) -> list[str]:
         f"(requested {fmt(t.prompt_requested_mean)}), output mean {fmt(t.output_mean)} "
         f"(requested {fmt(t.output_requested_mean)})",
     ]
-    stalls = stalls_line(s)
-    return [*items, stalls] if stalls else items
+    return [*items, *(line for line in (usage_line(s), stalls_line(s)) if line)]
 
 
 def _latency_block(s: Summary) -> Table:

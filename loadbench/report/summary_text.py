@@ -19,6 +19,7 @@ from loadbench.report.tables import (
     slo_text,
     stage_table,
     stalls_line,
+    usage_line,
 )
 from loadbench.results import run_dir as rd
 from loadbench.results.summary_file import write_summary_json
@@ -31,6 +32,9 @@ def render_console(s: Summary) -> str:
     if gen:
         parts.append(gen)
     parts += ["", requests_line(s)]
+    usage = usage_line(s)
+    if usage:
+        parts.append(usage)
     stalls = stalls_line(s)
     if stalls:
         parts.append(stalls)
@@ -48,6 +52,9 @@ def render_markdown(s: Summary) -> str:
         f"- target: {s.target.url or '–'} (model `{s.target.model or '–'}`)",
         f"- {requests_line(s)}",
     ]
+    usage = usage_line(s)
+    if usage:
+        parts.append(f"- {usage}")
     stalls = stalls_line(s)
     if stalls:
         parts.append(f"- {stalls}")

@@ -81,7 +81,7 @@ def test_bedrock_needs_a_region_and_aws_credentials(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(ConfigError, match=r"targets\[t\]\.region: a bedrock target needs an AWS region.*us-east-1"):
         _check("bedrock")
-    with pytest.raises(ConfigError, match="no AWS credentials.*AWS_ACCESS_KEY_ID"):
+    with pytest.raises(ConfigError, match=r"no AWS credentials.*AWS_ACCESS_KEY_ID"):
         _check("bedrock", region="us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
