@@ -2,14 +2,17 @@
 
 A provider is one module plus its data: a ``Dialect`` subclass (or an existing one given other
 ``WireData``) registered under its name, e.g. from a plugin or a test, before the first request names
-it. ``openai`` is registered here.
+it. The dialects of this package (``openai``, ``anthropic``, ...) are registered here.
 """
 
 from __future__ import annotations
 
 from loadbench.errors import InputError
+from loadbench.protocol.anthropic import ANTHROPIC
+from loadbench.protocol.azure import AZURE
 from loadbench.protocol.dialect import Dialect
 from loadbench.protocol.openai import OPENAI
+from loadbench.protocol.responses import RESPONSES
 
 DEFAULT = "openai"
 _DIALECTS: dict[str, Dialect] = {}
@@ -36,3 +39,6 @@ def names() -> tuple[str, ...]:
 
 
 register(OPENAI)
+register(ANTHROPIC)
+register(RESPONSES)
+register(AZURE)

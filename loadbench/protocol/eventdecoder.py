@@ -1,0 +1,75 @@
+"""The shape every event-typed stream decoder shares: frames in, one JSON object per event, each event
+adding to what the read completed (``Collected``), one ``Decoded`` out per read.
+
+Anthropic, the Responses API and Gemini send SSE whose ``data`` is a JSON object (``JsonEventDecoder``:
+the subclass handles one object in ``event``); Bedrock sends binary frames and collects the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadbench.protocol.dialect import INVALID, NOTHING, Content, Decoded, StreamDecoder, ToolCall, WireError
+from loadbench.protocol.jsonscan import loads_object
+from loadbench.protocol.sse import SSEDecoder
+from loadbench.protocol.toolcalls import ToolCalls
+from loadbench.protocol.usage import Usage
+
+
+class Collected:
+    """What the events of one read completed, in order of arrival (the first error, the last usage)."""
+
+    __slots__ = ("calls", "content", "done", "error", "finish", "model", "tool", "usage")
+
+    def __init__(self) -> None:
+        self.content: list[Content] = []
+        self.calls: list[ToolCall] = []
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.finish: str | None = None
+        self.error: WireError | None = None
+        self.tool = self.done = False
+
+    def text(self, text: object, channel: Any = "answer") -> None:
+        """A content event when ``text`` is a non-empty string (an empty delta is never content)."""
+        if isinstance(text, str) and text:
+            self.content.append(Content(text, channel))
+
+    def arguments(self, tools: ToolCalls, key: object, text: object) -> None:
+        """A piece of the arguments of the open tool call ``key``: content on the ``tool`` channel."""
+        self.tool = True
+        if isinstance(text, str) and text:
+            tools.piece(key, text)
+            self.content.append(Content(text, "tool"))
+
+    def fail(self, error: WireError) -> None:
+        self.error = self.error or error
+
+    def decoded(self) -> Decoded:
+        return Decoded(tuple(self.content), self.usage, self.model, self.finish, self.error, self.tool, self.done,
+                       tuple(self.calls))
+
+
+class JsonEventDecoder(StreamDecoder):
+    """SSE events carrying JSON objects; ``event`` reads one. An event that is not a JSON object is an
+    ``INVALID`` error (the bytes are not the protocol)."""
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+
+    def feed(self, chunk: bytes, end_of_stream: bool = False) -> Decoded:
+        # an event left incomplete at the end of the stream is dropped (SSE): end_of_stream adds nothing
+        payloads = self._sse.feed(chunk) if chunk else ()
+        if not payloads:
+            return NOTHING
+        out = Collected()
+        for payload in payloads:
+            obj = loads_object(payload)
+            if obj is None:
+                out.fail(WireError(f"unparsable event: {payload[:80]!r}", INVALID))
+            else:
+                self.event(obj, out)
+        return out.decoded()
+
+    def event(self, obj: dict[str, Any], out: Collected) -> None:
+        raise NotImplementedError
