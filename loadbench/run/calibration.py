@@ -109,4 +109,4 @@ def _prompt_tokens(target: TargetSpec, request: LLMRequest, timeout_s: float) ->
     with urllib.request.urlopen(urllib.request.Request(one.url, data=one.body, method="POST", headers=one.headers),
                                 timeout=timeout_s) as resp:
         usage = dialect(target.protocol).decode(resp.read()).usage
-    return usage.prompt_tokens if usage is not None and usage.prompt_tokens else None
+    return usage.prompt_tokens if usage is not None else None
