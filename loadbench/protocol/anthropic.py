@@ -47,6 +47,7 @@ from loadbench.protocol.dialect import (
     WireError,
 )
 from loadbench.protocol.eventdecoder import Collected, JsonEventDecoder
+from loadbench.protocol.finish import FinishWords
 from loadbench.protocol.jsonscan import (
     arguments_object,
     arguments_text,
@@ -58,7 +59,7 @@ from loadbench.protocol.jsonscan import (
 )
 from loadbench.protocol.sseout import named_event
 from loadbench.protocol.toolcalls import ToolCalls
-from loadbench.protocol.turns import block_turns, turn_messages
+from loadbench.protocol.turns import block_turns, last_user_text, turn_messages
 from loadbench.protocol.usage import Usage, count
 
 VERSION = "2023-06-01"
@@ -67,20 +68,15 @@ ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "bill
                 "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
                 "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
 _STATUS_ERROR = {status: kind for kind, status in ERROR_STATUS.items()}
-_FINISH = {"end_turn": STOP, "stop_sequence": STOP, "max_tokens": LENGTH, "tool_use": TOOL_CALLS,
-           "refusal": CONTENT_FILTER}
-_STOP_REASON = {STOP: "end_turn", LENGTH: "max_tokens", TOOL_CALLS: "tool_use", CONTENT_FILTER: "refusal"}
+FINISH = FinishWords({"end_turn": STOP, "stop_sequence": STOP, "max_tokens": LENGTH, "tool_use": TOOL_CALLS,
+                      "refusal": CONTENT_FILTER},
+                     {STOP: "end_turn", LENGTH: "max_tokens", TOOL_CALLS: "tool_use", CONTENT_FILTER: "refusal"})
 _BLOCK = {"answer": "text", "reasoning": "thinking", "tool": "tool_use"}
 
 
 def error_type(status: int) -> str:
     """Anthropic's error ``type`` for an HTTP status."""
     return _STATUS_ERROR.get(status, "api_error" if status >= 500 else "invalid_request_error")
-
-
-def finish_reason(stop_reason: object) -> str | None:
-    """A ``stop_reason`` in loadbench's words (one with no equivalent passes through)."""
-    return _FINISH.get(stop_reason, stop_reason) if isinstance(stop_reason, str) and stop_reason else None
 
 
 def usage_from(usage: Mapping[str, Any]) -> Usage:
@@ -231,7 +227,7 @@ class AnthropicStreamDecoder(JsonEventDecoder):
         elif kind == "message_delta":
             delta = obj.get("delta")
             if isinstance(delta, dict):
-                out.finish = finish_reason(delta.get("stop_reason")) or out.finish
+                out.finish = FINISH.ours(delta.get("stop_reason")) or out.finish
             reported = obj.get("usage")
             if isinstance(reported, dict):
                 self._usage.update({k: v for k, v in reported.items() if v is not None})
@@ -299,7 +295,7 @@ class AnthropicStreamEncoder(StreamEncoder):
     def tail(self, finish_reason: str, usage: Usage | None) -> bytes:
         reported = usage_object(usage) if usage is not None else {"output_tokens": 0}
         return self._close() + named_event("message_delta", {
-            "type": "message_delta", "delta": {"stop_reason": _STOP_REASON.get(finish_reason, finish_reason),
+            "type": "message_delta", "delta": {"stop_reason": FINISH.theirs(finish_reason),
                                                "stop_sequence": None},
             "usage": reported}) + named_event("message_stop", {"type": "message_stop"})
 
@@ -360,7 +356,7 @@ class AnthropicDialect(Dialect):
             elif (call := _block_call(b)) is not None:
                 calls.append(call)
         usage = obj.get("usage")
-        return Answer(text="".join(text), finish_reason=finish_reason(obj.get("stop_reason")),
+        return Answer(text="".join(text), finish_reason=FINISH.ours(obj.get("stop_reason")),
                       usage=usage_from(usage) if isinstance(usage, dict) else None,
                       model=str(obj["model"]) if obj.get("model") else None, choices=1, tool_call=bool(calls),
                       tool_calls=tuple(calls), reasoning="".join(reasoning))
@@ -382,12 +378,7 @@ class AnthropicDialect(Dialect):
         return usage_from(obj) if obj is not None and "output_tokens" in obj else None
 
     def question(self, body: Mapping[str, Any]) -> str:
-        messages = body.get("messages")
-        if not isinstance(messages, list):
-            return ""
-        users = [_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        users = [u for u in users if u]
-        return users[-1] if users else ""
+        return last_user_text(body.get("messages"), _text)
 
     # ------------------------------------------------------------------ the server half
     def parse_request(self, body: bytes, path: str = "") -> LLMRequest:
@@ -423,7 +414,7 @@ class AnthropicDialect(Dialect):
         blocks += [_tool_use(c) for c in answer.tool_calls]
         finish = answer.finish_reason or STOP
         return orjson.dumps({"id": response_id, "type": "message", "role": "assistant", "model": answer.model or "",
-                             "content": blocks, "stop_reason": _STOP_REASON.get(finish, finish),
+                             "content": blocks, "stop_reason": FINISH.theirs(finish),
                              "stop_sequence": None, "usage": usage_object(answer.usage or Usage())})
 
 

@@ -8,6 +8,7 @@ balances its ``{`` (braces inside strings are rare in a usage object; an unbalan
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -84,3 +85,32 @@ def arguments_object(arguments: str) -> Any:
 def arguments_text(value: object) -> str:
     """A protocol's parsed tool arguments as the JSON text ``ToolCall.arguments`` holds."""
     return value if isinstance(value, str) else orjson.dumps(value if value is not None else {}).decode()
+
+
+def with_settings(extra: Mapping[str, Any], key: str, **settings: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(``extra`` without ``key``, the settings object ``key`` names): the fields ``extra`` passes
+    through under ``key`` (``inferenceConfig``, ``generationConfig``) with the non-None ``settings``
+    loadbench sets itself."""
+    rest = dict(extra)
+    config = dict(rest.pop(key, None) or {})
+    config.update({k: v for k, v in settings.items() if v is not None})
+    return rest, config
+
+
+def settings_of(obj: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The settings object ``obj[key]`` ({} when absent); ``InputError`` when it is not an object."""
+    config = obj.get(key) or {}
+    if not isinstance(config, dict):
+        raise InputError(f"'{key}' must be an object")
+    return config
+
+
+def passed_through(obj: Mapping[str, Any], known: tuple[str, ...], key: str, config: Mapping[str, Any],
+                   config_known: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of a request body loadbench does not read (its ``extra``), the unread settings of
+    ``config`` kept under ``key``."""
+    extra = {k: v for k, v in obj.items() if k not in known and k != key}
+    rest = {k: v for k, v in config.items() if k not in config_known}
+    if rest:
+        extra[key] = rest
+    return extra

@@ -10,7 +10,9 @@ from __future__ import annotations
 from loadbench.errors import InputError
 from loadbench.protocol.anthropic import ANTHROPIC
 from loadbench.protocol.azure import AZURE
+from loadbench.protocol.bedrock import BEDROCK
 from loadbench.protocol.dialect import Dialect
+from loadbench.protocol.gemini import GEMINI
 from loadbench.protocol.openai import OPENAI
 from loadbench.protocol.responses import RESPONSES
 
@@ -42,3 +44,5 @@ register(OPENAI)
 register(ANTHROPIC)
 register(RESPONSES)
 register(AZURE)
+register(BEDROCK)
+register(GEMINI)

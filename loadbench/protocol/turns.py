@@ -61,3 +61,12 @@ def turn_messages(role: str, blocks: list[Any], *, text: Callable[[Block], str |
     if texts or calls or not out:
         out.append(Message(role, "".join(texts), tuple(calls)))
     return out
+
+
+def last_user_text(turns: object, text: Callable[[object], str], content_key: str = "content") -> str:
+    """The text of the last user turn that has any, from a parsed body's turns ("" if none)."""
+    if not isinstance(turns, list):
+        return ""
+    users = [text(t.get(content_key)) for t in turns if isinstance(t, dict) and t.get("role") == "user"]
+    users = [u for u in users if u]
+    return users[-1] if users else ""
