@@ -18,11 +18,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from datetime import UTC, datetime
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 from loadbench.errors import ConfigError, InputError
-from loadbench.protocol.dialect import Dialect
+from loadbench.protocol import aws
+from loadbench.protocol.aws import AwsCredentials, chain_credentials
+from loadbench.protocol.dialect import Dialect, WireRequest
 from loadbench.protocol.registry import dialect
 
 Auth = Literal["key", "bearer", "aws", "none"]
@@ -45,8 +48,8 @@ REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")
 # publishers/google/models/..., projects/P/locations/L/publishers/google/models/...
 _MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._@-]*"
 _SEGMENT = r"[^/\s]+"
-_GEMINI_MODEL = re.compile(
-    rf"^(?:(?:projects/{_SEGMENT}/locations/{_SEGMENT}/)?publishers/{_SEGMENT}/)?(?:models/)?{_MODEL_NAME}$")
+_VERTEX_MODEL = re.compile(rf"^projects/({_SEGMENT})/locations/({_SEGMENT})/publishers/google/models/({_MODEL_NAME})$")
+_GEMINI_MODEL = re.compile(rf"^(?:models/)?{_MODEL_NAME}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +92,10 @@ def check_target(*, where: str, name: str, protocol: str, url: str, model: str |
     (a mock loadbench starts itself) lets a missing key pass."""
     field = f"targets[{name}]"
     check_protocol(protocol, where, f"{field}.protocol")
-    if protocol == "gemini" and model is not None and not _GEMINI_MODEL.match(model):
+    if protocol == "gemini" and model is not None and not (_GEMINI_MODEL.match(model)
+                                                          or _VERTEX_MODEL.match(model)):
         raise ConfigError(where, f"{field}.model", f"{model!r} is not a Gemini model path",
-                          "write a model name like gemini-2.0-flash, or models/NAME, or "
+                          "write a model name like gemini-2.0-flash, or models/NAME, or (Vertex) "
                           "projects/P/locations/L/publishers/google/models/NAME")
     if cred.auth == AWS:
         if region is None:
@@ -117,12 +121,22 @@ def region_of(region: str | None) -> str | None:
     return None
 
 
-def aws_credentials() -> Any:
-    """Frozen AWS credentials from botocore's standard chain (None when it finds none)."""
-    import botocore.session
+def aws_credentials() -> AwsCredentials | None:
+    """AWS credentials from botocore's standard chain (None when it finds none)."""
+    return chain_credentials()
 
-    found = botocore.session.get_session().get_credentials()
-    return found.get_frozen_credentials() if found is not None else None
+
+def target_dialect(protocol: str, model: str) -> tuple[Dialect, str]:
+    """The dialect a target speaks and the model as its paths name it: a Gemini model written as a Vertex
+    resource path (``projects/P/locations/L/publishers/google/models/NAME``) is Vertex's paths for P and L
+    with NAME; every other target speaks its registered dialect."""
+    vertex_path = _VERTEX_MODEL.match(model) if protocol == "gemini" else None
+    if vertex_path is not None:
+        from loadbench.protocol.gemini import vertex
+
+        project, location, name = vertex_path.groups()
+        return vertex(project, location), name
+    return dialect(protocol), model
 
 
 class NamedCredential(Protocol):
@@ -144,7 +158,7 @@ class RequestAuth:
     auth: str
     key: str | None = field(default=None, repr=False)
     region: str | None = None
-    aws: Any = field(default=None, repr=False)  # botocore frozen credentials
+    aws: AwsCredentials | None = field(default=None, repr=False)
 
     def headers(self, wire: Dialect, *, stream: bool, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """Every request's headers: the dialect's own with the key, or ``Authorization: Bearer``."""
@@ -155,18 +169,14 @@ class RequestAuth:
             return out
         return wire.headers(self.key if self.auth == KEY else None, stream=stream, extra=extra)
 
-    def sign(self, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
-        """``headers`` plus the SigV4 signature of this one request (service ``bedrock``), for an
-        ``aws`` target; the headers unchanged otherwise. Signed per request: the signature covers
-        the body and the time."""
+    def sign(self, url: str, headers: Mapping[str, str], body: bytes, now: datetime | None = None) -> dict[str, str]:
+        """``headers`` plus the SigV4 signature of this one request (service ``bedrock``) at ``now``
+        (default: the clock), for an ``aws`` target; the headers unchanged otherwise. Signed per
+        request: the signature covers the body and the time."""
         if self.auth != AWS or self.aws is None:
             return dict(headers)
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-
-        request = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
-        SigV4Auth(self.aws, "bedrock", self.region or "us-east-1").add_auth(request)
-        return dict(request.headers.items())
+        return aws.sign(WireRequest("", dict(headers), body), url, self.aws, self.region or "us-east-1",
+                        now or datetime.now(UTC))
 
 
 def target_auth(target: NamedCredential) -> RequestAuth:

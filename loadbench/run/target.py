@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from loadbench.config import FromEnv, Profile, Scenario, api_key, credentials, resolve_headers
-from loadbench.config.credentials import Auth, credential, target_auth
+from loadbench.config.credentials import Auth, credential, target_auth, target_dialect
 from loadbench.config.profile import is_credential_header
 from loadbench.errors import ConfigError, TargetError
 from loadbench.plan.run import TargetSpec
@@ -79,7 +79,7 @@ class OneRequest:
 
 def one_request(target: TargetSpec, request: LLMRequest, **changes: Any) -> OneRequest:
     """``request`` with ``changes`` (e.g. ``max_tokens=1, stream=False``) as the target takes it."""
-    wire = dialect(target.protocol)
+    wire, _ = target_dialect(target.protocol, target.model)
     changed = replace(request, **changes)
     written = wire.request(changed)
     auth = target_auth(target)
@@ -91,8 +91,9 @@ def one_request(target: TargetSpec, request: LLMRequest, **changes: Any) -> OneR
 def run_factory(scenario: Scenario, target: TargetSpec, *, stream: bool, seed: int,
                 prompt_scale: float = 1.0) -> RequestFactory:
     """A request stream of the run's kind outside the load (no usage asked of a stream)."""
-    return RequestFactory(scenario, model=target.model, stream=stream, include_usage=False, seed=seed,
-                          prompt_scale=prompt_scale, wire=dialect(target.protocol))
+    wire, model = target_dialect(target.protocol, target.model)
+    return RequestFactory(scenario, model=model, stream=stream, include_usage=False, seed=seed,
+                          prompt_scale=prompt_scale, wire=wire)
 
 
 def check_target(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec) -> None:
@@ -101,7 +102,7 @@ def check_target(req: RunRequest, profile: Profile, scenario: Scenario, target: 
     assert spec.request is not None
     one = one_request(target, spec.request, max_tokens=1, stream=False)
     result = preflight(one.url, one.body, one.headers, min(profile.timeout_s, PREFLIGHT_TIMEOUT_S),
-                       dialect(target.protocol))
+                       target_dialect(target.protocol, target.model)[0])
     if result.status != 200:
         say(req, f"note: the pre-flight request answered {result.status or 'nothing'} ({result.message}); "
                  "going ahead, the run measures it")

@@ -15,14 +15,13 @@ from urllib.parse import urlsplit
 import psutil
 
 from loadbench.config import scenario_from_dict
-from loadbench.config.credentials import target_auth
+from loadbench.config.credentials import target_auth, target_dialect
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.recorder import IntervalRecorder
 from loadbench.metrics.sample import Sample
 from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us
 from loadbench.plan.load import Phase
 from loadbench.plan.run import RunPlan
-from loadbench.protocol.registry import dialect
 from loadbench.units import ms_to_us, ns_to_s, s_to_ns, s_to_us
 from loadbench.workers.messages import WorkerData
 from loadbench.workers.stream import Measured
@@ -48,10 +47,11 @@ class WorkerRuntime:
         self.profile = plan.settings  # the profile's fields this process acts on (stream, timeout, ...)
         self.load = plan.load
         self.scenario = scenario_from_dict(dict(plan.workload.scenario))
-        self.dialect = dialect(plan.target.protocol)  # the target's wire protocol
+        # the target's wire protocol, and the model as its paths name it
+        self.dialect, model = target_dialect(plan.target.protocol, plan.target.model)
         self.auth = target_auth(plan.target)  # its key or AWS credentials, read here, never stored
         self.factory = RequestFactory(
-            self.scenario, model=plan.target.model, stream=self.profile.stream, wire=self.dialect,
+            self.scenario, model=model, stream=self.profile.stream, wire=self.dialect,
             include_usage=plan.target.include_usage, seed=plan.seed,
             stream_index=worker_index, stream_count=max(plan.workers, 1),
             prompt_scale=plan.workload.prompt_scale, prompt_overhead=plan.workload.prompt_overhead,

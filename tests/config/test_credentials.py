@@ -3,13 +3,16 @@ never written to the plan; Bedrock requests are signed one by one."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from loadbench.config import credentials, profile_from_dict
-from loadbench.config.credentials import Credential, check_target, credential, target_auth
+from loadbench.config.credentials import Credential, check_target, credential, target_auth, target_dialect
 from loadbench.errors import ConfigError
 from loadbench.plan.run import RunPlan, TargetSpec
 from loadbench.protocol import registry
+from loadbench.protocol.dialect import LLMRequest, Message
 from loadbench.protocol.openai import OPENAI
 
 PROTOCOLS = ("anthropic", "azure", "bedrock", "gemini", "openai-responses")
@@ -66,9 +69,20 @@ def test_vertex_takes_a_bearer_token_and_gemini_needs_a_model_path(monkeypatch: 
     for good in ("gemini-2.0-flash", "models/gemini-2.0-flash",
                  "projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash"):
         _check("gemini", model=good)
-    for bad in ("gemini 2.0", "models/", "a/b/c", "https://x/models/g"):
+    for bad in ("gemini 2.0", "models/", "a/b/c", "https://x/models/g", "publishers/google/models/g"):
         with pytest.raises(ConfigError, match=r"targets\[t\]\.model.*not a Gemini model path.*gemini-2.0-flash"):
             _check("gemini", model=bad)
+
+
+def test_a_vertex_model_path_speaks_vertex_paths() -> None:
+    vertex = "projects/p1/locations/us-central1/publishers/google/models/gemini-2.0-flash"
+    wire, model = target_dialect("gemini", vertex)
+    assert model == "gemini-2.0-flash"
+    assert wire.request(LLMRequest(model=model, messages=(Message("user", "hi"),), stream=True)).path == (
+        "/v1/projects/p1/locations/us-central1/publishers/google/models/gemini-2.0-flash"
+        ":streamGenerateContent?alt=sse")
+    wire, model = target_dialect("gemini", "models/gemini-2.0-flash")
+    assert wire is registry.dialect("gemini") and model == "models/gemini-2.0-flash"
 
 
 @pytest.mark.usefixtures("known")
@@ -96,8 +110,10 @@ def test_bedrock_requests_are_signed_one_by_one(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token-value")
     auth = target_auth(TargetSpec(url="http://127.0.0.1:1", model="m", auth="aws", region="us-west-2"))
     url = "http://127.0.0.1:1/model/m/converse-stream"
-    first = auth.sign(url, {"Content-Type": "application/json"}, b'{"a":1}')
-    second = auth.sign(url, {"Content-Type": "application/json"}, b'{"a":2}')
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    first = auth.sign(url, {"Content-Type": "application/json"}, b'{"a":1}', now)
+    second = auth.sign(url, {"Content-Type": "application/json"}, b'{"a":2}', now)
+    assert first["X-Amz-Date"] == "20261207T120000Z"
     assert first["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/us-west-2/bedrock/aws4_request" in first["Authorization"]
     assert first["X-Amz-Security-Token"] == "session-token-value"
