@@ -51,7 +51,7 @@ def target_spec(req: RunRequest, profile: Profile, base_url: str, model: str | N
     cred = credential(wire, base_url, key_env, auth)
     region = credentials.region_of(region or req.region) if cred.auth == credentials.AWS else None
     if model is None and wire != DEFAULT:
-        raise ConfigError(where, f"targets[{name}].model", f"a {wire} target needs its model named",
+        raise ConfigError(where, f"targets[{name}].model", f"the {wire} protocol needs the model named",
                           "pass --model (or set model: in the profile)")
     credentials.check_target(where=where, name=name, protocol=wire, url=base_url, model=model, cred=cred,
                              region=region, require_secret=not embedded)

@@ -107,3 +107,19 @@ def test_azure_filter_frames_are_never_content() -> None:
 def test_an_unknown_protocol_is_refused_naming_the_known_ones() -> None:
     assert problems(dataclasses.replace(FAST, protocols=("grpc",)))[0][1].startswith(
         "unknown protocol 'grpc'; known: " + ", ".join(names()))
+
+
+def test_one_mock_answers_every_protocol_at_once_on_its_own_routes() -> None:
+    async def scenario(session: aiohttp.ClientSession) -> dict[str, str]:
+        got: dict[str, str] = {}
+        for protocol in names():
+            wire = dialect(protocol)
+            written = wire.request(ASK, "key")
+            async with session.post(_path_base(wire, written.path), data=written.body,
+                                    headers=written.headers) as resp:
+                decoded = wire.decoder().feed(await resp.read(), end_of_stream=True)
+                got[protocol] = "".join(c.text for c in decoded.content)
+        return got
+
+    got = run(dataclasses.replace(FAST, protocols=names()), scenario)
+    assert got == {p: " tok0 tok1 tok2 tok3 tok4 tok5" for p in names()}
