@@ -92,14 +92,15 @@ def _metrics_from_json(obj: Mapping[str, Any] | None) -> dict[str, LatencyStats]
 class SummaryTarget:
     url: str | None = None
     model: str | None = None
+    protocol: str | None = None  # None: a run recorded before targets named their protocol (openai)
 
     def to_json(self) -> dict[str, Any]:
-        return {"url": self.url, "model": self.model}
+        return {"url": self.url, "model": self.model, "protocol": self.protocol}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | None) -> SummaryTarget:
         obj = obj or {}
-        return cls(url=obj.get("url"), model=obj.get("model"))
+        return cls(url=obj.get("url"), model=obj.get("model"), protocol=obj.get("protocol"))
 
 
 @dataclass(frozen=True, slots=True)
