@@ -37,10 +37,17 @@ from aiohttp import web
 from loadbench.errors import ConfigError, InputError
 from loadbench.mock import bodies
 from loadbench.mock.answers import Answerer
-from loadbench.mock.faults import FaultServer
+from loadbench.mock.faults import RATE_LIMITED, FaultServer
 from loadbench.mock.gate import FifoGate
 from loadbench.mock.pacer import PacedStream, Pacer
-from loadbench.mock.protocols import EncodedStream, generation, plan_stream, uses_encoder, whole_body
+from loadbench.mock.protocols import (
+    EncodedStream,
+    EncodedTemplate,
+    generation,
+    plan_stream,
+    uses_encoder,
+    whole_body,
+)
 from loadbench.mock.request import GenerationRequest, parse_embedding_inputs, parse_generation
 from loadbench.mock.schedule import ChunkSchedule, chunk_count, last_offset_s
 from loadbench.mock.settings import MockSettings, live_view, with_updates
@@ -309,15 +316,22 @@ class MockServer:
         except InputError as exc:
             stats.count(400)
             return web.Response(body=wire.error_body(str(exc), 400), status=400, content_type=wire.content_type)
+        self._next_id += 1
+        response_id = f"msg-{self._id_prefix}{self._next_id:x}"
+        kind: Kind = req.kind
+        if s.fault and self._fault_rng.random() < s.fault_rate:
+            self.stats.faults += 1
+            return await FaultServer(
+                request, EncodedTemplate(wire, g, s, response_id, kind), whole_body(wire, g, s, response_id, kind),
+                stream=g.stream, n_tokens=g.output_tokens, itl_s=itl_s, hold_s=s.fault_hold_s,
+                retry_after_s=s.fault_retry_after_s, stream_type=wire.stream_content_type,
+                rate_limited=wire.error_body(RATE_LIMITED, 429)).serve(s.fault)
         if s.error_rate > 0 and self._error_rng.random() < s.error_rate:
             stats.count(s.error_status)
             return web.Response(body=wire.error_body(f"injected error (error_rate={s.error_rate:g})",
                                                      s.error_status),
                                 status=s.error_status, content_type=wire.content_type)
         stats.count(200)
-        self._next_id += 1
-        response_id = f"msg-{self._id_prefix}{self._next_id:x}"
-        kind: Kind = req.kind
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:

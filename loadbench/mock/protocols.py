@@ -13,7 +13,8 @@ written with the head; ``thinking_tokens`` of reasoning before the answer; ``tok
 ``filter_every`` content-filter frames (Azure's empty-choices frames) after every N chunks;
 ``stream_error_after`` chunks then an error event of status ``stream_error_status`` (the protocol's
 own error type: Anthropic 529 ``overloaded_error``, Bedrock 429 ``throttlingException``) ending the
-stream.
+stream. ``--error-rate`` and ``--fault`` answer in the protocol too (``EncodedTemplate``); ``--answers``
+and ``--judge`` stay OpenAI's (their answers are built as OpenAI bodies).
 """
 
 from __future__ import annotations
@@ -120,3 +121,58 @@ def whole_body(wire: Dialect, g: GenerationRequest, s: MockSettings, response_id
                     usage=None if s.no_usage else usage_of(g, s), model=g.model, choices=1,
                     reasoning=token_text(0, s.thinking_tokens) if s.thinking_tokens else "")
     return wire.answer_body(answer, response_id, kind)
+
+
+_SPLICE = "@@loadbench-fault-splice@@"
+
+
+class EncodedTemplate:
+    """A fault's view of the stream a request would have had, written by the protocol's encoder (the
+    faults of ``faults.FaultServer`` in any protocol): its head, chunks, the start of a content event,
+    and its end with and without the last event (the protocol's end marker)."""
+
+    def __init__(self, wire: Dialect, g: GenerationRequest, s: MockSettings, response_id: str, kind: Kind) -> None:
+        self._wire, self._g, self._s, self._id, self._kind = wire, g, s, response_id, kind
+        self._encoder = wire.encoder(g.model, response_id, kind)
+        self.first = self._encoder.head()
+
+    def chunk(self, text: str) -> bytes:
+        return self._encoder.content(text)
+
+    @property
+    def prefix(self) -> bytes:
+        """The bytes of a content event up to its text (from a fresh encoder: this one's state is kept)."""
+        fresh = self._wire.encoder(self._g.model, self._id, self._kind)
+        fresh.head()
+        written = fresh.content(_SPLICE)
+        return written[:written.index(_SPLICE.encode())]
+
+    @property
+    def tail(self) -> bytes:
+        usage = usage_of(self._g, self._s) if self._g.include_usage and not self._s.no_usage else None
+        return self._encoder.tail(LENGTH, usage)
+
+    @property
+    def unfinished_tail(self) -> bytes:
+        """The tail without its last events, as many as carry the protocol's end (Bedrock's
+        ``messageStop`` precedes its ``metadata``): the stream ends without its end."""
+        cut = self.tail
+        for _ in range(8):  # bounded: a tail holds a few events
+            cut = without_last_event(cut, self._wire.stream_content_type)
+            if not cut or not self._wire.decoder().feed(cut, end_of_stream=True).done:
+                return cut
+        return b""
+
+
+def without_last_event(data: bytes, content_type: str) -> bytes:
+    """``data`` (whole events) without its last one: SSE events end with a blank line; AWS event-stream
+    frames start with their total length."""
+    if content_type == "application/vnd.amazon.eventstream":
+        at = last = 0
+        while at + 4 <= len(data):
+            last, at = at, at + int.from_bytes(data[at:at + 4], "big")
+        return data[:last]
+    separator = b"\r\n\r\n" if data.endswith(b"\r\n\r\n") else b"\n\n"
+    body = data[: -len(separator)] if data.endswith(separator) else data
+    cut = body.rfind(separator)
+    return body[: cut + len(separator)] if cut >= 0 else b""

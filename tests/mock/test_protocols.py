@@ -123,3 +123,24 @@ def test_one_mock_answers_every_protocol_at_once_on_its_own_routes() -> None:
 
     got = run(dataclasses.replace(FAST, protocols=names()), scenario)
     assert got == {p: " tok0 tok1 tok2 tok3 tok4 tok5" for p in names()}
+
+
+@pytest.mark.parametrize("protocol", names())
+def test_faults_answer_in_every_protocol(protocol: str) -> None:
+    wire = dialect(protocol)
+    faulty = dataclasses.replace(FAST, fault_rate=1.0, fault_hold_s=0.2)
+
+    status, body, _ = _exchange(dataclasses.replace(faulty, fault="no-done"), protocol, ASK)
+    decoded = wire.decoder().feed(body, end_of_stream=True)
+    assert status == 200 and decoded.error is None and not decoded.done  # every token, but never the end
+    assert [c.text for c in decoded.content] == [f" tok{i}" for i in range(6)]
+
+    status, body, _ = _exchange(dataclasses.replace(faulty, fault="sse-200"), protocol, ASK)
+    decoded = wire.decoder().feed(body, end_of_stream=True)
+    assert status == 200 and decoded.done and len(decoded.content) == 6
+
+    status, body, _ = _exchange(dataclasses.replace(faulty, fault="429-retry-after"), protocol, ASK)
+    assert status == 429 and "injected rate limit" in wire.error(status, body).message
+
+    with pytest.raises(aiohttp.ClientPayloadError):  # half the content, then the connection is reset
+        _exchange(dataclasses.replace(faulty, fault="cut-mid-stream"), protocol, ASK)
