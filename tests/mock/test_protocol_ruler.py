@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from loadbench.protocol.registry import names
 from loadbench.run.target import mock_base_url
 from tests.conftest import only_run, read_json, run_loadbench
+from tests.mock.test_protocols import PROTOCOLS
 
 TTFT_MS, ITL_MS, OUTPUT, PROMPT = 80.0, 8.0, 64, 32
 KEYS = {"anthropic": "ANTHROPIC_API_KEY", "azure": "AZURE_OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
@@ -41,7 +41,7 @@ def _run(protocol: str, target: str, tmp_path: Path, name: str) -> dict:
 
 
 @pytest.mark.alone
-@pytest.mark.parametrize("protocol", names())
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_every_protocol_reads_the_ruler(protocol: str, mock_factory, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     if protocol in KEYS:
