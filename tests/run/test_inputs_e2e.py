@@ -41,7 +41,8 @@ def test_an_unknown_protocol_exits_2_before_any_request(mock_factory, tmp_path: 
     r = run_loadbench("run", "--target", mock.base_url, "--protocol", "grpc", "--duration", "2", "--users", "1",
                       "--out", str(out), timeout_s=60)
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "--protocol: unknown protocol 'grpc': known protocols are anthropic, azure, bedrock, gemini, openai" in r.stderr
+    assert ("--protocol: unknown protocol 'grpc': known protocols are anthropic, azure, bedrock, gemini, openai"
+            in r.stderr)
     assert mock_stats(mock)["requests"] == 0
     profile = tmp_path / "p.yaml"
     profile.write_text(f"duration_s: 2\nusers: 1\ntargets:\n  - {{name: a, url: '{mock.base_url}', protocol: grpc}}\n")
