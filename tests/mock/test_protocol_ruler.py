@@ -51,27 +51,30 @@ def test_every_protocol_reads_the_ruler(protocol: str, mock_factory, tmp_path: P
     mock = mock_factory("--protocol", protocol, "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS))
     target = mock_base_url(mock.base_url, protocol)
 
-    s = _run(protocol, target, tmp_path, "plain")
-    m, tokens = s["metrics"], s["tokens"]
-    assert s["requests"]["ok"] >= 30 and s["requests"]["failed"] == 0, s["requests"]
-    assert abs(m["ttft_ms"]["p50"] - TTFT_MS) <= 1.0, m["ttft_ms"]
+    plain = _run(protocol, target, tmp_path, "plain")
+    _configure(mock.base_url, tokens_per_chunk=4)
+    per_chunk = _run(protocol, target, tmp_path, "per-chunk")
+    _configure(mock.base_url, tokens_per_chunk=1, thinking_tokens=10)
+    thinking = _run(protocol, target, tmp_path, "thinking")
+
+    # usage, exactly (whatever the machine's load)
+    for s in (plain, per_chunk, thinking):
+        assert s["requests"]["ok"] >= 24 and s["requests"]["failed"] == 0, s["requests"]
+        assert s["tokens"]["source"] == "usage" and s["tokens"]["prompt_mean"] == PROMPT  # the words sent
+    assert (plain["tokens"]["output_mean"], plain["tokens"]["per_chunk_mean"]) == (OUTPUT, 1.0)
+    assert (per_chunk["tokens"]["output_mean"], per_chunk["tokens"]["per_chunk_mean"]) == (OUTPUT, 4.0)
+    reported = None if protocol == "bedrock" else 10  # Bedrock's usage has no reasoning count
+    assert (thinking["tokens"]["output_mean"], thinking["tokens"]["reasoning_mean"]) == (OUTPUT + 10, reported)
+
+    # timing: the ruler's tolerances
+    m = plain["metrics"]
     assert m["ttft_answer_ms"]["p50"] == m["ttft_ms"]["p50"]  # no thinking: the first token is the answer's
     assert abs(m["itl_ms"]["p50"] - ITL_MS) <= 0.5, m["itl_ms"]
-    assert (tokens["source"], tokens["output_mean"], tokens["per_chunk_mean"]) == ("usage", OUTPUT, 1.0)
-    assert tokens["prompt_mean"] == PROMPT  # the mock counts the words loadbench wrote, in any protocol
-
-    _configure(mock.base_url, tokens_per_chunk=4)
-    s = _run(protocol, target, tmp_path, "per-chunk")
-    m, tokens = s["metrics"], s["tokens"]
+    m = per_chunk["metrics"]
     assert abs(m["itl_ms"]["p50"] - ITL_MS) <= 0.5, m["itl_ms"]  # per chunk
     assert abs(m["tpot_ms"]["p50"] - ITL_MS / 4) <= 0.2, m["tpot_ms"]  # per token, from the usage
-    assert (tokens["output_mean"], tokens["per_chunk_mean"]) == (OUTPUT, 4.0)
-
-    _configure(mock.base_url, tokens_per_chunk=1, thinking_tokens=10)
-    s = _run(protocol, target, tmp_path, "thinking")
-    m, tokens = s["metrics"], s["tokens"]
-    assert abs(m["ttft_ms"]["p50"] - TTFT_MS) <= 1.0, m["ttft_ms"]
+    m = thinking["metrics"]
     block_ms = m["ttft_answer_ms"]["p50"] - m["ttft_ms"]["p50"]
     assert abs(block_ms - 10 * ITL_MS) <= 1.0, (m["ttft_ms"], m["ttft_answer_ms"])
-    reported = None if protocol == "bedrock" else 10  # Bedrock's usage has no reasoning count
-    assert (tokens["output_mean"], tokens["reasoning_mean"]) == (OUTPUT + 10, reported)
+    for s in (plain, thinking):
+        assert abs(s["metrics"]["ttft_ms"]["p50"] - TTFT_MS) <= 1.0, s["metrics"]["ttft_ms"]
