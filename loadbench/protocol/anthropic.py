@@ -74,8 +74,11 @@ FINISH = FinishWords({"end_turn": STOP, "stop_sequence": STOP, "max_tokens": LEN
 _BLOCK = {"answer": "text", "reasoning": "thinking", "tool": "tool_use"}
 
 
-def error_type(status: int) -> str:
-    """Anthropic's error ``type`` for an HTTP status."""
+def error_type(status: int, kind: str | None = None) -> str:
+    """Anthropic's error ``type``: ``kind`` when it is one, else the type of the HTTP status (another
+    protocol's error, e.g. a Bedrock ``throttlingException``, becomes ``rate_limit_error``)."""
+    if kind in ERROR_STATUS:
+        return kind
     return _STATUS_ERROR.get(status, "api_error" if status >= 500 else "invalid_request_error")
 
 
@@ -300,7 +303,7 @@ class AnthropicStreamEncoder(StreamEncoder):
             "usage": reported}) + named_event("message_stop", {"type": "message_stop"})
 
     def error(self, error: WireError) -> bytes:
-        return named_event("error", error_object(error.message, error.kind or error_type(error.status or 500)))
+        return named_event("error", error_object(error.message, error_type(error.status or 500, error.kind)))
 
     def keepalive(self) -> bytes:
         return named_event("ping", {"type": "ping"})
@@ -369,7 +372,7 @@ class AnthropicDialect(Dialect):
         return WireError(body[:200].decode("utf-8", "replace"), error_type(status), status)
 
     def error_body(self, message: str, status: int, kind: str | None = None) -> bytes:
-        return orjson.dumps(error_object(message, kind or error_type(status)))
+        return orjson.dumps(error_object(message, error_type(status, kind)))
 
     def usage_in(self, tail: bytes) -> Usage | None:
         # a stream's last usage is message_delta's (cumulative: in current streams it repeats the input

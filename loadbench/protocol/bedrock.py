@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -77,13 +78,28 @@ EXCEPTION_STATUS = {"throttlingException": 429, "modelStreamErrorException": 424
                     "serviceQuotaExceededException": 400}
 _STATUS_EXCEPTION = {429: "throttlingException", 424: "modelStreamErrorException", 400: "validationException",
                      500: "internalServerException", 503: "serviceUnavailableException",
-                     408: "modelTimeoutException", 403: "accessDeniedException", 404: "resourceNotFoundException"}
+                     408: "modelTimeoutException", 403: "accessDeniedException", 404: "resourceNotFoundException",
+                     502: "serviceUnavailableException", 529: "serviceUnavailableException"}
 FINISH = FinishWords({"end_turn": STOP, "stop_sequence": STOP, "max_tokens": LENGTH, "tool_use": TOOL_CALLS,
                       "guardrail_intervened": CONTENT_FILTER, "content_filtered": CONTENT_FILTER},
                      {STOP: "end_turn", LENGTH: "max_tokens", TOOL_CALLS: "tool_use",
                       CONTENT_FILTER: "guardrail_intervened"})
 # AWS pads each event with a random-length prefix of this alphabet, so sizes do not reveal the text
 _PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+_REGION_RE = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d")
+
+
+def check_region(region: str | None) -> str:
+    """``region`` when it is an AWS region (``us-east-1``); an ``InputError`` naming the fix otherwise:
+    a Bedrock endpoint and its signature both name the region."""
+    if not region:
+        raise InputError("a bedrock target needs a region: set the target's 'region' or AWS_REGION, "
+                         "e.g. us-east-1")
+    if not _REGION_RE.fullmatch(region):
+        raise InputError(f"{region!r} is not an AWS region: write it like 'us-east-1'")
+    return region
 
 
 def exception_kind(name: str) -> str:
@@ -97,8 +113,12 @@ def exception_status(name: str) -> int | None:
     return EXCEPTION_STATUS.get(exception_kind(name))
 
 
-def error_kind(status: int) -> str:
-    """The exception an HTTP status stands for."""
+def error_kind(status: int, kind: str | None = None) -> str:
+    """The exception (as stream frames spell it): ``kind`` when it is one, else the exception of the HTTP
+    status (another protocol's error, e.g. Anthropic's ``overloaded_error``, becomes
+    ``serviceUnavailableException``)."""
+    if kind and exception_kind(kind) in EXCEPTION_STATUS:
+        return exception_kind(kind)
     return _STATUS_EXCEPTION.get(status, "internalServerException" if status >= 500 else "validationException")
 
 
@@ -279,9 +299,7 @@ class BedrockStreamEncoder(StreamEncoder):
                                               "metrics": {"latencyMs": self._latency_ms}})
 
     def error(self, error: WireError) -> bytes:
-        name = exception_kind(error.kind)
-        if name not in EXCEPTION_STATUS:  # another protocol's error type: the exception of its status
-            name = error_kind(error.status or 500)
+        name = error_kind(error.status or 500, error.kind)
         return frame({":exception-type": name, ":content-type": "application/json", ":message-type": "exception"},
                      orjson.dumps({"message": error.message}))
 
@@ -360,7 +378,7 @@ class BedrockDialect(StreamPathDialect):
 
     def error_body(self, message: str, status: int, kind: str | None = None) -> bytes:
         # botocore reads the error code from __type when the x-amzn-ErrorType header is absent
-        name = exception_kind(kind) if kind else error_kind(status)
+        name = error_kind(status, kind)
         return orjson.dumps({"message": message, "__type": name[:1].upper() + name[1:]})
 
     def usage_in(self, tail: bytes) -> Usage | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadbench.protocol.dialect import INVALID, NOTHING, Content, Decoded, StreamDecoder, ToolCall, WireError
+from loadbench.protocol.dialect import INVALID, NOTHING, Channel, Content, Decoded, StreamDecoder, ToolCall, WireError
 from loadbench.protocol.jsonscan import loads_object
 from loadbench.protocol.sse import SSEDecoder
 from loadbench.protocol.toolcalls import ToolCalls
@@ -30,7 +30,7 @@ class Collected:
         self.error: WireError | None = None
         self.tool = self.done = False
 
-    def text(self, text: object, channel: Any = "answer") -> None:
+    def text(self, text: object, channel: Channel = "answer") -> None:
         """A content event when ``text`` is a non-empty string (an empty delta is never content)."""
         if isinstance(text, str) and text:
             self.content.append(Content(text, channel))

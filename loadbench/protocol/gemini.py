@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -76,6 +77,18 @@ FINISH = FinishWords({"STOP": STOP, "MAX_TOKENS": LENGTH, "SAFETY": CONTENT_FILT
                      {STOP: "STOP", LENGTH: "MAX_TOKENS", TOOL_CALLS: "STOP", CONTENT_FILTER: "SAFETY"})
 _ROLE = {"assistant": "model"}
 _METHODS = ("generateContent", "streamGenerateContent")
+
+
+_MODEL_RE = re.compile(r"(?:models/)?[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_model(model: str) -> str:
+    """``model`` when it names a Gemini model (``gemini-2.5-flash`` or ``models/gemini-2.5-flash``); an
+    ``InputError`` naming the fix otherwise (a URL, a method suffix, a tuned-model or Vertex path)."""
+    if not _MODEL_RE.fullmatch(model):
+        raise InputError(f"the gemini model {model!r} is not a model name: write it as 'gemini-2.5-flash' "
+                         "or 'models/gemini-2.5-flash' (no URL, no ':generateContent')")
+    return model
 
 
 def status_name(status: int) -> str:

@@ -56,6 +56,7 @@ from loadbench.protocol.usage import Usage, count
 CODE_STATUS = {"rate_limit_exceeded": 429, "insufficient_quota": 429, "rate_limit_error": 429,
                "server_error": 500, "server_is_overloaded": 503, "slow_down": 503, "invalid_prompt": 400,
                "context_length_exceeded": 400, "invalid_request_error": 400, "authentication_error": 401}
+_STATUS_CODE = {429: "rate_limit_exceeded", 503: "server_is_overloaded", 529: "server_is_overloaded"}
 _INCOMPLETE = {"max_output_tokens": LENGTH, "content_filter": CONTENT_FILTER}
 _REASON = {LENGTH: "max_output_tokens", CONTENT_FILTER: "content_filter"}
 _ANSWER_DELTAS = ("response.output_text.delta", "response.refusal.delta")
@@ -81,6 +82,14 @@ def usage_object(usage: Usage) -> dict[str, Any]:
             "output_tokens": usage.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
             "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+
+
+def error_code(status: int, kind: str | None = None) -> str:
+    """A stream error event's ``code``: ``kind`` when it is one, else the code of the HTTP status (another
+    protocol's error, e.g. Anthropic's ``overloaded_error``, becomes ``server_is_overloaded``)."""
+    if kind in CODE_STATUS:
+        return kind
+    return _STATUS_CODE.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
 def _finish(response: Mapping[str, Any], called: bool) -> str | None:
@@ -304,7 +313,7 @@ class ResponsesStreamEncoder(StreamEncoder):
         return self._final(finish_reason, usage)[1]
 
     def error(self, error: WireError) -> bytes:
-        return self._event("error", code=error.kind or error_type(error.status or 500), message=error.message,
+        return self._event("error", code=error_code(error.status or 500, error.kind), message=error.message,
                            param=None)
 
 

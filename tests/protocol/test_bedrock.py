@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError, EventStreamError
 
 from loadbench.errors import InputError
 from loadbench.protocol.aws import AwsCredentials, chain_credentials, frame, sign
-from loadbench.protocol.bedrock import BEDROCK, exception_status
+from loadbench.protocol.bedrock import BEDROCK, check_region, exception_status
 from loadbench.protocol.dialect import (
     CONTENT_FILTER,
     INVALID,
@@ -91,7 +91,7 @@ def test_an_exception_frame_is_the_error_with_its_status(kind: str, status: int)
 
 def test_another_protocols_error_becomes_the_exception_of_its_status() -> None:
     raw = BEDROCK.encoder(MODEL, "r").error(WireError("Overloaded", "overloaded_error", 529))
-    assert BEDROCK.decoder().feed(raw).error == WireError("Overloaded", "internalServerException", 500)
+    assert BEDROCK.decoder().feed(raw).error == WireError("Overloaded", "serviceUnavailableException", 503)
 
 
 def test_a_whole_answer_it_writes_decodes_back() -> None:
@@ -240,3 +240,15 @@ def test_frame_is_read_back_by_botocore() -> None:
     buf.add_data(frame({":event-type": "metadata", "x": "é"}, b'{"a":1}'))
     (message,) = list(buf)
     assert (message.headers, message.payload) == ({":event-type": "metadata", "x": "é"}, b'{"a":1}')
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-central-1", "ap-southeast-2", "us-gov-west-1"])
+def test_a_region_is_accepted(region: str) -> None:
+    assert check_region(region) == region
+
+
+@pytest.mark.parametrize(("region", "says"), [(None, "needs a region"), ("", "needs a region"),
+                                              ("us-east", "not an AWS region"), ("US-EAST-1", "not an AWS region")])
+def test_a_missing_or_malformed_region_is_refused_with_the_fix(region: str | None, says: str) -> None:
+    with pytest.raises(InputError, match=says):
+        check_region(region)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadbench.protocol.dialect import STOP, TOOL_CALLS, Answer, Content, Dialect, ToolCall
+from loadbench.protocol.dialect import STOP, TOOL_CALLS, Answer, Content, Dialect, ToolCall, WireError
 from loadbench.protocol.registry import dialect
 from loadbench.protocol.usage import Usage
 from tests.protocol.dialect_checks import decode_split
@@ -54,3 +54,26 @@ def test_a_whole_answer_decodes_back(name: str, text: str, reasoning: str, calls
         answer.text, answer.finish_reason, answer.usage, answer.tool_calls)
     if name != "azure":
         assert back.reasoning == answer.reasoning
+
+
+# (kind, status) of an error as another protocol reported it -> the status every dialect's own words keep
+_FOREIGN = [(WireError("Overloaded", "overloaded_error", 529), (503, 529)),
+            (WireError("Too many requests", "throttlingException", 429), (429,)),
+            (WireError("quota", "RESOURCE_EXHAUSTED", 429), (429,)),
+            (WireError("bad", "invalid_request_error", 400), (400,))]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("error", "statuses"), _FOREIGN)
+def test_another_protocols_error_keeps_its_status_in_this_ones_words(name: str, error: WireError,
+                                                                    statuses: tuple[int, ...]) -> None:
+    """The gateway relays an upstream's error to a client in the client's protocol: the stream's error
+    event and the error answer both carry a kind of this protocol that maps back to the status."""
+    d = dialect(name)
+    enc = d.encoder("m", "r1")
+    got = decode_split(d, enc.head() + enc.content("a") + enc.error(error), 7).error
+    assert got is not None and got.message == error.message
+    if name != "azure":  # OpenAI's stream error event names no status of its own
+        assert got.status in statuses, got
+    answered = d.error(error.status or 500, d.error_body(error.message, error.status or 500, error.kind))
+    assert answered.status == error.status and answered.message == error.message

@@ -25,7 +25,7 @@ from loadbench.protocol.dialect import (
     ToolCall,
     WireError,
 )
-from loadbench.protocol.gemini import GEMINI, GeminiStreamEncoder, vertex
+from loadbench.protocol.gemini import GEMINI, GeminiStreamEncoder, check_model, vertex
 from loadbench.protocol.registry import dialect
 from tests.protocol.dialect_checks import same_for_any_split
 from tests.protocol.dialect_server import USAGE, DialectServer, Script
@@ -209,3 +209,15 @@ def test_the_sdk_on_vertex_sends_a_bearer_token_to_the_vertex_path(stream: bool)
     seen = server.seen[0]
     assert seen.path.startswith("/v1beta1/projects/proj/locations/us-central1/publishers/google/models/gemini-x:")
     assert seen.headers["authorization"] == "Bearer ya29.t" and seen.request.stream == stream
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "models/gemini-2.5-flash", "gemini-1.5-pro-002"])
+def test_a_model_name_is_accepted(model: str) -> None:
+    assert check_model(model) == model
+
+
+@pytest.mark.parametrize("model", ["", "https://x/models/gemini", "gemini-2.5-flash:generateContent",
+                                   "projects/p/models/m", "tunedModels/abc", "gemini 2"])
+def test_a_model_that_is_not_a_model_name_is_refused_with_the_fix(model: str) -> None:
+    with pytest.raises(InputError, match=r"write it as 'gemini-2\.5-flash'"):
+        check_model(model)
