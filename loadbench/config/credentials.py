@@ -49,7 +49,6 @@ REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")
 _MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._@-]*"
 _SEGMENT = r"[^/\s]+"
 _VERTEX_MODEL = re.compile(rf"^projects/({_SEGMENT})/locations/({_SEGMENT})/publishers/google/models/({_MODEL_NAME})$")
-_GEMINI_MODEL = re.compile(rf"^(?:models/)?{_MODEL_NAME}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +91,21 @@ def check_target(*, where: str, name: str, protocol: str, url: str, model: str |
     (a mock loadbench starts itself) lets a missing key pass."""
     field = f"targets[{name}]"
     check_protocol(protocol, where, f"{field}.protocol")
-    if protocol == "gemini" and model is not None and not (_GEMINI_MODEL.match(model)
-                                                          or _VERTEX_MODEL.match(model)):
-        raise ConfigError(where, f"{field}.model", f"{model!r} is not a Gemini model path",
-                          "write a model name like gemini-2.0-flash, or models/NAME, or (Vertex) "
-                          "projects/P/locations/L/publishers/google/models/NAME")
+    if protocol == "gemini" and model is not None and not _VERTEX_MODEL.match(model):
+        from loadbench.protocol.gemini import check_model
+
+        try:
+            check_model(model)
+        except InputError as exc:
+            raise ConfigError(where, f"{field}.model", str(exc),
+                              "or, on Vertex, projects/P/locations/L/publishers/google/models/NAME") from None
     if cred.auth == AWS:
-        if region is None:
-            raise ConfigError(where, f"{field}.region", "a bedrock target needs an AWS region",
-                              f"set region: (or --region, or {REGION_ENV[0]}) e.g. us-east-1")
+        from loadbench.protocol.bedrock import check_region
+
+        try:
+            check_region(region)
+        except InputError as exc:
+            raise ConfigError(where, f"{field}.region", str(exc), "or --region on the command line") from None
         if require_secret and aws_credentials() is None:
             raise ConfigError(where, f"{field}", "no AWS credentials found in the standard chain",
                               "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), "

@@ -56,9 +56,9 @@ def test_an_unknown_protocol_exits_2_before_any_request(mock_factory, tmp_path: 
     (("--protocol", "anthropic", "--model", "claude"), "targets[default].api_key_env: ANTHROPIC_API_KEY is not set "
                                                        "(export ANTHROPIC_API_KEY=..."),
     (("--protocol", "bedrock", "--model", "anthropic.claude-v2"), "targets[default].region: a bedrock target needs "
-                                                                  "an AWS region (set region: (or --region"),
-    (("--protocol", "gemini", "--model", "gemini 2.0 flash"), "targets[default].model: 'gemini 2.0 flash' is not a "
-                                                              "Gemini model path"),
+                                                                  "a region: set the target's 'region' or AWS_REGION"),
+    (("--protocol", "gemini", "--model", "gemini 2.0 flash"), "targets[default].model: the gemini model "
+                                                              "'gemini 2.0 flash' is not a model name"),
     (("--protocol", "azure"), "targets[default].model: the azure protocol needs the model named (pass --model"),
 ])
 def test_bad_provider_input_exits_2_before_any_request(args: tuple[str, ...], said: str, mock_factory,
