@@ -97,9 +97,26 @@ _D = MockSettings()
 @click.option("--decode-slowdown", default=_D.decode_slowdown, show_default=True, type=_float_range("decode_slowdown"),
               help="Server model: ITL x (1 + this x (streams holding a slot - 1)), fixed when a stream gets its "
                    "slot; --max-concurrency is the batch limit beyond which requests queue.")
+@click.option("--protocol", "protocols", multiple=True, default=_D.protocols, show_default=True, metavar="NAME",
+              help="Protocol to answer on its own routes: openai, openai-responses, azure, anthropic, bedrock, "
+                   "gemini; repeat to answer several at once.")
+@click.option("--pings", default=_D.pings, show_default=True, type=_int_range("pings"),
+              help="Keepalive events (Anthropic's ping) before the first token.")
+@click.option("--thinking-tokens", default=_D.thinking_tokens, show_default=True,
+              type=_int_range("thinking_tokens"), help="A thinking block of N tokens before the answer "
+              "(streamed as reasoning, counted as output and reasoning tokens).")
+@click.option("--filter-every", default=_D.filter_every, show_default=True, type=_int_range("filter_every"),
+              help="A content-filter frame (Azure) after every N chunks; 0 = none.")
+@click.option("--stream-error-after", default=_D.stream_error_after, show_default=True,
+              type=_int_range("stream_error_after"), help="End every stream with an error event after N "
+              "chunks (the protocol's own: Anthropic's overloaded_error, Bedrock's exception frame); 0 = never.")
+@click.option("--stream-error-status", default=_D.stream_error_status, show_default=True,
+              type=_int_range("stream_error_status"), help="The status that error event stands for "
+              "(529 overloaded, 429 throttling).")
 def mock(**options: object) -> int:
-    """Run an OpenAI-compatible fake LLM with exact, configurable timing."""
+    """Run a fake LLM in any provider's protocol with exact, configurable timing."""
     options["fault"] = options["fault"] or ""
+    options["protocols"] = tuple(dict.fromkeys(options["protocols"]))  # type: ignore[call-overload]
     settings = MockSettings(**options)  # type: ignore[arg-type]
     found = problems(settings)
     if found:

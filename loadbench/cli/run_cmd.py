@@ -33,6 +33,10 @@ from loadbench.errors import ExitCode
 @click.option("--stream/--no-stream", default=None, help="Stream responses (default: the profile's, true).")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of the request stream.")
 @click.option("--api-key-env", metavar="VAR", help="Environment variable holding the target's API key.")
+@click.option("--protocol", default="openai", show_default=True, metavar="NAME",
+              help="Wire protocol of --target (and of the embedded mock): openai, openai-responses, azure, "
+                   "anthropic, bedrock, gemini (a profile's targets name their own).")
+@click.option("--region", metavar="REGION", help="AWS region of a bedrock target (default: AWS_REGION).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder that receives the run folder.")
 @click.option("--name", help="Run name (part of the folder name).")
@@ -71,7 +75,8 @@ def run(target: str | None, embedded: str | None, model: str | None, profile_pat
         scenario_path: Path | None,
         users: int | None, ramp_up_s: float | None, duration_s: float | None, warmup_s: float | None,
         cooldown_s: float | None, max_requests: int | None,
-        stream: bool | None, seed: int | None, api_key_env: str | None, out_dir: Path, name: str | None,
+        stream: bool | None, seed: int | None, api_key_env: str | None, protocol: str, region: str | None,
+        out_dir: Path, name: str | None,
         workers: int | None, master_mode: bool, expect_workers: int | None, master_bind_host: str,
         master_port: int | None, calibrate: bool, baseline: tuple[Path, ...], strict: bool,
         pricing_path: Path | None, price_name: str | None, web: bool, web_host: str, web_port: int,
@@ -100,6 +105,7 @@ def run(target: str | None, embedded: str | None, model: str | None, profile_pat
                                 "max_requests": max_requests, "stream": stream, "seed": seed,
                                 "warmup_s": warmup_s, "cooldown_s": cooldown_s},
                      api_key_env=api_key_env, out_dir=out_dir, name=name,
+                     protocol=protocol, region=region,
                      workers=(expect_workers or workers or 1) if master_mode else workers,
                      local_workers=0 if master_mode else None, master_bind_host=master_bind_host,
                      master_port=master_port or (5557 if master_mode else None),

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from loadbench.config import credentials
 from loadbench.config.dataset import DatasetRecord, read_dataset
 from loadbench.config.profile import (
     AbortOn,
@@ -49,6 +50,7 @@ __all__ = [
     "TargetConfig",
     "TargetOptions",
     "api_key",
+    "credentials",
     "dataset_records",
     "env_value",
     "load_profile",

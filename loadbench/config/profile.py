@@ -244,7 +244,19 @@ class TargetConfig(StrictModel):
     url: str
     model: str | None = None
     api_key_env: str | None = None  # the NAME of an environment variable, never the key itself
+    protocol: str = "openai"  # the wire protocol the target speaks (a registered dialect)
+    region: str | None = None  # bedrock: the AWS region (else AWS_REGION)
+    auth: Literal["key", "bearer", "aws", "none"] | None = None  # None: the protocol's own (see credentials)
     options: TargetOptions = Field(default_factory=TargetOptions)
+
+    @field_validator("protocol")
+    @classmethod
+    def _check_protocol(cls, protocol: str) -> str:
+        from loadbench.protocol.registry import names
+
+        if protocol not in names():
+            raise invalid(f"unknown protocol {protocol!r}", f"known protocols: {', '.join(names())}")
+        return protocol
 
     @field_validator("url")
     @classmethod

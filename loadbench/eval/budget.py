@@ -53,7 +53,8 @@ def run_budget(summary: dict[str, Any], price: Price, currency: str, today: dt.d
     if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in raw):
         return None
     prompt, output, rps = (float(x) for x in raw)  # type: ignore[arg-type]
-    per_request = token_cost(price, prompt, output)
+    cached, written = (float(tokens.get(k) or 0.0) for k in ("cached_mean", "cache_write_mean"))
+    per_request = token_cost(price, prompt, output, cached, written)  # cached input at its own rates
     return RunBudget(
         model=price.model, currency=currency, cost_per_request=per_request, per_1000_requests=1000 * per_request,
         per_hour=rps * 3600 * per_request, requests_per_s=rps, prompt_mean=prompt,

@@ -116,8 +116,8 @@ class IntervalRecorder:
         if sample.outcome != "ok":
             return  # failures never enter latency histograms
         values = {
-            "ttft": sample.ttft_us, "tpot": sample.tpot_us, "e2e": sample.e2e_us,
-            "queue": sample.queue_us, "service_ttft": sample.service_ttft_us,
+            "ttft": sample.ttft_us, "ttft_answer": sample.ttft_answer_us, "tpot": sample.tpot_us,
+            "e2e": sample.e2e_us, "queue": sample.queue_us, "service_ttft": sample.service_ttft_us,
         }
         dims = breakdown_tags(sample)
         pending = part.pending

@@ -19,7 +19,7 @@ PERCENTILES: tuple[tuple[str, float], ...] = (
 )
 STAT_NAMES: tuple[str, ...] = ("count", "mean", "stdev", "min", *(k for k, _ in PERCENTILES), "max")
 # Latency metrics recorded per request (histogram tags, summary keys ``<metric>_ms``).
-LATENCY_METRICS: tuple[str, ...] = ("ttft", "itl", "tpot", "e2e", "queue", "service_ttft")
+LATENCY_METRICS: tuple[str, ...] = ("ttft", "ttft_answer", "itl", "tpot", "e2e", "queue", "service_ttft")
 STAGE_METRICS: tuple[str, ...] = ("ttft", "itl", "tpot", "e2e")
 
 
@@ -92,14 +92,15 @@ def _metrics_from_json(obj: Mapping[str, Any] | None) -> dict[str, LatencyStats]
 class SummaryTarget:
     url: str | None = None
     model: str | None = None
+    protocol: str | None = None  # None: a run recorded before targets named their protocol (openai)
 
     def to_json(self) -> dict[str, Any]:
-        return {"url": self.url, "model": self.model}
+        return {"url": self.url, "model": self.model, "protocol": self.protocol}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | None) -> SummaryTarget:
         obj = obj or {}
-        return cls(url=obj.get("url"), model=obj.get("model"))
+        return cls(url=obj.get("url"), model=obj.get("model"), protocol=obj.get("protocol"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,17 +221,26 @@ class Tokens:
     output_mean: float | None = None
     prompt_requested_mean: float | None = None
     output_requested_mean: float | None = None
+    per_chunk_mean: float | None = None  # output tokens per content chunk (streamed, from the usage)
+    # parts of prompt_mean / output_mean the protocol reports (None: no request reported any)
+    cached_mean: float | None = None  # prompt tokens read from the provider's prompt cache
+    cache_write_mean: float | None = None  # prompt tokens written to it
+    reasoning_mean: float | None = None  # output tokens of thinking
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "prompt_mean": self.prompt_mean, "output_mean": self.output_mean,
                 "prompt_requested_mean": self.prompt_requested_mean,
-                "output_requested_mean": self.output_requested_mean}
+                "output_requested_mean": self.output_requested_mean, "per_chunk_mean": self.per_chunk_mean,
+                "cached_mean": self.cached_mean, "cache_write_mean": self.cache_write_mean,
+                "reasoning_mean": self.reasoning_mean}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | None) -> Tokens:
         obj = obj or {}
         return cls(obj.get("source"), _opt_float(obj.get("prompt_mean")), _opt_float(obj.get("output_mean")),
-                   _opt_float(obj.get("prompt_requested_mean")), _opt_float(obj.get("output_requested_mean")))
+                   _opt_float(obj.get("prompt_requested_mean")), _opt_float(obj.get("output_requested_mean")),
+                   _opt_float(obj.get("per_chunk_mean")), _opt_float(obj.get("cached_mean")),
+                   _opt_float(obj.get("cache_write_mean")), _opt_float(obj.get("reasoning_mean")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ class Sample:
     itl_max_us: int | None = None
     stalls: int | None = None  # gaps between content chunks over the profile's stall_ms (None: not counted)
     prompt_tokens: int | None = None
-    cached_tokens: int | None = None  # of prompt_tokens, the target's prefix-cache hits as its usage reported
+    cached_tokens: int | None = None  # of prompt_tokens, read from the target's prompt/prefix cache (usage)
     output_tokens: int | None = None
     tokens_source: str = "usage"
     prompt_tokens_requested: int | None = None
@@ -44,6 +44,10 @@ class Sample:
     error: str | None = None
     cache: str | None = None
     backoff_us: int | None = None  # the user's wait after this answer (429/5xx backoff), before its next request
+    ttft_answer_us: int | None = None  # to the first token of the answer (ttft counts thinking too)
+    error_kind: str | None = None  # the protocol's error type (overloaded_error, throttlingException, ...)
+    cache_write_tokens: int | None = None  # of prompt_tokens, written to it (usage)
+    reasoning_tokens: int | None = None  # of output_tokens, thinking (usage)
     metadata: dict[str, str] = field(default_factory=dict)
     session: str | None = None  # multi-turn: the session's id
     turn: int | None = None  # multi-turn: 1 for the session's first request

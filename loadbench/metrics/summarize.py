@@ -46,8 +46,8 @@ from loadbench.metrics.slo import SloSpec, request_is_good
 from loadbench.metrics.timeline import TimelineRow
 from loadbench.units import ns_to_s, us_to_ms, us_to_s
 
-_SAMPLE_FIELDS = {"ttft": "ttft_us", "tpot": "tpot_us", "e2e": "e2e_us", "queue": "queue_us",
-                  "service_ttft": "service_ttft_us"}
+_SAMPLE_FIELDS = {"ttft": "ttft_us", "ttft_answer": "ttft_answer_us", "tpot": "tpot_us", "e2e": "e2e_us",
+                  "queue": "queue_us", "service_ttft": "service_ttft_us"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,8 +491,24 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
                       prompt_requested_mean=_mean([s.prompt_tokens_requested for s in ok
                                                    if isinstance(s.prompt_tokens_requested, int)]),
                       output_requested_mean=_mean([s.output_tokens_requested for s in ok
-                                                   if isinstance(s.output_tokens_requested, int)])),
+                                                   if isinstance(s.output_tokens_requested, int)]),
+                      per_chunk_mean=_per_chunk(ok), cached_mean=_reported_mean(ok, "cached_tokens"),
+                      cache_write_mean=_reported_mean(ok, "cache_write_tokens"),
+                      reasoning_mean=_reported_mean(ok, "reasoning_tokens")),
         metrics=metrics, generator=generator, slo=_judge(facts.slo, metrics, requests, stalls),
         breakdowns=_breakdowns(hists, ok, facts.stall_ms), stages=stages, stalls=stalls, warnings=tuple(warnings),
         interrupted=facts.interrupted, replay=None if plan.trace is None else _replay(plan.trace, samples),
         sessions=_sessions(samples))
+
+
+def _per_chunk(ok: list[Sample]) -> float | None:
+    """Output tokens per content chunk over the streams whose tokens the server counted (usage)."""
+    counted = [s for s in ok if s.tokens_source == "usage" and s.output_tokens and s.chunks > 1]
+    chunks = sum(s.chunks for s in counted)
+    return round(sum(s.output_tokens or 0 for s in counted) / chunks, 3) if chunks else None
+
+
+def _reported_mean(ok: list[Sample], name: str) -> float | None:
+    """The mean of a usage kind over the requests that reported usage; None when none reported it."""
+    values = [getattr(s, name) for s in ok if getattr(s, name) is not None]
+    return _mean(values) if values and any(values) else None

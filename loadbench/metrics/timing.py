@@ -1,11 +1,14 @@
 """Metric math for one request: pure functions over perf_counter_ns timestamps.
 
 Definitions (the README table states the same):
-- ttft         = first content token - intended start
+- ttft         = first content token (of any channel: answer, reasoning, tool arguments) - intended start
+- ttft_answer  = first token of the answer itself - intended start (after any thinking)
 - service_ttft = first content token - actual send
 - queue        = actual send - intended start (0 in closed loop)
 - itl          = every gap between consecutive content chunks (a distribution, not a mean)
-- tpot         = (last content token - first content token) / (output_tokens - 1), output_tokens >= 2
+- tpot         = (last content chunk - first content chunk) / (output_tokens - tokens of the first chunk),
+                 with the first chunk's tokens taken as output_tokens / chunks (the usage says how many
+                 tokens, not which chunk carried them); one token a chunk: / (output_tokens - 1)
 - e2e          = end of stream - intended start
 """
 
@@ -25,6 +28,8 @@ class RequestTiming:
     first_token_ns: int | None
     last_token_ns: int | None
     end_ns: int
+    first_answer_ns: int | None = None
+    chunks: int = 0  # content chunks timed (0: one a token, as output_tokens says)
 
 
 @dataclass(slots=True)
@@ -35,6 +40,7 @@ class Derived:
     e2e_us: int
     tpot_us: int | None
     first_byte_us: int | None
+    ttft_answer_us: int | None = None
 
 
 def derive(t: RequestTiming, output_tokens: int | None) -> Derived:
@@ -43,7 +49,12 @@ def derive(t: RequestTiming, output_tokens: int | None) -> Derived:
         ttft = ns_to_us(t.first_token_ns - t.intended_ns)
         service = ns_to_us(t.first_token_ns - t.sent_ns)
         if output_tokens is not None and output_tokens >= 2 and t.last_token_ns is not None:
-            tpot = ns_to_us((t.last_token_ns - t.first_token_ns) // (output_tokens - 1))
+            span_ns = t.last_token_ns - t.first_token_ns
+            chunks = t.chunks
+            if 2 <= chunks < output_tokens:  # several tokens a chunk: the span covers all but the first's
+                tpot = ns_to_us(span_ns * chunks // (output_tokens * (chunks - 1)))
+            else:
+                tpot = ns_to_us(span_ns // (output_tokens - 1))
     first_byte = ns_to_us(t.first_byte_ns - t.intended_ns) if t.first_byte_ns is not None else None
     return Derived(
         queue_us=ns_to_us(t.sent_ns - t.intended_ns),
@@ -52,6 +63,7 @@ def derive(t: RequestTiming, output_tokens: int | None) -> Derived:
         e2e_us=ns_to_us(t.end_ns - t.intended_ns),
         tpot_us=tpot,
         first_byte_us=first_byte,
+        ttft_answer_us=ns_to_us(t.first_answer_ns - t.intended_ns) if t.first_answer_ns is not None else None,
     )
 
 

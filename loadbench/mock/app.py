@@ -28,6 +28,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -36,16 +38,27 @@ from aiohttp import web
 from loadbench.errors import ConfigError, InputError
 from loadbench.mock import bodies
 from loadbench.mock.answers import Answerer
-from loadbench.mock.faults import FaultServer
+from loadbench.mock.faults import RATE_LIMITED, FaultServer
 from loadbench.mock.gate import FifoGate
 from loadbench.mock.pacer import PacedStream, Pacer
+from loadbench.mock.protocols import (
+    EncodedStream,
+    EncodedTemplate,
+    generation,
+    plan_stream,
+    uses_encoder,
+    whole_body,
+)
 from loadbench.mock.request import GenerationRequest, parse_embedding_inputs, parse_generation
 from loadbench.mock.schedule import ChunkSchedule, chunk_count, last_offset_s
 from loadbench.mock.servermodel import ServerModel, prompt_words, server_model
 from loadbench.mock.settings import MockSettings, live_view, with_updates
 from loadbench.mock.stats import MockStats
 from loadbench.mock.tokens import count_words, token_text
+from loadbench.protocol.dialect import Dialect, Kind
 from loadbench.protocol.http import add_error_routes
+from loadbench.protocol.openai import OPENAI
+from loadbench.protocol.registry import dialect
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
@@ -147,20 +160,16 @@ class MockServer:
             return await self._answerer.respond(request, g, chat=chat, response_id=f"ans-{self._next_id:x}",
                                                 ttft_s=ttft_s, itl_s=itl_s, stats=stats)
         stats.count(200)
-        cached_tokens: int | None = None
         if self.model is not None:
-            words = prompt_words(body, chat=chat) if self.model.cache is not None else None
-            admission = self.model.arrive(words, g.prompt_tokens)
-            ttft_s += admission.prefill_s
-            cached_tokens = admission.cached_tokens if self.model.cache is not None else None
+            g, ttft_s = self._arrive(g, ttft_s, lambda: prompt_words(body, chat=chat))
         self._next_id += 1
         response_id = ("chatcmpl-" if chat else "cmpl-") + self._id_prefix + f"{self._next_id:x}"
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
             if g.stream:
-                return await self._stream(request, loop, t0, s, g, chat, response_id, ttft_s, itl_s, cached_tokens)
-            return await self._whole(loop, t0, s, g, chat, response_id, ttft_s, itl_s, cached_tokens)
+                return await self._stream(request, loop, t0, s, g, chat, response_id, ttft_s, itl_s)
+            return await self._whole(loop, t0, s, g, chat, response_id, ttft_s, itl_s)
         finally:
             stats.in_flight -= 1
 
@@ -186,6 +195,15 @@ class MockServer:
         await self.gate.wait()
         return time.monotonic()
 
+    def _arrive(self, g: GenerationRequest, ttft_s: float,
+                words: Callable[[], list[str]]) -> tuple[GenerationRequest, float]:
+        """The server model meets a request: its TTFT grows by the prefill of what the prefix cache did
+        not hold, and its usage reports the cached tokens (only when there is a cache)."""
+        assert self.model is not None
+        caching = self.model.cache is not None
+        admission = self.model.arrive(words() if caching else None, g.prompt_tokens)
+        return (replace(g, cached_tokens=admission.cached_tokens) if caching else g), ttft_s + admission.prefill_s
+
     def _decode_itl_s(self, itl_s: float) -> float:
         """The request got its slot: its content gap (the server model's decode slowdown)."""
         return itl_s if self.model is None else self.model.start(itl_s)
@@ -197,18 +215,38 @@ class MockServer:
 
     async def _stream(self, request: web.Request, loop: asyncio.AbstractEventLoop, t0: float,
                       s: MockSettings, g: GenerationRequest, chat: bool, response_id: str,
-                      ttft_s: float, itl_s: float, cached_tokens: int | None) -> web.StreamResponse:
+                      ttft_s: float, itl_s: float) -> web.StreamResponse:
+        if uses_encoder(OPENAI, s):  # a knob only the encoder writes: the protocols' path, in OpenAI
+            return await self._encoded(request, loop, t0, s, g, OPENAI, "chat" if chat else "completions",
+                                       response_id, ttft_s, itl_s)
         n_tokens = g.output_tokens
-        per = s.tokens_per_chunk
-        n_chunks = chunk_count(n_tokens, per)
         tpl = bodies.stream_template(
             chat=chat, response_id=response_id, created=int(time.time()), model=g.model,
             prompt_tokens=g.prompt_tokens, completion_tokens=n_tokens,
-            include_usage=g.include_usage and not s.no_usage, cached_tokens=cached_tokens)
-        resp = _SseResponse(headers=_SSE_HEADERS)
+            include_usage=g.include_usage and not s.no_usage, cached_tokens=g.cached_tokens)
+        return await self._paced(request, loop, t0, s, ttft_s, itl_s, chunk_count(n_tokens, s.tokens_per_chunk),
+                                 tpl.first, _SSE_HEADERS, tpl.prefix, tpl.suffix, tpl.tail, n_tokens, None)
+
+    async def _encoded(self, request: web.Request, loop: asyncio.AbstractEventLoop, t0: float,
+                       s: MockSettings, g: GenerationRequest, wire: Dialect, kind: Kind, response_id: str,
+                       ttft_s: float, itl_s: float) -> web.StreamResponse:
+        """A stream the protocol's encoder writes, chunk by chunk at the same deadlines."""
+        plan = plan_stream(g, s)
+        stream = EncodedStream(wire.encoder(g.model, response_id, kind), g, s, plan)
+        headers = {"Content-Type": wire.stream_content_type, "Cache-Control": "no-cache"}
+        return await self._paced(request, loop, t0, s, ttft_s, itl_s, plan.chunks, stream.head(), headers,
+                                 b"", b"", b"", g.output_tokens, stream)
+
+    async def _paced(self, request: web.Request, loop: asyncio.AbstractEventLoop, t0: float, s: MockSettings,
+                     ttft_s: float, itl_s: float, n_chunks: int, first: bytes, headers: dict[str, str],
+                     prefix: bytes, suffix: bytes, tail: bytes, n_tokens: int,
+                     encoded: EncodedStream | None) -> web.StreamResponse:
+        """Send the headers and ``first`` (no token) at once, wait for a slot, then hand the chunks
+        to the pacer and await the stream's end."""
+        resp = _SseResponse(headers=headers)
         try:
             await resp.prepare(request)
-            await resp.write(tpl.first)
+            await resp.write(first)
         except ConnectionResetError:
             self.stats.disconnects += 1
             return resp
@@ -226,9 +264,9 @@ class MockServer:
             self.stats.disconnects += 1
             return resp
         paced = PacedStream(
-            transport=transport, start_s=start, offsets_s=offsets, prefix=tpl.prefix,
-            suffix=tpl.suffix, tail=tpl.tail, n_tokens=n_tokens, tokens_per_chunk=per,
-            chunked=resp.headers.get("Transfer-Encoding") == "chunked", on_end=on_end)
+            transport=transport, start_s=start, offsets_s=offsets, prefix=prefix,
+            suffix=suffix, tail=tail, n_tokens=n_tokens, tokens_per_chunk=s.tokens_per_chunk,
+            chunked=resp.headers.get("Transfer-Encoding") == "chunked", on_end=on_end, encoded=encoded)
         pacer = self._get_pacer(loop)
         try:
             pacer.add(paced)
@@ -251,13 +289,21 @@ class MockServer:
 
     async def _whole(self, loop: asyncio.AbstractEventLoop, t0: float, s: MockSettings,
                      g: GenerationRequest, chat: bool, response_id: str, ttft_s: float,
-                     itl_s: float, cached_tokens: int | None) -> web.Response:
+                     itl_s: float) -> web.Response:
         n_tokens = g.output_tokens
-        n_chunks = chunk_count(n_tokens, s.tokens_per_chunk)
-        body = bodies.completion_body(
-            chat=chat, response_id=response_id, created=int(time.time()), model=g.model,
-            text=token_text(0, n_tokens), prompt_tokens=g.prompt_tokens,
-            completion_tokens=n_tokens, with_usage=not s.no_usage, cached_tokens=cached_tokens)
+        if s.thinking_tokens:
+            body = whole_body(OPENAI, g, s, response_id, "chat" if chat else "completions")
+        else:
+            body = bodies.completion_body(
+                chat=chat, response_id=response_id, created=int(time.time()), model=g.model,
+                text=token_text(0, n_tokens), prompt_tokens=g.prompt_tokens,
+                completion_tokens=n_tokens, with_usage=not s.no_usage, cached_tokens=g.cached_tokens)
+        return await self._answer_when_done(loop, t0, s, plan_stream(g, s).content_chunks, ttft_s, itl_s, body,
+                                            "application/json")
+
+    async def _answer_when_done(self, loop: asyncio.AbstractEventLoop, t0: float, s: MockSettings, n_chunks: int,
+                                ttft_s: float, itl_s: float, body: bytes, content_type: str) -> web.Response:
+        """A whole answer, returned when its last chunk would have been produced."""
         start = await self._admit(loop, t0)
         offset = last_offset_s(ttft_s, self._decode_itl_s(itl_s), n_chunks)
         if s.jitter_ms > 0:
@@ -268,7 +314,60 @@ class MockServer:
                 await asyncio.sleep(math.ceil(delay * 1000.0) / 1000.0)
         finally:
             self._release()
-        return _json(body)
+        return web.Response(body=body, content_type=content_type)
+
+    # --- other protocols (protocols.py) --------------------------------------------------
+
+    def protocol_handler(self, wire: Dialect) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self._speak(request, wire)
+        return handle
+
+    async def _speak(self, request: web.Request, wire: Dialect) -> web.StreamResponse:
+        """A generation request in ``wire``'s protocol, answered in it (errors too)."""
+        loop = asyncio.get_running_loop()
+        t0 = time.monotonic()
+        if self._pacer is not None:
+            self._pacer.poll()
+        s = self.settings
+        stats = self.stats
+        stats.requests += 1
+        try:
+            req = wire.parse_request(await request.read(), request.path_qs)
+            g = generation(req, s)
+            ttft_s = _header_ms(request, "X-Mock-TTFT-Ms", s.ttft_ms / 1000.0)
+            itl_s = _header_ms(request, "X-Mock-ITL-Ms", s.itl_ms / 1000.0)
+        except InputError as exc:
+            stats.count(400)
+            return web.Response(body=wire.error_body(str(exc), 400), status=400, content_type=wire.content_type)
+        self._next_id += 1
+        response_id = f"msg-{self._id_prefix}{self._next_id:x}"
+        kind: Kind = req.kind
+        if s.fault and self._fault_rng.random() < s.fault_rate:
+            self.stats.faults += 1
+            return await FaultServer(
+                request, EncodedTemplate(wire, g, s, response_id, kind), whole_body(wire, g, s, response_id, kind),
+                stream=g.stream, n_tokens=g.output_tokens, itl_s=itl_s, hold_s=s.fault_hold_s,
+                retry_after_s=s.fault_retry_after_s, stream_type=wire.stream_content_type,
+                rate_limited=wire.error_body(RATE_LIMITED, 429)).serve(s.fault)
+        if s.error_rate > 0 and self._error_rng.random() < s.error_rate:
+            stats.count(s.error_status)
+            return web.Response(body=wire.error_body(f"injected error (error_rate={s.error_rate:g})",
+                                                     s.error_status),
+                                status=s.error_status, content_type=wire.content_type)
+        stats.count(200)
+        if self.model is not None:
+            g, ttft_s = self._arrive(g, ttft_s, lambda: [w for m in req.messages for w in m.content.split()]
+                                     + (req.prompt or "").split())
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            if g.stream:
+                return await self._encoded(request, loop, t0, s, g, wire, kind, response_id, ttft_s, itl_s)
+            return await self._answer_when_done(loop, t0, s, plan_stream(g, s).content_chunks, ttft_s, itl_s,
+                                                whole_body(wire, g, s, response_id, kind), wire.content_type)
+        finally:
+            stats.in_flight -= 1
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         s = self.settings
@@ -339,8 +438,14 @@ def create_app(settings: MockSettings, worker: int = 0) -> web.Application:
     mock = MockServer(settings, worker)
     app = web.Application()
     app[MOCK_KEY] = mock
-    app.router.add_post("/v1/chat/completions", mock.chat)
-    app.router.add_post("/v1/completions", mock.completions)
+    if "openai" in settings.protocols:
+        app.router.add_post("/v1/chat/completions", mock.chat)
+        app.router.add_post("/v1/completions", mock.completions)
+    for name in settings.protocols:
+        if name != "openai":
+            wire = dialect(name)
+            for method, path in wire.server_routes:
+                app.router.add_route(method, path, mock.protocol_handler(wire))
     app.router.add_post("/v1/embeddings", mock.embeddings)
     app.router.add_get("/v1/models", mock.models)
     app.router.add_get("/health", mock.health)

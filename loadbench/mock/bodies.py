@@ -49,6 +49,11 @@ class StreamTemplate:
     def chunk(self, text: str) -> bytes:
         return self.prefix + text.encode() + self.suffix
 
+    @property
+    def unfinished_tail(self) -> bytes:
+        """The tail without ``[DONE]``: a stream that ends without its end marker."""
+        return self.tail.removesuffix(DONE)
+
 
 def _header(response_id: str, obj: str, created: int, model: str) -> dict[str, Any]:
     return {"id": response_id, "object": obj, "created": created, "model": model}

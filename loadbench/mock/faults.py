@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 from aiohttp import web
 
@@ -43,6 +44,7 @@ _GROW = b"x" * 16384  # one write of an endless event
 _GROW_EVERY_S = 0.005
 _POLL_S = 0.05
 _SSE = "text/event-stream"
+RATE_LIMITED = "injected rate limit (fault 429-retry-after)"
 
 
 async def hold(request: web.Request, hold_s: float) -> None:
@@ -59,11 +61,28 @@ def _reset(request: web.Request) -> None:
         transport.abort()
 
 
-class FaultServer:
-    """One faulty answer; ``tpl`` is the stream the request would have had, ``itl_s`` its pace."""
+class FaultStream(Protocol):
+    """The stream a request would have had, in its protocol: what precedes the first token, one
+    chunk's bytes, the start of a content event, the end, and the end without its end marker."""
 
-    def __init__(self, request: web.Request, tpl: bodies.StreamTemplate, whole: bytes, *, stream: bool,
-                 n_tokens: int, itl_s: float, hold_s: float, retry_after_s: int) -> None:
+    @property
+    def first(self) -> bytes: ...
+    @property
+    def prefix(self) -> bytes: ...
+    @property
+    def tail(self) -> bytes: ...
+    @property
+    def unfinished_tail(self) -> bytes: ...
+    def chunk(self, text: str) -> bytes: ...
+
+
+class FaultServer:
+    """One faulty answer; ``tpl`` is the stream the request would have had, ``itl_s`` its pace.
+    ``stream_type`` and ``rate_limited`` are the protocol's stream content type and 429 body."""
+
+    def __init__(self, request: web.Request, tpl: FaultStream, whole: bytes, *, stream: bool,
+                 n_tokens: int, itl_s: float, hold_s: float, retry_after_s: int, stream_type: str = "",
+                 rate_limited: bytes = b"") -> None:
         self.request = request
         self.tpl = tpl
         self.whole = whole
@@ -72,6 +91,8 @@ class FaultServer:
         self.itl_s = itl_s
         self.hold_s = hold_s
         self.retry_after_s = retry_after_s
+        self.sse = stream_type or _SSE
+        self.rate_limited = rate_limited or bodies.error_body(429, RATE_LIMITED)
 
     async def serve(self, kind: str) -> web.StreamResponse:
         method = getattr(self, "_" + kind.replace("-", "_"))
@@ -111,12 +132,12 @@ class FaultServer:
         return await self._stalled(None)
 
     async def _headers_then_stall(self) -> web.StreamResponse:
-        return await self._stalled(await self._open(_SSE if self.stream else "application/json"))
+        return await self._stalled(await self._open(self.sse if self.stream else "application/json"))
 
     async def _stall_after_role(self) -> web.StreamResponse:
         if not self.stream:
             return await self._headers_then_stall()
-        resp = await self._open(_SSE)
+        resp = await self._open(self.sse)
         if resp is not None:
             try:
                 await resp.write(self.tpl.first)
@@ -128,10 +149,10 @@ class FaultServer:
         return web.Response(body=_WELCOME, content_type="text/html")
 
     async def _garbage_200(self) -> web.StreamResponse:
-        return web.Response(body=_GARBAGE, headers={"Content-Type": _SSE if self.stream else "application/json"})
+        return web.Response(body=_GARBAGE, headers={"Content-Type": self.sse if self.stream else "application/json"})
 
     async def _sse_200(self) -> web.StreamResponse:
-        resp = await self._open(_SSE)
+        resp = await self._open(self.sse)
         if resp is None or not await self._content(resp, self.n_tokens):
             return resp or web.Response()
         return await self._end(resp, self.tpl.tail)
@@ -139,10 +160,10 @@ class FaultServer:
     async def _no_done(self) -> web.StreamResponse:
         if not self.stream:
             return web.Response(body=self.whole[: len(self.whole) // 2], content_type="application/json")
-        resp = await self._open(_SSE)
+        resp = await self._open(self.sse)
         if resp is None or not await self._content(resp, self.n_tokens):
             return resp or web.Response()
-        return await self._end(resp, self.tpl.tail.removesuffix(bodies.DONE))
+        return await self._end(resp, self.tpl.unfinished_tail)
 
     async def _end(self, resp: web.StreamResponse, tail: bytes) -> web.StreamResponse:
         try:
@@ -153,7 +174,7 @@ class FaultServer:
         return resp
 
     async def _endless_event(self) -> web.StreamResponse:
-        resp = await self._open(_SSE if self.stream else "application/json")
+        resp = await self._open(self.sse if self.stream else "application/json")
         if resp is None:
             return web.Response()
         deadline = time.monotonic() + self.hold_s
@@ -180,14 +201,13 @@ class FaultServer:
                 return resp
             _reset(self.request)
             return resp
-        opened = await self._open(_SSE)
+        opened = await self._open(self.sse)
         if opened is not None and await self._content(opened, max(1, self.n_tokens // 2)):
             _reset(self.request)
         return opened or web.Response()
 
     async def _429_retry_after(self) -> web.StreamResponse:
-        body = bodies.error_body(429, "injected rate limit (fault 429-retry-after)")
-        return web.Response(status=429, body=body, content_type="application/json",
+        return web.Response(status=429, body=self.rate_limited, content_type="application/json",
                             headers={"Retry-After": str(self.retry_after_s)})
 
     async def _html_502(self) -> web.StreamResponse:

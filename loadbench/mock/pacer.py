@@ -50,6 +50,12 @@ class Timer(Protocol):
 CallLater = Callable[[float, Callable[[], None]], Timer]
 
 
+class Encoded(Protocol):
+    """A stream whose chunks a protocol's encoder writes, in order (``protocols.EncodedStream``)."""
+
+    def chunk(self, k: int) -> bytes: ...
+
+
 def frame(body: bytes, chunked: bool) -> bytes:
     """``body`` as one piece of an HTTP/1.1 chunked body (exactly aiohttp's framing), or as is."""
     if chunked:
@@ -73,9 +79,13 @@ class PacedStream:
     on_end: Callable[[bool], None]  # called once, with True when the client went away
     next_k: int = 0
     ended: bool = False
+    # chunk k written by a protocol's encoder instead of the template (its last chunk carries the end)
+    encoded: Encoded | None = None
 
     def body(self, k: int) -> bytes:
         """Content chunk ``k`` (plus the tail after the last one), unframed."""
+        if self.encoded is not None:
+            return self.encoded.chunk(k)
         per = self.tokens_per_chunk
         first = k * per
         text = _token(first) if per == 1 else token_text(first, min(per, self.n_tokens - first)).encode()

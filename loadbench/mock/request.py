@@ -15,6 +15,7 @@ class GenerationRequest:
     output_tokens: int
     stream: bool
     include_usage: bool  # stream_options.include_usage (non-streamed bodies always carry usage)
+    cached_tokens: int | None = None  # of prompt_tokens, the server model's prefix-cache hits (None: no cache)
 
 
 def parse_generation(body: object, *, chat: bool, default_model: str, default_output_tokens: int,

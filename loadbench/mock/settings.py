@@ -13,6 +13,7 @@ from typing import Any
 
 from loadbench.errors import ConfigError
 from loadbench.mock.faults import FAULTS
+from loadbench.protocol.registry import names
 
 
 @dataclass(slots=True, frozen=True)
@@ -59,6 +60,13 @@ class MockSettings:
     prefix_cache_blocks: int = 0  # LRU capacity in blocks, shared by the process's requests
     prefix_block_tokens: int = 16  # tokens per cached block
     decode_slowdown: float = 0.0  # ITL x (1 + this x (streams decoding - 1))
+    # protocols (see protocols.py): the dialects answered, each on its own routes, and their knobs
+    protocols: tuple[str, ...] = ("openai",)
+    pings: int = 0  # keepalive events (Anthropic's ping) before the first token
+    thinking_tokens: int = 0  # a thinking block of this many tokens before the answer
+    filter_every: int = 0  # a content-filter frame (Azure) after every N chunks; 0 = none
+    stream_error_after: int = 0  # chunks before an error event ends the stream; 0 = never
+    stream_error_status: int = 529  # the status that error event stands for (429: throttling)
 
 
 # field -> (type, minimum, maximum or None)
@@ -88,11 +96,17 @@ _LIMITS: dict[str, tuple[type, float, float | None]] = {
     "prefix_cache_blocks": (int, 0, 100_000_000),
     "prefix_block_tokens": (int, 1, 1_000_000),
     "decode_slowdown": (float, 0.0, 1000.0),
+    "pings": (int, 0, 1000),
+    "thinking_tokens": (int, 0, 10_000_000),
+    "filter_every": (int, 0, 1_000_000),
+    "stream_error_after": (int, 0, 10_000_000),
+    "stream_error_status": (int, 400, 599),
 }
 
 LIVE_FIELDS: frozenset[str] = frozenset(
     {"ttft_ms", "itl_ms", "jitter_ms", "output_tokens", "tokens_per_chunk", "error_rate",
-     "error_status", "no_usage", "fault", "fault_rate"}
+     "error_status", "no_usage", "fault", "fault_rate", "pings", "thinking_tokens", "filter_every",
+     "stream_error_after", "stream_error_status"}
 )
 
 
@@ -129,6 +143,10 @@ def problems(settings: MockSettings) -> list[tuple[str, str]]:
     if not kinds or any(k not in MISTAKES for k in kinds):
         found.append(("agent_mistakes", f"must be a comma-separated list of {', '.join(MISTAKES)}, "
                                         f"got {settings.agent_mistakes!r}"))
+    unknown = [p for p in settings.protocols if p not in names()]
+    if unknown or not settings.protocols:
+        found.append(("protocol", f"unknown protocol {unknown[0]!r}; known: {', '.join(names())}" if unknown
+                      else "name at least one"))
     if settings.overflow not in ("error", "truncate"):
         found.append(("overflow", f"must be error or truncate, got {settings.overflow!r}"))
     return found

@@ -19,15 +19,20 @@ from loadbench.plan.load import DumpsFields, LoadPlan
 REDACTED = "<redacted>"
 SECRETS_ENV = "LOADBENCH_SECRET_HEADERS"  # the launcher hands secret header values to the master here
 # 1: no "schema" key; the profile and scenario as dicts, prompt scale and overhead under "extra"
-SCHEMA = "loadbench.run_plan/2"
+# 2: the target without protocol, region or auth (OpenAI, its key in api_key_env), read as such
+SCHEMA = "loadbench.run_plan/3"
+_READS = ("loadbench.run_plan/2", SCHEMA)
 
 
 @dataclass(slots=True)
 class TargetSpec:
-    url: str  # OpenAI base URL, e.g. http://127.0.0.1:8001/v1
+    url: str  # the base URL the protocol's paths are appended to, e.g. http://127.0.0.1:8001/v1
     model: str
     name: str = "default"
     api_key_env: str | None = None  # the variable's NAME; the key itself never enters the plan
+    protocol: str = "openai"  # the registered dialect the target speaks (protocol.registry)
+    region: str | None = None  # bedrock: the AWS region requests are signed for
+    auth: str = "key"  # key (the protocol's own header), bearer (Authorization: Bearer), aws (SigV4), none
     include_usage: bool = True
     headers: dict[str, str] = field(default_factory=dict)  # extra per-target headers
     secret_headers: list[str] = field(default_factory=list)  # names among headers never written to a file
@@ -158,7 +163,7 @@ class RunPlan:
         schema = obj.get("schema")
         if schema is None:
             return _from_v1(obj)
-        if schema != SCHEMA:
+        if schema not in _READS:
             raise ConfigError("run plan", "schema", f"{schema!r} is not one this loadbench reads ({SCHEMA})",
                               "run it with the loadbench version that wrote it")
         settings = dict(obj["settings"])

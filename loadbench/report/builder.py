@@ -35,6 +35,7 @@ from loadbench.report.tables import (
     stage_table,
     stalls_line,
     turn_table,
+    usage_line,
 )
 from loadbench.report.validity import check_valid
 
@@ -98,7 +99,8 @@ def _overview(s: Summary) -> list[str]:
     t = s.tokens
     items = [
         f"Run: {s.run_id or MISSING}",
-        f"Target: {s.target.url or MISSING} (model {s.target.model or MISSING})",
+        f"Target: {s.target.url or MISSING} (model {s.target.model or MISSING}, protocol "
+        f"{s.target.protocol or 'openai'})",
         f"Load: {_load_text(s)}",
         f"Measure window: {fmt(s.window.measure_s)} s",
         requests_line(s),
@@ -106,7 +108,7 @@ def _overview(s: Summary) -> list[str]:
         f"(requested {fmt(t.prompt_requested_mean)}), output mean {fmt(t.output_mean)} "
         f"(requested {fmt(t.output_requested_mean)})",
     ]
-    return [*items, *(line for line in (stalls_line(s), replay_line(s)) if line)]
+    return [*items, *(line for line in (usage_line(s), stalls_line(s), replay_line(s)) if line)]
 
 
 def _latency_block(s: Summary) -> Table:
@@ -245,7 +247,7 @@ _SIDE_BY_SIDE_FIGURES = (("throughput (requests/s)", "throughput.rps"), ("output
 
 
 def side_by_side_table(runs: list[tuple[str, RunFolder]]) -> Table:
-    rows: list[list[str]] = []
+    rows: list[list[str]] = [["protocol", *[r.summary.target.protocol or "openai" for _, r in runs]]]
     for m in SPECTRUM_METRICS:
         for st in ("mean", *STAGE_STATS):
             rows.append([f"{m}.{stat_label(st)} (ms)", *[latency_cell(r.summary.latency(m), st) for _, r in runs]])
@@ -255,6 +257,7 @@ def side_by_side_table(runs: list[tuple[str, RunFolder]]) -> Table:
         rows.append([label, *[fmt(fig.lookup(r.summary), unit) for _, r in runs]])
     rows.append(["requests measured", *[fmt(r.summary.requests.total, "n") for _, r in runs]])
     rows.append(["token source", *[r.summary.tokens.source or MISSING for _, r in runs]])
+    rows.append(["output tokens per chunk", *[fmt(r.summary.tokens.per_chunk_mean) for _, r in runs]])
     rows.append(["SLO", *[slo_mark(r.summary.slo) for _, r in runs]])
     verdicts = [check_valid(r.summary) for _, r in runs]
     rows.append(["valid to judge", *["yes" if not v else "NO: " + "; ".join(v) for v in verdicts]])

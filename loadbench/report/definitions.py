@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 DEFINITIONS: dict[str, str] = {
-    "ttft": "time to first token: first content-bearing chunk minus the request's intended start "
-            "(role-only or empty deltas do not count; in open-loop runs includes queue delay)",
+    "ttft": "time to first token: first content-bearing chunk of any channel (answer, reasoning, tool "
+            "arguments) minus the request's intended start (role-only or empty deltas and structural events "
+            "do not count; in open-loop runs includes queue delay)",
+    "ttft_answer": "time to the first token of the answer itself (after any thinking or reasoning) minus the "
+                   "intended start; equal to ttft when the model streams no reasoning",
     "itl": "inter-chunk latency: every gap between consecutive content chunks (a distribution of gaps, "
            "not a per-request mean); vLLM 'ITL', AIPerf 'ICL'",
     "tpot": "time per output token: (last token - first token) / (output_tokens - 1), per request with at "
-            "least 2 output tokens; vLLM/inference-perf 'TPOT', GuideLLM 'ITL'",
+            "least 2 output tokens (chunks of several tokens: per token from the server's usage); "
+            "vLLM/inference-perf 'TPOT', GuideLLM 'ITL'",
     "e2e": "end-to-end latency: end of stream minus intended start",
     "queue": "queue delay: actual send minus intended start (coordinated-omission visibility)",
     "service_ttft": "first token minus actual send (TTFT as the server alone caused it)",

@@ -22,6 +22,7 @@ from loadbench.report.tables import (
     stage_table,
     stalls_line,
     turn_table,
+    usage_line,
 )
 from loadbench.results import run_dir as rd
 from loadbench.results.summary_file import write_summary_json
@@ -34,7 +35,7 @@ def render_console(s: Summary) -> str:
     if gen:
         parts.append(gen)
     parts += ["", requests_line(s)]
-    for line in (stalls_line(s), replay_line(s)):
+    for line in (usage_line(s), stalls_line(s), replay_line(s)):
         if line:
             parts.append(line)
     if s.stages:
@@ -53,7 +54,7 @@ def render_markdown(s: Summary) -> str:
         f"- target: {s.target.url or '–'} (model `{s.target.model or '–'}`)",
         f"- {requests_line(s)}",
     ]
-    for line in (stalls_line(s), replay_line(s)):
+    for line in (usage_line(s), stalls_line(s), replay_line(s)):
         if line:
             parts.append(f"- {line}")
     parts += ["", "## Latency (ms, measure window, successful requests)", "", aligned_table(*latency_table(s)), ""]

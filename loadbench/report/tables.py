@@ -160,6 +160,16 @@ def replay_line(s: Summary) -> str | None:
             f"max {fmt(r.send_lag_max_ms)} ms")
 
 
+def usage_line(s: Summary) -> str | None:
+    """Tokens per chunk and the usage kinds the protocol reported (None: nothing beyond prompt and output)."""
+    t = s.tokens
+    parts = [f"{fmt(t.per_chunk_mean)} output tokens per chunk"] if t.per_chunk_mean is not None else []
+    parts += [f"{name} {fmt(value)}" for name, value in (("cached input", t.cached_mean),
+                                                         ("cache write", t.cache_write_mean),
+                                                         ("reasoning", t.reasoning_mean)) if value is not None]
+    return "Tokens (means per request, from the usage): " + ", ".join(parts) if parts else None
+
+
 def stalls_line(s: Summary) -> str | None:
     st = s.stalls
     if st is None:

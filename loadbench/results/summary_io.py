@@ -56,7 +56,7 @@ def facts_of(manifest: Manifest, status: RunStatus, plan: LoadPlan) -> RunFacts:
     stall_ms = profile.get("stall_ms")
     return RunFacts(
         run_id=manifest.run_id or None, name=manifest.name,
-        target=SummaryTarget(manifest.target.get("url"), manifest.target.get("model")),
+        target=SummaryTarget(manifest.target.get("url"), manifest.target.get("model"), manifest.target.get("protocol")),
         load=_load(profile, plan, status.workers.expected), slo=SloSpec.from_json(profile.get("slo")),
         stall_ms=None if stall_ms is None else float(stall_ms), interrupted=status.interrupted,
         workers_lost=status.workers.lost, worker_cpu_s=status.workers.cpu_s or None)

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
-
-import orjson
+from dataclasses import dataclass, field, replace
 
 from loadbench.config import Profile, Scenario
 from loadbench.plan.run import TargetSpec
+from loadbench.protocol.dialect import LLMRequest
+from loadbench.protocol.registry import dialect
 from loadbench.run.request import RunRequest, say
-from loadbench.run.target import request_headers
+from loadbench.run.target import one_request, run_factory
 
 CALIBRATION_REQUESTS = 4
-
-
-def _post_json(url: str, body: dict[str, Any], headers: dict[str, str], timeout_s: float) -> dict[str, Any]:
-    request = urllib.request.Request(url, data=orjson.dumps(body), method="POST", headers=headers)
-    with urllib.request.urlopen(request, timeout=timeout_s) as resp:
-        return dict(orjson.loads(resp.read()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +31,11 @@ def calibrate_prompts(req: RunRequest, profile: Profile, scenario: Scenario, tar
     what the target counts besides the text (the system prompt, the chat template) is measured with
     the same request with an empty text and subtracted. Rounds repeat with the new scale until two
     agree within CONVERGED (at most MAX_ROUNDS); otherwise the last scale is used and the run says so."""
-    from loadbench.workload.requests import RequestFactory, calibrate
+    from loadbench.workload.requests import calibrate
 
     names = _synthetic_types(scenario)
     if not names:
         return Calibration()
-    headers = request_headers(target)
     timeout_s = min(profile.timeout_s, 60.0)
     scale = 1.0
     scales: list[float] = []
@@ -52,8 +44,7 @@ def calibrate_prompts(req: RunRequest, profile: Profile, scenario: Scenario, tar
     overhead: dict[str, int | None] = {}
     try:
         for _ in range(MAX_ROUNDS):
-            factory = RequestFactory(scenario, model=target.model, stream=False, include_usage=False,
-                                     seed=profile.seed + 7919, prompt_scale=scale)
+            factory = run_factory(scenario, target, stream=False, seed=profile.seed + 7919, prompt_scale=scale)
             requested, counted = [], []
             for _ in range(CALIBRATION_REQUESTS * 50):  # bounded: datasets may dominate the mix
                 if len(requested) >= CALIBRATION_REQUESTS:
@@ -61,11 +52,10 @@ def calibrate_prompts(req: RunRequest, profile: Profile, scenario: Scenario, tar
                 spec = factory.next()
                 if spec.request_type not in names:
                     continue
-                body = _cheap(orjson.loads(spec.body))
-                total = _prompt_tokens(target.url + spec.path, body, headers, timeout_s)
+                assert spec.request is not None
+                total = _prompt_tokens(target, spec.request, timeout_s)
                 if spec.request_type not in overhead:
-                    overhead[spec.request_type] = _prompt_tokens(target.url + spec.path, _without_text(body),
-                                                                 headers, timeout_s)
+                    overhead[spec.request_type] = _prompt_tokens(target, _without_text(spec.request), timeout_s)
                 base = overhead[spec.request_type]
                 if total is not None and base is not None and total > base:
                     requested.append(spec.prompt_tokens_requested)
@@ -103,28 +93,20 @@ def _synthetic_types(scenario: Scenario) -> set[str]:
     return set() if scenario.dataset is not None else {"default"}
 
 
-def _cheap(body: dict[str, Any]) -> dict[str, Any]:
-    body["max_tokens"] = 1
-    body.pop("max_completion_tokens", None)
-    return body
-
-
-def _without_text(body: dict[str, Any]) -> dict[str, Any]:
+def _without_text(request: LLMRequest) -> LLMRequest:
     """The same request with its synthetic text empty (chat: the last user message; completions:
     what follows the system prompt)."""
-    out = dict(body)
-    if "messages" in out:
-        messages = [dict(m) for m in out["messages"]]
-        messages[-1]["content"] = ""
-        out["messages"] = messages
-    else:
-        prompt = str(out.get("prompt", ""))
-        out["prompt"] = prompt[: prompt.find("\n\n") + 2] if "\n\n" in prompt else ""
-    return out
+    if request.prompt is None:
+        last = request.messages[-1]
+        return replace(request, messages=(*request.messages[:-1], replace(last, content="")))
+    prompt = request.prompt
+    return replace(request, prompt=prompt[: prompt.find("\n\n") + 2] if "\n\n" in prompt else "")
 
 
-def _prompt_tokens(url: str, body: dict[str, Any], headers: dict[str, str], timeout_s: float) -> int | None:
-    usage = _post_json(url, body, headers, timeout_s).get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-        return int(usage["prompt_tokens"])
-    return None
+def _prompt_tokens(target: TargetSpec, request: LLMRequest, timeout_s: float) -> int | None:
+    """The prompt tokens the target counts for ``request`` (one output token, not streamed)."""
+    one = one_request(target, request, max_tokens=1, stream=False)
+    with urllib.request.urlopen(urllib.request.Request(one.url, data=one.body, method="POST", headers=one.headers),
+                                timeout=timeout_s) as resp:
+        usage = dialect(target.protocol).decode(resp.read()).usage
+    return usage.prompt_tokens if usage is not None else None

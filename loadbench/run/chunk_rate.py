@@ -14,22 +14,22 @@ import time
 import urllib.request
 from typing import Any
 
-import orjson
-
 from loadbench.config import Profile, Scenario
 from loadbench.plan.run import TargetSpec
+from loadbench.protocol.dialect import Dialect, LLMRequest
 from loadbench.protocol.openai import OPENAI
+from loadbench.protocol.registry import dialect
 from loadbench.run.request import RunRequest, say
-from loadbench.run.target import request_headers
+from loadbench.run.target import one_request, run_factory
 from loadbench.units import ns_to_s
 
 PROBE_TOKENS = 16  # enough gaps for a median, short enough to cost well under a second
 READ_BYTES = 65536
 
 
-def content_times_ns(resp: Any) -> list[int]:
+def content_times_ns(resp: Any, wire: Dialect = OPENAI) -> list[int]:
     """perf_counter_ns of each content chunk of a streamed response (per read, as the workers do)."""
-    decoder = OPENAI.decoder()
+    decoder = wire.decoder()
     times: list[int] = []
     for _ in range(100_000):  # bounded: a probe never reads more than this many times
         data = resp.read1(READ_BYTES)
@@ -48,15 +48,12 @@ def median_gap_s(times_ns: list[int]) -> float | None:
     return ns_to_s(int(statistics.median(gaps)))
 
 
-def probe_itl_s(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> float | None:
+def probe_itl_s(target: TargetSpec, request: LLMRequest, timeout_s: float) -> float | None:
     """Send one streamed request of ``PROBE_TOKENS`` tokens and return the target's median ITL."""
-    obj = orjson.loads(body)
-    obj.update({"stream": True, "max_tokens": PROBE_TOKENS})
-    obj.pop("max_completion_tokens", None)
-    request = urllib.request.Request(url, data=orjson.dumps(obj), method="POST",
-                                     headers={**headers, "Accept": "text/event-stream"})
-    with urllib.request.urlopen(request, timeout=timeout_s) as resp:
-        return median_gap_s(content_times_ns(resp))
+    one = one_request(target, request, stream=True, max_tokens=PROBE_TOKENS)
+    with urllib.request.urlopen(urllib.request.Request(one.url, data=one.body, method="POST", headers=one.headers),
+                                timeout=timeout_s) as resp:
+        return median_gap_s(content_times_ns(resp, dialect(target.protocol)))
 
 
 def expected_chunks_per_s(users: float, itl_s: float | None) -> float | None:
@@ -69,12 +66,10 @@ def expected_chunks_per_s(users: float, itl_s: float | None) -> float | None:
 def measure_itl_s(req: RunRequest, profile: Profile, scenario: Scenario, target: TargetSpec,
                   prompt_scale: float) -> float | None:
     """The target's ITL for sizing workers; None (and a note) when it cannot be measured."""
-    from loadbench.workload.requests import RequestFactory
-
-    spec = RequestFactory(scenario, model=target.model, stream=True, include_usage=False,
-                          seed=profile.seed + 7907, prompt_scale=prompt_scale).next()
+    spec = run_factory(scenario, target, stream=True, seed=profile.seed + 7907, prompt_scale=prompt_scale).next()
+    assert spec.request is not None
     try:
-        itl_s = probe_itl_s(target.url + spec.path, spec.body, request_headers(target), min(profile.timeout_s, 60.0))
+        itl_s = probe_itl_s(target, spec.request, min(profile.timeout_s, 60.0))
     except Exception as exc:  # an aid to sizing: the run itself reports every failure
         say(req, f"note: ITL probe skipped ({type(exc).__name__}: {exc}); workers sized by users only")
         return None

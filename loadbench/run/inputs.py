@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 
-from loadbench.config import Profile, Scenario, api_key, load_profile, load_scenario
+from loadbench.config import Profile, Scenario, api_key, credentials, load_profile, load_scenario
 from loadbench.errors import ConfigError, InputError
 from loadbench.report.baseline import expand_baselines
 from loadbench.results import run_dir as rd
@@ -47,13 +47,14 @@ def load_inputs(req: RunRequest) -> tuple[Profile, Scenario]:
         except InputError as exc:
             raise ConfigError(str(req.profile_path or "profile"), f"thresholds[{i}]", str(exc)) from None
     api_key(req.api_key_env)  # a named but unset key variable fails before any server starts
+    credentials.check_protocol(req.protocol, "command line", "--protocol")
     for base in expand_baselines(req.baseline):  # a folder of runs names each run
         if not (base / rd.SUMMARY).is_file():
             raise InputError(f"--baseline: {base} has no {rd.SUMMARY} "
                              "(pass a loadbench run folder or a folder of runs)")
     if req.target is not None and not req.target.startswith(("http://", "https://")):
         raise InputError(f"--target: {req.target!r} is not an http(s) URL (example: http://127.0.0.1:8001/v1)")
-    if req.target is not None and not req.target.rstrip("/").endswith("/v1"):
+    if req.target is not None and req.protocol == "openai" and not req.target.rstrip("/").endswith("/v1"):
         say(req, f"note: --target {req.target} does not end in /v1; OpenAI-compatible servers usually serve "
                  "under it (try http://HOST:PORT/v1)")
     return profile, scenario

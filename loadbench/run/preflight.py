@@ -12,10 +12,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-import orjson
-
 from loadbench.errors import TargetError
-from loadbench.protocol.openai import error_message
+from loadbench.protocol.dialect import Dialect
+from loadbench.protocol.openai import OPENAI
 
 PREFLIGHT_TIMEOUT_S = 30.0
 
@@ -33,7 +32,7 @@ class PreflightResult:
 
 
 def preflight(url: str, body: bytes, headers: dict[str, str],
-              timeout_s: float = PREFLIGHT_TIMEOUT_S) -> PreflightResult:
+              timeout_s: float = PREFLIGHT_TIMEOUT_S, wire: Dialect = OPENAI) -> PreflightResult:
     """POST ``body`` (one request of the run, max_tokens 1, not streamed) to ``url``; TargetError
     when the answer says the load could only fail."""
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
@@ -41,7 +40,7 @@ def preflight(url: str, body: bytes, headers: dict[str, str],
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             return PreflightResult(resp.status, "ok")
     except urllib.error.HTTPError as exc:
-        message = error_message(exc.read(64 * 1024))
+        message = wire.error(exc.code, exc.read(64 * 1024)).message
         verdict = _stop_cause(exc.code, message)
         if verdict is not None:
             raise TargetError(f"pre-flight request to {url} failed: {verdict}; no load was sent") from None
@@ -62,13 +61,3 @@ def _stop_cause(status: int, message: str) -> str | None:
     if status in (400, 422) and "model" in message.lower():
         return f"{status}: the target rejects the model: {message}"
     return None
-
-
-def preflight_body(body: bytes) -> bytes:
-    """The run's first request, made cheap: one output token, not streamed."""
-    obj = orjson.loads(body)
-    obj["max_tokens"] = 1
-    obj.pop("max_completion_tokens", None)
-    obj["stream"] = False
-    obj.pop("stream_options", None)
-    return orjson.dumps(obj)

@@ -20,6 +20,8 @@ class RunRequest:
     overrides: dict[str, Any] = field(default_factory=dict)
     arrival: dict[str, Any] | None = None  # replaces the profile's load plan (``loadbench replay``: a trace)
     api_key_env: str | None = None
+    protocol: str = "openai"  # --protocol: the wire protocol of --target (a profile's targets name their own)
+    region: str | None = None  # --region: a bedrock target's AWS region
     out_dir: Path = Path("results")
     name: str | None = None
     workers: int | None = None  # workers expected to take part (None: auto_workers)

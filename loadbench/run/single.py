@@ -30,7 +30,8 @@ def run_one(req: RunRequest, profile: Profile, scenario: Scenario, target: Targe
     plan = RunPlan.build(run_id, target, profile, scenario, workers, prompt_scale=scale,
                          prompt_overhead=calibration.overhead)
     write_manifest(run_dir, Manifest(run_id=run_id, name=name, command=tuple(req.argv),
-                                     target={"url": base_url, "model": model, "api_key_env": api_key_env},
+                                     target={"url": base_url, "model": model, "api_key_env": api_key_env,
+                                             "protocol": target.protocol, "region": target.region},
                                      profile=profile.dump_for_record(),
                                      scenario=scenario.model_dump(mode="json"), start_unix_s=created_s,
                                      prompt_scale=scale, load_plan=plan.load.to_json()))

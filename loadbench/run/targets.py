@@ -84,5 +84,5 @@ def _target_profile_and_spec(req: RunRequest, profile: Profile, t: Any) -> tuple
                                     source=f"profile targets[{t.name}].options")
     target = target_spec(req, sub_profile, t.url.rstrip("/"), t.model or req.model or profile.model,
                           name=t.name, api_key_env=t.api_key_env, include_usage=t.options.include_usage,
-                          headers=t.options.headers)
+                          headers=t.options.headers, protocol=t.protocol, region=t.region, auth=t.auth)
     return sub_profile, target

@@ -54,7 +54,8 @@ def run_web(req: RunRequest, web: WebOptions) -> ExitCode:
                                scenario=str(req.scenario_path or ""), out_dir=str(req.out_dir),
                                name=req.name, api_key_env=target.api_key_env,
                                include_usage=target.include_usage, users=profile.users,
-                               ramp_up_s=profile.ramp_up_s, duration_s=profile.duration_s)
+                               ramp_up_s=profile.ramp_up_s, duration_s=profile.duration_s,
+                               protocol=target.protocol, region=target.region, auth=target.auth)
         path = Path(tempfile.mkdtemp(prefix="loadbench-web-")) / "web.json"
         rd.write_json(path, defaults.to_json())
         extra = ["--prometheus-port", str(req.prometheus_port)] if req.prometheus_port is not None else []

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from loadbench.config import env_value, scenario_from_dict
+from loadbench.config import scenario_from_dict
+from loadbench.config.credentials import target_auth, target_dialect
 from loadbench.config.trace import Trace, load_trace
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.recorder import IntervalRecorder
@@ -23,7 +24,6 @@ from loadbench.metrics.sample import Sample
 from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us
 from loadbench.plan.load import Phase
 from loadbench.plan.run import RunPlan
-from loadbench.protocol.registry import DEFAULT, dialect
 from loadbench.units import ms_to_us, ns_to_s, s_to_ns, s_to_us
 from loadbench.workers.messages import WorkerData
 from loadbench.workers.stream import Measured
@@ -51,8 +51,11 @@ class WorkerRuntime:
         self.profile = plan.settings  # the profile's fields this process acts on (stream, timeout, ...)
         self.load = plan.load
         self.scenario = scenario_from_dict(dict(plan.workload.scenario))
+        # the target's wire protocol, and the model as its paths name it
+        self.dialect, model = target_dialect(plan.target.protocol, plan.target.model)
+        self.auth = target_auth(plan.target)  # its key or AWS credentials, read here, never stored
         self.factory = RequestFactory(
-            self.scenario, model=plan.target.model, stream=self.profile.stream,
+            self.scenario, model=model, stream=self.profile.stream, wire=self.dialect,
             include_usage=plan.target.include_usage, seed=plan.seed,
             stream_index=worker_index, stream_count=max(plan.workers, 1),
             prompt_scale=plan.workload.prompt_scale, prompt_overhead=plan.workload.prompt_overhead,
@@ -88,10 +91,9 @@ class WorkerRuntime:
         self.draining = False  # set at the end of the plan: send nothing new, let in-flight requests finish
         self.on_drained: Any = None  # callback once draining and nothing is in flight
         self.schedule_done = False
-        self.dialect = dialect(DEFAULT)  # the run's wire protocol (one today; the plan will name it)
-        key = env_value(plan.target.api_key_env) if plan.target.api_key_env else None
         # Accept: text/event-stream on every request, streamed or not, as always
-        self.headers = self.dialect.headers(key, stream=True, extra=plan.target.headers)
+        self.headers = self.auth.headers(self.dialect, stream=True, extra=plan.target.headers)
+        self.signs = self.auth.auth == "aws"  # SigV4: each request is signed on its own (body and time)
         share = _share(self.load.max_requests, worker_index, max(plan.workers, 1))
         self.quota: int | None = share
         self.issued = 0
@@ -131,6 +133,12 @@ class WorkerRuntime:
             self.schedule_done = True
         return slot
 
+    def headers_for(self, spec: RequestSpec, headers: dict[str, str]) -> dict[str, str]:
+        """``headers`` as this request sends them: signed for itself where the protocol signs."""
+        if not self.signs:
+            return headers
+        return self.auth.sign(self.host_root + self.base_path + spec.path, headers, spec.body)
+
     def next_request(self) -> RequestSpec:
         self.issued += 1
         self.in_flight += 1
@@ -166,8 +174,9 @@ class WorkerRuntime:
         output_tokens = len(tokens) if estimated else m.completion_tokens
         if m.outcome != "ok" and estimated:
             output_tokens = len(tokens) or None
-        d = derive(RequestTiming(intended_ns, m.sent_ns, m.first_byte_ns, first, last, m.end_ns),
-                   output_tokens)
+        d = derive(RequestTiming(intended_ns, m.sent_ns, m.first_byte_ns, first, last, m.end_ns,
+                                 m.first_answer_ns, len(tokens)), output_tokens)
+        usage = m.usage
         gaps = gaps_us(tokens) if len(tokens) > 1 and self.profile.stream else []
         intended_unix = intended_ns + self.unix_offset_ns
         sample = Sample(
@@ -181,13 +190,16 @@ class WorkerRuntime:
             itl_mean_us=(sum(gaps) // len(gaps)) if gaps else None,
             itl_max_us=max(gaps) if gaps else None,
             stalls=count_stalls(gaps, ms_to_us(self.profile.stall_ms)) if self.profile.stream else None,
-            prompt_tokens=m.prompt_tokens, cached_tokens=m.cached_tokens, output_tokens=output_tokens,
+            prompt_tokens=m.prompt_tokens, output_tokens=output_tokens,
             tokens_source="estimated" if estimated else "usage",
             prompt_tokens_requested=spec.prompt_tokens_requested,
             output_tokens_requested=spec.output_tokens_requested,
             error=m.error, cache=m.headers.get("x-loadbench-cache"), metadata=spec.metadata,
             backoff_us=s_to_us(backoff_s) if backoff_s else None, session=session, turn=turn,
-            session_turns=session_turns,
+            session_turns=session_turns, ttft_answer_us=d.ttft_answer_us, error_kind=m.error_kind,
+            cached_tokens=usage.cached_tokens if usage is not None else None,
+            cache_write_tokens=usage.cache_write_tokens if usage is not None else None,
+            reasoning_tokens=usage.reasoning_tokens if usage is not None else None,
         )
         self.recorder.record(sample, m.end_ns + self.unix_offset_ns, gaps)
         self.outbox.append(sample.to_json())

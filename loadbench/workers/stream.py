@@ -18,6 +18,7 @@ from geventhttpclient.response import HTTPConnectionClosed
 from loadbench import outcomes
 from loadbench.protocol.dialect import Dialect
 from loadbench.protocol.openai import OPENAI
+from loadbench.protocol.usage import Usage
 from loadbench.units import ns_to_ms
 
 perf_ns = time.perf_counter_ns
@@ -37,9 +38,12 @@ class Measured:
     end_ns: int = 0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    cached_tokens: int | None = None  # of prompt_tokens, read from the server's prefix cache (as reported)
     error: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    first_answer_ns: int | None = None  # the first content of the answer channel (after any thinking)
+    usage: Usage | None = None  # the server's last usage report, every kind (cached, cache write, reasoning)
+    error_kind: str | None = None  # the protocol's error type of an error event in the stream
+    error_status: int | None = None  # the status that error event stands for (throttling: 429, overloaded: 529)
 
 
 _KEEP_HEADERS = ("x-loadbench-target", "x-loadbench-cache", "x-loadbench-attempts", "retry-after")
@@ -129,7 +133,9 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
                 if value:
                     m.headers[name] = value if isinstance(value, str) else value[0]
             if m.status >= 400:
-                message = dialect.error(m.status, _error_body(resp, raw)).message or _REASONS.get(m.status, "")
+                wire_error = dialect.error(m.status, _error_body(resp, raw))
+                message = wire_error.message or _REASONS.get(m.status, "")
+                m.error_kind = wire_error.kind or None
                 m.end_ns = perf_ns()
                 m.outcome = outcomes.HTTP_ERROR
                 m.error = f"HTTP {m.status}: {message}" if message else f"HTTP {m.status}"
@@ -176,16 +182,21 @@ def _read_stream(raw: Any, m: Measured, dialect: Dialect) -> None:
         data = _read_available(raw)
         now = perf_ns()
         fed = decoder.feed(data, not data)
-        for _ in fed.content:
-            times.append(now)
+        content = fed.content
+        if content:
+            for _ in content:
+                times.append(now)
+            if m.first_answer_ns is None and any(c[1] == "answer" for c in content):
+                m.first_answer_ns = now
         if fed.error is not None:
             m.outcome = outcomes.HTTP_ERROR if m.error is None else m.outcome
             m.error = fed.error.message[:200]
+            m.error_kind, m.error_status = fed.error.kind or None, fed.error.status
         usage = fed.usage
         if usage is not None:
             m.completion_tokens = usage.completion_tokens
             m.prompt_tokens = usage.prompt_tokens or None
-            m.cached_tokens = usage.cached_tokens
+            m.usage = usage
         done = done or fed.done
         if not data:
             break
@@ -208,12 +219,14 @@ def _read_body(raw: Any, m: Measured, dialect: Dialect) -> None:
     answer = dialect.decode(b"".join(chunks))
     if answer.error is not None:
         m.outcome, m.error = outcomes.HTTP_ERROR, answer.error.message[:200]
+        m.error_kind, m.error_status = answer.error.kind or None, answer.error.status
         return
     if answer.usage is not None:
         m.prompt_tokens, m.completion_tokens = answer.usage.prompt_tokens or None, answer.usage.completion_tokens
-        m.cached_tokens = answer.usage.cached_tokens
+        m.usage = answer.usage
     if not answer.text and not m.completion_tokens:
         m.outcome, m.error = outcomes.EMPTY, "response carried no content"
         return
-    # Non-streamed: the first token becomes visible with the whole body.
+    # Non-streamed: the first token (of the answer too) becomes visible with the whole body.
     m.token_times_ns.append(m.end_ns)
+    m.first_answer_ns = m.end_ns if answer.text or answer.tool_calls else None

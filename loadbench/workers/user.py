@@ -104,6 +104,7 @@ class LLMUser(FastHttpUser):
         headers = rt.headers
         if spec.metadata:
             headers = {**headers, "X-Loadbench-Metadata": orjson.dumps(spec.metadata).decode()}
+        headers = rt.headers_for(spec, headers)
         try:
             m = measure(self.client, rt.base_path + spec.path, spec.body, headers,
                         stream=rt.profile.stream, timeout_s=rt.timeout_s, dialect=rt.dialect)
@@ -121,7 +122,8 @@ class LLMUser(FastHttpUser):
             raise
         # a refused connection backs off like a 503: an unreachable target must not turn into a hot
         # loop, and the wait is recorded on the sample like any other backoff
-        wait_s = self.backoff.after(m.status, m.headers.get("retry-after"), time.time(),
+        # an error event in a stream stands for its status (throttling 429, overloaded 529): it backs off alike
+        wait_s = self.backoff.after(m.error_status or m.status, m.headers.get("retry-after"), time.time(),
                                     no_answer=m.outcome == CONNECTION_ERROR)
         # Closed loop: the intended start is the send time (queue = 0 by definition).
         rt.finish(spec, m, slot if slot is not None else m.sent_ns, backoff_s=wait_s)

@@ -36,12 +36,16 @@ class WebDefaults:
     users: int = 10
     ramp_up_s: float = 0.0
     duration_s: float | None = None  # empty run time: the profile's own duration
+    protocol: str = "openai"  # the target's protocol, region and auth (never its secret)
+    region: str | None = None
+    auth: str = "key"
 
     def to_json(self) -> dict[str, Any]:
         return {"target_url": self.target_url, "model": self.model, "profile": self.profile,
                 "scenario": self.scenario, "out_dir": self.out_dir, "name": self.name,
                 "api_key_env": self.api_key_env, "include_usage": self.include_usage, "users": self.users,
-                "ramp_up_s": self.ramp_up_s, "duration_s": self.duration_s}
+                "ramp_up_s": self.ramp_up_s, "duration_s": self.duration_s, "protocol": self.protocol,
+                "region": self.region, "auth": self.auth}
 
     def locust_args(self) -> list[str]:
         """Locust's own fields, filled as the command line asked (ramp up is a rate there)."""
@@ -55,7 +59,8 @@ class WebDefaults:
                    scenario=str(obj.get("scenario") or ""), out_dir=str(obj["out_dir"]), name=obj.get("name") or None,
                    api_key_env=obj.get("api_key_env"), include_usage=bool(obj.get("include_usage", True)),
                    users=int(obj.get("users") or 10), ramp_up_s=float(obj.get("ramp_up_s") or 0.0),
-                   duration_s=obj.get("duration_s"))
+                   duration_s=obj.get("duration_s"), protocol=str(obj.get("protocol") or "openai"),
+                   region=obj.get("region"), auth=str(obj.get("auth") or "key"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,5 +179,6 @@ def prepare(form: Mapping[str, str], defaults: WebDefaults) -> Prepared:
     scenario = scenario_from_dict(data, base_dir=Path(scenario_path).parent if scenario_path else None,
                                   source=f"{scenario_path or 'scenario'} (as set in the form)")
     target = TargetSpec(url=url, model=model, api_key_env=defaults.api_key_env,
-                        include_usage=profile.include_usage)
+                        include_usage=profile.include_usage, protocol=defaults.protocol, region=defaults.region,
+                        auth=defaults.auth)
     return Prepared(profile=profile, scenario=scenario, target=target, name=defaults.name or profile.name or "web")

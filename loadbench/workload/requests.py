@@ -17,11 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from loadbench.config import DatasetRecord, Scenario, dataset_records
 from loadbench.config.scenario import DatasetSpec, LengthDist
 from loadbench.config.trace import TraceRequest
+from loadbench.protocol.dialect import Dialect, LLMRequest, Message
 from loadbench.protocol.openai import OPENAI
 from loadbench.workload.lengths import Sampler, make_sampler
 from loadbench.workload.prompts import PromptBuilder
@@ -38,6 +37,7 @@ class RequestSpec:
     metadata: dict[str, str]  # tags; sent as X-Loadbench-Metadata when non-empty
     prompt_tokens_requested: int
     output_tokens_requested: int
+    request: LLMRequest | None = None  # the same request in no protocol's words (pre-flight, calibration)
 
 
 @dataclass(slots=True)
@@ -66,25 +66,27 @@ class RequestFactory:
         prompt_scale: float = 1.0,
         stream_count: int = 1,
         prompt_overhead: Mapping[str, int] | None = None,
+        wire: Dialect = OPENAI,
     ) -> None:
-        """``prompt_overhead``: tokens the target counts besides a synthetic request type's text (system
+        """``wire``: the target's protocol, which writes each body and path. ``prompt_overhead``: tokens
+        the target counts besides a synthetic request type's text (system
         prompt, chat template), measured by calibration; added to ``prompt_tokens_requested`` so the
         requested figure is what the target should count."""
         if not 0 <= stream_index < max(stream_count, 1):
             raise ValueError(f"stream_index {stream_index} outside [0, {stream_count})")
         self._rng = random.Random(f"loadbench-requests:{seed}:{stream_index}")
         self._chat = scenario.api == "chat"
-        self._path = OPENAI.path("chat" if self._chat else "completions")  # the run's dialect's paths
+        self._wire = wire
+        self._model = model
+        self._stream = stream
+        self._include_usage = include_usage
         self._scale = prompt_scale
         self._overhead = dict(prompt_overhead or {})
         self._stream_count = max(stream_count, 1)
         self._counter = itertools.count()
-        base: dict[str, Any] = {"model": model, "stream": stream}
-        if stream and include_usage:
-            base["stream_options"] = {"include_usage": True}
         sampling = scenario.sampling.model_dump(exclude_none=True)
-        self._base = base
-        self._tail: dict[str, Any] = {**sampling, **scenario.extra_body}
+        self._temperature = sampling.pop("temperature", None)
+        self._tail: dict[str, Any] = {**sampling, **scenario.extra_body}  # passed through as the protocol's fields
         builders: dict[tuple[int, int], PromptBuilder] = {}
 
         def builder(prefix_tokens: int, groups: int) -> PromptBuilder:
@@ -190,27 +192,29 @@ class RequestFactory:
         return self.spec_of("trace", content, req.output_tokens, metadata, req.prompt_tokens, model=req.model)
 
     def spec_of(self, name: str, content: Any, output_tokens: int, metadata: dict[str, str], prompt_tokens: int,
-              model: str | None = None) -> RequestSpec:
-        body = dict(self._base)
-        if model:
-            body["model"] = model
-        body["messages" if self._chat else "prompt"] = content
-        body["max_tokens"] = output_tokens
-        body.update(self._tail)
+                model: str | None = None) -> RequestSpec:
+        """A request of type ``name``: ``content`` is the chat's messages (a tuple of ``Message``) or a
+        completion's prompt; written in the run's protocol by its dialect."""
+        request = LLMRequest(model=model or self._model, messages=content if self._chat else (),
+                             prompt=None if self._chat else content, max_tokens=output_tokens,
+                             temperature=self._temperature, stream=self._stream,
+                             include_usage=self._include_usage, extra=self._tail)
+        wire = self._wire.request(request)
         return RequestSpec(
-            path=self._path,
-            body=orjson.dumps(body),
+            path=wire.path,
+            body=wire.body,
             request_type=name,
             metadata=metadata,
             prompt_tokens_requested=prompt_tokens,
             output_tokens_requested=output_tokens,
+            request=request,
         )
 
     def _synthetic_content(self, text: str, system: str | None) -> Any:
         if not self._chat:
             return f"{system}\n\n{text}" if system else text
-        user = {"role": "user", "content": text}
-        return [{"role": "system", "content": system}, user] if system else [user]
+        user = Message("user", text)
+        return (Message("system", system), user) if system else (user,)
 
     def _record_content(self, record: DatasetRecord, system: str | None) -> Any:
         if record.prompt is not None:
@@ -219,7 +223,7 @@ class RequestFactory:
         if system and not any(role == "system" for role, _ in pairs):
             pairs.insert(0, ("system", system))
         if self._chat:
-            return [{"role": role, "content": content} for role, content in pairs]
+            return tuple(Message(role, content) for role, content in pairs)
         return "\n\n".join(content for _, content in pairs)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from loadbench.config.scenario import Scenario, Sessions
 from loadbench.config.sessions import Conversation, load_conversations
+from loadbench.protocol.dialect import Message
 from loadbench.workload.lengths import make_sampler
 from loadbench.workload.prompts import text as draw_text
 from loadbench.workload.requests import RequestFactory, RequestSpec
@@ -81,9 +82,9 @@ class SessionFactory:
     def turn_request(self, script: SessionScript, k: int, history: list[dict[str, Any]]) -> RequestSpec:
         """Turn ``k`` (0-based): the conversation so far (``history``: user and assistant messages of the
         earlier turns) and user message k."""
-        messages: list[dict[str, Any]] = [{"role": "system", "content": script.system}] if script.system else []
-        messages += history
-        messages.append({"role": "user", "content": script.users[k]})
-        words = sum(len(str(m["content"]).split()) for m in messages)
-        return self._requests.spec_of("session", messages, script.output_tokens[k], {},
+        messages = [Message("system", script.system)] if script.system else []
+        messages += [Message(str(m["role"]), str(m["content"])) for m in history]
+        messages.append(Message("user", script.users[k]))
+        words = sum(len(m.content.split()) for m in messages)
+        return self._requests.spec_of("session", tuple(messages), script.output_tokens[k], {},
                                       max(1, round(words / self._scale)))

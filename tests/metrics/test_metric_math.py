@@ -42,6 +42,25 @@ def test_derive_open_loop_separates_queue_from_service() -> None:
     assert d.e2e_us == 81_000
 
 
+def test_several_tokens_a_chunk_give_tpot_per_token_from_the_usage() -> None:
+    # 64 tokens in 16 chunks of 4, 8 ms apart: ITL is per chunk (8 ms), TPOT per token (2 ms)
+    chunks = [80 * MS + k * 8 * MS for k in range(16)]
+    t = RequestTiming(0, 0, MS, chunks[0], chunks[-1], chunks[-1], first_answer_ns=chunks[0], chunks=16)
+    d = derive(t, 64)
+    assert d.tpot_us == 2_000  # 120 ms / (64 - 64 / 16)
+    assert gaps_us(chunks) == [8_000] * 15
+    one_a_chunk = RequestTiming(0, 0, MS, chunks[0], chunks[-1], chunks[-1], chunks=16)
+    assert derive(one_a_chunk, 16).tpot_us == 8_000  # as before: / (output_tokens - 1)
+
+
+def test_ttft_counts_thinking_and_ttft_answer_waits_for_the_answer() -> None:
+    # 10 thinking chunks from 80 ms, 8 ms apart, then the answer
+    t = RequestTiming(0, 0, MS, 80 * MS, 300 * MS, 301 * MS, first_answer_ns=160 * MS, chunks=20)
+    d = derive(t, 20)
+    assert (d.ttft_us, d.ttft_answer_us) == (80_000, 160_000)
+    assert derive(RequestTiming(0, 0, MS, 80 * MS, 300 * MS, 301 * MS), 20).ttft_answer_us is None
+
+
 def test_no_token_means_no_ttft() -> None:
     d = derive(RequestTiming(0, 0, None, None, None, 5 * MS), None)
     assert d.ttft_us is None and d.tpot_us is None and d.e2e_us == 5_000

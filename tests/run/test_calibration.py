@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from loadbench.config import load_scenario
+from loadbench.protocol.dialect import LLMRequest, Message
 from loadbench.run.calibration import _synthetic_types, _without_text
 from tests.conftest import REPO, only_run, read_json, run_loadbench
 
@@ -18,13 +19,12 @@ def test_only_synthetic_request_types_are_calibrated() -> None:
 
 
 def test_the_overhead_request_keeps_everything_but_the_text() -> None:
-    chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "a b c"}],
-            "max_tokens": 1}
-    assert _without_text(chat)["messages"] == [{"role": "system", "content": "Be brief."},
-                                               {"role": "user", "content": ""}]
-    assert chat["messages"][1]["content"] == "a b c"  # the original is untouched
-    assert _without_text({"prompt": "Be brief.\n\na b c"})["prompt"] == "Be brief.\n\n"
-    assert _without_text({"prompt": "a b c"})["prompt"] == ""
+    chat = LLMRequest(model="m", messages=(Message("system", "Be brief."), Message("user", "a b c")),
+                      max_tokens=1)
+    assert _without_text(chat).messages == (Message("system", "Be brief."), Message("user", ""))
+    assert chat.messages[1].content == "a b c"  # the original is untouched
+    assert _without_text(LLMRequest(model="m", prompt="Be brief.\n\na b c")).prompt == "Be brief.\n\n"
+    assert _without_text(LLMRequest(model="m", prompt="a b c")).prompt == ""
 
 
 @pytest.mark.slow

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from loadbench.config import profile_from_dict
+from loadbench.plan.run import TargetSpec
+from loadbench.protocol.dialect import LLMRequest, Message
 from loadbench.run import auto_workers
 from loadbench.run.chunk_rate import expected_chunks_per_s, median_gap_s, probe_itl_s
 from loadbench.run.inputs import CHUNKS_PER_WORKER
@@ -37,7 +38,7 @@ def test_workers_follow_the_chunk_rate_when_the_itl_is_known() -> None:
 
 def test_probe_measures_the_mock_itl(mock_factory) -> None:
     mock = mock_factory("--ttft-ms", "5", "--itl-ms", "20")
-    body = orjson.dumps({"model": "mock-model", "messages": [{"role": "user", "content": "hello"}]})
-    itl_s = probe_itl_s(mock.base_url + "/chat/completions", body, {"Content-Type": "application/json"}, 30.0)
+    target = TargetSpec(url=mock.base_url, model="mock-model")
+    itl_s = probe_itl_s(target, LLMRequest(model="mock-model", messages=(Message("user", "hello"),)), 30.0)
     assert itl_s is not None
     assert 0.015 <= itl_s <= 0.030  # the mock's 20 ms, with room for a busy machine

@@ -35,6 +35,69 @@ def test_unset_key_of_a_profile_target_exits_2_before_any_request(mock_factory, 
     assert mock_stats(mock)["requests"] == 0
 
 
+def test_an_unknown_protocol_exits_2_before_any_request(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory()
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, "--protocol", "grpc", "--duration", "2", "--users", "1",
+                      "--out", str(out), timeout_s=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert ("--protocol: unknown protocol 'grpc': known protocols are anthropic, azure, bedrock, gemini, openai"
+            in r.stderr)
+    assert mock_stats(mock)["requests"] == 0
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"duration_s: 2\nusers: 1\ntargets:\n  - {{name: a, url: '{mock.base_url}', protocol: grpc}}\n")
+    r = run_loadbench("run", "--profile", str(profile), "--out", str(out), timeout_s=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "targets[0].protocol: unknown protocol 'grpc'" in r.stderr
+    assert mock_stats(mock)["requests"] == 0
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("--protocol", "anthropic", "--model", "claude"), "targets[default].api_key_env: ANTHROPIC_API_KEY is not set "
+                                                       "(export ANTHROPIC_API_KEY=..."),
+    (("--protocol", "bedrock", "--model", "anthropic.claude-v2"), "targets[default].region: a bedrock target needs "
+                                                                  "a region: set the target's 'region' or AWS_REGION"),
+    (("--protocol", "gemini", "--model", "gemini 2.0 flash"), "targets[default].model: the gemini model "
+                                                              "'gemini 2.0 flash' is not a model name"),
+    (("--protocol", "azure"), "targets[default].model: the azure protocol needs the model named (pass --model"),
+])
+def test_bad_provider_input_exits_2_before_any_request(args: tuple[str, ...], said: str, mock_factory,
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ANTHROPIC_API_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    mock = mock_factory("--protocol", "openai", "--protocol", "anthropic")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--target", mock.base_url, *args, "--duration", "2", "--users", "1", "--out", str(out),
+                      timeout_s=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert said in r.stderr
+    assert mock_stats(mock)["requests"] == 0
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_stream_error_event_is_a_failure_of_its_type_that_backs_off(mock_factory, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anthropic's overloaded_error mid-stream: failed with its type, backed off like a 529; the key never
+    reaches a file."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-never-written-anywhere")
+    mock = mock_factory("--protocol", "anthropic", "--ttft-ms", "5", "--itl-ms", "1", "--stream-error-after", "3")
+    out = tmp_path / "results"
+    r = run_loadbench("run", "--protocol", "anthropic", "--target", mock.base_url.removesuffix("/v1"), "--model",
+                      "claude", "--duration", "3", "--users", "1", "--no-calibrate", "--out", str(out), timeout_s=120)
+    run = only_run(out)
+    samples = samples_of(run)
+    failed = [s for s in samples if s["outcome"] != "interrupted"]
+    assert failed and all(s["outcome"] == "http_error" and s["error_kind"] == "overloaded_error"
+                          and s["error"] == "injected mid-stream error" for s in failed), failed[:3]
+    assert all(s["backoff_us"] for s in failed[:-1])  # each waited before the next, as after a 529
+    assert len(failed) <= 6  # 0.5 s doubling: a handful in 3 s, never a hot loop
+    for path in run.rglob("*"):
+        if path.is_file():
+            assert b"sk-ant-never-written-anywhere" not in path.read_bytes(), path
+    assert "sk-ant-never-written-anywhere" not in r.stdout + r.stderr
+
+
 @pytest.mark.slow
 def test_an_rps_sweep_run_by_loadbench_run_is_summarised_as_open_loop(mock_factory, tmp_path: Path) -> None:
     mock = mock_factory("--ttft-ms", "10", "--itl-ms", "2")

@@ -65,3 +65,10 @@ def test_without_a_name_each_run_is_named_after_its_profile() -> None:
     assert prepare(_form(), unnamed).name == "default"
     peak = prepare(_form(load_profile=str(REPO / "profiles/2x-peak.yaml")), unnamed)
     assert peak.name == peak.profile.name != "default"
+
+
+def test_runs_from_the_form_keep_the_target_protocol() -> None:
+    bedrock = WebDefaults(**{**DEFAULTS.to_json(), "protocol": "bedrock", "region": "eu-west-1", "auth": "aws"})
+    assert WebDefaults.from_json(bedrock.to_json()) == bedrock
+    target = prepare(_form(), bedrock).target
+    assert (target.protocol, target.region, target.auth) == ("bedrock", "eu-west-1", "aws")
