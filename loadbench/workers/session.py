@@ -78,6 +78,7 @@ def run_session(client: Any, rt: WorkerRuntime, slot: int | None, stopping: Any)
         turn_headers = headers
         if spec.metadata:
             turn_headers = {**headers, "X-Loadbench-Metadata": orjson.dumps(spec.metadata).decode()}
+        turn_headers = rt.headers_for(spec, turn_headers)  # a signed protocol (Bedrock) signs each turn
         keeper = TextKeeper(rt.dialect)
         started_ns = time.perf_counter_ns()
         try:
