@@ -51,6 +51,7 @@ from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watchdog
 
 if TYPE_CHECKING:
+    from loadbench.gateway.cachefeed import CacheFeed
     from loadbench.gateway.sharedcache import SharedExactCache
 
 log = logging.getLogger("loadbench.gateway")
@@ -104,6 +105,8 @@ class Gateway:
         self.poller = Poller()
         self.limiter = RateLimiter()  # per process; with the Redis state, shared (start)
         self.shared_cache: SharedExactCache | None = None  # exact-match entries in Redis (start)
+        self.cache_feed: CacheFeed | None = None  # the other replicas' semantic entries (start)
+        self._cache_feed_task: asyncio.Task[None] | None = None
         # opened by start() when the config has request_log (experiments, shadows, judges, cost routing
         # need it: the config refuses them without one)
         self.requestlog: RequestLog | None = None
@@ -132,10 +135,20 @@ class Gateway:
             self.limiter = RateLimiter(shared_buckets)
             self.events.metrics_sections.add(shared_buckets.render)
             self.shared_cache = SharedExactCache(self._spec.state)
+            self._start_cache_feed(self.shared_cache)
         if self._spec.request_log is not None:
             self._open_log(self._spec)
         self.events.metrics_sections.add(self.events.render_errors)
         self.poller.start()
+
+    def _start_cache_feed(self, shared_cache: SharedExactCache) -> None:
+        """Adopt the other replicas' semantic entries into this replica's indexes (started even when no cache
+        is semantic yet: a reload may make one so, and the feed reads the current config's caches)."""
+        from loadbench.gateway.cachefeed import CacheFeed
+
+        self.cache_feed = feed = CacheFeed(shared_cache, lambda: self.state.caches if self.state is not None else {},
+                                           lambda vm: self.metrics.inc("cache_shared", vm, "adopted"))
+        self._cache_feed_task = asyncio.get_running_loop().create_task(feed.run())
 
     def _open_log(self, spec: GatewaySpec) -> None:
         """The request log and its peers, subscribed to the events. Runs at startup, before the first
@@ -312,6 +325,9 @@ class Gateway:
         for embedder in self._embedders.values():
             await embedder.aclose()
         await self.limiter.aclose()
+        if self.cache_feed is not None and self._cache_feed_task is not None:
+            self.cache_feed.stop()
+            await asyncio.wait([self._cache_feed_task], timeout=5.0)
         if self.shared_cache is not None:
             await self.shared_cache.aclose()
 
