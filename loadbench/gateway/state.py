@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from loadbench.cache import Embedder, ResponseCache, make_embedder
 from loadbench.cache.config import CacheConfig
 from loadbench.errors import ConfigError
-from loadbench.gateway import logdb
+from loadbench.gateway import logdb, logstore
 from loadbench.gateway.abconfig import ExperimentSpec
 from loadbench.gateway.answer_judge import AnswerJudges
 from loadbench.gateway.breakdown import Breakdown
@@ -45,7 +45,7 @@ from loadbench.gateway.poller import Poller
 from loadbench.gateway.ratelimit import RateLimiter
 from loadbench.gateway.requestlog import RequestLog
 from loadbench.gateway.shadow import Shadows
-from loadbench.gateway.sharedstate import SharedState, SqliteState, StateUnavailable
+from loadbench.gateway.sharedstate import SharedState, SqliteState, StateUnavailable, inline_ratings, rate_quietly
 from loadbench.gateway.stats import TpotWindow
 from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watchdog
@@ -192,6 +192,9 @@ class Gateway:
         events.config_reloaded.add_listener(judges.on_reload)
         events.log_batch.add_listener(InlineChecks(experiments))
         events.log_batch.add_listener(lambda records, rows, feedback: shared.observe(rows))
+        if spec.state.backend == "redis":  # the inline checks' scores, for min_quality's shared window
+            events.log_batch.add_listener(lambda records, rows, feedback: rate_quietly(
+                shared, inline_ratings(rows, feedback)))
         if breakdown.keys:
             events.log_batch.add_listener(breakdown.on_batch)
         for render in (request_log.render, experiments.render, shadows.render, judges.render, breakdown.render):
@@ -220,7 +223,9 @@ class Gateway:
         from loadbench.gateway.cooldownsync import CooldownSync
         from loadbench.gateway.redisstate import RedisState  # lazy: redis-py only when configured
 
-        shared = RedisState(spec.state, local, window_ttl_s(spec))
+        # a log kept elsewhere (PostgreSQL) is where the judge's grades and spend land for loadbench ab
+        grades = logstore.open_store(spec.request_log, writer=False) if spec.request_log.backend != "sqlite" else None
+        shared = RedisState(spec.state, local, window_ttl_s(spec), grades=grades)
         events = self.events
         cooldowns = CooldownSync(shared, asyncio.get_running_loop(), self._health,
                                  wake=lambda: self.poller.wake("cooldowns"))
