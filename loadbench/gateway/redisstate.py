@@ -45,7 +45,7 @@ from loadbench.gateway.config import StateSpec
 from loadbench.gateway.costroute import LiveStats
 from loadbench.gateway.experiments import WindowStats, registrations
 from loadbench.gateway.localview import LocalView, arm_rows
-from loadbench.gateway.logdb import COLUMNS, NULL, ExperimentRow
+from loadbench.gateway.logdb import COLUMNS, NULL, ExperimentRow, transition
 from loadbench.gateway.logstore import LogRejected, LogStore, LogUnavailable
 from loadbench.gateway.sharedstate import Rating, SqliteState, StateUnavailable
 from loadbench.metrics.quantile import nearest_rank
@@ -58,11 +58,6 @@ DOWN_LOG_EVERY_S = 60.0
 LATENCIES_PER_SECOND = 5000  # per arm and second: beyond it the P95s read a sample of that second
 _COOLED = "cool:"  # a notification about a cooldown starts with this; others name an experiment
 _COST, _ROLE, _TS = COLUMNS.index("cost_usd"), COLUMNS.index("role"), COLUMNS.index("ts_ms")
-
-# An admin action or a trip: the state it leads to, and the weight it sets (None: unchanged).
-TRANSITIONS: dict[str, tuple[str, float | None]] = {
-    "promote": ("promoted", None), "rollback": ("rolled_back", 0.0), "trip": ("rolled_back", 0.0),
-    "pause": ("paused", None), "resume": ("running", None), "set_weight": ("running", None)}
 
 _REGISTER = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -292,9 +287,7 @@ class RedisState:
                version: int | None) -> bool:
         """One change in one script: False when the record is unknown, not running (a trip) or no longer
         at ``version``."""
-        state, new_weight = TRANSITIONS[action]
-        if action == "set_weight":
-            new_weight = weight
+        state, new_weight = transition(action, weight)
         with self._call(f"changing experiment {name}"):
             done = self._change(
                 keys=[self._key("exp", name), self._key("events"), self._key("changes")],
