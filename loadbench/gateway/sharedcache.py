@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 from typing import Any
 
@@ -67,6 +68,7 @@ return out
 """
 
 
+@functools.lru_cache(maxsize=64)
 def embedder_key(config: CacheConfig) -> str:
     """Which embedder made a vector: a replica adopts only the vectors its own embedder would make."""
     return hashlib.sha256(config.embedder.model_dump_json().encode()).hexdigest()[:16]
@@ -93,11 +95,9 @@ def encode_portable(entry: PortableEntry, embedder: str) -> str:
 
 def decode_portable(raw: str | bytes, ttl_left_ms: int | None = None) -> tuple[PortableEntry, str] | None:
     """(the entry, its embedder's key), or None for an exact-only entry or one that is not ours."""
-    answer = decode(raw)
-    if answer is None:
-        return None
     try:
         obj = orjson.loads(raw)
+        answer = _answer(obj)
         tenant, namespace, vm = (str(x) for x in obj["scope"])
         vector = np.frombuffer(base64.b64decode(obj["vector"], validate=True), dtype="<f4").astype(np.float32)
         f = obj["features"]
@@ -108,15 +108,18 @@ def decode_portable(raw: str | bytes, ttl_left_ms: int | None = None) -> tuple[P
         entry = PortableEntry(CacheScope(tenant, namespace, vm), bytes.fromhex(obj["exact"]),
                               bytes.fromhex(obj["context"]), answer, vector, features, ttl_ms / 1000)
         return entry, str(obj["embedder"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError, IndexError):
         return None
+
+
+def _answer(obj: Any) -> CachedAnswer:
+    usage = {str(k): int(v) for k, v in dict(obj.get("usage") or {}).items()}
+    return CachedAnswer(str(obj["text"]), str(obj["finish_reason"]), usage, str(obj.get("model", "")))
 
 
 def decode(raw: str | bytes) -> CachedAnswer | None:
     try:
-        obj = orjson.loads(raw)
-        usage = {str(k): int(v) for k, v in dict(obj.get("usage") or {}).items()}
-        return CachedAnswer(str(obj["text"]), str(obj["finish_reason"]), usage, str(obj.get("model", "")))
+        return _answer(orjson.loads(raw))
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
         return None  # not ours (or an older shape): a miss
 
