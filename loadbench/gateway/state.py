@@ -332,6 +332,7 @@ class Gateway:
         await self.limiter.aclose()
         if self.cache_feed is not None and self._cache_feed_task is not None:
             self.cache_feed.stop()
+            self._cache_feed_task.cancel()  # rather than wait for its turn to end (a second at most)
             await asyncio.wait([self._cache_feed_task], timeout=5.0)
         if self.shared_cache is not None:
             await self.shared_cache.aclose()
