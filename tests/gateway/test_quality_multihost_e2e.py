@@ -30,6 +30,7 @@ ADMIN = {"Authorization": "Bearer adm-secret"}
 MIN_REQUESTS = 16  # rated candidate requests before min_quality judges: each replica receives half
 RATED_EACH = 8
 JUDGED = 6
+CHECKED = 4
 
 
 def _config(inc: ServerProcess, cand: ServerProcess, judge: ServerProcess) -> dict[str, Any]:
@@ -46,7 +47,9 @@ def _config(inc: ServerProcess, cand: ServerProcess, judge: ServerProcess) -> di
              "experiment": {"name": "judged", **arms, "weight": 50,
                             "quality": {"judge": {"url": judge.base_url, "model": "judge", "fraction": 1.0,
                                                   "input_per_mtok": 1.0, "output_per_mtok": 1.0,
-                                                  "rubric": [{"name": "helpful", "description": "answers it"}]}}}}]}
+                                                  "rubric": [{"name": "helpful", "description": "answers it"}]}}}},
+            {"name": "cm", "targets": [{"target": "inc"}, {"target": "cand"}],
+             "experiment": {"name": "checked", **arms, "weight": 50, "quality": {"check_regex": "tok"}}}]}
 
 
 async def _state(s: aiohttp.ClientSession, gw: ServerProcess, experiment: str) -> str:
@@ -104,6 +107,8 @@ def test_quality_is_judged_on_every_replicas_feedback_and_the_judge_writes_to_th
                             and e["experiment"] == "rated")
             for i in range(JUDGED):
                 await _ask(s, replicas[i % 2], "jm")
+            for i in range(CHECKED):
+                await _ask(s, replicas[i % 2], "cm")
         return received, took_s, str(trip["reason"])
 
     received, took_s, reason = asyncio.run(main())
@@ -120,6 +125,15 @@ def test_quality_is_judged_on_every_replicas_feedback_and_the_judge_writes_to_th
             break
         time.sleep(0.1)
     assert (graded, paid) == (JUDGED, JUDGED)
+    # the judge's grades and the inline checks are ratings in the one window min_quality reads
+    client = redis_server.client()
+
+    def rated(experiment: str) -> int:
+        return sum(int(client.zcard(f"mh:rated:{experiment}:{arm}")) for arm in ("incumbent", "candidate"))
+
+    while time.monotonic() < deadline and (rated("judged"), rated("checked")) != (JUDGED, CHECKED):
+        time.sleep(0.1)
+    assert (rated("judged"), rated("checked")) == (JUDGED, CHECKED)
     time.sleep(1.5)  # the experiment records reach PostgreSQL
     out = tmp_path / "ab"
     result = run_loadbench("ab", "LOADBENCH_LOG_DSN", "--experiment", "rated", "--out", str(out))
