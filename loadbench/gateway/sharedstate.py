@@ -2,9 +2,9 @@
 
 What is shared (docs/ARCHITECTURE.md, "State: per process and shared", says how fresh each reader is):
 experiment records (weight, state, reason; ``updated_ms`` orders their versions) and their events, the
-guardrail's window over a candidate's requests (all processes' requests counted together), the day's
-shadow and judge spend (one figure for the gateway, not one per process), the live cost and
-feedback figures cost routing reads, and target cooldowns.
+guardrail's window over a candidate's requests (all processes' requests and their ratings counted
+together), the day's shadow and judge spend (one figure for the gateway, not one per process), the live
+cost and feedback figures cost routing reads, and target cooldowns.
 
 ``SqliteState`` keeps today's behaviour on one host: everything lives in the request log's file, which
 every ``--workers`` process opens; window and spend figures are read from the logged rows themselves.
