@@ -8,8 +8,8 @@ channel and adopts each entry into the cache of its virtual model, in its own te
 scope travels with the entry, so isolation is the local cache's). A notification missed while the
 connection was down is made up for by reading the shared entries, newest first and at most
 ``LOAD_MAX_ENTRIES`` per virtual model, every time the task (re)subscribes: at start and after each
-outage. Runs on the gateway's event loop, because the cache is not thread-safe; each turn waits one
-second at most, so stopping takes a second at most.
+outage, and when a reload adds a semantic cache (with none, the task asks Redis nothing). Runs on the
+gateway's event loop, because the cache is not thread-safe; each turn waits one second at most.
 """
 
 from __future__ import annotations
@@ -80,6 +80,10 @@ class CacheFeed:
         """Subscribe, load, adopt each notification; after a failure wait ``RETRY_S`` and start again."""
         breaker = self.shared.breaker
         while not self._stop.is_set():
+            if not self._semantic():  # nothing to adopt into (yet: a reload may add a semantic cache)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), WAIT_S)
+                continue
             pubsub = self.shared.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.shared.channel)
@@ -87,7 +91,7 @@ class CacheFeed:
                 if loaded:
                     log.info("semantic cache: %d entries adopted from the shared cache", loaded)
                 breaker.succeeded()
-                while not self._stop.is_set():
+                while not self._stop.is_set() and self._semantic():
                     message = await pubsub.get_message(timeout=WAIT_S)
                     if message is not None and message.get("type") == "message":
                         self.adopt(message["data"])

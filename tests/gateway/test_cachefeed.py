@@ -106,3 +106,32 @@ def test_entries_are_adopted_by_notification_and_after_redis_returns(redis_serve
             await reader.aclose()
 
     run(main())
+
+
+def test_without_a_semantic_cache_the_feed_asks_nothing_until_one_is_configured(redis_server: RedisServer,
+                                                                               tmp_path: Path) -> None:
+    async def main() -> None:
+        spec = _state(redis_server, tmp_path)
+        writer, reader = SharedExactCache(spec), SharedExactCache(spec)
+        caches: dict[str, ResponseCache] = {"vm": _cache(CacheConfig(mode="exact"))}
+        adopted: list[str] = []
+        feed = CacheFeed(reader, lambda: caches, adopted.append)
+        task = asyncio.create_task(feed.run())
+        try:
+            await _store_and_share(_cache(), writer, "How do I reset my password?")
+            redis_server.kill()
+            await asyncio.sleep(1.5)
+            assert reader.breaker.failures == 0 and adopted == []  # it never called the Redis that went away
+            redis_server.start()
+            await _store_and_share(_cache(), writer, "What are your opening hours on Sunday?")
+            caches["vm"] = theirs = _cache()  # a reload makes the virtual model's cache semantic
+            await _until(lambda: len(adopted) == 1)  # loaded as soon as there is an index to adopt into
+            found = await theirs.lookup(SCOPE, _body("what are your opening hours on sunday"))
+            assert found.outcome == "hit-semantic"
+        finally:
+            feed.stop()
+            await asyncio.wait_for(task, 3.0)
+            await writer.aclose()
+            await reader.aclose()
+
+    run(main())
