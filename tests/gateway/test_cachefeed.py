@@ -5,7 +5,9 @@ own embedder would not have made."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,23 @@ async def _until(check: Any, within_s: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def _feeding(redis: RedisServer, folder: Path, caches: Callable[[], Mapping[str, ResponseCache]],
+                   adopted: list[str]) -> AsyncIterator[tuple[SharedExactCache, SharedExactCache]]:
+    """(a writer, the feed's reader), the feed running into ``caches`` while inside."""
+    spec = _state(redis, folder)
+    writer, reader = SharedExactCache(spec), SharedExactCache(spec)
+    feed = CacheFeed(reader, caches, adopted.append)
+    task = asyncio.create_task(feed.run())
+    try:
+        yield writer, reader
+    finally:
+        feed.stop()
+        await asyncio.wait_for(task, 3.0)
+        await writer.aclose()
+        await reader.aclose()
+
+
 def test_a_portable_entry_travels_whole() -> None:
     cache = _cache()
     run(cache.store(SCOPE, _body("How do I reset my password?"), ANSWER))
@@ -72,13 +91,9 @@ def test_a_portable_entry_travels_whole() -> None:
 def test_entries_are_adopted_by_notification_and_after_redis_returns(redis_server: RedisServer,
                                                                       tmp_path: Path) -> None:
     async def main() -> None:
-        spec = _state(redis_server, tmp_path)
         mine, theirs = _cache(), _cache()
-        writer, reader = SharedExactCache(spec), SharedExactCache(spec)
         adopted: list[str] = []
-        feed = CacheFeed(reader, lambda: {"vm": theirs}, adopted.append)
-        task = asyncio.create_task(feed.run())
-        try:
+        async with _feeding(redis_server, tmp_path, lambda: {"vm": theirs}, adopted) as (writer, reader):
             await asyncio.sleep(0.2)  # subscribed
             await _store_and_share(mine, writer, "How do I reset my password?")
             await _until(lambda: len(adopted) == 1)
@@ -99,11 +114,6 @@ def test_entries_are_adopted_by_notification_and_after_redis_returns(redis_serve
             assert await CacheFeed(reader, lambda: {"vm": other}, elsewhere.append).load() == 0
             # Redis came back empty: the entry written since is the one there
             assert await CacheFeed(reader, lambda: {"vm": _cache()}, elsewhere.append).load() == 1
-        finally:
-            feed.stop()
-            await asyncio.wait_for(task, 3.0)
-            await writer.aclose()
-            await reader.aclose()
 
     run(main())
 
@@ -111,13 +121,9 @@ def test_entries_are_adopted_by_notification_and_after_redis_returns(redis_serve
 def test_without_a_semantic_cache_the_feed_asks_nothing_until_one_is_configured(redis_server: RedisServer,
                                                                                tmp_path: Path) -> None:
     async def main() -> None:
-        spec = _state(redis_server, tmp_path)
-        writer, reader = SharedExactCache(spec), SharedExactCache(spec)
         caches: dict[str, ResponseCache] = {"vm": _cache(CacheConfig(mode="exact"))}
         adopted: list[str] = []
-        feed = CacheFeed(reader, lambda: caches, adopted.append)
-        task = asyncio.create_task(feed.run())
-        try:
+        async with _feeding(redis_server, tmp_path, lambda: caches, adopted) as (writer, reader):
             await _store_and_share(_cache(), writer, "How do I reset my password?")
             redis_server.kill()
             await asyncio.sleep(1.5)
@@ -128,10 +134,5 @@ def test_without_a_semantic_cache_the_feed_asks_nothing_until_one_is_configured(
             await _until(lambda: len(adopted) == 1)  # loaded as soon as there is an index to adopt into
             found = await theirs.lookup(SCOPE, _body("what are your opening hours on sunday"))
             assert found.outcome == "hit-semantic"
-        finally:
-            feed.stop()
-            await asyncio.wait_for(task, 3.0)
-            await writer.aclose()
-            await reader.aclose()
 
     run(main())
