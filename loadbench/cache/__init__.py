@@ -17,7 +17,7 @@ from loadbench.cache.answer import (
     replay_json,
     replay_sse,
 )
-from loadbench.cache.cache import CacheEntry, CacheLookup, CacheStats, ResponseCache
+from loadbench.cache.cache import CacheEntry, CacheLookup, CacheStats, PortableEntry, ResponseCache
 from loadbench.cache.config import (
     BuiltinEmbedderConfig,
     CacheConfig,
@@ -51,6 +51,7 @@ __all__ = [
     "HashingEmbedder",
     "OpenAIEmbedder",
     "OpenAIEmbedderConfig",
+    "PortableEntry",
     "ResponseCache",
     "StreamCapture",
     "answer_from_json",

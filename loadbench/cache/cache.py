@@ -47,6 +47,20 @@ class CacheEntry:
     expires_at_s: float
 
 
+@dataclass(slots=True, frozen=True)
+class PortableEntry:
+    """A semantic entry as it travels between caches (replicas): everything another cache needs to find it
+    by similarity without embedding it again."""
+
+    scope: CacheScope
+    exact_digest: bytes
+    context_digest: bytes
+    answer: CachedAnswer
+    vector: Vector
+    features: TextFeatures | None
+    ttl_left_s: float
+
+
 @dataclass(slots=True)
 class CacheLookup:
     outcome: Outcome
@@ -167,7 +181,39 @@ class ResponseCache:
                 if features is None:
                     features = analyse(prepared.semantic_text)
         now = self._clock()
-        key = (scope, prepared.exact_digest)
+        self._insert((scope, prepared.exact_digest), prepared.context_digest, answer, vector, features,
+                     now, now + self.config.ttl_s)
+        self._stats.stores += 1
+        return True
+
+    def portable(self, scope: CacheScope, exact_digest: bytes) -> PortableEntry | None:
+        """The semantic entry stored for ``(scope, exact_digest)`` as another cache can adopt it (None: not
+        stored, expired, or exact-only)."""
+        entry = self._exact.get((scope, exact_digest))
+        now = self._clock()
+        if entry is None or entry.partition is None or entry.expires_at_s <= now:
+            return None
+        index = self._partitions[entry.partition]
+        return PortableEntry(scope, exact_digest, entry.partition[1], entry.answer, index.row(entry.slot),
+                             entry.features, entry.expires_at_s - now)
+
+    def adopt(self, entry: PortableEntry) -> bool:
+        """Keep an entry another cache stored (another replica's, through Redis), in its partition and this
+        cache's vector index. False when already held, expired, or its vector does not fit this index."""
+        if entry.ttl_left_s <= 0 or not is_cacheable(entry.answer) or self.config.mode != "semantic":
+            return False
+        held = self._exact.get((entry.scope, entry.exact_digest))
+        now = self._clock()
+        if held is not None and held.expires_at_s > now:
+            return False
+        if self.config.near_miss_guard and entry.features is None:
+            return False  # the guard could never pass it: it would only take a slot
+        self._insert((entry.scope, entry.exact_digest), entry.context_digest, entry.answer, entry.vector,
+                     entry.features, now, now + min(entry.ttl_left_s, self.config.ttl_s))
+        return True
+
+    def _insert(self, key: _Key, context_digest: bytes, answer: CachedAnswer, vector: Vector | None,
+                features: TextFeatures | None, now: float, expires_at_s: float) -> None:
         old = self._exact.get(key)
         if old is not None:
             self._remove(old)
@@ -177,10 +223,10 @@ class ResponseCache:
             self._remove(victim)
             self._stats.evictions += 1
         entry = CacheEntry(id=self._next_id, key=key, partition=None, slot=-1, answer=answer,
-                           features=features, stored_at_s=now, expires_at_s=now + self.config.ttl_s)
+                           features=features, stored_at_s=now, expires_at_s=expires_at_s)
         self._next_id += 1
         if vector is not None:
-            part_key = (scope, prepared.context_digest)
+            part_key = (key[0], context_digest)
             index = self._partitions.get(part_key)
             if index is None:
                 index = self._partitions[part_key] = VectorIndex(vector.shape[0])
@@ -190,8 +236,6 @@ class ResponseCache:
         self._exact[key] = entry
         self._lru[entry.id] = entry
         self._fifo[entry.id] = entry
-        self._stats.stores += 1
-        return True
 
     def purge_expired(self) -> int:
         """Drop expired entries (amortised O(1) per entry; store() calls it)."""

@@ -115,6 +115,10 @@ class VectorIndex:
         return [(int(self._ids[s]), float(scores[i])) for s, i in zip(slots, order, strict=True)
                 if self._ids[s] >= 0]
 
+    def row(self, slot: int) -> npt.NDArray[np.float32]:
+        """A copy of the vector at ``slot``."""
+        return self._matrix[slot].copy()
+
     def nbytes(self) -> int:
         return self._matrix.nbytes + self._ids.nbytes + self._scores.nbytes + self._gids.nbytes
 

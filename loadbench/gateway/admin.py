@@ -23,11 +23,11 @@ from aiohttp import web
 from loadbench.gateway import auth
 from loadbench.gateway import openai_error as oai
 from loadbench.gateway.experiments import share
-from loadbench.gateway.logdb import ExperimentRow
+from loadbench.gateway.logdb import TRANSITIONS, ExperimentRow
 from loadbench.gateway.sharedstate import SharedState, StateUnavailable
 from loadbench.gateway.state import Gateway
 
-ACTIONS = ("promote", "rollback", "pause", "resume", "set_weight")
+ACTIONS = tuple(action for action in TRANSITIONS if action != "trip")  # a trip is the guardrails' alone
 
 
 def _allowed(request: web.Request, gw: Gateway) -> web.Response | None:

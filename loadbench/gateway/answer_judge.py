@@ -36,7 +36,7 @@ from loadbench.gateway.config import GatewaySpec
 from loadbench.gateway.context import RequestContext
 from loadbench.gateway.experiments import Experiments, changed, specs_of
 from loadbench.gateway.ingress import captured_text
-from loadbench.gateway.sharedstate import SharedState, StateUnavailable
+from loadbench.gateway.sharedstate import Rating, SharedState, StateUnavailable, rate_quietly
 from loadbench.pricing import Price, Usage, model_cost
 from loadbench.protocol.keepalive import post
 from loadbench.protocol.openai import OPENAI, answer_text, question_text, usage_from
@@ -123,13 +123,16 @@ class AnswerJudges:
         self.in_flight[name] += 1
         answer = captured_text(ctx) or ""
         tenant = ctx.client_key_digest.hex() if ctx.client_key_digest else None
+        request_ts_ms = round(time.time() * 1000 - (time.perf_counter_ns() - ctx.arrival_ns) / 1e6)
         task = asyncio.get_running_loop().create_task(
-            self._grade(name, spec, ctx.request_id, tenant, question_text(ctx.body), answer))
+            self._grade(name, spec, ctx.request_id, tenant, question_text(ctx.body), answer, (ctx.arm, request_ts_ms)))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     async def _grade(self, name: str, spec: AnswerJudgeSpec, request_id: str, tenant: str | None, question: str,
-                     answer: str) -> None:
+                     answer: str, arm_at: tuple[str, int]) -> None:
+        """Grade one answer; ``arm_at`` (the request's arm and Unix ms) places the grade in ``min_quality``'s
+        window where the shared state keeps it apart from the log."""
         try:
             prompt = single_prompt(spec.rubric, "", blind(answer, spec.strip_names), blind(question, spec.strip_names))
             reply, usage = await self._ask(spec, prompt)
@@ -145,6 +148,10 @@ class AnswerJudges:
             day = self.day
             total = await asyncio.to_thread(self.shared.add_judge_grade, round(time.time() * 1000), name, request_id,
                                             tenant, score, cost, utc_day_start_ms(day))
+            arm, request_ts_ms = arm_at
+            if score is not None and arm:
+                rating = Rating(name, arm, request_ts_ms, request_id, score)
+                await asyncio.to_thread(rate_quietly, self.shared, [rating])
             if day == self.day:  # the count of a day that is over must not carry into the next
                 self.spent_usd[name] = max(self.spent_usd[name], total)
         except (aiohttp.ClientError, TimeoutError, StateUnavailable):

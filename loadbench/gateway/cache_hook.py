@@ -7,7 +7,8 @@ mix cache hits into a model's latency. A miss carries ``x-loadbench-cache: miss`
 answer and, when storing is allowed, asks the relay to keep the bytes; ``store`` then parses them
 (``StreamCapture`` / ``answer_from_json``) after the answer has gone out, and keeps only complete,
 successful answers. With ``state: {backend: redis}`` an exact miss also asks the entries the other
-replicas stored (``sharedcache.py``), and each answer stored here is written there too. A client of
+replicas stored (``sharedcache.py``), and each answer stored here is written there too (a semantic one
+with its vector, which the other replicas adopt into their own indexes: ``cachefeed.py``). A client of
 another protocol (Anthropic Messages, ...) shares the entries: its request is keyed in OpenAI's words,
 its answer is stored from what its dialect decodes and replayed by its dialect's encoder.
 
@@ -151,9 +152,9 @@ class GatewayCache:
         self.gw.metrics.inc("cache_captures", model, "stored" if stored else "refused")
         shared, prepared = self.gw.shared_cache, pending.found.prepared
         if stored and answer is not None and shared is not None and prepared is not None:
-            config = pending.cache.config
-            if await shared.put(pending.scope, prepared.exact_digest, answer, config.ttl_s, config.max_entries,
-                                round(time.time() * 1000)):
+            portable = pending.cache.portable(pending.scope, prepared.exact_digest)  # a semantic entry
+            if await shared.put(pending.scope, prepared.exact_digest, answer, pending.cache.config,
+                                round(time.time() * 1000), portable):
                 self.gw.metrics.inc("cache_shared", model, "stored")
 
 

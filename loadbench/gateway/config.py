@@ -547,18 +547,18 @@ def _refuse_row_readers(routes: dict[str, Route], path: str, *, counts_rows: boo
     """With the log in PostgreSQL, the local shared state (a SQLite file on this host) does not see the
     logged rows, so what it reads from them (a guardrail's window, shadow and judge spend, live cost
     and feedback) would stay empty and never act: refused rather than silently idle. A state backend
-    that ``counts_rows`` itself (Redis, fed by every replica's batches) keeps the guardrails' windows and
-    the shadow spend; feedback (``min_quality``), the judge's grades and cost routing's live figures
-    are still read from a log it cannot see, so they stay refused."""
+    that ``counts_rows`` itself (Redis, fed by every replica's batches, feedback and judge grades, the
+    grades and judge spend written to the PostgreSQL log) keeps the guardrails' windows with
+    ``min_quality``, the shadow spend and the answer judge; cost routing's live figures are still read
+    from a log it cannot see, so it stays refused."""
     fix = ("use backend: sqlite on one host" if counts_rows else
            "use backend: sqlite on one host, or state: {backend: redis}, which counts the rows itself")
     for i, route in enumerate(routes.values()):
         where = f"virtual_models[{i}]"
         e = route.experiment
-        if e is not None:
+        if e is not None and not counts_rows:
             g = e.guardrails
-            read = (g.min_quality,) if counts_rows else (g.max_error_rate, g.max_p95_ttft_ms, g.max_p95_e2e_ms,
-                                                          g.min_quality)
+            read = (g.max_error_rate, g.max_p95_ttft_ms, g.max_p95_e2e_ms, g.min_quality)
             if read != (None,) * len(read):
                 raise ConfigError(path, f"{where}.experiment.rollback", "rollback guardrails read the logged "
                                   "rows through the shared state, which cannot see a PostgreSQL log", fix)

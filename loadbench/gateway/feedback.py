@@ -24,6 +24,7 @@ from loadbench.gateway import auth, logstore
 from loadbench.gateway import openai_error as oai
 from loadbench.gateway.abconfig import RequestLogSpec
 from loadbench.gateway.logstore import LogRejected, LogUnavailable
+from loadbench.gateway.sharedstate import Rating, SharedState, rate_quietly
 from loadbench.gateway.state import Gateway
 
 LOOKUP_TRIES = 20
@@ -31,12 +32,17 @@ LOOKUP_PAUSE_S = 0.05
 MAX_OUTCOME_CHARS = 100
 
 
-def record(spec: RequestLogSpec, request_id: str, tenant: str | None, score: float, outcome: str) -> bool:
-    """Store the feedback if ``request_id`` is a request of ``tenant``; False when it is not (yet)."""
+def record(spec: RequestLogSpec, request_id: str, tenant: str | None, score: float, outcome: str,
+           shared: SharedState | None = None) -> bool:
+    """Store the feedback if ``request_id`` is a request of ``tenant``; False when it is not (yet). A rated
+    experiment request is also counted in ``shared``'s quality window (``min_quality``)."""
     store = logstore.open_store(spec, writer=False)
     try:
         for attempt in range(LOOKUP_TRIES):
-            if store.add_feedback(round(time.time() * 1000), request_id, tenant, score, outcome):
+            rated = store.add_feedback(round(time.time() * 1000), request_id, tenant, score, outcome)
+            if rated is not None:
+                if shared is not None and rated.experiment is not None and rated.arm is not None:
+                    rate_quietly(shared, [Rating(rated.experiment, rated.arm, rated.ts_ms, request_id, score)])
                 return True
             if attempt + 1 < LOOKUP_TRIES:
                 time.sleep(LOOKUP_PAUSE_S)
@@ -81,7 +87,7 @@ def add_feedback_routes(app: web.Application, gw: Gateway) -> None:
         request_id, score, outcome = parsed
         try:
             stored = await asyncio.get_running_loop().run_in_executor(
-                None, record, log.spec, request_id, digest.hex() if digest else None, score, outcome)
+                None, record, log.spec, request_id, digest.hex() if digest else None, score, outcome, gw.shared)
         except (LogUnavailable, LogRejected):
             return oai.error(503, "The request log is busy; try again.", "server_error")
         if not stored:

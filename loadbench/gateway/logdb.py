@@ -210,13 +210,24 @@ def event(conn: sqlite3.Connection, now_ms: int, name: str, action: str, weight:
                  (now_ms, name, action, weight, reason, worker))
 
 
+# An admin action or a trip: the state it leads to, and the weight it sets (None: unchanged). Every state
+# backend applies these (``change`` here, ``RedisState.change_experiment``).
+TRANSITIONS: dict[str, tuple[str, float | None]] = {
+    "promote": ("promoted", None), "rollback": ("rolled_back", 0.0), "trip": ("rolled_back", 0.0),
+    "pause": ("paused", None), "resume": ("running", None), "set_weight": ("running", None)}
+
+
+def transition(action: str, weight: float | None) -> tuple[str, float | None]:
+    """(the state ``action`` leads to, the weight it sets or None to keep it); ``weight`` is set_weight's."""
+    state, new_weight = TRANSITIONS[action]
+    return state, weight if action == "set_weight" else new_weight
+
+
 def change(conn: sqlite3.Connection, name: str, action: str, weight: float | None, reason: str, now_ms: int,
            worker: int) -> bool:
     """Apply an admin action or a trip; False when the experiment is unknown (or, for a trip, no
     longer running: another worker tripped it first)."""
-    state, new_weight = {"promote": ("promoted", None), "rollback": ("rolled_back", 0.0), "trip": ("rolled_back", 0.0),
-                         "pause": ("paused", None), "resume": ("running", None),
-                         "set_weight": ("running", weight)}[action]
+    state, new_weight = transition(action, weight)
     sets = "state = ?, reason = ?, updated_ms = ?" + (", weight = ?" if new_weight is not None else "")
     params: list[object] = [state, reason, now_ms] + ([new_weight] if new_weight is not None else [])
     where = " AND state = 'running'" if action == "trip" else ""

@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from loadbench.errors import InputError, LoadbenchError
@@ -36,6 +37,21 @@ class LogRejected(LoadbenchError):
     """The log's database refused this batch; it is lost, the next one is tried."""
 
 
+@dataclass(frozen=True, slots=True)
+class RatedRequest:
+    """The request a feedback row was stored for: where ``min_quality``'s window places it."""
+
+    experiment: str | None
+    arm: str | None
+    ts_ms: int
+
+    @classmethod
+    def of(cls, row: Sequence[object]) -> RatedRequest:
+        experiment, arm, ts_ms = row
+        return cls(None if experiment is None else str(experiment), None if arm is None else str(arm),
+                   int(ts_ms))  # type: ignore[call-overload]
+
+
 class LogStore(Protocol):
     def write(self, rows: Sequence[tuple[object, ...]], feedback: Sequence[tuple[object, ...]]) -> None:
         """Commit one batch of requests rows (``logdb.COLUMNS`` order) and feedback rows, or nothing."""
@@ -47,8 +63,13 @@ class LogStore(Protocol):
                criteria: Mapping[str, str]) -> None:
         """Keep the shared state's experiment records and events beside the requests (``pglog.mirror``)."""
 
-    def add_feedback(self, now_ms: int, request_id: str, tenant: str | None, score: float, outcome: str) -> bool:
-        """Store feedback for a primary request of ``tenant``; False when there is no such request (yet)."""
+    def add_feedback(self, now_ms: int, request_id: str, tenant: str | None, score: float,
+                     outcome: str) -> RatedRequest | None:
+        """Store feedback for a primary request of ``tenant``; None when there is no such request (yet)."""
+
+    def add_judge_grade(self, now_ms: int, experiment: str, request_id: str, tenant: str | None,
+                        score: float | None, cost_usd: float) -> None:
+        """A sampled judge grade (a feedback row when ``score`` is not None) and its spend, together."""
 
     def close(self) -> None: ...
 
@@ -80,17 +101,25 @@ class SqliteStore:
                criteria: Mapping[str, str]) -> None:
         return None
 
-    def add_feedback(self, now_ms: int, request_id: str, tenant: str | None, score: float, outcome: str) -> bool:
+    def add_feedback(self, now_ms: int, request_id: str, tenant: str | None, score: float,
+                     outcome: str) -> RatedRequest | None:
         try:
-            row = self.conn.execute("SELECT 1 FROM requests WHERE request_id = ? AND tenant IS ? AND role = 'primary'",
-                                    (request_id, tenant)).fetchone()
+            row = self.conn.execute("SELECT experiment, arm, ts_ms FROM requests WHERE request_id = ? AND tenant IS ?"
+                                    " AND role = 'primary'", (request_id, tenant)).fetchone()
             if row is None:
-                return False
+                return None
             self.conn.execute("INSERT INTO feedback (ts_ms, request_id, tenant, score, outcome) VALUES (?, ?, ?, ?, ?)",
                               (now_ms, request_id, tenant, score, outcome))
         except sqlite3.Error as exc:
             raise LogUnavailable(str(exc)) from exc
-        return True
+        return RatedRequest.of(row)
+
+    def add_judge_grade(self, now_ms: int, experiment: str, request_id: str, tenant: str | None,
+                        score: float | None, cost_usd: float) -> None:
+        try:
+            logdb.judge_record(self.conn, now_ms, experiment, request_id, tenant, score, cost_usd)
+        except sqlite3.Error as exc:
+            raise LogUnavailable(str(exc)) from exc
 
     def close(self) -> None:
         self.conn.close()
@@ -169,11 +198,22 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
 
-    def add_feedback(self, now_ms: int, request_id: str, tenant: str | None, score: float, outcome: str) -> bool:
+    def add_feedback(self, now_ms: int, request_id: str, tenant: str | None, score: float,
+                     outcome: str) -> RatedRequest | None:
         import psycopg
 
         try:
-            return pglog.record_feedback(self._connection(), now_ms, request_id, tenant, score, outcome)
+            row = pglog.record_feedback(self._connection(), now_ms, request_id, tenant, score, outcome)
+        except psycopg.Error as exc:
+            raise self._failed(exc) from exc
+        return None if row is None else RatedRequest.of(row)
+
+    def add_judge_grade(self, now_ms: int, experiment: str, request_id: str, tenant: str | None,
+                        score: float | None, cost_usd: float) -> None:
+        import psycopg
+
+        try:
+            pglog.judge_record(self._connection(), now_ms, experiment, request_id, tenant, score, cost_usd)
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
 

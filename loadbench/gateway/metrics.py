@@ -57,7 +57,8 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
                                  ("model",)),
     "cache_captures": ("Answers offered to the cache after a miss: stored, or refused (incomplete, errored)",
                        ("model", "result")),
-    "cache_shared": ("Exact-match answers found in (hit) or written to (stored) the cache shared in Redis",
+    "cache_shared": ("Answers found in (hit) or written to (stored) the cache shared in Redis, and the other"
+                     " replicas' semantic entries adopted into this one's index (adopted)",
                      ("model", "result")),
     "rate_limited": ("Requests refused with 429 by a per-key rate limit (requests or tokens per minute)",
                      ("limit",)),

@@ -183,12 +183,25 @@ def mirror(conn: psycopg.Connection[tuple[object, ...]], experiments: Mapping[st
 
 
 def record_feedback(conn: psycopg.Connection[tuple[object, ...]], now_ms: int, request_id: str,
-                    tenant: str | None, score: float, outcome: str) -> bool:
-    """Store feedback if ``request_id`` is a primary request of ``tenant``; False when it is not (yet)."""
+                    tenant: str | None, score: float, outcome: str) -> tuple[object, ...] | None:
+    """Store feedback if ``request_id`` is a primary request of ``tenant``: that request's (experiment, arm,
+    ts_ms); None when there is no such request (yet)."""
     with conn.transaction():
-        found = conn.execute("SELECT 1 FROM requests WHERE request_id = %s AND tenant IS NOT DISTINCT FROM %s"
-                             " AND role = 'primary' LIMIT 1", (request_id, tenant)).fetchone()
+        found = conn.execute("SELECT experiment, arm, ts_ms FROM requests WHERE request_id = %s"
+                             " AND tenant IS NOT DISTINCT FROM %s AND role = 'primary' LIMIT 1",
+                             (request_id, tenant)).fetchone()
         if found is None:
-            return False
+            return None
         conn.execute(FEEDBACK, (now_ms, request_id, tenant, score, outcome))
-    return True
+    return found
+
+
+def judge_record(conn: psycopg.Connection[tuple[object, ...]], now_ms: int, experiment: str, request_id: str,
+                 tenant: str | None, score: float | None, cost_usd: float) -> None:
+    """A sampled judge grade (a feedback row, outcome 'judge') and its spend, in one transaction (as
+    ``logdb.judge_record``)."""
+    with conn.transaction():
+        if score is not None:
+            conn.execute(FEEDBACK, (now_ms, request_id, tenant, score, "judge"))
+        conn.execute("INSERT INTO judge_spend (ts_ms, experiment, request_id, cost_usd) VALUES (%s, %s, %s, %s)",
+                     (now_ms, experiment, request_id, cost_usd))

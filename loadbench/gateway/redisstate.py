@@ -9,6 +9,9 @@ What Redis holds, under the configured prefix ``P``:
 - ``P win:EXP:ARM:SECOND`` (requests, errors) and ``P lat:EXP:ARM:SECOND`` (the TTFT and E2E of each
   answered request): an arm's guardrail window, one bucket per second, added to by every replica's
   ``observe`` and expiring after the longest window (``window_ttl_s``).
+- ``P rated:EXP:ARM`` (request id by the request's time) and ``P score:EXP:ARM`` (request id to its newest
+  score): the ratings of an arm's requests (feedback, judge grades, inline checks) that ``min_quality``
+  judges, added to by ``rate`` where each arrives, trimmed to the longest window.
 - ``P spend:shadow:DAY`` and ``P spend:judge:EXP:DAY``: the day's spend, one figure for every replica.
 - ``P cool:TARGET``: a target's cooldown, a key whose TTL ends with it (``P cools`` names the targets).
 
@@ -19,8 +22,9 @@ again), logs one line a minute while it stays away and one when it is back, and 
 guardrails from this replica's own view (``localview.py``): its window, the last records it read and
 the trips it makes, written back on return only where the record did not change in between.
 
-The request log stays where it is (``local``: this replica's rows): cost routing's live figures and a
-judge's feedback row are read from and written to it, through the SQLite backend.
+The request log stays where it is: a judge's grade and spend are written to it (``grades``, the shared
+PostgreSQL log's store, or this replica's SQLite file through ``local``); cost routing's live figures are
+read from this replica's own rows (``local``).
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ from loadbench.gateway.config import StateSpec
 from loadbench.gateway.costroute import LiveStats
 from loadbench.gateway.experiments import WindowStats, registrations
 from loadbench.gateway.localview import LocalView, arm_rows
-from loadbench.gateway.logdb import COLUMNS, NULL, ExperimentRow
-from loadbench.gateway.sharedstate import SqliteState, StateUnavailable
+from loadbench.gateway.logdb import COLUMNS, NULL, ExperimentRow, transition
+from loadbench.gateway.logstore import LogRejected, LogStore, LogUnavailable
+from loadbench.gateway.sharedstate import Rating, SqliteState, StateUnavailable
 from loadbench.metrics.quantile import nearest_rank
 from loadbench.units import utc_day
 
@@ -53,11 +58,6 @@ DOWN_LOG_EVERY_S = 60.0
 LATENCIES_PER_SECOND = 5000  # per arm and second: beyond it the P95s read a sample of that second
 _COOLED = "cool:"  # a notification about a cooldown starts with this; others name an experiment
 _COST, _ROLE, _TS = COLUMNS.index("cost_usd"), COLUMNS.index("role"), COLUMNS.index("ts_ms")
-
-# An admin action or a trip: the state it leads to, and the weight it sets (None: unchanged).
-TRANSITIONS: dict[str, tuple[str, float | None]] = {
-    "promote": ("promoted", None), "rollback": ("rolled_back", 0.0), "trip": ("rolled_back", 0.0),
-    "pause": ("paused", None), "resume": ("running", None), "set_weight": ("running", None)}
 
 _REGISTER = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -103,6 +103,31 @@ return out
 """
 
 
+# KEYS: rated (zset), scores (hash); ARGV: request id, request ts ms, score, oldest kept ms, ttl ms
+_RATE = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4], 'LIMIT', 0, 1000)
+if #old > 0 then
+  redis.call('HDEL', KEYS[2], unpack(old))
+  redis.call('ZREM', KEYS[1], unpack(old))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 1
+"""
+# KEYS: rated, scores; ARGV: since ms, at most this many (the newest). Returns {count, sum}.
+_RATINGS = """
+local n, sum = 0, 0
+for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
+  local score = redis.call('HGET', KEYS[2], id)
+  if score then n = n + 1; sum = sum + tonumber(score) end
+end
+return {n, tostring(sum)}
+"""
+WINDOW_ROWS = 20_000  # the newest rated requests a window reads, as the SQLite window reads its rows
+
+
 def _event(now_ms: int, name: str, action: str, weight: float | None, reason: str, worker: int) -> str:
     return orjson.dumps({"ts_ms": now_ms, "experiment": name, "action": action, "weight": weight,
                          "reason": reason, "worker": worker}).decode()
@@ -117,10 +142,15 @@ class RedisState:
     that hears the notifications."""
 
     def __init__(self, spec: StateSpec, local: SqliteState, window_ttl_s: float,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 grades: LogStore | None = None) -> None:
         assert spec.url is not None
         self.prefix = spec.prefix
         self.local = local
+        # where a judge's grades and spend land for loadbench ab: the request log kept apart from ``local``
+        # (PostgreSQL; one connection, so one caller at a time), or None when ``local``'s file is the log
+        self.grades = grades
+        self._grades_lock = threading.Lock()
         self.window_ttl_s = window_ttl_s
         self.clock = clock
         self.view = LocalView()
@@ -134,6 +164,8 @@ class RedisState:
         self._change = self.client.register_script(_CHANGE)
         self._cool = self.client.register_script(_COOL)
         self._cooldowns = self.client.register_script(_COOLDOWNS)
+        self._rate = self.client.register_script(_RATE)
+        self._ratings = self.client.register_script(_RATINGS)
 
     def _key(self, *parts: object) -> str:
         return self.prefix + ":".join(map(str, parts))
@@ -255,9 +287,7 @@ class RedisState:
                version: int | None) -> bool:
         """One change in one script: False when the record is unknown, not running (a trip) or no longer
         at ``version``."""
-        state, new_weight = TRANSITIONS[action]
-        if action == "set_weight":
-            new_weight = weight
+        state, new_weight = transition(action, weight)
         with self._call(f"changing experiment {name}"):
             done = self._change(
                 keys=[self._key("exp", name), self._key("events"), self._key("changes")],
@@ -333,6 +363,8 @@ class RedisState:
                     pipe.hmget(self._key("win", experiment, arm, second), "n", "err")
                     pipe.lrange(self._key("lat", experiment, arm, second), 0, -1)
                 found = pipe.execute()
+                rated, total = self._ratings(keys=[self._key("rated", experiment, arm),
+                                                   self._key("score", experiment, arm)], args=[since_ms, WINDOW_ROWS])
         except StateUnavailable:
             return self.view.window(experiment, arm, since_ms)
         n = errors = 0
@@ -348,7 +380,21 @@ class RedisState:
                     ttfts.append(t)
                 if e is not None:
                     e2es.append(e)
-        return WindowStats(n, errors, nearest_rank(ttfts, 95), nearest_rank(e2es, 95))
+        rated = int(rated)
+        return WindowStats(n, errors, nearest_rank(ttfts, 95), nearest_rank(e2es, 95), rated,
+                           float(total) / rated if rated else None)
+
+    def rate(self, ratings: Sequence[Rating]) -> None:
+        if not ratings:
+            return
+        ttl_ms = max(1000, round(self.window_ttl_s * 1000))
+        oldest_ms = round(self.clock() * 1000) - ttl_ms
+        with self._call("rating requests"):
+            pipe = self.client.pipeline(transaction=False)
+            for r in ratings:
+                self._rate(keys=[self._key("rated", r.experiment, r.arm), self._key("score", r.experiment, r.arm)],
+                           args=[r.request_id, r.request_ts_ms, repr(r.score), oldest_ms, ttl_ms], client=pipe)
+            pipe.execute()
 
     def _spend(self, what: str, parts: tuple[object, ...], since_ms: int) -> float:
         days = range(utc_day(since_ms / 1000), utc_day(self.clock()) + 1)
@@ -364,15 +410,22 @@ class RedisState:
 
     def add_judge_grade(self, now_ms: int, experiment: str, request_id: str, tenant: str | None,
                         score: float | None, cost_usd: float, since_ms: int) -> float:
-        # the grade's feedback row and its cost go to this replica's log (loadbench ab reads them there);
-        # the spend that budgets the judge is the one figure in Redis
-        self.local.add_judge_grade(now_ms, experiment, request_id, tenant, score, cost_usd, since_ms)
+        # the spend that budgets the judge is the one figure in Redis (first: the money is spent either way);
+        # the grade's feedback row and its cost go to the request log, where loadbench ab reads them
         key = self._key("spend", "judge", experiment, utc_day(now_ms / 1000))
         with self._call("adding judge spend"):
             pipe = self.client.pipeline(transaction=False)
             pipe.incrbyfloat(key, cost_usd)
             pipe.expire(key, 3 * 86_400)
             pipe.execute()
+        if self.grades is None:
+            self.local.add_judge_grade(now_ms, experiment, request_id, tenant, score, cost_usd, since_ms)
+        else:
+            try:
+                with self._grades_lock:
+                    self.grades.add_judge_grade(now_ms, experiment, request_id, tenant, score, cost_usd)
+            except (LogUnavailable, LogRejected) as exc:
+                raise StateUnavailable(f"writing a judge grade to the request log: {exc}") from exc
         return self.judge_spend_usd(experiment, since_ms)
 
     def target_stats(self, model: str, target: str, window_requests: int) -> LiveStats:
@@ -400,3 +453,6 @@ class RedisState:
             self._listener.join(timeout=3.0)
         self.client.close()
         self.local.close()
+        if self.grades is not None:
+            with self._grades_lock:
+                self.grades.close()

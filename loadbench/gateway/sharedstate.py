@@ -2,9 +2,9 @@
 
 What is shared (docs/ARCHITECTURE.md, "State: per process and shared", says how fresh each reader is):
 experiment records (weight, state, reason; ``updated_ms`` orders their versions) and their events, the
-guardrail's window over a candidate's requests (all processes' requests counted together), the day's
-shadow and judge spend (one figure for the gateway, not one per process), the live cost and
-feedback figures cost routing reads, and target cooldowns.
+guardrail's window over a candidate's requests (all processes' requests and their ratings counted
+together), the day's shadow and judge spend (one figure for the gateway, not one per process), the live
+cost and feedback figures cost routing reads, and target cooldowns.
 
 ``SqliteState`` keeps today's behaviour on one host: everything lives in the request log's file, which
 every ``--workers`` process opens; window and spend figures are read from the logged rows themselves.
@@ -22,7 +22,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Protocol
 
 from loadbench.errors import LoadbenchError
@@ -35,6 +36,45 @@ from loadbench.gateway.logdb import ExperimentRow
 
 class StateUnavailable(LoadbenchError):
     """The shared state's backend did not answer (busy, down, refused); the caller's view stays as it was."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    """A quality score given to one of an arm's primary requests (feedback, a judge's grade, an inline
+    check): what ``min_quality`` judges over the requests of its window. A later rating of the same
+    request replaces the earlier one, as the newest feedback row does in the log."""
+
+    experiment: str
+    arm: str
+    request_ts_ms: int  # the request's, which places it in the window (not the rating's)
+    request_id: str
+    score: float
+
+
+def inline_ratings(rows: Sequence[tuple[object, ...]], feedback: Sequence[tuple[object, ...]]) -> list[Rating]:
+    """The ratings among one log batch's feedback rows (``ts_ms, request_id, tenant, score, outcome``) of the
+    batch's own requests (``logdb.COLUMNS`` order): the inline checks' scores."""
+    if not feedback:
+        return []
+    by_id = {r[_ID]: r for r in rows if r[_EXP] is not logdb.NULL and r[_ARM] is not logdb.NULL}
+    found = []
+    for f in feedback:
+        row = by_id.get(f[1])
+        if row is not None and isinstance(f[3], int | float):
+            found.append(Rating(str(row[_EXP]), str(row[_ARM]), int(row[_TS]), str(f[1]),  # type: ignore[call-overload]
+                                float(f[3])))
+    return found
+
+
+def rate_quietly(shared: SharedState, ratings: Sequence[Rating]) -> None:
+    """``shared.rate`` where a failure costs nothing else: the scores are in the log already; with the state
+    away only its shared window misses them (docs/deploy.md)."""
+    if ratings:
+        with suppress(StateUnavailable):
+            shared.rate(ratings)
+
+
+_ID, _EXP, _ARM, _TS = (logdb.COLUMNS.index(c) for c in ("request_id", "experiment", "arm", "ts_ms"))
 
 
 class SharedState(Protocol):
@@ -59,6 +99,10 @@ class SharedState(Protocol):
         """One batch of the request log's rows (``logdb.COLUMNS`` order, ``logdb.NULL`` for NULL), on the
         log's writer thread (a listener of ``events.log_batch``): a backend that keeps window counts and
         spend apart from the log adds them up here."""
+
+    def rate(self, ratings: Sequence[Rating]) -> None:
+        """Quality scores where they arrive (``POST /v1/feedback``, a judge's grade, a batch's inline checks):
+        a backend that keeps the window apart from the log counts them for ``min_quality`` here."""
 
     # ------------------------------------------------------------------ guardrails
     def window(self, experiment: str, arm: str, since_ms: int) -> WindowStats:
@@ -140,6 +184,9 @@ class SqliteState:
 
     def observe(self, rows: Sequence[tuple[object, ...]]) -> None:
         return None  # the rows, once committed, are this backend's window and spend
+
+    def rate(self, ratings: Sequence[Rating]) -> None:
+        return None  # the feedback rows, once committed, are this backend's quality window
 
     def window(self, experiment: str, arm: str, since_ms: int) -> WindowStats:
         with _unavailable(f"reading the window of {experiment}"):

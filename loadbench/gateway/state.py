@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from loadbench.cache import Embedder, ResponseCache, make_embedder
 from loadbench.cache.config import CacheConfig
 from loadbench.errors import ConfigError
-from loadbench.gateway import logdb
+from loadbench.gateway import logdb, logstore
 from loadbench.gateway.abconfig import ExperimentSpec
 from loadbench.gateway.answer_judge import AnswerJudges
 from loadbench.gateway.breakdown import Breakdown
@@ -45,12 +45,13 @@ from loadbench.gateway.poller import Poller
 from loadbench.gateway.ratelimit import RateLimiter
 from loadbench.gateway.requestlog import RequestLog
 from loadbench.gateway.shadow import Shadows
-from loadbench.gateway.sharedstate import SharedState, SqliteState, StateUnavailable
+from loadbench.gateway.sharedstate import SharedState, SqliteState, StateUnavailable, inline_ratings, rate_quietly
 from loadbench.gateway.stats import TpotWindow
 from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watchdog
 
 if TYPE_CHECKING:
+    from loadbench.gateway.cachefeed import CacheFeed
     from loadbench.gateway.sharedcache import SharedExactCache
 
 log = logging.getLogger("loadbench.gateway")
@@ -104,6 +105,8 @@ class Gateway:
         self.poller = Poller()
         self.limiter = RateLimiter()  # per process; with the Redis state, shared (start)
         self.shared_cache: SharedExactCache | None = None  # exact-match entries in Redis (start)
+        self.cache_feed: CacheFeed | None = None  # the other replicas' semantic entries (start)
+        self._cache_feed_task: asyncio.Task[None] | None = None
         # opened by start() when the config has request_log (experiments, shadows, judges, cost routing
         # need it: the config refuses them without one)
         self.requestlog: RequestLog | None = None
@@ -132,10 +135,20 @@ class Gateway:
             self.limiter = RateLimiter(shared_buckets)
             self.events.metrics_sections.add(shared_buckets.render)
             self.shared_cache = SharedExactCache(self._spec.state)
+            self._start_cache_feed(self.shared_cache)
         if self._spec.request_log is not None:
             self._open_log(self._spec)
         self.events.metrics_sections.add(self.events.render_errors)
         self.poller.start()
+
+    def _start_cache_feed(self, shared_cache: SharedExactCache) -> None:
+        """Adopt the other replicas' semantic entries into this replica's indexes (started even when no cache
+        is semantic yet: a reload may make one so, and the feed reads the current config's caches)."""
+        from loadbench.gateway.cachefeed import CacheFeed
+
+        self.cache_feed = feed = CacheFeed(shared_cache, lambda: self.state.caches if self.state is not None else {},
+                                           lambda vm: self.metrics.inc("cache_shared", vm, "adopted"))
+        self._cache_feed_task = asyncio.get_running_loop().create_task(feed.run())
 
     def _open_log(self, spec: GatewaySpec) -> None:
         """The request log and its peers, subscribed to the events. Runs at startup, before the first
@@ -179,6 +192,9 @@ class Gateway:
         events.config_reloaded.add_listener(judges.on_reload)
         events.log_batch.add_listener(InlineChecks(experiments))
         events.log_batch.add_listener(lambda records, rows, feedback: shared.observe(rows))
+        if spec.state.backend == "redis":  # the inline checks' scores, for min_quality's shared window
+            events.log_batch.add_listener(lambda records, rows, feedback: rate_quietly(
+                shared, inline_ratings(rows, feedback)))
         if breakdown.keys:
             events.log_batch.add_listener(breakdown.on_batch)
         for render in (request_log.render, experiments.render, shadows.render, judges.render, breakdown.render):
@@ -207,7 +223,9 @@ class Gateway:
         from loadbench.gateway.cooldownsync import CooldownSync
         from loadbench.gateway.redisstate import RedisState  # lazy: redis-py only when configured
 
-        shared = RedisState(spec.state, local, window_ttl_s(spec))
+        # a log kept elsewhere (PostgreSQL) is where the judge's grades and spend land for loadbench ab
+        grades = logstore.open_store(spec.request_log, writer=False) if spec.request_log.backend != "sqlite" else None
+        shared = RedisState(spec.state, local, window_ttl_s(spec), grades=grades)
         events = self.events
         cooldowns = CooldownSync(shared, asyncio.get_running_loop(), self._health,
                                  wake=lambda: self.poller.wake("cooldowns"))
@@ -312,6 +330,10 @@ class Gateway:
         for embedder in self._embedders.values():
             await embedder.aclose()
         await self.limiter.aclose()
+        if self.cache_feed is not None and self._cache_feed_task is not None:
+            self.cache_feed.stop()
+            self._cache_feed_task.cancel()  # rather than wait for its turn to end (a second at most)
+            await asyncio.wait([self._cache_feed_task], timeout=5.0)
         if self.shared_cache is not None:
             await self.shared_cache.aclose()
 

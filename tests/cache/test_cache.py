@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -363,3 +364,40 @@ def test_signature_prefilter_finds_the_same_best_hit_as_a_full_guarded_scan(
         assert result.outcome == "miss"
     else:
         assert result.outcome == "hit-semantic" and result.similarity == pytest.approx(best, abs=1e-5)
+
+
+def test_an_entry_adopted_from_another_cache_is_found_by_similarity_in_its_own_partition_only() -> None:
+    a, _ = make()
+    b, clock = make(ttl_s=60)
+    asked = body("How do I reset my password?")
+    prepared = run(a.lookup(SCOPE, asked)).prepared
+    assert prepared is not None and run(a.store(SCOPE, asked, ANSWER))
+    entry = a.portable(SCOPE, prepared.exact_digest)
+    assert entry is not None and entry.ttl_left_s == pytest.approx(3600.0)
+    assert entry.vector.shape == (128,) and entry.features is not None
+    assert a.portable(CacheScope("key:bob", "default", "chat"), prepared.exact_digest) is None
+
+    assert b.adopt(entry) and not b.adopt(entry)  # held already
+    semantic = run(b.lookup(SCOPE, body("how can i reset my password")))
+    assert semantic.outcome == "hit-semantic" and semantic.entry is not None and semantic.entry.answer == ANSWER
+    assert run(b.lookup(SCOPE, asked)).outcome == "hit-exact"
+    bob = CacheScope("key:bob", "default", "chat")
+    assert run(b.lookup(bob, body("how can i reset my password"))).outcome == "miss"
+    assert b.stats().stores == 0 and len(b) == 1
+    clock.now_s += 61  # this cache's own TTL bounds what it adopts
+    assert run(b.lookup(SCOPE, asked)).outcome == "miss"
+
+
+def test_an_expired_or_exact_only_entry_is_not_adopted() -> None:
+    a, _ = make()
+    asked = body("How do I reset my password?")
+    prepared = run(a.lookup(SCOPE, asked)).prepared
+    assert prepared is not None and run(a.store(SCOPE, asked, ANSWER))
+    entry = a.portable(SCOPE, prepared.exact_digest)
+    assert entry is not None
+    b, _ = make()
+    assert not b.adopt(dataclasses.replace(entry, ttl_left_s=0.0))
+    assert not b.adopt(dataclasses.replace(entry, features=None))  # the guard could never pass it
+    exact, _ = make(mode="exact")
+    assert not exact.adopt(entry) and len(exact) == 0
+    assert run(exact.store(SCOPE, asked, ANSWER)) and exact.portable(SCOPE, prepared.exact_digest) is None

@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psycopg
@@ -24,6 +25,25 @@ from tests.redis_server import RedisServer
 __all__ = ["postgres"]
 
 
+def replicas_of(servers: list[ServerProcess], tmp_path: Path, config: dict[str, Any], redis: RedisServer, dsn: str,
+                n: int) -> list[ServerProcess]:
+    """``n`` replicas of ``config``, each with its own folder and port, the state in ``redis`` and the log in
+    the PostgreSQL database ``dsn`` (through the variable LOADBENCH_LOG_DSN, as on a host)."""
+    replicas = []
+    for i in range(n):
+        folder = tmp_path / f"replica{i}"
+        folder.mkdir()
+        own = {**config,
+               "request_log": {"backend": "postgres", "dsn_env": "LOADBENCH_LOG_DSN",
+                               "path": str(folder / "state.db"), "flush_ms": 100},
+               "state": {"backend": "redis", "url_env": "GW_REDIS_URL", "prefix": "mh:"},
+               "admin": {"api_keys_env": "ADMIN_KEYS"}}
+        gw, _ = start_gateway(servers, folder, own, env={"GW_REDIS_URL": redis.url,
+                                                         "ADMIN_KEYS": "adm-secret", "LOADBENCH_LOG_DSN": dsn})
+        replicas.append(gw)
+    return replicas
+
+
 @pytest.mark.slow
 @pytest.mark.alone
 def test_three_replicas_roll_back_together_and_ab_on_the_one_postgres_log_names_the_guardrail(
@@ -35,19 +55,7 @@ def test_three_replicas_roll_back_together_and_ab_on_the_one_postgres_log_names_
     cand = start_mock(servers, "--error-rate", "0.25", "--seed", "5")
     rollback = {"window_s": 60, "min_requests": MIN_REQUESTS, "max_error_rate": 0.05, "failed_checks": 1,
                 "interval_s": 0.25}
-    config = _experiment_config(inc, cand, 10, rollback)
-    replicas = []
-    for i in range(3):
-        folder = tmp_path / f"replica{i}"
-        folder.mkdir()
-        own = {**config,
-               "request_log": {"backend": "postgres", "dsn_env": "LOADBENCH_LOG_DSN",
-                               "path": str(folder / "state.db"), "flush_ms": 100},
-               "state": {"backend": "redis", "url_env": "GW_REDIS_URL", "prefix": "mh:"},
-               "admin": {"api_keys_env": "ADMIN_KEYS"}}
-        gw, _ = start_gateway(servers, folder, own, env={"GW_REDIS_URL": redis_server.url,
-                                                         "ADMIN_KEYS": "adm-secret", "LOADBENCH_LOG_DSN": dsn})
-        replicas.append(gw)
+    replicas = replicas_of(servers, tmp_path, _experiment_config(inc, cand, 10, rollback), redis_server, dsn, 3)
 
     async def main() -> tuple[set[int], list[int], int]:
         rolled: set[int] = set()

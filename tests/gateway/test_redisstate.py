@@ -294,3 +294,25 @@ def test_a_redis_that_stays_away_is_logged_once_a_minute(tmp_path: Path, caplog:
     assert len(lines) == 2 and not state.up and state.errors == 7, lines
     assert "t:" not in lines[0] and "redis://" not in lines[0]
     state.close()
+
+
+def test_both_backends_apply_every_action_alike(redis_server: RedisServer, tmp_path: Path) -> None:
+    """One map of actions to states (``logdb.TRANSITIONS``), read by the SQLite and the Redis backend."""
+    for i, action in enumerate(logdb.TRANSITIONS):
+        db = tmp_path / f"lite{i}.db"
+        logdb.create(str(db)).close()
+        lite, redis_state = SqliteState(str(db)), _state(redis_server, tmp_path, f"r{i}", prefix=f"t{i}:")
+        try:
+            records = []
+            for state in (lite, redis_state):
+                state.register_experiments([_spec()], 1000, worker=0)
+                if action == "resume":
+                    assert state.change_experiment("canary", "pause", None, "first", 1500, worker=0)
+                assert state.change_experiment("canary", action, 40.0, "admin", 2000, worker=0)
+                row = state.experiments()["canary"]
+                records.append((row.state, row.weight, row.reason))
+            state_to, weight_to = logdb.transition(action, 40.0)
+            assert records[0] == records[1] == (state_to, 10.0 if weight_to is None else weight_to, "admin"), action
+        finally:
+            lite.close()
+            redis_state.close()
