@@ -10,7 +10,7 @@ ITL 5 ms, 64 tokens) and this generator share CPU 0. Streamed then non-streamed,
 each; the figure is the median over rounds of (gateway req/CPU-s) / (bare relay req/CPU-s).
 
     .venv/bin/python -m bench.gateway_paired [--seconds 15] [--concurrency 40] [--json-concurrency 200] [--rounds 3]
-                                             [--request-log] [--redis]
+                                             [--request-log] [--redis] [--only stream|nonstream]
 ``--request-log`` adds a third server on CPU 1, loaded at the same time: the same gateway with a request
 log (SQLite in a temporary folder), as a deployment that records its traffic runs it. Each round then
 gives both gateways' ratios to the bare relay and the logged gateway's ratio to the unlogged one, all
@@ -18,7 +18,11 @@ three under the same foreign load, and the CPU the log's writer thread spent per
 of the logged gateway other than its event loop's, from ``/proc/PID/task``). ``--redis`` (implies
 ``--request-log``) adds a fourth: the logged gateway with its shared state in a real ``redis-server``
 (on CPU 0), as a replica of a multi-host deployment runs; its ratio to the bare relay and to the
-SQLite-state gateway. Writes bench/out/gateway_paired.json (``gateway_paired_requestlog.json`` with
+SQLite-state gateway. Each server's row also counts, per completed request, its ``read`` and ``write``
+system calls and its event loop's voluntary and involuntary context switches (``/proc/PID/io`` and
+``status``): how many requests a wake-up serves and in how many reads a stream arrives, the conditions
+its CPU per request depends on (a stream that reaches a relay in fewer, larger reads costs it less).
+Writes bench/out/gateway_paired.json (``gateway_paired_requestlog.json`` with
 ``--request-log``, ``gateway_paired_redis.json`` with ``--redis``). Asserts nothing.
 """
 
@@ -76,6 +80,19 @@ def _side_cpu_s(pid: int) -> float:
     return total / tick
 
 
+def _io_counts(pid: int) -> tuple[int, int, int, int]:
+    """(read calls, write calls, voluntary and involuntary context switches of the event loop's thread).
+
+    The calls are the process's ``read``/``write`` system calls (libuv reads and writes sockets with
+    them): with the context switches they say how many requests a server handles per wake-up and in
+    how many pieces a stream's bytes reach it, which its CPU per request depends on."""
+    io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    status = dict(line.split(":\t") for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines()
+                  if line.endswith(tuple("0123456789")) and ":\t" in line)
+    return (int(io["syscr"]), int(io["syscw"]), int(status["voluntary_ctxt_switches"]),
+            int(status["nonvoluntary_ctxt_switches"]))
+
+
 async def _round(servers: dict[str, tuple[str, int]], stream: bool, seconds: float, users: int) -> dict[str, dict]:
     """``servers``: name -> (url, pid)."""
     done = dict.fromkeys(servers, 0)
@@ -99,13 +116,17 @@ async def _round(servers: dict[str, tuple[str, int]], stream: bool, seconds: flo
         done.update(dict.fromkeys(servers, 0))
         cpu0 = {n: _cpu_s(pid) for n, (_, pid) in servers.items()}
         side0 = {n: _side_cpu_s(pid) for n, (_, pid) in servers.items()}
+        io0 = {n: _io_counts(pid) for n, (_, pid) in servers.items()}
         end = time.monotonic() + seconds
         await asyncio.gather(*(user(n, url, end) for n, (url, _) in servers.items() for _ in range(users)))
         cpu1 = {n: _cpu_s(pid) for n, (_, pid) in servers.items()}
         side1 = {n: _side_cpu_s(pid) for n, (_, pid) in servers.items()}
+        io1 = {n: _io_counts(pid) for n, (_, pid) in servers.items()}
     return {n: {"completed": done[n], "errors": errors[n], "cpu_s": round(cpu1[n] - cpu0[n], 3),
                 "req_per_cpu_s": round(done[n] / max(1e-9, cpu1[n] - cpu0[n]), 1),
-                "side_threads_us_per_req": round((side1[n] - side0[n]) / max(1, done[n]) * 1e6, 1)}
+                "side_threads_us_per_req": round((side1[n] - side0[n]) / max(1, done[n]) * 1e6, 1),
+                **{key: round((io1[n][i] - io0[n][i]) / max(1, done[n]), 2) for i, key in enumerate(
+                    ("reads_per_req", "writes_per_req", "wakeups_per_req", "preempted_per_req"))}}
             for n in servers}
 
 
@@ -116,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json-concurrency", type=int, default=200,
                    help="closed-loop users per server, non-streamed (cheaper requests: more of them)")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--only", choices=("stream", "nonstream"), help="measure one kind of answer, not both")
     p.add_argument("--request-log", action="store_true", help="the gateway writes a request log")
     p.add_argument("--redis", action="store_true", help="also a logged gateway with its state in Redis")
     args = p.parse_args(argv)
@@ -145,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         if redis is not None:
             redis.stop()
     figures = {key: {kind: round(statistics.median(r[key] for r in rows if r["stream"] == (kind == "stream")), 3)
-                     for kind in ("stream", "nonstream")}
+                     for kind in ("stream", "nonstream") if any(r["stream"] == (kind == "stream") for r in rows)}
                for key in ("ratio", "ratio_log", "log_on_to_off", "ratio_redis", "redis_to_sqlite") if key in rows[0]}
     names = {"ratio": "ratio_to_bare_relay", "ratio_log": "ratio_to_bare_relay_with_request_log",
              "log_on_to_off": "request_log_on_to_off", "ratio_redis": "ratio_to_bare_relay_with_redis_state",
@@ -167,7 +189,8 @@ def _rounds(args: argparse.Namespace, servers: dict[str, tuple[str, int]],
             ratio: tuple[str, str] = ("gateway", "bare_relay")) -> list[dict]:
     """Streamed then non-streamed rounds; each row's ``ratio`` is ratio[0]'s req/CPU-s over ratio[1]'s."""
     rows = []
-    for stream in (True, False):
+    kinds = {"stream": (True,), "nonstream": (False,)}.get(getattr(args, "only", None) or "", (True, False))
+    for stream in kinds:
         for i in range(args.rounds):
             users = args.concurrency if stream else args.json_concurrency
             result = asyncio.run(_round(servers, stream, args.seconds, users))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from time import perf_counter_ns
 
@@ -44,7 +45,7 @@ from loadbench.gateway.upstream import Upstream
 from loadbench.gateway.watchdog import Watch
 from loadbench.protocol.dialect import Dialect
 from loadbench.protocol.keepalive import post
-from loadbench.protocol.openai import OPENAI, completion_tokens, is_answer, is_error_body, usage_in
+from loadbench.protocol.openai import OPENAI, answer_object, completion_tokens, is_error_body, usage_from, usage_in
 
 log = logging.getLogger("loadbench.gateway")
 
@@ -53,6 +54,7 @@ TIMEOUT = 504  # a timeout counts as this status
 INVALID = 502  # a 200 that is not an OpenAI answer counts as this status
 MAX_ERROR_BODY_BYTES = 64 * 1024  # an upstream error body relayed to the client
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+Outgoing = tuple[str, Mapping[str, str], bytes]  # an attempt's (url, headers, body)
 HIGH_WATER_BYTES = 64 * 1024  # unsent bytes to a client above which the relay waits for it (aiohttp's limit)
 
 
@@ -283,7 +285,7 @@ class Exchange:
             body = {**body, "model": upstream_model}
         return orjson.dumps(body)
 
-    def _outgoing(self, rt: RouteTarget, up: Upstream) -> tuple[str, dict[str, str], bytes]:
+    def _outgoing(self, rt: RouteTarget, up: Upstream) -> Outgoing:
         """(url, headers, body) of the request to ``up``: an OpenAI client's body as it came to an
         OpenAI target, else the request the target's dialect builds."""
         ctx = self.ctx
@@ -397,7 +399,7 @@ class Exchange:
                             up.spec.model, target.end_marker, limit, capture, wants_usage,
                             sse=target.stream_content_type == "text/event-stream")
 
-    async def attempt(self, up: Upstream, outgoing: tuple[str, dict[str, str], bytes]) -> web.StreamResponse | _Failure:
+    async def attempt(self, up: Upstream, outgoing: Outgoing) -> web.StreamResponse | _Failure:
         """One upstream attempt; a _Failure means nothing has been sent to the client yet."""
         ctx = self.ctx
         name = up.spec.name
@@ -494,9 +496,16 @@ class Exchange:
         return await _read_capped(resp, cap)
 
     async def _whole(self, up: Upstream, resp: aiohttp.ClientResponse) -> bytes | None:
-        """A non-streamed OpenAI answer; None if it is not one."""
+        """A non-streamed OpenAI answer; None if it is not one. Its usage comes from the parse that
+        checks it (``ctx.usage``), so neither ``answer_json`` nor the log's writer reads it again from
+        the bytes (``usage_in`` costs about three times the few dict reads here)."""
         body = await self._read_whole(resp)
-        return body if body is not None and is_answer(body) else None
+        answer = answer_object(body) if body is not None else None
+        if answer is None:
+            return None
+        usage = answer.get("usage")
+        self.ctx.usage = usage_from(usage) if isinstance(usage, dict) else None
+        return body
 
     async def _translated(self, up: Upstream, resp: aiohttp.ClientResponse, send_ns: int) -> bytes | _Failure:
         """A non-streamed answer in the target's protocol, decoded, as the client's protocol writes it."""

@@ -12,10 +12,12 @@ A target speaks its ``protocol:`` (``dialect``). An OpenAI target is sent the cl
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from loadbench.gateway.config import UpstreamSpec
 from loadbench.protocol.aws import sign
@@ -25,6 +27,18 @@ from loadbench.protocol.registry import dialect
 
 # bytes are relayed as sent: a compressed stream would arrive whole at its end (Bedrock's gzip trap)
 IDENTITY = {"Accept-Encoding": "identity"}
+
+
+class _Request(aiohttp.ClientRequest):
+    """aiohttp's request without the User-Agent it adds (the gateway does not announce aiohttp to a
+    target). Saying so per session (``skip_auto_headers``) makes aiohttp copy every request's headers
+    to apply the list: 2.6 us a request."""
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        headers = self.headers
+        for name, value in self.DEFAULT_HEADERS.items():
+            if name not in headers:
+                headers[name] = value
 
 
 class Upstream:
@@ -38,13 +52,15 @@ class Upstream:
                                          keepalive_timeout=60, ttl_dns_cache=300)
         self.session = aiohttp.ClientSession(connector=connector,
                                              timeout=aiohttp.ClientTimeout(total=t.total_s, sock_connect=t.connect_s),
-                                             auto_decompress=False, skip_auto_headers=("User-Agent",))
+                                             auto_decompress=False, request_class=_Request)
         self.dialect = dialect(spec.protocol)
         self.native = self.dialect is OPENAI  # speaks the body the gateway's OpenAI clients send
         self.chat_url = OPENAI.url(spec.url, "chat")
         self.completions_url = OPENAI.url(spec.url, "completions")
-        # one header set for streamed and whole requests alike: no Accept, and bytes relayed as sent
-        self.headers = {**OPENAI.headers(spec.api_key, stream=False), **IDENTITY}
+        # one header set for streamed and whole requests alike: no Accept, and bytes relayed as sent;
+        # a multidict, which aiohttp takes as it is (a dict it converts on every request: 1.7 us)
+        self.headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(
+            {**OPENAI.headers(spec.api_key, stream=False), **IDENTITY}))
         self.in_flight = 0
         self.first_token_ns = round(t.first_token_s * 1e9)
         self.idle_ns = round(t.idle_s * 1e9)

@@ -129,8 +129,14 @@ def is_error_body(body: bytes) -> bool:
 
 def is_answer(body: bytes) -> bool:
     """The body is an OpenAI answer (a JSON object with a ``choices`` list)."""
+    return answer_object(body) is not None
+
+
+def answer_object(body: bytes) -> dict[str, Any] | None:
+    """The parsed body when it is an OpenAI answer (``is_answer``), else None: a caller that checks an
+    answer and then reads its fields (its usage) parses it once."""
     obj = _json_object(body)
-    return obj is not None and isinstance(obj.get("choices"), list)
+    return obj if obj is not None and isinstance(obj.get("choices"), list) else None
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

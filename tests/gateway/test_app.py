@@ -76,6 +76,20 @@ def test_auth_and_upstream_key() -> None:
     run(main())
 
 
+def test_the_upstream_request_carries_no_user_agent_and_asks_for_bytes_as_sent() -> None:
+    async def main() -> None:
+        up = Upstream(ok)
+        async with upstream(up) as up_url, gateway(one_target(up_url)) as (url, _), aiohttp.ClientSession() as s:
+            for stream in (False, True):
+                assert (await post(s, url, {**CHAT, "stream": stream}, headers={"User-Agent": "client/1"}))[0] == 200
+                sent = {k.lower(): v for k, v in up.headers[-1].items()}
+                assert "user-agent" not in sent  # neither aiohttp's nor the client's
+                assert sent["accept-encoding"] == "identity" and sent["content-type"] == "application/json"
+                assert "authorization" not in sent  # the target has no key
+
+    run(main())
+
+
 def test_override_params_and_metadata_routing() -> None:
     async def main() -> None:
         a, b = Upstream(ok), Upstream(ok)

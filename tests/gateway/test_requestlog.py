@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from loadbench.errors import ConfigError
 from loadbench.gateway.app import create_app
@@ -233,5 +234,30 @@ def test_metrics_break_requests_down_by_metadata_with_bounded_values(tmp_path: P
                   if line.startswith("loadbench_gateway_requests_by_metadata_total{")}
         assert counts == {"qa": "3", "sum": "2", "other": "2"}  # two values kept, the rest as other
         assert 'loadbench_gateway_ttft_by_metadata_seconds_count{model="vm",key="task",value="qa"' in text
+
+    run(main())
+
+
+def test_a_whole_answer_s_usage_is_read_wherever_it_stands_in_the_answer(tmp_path: Path) -> None:
+    """The usage of a whole answer comes from the parse that checks the answer: an upstream that writes
+    ``usage`` before a long ``choices`` gets its tokens logged and its target's TPOT recorded."""
+    db = tmp_path / "gw.db"
+    answer = orjson.dumps({"usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12,
+                                     "prompt_tokens_details": {"cached_tokens": 3}},
+                           "object": "chat.completion",
+                           "choices": [{"message": {"role": "assistant", "content": "x" * 2000}}]})
+
+    async def usage_first(up: Upstream, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        return web.Response(body=answer, content_type="application/json")
+
+    async def main() -> None:
+        async with upstream(Upstream(usage_first)) as up_url, \
+                logged(with_log(one_target(up_url), db)) as (url, gw), aiohttp.ClientSession() as s:
+            status, _, got = await post(s, url, CHAT, headers={"Authorization": "Bearer sk-client-secret-1"})
+            assert status == 200 and got == answer  # relayed byte for byte
+            assert sum(gw.metrics.target("t").tpot.counts) == 1
+            await gw.close()
+        row = rows(db)[0]
+        assert (row["prompt_tokens"], row["output_tokens"], row["cached_tokens"]) == (7, 5, 3)
 
     run(main())
