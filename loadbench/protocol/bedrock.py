@@ -28,7 +28,7 @@ from urllib.parse import unquote
 import orjson
 
 from loadbench.errors import InputError
-from loadbench.protocol.aws import FrameError, FrameReader, frame
+from loadbench.protocol.aws import FrameReader, frame
 from loadbench.protocol.dialect import (
     CONTENT_FILTER,
     INVALID,
@@ -189,13 +189,15 @@ class BedrockStreamDecoder(StreamDecoder):
     def feed(self, chunk: bytes, end_of_stream: bool = False) -> Decoded:
         if not chunk or self._broken:
             return NOTHING
+        frames, bad = self._reader.feed(chunk)
+        if not frames and bad is None:
+            return NOTHING
         out = Collected()
-        try:
-            for message in self._reader.feed(chunk):
-                self._message(message.headers, message.payload, out)
-        except FrameError as exc:
+        for headers, payload in frames:
+            self._message(headers, payload, out)
+        if bad is not None:
             self._broken = True
-            out.fail(WireError(str(exc)[:200], INVALID))
+            out.fail(WireError(str(bad)[:200], INVALID))
         return out.decoded()
 
     def _message(self, headers: Mapping[str, Any], payload: bytes, out: Collected) -> None:
