@@ -18,6 +18,23 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the data payloads of every event completed by ``chunk``."""
+        if not self._buf and not self._data:
+            # the common read: one whole event, ``data: X`` alone or after ``event: NAME``, its lines
+            # ended by LF or CRLF (what the general path gives for it, without its line loop; ``_feed``
+            # for anything else: a lone CR, several events or data lines, a part of one)
+            data = chunk
+            if b"\r" in data:
+                data = data.replace(b"\r\n", b"\n")
+                if b"\r" in data:  # a lone CR ends a line too
+                    return self._feed(chunk)
+            if data[:6] == b"event:":
+                data = data[data.find(b"\n") + 1:]
+            if data[:5] == b"data:" and data[-2:] == b"\n\n" and data.find(b"\n") == len(data) - 2:
+                return [data[6:-2] if data[5:6] == b" " else data[5:-2]]
+        return self._feed(chunk)
+
+    def _feed(self, chunk: bytes) -> list[bytes]:
+        """``feed`` for any bytes, in any split (the general path)."""
         buf = self._buf + chunk if self._buf else chunk
         if b"\r" in buf:
             # A trailing CR may be the first half of CRLF: keep it until the next read decides.
