@@ -1,6 +1,7 @@
 """Each event-typed stream decoder's fast path (the common read: one whole event carrying one answer
 piece, and nothing else) gives what its general path gives (every event read through ``event``), read
-by read; the SSE decoder's own single-event path is tested in ``test_sse``."""
+by read; the SSE decoder's own single-event path is tested in ``test_sse``. The OpenAI encoder's
+content template writes what building each chunk writes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from loadbench.protocol.aws import frame
 from loadbench.protocol.bedrock import BedrockStreamDecoder
 from loadbench.protocol.dialect import NOTHING, STOP, Content, Decoded, StreamDecoder, ToolCall, WireError
 from loadbench.protocol.eventdecoder import JsonEventDecoder
+from loadbench.protocol.openai import OPENAI, OpenAIStreamEncoder
 from loadbench.protocol.registry import dialect
 from loadbench.protocol.usage import Usage
 
@@ -85,3 +87,16 @@ def test_the_single_answer_path_is_taken_for_each_protocols_answer_event(monkeyp
         dec.feed(enc.head() + enc.content("first"))
         monkeypatch.setattr(dec, "_decode", general)
         assert dec.feed(enc.content("hello")) == Decoded(content=(Content("hello"),))
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.tuples(st.sampled_from(["answer", "reasoning", "tool"]), st.text(max_size=8)), max_size=6),
+       chat=st.booleans(), model=st.sampled_from(["m-1", 'a "quoted" model', "\x00loadbench-splice\x00", "é"]))
+def test_the_openai_encoders_template_writes_what_building_each_chunk_writes(
+        texts: list[tuple[str, str]], chat: bool, model: str) -> None:
+    enc = OPENAI.encoder(model, "chatcmpl-1", "chat" if chat else "completions")
+    general = OPENAI.encoder(model, "chatcmpl-1", "chat" if chat else "completions")
+    assert isinstance(enc, OpenAIStreamEncoder) and isinstance(general, OpenAIStreamEncoder)
+    general._head = enc._head  # the same "created" second
+    for channel, text in texts:
+        assert enc.content(text, channel) == general._content(text, channel)  # type: ignore[arg-type]
