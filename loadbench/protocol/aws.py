@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from collections.abc import Mapping
@@ -163,17 +164,58 @@ def chain_credentials(profile: str | None = None) -> AwsCredentials | None:
     return AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token)
 
 
+_SIGNERS_KEPT = 64  # signers kept per process, one per (credentials, region, service)
+_signers: dict[tuple[AwsCredentials, str, str], Any] = {}
+
+
+@functools.cache
+def _signer_class() -> Any:
+    from botocore.auth import SigV4Auth
+
+    class DayKeySigV4(SigV4Auth):
+        """botocore's SigV4 whose signing key (four HMACs of the secret, the day, the region and the
+        service) is derived once per day rather than once per request."""
+
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self._day_key: tuple[str, bytes] = ("", b"")
+
+        def signature(self, string_to_sign: str, request: Any) -> str:
+            day = request.context["timestamp"][0:8]
+            if self._day_key[0] != day:
+                # botocore's own derivation (SigV4Auth.signature), kept for the day
+                key = self._sign(f"AWS4{self.credentials.secret_key}".encode(), day)
+                for part in (self._region_name, self._service_name, "aws4_request"):
+                    key = self._sign(key, part)
+                self._day_key = (day, key)
+            return str(self._sign(self._day_key[1], string_to_sign, hex=True))
+
+    return DayKeySigV4
+
+
+def _signer(credentials: AwsCredentials, region: str, service: str) -> Any:
+    key = (credentials, region, service)
+    signer = _signers.get(key)
+    if signer is None:
+        from botocore.credentials import Credentials
+
+        if len(_signers) >= _SIGNERS_KEPT:
+            _signers.clear()
+        signer = _signers[key] = _signer_class()(
+            Credentials(credentials.access_key, credentials.secret_key, credentials.token), service, region)
+    return signer
+
+
 def sign(wire: WireRequest, url: str, credentials: AwsCredentials, region: str, now: datetime,
          service: str = "bedrock") -> dict[str, str]:
     """The headers of ``wire`` sent to ``url``, signed with SigV4 at ``now`` (UTC): ``X-Amz-Date``,
-    ``X-Amz-Security-Token`` with a session token, and ``Authorization``."""
-    from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
+    ``X-Amz-Security-Token`` with a session token, and ``Authorization``. One signer per credentials,
+    region and service is kept, with its signing key for the day."""
+    from botocore.auth import SIGV4_TIMESTAMP
     from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
 
     request = AWSRequest(method="POST", url=url, data=wire.body, headers=dict(wire.headers))
-    signer = SigV4Auth(Credentials(credentials.access_key, credentials.secret_key, credentials.token),
-                       service, region)
+    signer = _signer(credentials, region, service)
     # SigV4Auth.add_auth, with the time given rather than read from the clock
     request.context["timestamp"] = now.strftime(SIGV4_TIMESTAMP)
     signer._modify_request_before_signing(request)
