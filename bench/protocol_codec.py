@@ -3,8 +3,9 @@ per-request CPU of a Bedrock request built and SigV4-signed, in one process with
 
 Each stream is ``--tokens`` answer chunks of one short word between its dialect's head and tail, as its
 encoder writes them. Decoding feeds one chunk per read (a gateway's or worker's common read: one whole
-event) to a fresh decoder; encoding is ``content`` per token; the relay is ``DialectRelay`` from the
-target's bytes (one event per read) to OpenAI's. Figures are microseconds per token (per request for
+event) to a fresh decoder, and again four token events per read (a reader that fell behind, as a
+loaded gateway does); encoding is ``content`` per token; the relay is ``DialectRelay`` from the
+target's bytes (one event per read, then four) to OpenAI's. Figures are microseconds per token (per request for
 signing): the best of ``--repeats`` timed loops of ``--streams`` streams each (the best, because other
 processes on a shared machine only ever add time).
 
@@ -36,10 +37,13 @@ RELAYED = ("anthropic", "bedrock", "gemini", "openai-responses")
 USAGE = Usage(prompt_tokens=12, completion_tokens=64)
 
 
-def chunks(protocol: str, tokens: int) -> list[bytes]:
-    """A stream as its dialect's encoder writes it, one element per event group (head, tokens, tail)."""
+def chunks(protocol: str, tokens: int, per_read: int = 1) -> list[bytes]:
+    """A stream as its dialect's encoder writes it, one element per read: the head, ``per_read`` tokens at
+    a time (a reader that fell behind gets several events in one read), the tail."""
     enc = dialect(protocol).encoder("bench-model", "resp-1")
-    return [enc.head(), *(enc.content(f"tok{i} ") for i in range(tokens)), enc.tail(STOP, USAGE)]
+    pieces = [enc.content(f"tok{i} ") for i in range(tokens)]
+    return [enc.head(), *(b"".join(pieces[i:i + per_read]) for i in range(0, tokens, per_read)),
+            enc.tail(STOP, USAGE)]
 
 
 def best_us(run: Callable[[], None], per: int, repeats: int) -> float:
@@ -51,8 +55,8 @@ def best_us(run: Callable[[], None], per: int, repeats: int) -> float:
     return round(best / per / 1000, 3)
 
 
-def decode_us(protocol: str, tokens: int, streams: int, repeats: int) -> float:
-    d, raw = dialect(protocol), chunks(protocol, tokens)
+def decode_us(protocol: str, tokens: int, streams: int, repeats: int, per_read: int = 1) -> float:
+    d, raw = dialect(protocol), chunks(protocol, tokens, per_read)
 
     def run() -> None:
         for _ in range(streams):
@@ -77,8 +81,8 @@ def encode_us(protocol: str, tokens: int, streams: int, repeats: int) -> float:
     return best_us(run, tokens * streams, repeats)
 
 
-def relay_us(protocol: str, tokens: int, streams: int, repeats: int) -> float:
-    d, raw = dialect(protocol), chunks(protocol, tokens)
+def relay_us(protocol: str, tokens: int, streams: int, repeats: int, per_read: int = 1) -> float:
+    d, raw = dialect(protocol), chunks(protocol, tokens, per_read)
 
     def run() -> None:
         for _ in range(streams):
@@ -114,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "decode_us_per_token": {name: decode_us(name, n, s, r) for name in PROTOCOLS},
         "encode_us_per_token": {name: encode_us(name, n, s, r) for name in PROTOCOLS},
+        "decode_4_per_read_us_per_token": {name: decode_us(name, n, s, r, 4) for name in PROTOCOLS},
         "relay_to_openai_us_per_token": {name: relay_us(name, n, s, r) for name in RELAYED},
+        "relay_4_per_read_us_per_token": {name: relay_us(name, n, s, r, 4) for name in RELAYED},
         "bedrock_sign_us_per_request": sign_us(s, r),
     }
     print(json.dumps(out, indent=2))

@@ -50,7 +50,7 @@ from loadbench.protocol.dialect import (
     WireData,
     WireError,
 )
-from loadbench.protocol.eventdecoder import Collected, answer_piece
+from loadbench.protocol.eventdecoder import Collected, answer_only, answer_piece
 from loadbench.protocol.finish import FinishWords
 from loadbench.protocol.jsonscan import (
     arguments_object,
@@ -191,17 +191,24 @@ class BedrockStreamDecoder(StreamDecoder):
         if not chunk or self._broken:
             return NOTHING
         frames, bad = self._reader.feed(chunk)
-        if bad is None and len(frames) == 1:
-            # the common read: one contentBlockDelta event whose delta is answer text (once per token)
-            headers, payload = frames[0]
-            if headers.get(":event-type") == "contentBlockDelta" and headers.get(":message-type") not in _ERRORS:
+        if not frames:
+            if bad is None:
+                return NOTHING
+        elif bad is None:
+            # the common read: contentBlockDelta events whose deltas are answer text (once per token);
+            # a frame of any other kind sends the read to the general path
+            pieces = []
+            for headers, payload in frames:
+                if headers.get(":event-type") != "contentBlockDelta" or headers.get(":message-type") in _ERRORS:
+                    break
                 obj = loads_object(payload)
                 delta = obj.get("delta") if obj is not None else None
                 text = delta.get("text") if type(delta) is dict else None
-                if text and type(text) is str:
-                    return answer_piece(text)
-        elif not frames and bad is None:
-            return NOTHING
+                if not text or type(text) is not str:
+                    break
+                pieces.append(answer_piece(text))
+            else:
+                return answer_only(pieces)
         return self._decode(frames, bad)
 
     def _decode(self, frames: list[Frame], bad: FrameError | None) -> Decoded:

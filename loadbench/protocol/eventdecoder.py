@@ -20,9 +20,14 @@ from loadbench.protocol.usage import Usage
 _new = tuple.__new__
 
 
-def answer_piece(text: str) -> Decoded:
-    """What a read that completed one answer piece and nothing else decodes to (a decoder's fast path)."""
-    return _new(Decoded, ((_new(Content, (text, "answer")),), None, None, None, None, False, False, ()))
+def answer_piece(text: str) -> Content:
+    """One piece of the answer, for a decoder's fast path."""
+    return _new(Content, (text, "answer"))
+
+
+def answer_only(pieces: list[Content]) -> Decoded:
+    """What a read that completed these answer pieces and nothing else decodes to (a decoder's fast path)."""
+    return _new(Decoded, (tuple(pieces), None, None, None, None, False, False, ()))
 
 
 class Collected:
@@ -71,14 +76,18 @@ class JsonEventDecoder(StreamDecoder):
         payloads = self._sse.feed(chunk) if chunk else ()
         if not payloads:
             return NOTHING
-        if len(payloads) == 1:
-            # the common read: one event that is one piece of the answer, nothing else (once per token)
-            obj = loads_object(payloads[0])
+        # the common read: events that are each one piece of the answer and nothing else (once per token);
+        # an event of any other kind sends the read to the general path, given the events already parsed
+        parsed: list[dict[str, Any] | None] = []
+        pieces: list[Content] = []
+        for payload in payloads:
+            obj = loads_object(payload)
+            parsed.append(obj)
             text = self.answer_text(obj) if obj is not None else None
-            if text:
-                return answer_piece(text)
-            return self._decode(payloads, obj)
-        return self._decode(payloads)
+            if not text:
+                return self._decode(payloads, parsed)
+            pieces.append(answer_piece(text))
+        return answer_only(pieces)
 
     def answer_text(self, obj: dict[str, Any]) -> str | None:
         """The text of an event that carries an answer piece and nothing else ``event`` would collect (no
@@ -86,12 +95,13 @@ class JsonEventDecoder(StreamDecoder):
         which ``event`` then reads."""
         return None
 
-    def _decode(self, payloads: list[bytes], first: dict[str, Any] | None = None) -> Decoded:
-        """``feed``'s general path: every event of the read through ``event`` (``first``: the first
-        payload already parsed; None parses it)."""
+    def _decode(self, payloads: list[bytes], parsed: list[dict[str, Any] | None] | None = None) -> Decoded:
+        """``feed``'s general path: every event of the read through ``event`` (``parsed``: the first
+        payloads already parsed, in order)."""
         out = Collected()
+        done = len(parsed) if parsed else 0
         for i, payload in enumerate(payloads):
-            obj = first if i == 0 and first is not None else loads_object(payload)
+            obj = parsed[i] if parsed and i < done else loads_object(payload)
             if obj is None:
                 out.fail(WireError(f"unparsable event: {payload[:80]!r}", INVALID))
             else:

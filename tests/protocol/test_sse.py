@@ -93,13 +93,17 @@ def test_the_sse_single_event_path_gives_what_the_line_loop_gives(events: list[b
     raw = b"".join(events)
     cuts = sorted(set(data.draw(st.lists(st.integers(0, len(raw)), max_size=5))))
     split = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
-    for chunks in (events, split):  # one event per read (the fast path's case), and any split
+    for chunks in (events, split):  # one event per read, and any split (several events per read too)
         assert _sse_reads("feed", chunks) == _sse_reads("_feed", chunks)
 
 
 def test_the_sse_fast_path_reads_the_common_shapes() -> None:
     for raw in (b"data: x\n\n", b"event: e\ndata: x\n\n", b"data: x\r\n\r\n", b"event: e\r\ndata: x\r\n\r\n"):
         assert SSEDecoder().feed(raw) == [b"x"] == SSEDecoder()._feed(raw)
+    raw = b"event: e\ndata: x\n\ndata:y\r\n\r\nevent: f\r\ndata: \r\n\r\n"  # several whole events in one read
+    assert SSEDecoder().feed(raw) == [b"x", b"y", b""] == SSEDecoder()._feed(raw)
+    raw = b"data: x\n\nevent: e\n\ndata: y\n\n"  # an event without data
+    assert SSEDecoder().feed(raw) == [b"x", b"y"] == SSEDecoder()._feed(raw)
     # a lone CR ends a line: the event line hides no data line from the general path
     raw = b"event: a\rdata: z\r\ndata: x\r\n\r\n"
     assert SSEDecoder().feed(raw) == [b"z\nx"] == SSEDecoder()._feed(raw)
