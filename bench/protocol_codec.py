@@ -6,7 +6,8 @@ encoder writes them. Decoding feeds one chunk per read (a gateway's or worker's 
 event) to a fresh decoder, and again four token events per read (a reader that fell behind, as a
 loaded gateway does); encoding is ``content`` per token; the relay is ``DialectRelay`` from the
 target's bytes (one event per read, then four) to OpenAI's. Figures are microseconds per token (per request for
-signing): the best of ``--repeats`` timed loops of ``--streams`` streams each (the best, because other
+signing, and for the worker's read of a whole streamed response, ``workers.stream._read_stream``, per
+request): the best of ``--repeats`` timed loops of ``--streams`` streams each (the best, because other
 processes on a shared machine only ever add time).
 
     .venv/bin/python -m bench.protocol_codec [--tokens 64] [--streams 200] [--repeats 7]
@@ -94,6 +95,48 @@ def relay_us(protocol: str, tokens: int, streams: int, repeats: int, per_read: i
     return best_us(run, tokens * streams, repeats)
 
 
+class _Body:
+    """What the worker's stream reader reads a response through (a geventhttpclient response): the body
+    bytes of each socket read, here one read per event group of ``reads``, the HTTP parsing left out
+    (it costs every protocol alike)."""
+
+    block_size = 65536
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self._reads, self._next = reads, 0
+        self._body_buffer = bytearray()
+        self.message_complete = False
+        self._sock = self
+
+    def recv(self, _size: int) -> bytes:
+        self._next += 1
+        return self._reads[self._next - 1]
+
+    def feed(self, data: bytes) -> None:
+        self._body_buffer += data
+        self.message_complete = self._next == len(self._reads)
+
+    def release(self) -> None:
+        pass
+
+
+def worker_read_us(protocol: str, tokens: int, streams: int, repeats: int) -> float:
+    """The worker's read of one streamed response (``workers.stream._read_stream``: every read decoded
+    and timed), per request."""
+    from loadbench import outcomes
+    from loadbench.workers.stream import Measured, _read_stream
+
+    d, raw = dialect(protocol), [c for c in chunks(protocol, tokens) if c]  # a socket read is never empty
+
+    def run() -> None:
+        for _ in range(streams):
+            m = Measured(outcome=outcomes.OK, status=200, sent_ns=0)
+            _read_stream(_Body(raw), m, d)
+            if m.outcome != outcomes.OK or len(m.token_times_ns) != tokens:
+                raise RuntimeError(f"{protocol}: the worker read {m.outcome} ({m.error})")
+    return best_us(run, streams, repeats)
+
+
 def sign_us(streams: int, repeats: int) -> float:
     bedrock = dialect("bedrock")
     wire = bedrock.request(LLMRequest("anthropic.claude-x-v1:0", (Message("user", "hello"),), max_tokens=64,
@@ -122,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         "relay_to_openai_us_per_token": {name: relay_us(name, n, s, r) for name in RELAYED},
         "relay_4_per_read_us_per_token": {name: relay_us(name, n, s, r, 4) for name in RELAYED},
         "bedrock_sign_us_per_request": sign_us(s, r),
+        "worker_read_us_per_request": {name: worker_read_us(name, n, s, r) for name in PROTOCOLS},
     }
+    reads = out["worker_read_us_per_request"]
+    out["worker_read_to_openai"] = {name: round(reads[name] / reads["openai"], 2) for name in PROTOCOLS}
     print(json.dumps(out, indent=2))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"bench": "protocol_codec", "tokens": n, "streams": s, "repeats": r,
