@@ -68,18 +68,23 @@ class DialectRelay:
         decoded = self.decoder.feed(chunk, end_of_stream)
         enc = self._enc
         if enc is not None:
-            # the common read of a committed translated stream: one answer piece and nothing else (once
-            # per token: its fields read once, no other branch taken)
+            # the common read of a committed translated stream: answer pieces and nothing else (once per
+            # token, or per few when reads fall behind: its fields read once, no other branch taken)
             content, usage, _, finish, error, _, done, calls = decoded
-            if len(content) == 1 and usage is None and finish is None and error is None and not done \
-                    and not calls and content[0][1] == "answer":
-                self.gaps_ns.append(now_ns - self.last_ns)
-                self.last_ns = now_ns
-                self.tokens += 1
-                out = enc.content(content[0][0])
-                if self.capture is not None:
-                    self.capture.append(out)
-                return out
+            if content and usage is None and finish is None and error is None and not done and not calls:
+                if len(content) == 1:
+                    text, channel = content[0]
+                    out = enc.content(text) if channel == "answer" else None
+                else:
+                    out = b"".join([enc.content(c[0]) for c in content]) \
+                        if all(c[1] == "answer" for c in content) else None
+                if out is not None:
+                    self.gaps_ns.append(now_ns - self.last_ns)
+                    self.last_ns = now_ns
+                    self.tokens += len(content)
+                    if out and self.capture is not None:
+                        self.capture.append(out)
+                    return out
         return self._general(decoded, chunk, now_ns)
 
     def _general(self, decoded: Decoded, chunk: bytes, now_ns: int) -> bytes:

@@ -191,6 +191,14 @@ class AnthropicStreamDecoder(JsonEventDecoder):
         self._usage: dict[str, Any] = {}
         self._model = False
 
+    def answer_text(self, obj: dict[str, Any]) -> str | None:
+        if obj.get("type") == "content_block_delta":
+            delta = obj.get("delta")
+            if type(delta) is dict and delta.get("type") == "text_delta":
+                text = delta.get("text")
+                return text if type(text) is str else None
+        return None
+
     def event(self, obj: dict[str, Any], out: Collected) -> None:
         kind = obj.get("type")
         if kind == "content_block_delta":

@@ -28,7 +28,7 @@ from urllib.parse import unquote
 import orjson
 
 from loadbench.errors import InputError
-from loadbench.protocol.aws import FrameError, FrameReader, frame
+from loadbench.protocol.aws import Frame, FrameError, FrameReader, frame
 from loadbench.protocol.dialect import (
     CONTENT_FILTER,
     INVALID,
@@ -50,7 +50,7 @@ from loadbench.protocol.dialect import (
     WireData,
     WireError,
 )
-from loadbench.protocol.eventdecoder import Collected
+from loadbench.protocol.eventdecoder import Collected, answer_only, answer_piece
 from loadbench.protocol.finish import FinishWords
 from loadbench.protocol.jsonscan import (
     arguments_object,
@@ -85,6 +85,7 @@ FINISH = FinishWords({"end_turn": STOP, "stop_sequence": STOP, "max_tokens": LEN
                      {STOP: "end_turn", LENGTH: "max_tokens", TOOL_CALLS: "tool_use",
                       CONTENT_FILTER: "guardrail_intervened"})
 # AWS pads each event with a random-length prefix of this alphabet, so sizes do not reveal the text
+_ERRORS = ("exception", "error")  # the :message-type of a frame that reports an error
 _PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
@@ -189,18 +190,40 @@ class BedrockStreamDecoder(StreamDecoder):
     def feed(self, chunk: bytes, end_of_stream: bool = False) -> Decoded:
         if not chunk or self._broken:
             return NOTHING
+        frames, bad = self._reader.feed(chunk)
+        if not frames:
+            if bad is None:
+                return NOTHING
+        elif bad is None:
+            # the common read: contentBlockDelta events whose deltas are answer text (once per token);
+            # a frame of any other kind sends the read to the general path
+            pieces = []
+            for headers, payload in frames:
+                if headers.get(":event-type") != "contentBlockDelta" or headers.get(":message-type") in _ERRORS:
+                    break
+                obj = loads_object(payload)
+                delta = obj.get("delta") if obj is not None else None
+                text = delta.get("text") if type(delta) is dict else None
+                if not text or type(text) is not str:
+                    break
+                pieces.append(answer_piece(text))
+            else:
+                return answer_only(pieces)
+        return self._decode(frames, bad)
+
+    def _decode(self, frames: list[Frame], bad: FrameError | None) -> Decoded:
+        """``feed``'s general path: every frame of the read, then the bad frame's error."""
         out = Collected()
-        try:
-            for message in self._reader.feed(chunk):
-                self._message(message.headers, message.payload, out)
-        except FrameError as exc:
+        for headers, payload in frames:
+            self._message(headers, payload, out)
+        if bad is not None:
             self._broken = True
-            out.fail(WireError(str(exc)[:200], INVALID))
+            out.fail(WireError(str(bad)[:200], INVALID))
         return out.decoded()
 
     def _message(self, headers: Mapping[str, Any], payload: bytes, out: Collected) -> None:
         kind = headers.get(":message-type")
-        if kind in ("exception", "error"):
+        if kind in _ERRORS:
             name = str(headers.get(":exception-type") or headers.get(":error-code") or "")
             said = loads_object(payload) or {}
             message = str(said.get("message") or said.get("Message") or headers.get(":error-message") or name)

@@ -197,6 +197,22 @@ class GeminiStreamDecoder(JsonEventDecoder):
         self._called = False
         self._model = False
 
+    def answer_text(self, obj: dict[str, Any]) -> str | None:
+        # one text part of the first candidate and nothing else read_response reads; the model reported
+        if not self._model or "error" in obj or "usageMetadata" in obj or "promptFeedback" in obj:
+            return None
+        candidates = obj.get("candidates")
+        candidate = candidates[0] if type(candidates) is list and candidates else None
+        if type(candidate) is dict and not candidate.get("finishReason"):
+            content = candidate.get("content")
+            parts = content.get("parts") if type(content) is dict else None
+            if type(parts) is list and len(parts) == 1:
+                part = parts[0]
+                if type(part) is dict and "functionCall" not in part and not part.get("thought"):
+                    text = part.get("text")
+                    return text if type(text) is str else None
+        return None
+
     def event(self, obj: dict[str, Any], out: Collected) -> None:
         self._called = read_response(obj, out, self._called)
         if not self._model and isinstance(obj.get("modelVersion"), str):  # every frame repeats it: report it once

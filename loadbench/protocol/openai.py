@@ -56,6 +56,7 @@ CONTENT_KEYS = ("content", "reasoning_content", "reasoning", "text")
 TOOL_ARGUMENTS_KEY = "arguments"  # inside a streamed tool call's ``function``
 _CONTENT_RE = re.compile(rb'"(?:' + b"|".join(k.encode() for k in (*CONTENT_KEYS, TOOL_ARGUMENTS_KEY))
                          + rb')"\s*:\s*"(?!")')
+_SPLICE = "\x00loadbench-splice\x00"  # where a content chunk's text goes in its template
 _USAGE_RE = re.compile(rb'"usage"\s*:\s*\{[^{}]*?"completion_tokens"\s*:\s*(\d+)')
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 405: "invalid_request_error", 408: "invalid_request_error",
@@ -529,6 +530,8 @@ class OpenAIStreamEncoder(StreamEncoder):
         self._head = {"id": response_id, "object": "chat.completion.chunk" if chat else "text_completion",
                       "created": int(time.time()) if created is None else created, "model": model}
         self._tools = 0
+        # channel -> (the bytes before a content chunk's JSON text, the bytes after it), built at its first chunk
+        self._templates: dict[str, tuple[bytes, bytes] | None] = {}
 
     def _chunk(self, choice: dict[str, Any]) -> bytes:
         return sse({**self._head, "choices": [{"index": 0, **choice}]})
@@ -539,6 +542,24 @@ class OpenAIStreamEncoder(StreamEncoder):
         return self._chunk({"text": "", "logprobs": None, "finish_reason": None})
 
     def content(self, text: str, channel: Channel = "answer") -> bytes:
+        # every content chunk of a stream is one JSON text but for its text: the chunk is cut once from the
+        # general path's bytes and each chunk is the two halves around the text encoded (the mock's way)
+        templates = self._templates
+        if channel not in templates:
+            templates[channel] = self._template(channel)
+        template = templates[channel]
+        if template is not None:
+            return template[0] + orjson.dumps(text) + template[1]
+        return self._content(text, channel)
+
+    def _template(self, channel: Channel) -> tuple[bytes, bytes] | None:
+        """The chunk of ``channel`` around its text, cut from ``_content``'s own bytes (None: the cut is
+        not unique, say a model named like the splice, and ``_content`` writes every chunk)."""
+        parts = self._content(_SPLICE, channel).split(orjson.dumps(_SPLICE))
+        return (parts[0], parts[1]) if len(parts) == 2 else None
+
+    def _content(self, text: str, channel: Channel = "answer") -> bytes:
+        """``content``'s general path: the chunk object built and encoded."""
         if not self._chat:
             return self._chunk({"text": text, "logprobs": None, "finish_reason": None})
         key = "reasoning_content" if channel == "reasoning" else "content"

@@ -165,6 +165,12 @@ class ResponsesStreamDecoder(JsonEventDecoder):
         self._tools = ToolCalls()
         self._model = self._called = False
 
+    def answer_text(self, obj: dict[str, Any]) -> str | None:
+        if obj.get("type") in _ANSWER_DELTAS:
+            text = obj.get("delta")
+            return text if type(text) is str else None
+        return None
+
     def event(self, obj: dict[str, Any], out: Collected) -> None:
         kind = obj.get("type")
         if kind in _ANSWER_DELTAS:

@@ -18,6 +18,29 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the data payloads of every event completed by ``chunk``."""
+        if not self._buf and not self._data:
+            # the common read: whole events, each ``data: X`` alone or after ``event: NAME``, their lines
+            # ended by LF or CRLF (what the general path gives for them, without its line loop; ``_feed``
+            # for anything else: a lone CR, more lines in an event, a part of one)
+            text = chunk
+            if b"\r" in text:
+                text = text.replace(b"\r\n", b"\n")
+                if b"\r" in text:  # a lone CR ends a line too
+                    return self._feed(chunk)
+            if text[-2:] == b"\n\n":
+                events = text[:-2].split(b"\n\n")
+                out = []
+                for data in events:
+                    if data[:6] == b"event:":
+                        data = data[data.find(b"\n") + 1:]
+                    if data[:5] != b"data:" or b"\n" in data:
+                        return self._feed(chunk)
+                    out.append(data[6:] if data[5:6] == b" " else data[5:])
+                return out
+        return self._feed(chunk)
+
+    def _feed(self, chunk: bytes) -> list[bytes]:
+        """``feed`` for any bytes, in any split (the general path)."""
         buf = self._buf + chunk if self._buf else chunk
         if b"\r" in buf:
             # A trailing CR may be the first half of CRLF: keep it until the next read decides.

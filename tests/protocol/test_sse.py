@@ -1,4 +1,5 @@
-"""The SSE decoder yields the same events for any split of the same bytes."""
+"""The SSE decoder yields the same events for any split of the same bytes, and its single-event path
+(the common read) what its line loop yields."""
 
 from __future__ import annotations
 
@@ -60,3 +61,49 @@ def test_crlf_split_across_reads_is_one_line_end() -> None:
     assert dec.feed(b"data: x\r") == []
     assert dec.feed(b"\n\r") == []
     assert dec.feed(b"\n") == [b"x"]
+
+
+_END = st.sampled_from([b"\n", b"\r\n", b"\r"])
+_VALUE = st.binary(max_size=12).filter(lambda b: b"\n" not in b and b"\r" not in b)
+
+
+@st.composite
+def _sse_event(draw: st.DrawFn) -> bytes:
+    """One event in any of the shapes the fast path reads or must leave alone."""
+    end = draw(_END)
+    lines = []
+    if draw(st.booleans()):
+        lines.append(b"event: " + draw(_VALUE))
+    if draw(st.booleans()):
+        lines.append(b": comment")
+    for value in draw(st.lists(_VALUE, min_size=1, max_size=2)):
+        lines.append(draw(st.sampled_from([b"data: ", b"data:", b"data:  "])) + value)
+    out = b"".join(line + (draw(_END) if draw(st.integers(0, 5)) == 0 else end) for line in lines)
+    return out + end
+
+
+def _sse_reads(feed: str, chunks: list[bytes]) -> list[list[bytes]]:
+    dec = SSEDecoder()
+    return [getattr(dec, feed)(c) for c in chunks] + [dec.close()]
+
+
+@settings(max_examples=400, deadline=None)
+@given(events=st.lists(_sse_event(), min_size=1, max_size=6), data=st.data())
+def test_the_sse_single_event_path_gives_what_the_line_loop_gives(events: list[bytes], data: st.DataObject) -> None:
+    raw = b"".join(events)
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(raw)), max_size=5))))
+    split = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    for chunks in (events, split):  # one event per read, and any split (several events per read too)
+        assert _sse_reads("feed", chunks) == _sse_reads("_feed", chunks)
+
+
+def test_the_sse_fast_path_reads_the_common_shapes() -> None:
+    for raw in (b"data: x\n\n", b"event: e\ndata: x\n\n", b"data: x\r\n\r\n", b"event: e\r\ndata: x\r\n\r\n"):
+        assert SSEDecoder().feed(raw) == [b"x"] == SSEDecoder()._feed(raw)
+    raw = b"event: e\ndata: x\n\ndata:y\r\n\r\nevent: f\r\ndata: \r\n\r\n"  # several whole events in one read
+    assert SSEDecoder().feed(raw) == [b"x", b"y", b""] == SSEDecoder()._feed(raw)
+    raw = b"data: x\n\nevent: e\n\ndata: y\n\n"  # an event without data
+    assert SSEDecoder().feed(raw) == [b"x", b"y"] == SSEDecoder()._feed(raw)
+    # a lone CR ends a line: the event line hides no data line from the general path
+    raw = b"event: a\rdata: z\r\ndata: x\r\n\r\n"
+    assert SSEDecoder().feed(raw) == [b"z\nx"] == SSEDecoder()._feed(raw)
