@@ -1,0 +1,62 @@
+"""How a run's chunks were timed: per-chunk read delays, shared stamps, and the run's figures."""
+
+from __future__ import annotations
+
+from loadbench.metrics import histogram as hg
+from loadbench.metrics.records import Generator
+from loadbench.metrics.sample import Sample
+from loadbench.metrics.summarize import ReceiveClockStats, receive_clock_stats
+from loadbench.metrics.timing import read_delays_us, shared_times
+from loadbench.report.tables import generator_line
+
+
+def test_the_read_delay_is_the_read_minus_the_arrival_per_chunk() -> None:
+    kernel = [1_000_000, 2_000_000, 2_000_000]
+    reads = [1_400_000, 5_000_000, 5_000_000]
+    assert read_delays_us(kernel, reads, stamped=3) == [400, 3_000, 3_000]
+
+
+def test_chunks_left_in_user_space_have_no_delay_to_measure() -> None:
+    # the first chunk came with the response head (its time is the read's), the others are stamped
+    kernel, reads = [7_000_000, 9_000_000, 12_000_000], [7_000_000, 9_500_000, 13_000_000]
+    assert read_delays_us(kernel, reads, stamped=2) == [500, 1_000]
+
+
+def test_chunks_sharing_a_time_are_counted() -> None:
+    assert shared_times([1, 1, 2, 3, 3, 3]) == 3
+    assert shared_times([5]) == 0
+
+
+def _sample(seq: int, chunks: int, stamped: int | None, shared: int | None) -> Sample:
+    return Sample(seq=seq, worker="w", type="default", target="default", phase="measure", intended_unix_ns=seq,
+                  outcome="ok", status=200, chunks=chunks, stamped_chunks=stamped, shared_chunks=shared)
+
+
+def test_a_run_says_which_share_was_kernel_stamped_and_how_late_the_client_read() -> None:
+    h = hg.new_histogram()
+    for v in [100] * 98 + [4_000, 4_000]:
+        hg.record(h, v)
+    got = receive_clock_stats([_sample(1, 10, 10, 2), _sample(2, 10, 9, 0)], h)
+    assert got.clock == "kernel" and got.stamped_share == 0.95 and got.shared_stamp_share == 0.1
+    assert got.read_delay_p50_ms == 0.1 and 3.9 < (got.read_delay_p99_ms or 0) < 4.1
+
+
+def test_a_run_without_stamps_says_user_space_and_an_old_folder_says_nothing() -> None:
+    assert receive_clock_stats([_sample(1, 10, 0, None)], None) == ReceiveClockStats("user")
+    assert receive_clock_stats([_sample(1, 10, None, None)], None) == ReceiveClockStats()
+    assert receive_clock_stats([], None) == ReceiveClockStats()
+
+
+def test_the_generator_record_round_trips_and_its_line_reads_the_stamps() -> None:
+    g = Generator(loop_lag_p99_ms=1.0, receive_clock="kernel", stamped_share=0.99, shared_stamp_share=0.02,
+                  read_delay_p50_ms=0.1, read_delay_p99_ms=2.5)
+    assert Generator.from_json(g.to_json()) == g
+
+    class _S:
+        generator = g
+
+    line = generator_line(_S())  # type: ignore[arg-type]
+    assert line is not None
+    assert "kernel receive stamps: 99.00% (2.00% sharing" in line and "P50 0.10 / P99 2.50 ms" in line
+    _S.generator = Generator(loop_lag_p99_ms=1.0, receive_clock="user")
+    assert "user space" in (generator_line(_S()) or "")  # type: ignore[arg-type]
