@@ -19,7 +19,7 @@ from typing import Protocol
 from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics import histogram as hg
-from loadbench.metrics.client_delay import beyond_promise, client_delay_ms, delay_reason
+from loadbench.metrics.client_delay import beyond_promise, client_delay_ms, delay_reason, receive_delay_counts
 from loadbench.metrics.recorder import LOOP_LAG_TAG, METRICS, READ_DELAY_TAG, SCHEDULE_LAG_TAG
 from loadbench.metrics.records import (
     STAGE_METRICS,
@@ -496,10 +496,13 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
             reasons.append(f"open loop: {arrived} arrivals of {offered:.0f} scheduled in the window "
                            "(< 95%): the generator could not keep the schedule")
     cpu_s = round(sum(facts.worker_cpu_s.values()), 3) if facts.worker_cpu_s else None
-    delay_ms = client_delay_ms(lag_p99, sched_p99)
     rx = receive_clock_stats(ok, hists.get(READ_DELAY_TAG))
     if rx.clock == "user":
         warnings.append(USER_SPACE_TIMES)
+    # with kernel stamps the loop lag leaves the receive side; the send side (schedule lag) stays
+    receive_lag_p99 = lag_p99 if receive_delay_counts(rx.clock, rx.stamped_share, rx.shared_stamp_share) else None
+    delay_ms = (client_delay_ms(receive_lag_p99, sched_p99) if receive_lag_p99 is not None
+                else round(sched_p99 or 0.0, 1) if lag_p99 is not None else None)
     generator = Generator(
         saturated=bool(reasons), reasons=tuple(reasons), cpu_max=max(cpu) if cpu else None,
         loop_lag_p99_ms=lag_p99, schedule_lag_p99_ms=sched_p99,
@@ -511,7 +514,7 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     if generator.saturated:
         warnings.append("the load generator was saturated: " + "; ".join(generator.reasons))
     if delay_ms is not None and generator.beyond_promise:
-        warnings.append(delay_reason(delay_ms, lag_p99, sched_p99))
+        warnings.append(delay_reason(delay_ms, receive_lag_p99, sched_p99))
 
     stalls = _stalls(ok, facts.stall_ms)
     stages = _stage_results(plan, samples, intervals, window.start_unix_s, end_unix_s, facts.slo, facts.stall_ms)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from loadbench.metrics import histogram as hg
+from loadbench.metrics.recorder import LOOP_LAG_TAG, SCHEDULE_LAG_TAG
 from loadbench.metrics.records import Generator
 from loadbench.metrics.sample import Sample
-from loadbench.metrics.summarize import ReceiveClockStats, receive_clock_stats
+from loadbench.metrics.summarize import ReceiveClockStats, RunWindow, receive_clock_stats, summarize
 from loadbench.metrics.timing import read_delays_us, shared_times
 from loadbench.report.tables import generator_line
+from tests.metrics.test_client_delay import _lag_interval
+from tests.metrics.test_summarize import START_S, _facts, _plan, _run
 
 
 def test_the_read_delay_is_the_read_minus_the_arrival_per_chunk() -> None:
@@ -60,3 +63,40 @@ def test_the_generator_record_round_trips_and_its_line_reads_the_stamps() -> Non
     assert "kernel receive stamps: 99.00% (2.00% sharing" in line and "P50 0.10 / P99 2.50 ms" in line
     _S.generator = Generator(loop_lag_p99_ms=1.0, receive_clock="user")
     assert "user space" in (generator_line(_S()) or "")  # type: ignore[arg-type]
+
+
+def _stamped_run(stamped_share: float, shared_share: float) -> list[Sample]:
+    samples = _run()
+    for s in samples:
+        if s.chunks:
+            s.stamped_chunks = round(s.chunks * stamped_share)
+            s.shared_chunks = round(s.chunks * shared_share)
+    return samples
+
+
+def _verdict(samples: list[Sample], loop_lag_us: int,
+             schedule_lag_us: int | None = None) -> tuple[Generator, list[str]]:
+    intervals = [_lag_interval(LOOP_LAG_TAG, loop_lag_us)]
+    if schedule_lag_us is not None:
+        intervals.append(_lag_interval(SCHEDULE_LAG_TAG, schedule_lag_us))
+    s = summarize(samples=samples, intervals=intervals, plan=_plan(), window=RunWindow(START_S, START_S + 30.0),
+                  facts=_facts())
+    return s.generator, s.warnings
+
+
+def test_with_kernel_stamps_the_loop_lag_leaves_the_receive_side_of_the_bound() -> None:
+    g, warnings = _verdict(_stamped_run(1.0, 0.0), loop_lag_us=6_000)
+    assert g.receive_clock == "kernel" and g.client_delay_ms == 0.0 and not g.beyond_promise
+    assert not any("client-side delay" in w for w in warnings)
+    g, warnings = _verdict(_stamped_run(1.0, 0.0), loop_lag_us=6_000, schedule_lag_us=7_000)
+    assert g.client_delay_ms == 7.0 and g.beyond_promise  # the send side stays
+    assert any("up to 7.0 ms of client-side delay (schedule-lag P99 7.0 ms;" in w for w in warnings)
+
+
+def test_unstamped_or_coalesced_chunks_keep_the_loop_lag_bound() -> None:
+    for stamped, shared in ((0.9, 0.0), (1.0, 0.05), (0.0, 0.0)):
+        g, warnings = _verdict(_stamped_run(stamped, shared), loop_lag_us=6_000)
+        assert g.client_delay_ms == 12.0 and g.beyond_promise, (stamped, shared)
+        assert any("loop-lag P99 6.0 ms" in w for w in warnings)
+    g, _ = _verdict(_stamped_run(0.0, 0.0), loop_lag_us=6_000)
+    assert g.receive_clock == "user"
