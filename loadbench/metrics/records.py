@@ -267,6 +267,8 @@ class Generator:
     shared_stamp_share: float | None = None  # of them, sharing the previous chunk's stamp (coalesced)
     read_delay_p50_ms: float | None = None  # the client's own read delay: user-space time - kernel time
     read_delay_p99_ms: float | None = None
+    user_ttft_p50_ms: float | None = None  # kernel-stamped runs: the same requests' TTFT read in user space
+    user_ttft_p99_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"saturated": self.saturated, "reasons": list(self.reasons), "cpu_max": self.cpu_max,
@@ -277,7 +279,8 @@ class Generator:
                 "target_rps": self.target_rps, "achieved_rps": self.achieved_rps,
                 "receive_clock": self.receive_clock, "stamped_share": self.stamped_share,
                 "shared_stamp_share": self.shared_stamp_share, "read_delay_p50_ms": self.read_delay_p50_ms,
-                "read_delay_p99_ms": self.read_delay_p99_ms}
+                "read_delay_p99_ms": self.read_delay_p99_ms, "user_ttft_p50_ms": self.user_ttft_p50_ms,
+                "user_ttft_p99_ms": self.user_ttft_p99_ms}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | None) -> Generator:
@@ -288,7 +291,8 @@ class Generator:
                                                           "cpu_s", "cpu_ms_per_request", "target_rps",
                                                           "achieved_rps", "client_delay_ms", "stamped_share",
                                                           "shared_stamp_share", "read_delay_p50_ms",
-                                                          "read_delay_p99_ms")})
+                                                          "read_delay_p99_ms", "user_ttft_p50_ms",
+                                                          "user_ttft_p99_ms")})
 
 
 @dataclass(frozen=True, slots=True)

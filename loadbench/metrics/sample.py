@@ -57,6 +57,7 @@ class Sample:
     # times); both are None without chunks, and in folders written before receive stamps
     stamped_chunks: int | None = None
     shared_chunks: int | None = None
+    ttft_user_us: int | None = None  # ttft as user space read it (kernel-stamped runs: the figure beside ttft)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises (slotted) dataclasses natively, in field order

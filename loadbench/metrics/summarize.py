@@ -311,6 +311,8 @@ class ReceiveClockStats:
     shared_stamp_share: float | None = None
     read_delay_p50_ms: float | None = None
     read_delay_p99_ms: float | None = None
+    user_ttft_p50_ms: float | None = None  # the same requests' TTFT as user space read it
+    user_ttft_p99_ms: float | None = None
 
 
 USER_SPACE_TIMES = ("chunks were timed in user space, when a read returned (this host or its connections gave no "
@@ -326,8 +328,10 @@ def receive_clock_stats(ok: Sequence[Sample], read_delay: HdrHistogram | None) -
     if not stamped:
         return ReceiveClockStats("user")
     shared = sum(s.shared_chunks or 0 for s in ok if s.stamped_chunks)
+    user_ttft = sorted(s.ttft_user_us for s in ok if s.ttft_user_us is not None)
     return ReceiveClockStats("kernel", round(stamped / chunks, 4), round(shared / chunks, 4),
-                             _percentile_ms(read_delay, 50.0), _p99_ms(read_delay))
+                             _percentile_ms(read_delay, 50.0), _p99_ms(read_delay),
+                             _rank_ms(user_ttft, 0.5), _rank_ms(user_ttft, 0.99))
 
 
 def generator_reasons(cpu: list[float], lag_p99: float | None, sched_p99: float | None) -> list[str]:
@@ -510,7 +514,8 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
         cpu_ms_per_request=round(1000 * cpu_s / len(samples), 4) if cpu_s is not None and samples else None,
         target_rps=target_rps, achieved_rps=achieved_rps, receive_clock=rx.clock,
         stamped_share=rx.stamped_share, shared_stamp_share=rx.shared_stamp_share,
-        read_delay_p50_ms=rx.read_delay_p50_ms, read_delay_p99_ms=rx.read_delay_p99_ms)
+        read_delay_p50_ms=rx.read_delay_p50_ms, read_delay_p99_ms=rx.read_delay_p99_ms,
+        user_ttft_p50_ms=rx.user_ttft_p50_ms, user_ttft_p99_ms=rx.user_ttft_p99_ms)
     if generator.saturated:
         warnings.append("the load generator was saturated: " + "; ".join(generator.reasons))
     if delay_ms is not None and generator.beyond_promise:

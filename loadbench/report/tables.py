@@ -194,7 +194,8 @@ def generator_line(s: Summary) -> str | None:
     if g.receive_clock == "kernel":
         line += (f"; chunks timed by kernel receive stamps: {fmt(g.stamped_share, '%')} "
                  f"({fmt(g.shared_stamp_share, '%')} sharing the previous chunk's), client read delay "
-                 f"P50 {fmt(g.read_delay_p50_ms)} / P99 {fmt(g.read_delay_p99_ms)} ms")
+                 f"P50 {fmt(g.read_delay_p50_ms)} / P99 {fmt(g.read_delay_p99_ms)} ms (TTFT as user space read "
+                 f"it: P50 {fmt(g.user_ttft_p50_ms)} / P99 {fmt(g.user_ttft_p99_ms)} ms)")
     elif g.receive_clock == "user":
         line += "; chunks timed in user space (no kernel receive stamps)"
     return line

@@ -24,7 +24,7 @@ from loadbench.metrics.sample import Sample
 from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us, read_delays_us, shared_times
 from loadbench.plan.load import Phase
 from loadbench.plan.run import RunPlan
-from loadbench.units import ms_to_us, ns_to_s, s_to_ns, s_to_us
+from loadbench.units import ms_to_us, ns_to_s, ns_to_us, s_to_ns, s_to_us
 from loadbench.workers.messages import WorkerData
 from loadbench.workers.stream import Measured
 from loadbench.workload.requests import RequestFactory, RequestSpec
@@ -204,6 +204,7 @@ class WorkerRuntime:
             reasoning_tokens=usage.reasoning_tokens if usage is not None else None,
             stamped_chunks=stamped if tokens else None,
             shared_chunks=shared_times(tokens) if stamped else None,
+            ttft_user_us=ns_to_us(m.read_times_ns[0] - intended_ns) if stamped and m.read_times_ns else None,
         )
         self.recorder.record(sample, m.end_ns + self.unix_offset_ns, gaps, delays)
         self.outbox.append(sample.to_json())

@@ -52,7 +52,7 @@ def test_a_run_without_stamps_says_user_space_and_an_old_folder_says_nothing() -
 
 def test_the_generator_record_round_trips_and_its_line_reads_the_stamps() -> None:
     g = Generator(loop_lag_p99_ms=1.0, receive_clock="kernel", stamped_share=0.99, shared_stamp_share=0.02,
-                  read_delay_p50_ms=0.1, read_delay_p99_ms=2.5)
+                  read_delay_p50_ms=0.1, read_delay_p99_ms=2.5, user_ttft_p50_ms=51.0, user_ttft_p99_ms=58.0)
     assert Generator.from_json(g.to_json()) == g
 
     class _S:
@@ -61,6 +61,7 @@ def test_the_generator_record_round_trips_and_its_line_reads_the_stamps() -> Non
     line = generator_line(_S())  # type: ignore[arg-type]
     assert line is not None
     assert "kernel receive stamps: 99.00% (2.00% sharing" in line and "P50 0.10 / P99 2.50 ms" in line
+    assert "TTFT as user space read it: P50 51.00 / P99 58.00 ms" in line
     _S.generator = Generator(loop_lag_p99_ms=1.0, receive_clock="user")
     assert "user space" in (generator_line(_S()) or "")  # type: ignore[arg-type]
 

@@ -24,6 +24,8 @@ def test_a_run_reports_its_kernel_stamped_share_and_the_clients_read_delay(mock_
     assert g["stamped_share"] >= 0.5  # the first reads on a host may come unstamped; nearly all are stamped
     assert 0.0 <= g["shared_stamp_share"] < 0.5
     assert 0.0 <= g["read_delay_p50_ms"] <= g["read_delay_p99_ms"] < 1_000
+    ttft = read_json(run / "summary.json")["metrics"]["ttft_ms"]
+    assert ttft["p50"] - 1.0 <= g["user_ttft_p50_ms"] and ttft["p99"] - 1.0 <= g["user_ttft_p99_ms"]
     ok = [s for s in samples_of(run) if s["outcome"] == "ok" and s["phase"] == "measure"]
     assert ok and all(0 <= s["stamped_chunks"] <= s["chunks"] for s in ok)
     assert read_json(run / "manifest.json")["host"]["receive_clock"] == "kernel"
