@@ -23,6 +23,8 @@ METRICS = LATENCY_METRICS
 # The generator's own health goes into the same hlog (these are not latencies of the target).
 LOOP_LAG_TAG = "generator.loop_lag"
 SCHEDULE_LAG_TAG = "generator.schedule_lag"
+# user-space read time minus kernel receive time, per kernel-stamped content chunk (us)
+READ_DELAY_TAG = "generator.read_delay"
 COUNTERS = ("requests", "ok", "failed", "dropped", "excluded", "output_tokens", "prompt_tokens")
 
 
@@ -93,7 +95,8 @@ class IntervalRecorder:
             p = self._parts[index] = IntervalPart()
         return p
 
-    def record(self, sample: Sample, finish_unix_ns: int, gaps_us: list[int]) -> None:
+    def record(self, sample: Sample, finish_unix_ns: int, gaps_us: list[int],
+               read_delays_us: list[int] | None = None) -> None:
         part = self.part(self.index_of(finish_unix_ns))
         c = part.counts
         c["requests"] += 1
@@ -131,6 +134,8 @@ class IntervalRecorder:
             pending["itl"].extend(gaps_us)
             for d in dims:
                 pending[f"itl:{d}"].extend(gaps_us)
+        if read_delays_us:
+            pending[READ_DELAY_TAG].extend(read_delays_us)
 
     def drain(self) -> dict[int, dict[str, Any]]:
         """Everything recorded since the last drain, encoded for the wire, and reset."""

@@ -260,6 +260,15 @@ class Generator:
     # The bound exceeds the accuracy promise: P99 figures carry a caveat (not valid only with --strict);
     # ``saturated`` is the harder verdict that the generator could not keep up at all.
     beyond_promise: bool = False
+    # How the chunks were timed (docs/generator.md): "kernel" (receive stamps) or "user" (the read's
+    # return; no stamps on this host or socket); None when no chunk was measured.
+    receive_clock: str | None = None
+    stamped_share: float | None = None  # of the measured chunks, timed by a kernel receive stamp
+    shared_stamp_share: float | None = None  # of them, sharing the previous chunk's stamp (coalesced)
+    read_delay_p50_ms: float | None = None  # the client's own read delay: user-space time - kernel time
+    read_delay_p99_ms: float | None = None
+    user_ttft_p50_ms: float | None = None  # kernel-stamped runs: the same requests' TTFT read in user space
+    user_ttft_p99_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"saturated": self.saturated, "reasons": list(self.reasons), "cpu_max": self.cpu_max,
@@ -267,16 +276,23 @@ class Generator:
                 "client_delay_ms": self.client_delay_ms, "beyond_promise": self.beyond_promise,
                 "cpu_s": self.cpu_s,
                 "cpu_ms_per_request": self.cpu_ms_per_request,
-                "target_rps": self.target_rps, "achieved_rps": self.achieved_rps}
+                "target_rps": self.target_rps, "achieved_rps": self.achieved_rps,
+                "receive_clock": self.receive_clock, "stamped_share": self.stamped_share,
+                "shared_stamp_share": self.shared_stamp_share, "read_delay_p50_ms": self.read_delay_p50_ms,
+                "read_delay_p99_ms": self.read_delay_p99_ms, "user_ttft_p50_ms": self.user_ttft_p50_ms,
+                "user_ttft_p99_ms": self.user_ttft_p99_ms}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | None) -> Generator:
         obj = obj or {}
         return cls(saturated=bool(obj.get("saturated")), reasons=tuple(obj.get("reasons") or ()),
-                   beyond_promise=bool(obj.get("beyond_promise")),
+                   beyond_promise=bool(obj.get("beyond_promise")), receive_clock=obj.get("receive_clock"),
                    **{k: _opt_float(obj.get(k)) for k in ("cpu_max", "loop_lag_p99_ms", "schedule_lag_p99_ms",
                                                           "cpu_s", "cpu_ms_per_request", "target_rps",
-                                                          "achieved_rps", "client_delay_ms")})
+                                                          "achieved_rps", "client_delay_ms", "stamped_share",
+                                                          "shared_stamp_share", "read_delay_p50_ms",
+                                                          "read_delay_p99_ms", "user_ttft_p50_ms",
+                                                          "user_ttft_p99_ms")})
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,12 @@ class Sample:
     session: str | None = None  # multi-turn: the session's id
     turn: int | None = None  # multi-turn: 1 for the session's first request
     session_turns: int | None = None  # multi-turn: the turns the session was to have
+    # of chunks, those timed by a kernel receive stamp, and those sharing the previous chunk's time (one
+    # read or one coalesced segment). stamped_chunks is 0 where the connection gave no stamps (user-space
+    # times); both are None without chunks, and in folders written before receive stamps
+    stamped_chunks: int | None = None
+    shared_chunks: int | None = None
+    ttft_user_us: int | None = None  # ttft as user space read it (kernel-stamped runs: the figure beside ttft)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises (slotted) dataclasses natively, in field order

@@ -19,8 +19,8 @@ from typing import Protocol
 from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics import histogram as hg
-from loadbench.metrics.client_delay import beyond_promise, client_delay_ms, delay_reason
-from loadbench.metrics.recorder import LOOP_LAG_TAG, METRICS, SCHEDULE_LAG_TAG
+from loadbench.metrics.client_delay import beyond_promise, client_delay_ms, delay_reason, receive_delay_counts
+from loadbench.metrics.recorder import LOOP_LAG_TAG, METRICS, READ_DELAY_TAG, SCHEDULE_LAG_TAG
 from loadbench.metrics.records import (
     STAGE_METRICS,
     Breakdown,
@@ -293,9 +293,46 @@ SCHEDULE_LAG_P99_MAX_MS = 25.0
 
 
 def _p99_ms(hist: HdrHistogram | None) -> float | None:
+    return _percentile_ms(hist, 99.0)
+
+
+def _percentile_ms(hist: HdrHistogram | None, percentile: float) -> float | None:
     if hist is None or not hist.get_total_count():
         return None
-    return round(us_to_ms(hist.get_value_at_percentile(99.0)), 3)
+    return round(us_to_ms(hist.get_value_at_percentile(percentile)), 3)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveClockStats:
+    """How a run's chunks were timed: by kernel receive stamps or in user space (docs/generator.md)."""
+
+    clock: str | None = None  # "kernel", "user", or None when no chunk was measured
+    stamped_share: float | None = None
+    shared_stamp_share: float | None = None
+    read_delay_p50_ms: float | None = None
+    read_delay_p99_ms: float | None = None
+    user_ttft_p50_ms: float | None = None  # the same requests' TTFT as user space read it
+    user_ttft_p99_ms: float | None = None
+
+
+USER_SPACE_TIMES = ("no content chunk carried a kernel receive stamp (not Linux, TLS connections, or answers that "
+                    "came with their response head, as whole non-streamed answers do): chunks were timed in user "
+                    "space when a read returned, so TTFT and ITL include the client's own read delay, bounded by "
+                    "the loop lag")
+
+
+def receive_clock_stats(ok: Sequence[Sample], read_delay: HdrHistogram | None) -> ReceiveClockStats:
+    chunks = sum(s.chunks for s in ok)
+    if not chunks or all(s.stamped_chunks is None for s in ok):
+        return ReceiveClockStats()  # nothing measured, or a folder written before receive stamps
+    stamped = sum(s.stamped_chunks or 0 for s in ok)
+    if not stamped:
+        return ReceiveClockStats("user")
+    shared = sum(s.shared_chunks or 0 for s in ok if s.stamped_chunks)
+    user_ttft = sorted(s.ttft_user_us for s in ok if s.ttft_user_us is not None)
+    return ReceiveClockStats("kernel", round(stamped / chunks, 4), round(shared / chunks, 4),
+                             _percentile_ms(read_delay, 50.0), _p99_ms(read_delay),
+                             _rank_ms(user_ttft, 0.5), _rank_ms(user_ttft, 0.99))
 
 
 def generator_reasons(cpu: list[float], lag_p99: float | None, sched_p99: float | None) -> list[str]:
@@ -464,17 +501,26 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
             reasons.append(f"open loop: {arrived} arrivals of {offered:.0f} scheduled in the window "
                            "(< 95%): the generator could not keep the schedule")
     cpu_s = round(sum(facts.worker_cpu_s.values()), 3) if facts.worker_cpu_s else None
-    delay_ms = client_delay_ms(lag_p99, sched_p99)
+    rx = receive_clock_stats(ok, hists.get(READ_DELAY_TAG))
+    if rx.clock == "user":
+        warnings.append(USER_SPACE_TIMES)
+    # with kernel stamps the loop lag leaves the receive side; the send side (schedule lag) stays
+    receive_lag_p99 = lag_p99 if receive_delay_counts(rx.clock, rx.stamped_share, rx.shared_stamp_share) else None
+    delay_ms = (client_delay_ms(receive_lag_p99, sched_p99) if receive_lag_p99 is not None
+                else round(sched_p99 or 0.0, 1) if lag_p99 is not None else None)
     generator = Generator(
         saturated=bool(reasons), reasons=tuple(reasons), cpu_max=max(cpu) if cpu else None,
         loop_lag_p99_ms=lag_p99, schedule_lag_p99_ms=sched_p99,
         client_delay_ms=delay_ms, beyond_promise=beyond_promise(delay_ms), cpu_s=cpu_s,
         cpu_ms_per_request=round(1000 * cpu_s / len(samples), 4) if cpu_s is not None and samples else None,
-        target_rps=target_rps, achieved_rps=achieved_rps)
+        target_rps=target_rps, achieved_rps=achieved_rps, receive_clock=rx.clock,
+        stamped_share=rx.stamped_share, shared_stamp_share=rx.shared_stamp_share,
+        read_delay_p50_ms=rx.read_delay_p50_ms, read_delay_p99_ms=rx.read_delay_p99_ms,
+        user_ttft_p50_ms=rx.user_ttft_p50_ms, user_ttft_p99_ms=rx.user_ttft_p99_ms)
     if generator.saturated:
         warnings.append("the load generator was saturated: " + "; ".join(generator.reasons))
     if delay_ms is not None and generator.beyond_promise:
-        warnings.append(delay_reason(delay_ms, lag_p99, sched_p99))
+        warnings.append(delay_reason(delay_ms, receive_lag_p99, sched_p99))
 
     stalls = _stalls(ok, facts.stall_ms)
     stages = _stage_results(plan, samples, intervals, window.start_unix_s, end_unix_s, facts.slo, facts.stall_ms)

@@ -76,3 +76,21 @@ def gaps_us(token_times_ns: list[int]) -> list[int]:
     """Inter-chunk gaps of the content chunks, in microseconds."""
     # ns_to_us inlined: this runs for every chunk of every request
     return [(b - a + 500) // 1000 for a, b in itertools.pairwise(token_times_ns)]
+
+
+def read_delays_us(token_times_ns: list[int], read_times_ns: list[int], stamped: int) -> list[int]:
+    """The client's own read delay per kernel-stamped chunk: when it read the chunk (user space) minus
+    when the chunk arrived (kernel stamp), in microseconds. ``stamped`` of the chunks carry a stamp;
+    when some do not (they came with the response head, or before the kernel stamped), the chunks
+    whose two times are equal are left out: a user-space time has no delay to measure (a stamped
+    chunk read in the same microsecond is left out with them, a bias of under a microsecond)."""
+    pairs = zip(token_times_ns, read_times_ns, strict=False)
+    if stamped >= len(token_times_ns):
+        return [(u - t + 500) // 1000 for t, u in pairs]
+    return [(u - t + 500) // 1000 for t, u in pairs if u != t]
+
+
+def shared_times(token_times_ns: list[int]) -> int:
+    """Chunks that share the previous chunk's time: read together, or coalesced by TCP into one
+    segment's stamp (docs/generator.md)."""
+    return sum(1 for a, b in itertools.pairwise(token_times_ns) if a == b)

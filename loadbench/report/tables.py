@@ -191,6 +191,13 @@ def generator_line(s: Summary) -> str | None:
         within = "beyond" if beyond_promise(g.client_delay_ms) else "within"
         line += (f"; P99 figures may include up to {fmt(g.client_delay_ms)} ms of client-side delay "
                  f"({within} the {TTFT_P99_PROMISE_MS:g} ms accuracy promise)")
+    if g.receive_clock == "kernel":
+        line += (f"; chunks timed by kernel receive stamps: {fmt(g.stamped_share, '%')} "
+                 f"({fmt(g.shared_stamp_share, '%')} sharing the previous chunk's), client read delay "
+                 f"P50 {fmt(g.read_delay_p50_ms)} / P99 {fmt(g.read_delay_p99_ms)} ms (TTFT as user space read "
+                 f"it: P50 {fmt(g.user_ttft_p50_ms)} / P99 {fmt(g.user_ttft_p99_ms)} ms)")
+    elif g.receive_clock == "user":
+        line += "; chunks timed in user space (no kernel receive stamps)"
     return line
 
 

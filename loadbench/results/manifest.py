@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadbench import __version__
+from loadbench import __version__, rxstamp
 from loadbench.results import run_dir as rd
 
 MANIFEST_SCHEMA = "loadbench.manifest/1"  # folders written before it carry no schema key
@@ -24,6 +24,9 @@ def host_info() -> dict[str, Any]:
         "os": platform.platform(),
         "machine": platform.machine(),
         "hostname": platform.node(),
+        # how chunks are timed: the kernel's receive stamps, or user space where the platform has none
+        # (a TLS connection is timed in user space on any platform; the summary says what each run got)
+        "receive_clock": "kernel" if rxstamp.supported() else "user",
     }
 
 

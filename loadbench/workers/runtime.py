@@ -21,10 +21,10 @@ from loadbench.config.trace import Trace, load_trace
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.recorder import IntervalRecorder
 from loadbench.metrics.sample import Sample
-from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us
+from loadbench.metrics.timing import RequestTiming, count_stalls, derive, gaps_us, read_delays_us, shared_times
 from loadbench.plan.load import Phase
 from loadbench.plan.run import RunPlan
-from loadbench.units import ms_to_us, ns_to_s, s_to_ns, s_to_us
+from loadbench.units import ms_to_us, ns_to_s, ns_to_us, s_to_ns, s_to_us
 from loadbench.workers.messages import WorkerData
 from loadbench.workers.stream import Measured
 from loadbench.workload.requests import RequestFactory, RequestSpec
@@ -178,6 +178,8 @@ class WorkerRuntime:
                                  m.first_answer_ns, len(tokens)), output_tokens)
         usage = m.usage
         gaps = gaps_us(tokens) if len(tokens) > 1 and self.profile.stream else []
+        stamped = m.stamped_chunks
+        delays = read_delays_us(tokens, m.read_times_ns, stamped) if stamped else None
         intended_unix = intended_ns + self.unix_offset_ns
         sample = Sample(
             seq=self.seq, worker=self.worker_id, type=spec.request_type,
@@ -200,8 +202,11 @@ class WorkerRuntime:
             cached_tokens=usage.cached_tokens if usage is not None else None,
             cache_write_tokens=usage.cache_write_tokens if usage is not None else None,
             reasoning_tokens=usage.reasoning_tokens if usage is not None else None,
+            stamped_chunks=stamped if tokens else None,
+            shared_chunks=shared_times(tokens) if stamped else None,
+            ttft_user_us=ns_to_us(m.read_times_ns[0] - intended_ns) if stamped and m.read_times_ns else None,
         )
-        self.recorder.record(sample, m.end_ns + self.unix_offset_ns, gaps)
+        self.recorder.record(sample, m.end_ns + self.unix_offset_ns, gaps, delays)
         self.outbox.append(sample.to_json())
         self.in_flight -= 1
         if self.draining and self.in_flight == 0 and self.on_drained is not None:

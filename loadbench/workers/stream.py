@@ -1,8 +1,13 @@
 """Send one request and time every chunk of its response (runs inside a gevent worker).
 
-Timing rules (see loadbench.metrics.timing): timestamps are ``time.perf_counter_ns()`` taken when a
-socket read returns, so every event decoded from one read shares the time the client saw it. The body
-is read as bytes arrive — never ``iter_content(n)``, which waits for n bytes and made TTFT read late.
+Timing rules (see loadbench.metrics.timing): timestamps are on ``time.perf_counter_ns()``. Every event
+decoded from one read shares that read's time: the kernel's receive stamp of the read (when its bytes
+reached the host, mapped onto ``perf_counter_ns``; see loadbench.rxstamp) where the connection stamps,
+else the time the read returned in user space. The user-space time is kept beside it, per event: their
+difference is the client's own read delay. Body bytes that came with the response head (read by the
+HTTP client itself, without a stamp) and reads the kernel left unstamped keep their user-space time.
+The body is read as bytes arrive — never ``iter_content(n)``, which waits for n bytes and made TTFT
+read late.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from typing import Any
 import gevent
 from geventhttpclient.response import HTTPConnectionClosed
 
-from loadbench import outcomes
+from loadbench import outcomes, rxstamp
 from loadbench.protocol.dialect import Dialect
 from loadbench.protocol.openai import OPENAI
 from loadbench.protocol.usage import Usage
 from loadbench.units import ns_to_ms
+from loadbench.workers.receive import RECEIVE_CLOCK, ReceiveClock
 
 perf_ns = time.perf_counter_ns
 
@@ -44,6 +50,11 @@ class Measured:
     usage: Usage | None = None  # the server's last usage report, every kind (cached, cache write, reasoning)
     error_kind: str | None = None  # the protocol's error type of an error event in the stream
     error_status: int | None = None  # the status that error event stands for (throttling: 429, overloaded: 529)
+    # when the client read each content event (user space), beside token_times_ns (kernel stamp where known)
+    read_times_ns: list[int] = field(default_factory=list)
+    read_end_ns: int = 0  # when the client read the end of the response (user space)
+    stamping: bool = False  # the connection's reads carry kernel receive stamps
+    stamped_chunks: int = 0  # content events timed by a kernel stamp (the rest kept their user-space time)
 
 
 _KEEP_HEADERS = ("x-loadbench-target", "x-loadbench-cache", "x-loadbench-attempts", "retry-after")
@@ -73,38 +84,45 @@ def _error_body(resp: Any, raw: Any) -> bytes:
         return bytes(cached[:ERROR_BODY_MAX_BYTES])
     chunks: list[bytes] = []
     size = 0
-    while size < ERROR_BODY_MAX_BYTES and (chunk := _read_available(raw)):
+    while size < ERROR_BODY_MAX_BYTES and (chunk := _read_available(raw)[0]):
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)[:ERROR_BODY_MAX_BYTES]
 
 
-def _read_available(raw: Any) -> bytes:
-    """Return the body bytes available now, reading the socket once if none are buffered.
+def _read_available(raw: Any, stamped: bool = False) -> tuple[bytes, int | None]:
+    """Return the body bytes available now, reading the socket once if none are buffered, and the
+    kernel's receive stamp (realtime ns) of the last socket read made here: None when no read was
+    made (the bytes were buffered, e.g. they came with the head) or the kernel gave no stamp.
 
     Returns b"" at the end of the message; raises StreamCut if the peer closed mid-message.
     """
     buf = raw._body_buffer
+    stamp = None
     while not buf:
         if raw.message_complete:
-            return b""
+            return b"", stamp
         sock = raw._sock
         if sock is None:
             raise StreamCut("connection closed")
-        data = sock.recv(raw.block_size)
+        if stamped:
+            data, stamp = rxstamp.recv(sock, raw.block_size)
+        else:
+            data = sock.recv(raw.block_size)
         if not data:
             raw.release()
             raise StreamCut("connection closed mid-response")
         raw.feed(data)  # parses chunked framing; may complete the message and release the socket
     out = bytes(buf)
     del buf[:]
-    return out
+    return out, stamp
 
 
 def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stream: bool,
-            timeout_s: float, dialect: Dialect = OPENAI) -> Measured:
+            timeout_s: float, dialect: Dialect = OPENAI, receive: ReceiveClock = RECEIVE_CLOCK) -> Measured:
     """POST ``body`` to ``url`` with the Locust FastHttpSession ``client`` and time the response,
-    decoded in ``dialect`` (the target's wire protocol)."""
+    decoded in ``dialect`` (the target's wire protocol), from ``receive``'s kernel stamps where the
+    connection has them."""
     sent = perf_ns()
     m = Measured(outcome=outcomes.OK, status=0, sent_ns=sent)
     timer = gevent.Timeout(timeout_s)
@@ -141,10 +159,11 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
                 m.error = f"HTTP {m.status}: {message}" if message else f"HTTP {m.status}"
                 rcm.failure(m.error)
                 return m
+            m.stamping = receive.stamps(raw._sock)
             if stream:
-                _read_stream(raw, m, dialect)
+                _read_stream(raw, m, dialect, receive)
             else:
-                _read_body(raw, m, dialect)
+                _read_body(raw, m, dialect, receive)
             rcm.request_meta["response_time"] = ns_to_ms(m.end_ns - sent)
             if m.outcome == outcomes.OK:
                 rcm.success()
@@ -174,20 +193,31 @@ _REASONS = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not
             504: "gateway timeout"}
 
 
-def _read_stream(raw: Any, m: Measured, dialect: Dialect) -> None:
+def _read_stream(raw: Any, m: Measured, dialect: Dialect, receive: ReceiveClock) -> None:
     decoder = dialect.decoder()
-    times = m.token_times_ns
+    times, reads = m.token_times_ns, m.read_times_ns
+    stamped, sent = m.stamping, m.sent_ns
+    arrived: int | None = None  # the kernel time of the latest bytes, None while they came unstamped
     done = False
     while True:
-        data = _read_available(raw)
+        data, stamp = _read_available(raw, stamped)
         now = perf_ns()
+        if stamp is not None:
+            at = arrived = receive.to_perf_ns(stamp, now, sent)
+        else:
+            at = now
+            if data:
+                arrived = None
         fed = decoder.feed(data, not data)
         content = fed.content
         if content:
             for _ in content:
-                times.append(now)
+                times.append(at)
+                reads.append(now)
+            if stamp is not None:
+                m.stamped_chunks += len(content)
             if m.first_answer_ns is None and any(c[1] == "answer" for c in content):
-                m.first_answer_ns = now
+                m.first_answer_ns = at
         if fed.error is not None:
             m.outcome = outcomes.HTTP_ERROR if m.error is None else m.outcome
             m.error = fed.error.message[:200]
@@ -200,7 +230,8 @@ def _read_stream(raw: Any, m: Measured, dialect: Dialect) -> None:
         done = done or fed.done
         if not data:
             break
-    m.end_ns = perf_ns()
+    m.read_end_ns = perf_ns()
+    m.end_ns = arrived if arrived is not None else m.read_end_ns
     if m.outcome != outcomes.OK:
         return
     if not done:
@@ -211,11 +242,21 @@ def _read_stream(raw: Any, m: Measured, dialect: Dialect) -> None:
         m.error = "stream carried no content token"
 
 
-def _read_body(raw: Any, m: Measured, dialect: Dialect) -> None:
+def _read_body(raw: Any, m: Measured, dialect: Dialect, receive: ReceiveClock) -> None:
     chunks = []
-    while chunk := _read_available(raw):
+    stamped = m.stamping
+    last: int | None = None  # the kernel stamp of the latest bytes, None while they came unstamped
+    while True:
+        chunk, stamp = _read_available(raw, stamped)
+        if stamp is not None:
+            last = stamp
+        elif chunk:
+            last = None
+        if not chunk:
+            break
         chunks.append(chunk)
-    m.end_ns = perf_ns()
+    m.read_end_ns = perf_ns()
+    m.end_ns = m.read_end_ns if last is None else receive.to_perf_ns(last, m.read_end_ns, m.sent_ns)
     answer = dialect.decode(b"".join(chunks))
     if answer.error is not None:
         m.outcome, m.error = outcomes.HTTP_ERROR, answer.error.message[:200]
@@ -229,4 +270,6 @@ def _read_body(raw: Any, m: Measured, dialect: Dialect) -> None:
         return
     # Non-streamed: the first token (of the answer too) becomes visible with the whole body.
     m.token_times_ns.append(m.end_ns)
+    m.read_times_ns.append(m.read_end_ns)
+    m.stamped_chunks = int(last is not None)
     m.first_answer_ns = m.end_ns if answer.text or answer.tool_calls else None

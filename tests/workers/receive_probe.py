@@ -1,0 +1,47 @@
+"""Run in a process of its own (importing Locust patches it with gevent): the worker's real ``measure``
+with Locust's FastHttpSession sends streamed requests to the mock at ``argv[1]``, one at a time, and
+prints per request what it measured as JSON. ``argv[3] == "busy"`` keeps the event loop busy: a
+greenlet spins the CPU for ``BUSY_MS`` without yielding, again and again, as a loaded worker would."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import gevent
+from locust.contrib.fasthttp import FastHttpSession
+from locust.env import Environment
+
+from loadbench.protocol.dialect import LLMRequest, Message
+from loadbench.protocol.openai import OPENAI
+from loadbench.workers.stream import measure
+
+BUSY_MS = 12
+
+
+def _hog(until_s: float) -> None:
+    while time.monotonic() < until_s:
+        spin_until = time.perf_counter() + BUSY_MS / 1000
+        while time.perf_counter() < spin_until:
+            pass
+        gevent.sleep(0.003)
+
+
+def main(base_url: str, count: int, mode: str, stream: bool) -> None:
+    session = FastHttpSession(base_url, request_event=Environment().events.request, user=None)
+    hog = gevent.spawn(_hog, time.monotonic() + 120) if mode == "busy" else None
+    out = []
+    for _ in range(count):
+        wire = OPENAI.request(LLMRequest("mock", (Message("user", "what?"),), max_tokens=8, stream=stream), "k")
+        m = measure(session, wire.path, wire.body, wire.headers, stream=stream, timeout_s=10.0)
+        out.append({"outcome": m.outcome, "sent": m.sent_ns, "first_byte": m.first_byte_ns,
+                    "times": m.token_times_ns, "reads": m.read_times_ns, "end": m.end_ns,
+                    "read_end": m.read_end_ns, "stamping": m.stamping, "stamped": m.stamped_chunks})
+    if hog is not None:
+        hog.kill()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "stream")
