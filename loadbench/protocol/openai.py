@@ -46,6 +46,7 @@ from loadbench.protocol.dialect import (
     WireData,
     WireError,
 )
+from loadbench.protocol.jsonscan import last_object, loads_object, positive_int, request_object
 from loadbench.protocol.sse import SSEDecoder
 from loadbench.protocol.usage import Usage, count
 
@@ -124,7 +125,7 @@ def error_message(body: bytes, limit: int = 200) -> str:
 
 def is_error_body(body: bytes) -> bool:
     """The body is an OpenAI error object (``{"error": {...}}`` or ``{"error": "..."}``)."""
-    obj = _json_object(body)
+    obj = loads_object(body)
     return obj is not None and isinstance(obj.get("error"), dict | str)
 
 
@@ -136,16 +137,8 @@ def is_answer(body: bytes) -> bool:
 def answer_object(body: bytes) -> dict[str, Any] | None:
     """The parsed body when it is an OpenAI answer (``is_answer``), else None: a caller that checks an
     answer and then reads its fields (its usage) parses it once."""
-    obj = _json_object(body)
+    obj = loads_object(body)
     return obj if obj is not None and isinstance(obj.get("choices"), list) else None
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def usage_from(usage: object) -> Usage:
@@ -176,21 +169,8 @@ def usage_in(tail: bytes) -> Usage | None:
     Only that object is parsed, not the answer around it (a whole answer's text can be long): a JSON
     string escapes its quotes, so ``"usage"`` with bare quotes is a key, and the object ends at the
     ``}`` that balances its ``{``."""
-    at = tail.rfind(b'"usage"')
-    if at < 0:
-        return None
-    begin = tail.find(b"{", at + 7)
-    if begin < 0 or tail[at + 7:begin].strip(b" \t\r\n:"):  # "usage": null, or no object follows
-        return None
-    end = tail.find(b"}", begin)
-    while end > 0 and tail.count(b"{", begin, end) > tail.count(b"}", begin, end + 1):
-        end = tail.find(b"}", end + 1)
-    if end < 0:
-        return None
-    try:
-        return usage_from(orjson.loads(tail[begin:end + 1]))
-    except orjson.JSONDecodeError:
-        return None
+    obj = last_object(tail, b"usage")
+    return None if obj is None else usage_from(obj)
 
 
 def choice_text(choice: object) -> tuple[str, str]:
@@ -469,7 +449,7 @@ class OpenAIDialect(Dialect):
                       tool_calls=_message_calls(first.get("message")))
 
     def error(self, status: int, body: bytes) -> WireError:
-        obj = _json_object(body)
+        obj = loads_object(body)
         err = obj.get("error") if obj is not None else None
         kind = str(err.get("type") or "") if isinstance(err, dict) else ""
         return WireError(error_message(body), kind or error_type(status), status)
@@ -615,21 +595,10 @@ def _content_text(content: object) -> str:
 
 def parse_request(raw: bytes, *, chat: bool) -> LLMRequest:
     """A client's chat or completion request as loadbench's own; ``InputError`` names what is wrong."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON body: {exc}") from None
-    if not isinstance(body, dict):
-        raise InputError("the request body must be a JSON object")
-    max_tokens: int | None = None
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = body.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"'{key}' must be an integer >= 1, got {value!r}")
-        max_tokens = value
-        break
+    body = request_object(raw)
+    max_tokens = positive_int(body, "max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = positive_int(body, "max_tokens")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise InputError("'stream' must be true or false")
