@@ -83,10 +83,13 @@ def test_kernel_stamps_keep_ttft_on_the_truth_while_a_hog_shares_the_core(mock_f
     # figures never exceed the reference's by more than the promise, whatever the machine does ...
     assert k["p50"] <= truth["p50"] + 1.0, (k, truth)
     assert k["p99"] <= truth["p99"] + 5.0, (k, truth)
-    # ... and where the reference itself kept up (its own loop lag P99 within 2 ms) they agree both ways.
-    if reference["loop_lag_ms"]["p99"] <= 2.0:
-        assert abs(k["p50"] - truth["p50"]) <= 1.0, (k, truth)
-        assert abs(k["p99"] - truth["p99"]) <= 5.0, (k, truth)
+    # ... and where the reference itself kept up (its own loop lag P99 within 2 ms) they agree both ways,
+    # the kernel's figures being earlier than the reference's by at most the promise plus the reference's
+    # own lateness: it reads in user space, so each of its stamps is late by up to its loop lag.
+    ref_lag_p99 = reference["loop_lag_ms"]["p99"]
+    if ref_lag_p99 <= 2.0:
+        assert k["p50"] >= truth["p50"] - 1.0 - ref_lag_p99, (k, truth, ref_lag_p99)
+        assert k["p99"] >= truth["p99"] - 5.0 - ref_lag_p99, (k, truth, ref_lag_p99)
     # The hog delays the worker's reads, and the read delay (user-space minus kernel time, per chunk)
     # measures it: 3-10 ms at P99 in every run so far. How much of it reaches a TTFT percentile depends
     # on which chunks the hog happened to delay (on an idle host a few reads by a time slice, on a busy
