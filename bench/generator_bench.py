@@ -10,23 +10,43 @@ schedule; the per-chunk cost is what matters there, and it is reported per 100,0
 
     .venv/bin/python -m bench.generator_bench [--levels 200:10,1000:50] [--seconds 30] [--tokens 128]
 Writes bench/out/generator.json.
+
+``--reads``: the worker's CPU per streamed request and per chunk in one process, nothing else running,
+for each protocol (``workers.stream._read_stream`` over each dialect's encoded stream, one socket read
+per event, the HTTP parsing left out since it costs every protocol alike), and the cost of a kernel
+receive stamp per read (``recvmsg`` with its stamp mapped onto our clock against a plain ``recv``, on
+a real loopback TCP connection). Process CPU time, best of ``--repeats`` (others on a shared machine
+only ever add time). Writes bench/out/generator_reads.json.
+
+    .venv/bin/python -m bench.generator_bench --reads [--tokens 64] [--streams 200] [--repeats 7]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gevent import socket as gsocket
+
+from bench.protocol_codec import PROTOCOLS, _Body, chunks
+from loadbench import outcomes, rxstamp
 from loadbench.metrics.client_delay import TTFT_P99_PROMISE_MS
 from loadbench.procs import start_server
+from loadbench.protocol.registry import dialect
+from loadbench.workers.receive import ReceiveClock
+from loadbench.workers.stream import Measured, _read_stream
 
 OUT = Path(__file__).resolve().parent / "out" / "generator.json"
+READS_OUT = Path(__file__).resolve().parent / "out" / "generator_reads.json"
 TTFT_MS = 50.0
 
 
@@ -71,12 +91,94 @@ def run_level(streams: int, itl_ms: float, seconds: float, tokens: int, workdir:
     }
 
 
+def best_cpu_ns(run: Callable[[], None], repeats: int) -> int:
+    """The least process CPU time (ns) ``run`` took in ``repeats`` tries."""
+    best = None
+    for _ in range(repeats):
+        t0 = time.process_time_ns()
+        run()
+        took = time.process_time_ns() - t0
+        best = took if best is None else min(best, took)
+    assert best is not None
+    return best
+
+
+def read_cost(protocol: str, tokens: int, streams: int, repeats: int) -> dict[str, float]:
+    """CPU of the worker's read of one streamed response in ``protocol`` (one socket read per event),
+    per request and per content chunk, in microseconds."""
+    d, raw = dialect(protocol), [c for c in chunks(protocol, tokens) if c]  # a socket read is never empty
+    unstamped = ReceiveClock(enabled=False)
+
+    def run() -> None:
+        for _ in range(streams):
+            m = Measured(outcome=outcomes.OK, status=200, sent_ns=0)
+            _read_stream(_Body(raw), m, d, unstamped)
+            if m.outcome != outcomes.OK or len(m.token_times_ns) != tokens:
+                raise RuntimeError(f"{protocol}: the worker read {m.outcome} ({m.error})")
+    ns = best_cpu_ns(run, repeats)
+    return {"us_per_request": round(ns / streams / 1000, 2), "us_per_chunk": round(ns / streams / tokens / 1000, 3)}
+
+
+def stamp_cost(reads: int, repeats: int) -> dict[str, float]:
+    """Microseconds of CPU per read: a plain ``recv`` and a stamped one (``rxstamp.recv`` and the stamp
+    mapped by the worker's ``ReceiveClock``), each after one send of a 150-byte event on a loopback TCP
+    connection (gevent sockets, as the worker's); the send costs both alike."""
+    event = b"data: " + b"x" * 142 + b"\n\n"
+    server = gsocket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    client = gsocket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    clock = ReceiveClock()
+    if not clock.stamps(peer):
+        raise SystemExit("kernel receive stamps are not available here")
+    try:
+        def plain() -> None:
+            for _ in range(reads):
+                client.send(event)
+                peer.recv(65536)
+
+        def stamped() -> None:
+            for _ in range(reads):
+                client.send(event)
+                data, stamp = rxstamp.recv(peer, 65536)
+                if stamp is not None:
+                    clock.to_perf_ns(stamp, time.perf_counter_ns(), 0)
+        stamped()  # the kernel turns stamping on a moment after the first ask
+        plain_ns, stamped_ns = best_cpu_ns(plain, repeats), best_cpu_ns(stamped, repeats)
+    finally:
+        for s in (client, peer, server):
+            s.close()
+    return {"recv_us": round(plain_ns / reads / 1000, 3), "stamped_recv_us": round(stamped_ns / reads / 1000, 3),
+            "stamp_us": round((stamped_ns - plain_ns) / reads / 1000, 3)}
+
+
+def reads_bench(tokens: int, streams: int, repeats: int) -> dict[str, Any]:
+    costs = {p: read_cost(p, tokens, streams, repeats) for p in PROTOCOLS}
+    base = costs["openai"]["us_per_request"]
+    return {"bench": "generator_reads", "tokens": tokens, "streams": streams, "repeats": repeats,
+            "load_average": os.getloadavg(), "read": costs,
+            "to_openai": {p: round(c["us_per_request"] / base, 2) for p, c in costs.items()},
+            "stamp": stamp_cost(20_000, repeats)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--levels", default="200:10,1000:50", help="streams:itl_ms pairs")
     ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--tokens", type=int, default=None, help="output tokens (default 128; 64 with --reads)")
+    ap.add_argument("--reads", action="store_true", help="the in-process read cost per protocol and per stamp")
+    ap.add_argument("--streams", type=int, default=200, help="--reads: streams per timed loop")
+    ap.add_argument("--repeats", type=int, default=7, help="--reads: timed loops (the best is kept)")
     args = ap.parse_args(argv)
+    if args.reads:
+        doc = reads_bench(args.tokens or 64, args.streams, args.repeats)
+        print(json.dumps(doc, indent=2))
+        READS_OUT.parent.mkdir(parents=True, exist_ok=True)
+        READS_OUT.write_text(json.dumps(doc, indent=2) + "\n")
+        return 0
+    args.tokens = args.tokens or 128
     results = []
     with tempfile.TemporaryDirectory(prefix="lb-genbench-") as tmp:
         for level in args.levels.split(","):

@@ -41,6 +41,9 @@ from typing import Any
 SO_TIMESTAMPNS: int = getattr(socket, "SO_TIMESTAMPNS", 35)
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 _TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux: tv_sec, tv_nsec
+_TIMESPEC_BYTES = _TIMESPEC.size
+_unpack_timespec = _TIMESPEC.unpack_from
+_SOL_SOCKET = socket.SOL_SOCKET
 ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 32
 REFRESH_NS = 1_000_000_000
 OFFSET_TRIES = 5
@@ -75,7 +78,15 @@ def recv(sock: Any, size: int) -> tuple[bytes, int | None]:
     """Read up to ``size`` bytes like ``sock.recv`` and the kernel's receive time of the last segment
     in them (realtime ns; None when the kernel gave none: option off, or the end of the stream)."""
     data, ancillary, _flags, _addr = sock.recvmsg(size, ANCILLARY_BYTES)
-    return data, stamp_of(ancillary) if data else None
+    if not data or not ancillary:
+        return data, None
+    # the common read, once per chunk: the stamp is the one ancillary item (stamp_of, inline)
+    if len(ancillary) == 1:
+        level, kind, raw = ancillary[0]
+        if kind == SCM_TIMESTAMPNS and level == _SOL_SOCKET and len(raw) >= _TIMESPEC_BYTES:
+            sec, nsec = _unpack_timespec(raw)
+            return data, sec * 1_000_000_000 + nsec
+    return data, stamp_of(ancillary)
 
 
 @dataclass(frozen=True, slots=True)

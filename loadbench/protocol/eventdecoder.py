@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loadbench.protocol.chunktemplate import ChunkTemplate
 from loadbench.protocol.dialect import INVALID, NOTHING, Channel, Content, Decoded, StreamDecoder, ToolCall, WireError
 from loadbench.protocol.jsonscan import loads_object
 from loadbench.protocol.sse import SSEDecoder
@@ -70,9 +71,31 @@ class JsonEventDecoder(StreamDecoder):
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
+        self._template = ChunkTemplate()  # the stream's answer event around its text, once learned
 
     def feed(self, chunk: bytes, end_of_stream: bool = False) -> Decoded:
-        # an event left incomplete at the end of the stream is dropped (SSE): end_of_stream adds nothing
+        # the common read, once per token: one answer event, the same bytes as the last but for its text
+        # (an event left incomplete at the end of the stream is dropped (SSE): end_of_stream adds nothing)
+        template = self._template
+        if template.active and self._sse.idle:
+            text = template.text(chunk)
+            if text is not None:
+                return _new(Decoded, ((answer_piece(text),), None, None, None, None, False, False, ()))
+            decoded = self._feed(chunk)
+            if self._sse.idle:
+                template.after(chunk, decoded, self._reads_as)
+            return decoded
+        return self._feed(chunk)
+
+    def _reads_as(self, chunk: bytes) -> str | None:
+        """The text of ``chunk`` when it is one whole event this decoder reads as an answer piece and
+        nothing else (``answer_text``, which changes no state), else None."""
+        payloads = SSEDecoder().feed(chunk)
+        obj = loads_object(payloads[0]) if len(payloads) == 1 else None
+        return self.answer_text(obj) if obj is not None else None
+
+    def _feed(self, chunk: bytes) -> Decoded:
+        """``feed``'s general path: SSE events, each parsed whole."""
         payloads = self._sse.feed(chunk) if chunk else ()
         if not payloads:
             return NOTHING

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from loadbench.errors import InputError
+from loadbench.protocol.chunktemplate import ChunkTemplate, sole_answer
 from loadbench.protocol.dialect import (
     INVALID,
     NOTHING,
@@ -258,14 +259,30 @@ class OpenAIStreamDecoder(StreamDecoder):
     """SSE framing, JSON chunks, ``data: [DONE]`` at the end. Several choices' text in one chunk is one
     content event (a load test asks for one choice; the worker times a chunk once)."""
 
-    __slots__ = ("_calls", "_model", "_sse")
+    __slots__ = ("_calls", "_model", "_sse", "_template")
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
         self._model = False  # the model was reported (once: every chunk repeats it)
         self._calls: dict[int, _PartialCall] = {}  # tool calls under way, by their index
+        self._template = ChunkTemplate()  # the stream's answer chunk around its text, once learned
 
     def feed(self, chunk: bytes, end_of_stream: bool = False) -> Decoded:
+        # the common read, once per token: one answer chunk, the same bytes as the last but for its text
+        template = self._template
+        if template.active and self._sse.idle and not end_of_stream:
+            text = template.text(chunk)
+            if text is not None:
+                return _new(Decoded, ((_new(Content, (text, "answer")),), None, None, None, None, False, False,
+                                      ()))
+            decoded = self._feed(chunk, end_of_stream)
+            if self._sse.idle:
+                template.after(chunk, decoded, _reads_as)
+            return decoded
+        return self._feed(chunk, end_of_stream)
+
+    def _feed(self, chunk: bytes, end_of_stream: bool) -> Decoded:
+        """``feed``'s general path: SSE events, each chunk parsed whole."""
         # An event left incomplete at the end of the stream is dropped (SSE); tool calls still under way
         # then are handed over as they stand (a stream cut before its finish chunk).
         payloads = self._sse.feed(chunk) if chunk else ()
@@ -356,6 +373,12 @@ class OpenAIStreamDecoder(StreamDecoder):
                       for i, c in sorted(self._calls.items()))
         self._calls.clear()
         return calls
+
+
+def _reads_as(chunk: bytes) -> str | None:
+    """The text of ``chunk`` when a stream's general path reads it as one answer piece and nothing else
+    (a fresh decoder reports the model, which a stream under way has reported already)."""
+    return sole_answer(OpenAIStreamDecoder()._feed(chunk, False)._replace(model=None))
 
 
 class _PartialCall:

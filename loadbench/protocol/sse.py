@@ -16,6 +16,11 @@ class SSEDecoder:
         self._buf = b""
         self._data: list[bytes] = []
 
+    @property
+    def idle(self) -> bool:
+        """No event is under way: the next byte starts a new one."""
+        return not self._buf and not self._data
+
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the data payloads of every event completed by ``chunk``."""
         if not self._buf and not self._data:

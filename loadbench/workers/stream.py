@@ -193,7 +193,7 @@ _REASONS = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not
             504: "gateway timeout"}
 
 
-def _read_stream(raw: Any, m: Measured, dialect: Dialect, receive: ReceiveClock) -> None:
+def _read_stream(raw: Any, m: Measured, dialect: Dialect, receive: ReceiveClock = RECEIVE_CLOCK) -> None:
     decoder = dialect.decoder()
     times, reads = m.token_times_ns, m.read_times_ns
     stamped, sent = m.stamping, m.sent_ns

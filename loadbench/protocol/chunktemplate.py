@@ -1,0 +1,97 @@
+"""A stream's answer chunks as one template around their text: the decoders' per-chunk fast path.
+
+Why: a stream's answer chunks are the same bytes but for their text (the id, the model, the creation
+time, Azure's content-filter results: all repeated in every chunk), and a worker decodes thousands of
+them a second. Parsing each chunk whole (SSE lines, then a JSON object of 150-400 bytes) cost most
+of the decode; a chunk that is the template's head, one JSON string, and its tail needs only that
+string parsed.
+
+Exact, not a guess: the template is cut from a read the decoder's general path read as exactly one
+answer piece and nothing else (one whole event, no partial event before or after), at the one place
+the piece's JSON text appears, and is kept only if the general path reads the template filled with
+two probe strings as exactly those pieces. A JSON string holds no raw line break, so any read that is
+the head, one JSON string and the tail is the same single event with another string in the same
+place: the same answer piece and nothing else, with that string as its text. Anything else (another
+kind of event, several events in a read, a part of one, a server whose chunks differ in more than the
+text) takes the general path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+
+from loadbench.protocol.dialect import Decoded
+
+# the fill-ins the template is checked with: one ASCII, one that JSON may escape or write raw
+PROBES = ("loadbench probe", "\u00e9 \\ \"q\" \u2028")
+LEARN_TRIES = 3  # reads a stream may spend learning its template (a failed try costs a few microseconds)
+_QUOTE = 34  # b'"'
+
+
+def sole_answer(decoded: Decoded) -> str | None:
+    """The text of a read that decoded to one answer piece and nothing else, else None."""
+    content = decoded.content
+    if len(content) != 1 or content[0][1] != "answer" or decoded.usage is not None or decoded.model is not None \
+            or decoded.finish_reason or decoded.error is not None or decoded.tool_call or decoded.done \
+            or decoded.tool_calls:
+        return None
+    return content[0][0]
+
+
+class ChunkTemplate:
+    """One stream's answer-chunk template (per decoder: ids differ from stream to stream).
+
+    A decoder asks ``text`` first while ``active``; on None it decodes the read its general way and
+    tells ``after`` what that read was. An answer piece the template missed (a server that numbers its
+    events, say) makes it learn again from that read, at most ``LEARN_TRIES`` times a stream; then the
+    stream stops trying and pays for no template at all."""
+
+    __slots__ = ("_head", "_min_bytes", "_tail", "_tail_bytes", "_tries", "active")
+
+    def __init__(self) -> None:
+        self._head: bytes | None = None
+        self._tail = b""
+        self._tail_bytes = 0
+        self._min_bytes = 0
+        self._tries = LEARN_TRIES
+        self.active = True  # learned, or still learning
+
+    def text(self, chunk: bytes) -> str | None:
+        """The answer text of ``chunk`` when it is the template around one non-empty JSON string, else None."""
+        head = self._head
+        if head is None or len(chunk) < self._min_bytes or not chunk.startswith(head) \
+                or not chunk.endswith(self._tail):
+            return None
+        middle = chunk[len(head):len(chunk) - self._tail_bytes]
+        if middle[0] != _QUOTE or middle[-1] != _QUOTE:
+            return None
+        try:
+            text = orjson.loads(middle)  # one string token or an error: quotes at both ends, nothing around
+        except orjson.JSONDecodeError:
+            return None
+        return text if type(text) is str and text else None
+
+    def after(self, chunk: bytes, decoded: Decoded, reads_as: Callable[[bytes], str | None]) -> None:
+        """The general path read ``chunk`` (whole events, none left partial) as ``decoded``. When that is
+        one answer piece, learn the template from it; ``reads_as`` gives the text of the one answer piece
+        a read decodes to, the general path's way (None when it decodes to anything else)."""
+        text = sole_answer(decoded)
+        if text is None:
+            return  # another kind of event: the template, if any, still holds
+        self._head = None
+        if self._tries <= 0:
+            self.active = False
+            return
+        self._tries -= 1
+        token = orjson.dumps(text)
+        at = chunk.find(token)
+        if at < 0 or chunk.find(token, at + 1) >= 0:
+            return  # written another way (escaped differently) or found twice: not a place we can trust
+        head, tail = chunk[:at], chunk[at + len(token):]
+        for probe in PROBES:
+            if reads_as(head + orjson.dumps(probe) + tail) != probe:
+                return
+        self._head, self._tail, self._tail_bytes = head, tail, len(tail)
+        self._min_bytes = len(head) + len(tail) + 2
