@@ -142,7 +142,7 @@ def stamp_cost(reads: int, repeats: int) -> dict[str, float]:
         def stamped() -> None:
             for _ in range(reads):
                 client.send(event)
-                data, stamp = rxstamp.recv(peer, 65536)
+                _, stamp = rxstamp.recv(peer, 65536)
                 if stamp is not None:
                     clock.to_perf_ns(stamp, time.perf_counter_ns(), 0)
         stamped()  # the kernel turns stamping on a moment after the first ask

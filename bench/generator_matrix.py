@@ -2,22 +2,30 @@
 each a real ``loadbench run`` against the mock with the independent reference client
 (``bench/reference_client.py``) streaming against the same mock in the same run.
 
+A cell is ``streams:itl_ms:tokens:placement[:ttft_ms]`` (the mock's TTFT, 80 ms unless given).
 Placement of the processes (CPU numbers are options; the defaults fit a 2-core machine):
 - ``shared``: the CLI, the Locust master and the one worker on ``--worker-cpu``, as a default local run
   on one core;
 - ``own``: the worker alone on ``--worker-cpu``, the CLI and master on ``--master-cpu``.
-The mock and the reference client run on ``--mock-cpu``. The mock's TTFT is 80 ms in every cell.
+The mock and the reference client run on ``--mock-cpu``.
 
 Per cell: loadbench's P50/P99 TTFT and ITL minus the reference's, worker CPU per request and per chunk
 (user+sys CPU of the worker from load start, over every finished request and content chunk), chunks
-per second, worker CPU max, loop-lag P99, the mock's late chunks, and the generator verdict. A cell is
+per second, worker CPU max, loop-lag P99, the mock's late chunks, and the generator verdict.
+
+Chunks are timed by the kernel's receive stamps where the host has them; the same run's TTFT as user
+space read it (``generator.user_ttft_*``), the client's measured read delay (user-space time - kernel
+time per chunk) and the share of chunks that carried a stamp are reported beside the kernel-stamped
+deltas. ``--receive-clock user`` runs the cells with the stamps off (every chunk timed in user space,
+as where the host lacks them), for the user-space ITL, which a stamped run does not keep. A cell is
 ``accurate`` when |dTTFT P99| <= 5 ms and |dITL P99| <= 2 ms (the promise), ``flagged`` when the
 verdict says the figures may include client-side delay; ``silent_error`` = neither (must never happen).
 
     .venv/bin/python -m bench.generator_matrix                 # default matrix, a few minutes
     .venv/bin/python -m bench.generator_matrix --full          # the whole matrix (about 30 minutes)
     .venv/bin/python -m bench.generator_matrix --cells 100:8:64:shared --profile-dir DIR   # py-spy
-Writes bench/out/generator_matrix.json.
+    .venv/bin/python -m bench.generator_matrix --cells 120:9:96:shared:60                  # the TTFT given
+Writes bench/out/generator_matrix.json and the table of its cells, bench/out/generator_matrix.md.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics.client_delay import ITL_P99_PROMISE_MS, LAG_TO_DELAY, TTFT_P99_PROMISE_MS
 from loadbench.procs import start_server
+from loadbench.workers.receive import RECEIVE_CLOCK_ENV
 
 OUT = Path(__file__).resolve().parent / "out" / "generator_matrix.json"
 TTFT_MS = 80.0
@@ -58,10 +67,12 @@ class Cell:
     itl_ms: float
     tokens: int
     placement: str
+    ttft_ms: float = TTFT_MS
 
     @property
     def name(self) -> str:
-        return f"{self.streams}s-itl{self.itl_ms:g}-{self.tokens}t-{self.placement}"
+        ttft = "" if self.ttft_ms == TTFT_MS else f"-ttft{self.ttft_ms:g}"
+        return f"{self.streams}s-itl{self.itl_ms:g}-{self.tokens}t-{self.placement}{ttft}"
 
     @property
     def chunks_per_s(self) -> float:
@@ -78,10 +89,14 @@ class Cpus:
 def parse_cells(text: str) -> list[Cell]:
     cells = []
     for item in text.split(","):
-        streams, itl, tokens, placement = item.split(":")
+        parts = item.split(":")
+        if len(parts) not in (4, 5):
+            raise SystemExit(f"--cells {item}: write streams:itl_ms:tokens:placement[:ttft_ms]")
+        streams, itl, tokens, placement = parts[:4]
         if placement not in PLACEMENTS:
             raise SystemExit(f"--cells {item}: placement must be one of {', '.join(PLACEMENTS)}")
-        cells.append(Cell(int(streams), float(itl), int(tokens), placement))
+        ttft = float(parts[4]) if len(parts) == 5 else TTFT_MS
+        cells.append(Cell(int(streams), float(itl), int(tokens), placement, ttft))
     return cells
 
 
@@ -211,10 +226,10 @@ def _delta(a: float | None, b: float | None) -> float | None:
 
 
 def run_cell(cell: Cell, cpus: Cpus, seconds: float, warmup_s: float, ref_streams: int, workdir: Path,
-             profile_dir: Path | None) -> dict[str, Any]:
+             profile_dir: Path | None, receive_clock: str = "kernel") -> dict[str, Any]:
     scenario = workdir / f"{cell.name}.yaml"
     scenario.write_text(f"name: matrix\nprompt_tokens: 64\noutput_tokens: {cell.tokens}\n")
-    mock = start_server(["mock", "--port", "0", "--ttft-ms", str(TTFT_MS), "--itl-ms", str(cell.itl_ms),
+    mock = start_server(["mock", "--port", "0", "--ttft-ms", str(cell.ttft_ms), "--itl-ms", str(cell.itl_ms),
                          "--output-tokens", str(cell.tokens)], cpu=cpus.mock)
     out = workdir / cell.name
     ref_out = workdir / f"{cell.name}-reference.json"
@@ -228,7 +243,8 @@ def run_cell(cell: Cell, cpus: Cpus, seconds: float, warmup_s: float, ref_stream
     try:
         _reset_stats(mock.url)
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env = {**os.environ, RECEIVE_CLOCK_ENV: receive_clock}
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         placer = Placer(proc, cpus, cell.placement)
         placer.worker_seen.wait(timeout=120)
         # the reference starts with the worker and measures the same window (after loadbench's warm-up)
@@ -253,7 +269,7 @@ def run_cell(cell: Cell, cpus: Cpus, seconds: float, warmup_s: float, ref_stream
         raise SystemExit(f"loadbench run failed ({proc.returncode}):\n{stdout.decode(errors='replace')}")
     run = next(p for p in out.iterdir() if p.is_dir())
     row = _row(cell, run, json.loads(ref_out.read_text()), mock_stats, wall, stdout.decode(errors="replace"),
-               profile_dir)
+               profile_dir, seconds)
     row["loop_lag_window_ms"] = loop_lag_ms(run / "histograms.hlog", warm)
     for role, cpu_s in placer.cpu_s.items():
         row[f"{role}_cpu_s_seen_outside"] = round(cpu_s, 3)
@@ -263,17 +279,19 @@ def run_cell(cell: Cell, cpus: Cpus, seconds: float, warmup_s: float, ref_stream
 
 
 def _row(cell: Cell, run: Path, ref: dict[str, Any], mock_stats: dict[str, Any], wall_s: float, console: str,
-         profile_dir: Path | None) -> dict[str, Any]:
+         profile_dir: Path | None, seconds: float) -> dict[str, Any]:
     s = json.loads((run / "summary.json").read_text())
     m = s["metrics"]
     gen = s.get("generator") or {}
-    requests = chunks = 0
+    requests = chunks = measured_chunks = 0
     with (run / "samples.jsonl").open() as f:
         for line in f:
             sample = json.loads(line)
             if sample.get("outcome") != "dropped":
                 requests += 1
                 chunks += int(sample.get("chunks") or 0)
+                if sample.get("phase") == "measure":
+                    measured_chunks += int(sample.get("chunks") or 0)
     cpu_s = gen.get("cpu_s")
     lb_ttft, lb_itl = m["ttft_ms"], m["itl_ms"]
     d_ttft99 = _delta(lb_ttft["p99"], ref["ttft_ms"]["p99"])
@@ -282,14 +300,22 @@ def _row(cell: Cell, run: Path, ref: dict[str, Any], mock_stats: dict[str, Any],
                 and d_itl99 is not None and abs(d_itl99) <= ITL_P99_PROMISE_MS)
     flagged = bool(gen.get("saturated")) or gen.get("client_delay_ms") is not None
     row: dict[str, Any] = {
-        **asdict(cell), "cell": cell.name, "mock_ttft_ms": TTFT_MS, "wall_s": round(wall_s, 1),
+        **asdict(cell), "cell": cell.name, "mock_ttft_ms": cell.ttft_ms, "wall_s": round(wall_s, 1),
         "requests_ok": s["requests"]["ok"], "chunks_per_s_planned": round(cell.chunks_per_s),
+        "chunks_per_s_measured": round(measured_chunks / seconds) if seconds else None,
         "ttft_p50_ms": lb_ttft["p50"], "ttft_p99_ms": lb_ttft["p99"],
         "ref_ttft_p50_ms": ref["ttft_ms"]["p50"], "ref_ttft_p99_ms": ref["ttft_ms"]["p99"],
         "d_ttft_p50_ms": _delta(lb_ttft["p50"], ref["ttft_ms"]["p50"]), "d_ttft_p99_ms": d_ttft99,
         "itl_p50_ms": lb_itl["p50"], "itl_p99_ms": lb_itl["p99"],
         "ref_itl_p50_ms": ref["itl_ms"]["p50"], "ref_itl_p99_ms": ref["itl_ms"]["p99"],
         "d_itl_p50_ms": _delta(lb_itl["p50"], ref["itl_ms"]["p50"]), "d_itl_p99_ms": d_itl99,
+        # the same run's chunks as user space read them, beside the kernel-stamped figures above
+        "receive_clock": gen.get("receive_clock"), "stamped_share": gen.get("stamped_share"),
+        "shared_stamp_share": gen.get("shared_stamp_share"),
+        "read_delay_p50_ms": gen.get("read_delay_p50_ms"), "read_delay_p99_ms": gen.get("read_delay_p99_ms"),
+        "user_ttft_p50_ms": gen.get("user_ttft_p50_ms"), "user_ttft_p99_ms": gen.get("user_ttft_p99_ms"),
+        "d_user_ttft_p50_ms": _delta(gen.get("user_ttft_p50_ms"), ref["ttft_ms"]["p50"]),
+        "d_user_ttft_p99_ms": _delta(gen.get("user_ttft_p99_ms"), ref["ttft_ms"]["p99"]),
         "worker_cpu_s": cpu_s, "requests_finished": requests, "chunks_finished": chunks,
         "worker_cpu_ms_per_request": round(1000 * cpu_s / requests, 3) if cpu_s and requests else None,
         "worker_cpu_us_per_chunk": round(1e6 * cpu_s / chunks, 2) if cpu_s and chunks else None,
@@ -313,6 +339,47 @@ def _row(cell: Cell, run: Path, ref: dict[str, Any], mock_stats: dict[str, Any],
     return row
 
 
+def _ms(value: float | None, signed: bool = True) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+TABLE_HEAD = ("| streams | TTFT | ITL | tokens | placement | clock | chunks/s | dTTFT P50 | dTTFT P99 | dITL P50 "
+              "| dITL P99 | user dTTFT P50 | user dTTFT P99 | read delay P50 / P99 | stamped (shared) "
+              "| worker CPU / request | / chunk | loop-lag P99 | verdict |")
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The cells as a Markdown table: loadbench minus the reference client (ms), kernel-stamped figures
+    (the run's own) beside the same run's user-space TTFT, the read delay and the stamps' share."""
+    lines = [TABLE_HEAD, "|" + "---|" * TABLE_HEAD.count(" | ") + "---|"]
+    for r in rows:
+        verdict = ("saturated" if r["saturated"] else f"flagged ({r['client_delay_ms']:.1f} ms)"
+                   if r["client_delay_ms"] is not None else "–")
+        if r["silent_error"]:
+            verdict += ", **off the promise, unflagged**"
+        elif not r["accurate"]:
+            verdict += ", off the promise"
+        cpu_req = r["worker_cpu_ms_per_request"]
+        cpu_chunk = r["worker_cpu_us_per_chunk"]
+        lines.append(
+            f"| {r['streams']} | {r['mock_ttft_ms']:g} ms | {r['itl_ms']:g} ms | {r['tokens']} | {r['placement']} "
+            f"| {r['receive_clock'] or '–'} | {r['chunks_per_s_measured'] or r['chunks_per_s_planned']:,} "
+            f"| {_ms(r['d_ttft_p50_ms'])} | {_ms(r['d_ttft_p99_ms'])} | {_ms(r['d_itl_p50_ms'])} "
+            f"| {_ms(r['d_itl_p99_ms'])} | {_ms(r['d_user_ttft_p50_ms'])} | {_ms(r['d_user_ttft_p99_ms'])} "
+            f"| {_ms(r['read_delay_p50_ms'], False)} / {_ms(r['read_delay_p99_ms'], False)} "
+            f"| {_share(r['stamped_share'])} ({_share(r['shared_stamp_share'])}) "
+            f"| {'–' if cpu_req is None else f'{cpu_req:.2f} ms'} "
+            f"| {'–' if cpu_chunk is None else f'{cpu_chunk:.1f} us'} "
+            f"| {_ms(r['loop_lag_p99_ms'], False)} ms | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", default=DEFAULT_CELLS, help="streams:itl_ms:tokens:shared|own, comma-separated")
@@ -324,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker-cpu", type=int, default=1)
     ap.add_argument("--master-cpu", type=int, default=0, help="where the CLI and master go in 'own' cells")
     ap.add_argument("--profile-dir", type=Path, help="py-spy the worker and master of each cell into DIR")
+    ap.add_argument("--receive-clock", choices=("kernel", "user"), default="kernel",
+                    help="user: the cells' chunks timed in user space (kernel stamps off)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     cells = full_cells() if args.full else parse_cells(args.cells)
@@ -332,15 +401,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lb-matrix-") as tmp:
         for cell in cells:
             row = run_cell(cell, cpus, args.seconds, args.warmup, args.reference_streams, Path(tmp),
-                           args.profile_dir)
+                           args.profile_dir, args.receive_clock)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "profile"}), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"bench": "generator_matrix", "cpus": asdict(cpus), "cores": os.cpu_count(),
            "load_average": os.getloadavg(), "seconds": args.seconds, "reference_streams": args.reference_streams,
-           "cells": rows}
+           "receive_clock": args.receive_clock, "cells": rows}
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    md = table(rows)
+    args.out.with_suffix(".md").write_text(md)
+    print(md)
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     ratios = [r["ttft_error_per_lag"] for r in rows if r["ttft_error_per_lag"] is not None]
     if ratios:
         print(f"largest TTFT P99 error per ms of loop-lag P99: {max(ratios):.2f} "
