@@ -19,6 +19,7 @@ text) takes the general path.
 from __future__ import annotations
 
 from collections.abc import Callable
+from os.path import commonprefix
 
 import orjson
 
@@ -28,6 +29,7 @@ from loadbench.protocol.dialect import Decoded
 PROBES = ("loadbench probe", "\u00e9 \\ \"q\" \u2028")
 LEARN_TRIES = 3  # reads a stream may spend learning its template (a failed try costs a few microseconds)
 _QUOTE = 34  # b'"'
+_DIGITS = b"0123456789"
 
 
 def sole_answer(decoded: Decoded) -> str | None:
@@ -40,22 +42,41 @@ def sole_answer(decoded: Decoded) -> str | None:
     return content[0][0]
 
 
+def _number_apart(old: bytes, new: bytes) -> tuple[bytes, int, bytes] | None:
+    """(what comes before, the number, what comes after) when ``new`` is ``old`` with one decimal number
+    changed (a server's event counter), else None."""
+    i = len(commonprefix([old, new]))
+    j = min(len(commonprefix([old[::-1], new[::-1]])), len(old) - i, len(new) - i)
+    while i > 0 and old[i - 1] in _DIGITS:
+        i -= 1
+    while j > 0 and old[len(old) - j] in _DIGITS:
+        j -= 1
+    was, now = old[i:len(old) - j], new[i:len(new) - j]
+    if not (was.isdigit() and now.isdigit()) or now != b"%d" % int(now):
+        return None
+    return new[:i], int(now), new[len(new) - j:]
+
+
 class ChunkTemplate:
     """One stream's answer-chunk template (per decoder: ids differ from stream to stream).
 
     A decoder asks ``text`` first while ``active``; on None it decodes the read its general way and
-    tells ``after`` what that read was. An answer piece the template missed (a server that numbers its
-    events, say) makes it learn again from that read, at most ``LEARN_TRIES`` times a stream; then the
-    stream stops trying and pays for no template at all."""
+    tells ``after`` what that read was. An answer piece the template missed makes it learn again from
+    that read, at most ``LEARN_TRIES`` times a stream; then the stream stops trying and pays for no
+    template at all. A head that differs from the last only in one number (the Responses API numbers
+    its events) is learned as a counter that goes up by one with each answer chunk."""
 
-    __slots__ = ("_head", "_min_bytes", "_tail", "_tail_bytes", "_tries", "active")
+    __slots__ = ("_count", "_head", "_min_bytes", "_post", "_pre", "_tail", "_tail_bytes", "_tries", "active")
 
     def __init__(self) -> None:
-        self._head: bytes | None = None
+        self._head: bytes | None = None  # the next answer chunk's bytes before its text
         self._tail = b""
         self._tail_bytes = 0
         self._min_bytes = 0
         self._tries = LEARN_TRIES
+        self._pre: bytes | None = None  # a counted head: _pre, the count, _post
+        self._post = b""
+        self._count = 0
         self.active = True  # learned, or still learning
 
     def text(self, chunk: bytes) -> str | None:
@@ -71,7 +92,12 @@ class ChunkTemplate:
             text = orjson.loads(middle)  # one string token or an error: quotes at both ends, nothing around
         except orjson.JSONDecodeError:
             return None
-        return text if type(text) is str and text else None
+        if type(text) is not str or not text:
+            return None
+        if self._pre is not None:
+            self._count += 1
+            self._head = self._pre + b"%d" % self._count + self._post
+        return text
 
     def after(self, chunk: bytes, decoded: Decoded, reads_as: Callable[[bytes], str | None]) -> None:
         """The general path read ``chunk`` (whole events, none left partial) as ``decoded``. When that is
@@ -80,7 +106,7 @@ class ChunkTemplate:
         text = sole_answer(decoded)
         if text is None:
             return  # another kind of event: the template, if any, still holds
-        self._head = None
+        expected, self._head, self._pre = self._head, None, None
         if self._tries <= 0:
             self.active = False
             return
@@ -90,8 +116,14 @@ class ChunkTemplate:
         if at < 0 or chunk.find(token, at + 1) >= 0:
             return  # written another way (escaped differently) or found twice: not a place we can trust
         head, tail = chunk[:at], chunk[at + len(token):]
+        counted = _number_apart(expected, head) if expected is not None and tail == self._tail else None
+        if counted is not None:
+            pre, count, post = counted
+            head = pre + b"%d" % (count + 1) + post  # the next chunk's, checked with the probes
         for probe in PROBES:
             if reads_as(head + orjson.dumps(probe) + tail) != probe:
                 return
         self._head, self._tail, self._tail_bytes = head, tail, len(tail)
         self._min_bytes = len(head) + len(tail) + 2
+        if counted is not None:
+            self._pre, self._count, self._post = pre, count + 1, post

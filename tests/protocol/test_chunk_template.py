@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadbench.protocol.chunktemplate import LEARN_TRIES, ChunkTemplate
+from loadbench.protocol.chunktemplate import LEARN_TRIES, ChunkTemplate, _number_apart
 from loadbench.protocol.dialect import STOP, Content, Decoded, StreamDecoder, ToolCall
 from loadbench.protocol.registry import dialect
 from loadbench.protocol.usage import Usage
@@ -47,14 +47,16 @@ def test_the_template_reads_every_stream_as_the_general_path_does(
             [general.feed(c) for c in reads] + [general.feed(b"", True)]
 
 
-@pytest.mark.parametrize("name", ["openai", "azure", "anthropic", "gemini"])
-def test_an_answer_chunk_after_the_first_is_read_by_the_template_alone(
+@pytest.mark.parametrize("name", SSE_DIALECTS)
+def test_an_answer_chunk_after_the_first_ones_is_read_by_the_template_alone(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Responses API numbers its events: its template learns the counter from the second chunk."""
     enc = dialect(name).encoder("m-1", "r-1")
     dec = dialect(name).decoder()
     dec.feed(enc.head())
-    dec.feed(enc.content("first"))
-    dec.feed(enc.content("second"))
+    dec.feed(enc.content("first"))  # Gemini's first chunk names the model
+    for text in ("second", "third"):
+        assert dec.feed(enc.content(text)) == Decoded(content=(Content(text),))
 
     def general(*_: Any) -> Decoded:
         raise AssertionError("the general path read an answer chunk the template holds")
@@ -76,12 +78,15 @@ def test_a_read_that_is_the_template_around_more_than_one_string_takes_the_gener
 
 
 def test_chunks_that_differ_in_more_than_their_text_stop_the_template_after_its_tries() -> None:
-    """A server that numbers its chunks: each learned template misses the next chunk; after
-    LEARN_TRIES the stream stops trying, and every chunk is still read right."""
+    """A server that pads each chunk with a random string (OpenAI's ``obfuscation``): each learned
+    template misses the next chunk; after LEARN_TRIES the stream stops trying, and every chunk is
+    still read right."""
     dec = dialect("openai").decoder()
     dec.feed(b'data: {"model":"m","choices":[{"delta":{"role":"assistant"}}]}\n\n')
     for n in range(LEARN_TRIES + 3):
-        chunk = b'data: {"n":%d,"choices":[{"index":0,"delta":{"content":"t%d"}}]}\n\n' % (n, n)
+        pad = "xyzw"[n % 4] * (n + 1)
+        chunk = b'data: {"choices":[{"index":0,"delta":{"content":"t%d"}}],"obfuscation":"%s"}\n\n' % (
+            n, pad.encode())
         assert dec.feed(chunk) == Decoded(content=(Content(f"t{n}"),))
     assert not dec._template.active  # type: ignore[attr-defined]
 
@@ -99,3 +104,23 @@ def test_a_text_the_server_escapes_otherwise_or_that_appears_twice_teaches_no_te
     template.after(b'data: {"id":"a","choices":[{"delta":{"content":"a"}}]}\n\n', Decoded(content=(Content("a"),)),
                    reads_as)
     assert never == [] and template.text(b'data: {"id":"a","choices":[{"delta":{"content":"b"}}]}\n\n') is None
+
+
+def test_a_head_apart_in_one_number_is_a_counter() -> None:
+    assert _number_apart(b'{"seq":9,"x":1,"d":', b'{"seq":10,"x":1,"d":') == (b'{"seq":', 10, b',"x":1,"d":')
+    assert _number_apart(b'{"seq":19,"d":', b'{"seq":20,"d":') == (b'{"seq":', 20, b',"d":')
+    assert _number_apart(b'{"a":1,"b":2,"d":', b'{"a":2,"b":3,"d":') is None  # two numbers apart
+    assert _number_apart(b'{"id":"x1","d":', b'{"id":"y1","d":') is None  # not a number that changed
+    assert _number_apart(b'{"n":7,"d":', b'{"n":07,"d":') is None  # not a number JSON writes
+
+
+def test_a_counter_that_skips_is_learned_again() -> None:
+    """A numbered stream whose answer chunks skip a number (another event took it) still reads right."""
+    dec = dialect("openai-responses").decoder()
+    enc = dialect("openai-responses").encoder("m-1", "r-1")
+    dec.feed(enc.head())
+    chunks = [b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":%d,'
+              b'"item_id":"msg_0","output_index":0,"content_index":0,"delta":"t%d","logprobs":[]}\n\n' % (n, n)
+              for n in (3, 4, 5, 7, 8, 9, 10)]
+    assert [dec.feed(c) for c in chunks] == [Decoded(content=(Content(f"t{n}"),)) for n in (3, 4, 5, 7, 8, 9, 10)]
+    assert dec._template.active  # type: ignore[attr-defined]
