@@ -15,8 +15,9 @@ Writes bench/out/generator.json.
 for each protocol (``workers.stream._read_stream`` over each dialect's encoded stream, one socket read
 per event, the HTTP parsing left out since it costs every protocol alike), and the cost of a kernel
 receive stamp per read (``recvmsg`` with its stamp mapped onto our clock against a plain ``recv``, on
-a real loopback TCP connection). Process CPU time, best of ``--repeats`` (others on a shared machine
-only ever add time). Writes bench/out/generator_reads.json.
+a real loopback TCP connection), and the read of a chunk not there yet when the reader asks (gevent's
+read, which tries first, against the worker's, which waits first). Process CPU time, best of
+``--repeats`` (others on a shared machine only ever add time). Writes bench/out/generator_reads.json.
 
     .venv/bin/python -m bench.generator_bench --reads [--tokens 64] [--streams 200] [--repeats 7]
 """
@@ -35,7 +36,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gevent
 from gevent import socket as gsocket
+from gevent.event import Event
 
 from bench.protocol_codec import PROTOCOLS, _Body, chunks
 from loadbench import outcomes, rxstamp
@@ -43,7 +46,7 @@ from loadbench.metrics.client_delay import TTFT_P99_PROMISE_MS
 from loadbench.procs import start_server
 from loadbench.protocol.registry import dialect
 from loadbench.workers.receive import ReceiveClock
-from loadbench.workers.stream import Measured, _read_stream
+from loadbench.workers.stream import Measured, _read_stream, _recv_stamped
 
 OUT = Path(__file__).resolve().parent / "out" / "generator.json"
 READS_OUT = Path(__file__).resolve().parent / "out" / "generator_reads.json"
@@ -154,13 +157,55 @@ def stamp_cost(reads: int, repeats: int) -> dict[str, float]:
             "stamp_us": round((stamped_ns - plain_ns) / reads / 1000, 3)}
 
 
+def waiting_read_cost(events: int, repeats: int) -> dict[str, float]:
+    """Microseconds of CPU per event for a reader that keeps up: each 150-byte event is not there yet
+    when the reader asks, and a sender greenlet writes it meanwhile (loopback TCP, stamps on). gevent's
+    own read (it tries, fails, waits, reads) against the worker's (``workers.stream._recv_stamped``: it
+    waits, then reads); the sender costs both alike."""
+    event = b"data: " + b"x" * 142 + b"\n\n"
+    total = events * len(event)
+    server = gsocket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    client = gsocket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    ReceiveClock().stamps(peer)
+
+    asked = Event()  # the reader has asked for the next event: the sender writes it (one event per read)
+
+    def send() -> None:
+        for _ in range(events):
+            asked.wait()
+            asked.clear()
+            client.send(event)
+
+    def reading(read: Callable[[Any, int], tuple[bytes, int | None]]) -> Callable[[], None]:
+        def run() -> None:
+            sender = gevent.spawn(send)
+            got = 0
+            while got < total:  # bounded: the sender writes exactly total bytes
+                asked.set()
+                got += len(read(peer, 65536)[0])
+            sender.join()
+        return run
+    try:
+        tries_first = best_cpu_ns(reading(rxstamp.recv), repeats)
+        waits_first = best_cpu_ns(reading(_recv_stamped), repeats)
+    finally:
+        for s in (client, peer, server):
+            s.close()
+    return {"gevent_read_us": round(tries_first / events / 1000, 3),
+            "wait_then_read_us": round(waits_first / events / 1000, 3)}
+
+
 def reads_bench(tokens: int, streams: int, repeats: int) -> dict[str, Any]:
     costs = {p: read_cost(p, tokens, streams, repeats) for p in PROTOCOLS}
     base = costs["openai"]["us_per_request"]
     return {"bench": "generator_reads", "tokens": tokens, "streams": streams, "repeats": repeats,
             "load_average": os.getloadavg(), "read": costs,
             "to_openai": {p: round(c["us_per_request"] / base, 2) for p, c in costs.items()},
-            "stamp": stamp_cost(20_000, repeats)}
+            "stamp": stamp_cost(20_000, repeats), "waiting_read": waiting_read_cost(20_000, repeats)}
 
 
 def main(argv: list[str] | None = None) -> int:
