@@ -13,7 +13,8 @@ Writes bench/out/generator.json.
 
 ``--reads``: the worker's CPU per streamed request and per chunk in one process, nothing else running,
 for each protocol (``workers.stream._read_stream`` over each dialect's encoded stream, one socket read
-per event, the HTTP parsing left out since it costs every protocol alike), and the cost of a kernel
+per event, the HTTP parsing left out since it costs every protocol alike), the decode of one answer
+chunk in the middle of a stream (the per-chunk cost without the stream's head and tail), the cost of a kernel
 receive stamp per read (``recvmsg`` with its stamp mapped onto our clock against a plain ``recv``, on
 a real loopback TCP connection), and the read of a chunk not there yet when the reader asks (gevent's
 read, which tries first, against the worker's, which waits first). Process CPU time, best of
@@ -122,6 +123,26 @@ def read_cost(protocol: str, tokens: int, streams: int, repeats: int) -> dict[st
     return {"us_per_request": round(ns / streams / 1000, 2), "us_per_chunk": round(ns / streams / tokens / 1000, 3)}
 
 
+def chunk_decode_us(protocol: str, chunks_n: int, repeats: int) -> float:
+    """Microseconds of CPU to decode one answer chunk of ``protocol`` in the middle of a stream (one
+    chunk per read, after the stream's head and first two chunks): the per-chunk cost alone."""
+    enc = dialect(protocol).encoder("bench-model", "resp-1")
+    head = enc.head()
+    body = [enc.content(f"tok{i} ") for i in range(chunks_n + 2)]
+    best = None
+    for _ in range(repeats):
+        dec = dialect(protocol).decoder()
+        for c in (head, body[0], body[1]):
+            dec.feed(c)
+        t0 = time.process_time_ns()
+        for c in body[2:]:
+            dec.feed(c)
+        took = time.process_time_ns() - t0
+        best = took if best is None else min(best, took)
+    assert best is not None
+    return round(best / chunks_n / 1000, 3)
+
+
 def stamp_cost(reads: int, repeats: int) -> dict[str, float]:
     """Microseconds of CPU per read: a plain ``recv`` and a stamped one (``rxstamp.recv`` and the stamp
     mapped by the worker's ``ReceiveClock``), each after one send of a 150-byte event on a loopback TCP
@@ -205,6 +226,7 @@ def reads_bench(tokens: int, streams: int, repeats: int) -> dict[str, Any]:
     return {"bench": "generator_reads", "tokens": tokens, "streams": streams, "repeats": repeats,
             "load_average": os.getloadavg(), "read": costs,
             "to_openai": {p: round(c["us_per_request"] / base, 2) for p, c in costs.items()},
+            "chunk_decode_us": {p: chunk_decode_us(p, 2000, repeats) for p in PROTOCOLS},
             "stamp": stamp_cost(20_000, repeats), "waiting_read": waiting_read_cost(20_000, repeats)}
 
 

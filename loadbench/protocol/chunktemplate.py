@@ -19,7 +19,6 @@ text) takes the general path.
 from __future__ import annotations
 
 from collections.abc import Callable
-from os.path import commonprefix
 
 import orjson
 
@@ -42,11 +41,20 @@ def sole_answer(decoded: Decoded) -> str | None:
     return content[0][0]
 
 
+def _alike(a: bytes, b: bytes) -> int:
+    """How many bytes ``a`` and ``b`` share from their start (run only when a template is learned again)."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 def _number_apart(old: bytes, new: bytes) -> tuple[bytes, int, bytes] | None:
     """(what comes before, the number, what comes after) when ``new`` is ``old`` with one decimal number
     changed (a server's event counter), else None."""
-    i = len(commonprefix([old, new]))
-    j = min(len(commonprefix([old[::-1], new[::-1]])), len(old) - i, len(new) - i)
+    i = _alike(old, new)
+    j = min(_alike(old[::-1], new[::-1]), len(old) - i, len(new) - i)
     while i > 0 and old[i - 1] in _DIGITS:
         i -= 1
     while j > 0 and old[len(old) - j] in _DIGITS:
