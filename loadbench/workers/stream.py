@@ -90,10 +90,11 @@ def _error_body(resp: Any, raw: Any) -> bytes:
     return b"".join(chunks)[:ERROR_BODY_MAX_BYTES]
 
 
-def _read_available(raw: Any, stamped: bool = False) -> tuple[bytes, int | None]:
+def _read_available(raw: Any, stamped: bool = False, queued: bool = False) -> tuple[bytes, int | None]:
     """Return the body bytes available now, reading the socket once if none are buffered, and the
     kernel's receive stamp (realtime ns) of the last socket read made here: None when no read was
     made (the bytes were buffered, e.g. they came with the head) or the kernel gave no stamp.
+    ``queued``: the next bytes are likely there already, so a stamped read tries before it waits.
 
     Returns b"" at the end of the message; raises StreamCut if the peer closed mid-message.
     """
@@ -106,7 +107,8 @@ def _read_available(raw: Any, stamped: bool = False) -> tuple[bytes, int | None]
         if sock is None:
             raise StreamCut("connection closed")
         if stamped:
-            data, stamp = _recv_stamped(sock, raw.block_size)
+            data, stamp = rxstamp.recv(sock, raw.block_size) if queued else _recv_stamped(sock, raw.block_size)
+            queued = False
         else:
             data = sock.recv(raw.block_size)
         if not data:
@@ -122,7 +124,9 @@ def _recv_stamped(sock: Any, size: int) -> tuple[bytes, int | None]:
     """``rxstamp.recv`` on a plain (not TLS) gevent socket the reader has just drained: wait until it is
     readable, then read. gevent's own read tries first and waits only when the read fails, and a reader
     that keeps up finds nothing there on every chunk: that failed read (a syscall, an exception raised
-    and caught) cost about 3 us a chunk. The request's deadline bounds the wait, as it bounds a read."""
+    and caught) cost 6-7 us a chunk with its wake-up (``bench/generator_bench.py --reads``). A reader a
+    whole inter-chunk gap behind finds the next chunk there, and waiting first would cost it about as
+    much: ``_read_stream`` then tries first (``queued``). The request's deadline bounds the wait."""
     ready = sock._read_event
     while True:  # a readable socket with nothing to read (a spurious wake) waits again
         sock._wait(ready)
@@ -212,12 +216,15 @@ def _read_stream(raw: Any, m: Measured, dialect: Dialect, receive: ReceiveClock 
     times, reads = m.token_times_ns, m.read_times_ns
     stamped, sent = m.stamping, m.sent_ns
     arrived: int | None = None  # the kernel time of the latest bytes, None while they came unstamped
+    queued = False  # the last read came a whole inter-chunk gap late: the next chunk is likely there
     done = False
     while True:
-        data, stamp = _read_available(raw, stamped)
+        data, stamp = _read_available(raw, stamped, queued)
         now = perf_ns()
         if stamp is not None:
-            at = arrived = receive.to_perf_ns(stamp, now, sent)
+            at = receive.to_perf_ns(stamp, now, sent)
+            queued = arrived is not None and now - at >= at - arrived
+            arrived = at
         else:
             at = now
             if data:
