@@ -184,7 +184,7 @@ _UNSIGNED_HEADERS = frozenset({"baggage", "connection", "expect", "keep-alive", 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _KEPT = 64  # URLs and signing keys kept per process (a gateway has a few targets, each a few paths)
 _urls: dict[str, tuple[str, str, str]] = {}
-_keys: dict[tuple[str, str, str, str], bytes] = {}
+_keys: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 _stamp: list[Any] = [None, ""]  # the last second signed and its timestamp
 
 
@@ -224,18 +224,22 @@ def _url_parts(url: str) -> tuple[str, str, str]:
     return parts
 
 
-def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
-    """The day's signing key: four HMACs, once per secret, day, region and service."""
+def _signing_key(secret: str, day: str, region: str, service: str) -> tuple[Any, Any]:
+    """The day's signing key (four HMACs of the secret, once per secret, day, region and service) as the
+    SHA-256 states of HMAC's inner and outer padded keys (RFC 2104): a signature then costs two hash
+    copies and updates, a third of what ``hmac.digest`` costs (OpenSSL sets up an HMAC per call)."""
     cache_key = (secret, day, region, service)
-    key = _keys.get(cache_key)
-    if key is None:
+    pads = _keys.get(cache_key)
+    if pads is None:
         key = f"AWS4{secret}".encode()
         for part in (day, region, service, "aws4_request"):
             key = hmac.digest(key, part.encode(), "sha256")
+        block = key.ljust(64, b"\0")  # a 32-byte key, padded to SHA-256's block
+        pads = (hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block)))
         if len(_keys) >= _KEPT:
             _keys.clear()
-        _keys[cache_key] = key
-    return key
+        _keys[cache_key] = pads
+    return pads
 
 
 def sign(wire: WireRequest, url: str, credentials: AwsCredentials, region: str, now: datetime,
@@ -282,8 +286,11 @@ def sign(wire: WireRequest, url: str, credentials: AwsCredentials, region: str, 
     canonical = f"POST\n{path}\n{query}\n{canonical_headers}\n{signed_names}\n{payload_hash}"
     scope = f"{day}/{region}/{service}/aws4_request"
     to_sign = f"{_ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    signature = hmac.digest(_signing_key(credentials.secret_key, day, region, service), to_sign.encode(),
-                            "sha256").hex()
+    inner_pad, outer_pad = _signing_key(credentials.secret_key, day, region, service)
+    inner, outer = inner_pad.copy(), outer_pad.copy()
+    inner.update(to_sign.encode())
+    outer.update(inner.digest())
+    signature = outer.hexdigest()
     out = dict(headers)
     out["Authorization"] = (f"{_ALGORITHM} Credential={credentials.access_key}/{scope}, "
                             f"SignedHeaders={signed_names}, Signature={signature}")
