@@ -185,7 +185,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _KEPT = 64  # URLs and signing keys kept per process (a gateway has a few targets, each a few paths)
 _urls: dict[str, tuple[str, str, str]] = {}
 _keys: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
-_stamp: list[Any] = [None, ""]  # the last second signed and its timestamp
 
 
 def _remove_dot_segments(path: str) -> str:
@@ -242,16 +241,25 @@ def _signing_key(secret: str, day: str, region: str, service: str) -> tuple[Any,
     return pads
 
 
-def sign(wire: WireRequest, url: str, credentials: AwsCredentials, region: str, now: datetime,
-         service: str = "bedrock") -> dict[str, str]:
-    """The headers of ``wire`` sent to ``url``, signed with SigV4 at ``now`` (UTC): ``wire``'s headers less
-    any ``Authorization``, then ``X-Amz-Date`` (or, when ``wire`` has a ``Date``, that date rewritten),
-    ``X-Amz-Security-Token`` with a session token, and ``Authorization``; the same headers, in the same
-    order, that botocore's ``SigV4Auth.add_auth`` leaves on the request. A pure function of its arguments."""
-    second = now.replace(microsecond=0)
-    if _stamp[0] != second:  # strftime is a tenth of the signature's cost: once a second
-        _stamp[:] = second, second.strftime(_TIMESTAMP)
-    stamp: str = _stamp[1]
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a signature at one second shares with every other of the same URL, headers, credentials,
+    region and service: all of it but the body's hash and what follows from it."""
+
+    headers: list[tuple[str, str]]  # the signed request's headers, Authorization still to add
+    canonical_head: str  # the canonical request up to the payload hash
+    stated_hash: str | None  # an X-Amz-Content-SHA256 header's value, signed as the payload hash
+    to_sign_head: str  # the string to sign up to the canonical request's hash
+    auth_head: str  # the Authorization header up to the signature
+    pads: tuple[Any, Any]  # the signing key as HMAC's padded states
+
+
+_plans: dict[tuple[Any, ...], _Plan] = {}  # the plans of the current second, keyed with its timestamp
+_last: list[tuple[Any, str]] = [(None, "")]  # that second and its timestamp
+
+
+def _plan(wire: WireRequest, url: str, credentials: AwsCredentials, region: str, service: str, now: datetime,
+          stamp: str) -> _Plan:
     day = stamp[:8]
     replaced = {"authorization", "x-amz-date"}
     added: list[tuple[str, str]] = []
@@ -280,18 +288,41 @@ def sign(wire: WireRequest, url: str, credentials: AwsCredentials, region: str, 
     canonical_headers = "".join(f"{n}:{','.join(' '.join(v.split()) for v in signed[n])}\n" for n in names)
     signed_names = ";".join(sorted(n.strip() for n in names))
     # a payload hash the request states (UNSIGNED-PAYLOAD, say) is signed as stated
-    payload_hash = next((v for n, v in headers if n.lower() == "x-amz-content-sha256"), None)
+    stated = next((v for n, v in headers if n.lower() == "x-amz-content-sha256"), None)
+    scope = f"{day}/{region}/{service}/aws4_request"
+    return _Plan(headers, f"POST\n{path}\n{query}\n{canonical_headers}\n{signed_names}\n", stated,
+                 f"{_ALGORITHM}\n{stamp}\n{scope}\n",
+                 f"{_ALGORITHM} Credential={credentials.access_key}/{scope}, SignedHeaders={signed_names}, Signature=",
+                 _signing_key(credentials.secret_key, day, region, service))
+
+
+def sign(wire: WireRequest, url: str, credentials: AwsCredentials, region: str, now: datetime,
+         service: str = "bedrock") -> dict[str, str]:
+    """The headers of ``wire`` sent to ``url``, signed with SigV4 at ``now`` (UTC): ``wire``'s headers less
+    any ``Authorization``, then ``X-Amz-Date`` (or, when ``wire`` has a ``Date``, that date rewritten),
+    ``X-Amz-Security-Token`` with a session token, and ``Authorization``; the same headers, in the same
+    order, that botocore's ``SigV4Auth.add_auth`` leaves on the request. A pure function of its arguments:
+    what does not depend on the body is worked out once a second per URL, headers, credentials, region
+    and service (``_Plan``), since a gateway sends the same few shapes of request many times a second."""
+    second = now.replace(microsecond=0)
+    last = _last[0]
+    if last[0] != second:  # strftime costs as much as the rest of a planned signature: once a second
+        last = _last[0] = (second, second.strftime(_TIMESTAMP))
+        _plans.clear()
+    stamp: str = last[1]
+    key = (stamp, url, credentials, region, service, *wire.headers.items())
+    plan = _plans.get(key)
+    if plan is None:
+        if len(_plans) >= _KEPT:
+            _plans.clear()
+        plan = _plans[key] = _plan(wire, url, credentials, region, service, second, stamp)
+    payload_hash = plan.stated_hash
     if payload_hash is None:
         payload_hash = hashlib.sha256(wire.body).hexdigest()
-    canonical = f"POST\n{path}\n{query}\n{canonical_headers}\n{signed_names}\n{payload_hash}"
-    scope = f"{day}/{region}/{service}/aws4_request"
-    to_sign = f"{_ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    inner_pad, outer_pad = _signing_key(credentials.secret_key, day, region, service)
-    inner, outer = inner_pad.copy(), outer_pad.copy()
-    inner.update(to_sign.encode())
+    inner, outer = plan.pads[0].copy(), plan.pads[1].copy()
+    inner.update((plan.to_sign_head + hashlib.sha256((plan.canonical_head + payload_hash).encode()).hexdigest())
+                 .encode())
     outer.update(inner.digest())
-    signature = outer.hexdigest()
-    out = dict(headers)
-    out["Authorization"] = (f"{_ALGORITHM} Credential={credentials.access_key}/{scope}, "
-                            f"SignedHeaders={signed_names}, Signature={signature}")
+    out = dict(plan.headers)
+    out["Authorization"] = plan.auth_head + outer.hexdigest()
     return out

@@ -84,3 +84,19 @@ def test_the_signature_covers_the_body_the_time_and_the_secret() -> None:
                sign(wire, url + "?x=1", CREDENTIALS[0], "us-east-1", at))
     assert all(h["Authorization"] != base for h in changed)
     assert len({h["Authorization"].rsplit("Signature=", 1)[1] for h in changed}) == len(changed)
+
+
+def test_requests_of_one_second_share_nothing_but_what_they_have_in_common() -> None:
+    """Within one second the parts of a signature that do not depend on the body are worked out once per
+    URL, headers, credentials, region and service: any of them changing gives botocore's signature still."""
+    at = datetime(2026, 6, 1, 8, 0, 0, 1000, tzinfo=UTC)
+    url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse"
+    plain = {"Content-Type": "application/json"}
+    for i in range(40):
+        when = at + timedelta(microseconds=i * 1000)  # all in the same second
+        headers = (plain, {**plain, "X-Extra": str(i % 3)}, {"content-type": "application/json"})[i % 3]
+        creds = CREDENTIALS[i % 2]
+        wire = WireRequest("", headers, b'{"n":%d}' % i)
+        target = url if i % 4 else url.replace("converse", "converse-stream")
+        for region in ("us-east-1", "eu-west-3"):
+            assert sign(wire, target, creds, region, when) == botocore_signed(wire, target, creds, region, when)
