@@ -11,7 +11,8 @@
 - ``sign`` is SigV4 over a request ``Dialect.request`` built: a pure function of the request, the
   credentials, the region and the time the caller passes in. It is written here (botocore's
   ``SigV4Auth`` costs 150 us a request, see ``sign``) and tested against botocore's, byte for byte.
-  ``chain_credentials`` reads the standard AWS chain (environment, profile, container or instance role).
+  ``chain_credentials`` reads botocore's standard AWS chain (environment, profile, container or instance
+  role); commands look credentials up through ``config.credentials.aws_credentials``, which calls it.
 """
 
 from __future__ import annotations
@@ -172,8 +173,9 @@ def chain_credentials(profile: str | None = None) -> AwsCredentials | None:
 # SigV4 (AWS's Signature Version 4, the algorithm botocore's ``SigV4Auth`` implements), here rather than
 # through botocore: botocore builds an ``AWSRequest``, an email-style header map and a prepared copy of the
 # request for every signature and parses the URL three times, 150 us a request, a quarter of the gateway's
-# CPU on a Bedrock route. Only the per-request part is done per request: the URL's host, canonical path and
-# query once per URL, the signing key once per secret, day, region and service. botocore stays the
+# CPU on a Bedrock route. Only the per-request part is done per request (the body's hash and two more
+# SHA-256s): the URL's host, canonical path and query once per URL, the signing key once per secret, day,
+# region and service, the rest once a second per shape of request (``_Plan``). botocore stays the
 # reference: the tests sign varied requests with both and compare the headers byte for byte.
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _TIMESTAMP = "%Y%m%dT%H%M%SZ"  # botocore.auth.SIGV4_TIMESTAMP
@@ -182,7 +184,7 @@ _UNSIGNED_HEADERS = frozenset({"baggage", "connection", "expect", "keep-alive", 
                                "proxy-authorization", "te", "traceparent", "tracestate", "trailer",
                                "transfer-encoding", "upgrade", "user-agent", "x-amzn-trace-id"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_KEPT = 64  # URLs and signing keys kept per process (a gateway has a few targets, each a few paths)
+_KEPT = 64  # URLs, signing keys and a second's plans kept per process (a gateway has a few targets, each a few paths)
 _urls: dict[str, tuple[str, str, str]] = {}
 _keys: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
