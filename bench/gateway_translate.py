@@ -10,7 +10,7 @@ median over rounds of (translating gateway req/CPU-s) / (pass-through gateway re
 for at least 0.8. Writes bench/out/gateway_translate_<protocol>.json; asserts nothing.
 
     .venv/bin/python -m bench.gateway_translate [--protocol anthropic|bedrock|...] [--seconds 15] [--concurrency 40]
-                                                [--json-concurrency 200] [--rounds 3]
+                                                [--json-concurrency 200] [--rounds 3] [--only stream|nonstream]
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=40)
     p.add_argument("--json-concurrency", type=int, default=200)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--only", choices=("stream", "nonstream"), help="one kind of request only")
     args = p.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="gwtranslate-"))
     started: list[ServerProcess] = []
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     summary = {f"translating_{args.protocol}_to_pass_through": {
         kind: round(statistics.median(r["ratio"] for r in rows if r["stream"] == (kind == "stream")), 3)
-        for kind in ("stream", "nonstream")}}
+        for kind in ("stream", "nonstream") if kind == (args.only or kind)}}
     out = {"bench": "gateway_translate", "protocol": args.protocol, "seconds": args.seconds,
            "concurrency": args.concurrency, "json_concurrency": args.json_concurrency,
            "load_average": os.getloadavg(), **summary, "rounds": rows}

@@ -126,9 +126,25 @@ def region_of(region: str | None) -> str | None:
     return None
 
 
-def aws_credentials() -> AwsCredentials | None:
-    """AWS credentials from botocore's standard chain (None when it finds none)."""
-    return chain_credentials()
+# the variables the standard AWS chain reads first (botocore's EnvProvider), in its order: the session
+# token's older name AWS_SECURITY_TOKEN, when set, before AWS_SESSION_TOKEN
+AWS_KEY_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+AWS_TOKEN_ENV = ("AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+
+
+def aws_credentials(profile: str | None = None, env: Mapping[str, str] | None = None) -> AwsCredentials | None:
+    """The AWS credentials of the standard chain (None when it finds none), the one lookup of every
+    command that signs: the keys in ``env`` (default: the environment), AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY with AWS_SESSION_TOKEN, unless ``profile`` names a profile; else botocore's
+    chain (that profile or AWS_PROFILE's, the shared files, a container's or an instance's role). The
+    keys in the environment are read here, as the chain's first link reads them, so that a process with
+    them never imports botocore's session machinery, and a caller can pass the environment it checks."""
+    env = os.environ if env is None else env
+    key, secret = (env.get(name) for name in AWS_KEY_ENV)
+    if key and secret and profile is None:
+        token = next((env[name] for name in AWS_TOKEN_ENV if env.get(name)), None)
+        return AwsCredentials(key, secret, token)
+    return chain_credentials(profile)
 
 
 def target_dialect(protocol: str, model: str) -> tuple[Dialect, str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 
 from loadbench import __version__
+from loadbench.config.credentials import aws_credentials
 from loadbench.errors import ConfigError, ExitCode, InputError, Interrupted
 from loadbench.eval.aggregate import build_scorecard, latest, merge_judgements, score_call
 from loadbench.eval.codeexec import score_code
@@ -33,7 +34,7 @@ from loadbench.eval.records import CallRecord, Judgement
 from loadbench.eval.runner import Endpoint, LateScorer
 from loadbench.eval.scorecard import LatencyCard, Percentiles, ProbeResult, Scorecard
 from loadbench.eval.suite import EvalTarget, Suite, load_suite
-from loadbench.protocol.aws import AwsCredentials, chain_credentials
+from loadbench.protocol.aws import AwsCredentials
 from loadbench.protocol.bedrock import check_region
 from loadbench.results import run_dir as rd
 
@@ -136,7 +137,7 @@ def _aws(t: EvalTarget, path: str) -> tuple[str | None, AwsCredentials | None]:
     except InputError as exc:
         raise ConfigError(path, f"region of target {t.name!r}", str(exc), "add region: us-east-1 to the target") \
             from None
-    credentials = chain_credentials()
+    credentials = aws_credentials()
     if credentials is None:
         raise ConfigError("environment", "AWS credentials", f"the standard AWS chain found none (needed by {t.name!r})",
                           "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) before running")

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, StrictBool
 
 from loadbench.cache.config import CacheConfig, OpenAIEmbedderConfig, load_cache_config
+from loadbench.config.credentials import aws_credentials
 from loadbench.config.source import environment, read_yaml
 from loadbench.config.validation import StrictModel, validate
 from loadbench.errors import ConfigError, InputError
@@ -38,7 +39,7 @@ from loadbench.gateway.abconfig import (
     compile_shadow,
 )
 from loadbench.protocol import registry
-from loadbench.protocol.aws import AwsCredentials, chain_credentials
+from loadbench.protocol.aws import AwsCredentials
 from loadbench.protocol.bedrock import check_region
 from loadbench.protocol.gemini import check_model
 
@@ -593,9 +594,9 @@ class AwsSigning:
 
 
 def aws_signing(t: TargetModel, path: str, where: str, env: dict[str, str]) -> AwsSigning | None:
-    """A Bedrock target's region and credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
-    (/ AWS_SESSION_TOKEN) from the environment, else the standard AWS chain (profile, container or
-    instance role), read once before serving."""
+    """A Bedrock target's region and credentials: the standard AWS chain's (``credentials.aws_credentials``:
+    the keys in ``env``, else its ``aws_profile``, the shared files, a container's or instance's role),
+    read once before serving."""
     if t.protocol != "bedrock":
         for name in ("region", "aws_profile"):
             if getattr(t, name) is not None:
@@ -609,10 +610,7 @@ def aws_signing(t: TargetModel, path: str, where: str, env: dict[str, str]) -> A
     if t.api_key_env:
         raise ConfigError(path, f"{where}.api_key_env", "a bedrock target is signed with AWS credentials, not a key",
                           "remove api_key_env; export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or set aws_profile")
-    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-    if key and secret and t.aws_profile is None:
-        return AwsSigning(region, AwsCredentials(key, secret, env.get("AWS_SESSION_TOKEN") or None))
-    found = chain_credentials(t.aws_profile)
+    found = aws_credentials(t.aws_profile, env)
     if found is None:
         raise ConfigError(path, where, "the standard AWS chain found no credentials for this bedrock target",
                           "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or set aws_profile to a profile"

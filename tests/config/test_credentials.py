@@ -12,6 +12,7 @@ from loadbench.config.credentials import Credential, check_target, credential, t
 from loadbench.errors import ConfigError
 from loadbench.plan.run import RunPlan, TargetSpec
 from loadbench.protocol import registry
+from loadbench.protocol.aws import AwsCredentials, chain_credentials
 from loadbench.protocol.dialect import LLMRequest, Message
 from loadbench.protocol.openai import OPENAI
 
@@ -151,3 +152,87 @@ def _scenario():  # type: ignore[no-untyped-def]
     from loadbench.config import scenario_from_dict
 
     return scenario_from_dict({})
+
+
+_AWS_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE",
+              "AWS_DEFAULT_PROFILE", "AWS_CREDENTIAL_EXPIRATION", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+              "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
+
+
+@pytest.fixture
+def aws_files(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """An environment with no AWS credentials but a shared credentials file with two profiles; no
+    instance metadata (the chain's last link would wait for it)."""
+    for name in _AWS_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "credentials").write_text("[default]\naws_access_key_id = AKIDDEFAULT\n"
+                                          "aws_secret_access_key = default-secret\n"
+                                          "[ops]\naws_access_key_id = AKIDOPS\naws_secret_access_key = ops-secret\n"
+                                          "aws_session_token = ops-token\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.usefixtures("aws_files")
+@pytest.mark.parametrize(("env", "profile", "expected"), [
+    ({}, None, AwsCredentials("AKIDDEFAULT", "default-secret")),
+    ({"AWS_PROFILE": "ops"}, None, AwsCredentials("AKIDOPS", "ops-secret", "ops-token")),
+    ({}, "ops", AwsCredentials("AKIDOPS", "ops-secret", "ops-token")),
+    ({"AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "env-secret"}, None,
+     AwsCredentials("AKIDENV", "env-secret")),
+    ({"AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_SESSION_TOKEN": "s"}, None,
+     AwsCredentials("AKIDENV", "env-secret", "s")),
+    ({"AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_SECURITY_TOKEN": "old"}, None,
+     AwsCredentials("AKIDENV", "env-secret", "old")),
+    ({"AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_SESSION_TOKEN": "s",
+      "AWS_SECURITY_TOKEN": "old"}, None, AwsCredentials("AKIDENV", "env-secret", "old")),
+    # the keys in the environment come before AWS_PROFILE, and a profile named by the caller before them
+    ({"AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_PROFILE": "ops"}, None,
+     AwsCredentials("AKIDENV", "env-secret")),
+    ({"AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "env-secret"}, "ops",
+     AwsCredentials("AKIDOPS", "ops-secret", "ops-token")),
+])
+def test_aws_credentials_are_what_the_standard_chain_finds(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                           profile: str | None, expected: AwsCredentials) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert chain_credentials(profile) == expected  # botocore's own chain: the reference
+    assert credentials.aws_credentials(profile) == expected
+    if "AWS_ACCESS_KEY_ID" in env and profile is None:
+        # keys in the environment a caller passes are the ones read (the gateway checks the one it is given)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDOTHER")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "other-secret")
+        assert credentials.aws_credentials(profile, env) == expected
+
+
+@pytest.mark.usefixtures("aws_files")
+def test_gateway_and_eval_find_aws_credentials_through_the_one_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loadbench.eval.suite import EvalTarget
+    from loadbench.eval.workflow import _aws
+    from loadbench.gateway.config import compile_model, parse_model
+
+    target = {"name": "br", "url": "http://127.0.0.1:9", "model": "m", "protocol": "bedrock", "region": "us-east-1"}
+    cfg = {"targets": [target], "virtual_models": [{"name": "vm", "targets": [{"target": "br"}]}]}
+    env = {"AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_SECURITY_TOKEN": "old"}
+    found = compile_model(parse_model(cfg, "gw.yaml"), "gw.yaml", env=env).targets["br"].aws
+    assert found is not None and found.credentials == AwsCredentials("AKIDENV", "env-secret", "old")
+    found = compile_model(parse_model({**cfg, "targets": [{**target, "aws_profile": "ops"}]}, "gw.yaml"), "gw.yaml",
+                          env=env).targets["br"].aws
+    assert found is not None and found.credentials == AwsCredentials("AKIDOPS", "ops-secret", "ops-token")
+    suite_target = EvalTarget("br", "http://127.0.0.1:9", "m", None, "p", None, (), None, "bedrock", "us-east-1")
+    assert _aws(suite_target, "suite.yaml") == ("us-east-1", AwsCredentials("AKIDDEFAULT", "default-secret"))
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "s")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    assert _aws(suite_target, "suite.yaml") == ("us-east-1", AwsCredentials("AKIDENV", "env-secret", "s"))
+    # nothing anywhere: each command's own message
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    with pytest.raises(ConfigError, match=r"gw\.yaml: targets\[0\]: the standard AWS chain found no credentials"):
+        compile_model(parse_model(cfg, "gw.yaml"), "gw.yaml", env={})
+    with pytest.raises(ConfigError, match=r"AWS credentials: the standard AWS chain found none \(needed by 'br'\)"):
+        _aws(suite_target, "suite.yaml")
+    with pytest.raises(ConfigError, match=r"no AWS credentials found in the standard chain"):
+        _check("bedrock", region="us-east-1")

@@ -29,11 +29,11 @@ from loadbench.protocol.dialect import (
     Tool,
     ToolCall,
     WireError,
-    WireRequest,
 )
 from loadbench.protocol.registry import dialect
 from tests.protocol.dialect_checks import decode_split, same_for_any_split
 from tests.protocol.dialect_server import USAGE, DialectServer, Script
+from tests.protocol.sigv4_reference import botocore_signed
 
 # Bedrock reports no reasoning tokens apart
 BR_USAGE = replace(USAGE, reasoning_tokens=0)
@@ -255,21 +255,6 @@ def test_a_missing_or_malformed_region_is_refused_with_the_fix(region: str | Non
         check_region(region)
 
 
-def _botocore_signed(wire: WireRequest, url: str, creds: AwsCredentials, region: str, at: datetime) -> dict[str, str]:
-    """The headers botocore's SigV4Auth signs, a fresh signer per request (the reference)."""
-    from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    request = AWSRequest(method="POST", url=url, data=wire.body, headers=dict(wire.headers))
-    signer = SigV4Auth(Credentials(creds.access_key, creds.secret_key, creds.token), "bedrock", region)
-    request.context["timestamp"] = at.strftime(SIGV4_TIMESTAMP)
-    signer._modify_request_before_signing(request)
-    signer._inject_signature_to_request(
-        request, signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request))
-    return dict(request.headers.items())
-
-
 def test_a_kept_signer_signs_what_a_fresh_botocore_signer_signs_across_days_regions_and_keys() -> None:
     wire = BEDROCK.request(LLMRequest(model=MODEL, messages=(Message("user", "hi"),), stream=True))
     keys = (AwsCredentials("AKIDONE", "secret-one"), AwsCredentials("AKIDTWO", "secret-two", "token"))
@@ -278,4 +263,4 @@ def test_a_kept_signer_signs_what_a_fresh_botocore_signer_signs_across_days_regi
         for region in ("us-east-1", "eu-west-3"):
             for creds in keys:
                 url = f"https://bedrock-runtime.{region}.amazonaws.com" + wire.path
-                assert sign(wire, url, creds, region, at) == _botocore_signed(wire, url, creds, region, at)
+                assert sign(wire, url, creds, region, at) == botocore_signed(wire, url, creds, region, at)
