@@ -25,7 +25,9 @@ its CPU per request depends on (a stream that reaches a relay in fewer, larger r
 ``--loop-delay`` runs each gateway's event-loop delay probe (``loadbench.gateway.looplag``) and gives,
 per gateway and round, the P50 and P99 of how long ready work waited for its loop during the
 measured window (read from the probe's histogram in ``/metrics`` before and after it: each figure is
-the upper bound of the bucket it falls in) and the share of waits over 1 ms.
+the upper bound of the bucket it falls in) and the share of waits over 1 ms. Every server's row also
+gives how long its event loop's thread waited, runnable, for the core (``loop_runnable_wait_ms_per_s``,
+from ``schedstat``): the part of the loop's delay that is the shared core's, not the loop's own work.
 Writes bench/out/gateway_paired.json (``gateway_paired_requestlog.json`` with
 ``--request-log``, ``gateway_paired_redis.json`` with ``--redis``). Asserts nothing.
 """
@@ -81,6 +83,12 @@ def _thread_cpu_ns(pid: int) -> dict[int, int]:
         except FileNotFoundError:  # the thread ended between the listing and the read
             continue
     return times
+
+
+def _runnable_wait_s(pid: int) -> float:
+    """Seconds the main thread (the event loop's) has waited, runnable, for a CPU (schedstat's second
+    field): ready work that waits for the loop while the loop waits for the core."""
+    return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 def _cpu_s(pid: int) -> float:
@@ -158,17 +166,20 @@ async def _round(servers: dict[str, tuple[str, int]], stream: bool, seconds: flo
         probed = [n for n in servers if loop_delay and n.startswith("gateway")]
         lag0 = {n: await _loop_delay_counts(session, servers[n][0]) for n in probed}
         cpu0 = {n: _cpu_s(pid) for n, (_, pid) in servers.items()}
+        wait0 = {n: _runnable_wait_s(pid) for n, (_, pid) in servers.items()}
         side0 = {n: _side_cpu_s(pid) for n, (_, pid) in servers.items()}
         io0 = {n: _io_counts(pid) for n, (_, pid) in servers.items()}
         end = time.monotonic() + seconds
         await asyncio.gather(*(user(n, url, end) for n, (url, _) in servers.items() for _ in range(users)))
         cpu1 = {n: _cpu_s(pid) for n, (_, pid) in servers.items()}
+        wait1 = {n: _runnable_wait_s(pid) for n, (_, pid) in servers.items()}
         side1 = {n: _side_cpu_s(pid) for n, (_, pid) in servers.items()}
         io1 = {n: _io_counts(pid) for n, (_, pid) in servers.items()}
         lag1 = {n: await _loop_delay_counts(session, servers[n][0]) for n in probed}
     lags = {n: loop_delay_figures(lag0[n] or {}, lag1[n] or {}) for n in probed}
     return {n: {**lags.get(n, {}), "completed": done[n], "errors": errors[n], "cpu_s": round(cpu1[n] - cpu0[n], 3),
                 "req_per_cpu_s": round(done[n] / max(1e-9, cpu1[n] - cpu0[n]), 1),
+                "loop_runnable_wait_ms_per_s": round((wait1[n] - wait0[n]) / seconds * 1000, 1),
                 "side_threads_us_per_req": round((side1[n] - side0[n]) / max(1, done[n]) * 1e6, 1),
                 **{key: round((io1[n][i] - io0[n][i]) / max(1, done[n]), 2) for i, key in enumerate(
                     ("reads_per_req", "writes_per_req", "wakeups_per_req", "preempted_per_req"))}}
