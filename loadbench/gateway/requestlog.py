@@ -78,14 +78,17 @@ def outcome_of(status: int, outcome: str) -> str:
 def record_of(ctx: RequestContext, status: int, end_ns: int, end_s: float) -> LogRecord:
     """The log's copy of a finished exchange (on the event loop: attribute reads and one tuple). The
     exchange's objects are freed on the loop as without a log; the context itself is kept only when the
-    writer needs more of it (bodies to log, an experiment's inline check)."""
+    writer needs more of it (bodies to log, an experiment's inline check), and the answer's bytes only
+    when its usage was not decoded yet (a whole answer's tail is the whole answer: kept, it would wait
+    in the queue with every record and be freed by the writer's thread, from cold memory)."""
     extra = ctx.extra_headers
     route = ctx.route
+    usage = ctx.usage
     return _new_record(LogRecord, (
-        ctx.request_id, ctx.arrival_ns, ctx.first_ns, ctx.last_ns, ctx.tokens, ctx.usage_tail,
+        ctx.request_id, ctx.arrival_ns, ctx.first_ns, ctx.last_ns, ctx.tokens, b"" if usage else ctx.usage_tail,
         extra.get("x-loadbench-cache") if extra else None, ctx.target, route.name if route else None,
         ctx.experiment, ctx.arm, ctx.attempts, ctx.metadata or None, ctx.client_key_digest, ctx.pair_id,
-        ctx.role, ctx.outcome, status, end_ns, end_s, ctx if ctx.log_body or ctx.experiment else None, ctx.usage))
+        ctx.role, ctx.outcome, status, end_ns, end_s, ctx if ctx.log_body or ctx.experiment else None, usage))
 
 
 def row_of(r: LogRecord, spec: RequestLogSpec, prices: Mapping[str, Price | None], worker: int) -> tuple[object, ...]:

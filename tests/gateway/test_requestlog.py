@@ -316,3 +316,24 @@ def test_a_record_s_fields_land_in_their_columns(tmp_path: Path) -> None:
     assert (row["outcome"], row["cost_usd"], row["ttft_ms"], row["tpot_ms"], row["prompt_tokens"],
             row["output_tokens"], row["model"], row["tenant"], row["pair_id"]) == (
         "client_gone", 0.0, None, None, None, 1, None, None, None)
+
+
+def test_a_record_keeps_the_answer_s_bytes_only_while_its_usage_is_not_decoded(tmp_path: Path) -> None:
+    """A whole answer's usage is decoded on the loop: its record does not keep the answer (the queue
+    would hold every waiting answer's bytes); a stream's tail still goes to the writer to be read."""
+    from loadbench.gateway import logdb
+    from loadbench.gateway.abconfig import RequestLogSpec
+    from loadbench.gateway.context import RequestContext
+    from loadbench.gateway.requestlog import record_of, row_of
+    from loadbench.protocol.usage import Usage
+
+    spec = RequestLogSpec(str(tmp_path / "x.db"), 100, 0.2, 4096, None, None, "none", 0.0, (), None)
+    whole = RequestContext("a", 1_000_000_000, "chat")
+    whole.usage_tail = b'{"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}'
+    whole.usage = Usage(3, 4, 0, 0)
+    stream = RequestContext("b", 1_000_000_000, "chat")
+    stream.usage_tail = b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 6}}\n\n'
+    records = [record_of(ctx, 200, 1_100_000_000, 1_700_000_000.0) for ctx in (whole, stream)]
+    assert [r.usage_tail for r in records] == [b"", stream.usage_tail]
+    tokens = [tuple(logdb.value(v) for v in row_of(r, spec, {}, 1)[13:15]) for r in records]
+    assert tokens == [(3, 4), (5, 6)]
