@@ -22,6 +22,12 @@ SQLite-state gateway. Each server's row also counts, per completed request, its 
 system calls and its event loop's voluntary and involuntary context switches (``/proc/PID/io`` and
 ``status``): how many requests a wake-up serves and in how many reads a stream arrives, the conditions
 its CPU per request depends on (a stream that reaches a relay in fewer, larger reads costs it less).
+``--loop-delay`` runs each gateway's event-loop delay probe (``loadbench.gateway.looplag``) and gives,
+per gateway and round, the P50 and P99 of how long ready work waited for its loop during the
+measured window (read from the probe's histogram in ``/metrics`` before and after it: each figure is
+the upper bound of the bucket it falls in) and the share of waits over 1 ms. Every server's row also
+gives how long its event loop's thread waited, runnable, for the core (``loop_runnable_wait_ms_per_s``,
+from ``schedstat``): the part of the loop's delay that is the shared core's, not the loop's own work.
 Writes bench/out/gateway_paired.json (``gateway_paired_requestlog.json`` with
 ``--request-log``, ``gateway_paired_redis.json`` with ``--redis``). Asserts nothing.
 """
@@ -38,11 +44,12 @@ import time
 from pathlib import Path
 
 import aiohttp
-import psutil
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.gateway_bench import bare_relay
 from bench.redis_server import RedisServer
+from loadbench.gateway import looplag
 from loadbench.procs import ServerProcess, start_server
 
 OUT = Path(__file__).resolve().parent / "out" / "gateway_paired.json"
@@ -64,20 +71,33 @@ def _gateway_config(mock: ServerProcess, request_log: bool, redis: bool = False)
     return str(path)
 
 
+def _thread_cpu_ns(pid: int) -> dict[int, int]:
+    """Each thread's CPU time in ns (``/proc/PID/task/TID/schedstat``: the scheduler's own count). The
+    ``utime``/``stime`` of ``/proc/PID/stat`` (psutil's) come in 10 ms clock ticks, about 1 % of a
+    round's CPU per reading at these loads: more than the differences this bench is after. A thread
+    that ends within a round would take its time with it; the servers' threads live as long as they do."""
+    times = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            times[int(tid)] = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except FileNotFoundError:  # the thread ended between the listing and the read
+            continue
+    return times
+
+
+def _runnable_wait_s(pid: int) -> float:
+    """Seconds the main thread (the event loop's) has waited, runnable, for a CPU (schedstat's second
+    field): ready work that waits for the loop while the loop waits for the core."""
+    return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def _cpu_s(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    return sum(_thread_cpu_ns(pid).values()) / 1e9
 
 
 def _side_cpu_s(pid: int) -> float:
     """CPU seconds of the process's threads other than the main one (the request log's writer)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        if int(tid) != pid:
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
+    return sum(ns for tid, ns in _thread_cpu_ns(pid).items() if tid != pid) / 1e9
 
 
 def _io_counts(pid: int) -> tuple[int, int, int, int]:
@@ -93,8 +113,37 @@ def _io_counts(pid: int) -> tuple[int, int, int, int]:
             int(status["nonvoluntary_ctxt_switches"]))
 
 
-async def _round(servers: dict[str, tuple[str, int]], stream: bool, seconds: float, users: int) -> dict[str, dict]:
-    """``servers``: name -> (url, pid)."""
+async def _loop_delay_counts(session: aiohttp.ClientSession, url: str) -> dict[float, int] | None:
+    """The gateway's loop-delay histogram: cumulative count by upper bound (s); None without the probe."""
+    async with session.get(url + "/metrics") as r:
+        text = await r.text()
+    for family in text_string_to_metric_families(text):
+        if family.name == looplag.METRIC:
+            return {float(s.labels["le"]): int(s.value) for s in family.samples if s.name.endswith("_bucket")}
+    return None
+
+
+def loop_delay_figures(before: dict[float, int], after: dict[float, int]) -> dict[str, float | int | None]:
+    """P50 and P99 (ms, the upper bound of the bucket each falls in) and the share over 1 ms of the
+    waits recorded between two readings of the histogram."""
+    bounds = sorted(after)
+    cum = [after[b] - before.get(b, 0) for b in bounds]
+    total = cum[-1] if cum else 0
+
+    def quantile_ms(q: float) -> float | None:
+        if not total:
+            return None
+        bound = next(b for b, c in zip(bounds, cum, strict=True) if c >= q * total)
+        return round(bound * 1000, 3)
+
+    within_1ms = next((c for b, c in zip(bounds, cum, strict=True) if b >= 0.001), total)
+    return {"loop_delay_samples": total, "loop_delay_p50_ms": quantile_ms(0.5), "loop_delay_p99_ms": quantile_ms(0.99),
+            "loop_delay_over_1ms_share": round(1 - within_1ms / total, 4) if total else None}
+
+
+async def _round(servers: dict[str, tuple[str, int]], stream: bool, seconds: float, users: int,
+                 loop_delay: bool = False) -> dict[str, dict]:
+    """``servers``: name -> (url, pid); ``loop_delay``: the gateways run the loop-delay probe."""
     done = dict.fromkeys(servers, 0)
     errors = dict.fromkeys(servers, 0)
     body = {"model": "vm", "messages": [{"role": "user", "content": "hi"}], "stream": stream, "max_tokens": TOKENS}
@@ -114,16 +163,23 @@ async def _round(servers: dict[str, tuple[str, int]], stream: bool, seconds: flo
         warm = time.monotonic() + WARM_S
         await asyncio.gather(*(user(n, url, warm) for n, (url, _) in servers.items() for _ in range(users)))
         done.update(dict.fromkeys(servers, 0))
+        probed = [n for n in servers if loop_delay and n.startswith("gateway")]
+        lag0 = {n: await _loop_delay_counts(session, servers[n][0]) for n in probed}
         cpu0 = {n: _cpu_s(pid) for n, (_, pid) in servers.items()}
+        wait0 = {n: _runnable_wait_s(pid) for n, (_, pid) in servers.items()}
         side0 = {n: _side_cpu_s(pid) for n, (_, pid) in servers.items()}
         io0 = {n: _io_counts(pid) for n, (_, pid) in servers.items()}
         end = time.monotonic() + seconds
         await asyncio.gather(*(user(n, url, end) for n, (url, _) in servers.items() for _ in range(users)))
         cpu1 = {n: _cpu_s(pid) for n, (_, pid) in servers.items()}
+        wait1 = {n: _runnable_wait_s(pid) for n, (_, pid) in servers.items()}
         side1 = {n: _side_cpu_s(pid) for n, (_, pid) in servers.items()}
         io1 = {n: _io_counts(pid) for n, (_, pid) in servers.items()}
-    return {n: {"completed": done[n], "errors": errors[n], "cpu_s": round(cpu1[n] - cpu0[n], 3),
+        lag1 = {n: await _loop_delay_counts(session, servers[n][0]) for n in probed}
+    lags = {n: loop_delay_figures(lag0[n] or {}, lag1[n] or {}) for n in probed}
+    return {n: {**lags.get(n, {}), "completed": done[n], "errors": errors[n], "cpu_s": round(cpu1[n] - cpu0[n], 3),
                 "req_per_cpu_s": round(done[n] / max(1e-9, cpu1[n] - cpu0[n]), 1),
+                "loop_runnable_wait_ms_per_s": round((wait1[n] - wait0[n]) / seconds * 1000, 1),
                 "side_threads_us_per_req": round((side1[n] - side0[n]) / max(1, done[n]) * 1e6, 1),
                 **{key: round((io1[n][i] - io0[n][i]) / max(1, done[n]), 2) for i, key in enumerate(
                     ("reads_per_req", "writes_per_req", "wakeups_per_req", "preempted_per_req"))}}
@@ -140,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("stream", "nonstream"), help="measure one kind of answer, not both")
     p.add_argument("--request-log", action="store_true", help="the gateway writes a request log")
     p.add_argument("--redis", action="store_true", help="also a logged gateway with its state in Redis")
+    p.add_argument("--loop-delay", action="store_true", help="the gateways' event-loop delay per round (P50, P99)")
     args = p.parse_args(argv)
     args.request_log = args.request_log or args.redis
     started: list[ServerProcess] = []
@@ -150,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                              "--output-tokens", str(TOKENS)], cpu=0)
         started.append(mock)
         env = dict(os.environ)
+        if args.loop_delay:
+            env[looplag.ENV] = "1"
         if redis is not None:
             redis.start(cpu=0)
             env[REDIS_URL_ENV] = redis.url
@@ -173,7 +232,13 @@ def main(argv: list[str] | None = None) -> int:
              "log_on_to_off": "request_log_on_to_off", "ratio_redis": "ratio_to_bare_relay_with_redis_state",
              "redis_to_sqlite": "redis_state_to_sqlite_state"}
     summary = {names[k]: v for k, v in figures.items()}
-    out = {"bench": "gateway_paired", "seconds": args.seconds, "concurrency": args.concurrency,
+    if args.loop_delay:  # the worst round's P99 per gateway and kind: the promise holds in every round or not
+        summary["loop_delay_p99_ms_worst_round"] = {
+            name: {kind: max((r[name]["loop_delay_p99_ms"] or 0.0 for r in rows if r["stream"] == (kind == "stream")),
+                             default=None) for kind in ("stream", "nonstream")}
+            for name in gateways}
+    out = {"bench": "gateway_paired", "seconds": args.seconds, "loop_delay": args.loop_delay,
+           "concurrency": args.concurrency,
            "json_concurrency": args.json_concurrency, "request_log": args.request_log, "redis": args.redis,
            "mock": {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS, "tokens": TOKENS}, "load_average": os.getloadavg(),
            **summary, "rounds": rows}
@@ -193,7 +258,7 @@ def _rounds(args: argparse.Namespace, servers: dict[str, tuple[str, int]],
     for stream in kinds:
         for i in range(args.rounds):
             users = args.concurrency if stream else args.json_concurrency
-            result = asyncio.run(_round(servers, stream, args.seconds, users))
+            result = asyncio.run(_round(servers, stream, args.seconds, users, getattr(args, "loop_delay", False)))
             rate = {name: r["req_per_cpu_s"] for name, r in result.items()}
             row = {"stream": stream, "round": i, **result,
                    "ratio": round(rate[ratio[0]] / max(1e-9, rate[ratio[1]]), 3)}

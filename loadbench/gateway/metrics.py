@@ -107,16 +107,7 @@ class Metrics:
             metric = f"loadbench_gateway_{kind}_seconds"
             lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} histogram"]
             for target, timings in sorted(self.timings.items()):
-                h: Histogram = getattr(timings, kind)
-                tw = f'target="{_esc(target)}",worker="{w}"'
-                cum = 0
-                for bound, count in zip(h.bounds_s, h.counts, strict=False):
-                    cum += count
-                    lines.append(f'{metric}_bucket{{{tw},le="{bound}"}} {cum}')
-                cum += h.counts[-1]
-                lines.append(f'{metric}_bucket{{{tw},le="+Inf"}} {cum}')
-                lines.append(f"{metric}_sum{{{tw}}} {h.sum_s:.6f}")
-                lines.append(f"{metric}_count{{{tw}}} {cum}")
+                lines += histogram_lines(metric, f'target="{_esc(target)}",worker="{w}"', getattr(timings, kind))
         for field_name in next(iter(caches.values())) if caches else ():
             gauge = field_name in _CACHE_GAUGES
             metric = f"loadbench_gateway_cache_{field_name}" + ("" if gauge else "_total")
@@ -125,6 +116,20 @@ class Metrics:
             for label, stats in sorted((caches or {}).items()):
                 lines.append(f'{metric}{{cache="{_esc(label)}",worker="{w}"}} {stats[field_name]}')
         return "\n".join(lines) + "\n"
+
+
+def histogram_lines(metric: str, labels: str, h: Histogram) -> list[str]:
+    """A histogram's cumulative buckets, sum and count in Prometheus text (``labels``: ``k="v",...``)."""
+    lines = []
+    cum = 0
+    for bound, count in zip(h.bounds_s, h.counts, strict=False):
+        cum += count
+        lines.append(f'{metric}_bucket{{{labels},le="{bound}"}} {cum}')
+    cum += h.counts[-1]
+    lines.append(f'{metric}_bucket{{{labels},le="+Inf"}} {cum}')
+    lines.append(f"{metric}_sum{{{labels}}} {h.sum_s:.6f}")
+    lines.append(f"{metric}_count{{{labels}}} {cum}")
+    return lines
 
 
 def _esc(value: str) -> str:

@@ -39,6 +39,7 @@ from loadbench.gateway.events import GatewayEvents
 from loadbench.gateway.experiments import Experiments, InlineChecks, registrations
 from loadbench.gateway.guardrails import POLL_S, Guardrails
 from loadbench.gateway.health import TargetHealth
+from loadbench.gateway.looplag import LoopDelay, wanted
 from loadbench.gateway.metrics import Metrics
 from loadbench.gateway.policies import RoutePolicy, factory_of
 from loadbench.gateway.poller import Poller
@@ -110,6 +111,7 @@ class Gateway:
         # opened by start() when the config has request_log (experiments, shadows, judges, cost routing
         # need it: the config refuses them without one)
         self.requestlog: RequestLog | None = None
+        self.loop_delay: LoopDelay | None = None  # LOADBENCH_GATEWAY_LOOP_DELAY=1 (looplag)
         self.shared: SharedState | None = None
         self.experiments: Experiments | None = None
         self.guardrails: Guardrails | None = None
@@ -127,6 +129,9 @@ class Gateway:
     async def start(self) -> None:
         """Open the pools, and the request log and its peers when configured (needs a running loop)."""
         self.state = self._build(self._spec, None)
+        if wanted():
+            self.loop_delay = LoopDelay(asyncio.get_running_loop()).start()
+            self.events.metrics_sections.add(self.loop_delay.render)
         if self._spec.state.backend == "redis":
             from loadbench.gateway.ratelimit import RedisBuckets  # lazy: redis-py only when configured
             from loadbench.gateway.sharedcache import SharedExactCache
@@ -311,6 +316,8 @@ class Gateway:
 
     async def close(self) -> None:
         self.watchdog.stop()
+        if self.loop_delay is not None:
+            self.loop_delay.stop()
         self.poller.stop()
         if self.shadows is not None:
             await self.shadows.close()  # their records reach the log before it closes

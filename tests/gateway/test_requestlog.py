@@ -261,3 +261,79 @@ def test_a_whole_answer_s_usage_is_read_wherever_it_stands_in_the_answer(tmp_pat
         assert (row["prompt_tokens"], row["output_tokens"], row["cached_tokens"]) == (7, 5, 3)
 
     run(main())
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 16, 63, 64, 65, 100, 255, 341])
+def test_a_batch_of_any_size_is_committed_whole_in_order_and_value_for_value(tmp_path: Path, count: int) -> None:
+    """``logdb.write`` inserts several rows per statement (``CHUNK_ROWS``): every size is split so
+    that no row is lost, doubled or reordered and every value lands in its own column."""
+    from loadbench.gateway import logdb
+
+    conn = logdb.create(str(tmp_path / "x.db"))
+    logdb.write(conn, [(1, "first", 1, *[logdb.NULL] * 3, "t", 200, "ok", *[logdb.NULL] * 3, 1.0, *[logdb.NULL] * 4,
+                        1, *[logdb.NULL] * 3, "primary", logdb.NULL, logdb.NULL)])
+    batch = [(1000 + i, f"r{i}", 7, f"m{i}", logdb.NULL if i % 3 else f"e{i}", logdb.NULL, "t", 200 + i % 2,
+              "ok", logdb.NULL, i / 4, logdb.NULL if i % 2 else i / 8, 10.5 + i, i, 2 * i, logdb.NULL,
+              i / 1e6, 1 + i % 3, logdb.NULL, logdb.NULL, f"p{i}" if i % 5 == 0 else logdb.NULL,
+              "shadow" if i % 7 == 0 else "primary", logdb.NULL, f"body {i}")
+             for i in range(count)]
+    logdb.write(conn, batch)
+    conn.close()
+    got = rows(tmp_path / "x.db")
+    assert [r["request_id"] for r in got] == ["first", *(f"r{i}" for i in range(count))]
+    assert [r["id"] for r in got] == list(range(1, count + 2))  # ids follow the batch's order
+    assert [tuple(r[c] for c in logdb.COLUMNS) for r in got[1:]] == [
+        tuple(logdb.value(v) for v in row) for row in batch]
+
+
+def test_a_record_s_fields_land_in_their_columns(tmp_path: Path) -> None:
+    """``row_of`` takes the record's fields by position: each one must reach the column of its name."""
+    from loadbench.gateway import logdb
+    from loadbench.gateway.abconfig import RequestLogSpec
+    from loadbench.gateway.logrecord import LogRecord
+    from loadbench.gateway.requestlog import row_of
+    from loadbench.pricing import Price
+    from loadbench.protocol.usage import Usage
+
+    spec = RequestLogSpec(str(tmp_path / "x.db"), 100, 0.2, 4096, None, None, "none", 0.0, (), None)
+    record = LogRecord(request_id="rid", arrival_ns=1_000_000_000, first_ns=1_050_000_000, last_ns=1_250_000_000,
+                       tokens=5, usage_tail=b"", cache="miss", target="tgt", model="vm", experiment="exp",
+                       arm="candidate", attempts=2, metadata={"team": "a"}, tenant=b"\x01\x02", pair_id="pair",
+                       role="shadow", outcome="stream_cut", status=200, end_ns=1_300_000_000, end_s=1_700_000_000.5,
+                       ctx=None, usage=Usage(11, 0, 4, 0))
+    price = Price.of("m", 1.0, 2.0)
+    row = dict(zip(logdb.COLUMNS, (logdb.value(v) for v in row_of(record, spec, {"tgt": price}, 42)), strict=True))
+    assert row == {
+        "ts_ms": 1_700_000_000_200, "request_id": "rid", "worker": 42, "model": "vm", "experiment": "exp",
+        "arm": "candidate", "target": "tgt", "status": 200, "outcome": "stream_cut", "cache": "miss",
+        "ttft_ms": 50.0, "tpot_ms": 50.0, "e2e_ms": 300.0, "prompt_tokens": 11, "output_tokens": 5,
+        "cached_tokens": 4, "cost_usd": pytest.approx((11 * 1.0 + 5 * 2.0) / 1e6), "attempts": 2,
+        "metadata": '{"team":"a"}', "tenant": "0102", "pair_id": "pair", "role": "shadow", "request_body": None,
+        "response_body": None}
+    absent = record._replace(cache="hit-exact", model=None, experiment="", arm="", metadata=None, tenant=None,
+                             pair_id="", first_ns=0, tokens=1, outcome="", status=499, usage=None)
+    row = dict(zip(logdb.COLUMNS, (logdb.value(v) for v in row_of(absent, spec, {"tgt": price}, 42)), strict=True))
+    assert (row["outcome"], row["cost_usd"], row["ttft_ms"], row["tpot_ms"], row["prompt_tokens"],
+            row["output_tokens"], row["model"], row["tenant"], row["pair_id"]) == (
+        "client_gone", 0.0, None, None, None, 1, None, None, None)
+
+
+def test_a_record_keeps_the_answer_s_bytes_only_while_its_usage_is_not_decoded(tmp_path: Path) -> None:
+    """A whole answer's usage is decoded on the loop: its record does not keep the answer (the queue
+    would hold every waiting answer's bytes); a stream's tail still goes to the writer to be read."""
+    from loadbench.gateway import logdb
+    from loadbench.gateway.abconfig import RequestLogSpec
+    from loadbench.gateway.context import RequestContext
+    from loadbench.gateway.requestlog import record_of, row_of
+    from loadbench.protocol.usage import Usage
+
+    spec = RequestLogSpec(str(tmp_path / "x.db"), 100, 0.2, 4096, None, None, "none", 0.0, (), None)
+    whole = RequestContext("a", 1_000_000_000, "chat")
+    whole.usage_tail = b'{"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}'
+    whole.usage = Usage(3, 4, 0, 0)
+    stream = RequestContext("b", 1_000_000_000, "chat")
+    stream.usage_tail = b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 6}}\n\n'
+    records = [record_of(ctx, 200, 1_100_000_000, 1_700_000_000.0) for ctx in (whole, stream)]
+    assert [r.usage_tail for r in records] == [b"", stream.usage_tail]
+    tokens = [tuple(logdb.value(v) for v in row_of(r, spec, {}, 1)[13:15]) for r in records]
+    assert tokens == [(3, 4), (5, 6)]
