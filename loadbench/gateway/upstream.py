@@ -13,7 +13,6 @@ A target speaks its ``protocol:`` (``dialect``). An OpenAI target is sent the cl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import aiohttp
@@ -21,7 +20,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from loadbench.gateway.config import UpstreamSpec
 from loadbench.protocol.aws import sign
-from loadbench.protocol.dialect import LLMRequest
+from loadbench.protocol.dialect import LLMRequest, WireRequest
 from loadbench.protocol.openai import OPENAI
 from loadbench.protocol.registry import dialect
 
@@ -73,7 +72,7 @@ class Upstream:
         aws = self.spec.aws
         if aws is None:
             return url, {**wire.headers, **IDENTITY}, wire.body
-        wire = replace(wire, headers={**wire.headers, **IDENTITY})  # signed as sent
+        wire = WireRequest(wire.path, {**wire.headers, **IDENTITY}, wire.body)  # signed as sent
         return url, sign(wire, url, aws.credentials, aws.region, datetime.now(UTC)), wire.body
 
     async def close(self) -> None:
