@@ -1,4 +1,4 @@
-"""Sessions under a staged plan and a peak plan against the mock: each stage runs the concurrent sessions
+"""Sessions under a staged plan, a peak plan and a users sweep against the mock: each stage runs the concurrent sessions
 (closed loop) or the session arrivals (open loop) it asks for, a ramp-down ends sessions between turns, a
 session belongs to the phase of its first turn, and the summary's arrival rate counts sessions, not turns."""
 
@@ -89,3 +89,22 @@ def test_a_peak_of_session_arrivals_starts_the_sessions_each_stage_asks_for(mock
     assert g["target_rps"] == pytest.approx(48 / 9, abs=0.01)
     assert g["achieved_rps"] == pytest.approx(48 / 9, abs=0.01)
     assert not g["saturated"], g["reasons"]
+
+
+@pytest.mark.slow
+def test_a_users_sweep_of_sessions_holds_each_steps_users_in_flight(mock_factory, tmp_path: Path) -> None:
+    mock = mock_factory("--ttft-ms", "40", "--itl-ms", "4")
+    (tmp_path / "scenario.yaml").write_text(SCENARIO)
+    profile = "sweep: {variable: users, start: 1, step: 3, max: 7, hold_s: 3}\nslo: {ttft_ms: {p95: 1000}}\n"
+    run = run_profile(tmp_path, profile, "--target", mock.base_url, "--model", "m",
+                      "--scenario", str(tmp_path / "scenario.yaml"), "--no-calibrate")
+    samples = samples_of(run)
+    t0 = _load_start_s(run)
+    assert all(s["outcome"] == "ok" for s in samples)
+    for k, n in enumerate((1, 4, 7)):
+        mean, peak = in_flight(samples, t0, (3 * k + 0.5, 3 * k + 2.5))
+        assert peak == n, (k, mean, peak)
+        assert n * 0.9 <= mean <= n, (k, mean, peak)
+    summary = read_json(run / "summary.json")
+    assert [st["slo"]["met"] for st in summary["stages"]] == [True, True, True], summary["stages"]
+    assert summary["sessions"]["started"] == sum(1 for s in samples if s["turn"] == 1)
