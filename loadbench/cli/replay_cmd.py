@@ -44,7 +44,8 @@ def replay(trace: Path, fmt: str, speed: float, sample: float, sample_seed: int,
            profile_path: Path | None, scenario_path: Path | None, target: str | None, model: str | None,
            api_key_env: str | None, max_requests: int | None, duration_s: float | None, out_dir: Path,
            name: str | None, workers: int | None, calibrate: bool, mock_args: tuple[str, ...], strict: bool) -> int:
-    """Replay a timestamped trace (docs/replay.md)."""
+    """Replay a timestamped trace (docs/replay.md): a file, or the name of the environment variable holding
+    a PostgreSQL request log's URL (e.g. LOADBENCH_LOG_DSN; never the URL itself)."""
     from loadbench.errors import ExitCode
     from loadbench.run import RunRequest, execute
 

@@ -22,7 +22,6 @@ be ``{env: NAME}`` and credential-like ones are redacted in every file (``dump_f
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -102,7 +101,7 @@ class Arrival(StrictModel):
         """Read and check the trace now, before any request, and keep the facts the plan needs."""
         if not isinstance(data, dict) or not isinstance(data.get("trace"), str):
             return data
-        from loadbench.config.trace import load_trace, schedule
+        from loadbench.config.trace import load_trace, schedule, trace_location
 
         trace = load_trace(data["trace"], str(data.get("format", "auto")))
         speed, sample, seed = data.get("speed", 1.0), data.get("sample", 1.0), data.get("sample_seed", 0)
@@ -112,7 +111,7 @@ class Arrival(StrictModel):
         for a in schedule(trace, speed=float(speed), sample=float(sample), seed=seed):
             last, count = a.offset_ns, count + 1
         # absolute, so the workers (and a later run from another directory) read the same file
-        return {**data, "trace": str(Path(data["trace"]).resolve()), "format": trace.format, "trace_requests": count,
+        return {**data, "trace": trace_location(data["trace"]), "format": trace.format, "trace_requests": count,
                 "trace_span_s": last / 1e9}
 
     @model_validator(mode="after")

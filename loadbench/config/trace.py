@@ -7,7 +7,9 @@ Formats (``format: auto`` picks by the file's extension):
     azure     the Azure LLM inference trace CSV: ``TIMESTAMP`` (a date and time), ``ContextTokens``,
               ``GeneratedTokens``
     gateway   loadbench's own gateway request log (``results.request_log``): arrival times, prompt and
-              output tokens, the virtual model and the request's metadata
+              output tokens, the virtual model and the request's metadata; a SQLite file, or a PostgreSQL
+              log named by the environment variable that holds its URL (``trace: LOADBENCH_LOG_DSN``), so
+              the URL and its password are never on a command line, in a profile or in a run's records
 
 Every line is checked before any request is sent; a bad one raises ConfigError naming the file and
 line, the field, the problem and the fix. Offsets are relative to the earliest request (a trace
@@ -19,7 +21,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
+import os
 import random
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,8 @@ TraceFormat = Literal["auto", "mooncake", "azure", "gateway"]
 FORMATS: tuple[str, ...] = ("auto", "mooncake", "azure", "gateway")
 MAX_TRACE_REQUESTS = 5_000_000  # a trace is read whole; beyond this, cut it first
 MAX_TOKENS = 10_000_000
+_URL = re.compile(r"^postgres(ql)?://", re.IGNORECASE)
+_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +84,48 @@ def detect_format(path: str) -> str:
                       "set arrival.format: mooncake (JSONL), azure (CSV) or gateway (request log)")
 
 
-def read_trace(path: str, fmt: str = "auto") -> Trace:
-    """The validated trace in ``path`` (ConfigError on the first bad line)."""
+def is_database(arg: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether a trace argument names a database log: no such file, and a variable of that name is set."""
+    env = os.environ if env is None else env
+    return bool(_VAR.match(arg)) and not Path(arg).exists() and bool(env.get(arg))
+
+
+def trace_location(arg: str, env: Mapping[str, str] | None = None) -> str:
+    """How a plan records a trace: a file by its absolute path (workers and later runs may start elsewhere),
+    a database log by its variable's name (never the URL it holds)."""
+    return arg if is_database(arg, env) else str(Path(arg).resolve())
+
+
+def _kind(path: str, fmt: str, env: Mapping[str, str]) -> str:
+    """The format of the trace ``path`` names (ConfigError when it names nothing readable)."""
     if fmt not in FORMATS:
         raise ConfigError(path, "arrival.format", f"unknown trace format {fmt!r}", "one of " + ", ".join(FORMATS))
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(path, "arrival.trace", "no such file", "give the path of a trace file")
-    kind = detect_format(path) if fmt == "auto" else fmt
-    rows = _READERS[kind](p)
+    if _URL.match(path):  # said without the URL itself: it may hold a password
+        raise ConfigError("arrival.trace", "arrival.trace", "a database URL here would be written into the run's "
+                          "plan and records, password included", "export it in a variable, e.g. "
+                          "LOADBENCH_LOG_DSN=postgresql://..., and give the variable's name as the trace")
+    if is_database(path, env):
+        if not _URL.match(env[path]):
+            raise ConfigError(path, "arrival.trace", f"environment variable {path} does not hold a postgresql:// URL",
+                              f"export {path}=postgresql://host:5432/dbname (the gateway's request_log.dsn_env)")
+        if fmt not in ("auto", "gateway"):
+            raise ConfigError(path, "arrival.format", f"a database holds a gateway request log, not a {fmt} trace",
+                              "set format: gateway (or auto)")
+        return "gateway"
+    if not Path(path).is_file():
+        named = f", and no environment variable {path} is set" if _VAR.match(path) else ""
+        raise ConfigError(path, "arrival.trace", "no such file" + named,
+                          "give the path of a trace file, or the name of a variable holding a PostgreSQL "
+                          "request log's URL")
+    return detect_format(path) if fmt == "auto" else fmt
+
+
+def read_trace(path: str, fmt: str = "auto", env: Mapping[str, str] | None = None) -> Trace:
+    """The validated trace ``path`` names (ConfigError on the first bad line): a file, or the name of an
+    environment variable (of ``env``, the process's own by default) holding a PostgreSQL log's URL."""
+    env = os.environ if env is None else env
+    kind = _kind(path, fmt, env)
+    rows = _gateway(path, env) if kind == "gateway" else _READERS[kind](Path(path))
     found: list[tuple[float, int, TraceRequest]] = []
     for n, (at_ms, req) in enumerate(rows):
         if n >= MAX_TRACE_REQUESTS:
@@ -108,11 +147,13 @@ def _cached(path: str, fmt: str, mtime_ns: int, size: int) -> Trace:
 
 
 def load_trace(path: str, fmt: str = "auto") -> Trace:
-    """``read_trace``, read once per file version (the profile, the plan and each worker ask for it)."""
+    """``read_trace``, read once per file version (the profile, the plan and each worker ask for it). A
+    database log is read each time: it has no version to key on, and the workers cap their sends at the
+    count the plan took (``schedule``'s ``max_count``), so rows written since change nothing."""
     try:
         st = Path(path).stat()
     except OSError:
-        return read_trace(path, fmt)  # says what is wrong with the path
+        return read_trace(path, fmt)  # a database log, or says what is wrong with the path
     return _cached(str(Path(path).resolve()), fmt, st.st_mtime_ns, st.st_size)
 
 
@@ -209,15 +250,18 @@ def _azure(path: Path) -> Iterator[tuple[float, TraceRequest]]:
                                    output_tokens=_count(path, line_no, row, "GeneratedTokens", minimum=1))
 
 
-def _gateway(path: Path) -> Iterator[tuple[float, TraceRequest]]:
+def _gateway(path: str, env: Mapping[str, str]) -> Iterator[tuple[float, TraceRequest]]:
     """Primary requests with a known prompt size; one the log holds no usage for (it failed before an
-    answer) is left out, so the replay's arrivals are the answered ones."""
+    answer) is left out, so the replay's arrivals are the answered ones. ``path``: a SQLite file, or the
+    variable holding a PostgreSQL log's URL (its messages name the server, never the URL)."""
     from loadbench.results.request_log import RequestLog
 
     try:
-        log = RequestLog.open(path)
+        log = RequestLog.open(path, dict(env))
     except InputError as exc:
-        raise ConfigError(str(path), "arrival.trace", str(exc), "give a gateway request log (SQLite)") from exc
+        raise ConfigError(path, "arrival.trace", str(exc),
+                          "give a gateway request log: its SQLite file, or the variable holding its PostgreSQL URL"
+                          ) from exc
     with log:
         arrivals = log.arrivals()
     for a in arrivals:
@@ -229,5 +273,5 @@ def _gateway(path: Path) -> Iterator[tuple[float, TraceRequest]]:
 
 
 _READERS: dict[str, Callable[[Path], Iterator[tuple[float, TraceRequest]]]] = {
-    "mooncake": _mooncake, "azure": _azure, "gateway": _gateway,
+    "mooncake": _mooncake, "azure": _azure,  # gateway: _gateway, which reads a database too
 }

@@ -494,7 +494,9 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     target_rps = achieved_rps = None
     if plan.mode == "open":
         offered = plan.offered_arrivals(plan.warmup_s, plan.warmup_s + measure_s)
-        arrived = len(measured)  # sent (ok or failed) + dropped: every arrival the schedule produced
+        # sent (ok or failed) + dropped: every arrival the schedule produced; an arrival of a sessions run
+        # starts a session, so its later turns are not arrivals (they would hide sessions never started)
+        arrived = sum(1 for s in measured if s.turn is None or s.turn == 1)
         target_rps = round(offered / measure_s, 3) if measure_s and offered else None
         achieved_rps = round(arrived / measure_s, 3) if measure_s else None
         if offered and arrived < 0.95 * offered:

@@ -31,6 +31,7 @@ from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterR
 
 from loadbench.config import env_value
 from loadbench.errors import LoadbenchError
+from loadbench.metrics.records import Summary
 from loadbench.plan.run import RunPlan
 from loadbench.results import run_dir as rd
 from loadbench.results.manifest import Manifest, write_manifest
@@ -54,6 +55,29 @@ WAIT_WORKERS_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
+class RunResults:
+    """What a finished run's summary adds to the live charts: sessions by turn index (where prefix
+    caching shows) and a trace replay's fidelity, as the console and summary.md word them."""
+
+    sessions: str | None = None
+    turn_headers: tuple[str, ...] = ()
+    turn_rows: tuple[tuple[str, ...], ...] = ()
+    replay: str | None = None
+
+    @classmethod
+    def of(cls, summary: Summary) -> RunResults:
+        from loadbench.report.tables import replay_line, sessions_line, turn_table
+
+        headers, rows = turn_table(summary)
+        return cls(sessions=sessions_line(summary), turn_headers=tuple(headers) if rows else (),
+                   turn_rows=tuple(tuple(r) for r in rows), replay=replay_line(summary))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sessions": self.sessions, "turn_headers": list(self.turn_headers),
+                "turn_rows": [list(r) for r in self.turn_rows], "replay": self.replay}
+
+
+@dataclass(frozen=True, slots=True)
 class RunView:
     """One run started from the page, as the page shows it."""
 
@@ -64,10 +88,12 @@ class RunView:
     stop_reason: str | None = None
     report: str | None = None  # URL path of report.html once it is built
     error: str | None = None
+    results: RunResults | None = None  # once summarised
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "run_dir": self.run_dir, "state": self.state, "exit_code": self.exit_code,
-                "stop_reason": self.stop_reason, "report": self.report, "error": self.error}
+                "stop_reason": self.stop_reason, "report": self.report, "error": self.error,
+                "results": self.results.to_json() if self.results is not None else None}
 
 
 class WebSession:
@@ -157,8 +183,9 @@ class WebSession:
             finally:
                 env.host = target.url  # the next form starts from this run's target
             self._update(view, state="summarising", exit_code=int(code), stop_reason=master.stop_reason)
-            report = _summarise(run_dir)
-            self._update(view, state="done", report=f"./loadbench/runs/{run_dir.name}/{report}" if report else None)
+            report, results = _summarise(run_dir)
+            self._update(view, state="done", report=f"./loadbench/runs/{run_dir.name}/{report}" if report else None,
+                         results=results)
         except Exception as exc:  # the page must say what happened; the folder keeps what was measured
             self._update(view, state="failed", error=f"{type(exc).__name__}: {exc}")
             print(f"loadbench web: run {run_dir.name} failed: {exc}", file=sys.stderr, flush=True)
@@ -187,20 +214,22 @@ class WebSession:
         return send_from_directory(known[run_id].resolve(), path)
 
 
-def _summarise(run_dir: Path) -> str | None:
-    """summary.* and report.* as after a headless run; the report's file name, or None if it failed."""
+def _summarise(run_dir: Path) -> tuple[str | None, RunResults]:
+    """summary.* and report.* as after a headless run; the report's file name (None if it failed) and
+    the summary's results for the page."""
     from loadbench.report import build_report
     from loadbench.report.summary_text import render_console, write_summary_files
 
     summary = write_summary_files(run_dir)
     print(render_console(summary), flush=True)
+    results = RunResults.of(summary)
     try:
         files = build_report(run_dir)
     except Exception as exc:  # the measurements are already on disk: `loadbench report` rebuilds it
         print(f"warning: the report could not be built ({exc}); retry with: loadbench report {run_dir}", flush=True)
-        return None
+        return None, results
     html = [f for f in files if f.suffix == ".html"]
-    return html[0].relative_to(run_dir).as_posix() if html else None
+    return (html[0].relative_to(run_dir).as_posix() if html else None), results
 
 
 def _add_form_fields(defaults: WebDefaults, scenarios: list[str], profiles: list[str]) -> None:

@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from loadbench.config import Profile, Scenario, load_profile, load_scenario, scenario_from_dict
+from loadbench.config.trace import FORMATS
 from loadbench.errors import InputError
 from loadbench.plan.run import TargetSpec
 
 KINDS = ("fixed", "uniform", "normal", "lognormal", "exponential")
 SCENARIO_DEFAULT = "(scenario)"  # keep the scenario's own distribution
+NO_HEADER = "none"  # session_header: send no session id
+# loadbench replay's ranges (its --speed and --sample options), so the form says what the CLI says
+SPEED_MAX = 10_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,20 @@ def fields(defaults: WebDefaults, scenarios: list[str], profiles: list[str]) -> 
         Field("output_params", "its parameters, e.g. 'mean=128' or 'min=16 max=256'", ""),
         Field("max_tokens", "max output tokens per request (clips the output distribution); empty: scenario's", ""),
         Field("stream", "stream responses", "true", ("true", "false")),
+        Field("session_turns", "sessions: synthetic turns per session, e.g. '5' or 'uniform min=3 max=8' "
+              "(empty: the scenario's sessions, if any)", ""),
+        Field("session_dataset", "sessions: conversations from a ShareGPT-style JSONL file instead", ""),
+        Field("session_mode", "sessions: live sends the model's answers back, replay the dataset's recorded ones",
+              SCENARIO_DEFAULT, (SCENARIO_DEFAULT, "live", "replay")),
+        Field("session_user_tokens", "sessions: words of each synthetic user message, e.g. '64'", ""),
+        Field("think_ms", "sessions: think time between turns (ms), e.g. '1000' or 'uniform min=500 max=3000'", ""),
+        Field("session_header", f"sessions: the header carrying the session id (default X-Session-Id; "
+              f"'{NO_HEADER}': none)", ""),
+        Field("trace", "trace replay: a trace file (Mooncake JSONL, Azure CSV, gateway log) or the variable "
+              "holding a PostgreSQL log's URL; its timestamps set the arrivals", ""),
+        Field("trace_format", "trace replay: the trace's format (auto: by the extension)", "auto", FORMATS),
+        Field("trace_speed", "trace replay: speed (2: the trace's traffic at twice its rate)", "1"),
+        Field("trace_sample", "trace replay: keep each request with this probability", "1"),
     )
 
 
@@ -97,8 +115,8 @@ class Prepared:
 
 
 def _number(form: Mapping[str, str], key: str, flag: str, *, integer: bool, minimum: float,
-            open_min: bool = False) -> float | None:
-    """Locust's own fields, checked with the CLI's rule for the flag they stand for."""
+            open_min: bool = False, maximum: float | None = None) -> float | None:
+    """Locust's own fields, checked with the CLI's rule for the flag they stand for (click's range words)."""
     raw = (form.get(key) or "").strip()
     if not raw:
         return None
@@ -106,8 +124,12 @@ def _number(form: Mapping[str, str], key: str, flag: str, *, integer: bool, mini
         value = float(int(raw)) if integer else float(raw)
     except ValueError:
         raise InputError(f"{flag}: {raw!r} is not {'an integer' if integer else 'a number'}") from None
-    if not math.isfinite(value) or value < minimum or (open_min and value == minimum):
+    low = "<" if open_min else "<="
+    if not math.isfinite(value) or value < minimum or (open_min and value == minimum) or (
+            maximum is not None and value > maximum):
         rng = f"x>{minimum:g}" if open_min else f"x>={minimum:g}"
+        if maximum is not None:
+            rng = f"{minimum:g}{low}x<={maximum:g}"
         raise InputError(f"{flag}: {raw} is not in the range {rng}")
     return value
 
@@ -132,11 +154,9 @@ def _duration_s(raw: str) -> float | None:
     return total
 
 
-def _dist(base: Any, kind: str, params: str, clip_max: int | None, field: str) -> dict[str, Any]:
-    data: dict[str, Any] = base.model_dump(mode="json", exclude_none=True)
-    if kind and kind != SCENARIO_DEFAULT:
-        data = {"kind": kind}
-    for word in params.split():
+def _params(data: dict[str, Any], words: list[str], field: str) -> dict[str, Any]:
+    """``data`` with each ``name=value`` word set (numbers)."""
+    for word in words:
         key, eq, value = word.partition("=")
         if not eq:
             raise InputError(f"{field}: {word!r} is not name=value (example: mean=512 stdev=256)")
@@ -144,8 +164,72 @@ def _dist(base: Any, kind: str, params: str, clip_max: int | None, field: str) -
             data[key] = int(value) if value.lstrip("-").isdigit() else float(value)
         except ValueError:
             raise InputError(f"{field}: {key}={value!r} is not a number") from None
+    return data
+
+
+def _dist(base: Any, kind: str, params: str, clip_max: int | None, field: str) -> dict[str, Any]:
+    data: dict[str, Any] = base.model_dump(mode="json", exclude_none=True)
+    if kind and kind != SCENARIO_DEFAULT:
+        data = {"kind": kind}
+    data = _params(data, params.split(), field)
     if clip_max is not None:
         data["clip_max"] = clip_max
+    return data
+
+
+def _dist_text(text: str, field: str) -> int | dict[str, Any] | None:
+    """A one-line distribution: '5' (fixed) or 'uniform min=3 max=8' (a kind, then its parameters);
+    None when empty. The scenario's own checks judge the result."""
+    words = text.split()
+    if not words:
+        return None
+    if len(words) == 1 and words[0].isdigit():
+        return int(words[0])
+    if words[0] in KINDS:
+        return _params({"kind": words[0]}, words[1:], field)
+    return _params({}, words, field)
+
+
+def _trace_arrival(form: Mapping[str, str]) -> dict[str, Any] | None:
+    """The form's trace replay as ``loadbench replay`` makes it: an open-loop ``arrival`` block."""
+    speed = _number(form, "trace_speed", "--speed", integer=False, minimum=0, open_min=True, maximum=SPEED_MAX)
+    sample = _number(form, "trace_sample", "--sample", integer=False, minimum=0, open_min=True, maximum=1)
+    trace = (form.get("trace") or "").strip()
+    if not trace:
+        if (speed or 1.0) != 1.0 or (sample or 1.0) != 1.0:
+            raise InputError("--speed and --sample apply to a trace replay: name the trace, or leave them at 1")
+        return None
+    return {"trace": trace, "format": (form.get("trace_format") or "auto").strip(), "speed": speed or 1.0,
+            "sample": sample or 1.0}
+
+
+def _sessions(scenario: Scenario, form: Mapping[str, str]) -> dict[str, Any] | None:
+    """The scenario's ``sessions:`` block with the form's session fields applied (None: no sessions)."""
+    turns = _dist_text(form.get("session_turns") or "", "session_turns")
+    dataset = (form.get("session_dataset") or "").strip()
+    mode = (form.get("session_mode") or "").strip()
+    extra: dict[str, Any] = {
+        "user_tokens": _dist_text(form.get("session_user_tokens") or "", "session_user_tokens"),
+        "think_ms": _dist_text(form.get("think_ms") or "", "think_ms"),
+        "mode": mode if mode and mode != SCENARIO_DEFAULT else None}
+    header = (form.get("session_header") or "").strip()
+    data = scenario.sessions.model_dump(mode="json") if scenario.sessions is not None else None
+    if data is None and turns is None and not dataset:
+        given = [k for k, v in {**extra, "session_header": header}.items() if v]
+        if given:
+            raise InputError(f"{given[0]}: applies to sessions; set session turns or a session dataset "
+                             "(or start from a scenario with sessions:)")
+        return None
+    if turns is not None and dataset:
+        raise InputError("session_turns: synthetic turns and a session dataset exclude each other; give one")
+    data = data or {}
+    if turns is not None:  # synthetic turns replace a dataset, as in a scenario that names only turns
+        data.update(turns=turns, dataset=None)
+    if dataset:  # relative to where the page was started, as the form's scenario and profile paths are
+        data.update(dataset=str(Path(dataset).absolute()))
+    data.update({k: v for k, v in extra.items() if v is not None})
+    if header:
+        data["session_header"] = None if header.lower() == NO_HEADER else header
     return data
 
 
@@ -161,6 +245,9 @@ def prepare(form: Mapping[str, str], defaults: WebDefaults) -> Prepared:
     model = (form.get("model") or "").strip() or defaults.model
     profile_path = (form.get("load_profile") or "").strip()
     profile = load_profile(Path(profile_path) if profile_path else None)
+    arrival = _trace_arrival(form)
+    if arrival is not None:  # as loadbench replay: the trace's arrivals replace the profile's load
+        profile = profile.with_arrival(arrival, source="web form")
     flat = profile.load_plan().mode == "closed" and not (profile.stages or profile.peak or profile.sweep)
     overrides: dict[str, Any] = {"duration_s": duration_s, "model": model,
                                  "stream": (form.get("stream") or "true").lower() != "false"}
@@ -176,6 +263,9 @@ def prepare(form: Mapping[str, str], defaults: WebDefaults) -> Prepared:
                                   form.get("prompt_params") or "", None, "prompt_params")
     data["output_tokens"] = _dist(scenario.output_tokens, form.get("output_dist") or "",
                                   form.get("output_params") or "", clip, "output_params")
+    sessions = _sessions(scenario, form)
+    if sessions is not None:
+        data["sessions"] = sessions
     scenario = scenario_from_dict(data, base_dir=Path(scenario_path).parent if scenario_path else None,
                                   source=f"{scenario_path or 'scenario'} (as set in the form)")
     target = TargetSpec(url=url, model=model, api_key_env=defaults.api_key_env,

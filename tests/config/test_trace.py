@@ -157,3 +157,27 @@ def test_load_trace_reads_a_file_once_per_version(tmp_path: Path) -> None:
     rng = random.Random(0)
     mooncake(tmp_path, [{**r, "output_length": rng.randint(50, 60)} for r in ROWS] * 2)
     assert len(load_trace(str(p)).requests) == 6
+
+
+def test_a_database_log_is_named_by_its_variable_and_never_by_its_url(tmp_path: Path) -> None:
+    from loadbench.config.trace import trace_location
+
+    url = "postgresql://u:hunter2@127.0.0.1:1/db"
+    with pytest.raises(ConfigError) as err:
+        read_trace(url)
+    assert "give the variable's name" in str(err.value) and "hunter2" not in str(err.value)
+    with pytest.raises(ConfigError, match="does not hold a postgresql:// URL") as err:
+        read_trace("LOG_VAR", env={"LOG_VAR": "mysql://u:hunter2@h/db"})
+    assert "hunter2" not in str(err.value)
+    with pytest.raises(ConfigError, match="not a mooncake trace"):
+        read_trace("LOG_VAR", "mooncake", env={"LOG_VAR": url})
+    with pytest.raises(ConfigError, match="no such file, and no environment variable LOG_VAR is set"):
+        read_trace("LOG_VAR", env={})
+    # a server that is not there: the message names the variable and the server, never the password
+    with pytest.raises(ConfigError, match=r"cannot connect") as err:
+        read_trace("LOG_VAR", env={"LOG_VAR": url})
+    assert "from LOG_VAR" in str(err.value) and "hunter2" not in str(err.value)
+    # the plan keeps the variable's name for a database, the absolute path for a file
+    assert trace_location("LOG_VAR", {"LOG_VAR": url}) == "LOG_VAR"
+    p = mooncake(tmp_path, ROWS)
+    assert trace_location(str(p), {}) == str(p.resolve())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -65,26 +66,10 @@ def gateway_config(db: Path, mock_url: str) -> dict:
             "request_log": {"path": str(db), "flush_ms": 100}}
 
 
-@pytest.mark.slow
-@pytest.mark.alone
-def test_a_gateway_log_replayed_at_speed_2_is_the_original_on_half_the_time(servers: list[ServerProcess],
-                                                                           tmp_path: Path) -> None:
-    mock = start_mock(servers)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    first, _ = start_gateway(servers, tmp_path / "a", gateway_config(tmp_path / "a.db", mock.base_url))
-    asyncio.run(original_traffic(first.url))
-    original = logged(tmp_path / "a.db", N)
-    assert len(original) == N
-    second, _ = start_gateway(servers, tmp_path / "b", gateway_config(tmp_path / "b.db", mock.base_url))
-    out = tmp_path / "results"
-    r = run_loadbench("replay", str(tmp_path / "a.db"), "--speed", "2", "--target", second.url + "/v1",
-                      "--model", "vm-a", "--out", str(out), "--no-calibrate", timeout_s=180)
-    assert r.returncode == 0, r.stdout + r.stderr
-    replayed = logged(tmp_path / "b.db", N + 1)
-    # the run's pre-flight request (one, before the load) comes first
-    assert len(replayed) == N + 1 and replayed[0][0] < replayed[1][0] - 500
-    replayed = replayed[1:]
+def assert_replayed_at_half_time(original: list[tuple[int, str, str, int, int]],
+                                 replayed: list[tuple[int, str, str, int, int]]) -> None:
+    """``replayed`` (the second gateway's rows, without the pre-flight request) holds ``original``'s
+    requests, with their virtual models, metadata and sizes, on half its time scale."""
     # the same requests: virtual model, metadata, sizes (each original request had its own prompt size, which
     # names it; requests the original log holds in the same millisecond may swap places)
     by_size = {pt: (ts, m, orjson.loads(meta), ot) for ts, m, meta, pt, ot in original}
@@ -98,7 +83,37 @@ def test_a_gateway_log_replayed_at_speed_2_is_the_original_on_half_the_time(serv
     errors = [abs(again[pt][0] - shift - (by_size[pt][0] - o0) / 2) for pt in by_size]
     assert statistics.median(errors) <= 3, errors
     assert max(errors) <= 25, errors
-    run = only_run(out)
+
+
+def replay_through_a_second_gateway(servers: list[ServerProcess], mock_url: str, tmp_path: Path, trace: str,
+                                    original: list[tuple[int, str, str, int, int]]
+                                    ) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``loadbench replay TRACE --speed 2`` through a second gateway (logging to ``b.db``), checked against
+    ``original``; the run's folder and the finished command."""
+    second, _ = start_gateway(servers, tmp_path / "b", gateway_config(tmp_path / "b.db", mock_url))
+    out = tmp_path / "results"
+    r = run_loadbench("replay", trace, "--speed", "2", "--target", second.url + "/v1",
+                      "--model", "vm-a", "--out", str(out), "--no-calibrate", timeout_s=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    replayed = logged(tmp_path / "b.db", N + 1)
+    # the run's pre-flight request (one, before the load) comes first
+    assert len(replayed) == N + 1 and replayed[0][0] < replayed[1][0] - 500
+    assert_replayed_at_half_time(original, replayed[1:])
+    return only_run(out), r
+
+
+@pytest.mark.slow
+@pytest.mark.alone
+def test_a_gateway_log_replayed_at_speed_2_is_the_original_on_half_the_time(servers: list[ServerProcess],
+                                                                           tmp_path: Path) -> None:
+    mock = start_mock(servers)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, _ = start_gateway(servers, tmp_path / "a", gateway_config(tmp_path / "a.db", mock.base_url))
+    asyncio.run(original_traffic(first.url))
+    original = logged(tmp_path / "a.db", N)
+    assert len(original) == N
+    run, _ = replay_through_a_second_gateway(servers, mock.base_url, tmp_path, str(tmp_path / "a.db"), original)
     s = read_json(run / "summary.json")
     assert (s["replay"]["format"], s["replay"]["sent"], s["replay"]["dropped"]) == ("gateway", N, 0)
     assert (run / "plots" / "replay.png").is_file()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import orjson
 import pytest
 
+from loadbench.config import load_profile
 from loadbench.errors import InputError
 from loadbench.workers.web_form import WebDefaults, prepare
 from tests.conftest import REPO
@@ -72,3 +76,74 @@ def test_runs_from_the_form_keep_the_target_protocol() -> None:
     assert WebDefaults.from_json(bedrock.to_json()) == bedrock
     target = prepare(_form(), bedrock).target
     assert (target.protocol, target.region, target.auth) == ("bedrock", "eu-west-1", "aws")
+
+
+def _mooncake(tmp_path: Path, n: int = 5) -> Path:
+    p = tmp_path / "t.jsonl"
+    p.write_bytes(b"".join(orjson.dumps({"timestamp": 100 * i, "input_length": 8, "output_length": 2}) + b"\n"
+                           for i in range(n)))
+    return p
+
+
+def test_session_fields_make_synthetic_sessions(tmp_path: Path) -> None:
+    p = prepare(_form(session_turns="uniform min=3 max=8", session_user_tokens="32",
+                      think_ms="uniform min=500 max=3000", session_header="X-Conversation"), DEFAULTS)
+    s = p.scenario.sessions
+    assert s is not None
+    assert (s.turns.kind, s.turns.min, s.turns.max, s.user_tokens.value) == ("uniform", 3, 8, 32)
+    assert s.think_ms is not None and (s.think_ms.kind, s.think_ms.min, s.think_ms.max) == ("uniform", 500, 3000)
+    assert (s.session_header, s.mode, s.dataset) == ("X-Conversation", "live", None)
+    fixed = prepare(_form(session_turns="5", session_header="none"), DEFAULTS).scenario.sessions
+    assert fixed is not None and (fixed.turns.value, fixed.session_header) == (5, None)
+    assert prepare(_form(), DEFAULTS).scenario.sessions is None  # no session field: single requests
+
+
+def test_a_session_dataset_from_the_form_is_read_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "conv.jsonl").write_bytes(orjson.dumps({"conversations": [
+        {"from": "human", "value": "a b"}, {"from": "gpt", "value": "c"}, {"from": "human", "value": "d"}]}) + b"\n")
+    monkeypatch.chdir(tmp_path)  # relative to where the page was started
+    s = prepare(_form(session_dataset="conv.jsonl", session_mode="replay"), DEFAULTS).scenario.sessions
+    assert s is not None and (s.dataset, s.mode) == (str(tmp_path / "conv.jsonl"), "replay")
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    # a scenario file with the same sessions block says the same
+    ({"session_turns": "uniform min=3"}, "sessions.turns.max: kind 'uniform' needs min, max"),
+    ({"session_turns": "0"}, "sessions.turns.value"),
+    ({"session_turns": "3", "session_mode": "replay"},
+     "sessions.mode: replay mode sends recorded answers, and synthetic sessions have none"),
+    ({"session_dataset": "no-such.jsonl"}, "no-such.jsonl: sessions.dataset: no such file"),
+    ({"session_turns": "3", "session_dataset": "x.jsonl"}, "synthetic turns and a session dataset exclude each other"),
+    ({"think_ms": "1000"}, "think_ms: applies to sessions; set session turns or a session dataset"),
+    ({"session_header": "X-A"}, "session_header: applies to sessions"),
+    ({"session_turns": "3", "think_ms": "uniform min=5"}, "sessions.think_ms.max: kind 'uniform' needs min, max"),
+    ({"session_turns": "3", "think_ms": "mean"}, "think_ms: 'mean' is not name=value"),
+    # loadbench replay's messages
+    ({"trace": "no-such.jsonl"}, "no-such.jsonl: arrival.trace: no such file"),
+    ({"trace": "NO_SUCH_VAR_FOR_A_TRACE"}, "no such file, and no environment variable NO_SUCH_VAR_FOR_A_TRACE"),
+    ({"trace": "t.jsonl", "trace_speed": "0"}, "--speed: 0 is not in the range 0<x<=10000"),
+    ({"trace": "t.jsonl", "trace_speed": "fast"}, "--speed: 'fast' is not a number"),
+    ({"trace": "t.jsonl", "trace_sample": "1.5"}, "--sample: 1.5 is not in the range 0<x<=1"),
+    ({"trace_speed": "2"}, "--speed and --sample apply to a trace replay"),
+    ({"trace": "t.jsonl", "trace_format": "azure"}, "TIMESTAMP: column missing from the header"),
+])
+def test_bad_session_and_trace_fields_get_the_cli_messages(fields: dict[str, str], message: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _mooncake(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NO_SUCH_VAR_FOR_A_TRACE", raising=False)
+    with pytest.raises(InputError) as err:
+        prepare(_form(**fields), DEFAULTS)
+    assert message in str(err.value)
+
+
+def test_a_trace_from_the_form_is_loadbench_replays_arrival(tmp_path: Path) -> None:
+    p = prepare(_form(trace=str(_mooncake(tmp_path, 41)), trace_speed="2", trace_sample="1"), DEFAULTS)
+    a = p.profile.arrival
+    assert a is not None and (a.format, a.speed, a.trace_requests, a.trace_span_s) == ("mooncake", 2.0, 41, 2.0)
+    plan = p.profile.load_plan()
+    assert plan.mode == "open" and plan.trace is not None  # the users field gives way to the trace
+    # the same profile as the CLI's replay builds
+    cli = load_profile(None).with_arrival({"trace": str(tmp_path / "t.jsonl"), "format": "auto", "speed": 2.0,
+                                           "sample": 1.0}, source="command line")
+    assert cli.arrival == a

@@ -80,6 +80,7 @@
     panel.appendChild(el("div", { id: "lb-saturation" }));
     const run = el("div", { id: "lb-run" });
     panel.appendChild(run);
+    panel.appendChild(el("div", { id: "lb-results" }));
     const grid = el("div", { class: "lb-grid" });
     for (const ch of CHARTS) {
       const fig = el("figure", { id: `lb-chart-${ch.id}` });
@@ -134,6 +135,27 @@
     box.appendChild(t);
   }
 
+  // a finished run's summary beyond the charts: sessions by turn index, a trace replay's fidelity
+  function results(r) {
+    const box = document.getElementById("lb-results");
+    box.textContent = "";
+    if (!r) return;
+    if (r.sessions) box.appendChild(el("p", { id: "lb-sessions" }, r.sessions));
+    if (r.turn_rows.length) {
+      const t = el("table", { id: "lb-turns" });
+      const head = el("tr");
+      for (const h of r.turn_headers) head.appendChild(el("th", {}, h));
+      t.appendChild(head);
+      for (const row of r.turn_rows) {
+        const tr = el("tr");
+        for (const c of row) tr.appendChild(el("td", {}, c));
+        t.appendChild(tr);
+      }
+      box.appendChild(t);
+    }
+    if (r.replay) box.appendChild(el("p", { id: "lb-replay" }, r.replay));
+  }
+
   function render(data) {
     const runs = data.runs || [];
     const cur = runs.length ? runs[runs.length - 1] : null;
@@ -160,6 +182,7 @@
       runBox.appendChild(el("span", {}, `run ${cur.run_id} finished (${cur.stop_reason || ""}): `));
       runBox.appendChild(el("a", { href: cur.report, target: "_blank", id: "lb-report" }, "open its report.html"));
     }
+    results(cur && cur.results);
     runTable(runs);
     const points = live ? live.points : [];
     const outcomes = new Set(), states = new Set();
