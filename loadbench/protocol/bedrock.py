@@ -205,6 +205,7 @@ class BedrockStreamDecoder(StreamDecoder):
                 if headers.get(":event-type") != "contentBlockDelta" or headers.get(":message-type") in _ERRORS:
                     return self._decode([one], None)
                 self._answer_headers = headers
+            # parsed whole: orjson reads this small payload faster than Python can cut out its one field
             try:
                 obj = loads(payload)
             except JSONDecodeError:

@@ -131,11 +131,13 @@ def test_whole_reads_a_single_frame_read_as_feed_does_and_consumes_nothing_else(
 
 
 def test_whole_takes_a_repeated_frame_and_refuses_a_first_one_or_a_bad_crc() -> None:
-    one = frame({":event-type": "contentBlockDelta"}, b'{"delta":{"text":"hi"}}')
+    headers = {":event-type": "contentBlockDelta", "x-test": "whole"}  # a section no other test reads
+    one = frame(headers, b'{"delta":{"text":"hi"}}')
     reader = FrameReader()
     assert reader.whole(one) is None  # a header section not read yet: feed reads it
-    assert reader.feed(one) == ([({":event-type": "contentBlockDelta"}, b'{"delta":{"text":"hi"}}')], None)
-    assert reader.whole(one) == ({":event-type": "contentBlockDelta"}, b'{"delta":{"text":"hi"}}')
+    assert reader.feed(one) == ([(headers, b'{"delta":{"text":"hi"}}')], None)
+    assert reader.whole(one) == (headers, b'{"delta":{"text":"hi"}}')
+    assert FrameReader().whole(one) == (headers, b'{"delta":{"text":"hi"}}')  # read once a process
     for at in (9, -2):  # the prelude CRC, the message CRC
         bad = bytearray(one)
         bad[at] ^= 1
