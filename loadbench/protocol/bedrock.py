@@ -205,14 +205,14 @@ class BedrockStreamDecoder(StreamDecoder):
                 if headers.get(":event-type") != "contentBlockDelta" or headers.get(":message-type") in _ERRORS:
                     return self._decode([one], None)
                 self._answer_headers = headers
-            # parsed whole: orjson reads this small payload faster than Python can cut out its one field
+            # parsed whole: orjson reads this small payload faster than Python can cut out its one field;
+            # anything but an object whose "delta" is an object with a "text" raises (orjson builds plain
+            # dicts, lists and scalars: a subscript of a non-dict raises TypeError)
             try:
-                obj = loads(payload)
-            except JSONDecodeError:
+                text = loads(payload)["delta"]["text"]
+            except (JSONDecodeError, KeyError, TypeError):
                 return self._decode([one], None)
-            delta = obj.get("delta") if type(obj) is dict else None
-            text = delta.get("text") if type(delta) is dict else None
-            if not text or type(text) is not str:
+            if type(text) is not str or not text:
                 return self._decode([one], None)
             # built as JsonEventDecoder.feed builds it: answer_only's and answer_piece's calls cost a third of it
             return _new(Decoded, ((_new(Content, (text, "answer")),), None, None, None, None, False, False, ()))
