@@ -55,8 +55,13 @@ _MAX_PAYLOAD_BYTES = 24 * 1024 * 1024
 _PRELUDE = struct.Struct(">III")
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
+_crc32 = zlib.crc32
 
-_SEEN_HEADERS = 32  # distinct header sections kept per stream (Bedrock's streams have about six)
+# header sections read so far, by their bytes, shared by every reader of the process: a stream repeats
+# a few (one per event type, the same in every stream of a service), so each is read once a process
+# rather than once a stream. Bounded: cleared when full (a stream of ever-new sections only re-reads).
+_SECTIONS: dict[bytes, dict[str, Any]] = {}
+_KEPT_SECTIONS = 64
 # one message as the reader hands it over: its headers and its payload
 Frame = tuple[dict[str, Any], bytes]
 
@@ -88,13 +93,12 @@ class FrameReader:
     """Event-stream messages from bytes in any split. ``feed`` returns the messages a chunk completed and
     the ``FrameError`` of the first bad frame (None when there is none); nothing after a bad frame can be
     trusted, so the caller stops reading there. Frames with the same header section share one headers
-    dict: callers read it, never change it."""
+    dict, in every reader of the process: callers read it, never change it."""
 
-    __slots__ = ("_buf", "_seen", "_slow")
+    __slots__ = ("_buf", "_slow")
 
     def __init__(self) -> None:
         self._buf = b""
-        self._seen: dict[bytes, dict[str, Any]] = {}  # header sections read so far, by their bytes
         self._slow: Any = None  # botocore's EventStreamBuffer, once a frame needed it
 
     def feed(self, chunk: bytes) -> tuple[list[Frame], FrameError | None]:
@@ -103,7 +107,7 @@ class FrameReader:
         buf = self._buf + chunk if self._buf else chunk
         frames: list[Frame] = []
         start, size = 0, len(buf)
-        crc32, prelude, u32, seen = zlib.crc32, _PRELUDE.unpack_from, _U32.unpack_from, self._seen
+        crc32, prelude, u32, seen = zlib.crc32, _PRELUDE.unpack_from, _U32.unpack_from, _SECTIONS
         while size - start >= 12:
             total, headers_bytes, prelude_crc = prelude(buf, start)
             payload_bytes = total - headers_bytes - 16
@@ -124,12 +128,34 @@ class FrameReader:
                 headers = _string_headers(buf, start + 12, headers_end)
                 if headers is None:
                     return self._hand_over(buf[start:], frames)
-                if len(seen) < _SEEN_HEADERS:
-                    seen[head] = headers
+                if len(seen) >= _KEPT_SECTIONS:
+                    seen.clear()
+                seen[head] = headers
             frames.append((headers, buf[headers_end:end - 4]))
             start = end
         self._buf = buf[start:] if start else buf
         return frames, None
+
+    def whole(self, chunk: bytes) -> Frame | None:
+        """The message ``chunk`` is, when the reader holds nothing, ``chunk`` is exactly one frame, both CRCs
+        match and its header section is one a reader of the process has read before (a stream's common
+        read, once per token); None for anything else, which the caller then hands to ``feed`` (nothing
+        is consumed). What it accepts, ``feed`` accepts alike: the same checks, in one pass and no list."""
+        if self._buf or self._slow is not None:
+            return None
+        try:
+            total, headers_bytes, prelude_crc = _PRELUDE.unpack_from(chunk)
+        except struct.error:  # shorter than a prelude
+            return None
+        if total != len(chunk) or not 0 <= total - headers_bytes - 16 <= _MAX_PAYLOAD_BYTES:
+            return None
+        headers_end = 12 + headers_bytes
+        headers = _SECTIONS.get(chunk[12:headers_end])
+        # the message CRC covers the prelude and its CRC: one crc32 over all but the last four bytes
+        if headers is None or _crc32(chunk[:8]) != prelude_crc \
+                or _crc32(chunk[:-4]) != _U32.unpack_from(chunk, total - 4)[0]:
+            return None
+        return headers, chunk[headers_end:-4]
 
     def _hand_over(self, rest: bytes, frames: list[Frame]) -> tuple[list[Frame], FrameError | None]:
         """From this frame on, botocore reads the stream (what it makes of a frame this reader does not

@@ -49,14 +49,17 @@ _ODD = {
                        ":exception-type": "throttlingException"}, b'{"delta":{"text":"a"}}'),
                 frame({":event-type": "contentBlockDelta"}, b'{"delta":{"toolUse":{"input":"{}"}}}'),
                 frame({":event-type": "messageStop"}, b'{"delta":{"text":"a"}}'),
-                frame({":event-type": "contentBlockDelta"}, b"not json")],
+                frame({":event-type": "contentBlockDelta"}, b"not json"),
+                frame({":event-type": "contentBlockDelta"}, b'[{"delta":{"text":"a"}}]'),
+                frame({":event-type": "contentBlockDelta"}, b'{"delta":{"text":5},"p":"ab"}'),
+                frame({":event-type": "contentBlockDelta"}, b'{"delta":"text","p":"ab"}')],
 }
 _PIECE = st.tuples(st.sampled_from(["answer", "answer", "reasoning"]), st.text(max_size=6))
 
 
 @settings(max_examples=150, deadline=None)
 @given(name=st.sampled_from(sorted(_ODD)), pieces=st.lists(_PIECE, max_size=8),
-       odd=st.lists(st.integers(0, 4), max_size=3), call=st.booleans(), error=st.booleans(), data=st.data())
+       odd=st.lists(st.integers(0, 7), max_size=3), call=st.booleans(), error=st.booleans(), data=st.data())
 def test_each_decoders_single_answer_path_gives_what_its_general_path_gives(
         name: str, pieces: list[tuple[str, str]], odd: list[int], call: bool, error: bool,
         data: st.DataObject) -> None:

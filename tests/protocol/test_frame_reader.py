@@ -98,3 +98,48 @@ def test_a_flipped_byte_is_refused_with_botocores_message(at: int) -> None:
     frames, bad = FrameReader().feed(bytes(raw))
     assert frames == [] and bad is not None
     assert botocore_reads(bytes(raw), []) == [([], str(bad))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(frames=st.lists(_frame, min_size=1, max_size=6), flips=st.lists(st.integers(0, 10_000), max_size=2),
+       data=st.data())
+def test_whole_reads_a_single_frame_read_as_feed_does_and_consumes_nothing_else(
+        frames: list[bytes], flips: list[int], data: st.DataObject) -> None:
+    reads = [bytearray(f) for f in frames]
+    for at in flips:  # a corrupt byte in one of the reads
+        read = reads[at % len(reads)]
+        read[at % len(read)] ^= 0x5A
+    # some reads cut in two, some joined: whole() must refuse what is not exactly one frame
+    if data.draw(st.booleans()) and len(reads) > 1:
+        reads[0:2] = [reads[0] + reads[1]]
+    cut = data.draw(st.integers(0, len(reads[-1])))
+    reads[-1:] = [reads[-1][:cut], reads[-1][cut:]]
+    def fed(reader: FrameReader, read: bytes) -> object:
+        try:
+            frames, bad = reader.feed(read)
+        except Exception as exc:  # botocore's own crash on malformed headers is the reference
+            return type(exc).__name__
+        return frames, str(bad)
+
+    fast, general = FrameReader(), FrameReader()
+    for read in map(bytes, reads):
+        one = fast.whole(read)
+        want = fed(general, read)
+        assert (([one], "None") if one is not None else fed(fast, read)) == want
+        if not isinstance(want, tuple) or want[1] != "None":
+            break
+
+
+def test_whole_takes_a_repeated_frame_and_refuses_a_first_one_or_a_bad_crc() -> None:
+    headers = {":event-type": "contentBlockDelta", "x-test": "whole"}  # a section no other test reads
+    one = frame(headers, b'{"delta":{"text":"hi"}}')
+    reader = FrameReader()
+    assert reader.whole(one) is None  # a header section not read yet: feed reads it
+    assert reader.feed(one) == ([(headers, b'{"delta":{"text":"hi"}}')], None)
+    assert reader.whole(one) == (headers, b'{"delta":{"text":"hi"}}')
+    assert FrameReader().whole(one) == (headers, b'{"delta":{"text":"hi"}}')  # read once a process
+    for at in (9, -2):  # the prelude CRC, the message CRC
+        bad = bytearray(one)
+        bad[at] ^= 1
+        assert reader.whole(bytes(bad)) is None
+    assert reader.whole(one[:-1]) is None and reader.whole(one + one) is None
