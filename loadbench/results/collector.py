@@ -28,6 +28,9 @@ from loadbench.units import ns_to_s, s_to_ns, us_to_ms
 
 GRACE_S = 2.5
   # a report in flight arrives within ~1 s (the report period) plus slack
+# An interval count a worker of a sessions run adds as each session starts (its first turn is sent): that
+# run's arrivals are sessions, not turns. Absent from a single-request run's counts (and timeline).
+SESSIONS_STARTED = "sessions_started"
 
 
 @dataclass(slots=True)
@@ -44,6 +47,7 @@ class Progress:
     ok: int = 0
     failed: int = 0
     dropped: int = 0
+    sessions_started: int = 0
     ttft: HdrHistogram = field(default_factory=hg.new_histogram)
 
 
@@ -90,6 +94,7 @@ class Collector:
                 prog.ok += int(counts.get("ok", 0))
                 prog.failed += int(counts.get("failed", 0))
                 prog.dropped += int(counts.get("dropped", 0))
+                prog.sessions_started += int(counts.get(SESSIONS_STARTED, 0))
             for k, v in (wire.get("outcomes") or {}).items():
                 self.outcomes[k] = self.outcomes.get(k, 0) + int(v)
             ttft = wire.get("hists", {}).get("ttft")

@@ -289,6 +289,7 @@ class Master:
         assert self.collector is not None
         t0 = time.monotonic()
         last = t0
+        sessions = self.plan.workload.scenario.get("sessions") is not None
         while True:
             gevent.sleep(PROGRESS_EVERY_S)
             now = time.monotonic()
@@ -299,6 +300,9 @@ class Master:
             seen = ttft.get_total_count()
             tot = self.collector.totals
             is_open = self.load.mode == "open"
+            # every arrival ends ok, failed or dropped: their rate is the achieved arrival rate; a sessions
+            # run's arrival starts a session, so its later turns are not arrivals
+            arrived = (w.sessions_started if sessions else w.ok + w.failed) + w.dropped
             _say(live_line(
                 elapsed_s=now - t0, finished_rps=w.ok / span_s,
                 ttft_p50_ms=us_to_ms(ttft.get_value_at_percentile(50)) if seen else None,
@@ -306,8 +310,7 @@ class Master:
                 ok=tot.ok, failed=tot.failed, dropped=tot.dropped,
                 users=None if is_open else self.runner.user_count,
                 target_rps=self.load.rate_at(time.time() - ns_to_s(self.plan.start_unix_ns)) if is_open else None,
-                # every arrival ends ok, failed or dropped: their rate is the achieved arrival rate
-                achieved_rps=(w.ok + w.failed + w.dropped) / span_s if is_open else None))
+                achieved_rps=arrived / span_s if is_open else None, arrivals="sessions" if sessions else "req"))
 
     def _await_spec_acks(self) -> list[str]:
         """Send the plan and wait until every worker has acknowledged it, sending it again meanwhile:

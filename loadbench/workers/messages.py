@@ -24,7 +24,8 @@ REPORT_KEY = "lb"  # worker data inside Locust's worker_report payload
 
 
 class WorkerData(TypedDict):
-    """What a worker has not yet shipped: samples (JSON lines), interval histogram parts, self-check."""
+    """What a worker has not yet shipped: samples (JSON lines), interval histogram parts and counts (a
+    sessions run's among them: collector.SESSIONS_STARTED), self-check."""
 
     worker: str
     samples: list[bytes]

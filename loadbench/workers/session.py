@@ -19,6 +19,7 @@ import orjson
 
 from loadbench.outcomes import OK
 from loadbench.protocol.dialect import Answer, Decoded, Dialect
+from loadbench.results.collector import SESSIONS_STARTED
 from loadbench.workers.backoff import sleep_unless
 from loadbench.workers.runtime import WorkerRuntime
 from loadbench.workers.stream import measure
@@ -58,6 +59,13 @@ class TextKeeper:
         return "".join(self.parts)
 
 
+def _count_start(rt: WorkerRuntime) -> None:
+    """Count a session start in the interval it is sent in: the master's live arrival rate of a sessions run
+    is sessions a second, and counting first turns only as they finish would lag it by a turn's latency."""
+    part = rt.recorder.part(rt.recorder.index_of(time.time_ns()))
+    part.counts[SESSIONS_STARTED] = part.counts.get(SESSIONS_STARTED, 0) + 1
+
+
 def run_session(client: Any, rt: WorkerRuntime, slot: int | None, stopping: Any) -> None:
     """Every turn of one new session (``stopping()``: the user was asked to stop)."""
     sessions = rt.sessions
@@ -73,6 +81,8 @@ def run_session(client: Any, rt: WorkerRuntime, slot: int | None, stopping: Any)
         if k and (rt.draining or stopping() or not rt.quota_left()):
             return
         spec = sessions.turn_request(script, k, history)
+        if k == 0:
+            _count_start(rt)
         rt.issued += 1
         rt.in_flight += 1
         turn_headers = headers
