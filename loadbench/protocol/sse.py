@@ -8,6 +8,8 @@ streams carry everything in ``data``.
 
 from __future__ import annotations
 
+_LF, _SPACE = 10, 32  # b"\n", b" "
+
 
 class SSEDecoder:
     __slots__ = ("_buf", "_data")
@@ -33,14 +35,22 @@ class SSEDecoder:
                 if b"\r" in text:  # a lone CR ends a line too
                     return self._feed(chunk)
             if text[-2:] == b"\n\n":
-                events = text[:-2].split(b"\n\n")
+                # one find per event over the read, no copies but the payloads: a Responses lifecycle
+                # event repeats the whole answer, and splitting, then slicing each event, went over it
+                # several times (the loop ends: every event moves ``start`` on, or the read goes general)
                 out = []
-                for data in events:
-                    if data[:6] == b"event:":
-                        data = data[data.find(b"\n") + 1:]
-                    if data[:5] != b"data:" or b"\n" in data:
+                start, end = 0, len(text)
+                find, startswith = text.find, text.startswith
+                while start < end:
+                    if startswith(b"event:", start):
+                        start = find(b"\n", start) + 1  # found: the read ends with a line end
+                    if not startswith(b"data:", start):
                         return self._feed(chunk)
-                    out.append(data[6:] if data[5:6] == b" " else data[5:])
+                    stop = find(b"\n", start)
+                    if text[stop + 1] != _LF:  # more lines in the event (the last line end is at end - 1)
+                        return self._feed(chunk)
+                    out.append(text[start + 6 if text[start + 5] == _SPACE else start + 5:stop])
+                    start = stop + 2
                 return out
         return self._feed(chunk)
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadbench.protocol.chunktemplate import LEARN_TRIES, ChunkTemplate, _number_apart
+from loadbench.protocol.chunktemplate import LEARN_TRIES, ChunkTemplate, _alike, _alike_end, _number_apart
 from loadbench.protocol.dialect import STOP, Content, Decoded, StreamDecoder, ToolCall
 from loadbench.protocol.registry import dialect
 from loadbench.protocol.usage import Usage
@@ -124,3 +124,38 @@ def test_a_counter_that_skips_is_learned_again() -> None:
               for n in (3, 4, 5, 7, 8, 9, 10)]
     assert [dec.feed(c) for c in chunks] == [Decoded(content=(Content(f"t{n}"),)) for n in (3, 4, 5, 7, 8, 9, 10)]
     assert dec._template.active  # type: ignore[attr-defined]
+
+
+@settings(max_examples=300, deadline=None)
+@given(common=st.binary(max_size=40), a=st.binary(max_size=12), b=st.binary(max_size=12))
+def test_alike_counts_the_bytes_shared_at_either_end(common: bytes, a: bytes, b: bytes) -> None:
+    def shared(x: bytes, y: bytes) -> int:
+        n = 0
+        while n < min(len(x), len(y)) and x[n] == y[n]:
+            n += 1
+        return n
+
+    assert _alike(common + a, common + b) == shared(common + a, common + b)
+    assert _alike_end(a + common, b + common) == shared((a + common)[::-1], (b + common)[::-1])
+
+
+@pytest.mark.parametrize("name", ("anthropic", "openai-responses"))
+def test_a_first_answer_read_with_other_events_teaches_the_answer_event_alone(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first answer chunk comes in one read with the events opening its item: the template is cut
+    at the last event before the answer's, so the next chunks (one event each) are read by it; the
+    Responses counter is learned from the second chunk, and the third is the template's."""
+    enc = dialect(name).encoder("m-1", "r-1")
+    dec = dialect(name).decoder()
+    dec.feed(enc.head())
+    first = enc.content("first")
+    assert first.count(b"\n\n") > 1  # the opening events and the answer's, in one read
+    assert dec.feed(first) == Decoded(content=(Content("first"),))
+    assert dec._template._head is not None and b"\n\n" not in dec._template._head  # type: ignore[attr-defined]
+    dec.feed(enc.content("second"))
+
+    def general(*_: Any) -> Decoded:
+        raise AssertionError("the general path read an answer chunk the template holds")
+
+    monkeypatch.setattr(dec, "_feed", general)
+    assert dec.feed(enc.content("third")) == Decoded(content=(Content("third"),))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -107,3 +108,25 @@ def test_the_sse_fast_path_reads_the_common_shapes() -> None:
     # a lone CR ends a line: the event line hides no data line from the general path
     raw = b"event: a\rdata: z\r\ndata: x\r\n\r\n"
     assert SSEDecoder().feed(raw) == [b"z\nx"] == SSEDecoder()._feed(raw)
+
+
+def test_the_sse_fast_path_leaves_every_other_shape_to_the_line_loop() -> None:
+    """The event-by-event scan of a whole read: each shape it must not read itself, read as the line loop
+    reads it."""
+    for raw in (b"\n\n", b"event: e\n\n", b"event: e\n\ndata: x\n\n", b"data: a\n\n\ndata: b\n\n",
+                b"data: a\ndata: b\n\n", b"event: e\ndata: a\nid: 1\n\n", b"data:\n\n", b"data\n\n",
+                b"data: x\n\n: ping\n\n", b"data: x\n\ndata: y", b"data: x\n\ndata: y\n", b"event: e\n",
+                b"event: e\nevent: f\ndata: x\n\n", b"data: x\r\n\r\ndata: y\r\n\n"):
+        assert SSEDecoder().feed(raw) == SSEDecoder()._feed(raw), raw
+
+
+def test_the_sse_fast_path_reads_large_named_events_without_the_line_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = b'{"type":"response.completed","response":{"output":"' + b"x" * 5000 + b'"}}'
+    raw = b"event: response.output_text.done\ndata: {}\n\nevent: response.completed\ndata: " + payload + b"\n\n"
+    dec = SSEDecoder()
+
+    def general(*_: object) -> list[bytes]:
+        raise AssertionError("the line loop read a read of whole events")
+
+    monkeypatch.setattr(SSEDecoder, "_feed", general)  # slots: patched on the class
+    assert dec.feed(raw) == [b"{}", payload]
