@@ -54,6 +54,7 @@ from loadbench.mock.schedule import ChunkSchedule, chunk_count, last_offset_s
 from loadbench.mock.servermodel import ServerModel, prompt_words, server_model
 from loadbench.mock.settings import MockSettings, live_view, with_updates
 from loadbench.mock.stats import MockStats
+from loadbench.mock.timer import TimerFd, precise_timer
 from loadbench.mock.tokens import count_words, token_text
 from loadbench.protocol.dialect import Dialect, Kind
 from loadbench.protocol.http import add_error_routes
@@ -106,13 +107,21 @@ class MockServer:
         self._id_prefix = f"{os.getpid():x}{worker:x}-"
         self._next_id = 0
         self._pacer: Pacer | None = None  # made on the first stream, inside the running loop
+        self._timer: TimerFd | None = None  # the pacer's timerfd, where it has one
         self._answerer = Answerer.from_settings(settings)
         self.model: ServerModel | None = server_model(settings)  # None: no term of servermodel is on
 
     def _get_pacer(self, loop: asyncio.AbstractEventLoop) -> Pacer:
         if self._pacer is None:
-            self._pacer = Pacer(self.stats, loop.call_later)
+            call_later, resolution_s, self._timer = precise_timer(loop)
+            self._pacer = Pacer(self.stats, call_later, resolution_s=resolution_s)
         return self._pacer
+
+    async def close(self, app: web.Application) -> None:
+        """At the application's cleanup: the timerfd goes with it."""
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
 
     def _injected_error(self, s: MockSettings) -> web.Response | None:
         """The ``--error-rate`` draw (seeded): an error response, or None to serve normally."""
@@ -438,6 +447,7 @@ def create_app(settings: MockSettings, worker: int = 0) -> web.Application:
     mock = MockServer(settings, worker)
     app = web.Application()
     app[MOCK_KEY] = mock
+    app.on_cleanup.append(mock.close)
     if "openai" in settings.protocols:
         app.router.add_post("/v1/chat/completions", mock.chat)
         app.router.add_post("/v1/completions", mock.completions)

@@ -234,3 +234,12 @@ def test_poll_writes_only_what_is_due_between_timer_ticks() -> None:
     loop.run()
     assert [k for _, d in transport.writes for k in chunk_indexes(d)] == [0, 1, 2]
     assert transport.writes[-1][0] >= stream.start_s + 0.015 and len(pacer) == 0
+
+
+def test_a_precise_timer_is_armed_for_the_wait_itself() -> None:
+    loop = FakeLoop()
+    pacer = Pacer(MockStats(), loop.call_later, loop.clock, resolution_s=0.0)
+    stream, _ = make_stream(loop, [0.0123])
+    pacer.add(stream)
+    when = loop.timers[-1][0]
+    assert isinstance(when, float) and round((when - loop.now) * 1000, 9) == 12.3  # no rounding to whole ms
