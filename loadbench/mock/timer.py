@@ -5,8 +5,8 @@ loop's iteration, so a chunk's wake-up lands up to a millisecond or two after it
 rounds the delay up so it is never early). On the ruler that was most of a constant offset in every
 stream's TTFT: the first chunk's wake-up read 0.7-1.2 ms late at P50, and every later chunk too. A Linux
 ``timerfd`` armed with the absolute deadline on ``CLOCK_MONOTONIC`` (the clock of ``time.monotonic``)
-wakes the loop through its selector within tens of microseconds of the deadline, never before it; its
-deadlines are rounded up to a grid of ``GRID_S`` so that a busy mock's chunks share their wake-ups.
+wakes the loop through its selector within tens of microseconds of the deadline, never before it (a
+busy pacer puts its deadlines on a grid so that chunks share wake-ups: ``pacer.SHARE_FROM_STREAMS``).
 
 ``precise_timer(loop)`` gives the pacer its ``call_later`` and its resolution: the timerfd's (0: the
 delay is used as is) on Linux, else the loop's own ``call_later`` with its whole milliseconds.
@@ -30,10 +30,6 @@ _TFD_NONBLOCK = os.O_NONBLOCK
 _TFD_CLOEXEC = os.O_CLOEXEC
 _TFD_TIMER_ABSTIME = 1
 MS_RESOLUTION_S = 0.001  # what uvloop's and asyncio's call_later give
-# The timerfd's wake-ups fall on a grid of this step, so the chunks due within one step go out in one
-# wake-up: exact wake-ups cost a mock writing 20k chunks/s a third more CPU per chunk than uvloop's
-# millisecond ones; this step keeps a chunk within GRID_S (+ the wake-up's own ~0.05 ms) of its deadline.
-GRID_S = 0.00025
 
 
 class _Timespec(ctypes.Structure):
@@ -73,12 +69,11 @@ class TimerFd:
     """One timerfd on the loop's selector holding one pending callback (the pacer keeps one timer)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, libc: ctypes.CDLL,
-                 clock: Callable[[], float] = time.monotonic, grid_s: float = GRID_S) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         fd = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "timerfd_create failed")
         self._fd, self._libc, self._loop, self._clock = fd, libc, loop, clock
-        self._per_s = 1.0 / grid_s
         self._callback: Callable[[], None] | None = None
         self._handle: _Handle | None = None
         self._due = 0.0
@@ -86,8 +81,7 @@ class TimerFd:
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> _Handle:
         """Run ``callback`` once, ``delay_s`` from now (any earlier pending callback is replaced)."""
-        # up to the grid: deadlines in one cell share a wake-up (a busy mock has thousands a second)
-        due = math.ceil((self._clock() + max(0.0, delay_s)) * self._per_s) / self._per_s
+        due = self._clock() + max(0.0, delay_s)
         self._arm(due)
         self._callback, self._due = callback, due
         self._handle = handle = _Handle(self)

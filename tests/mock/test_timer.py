@@ -106,23 +106,3 @@ def test_without_a_timerfd_the_loop_timer_and_its_milliseconds_are_used(monkeypa
 
     assert _run(scenario) == (True, MS_RESOLUTION_S, None)
 
-
-@linux
-def test_deadlines_are_rounded_up_to_the_grid_so_close_ones_share_a_wake_up() -> None:
-    async def scenario() -> tuple[list[float], list[float]]:
-        loop = asyncio.get_running_loop()
-        fd = TimerFd(loop, timer._libc(), grid_s=0.001)  # type: ignore[arg-type]
-        asked, armed = [], []
-        try:
-            for delay in (0.0001, 0.0004, 0.0011, 0.0123):
-                asked.append(time.monotonic() + delay)
-                fd.call_later(delay, lambda: None)
-                armed.append(fd._due)
-        finally:
-            fd.close()
-        return asked, armed
-
-    asked, armed = _run(scenario)
-    assert all(a >= b for a, b in zip(armed, asked, strict=True))  # never before the deadline asked
-    assert all(round(a * 1000, 6) == round(a * 1000) for a in armed)  # on the grid
-    assert all(a - b < 0.0015 for a, b in zip(armed, asked, strict=True))  # within a step (and the call) of it
