@@ -15,7 +15,8 @@ and after the mistake it gives up (an answer without the facts). So with indepen
 probability exactly P per trial, and k repeats all pass with P^k. The step is the number of
 assistant turns already in the conversation, so the mock keeps no state between requests.
 
-Answers are written through the OpenAI dialect's server half (the encoder and ``answer_body``).
+Answers are written through the request's own dialect's server half (its encoder and ``answer_body``),
+in whichever protocol the mock speaks.
 """
 
 from __future__ import annotations
@@ -29,14 +30,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from loadbench.errors import InputError
 from loadbench.eval.records import TRACE_HEADER
 from loadbench.mock.draw import unit
 from loadbench.mock.request import GenerationRequest
 from loadbench.mock.settings import MockSettings
 from loadbench.mock.stats import MockStats
 from loadbench.protocol.dialect import STOP, TOOL_CALLS, Answer, Dialect, LLMRequest, ToolCall
-from loadbench.protocol.openai import OPENAI
 from loadbench.protocol.usage import Usage
 
 MISTAKES = ("wrong_tool", "wrong_argument", "stop_early", "malformed")
@@ -74,11 +73,10 @@ def _changed(value: object) -> object:
 
 
 class AgentPlayer:
-    def __init__(self, settings: MockSettings, dialect: Dialect = OPENAI) -> None:
+    def __init__(self, settings: MockSettings) -> None:
         self.s = settings
         self.plans = load_plans(Path(settings.agent))
         self.mistakes = tuple(k for k in settings.agent_mistakes.split(",") if k)
-        self.dialect = dialect
 
     def answer(self, req: LLMRequest, trace: str) -> Answer:
         """This step's answer: a tool call or the final text."""
@@ -123,14 +121,11 @@ class AgentPlayer:
         first = sorted(args)[0]
         return tool, orjson.dumps({**args, first: _changed(args[first])}).decode()
 
-    async def respond(self, request: web.Request, g: GenerationRequest, response_id: str, ttft_s: float,
-                      itl_s: float, stats: MockStats) -> web.StreamResponse | None:
-        """The answer to a tool-calling request; None for any other request (answered as before)."""
+    async def respond(self, request: web.Request, wire: Dialect, req: LLMRequest, g: GenerationRequest,
+                      response_id: str, ttft_s: float, itl_s: float, stats: MockStats) -> web.StreamResponse | None:
+        """The answer to a tool-calling request in ``wire``'s protocol; None for any other request
+        (answered as before)."""
         t0 = time.monotonic()
-        try:
-            req = self.dialect.parse_request(await request.read(), request.path)
-        except InputError:
-            return None
         if not req.tools:
             return None
         stats.count(200)
@@ -141,12 +136,10 @@ class AgentPlayer:
                         tool_calls=answer.tool_calls)
         await asyncio.sleep(max(0.0, t0 + ttft_s - time.monotonic()))
         if not g.stream:
-            return web.Response(body=self.dialect.answer_body(answer, response_id),
-                                content_type=self.dialect.content_type)
-        resp = web.StreamResponse(headers={"Content-Type": self.dialect.stream_content_type,
-                                           "Cache-Control": "no-cache"})
+            return web.Response(body=wire.answer_body(answer, response_id), content_type=wire.content_type)
+        resp = web.StreamResponse(headers={"Content-Type": wire.stream_content_type, "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        enc = self.dialect.encoder(g.model, response_id)
+        enc = wire.encoder(g.model, response_id)
         try:
             await resp.write(enc.head())
             if answer.text:

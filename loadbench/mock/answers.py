@@ -23,36 +23,45 @@ prompt longer than the window (``overflow: error``, HTTP 400 context_length_exce
 answers as if it had been cut (``truncate``: usage.prompt_tokens is the window; no other flag).
 A request the book does not know is answered with ``UNKNOWN_REPLY``; the visible answer is cut
 at max_tokens words (finish_reason "length").
+
+Every protocol the mock speaks gets the same answers: the request is read by its dialect's server half
+(``parse_request``: the question is its last user message, or its prompt) and the answer written by
+its ``answer_body`` (whole, after the TTFT) or its ``StreamEncoder`` (``AnswerStream``: WORDS_PER_CHUNK
+words a chunk, paced like every stream: chunk k at TTFT + k x ITL), with the usage in its own words.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from loadbench.eval.dataset import Case, load_dataset
-from loadbench.mock import bodies
 from loadbench.mock.agent import AgentPlayer
 from loadbench.mock.draw import unit
 from loadbench.mock.judge import MockJudge
 from loadbench.mock.request import GenerationRequest
 from loadbench.mock.settings import MockSettings
-from loadbench.mock.stats import MockStats
-from loadbench.protocol.openai import question_text
+from loadbench.protocol.dialect import Answer, Dialect, LLMRequest, StreamEncoder
+from loadbench.protocol.openai import OpenAIDialect
+from loadbench.protocol.openai import error_body as openai_error_body
+from loadbench.protocol.usage import Usage
 
 UNKNOWN_REPLY = "I am not sure what you are asking."
 WORDS_PER_CHUNK = 4
 
 
-def request_text(body: dict[str, Any]) -> str:
+def question(req: LLMRequest) -> str:
+    """What a request asks: its last user message, else its prompt ("" when it has neither)."""
+    users = [m.content for m in req.messages if m.role == "user"]
+    return users[-1] if users else req.prompt or ""
+
+
+def request_text(req: LLMRequest) -> str:
     """The request's question, whitespace normalised: the key the answer book looks cases up by."""
-    return " ".join(question_text(body).split())
+    return " ".join(question(req).split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +71,22 @@ class Reply:
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int
+
+    @property
+    def usage(self) -> Usage:
+        """The reply's usage (its hidden reasoning billed as output, and reported as reasoning)."""
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                     reasoning_tokens=self.reasoning_tokens)
+
+    def answer(self, model: str) -> Answer:
+        """The whole answer, as a dialect's ``answer_body`` writes it."""
+        return Answer(text=self.text, finish_reason=self.finish_reason, usage=self.usage, model=model, choices=1)
+
+    def pieces(self) -> list[str]:
+        """The streamed chunks: WORDS_PER_CHUNK words each, every one after the first led by its space."""
+        words = self.text.split(" ")
+        chunks = [" ".join(words[i:i + WORDS_PER_CHUNK]) for i in range(0, len(words), WORDS_PER_CHUNK)]
+        return chunks[:1] + [" " + c for c in chunks[1:]]
 
 
 class AnswerBook:
@@ -118,8 +143,8 @@ class AnswerBook:
             return self.truth(case)
         return self.wrong(case, unit(*key, "variant"), unit(*key, "format") < s.format_error_rate)
 
-    def reply(self, body: dict[str, Any], g: GenerationRequest) -> Reply:
-        case = self.by_text.get(request_text(body))
+    def reply(self, req: LLMRequest, g: GenerationRequest) -> Reply:
+        case = self.by_text.get(request_text(req))
         text = self.answer(case) if case is not None else UNKNOWN_REPLY
         return cut_reply(text, g, self.s)
 
@@ -134,25 +159,48 @@ def cut_reply(text: str, g: GenerationRequest, s: MockSettings) -> Reply:
     return Reply(text, finish, prompt_tokens, visible + s.verbosity, s.verbosity)
 
 
-def overflow_error(g: GenerationRequest, s: MockSettings) -> web.Response | None:
+def overflow_message(g: GenerationRequest, s: MockSettings) -> str | None:
+    """Why a prompt is refused (``overflow: error`` and longer than the context window), else None."""
     if not s.context_window or g.prompt_tokens <= s.context_window or s.overflow != "error":
         return None
-    body = orjson.dumps({"error": {
-        "message": f"This model's maximum context length is {s.context_window} tokens; "
-                   f"the prompt has {g.prompt_tokens}", "type": "invalid_request_error",
-        "code": "context_length_exceeded"}})
-    return web.Response(body=body, status=400, content_type="application/json")
+    return f"This model's maximum context length is {s.context_window} tokens; the prompt has {g.prompt_tokens}"
 
 
-def _usage(r: Reply) -> dict[str, Any]:
-    out: dict[str, Any] = bodies.usage(r.prompt_tokens, r.completion_tokens)
-    if r.reasoning_tokens:
-        out["completion_tokens_details"] = {"reasoning_tokens": r.reasoning_tokens}
-    return out
+def overflow_body(wire: Dialect, message: str) -> bytes:
+    """The 400 of a prompt too long, in the protocol: OpenAI's and Azure's carry the code their clients
+    look for (``context_length_exceeded``); the others their own invalid-request error."""
+    if isinstance(wire, OpenAIDialect):
+        return openai_error_body(message, "invalid_request_error", "context_length_exceeded")
+    return wire.error_body(message, 400)
+
+
+class AnswerStream:
+    """A reply streamed by the protocol's encoder, one chunk at a time as the pacer asks for it (the
+    pacer's ``Encoded``): the head before the first word, ``chunk(k)`` for each piece, the end with the
+    last one."""
+
+    __slots__ = ("_encoder", "_finish", "_pieces", "_usage")
+
+    def __init__(self, encoder: StreamEncoder, reply: Reply, usage: Usage | None) -> None:
+        self._encoder, self._finish, self._usage = encoder, reply.finish_reason, usage
+        self._pieces = reply.pieces()
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def head(self) -> bytes:
+        return self._encoder.head()
+
+    def chunk(self, k: int) -> bytes:
+        out = self._encoder.content(self._pieces[k])
+        if k == len(self._pieces) - 1:
+            out += self._encoder.tail(self._finish, self._usage)
+        return out
 
 
 class Answerer:
-    """What ``MockServer`` delegates to when any answer option is set."""
+    """What ``MockServer`` delegates to when any answer option is set: what to answer, in no protocol's
+    words (the server writes it in the request's protocol)."""
 
     def __init__(self, settings: MockSettings) -> None:
         self.settings = settings
@@ -166,66 +214,14 @@ class Answerer:
             return cls(settings)
         return None
 
-    def _reply(self, body: dict[str, Any], g: GenerationRequest) -> Reply:
+    def overflow(self, g: GenerationRequest) -> str | None:
+        return overflow_message(g, self.settings)
+
+    def reply(self, req: LLMRequest, g: GenerationRequest) -> Reply:
         if self.judge is not None:
-            verdict = self.judge.reply(body)
+            verdict = self.judge.reply(question(req))
             if verdict is not None:
                 return cut_reply(verdict, g, self.settings)
         if self.book is not None:
-            return self.book.reply(body, g)
+            return self.book.reply(req, g)
         return cut_reply(UNKNOWN_REPLY, g, self.settings)
-
-    async def respond(self, request: web.Request, g: GenerationRequest, *, chat: bool, response_id: str,
-                      ttft_s: float, itl_s: float, stats: MockStats) -> web.StreamResponse:
-        t0 = time.monotonic()
-        error = overflow_error(g, self.settings)
-        if error is not None:
-            stats.count(400)
-            return error
-        if self.agent is not None:  # a tool-calling request: the agent plays it (agent.py)
-            played = await self.agent.respond(request, g, response_id, ttft_s, itl_s, stats)
-            if played is not None:
-                return played
-        stats.count(200)
-        body = orjson.loads(await request.read())
-        r = self._reply(body if isinstance(body, dict) else {}, g)
-        head = {"id": response_id, "created": int(time.time()), "model": g.model}
-        if not g.stream:
-            await asyncio.sleep(max(0.0, t0 + ttft_s - time.monotonic()))
-            if chat:
-                choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": r.text},
-                                          "finish_reason": r.finish_reason}
-            else:
-                choice = {"index": 0, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
-            obj = "chat.completion" if chat else "text_completion"
-            return web.Response(body=orjson.dumps({**head, "object": obj, "choices": [choice], "usage": _usage(r)}),
-                                content_type="application/json")
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
-        obj = "chat.completion.chunk" if chat else "text_completion"
-
-        def chunk(text: str | None, finish: str | None = None, role: bool = False) -> bytes:
-            if chat:
-                delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else (
-                    {"content": text} if text is not None else {})
-                return bodies.sse({**head, "object": obj, "choices": [
-                    {"index": 0, "delta": delta, "finish_reason": finish}]})
-            return bodies.sse({**head, "object": obj, "choices": [
-                {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}]})
-
-        words = r.text.split(" ")
-        pieces = [" ".join(words[i:i + WORDS_PER_CHUNK]) for i in range(0, len(words), WORDS_PER_CHUNK)]
-        tail = chunk(None, r.finish_reason)
-        if g.include_usage and not self.settings.no_usage:
-            tail += bodies.sse({**head, "object": obj, "choices": [], "usage": _usage(r)})
-        try:
-            await resp.write(chunk(None, role=True))
-            for i, piece in enumerate(pieces):
-                due = t0 + ttft_s + i * itl_s
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                await resp.write(chunk(piece if i == 0 else " " + piece))
-            await resp.write(tail + bodies.DONE)
-            await resp.write_eof()
-        except ConnectionResetError:
-            stats.disconnects += 1  # the client left mid-answer
-        return resp

@@ -6,7 +6,9 @@ Routes
     GET  /v1/models, GET /health
     GET/POST /mock/config                             read / change the live settings
     GET/DELETE /mock/stats                            counters / reset them
-Per-request overrides: headers ``X-Mock-TTFT-Ms`` and ``X-Mock-ITL-Ms``.
+    every other protocol's routes (``--protocol``, protocols.py)       its dialect's server half
+Per-request overrides: headers ``X-Mock-TTFT-Ms`` and ``X-Mock-ITL-Ms``. The answer options
+(``--answers``, ``--judge``, ``--context-window``, ``--agent``; answers.py) answer in every protocol.
 
 Timing: ``t0 = time.monotonic()`` when the handler starts. A stream at once sends its headers
 and a first chunk that carries no token (chat: a role-only delta; completions: empty text), then
@@ -37,10 +39,10 @@ from aiohttp import web
 
 from loadbench.errors import ConfigError, InputError
 from loadbench.mock import bodies
-from loadbench.mock.answers import Answerer
+from loadbench.mock.answers import Answerer, AnswerStream, overflow_body
 from loadbench.mock.faults import RATE_LIMITED, FaultServer
 from loadbench.mock.gate import FifoGate
-from loadbench.mock.pacer import PacedStream, Pacer
+from loadbench.mock.pacer import Encoded, PacedStream, Pacer
 from loadbench.mock.protocols import (
     EncodedStream,
     EncodedTemplate,
@@ -54,8 +56,9 @@ from loadbench.mock.schedule import ChunkSchedule, chunk_count, last_offset_s
 from loadbench.mock.servermodel import ServerModel, prompt_words, server_model
 from loadbench.mock.settings import MockSettings, live_view, with_updates
 from loadbench.mock.stats import MockStats
+from loadbench.mock.timer import TimerFd, precise_timer
 from loadbench.mock.tokens import count_words, token_text
-from loadbench.protocol.dialect import Dialect, Kind
+from loadbench.protocol.dialect import Dialect, Kind, LLMRequest
 from loadbench.protocol.http import add_error_routes
 from loadbench.protocol.openai import OPENAI
 from loadbench.protocol.registry import dialect
@@ -106,13 +109,21 @@ class MockServer:
         self._id_prefix = f"{os.getpid():x}{worker:x}-"
         self._next_id = 0
         self._pacer: Pacer | None = None  # made on the first stream, inside the running loop
+        self._timer: TimerFd | None = None  # the pacer's timerfd, where it has one
         self._answerer = Answerer.from_settings(settings)
         self.model: ServerModel | None = server_model(settings)  # None: no term of servermodel is on
 
     def _get_pacer(self, loop: asyncio.AbstractEventLoop) -> Pacer:
         if self._pacer is None:
-            self._pacer = Pacer(self.stats, loop.call_later)
+            call_later, resolution_s, self._timer = precise_timer(loop)
+            self._pacer = Pacer(self.stats, call_later, resolution_s=resolution_s)
         return self._pacer
+
+    async def close(self, app: web.Application) -> None:
+        """At the application's cleanup: the timerfd goes with it."""
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
 
     def _injected_error(self, s: MockSettings) -> web.Response | None:
         """The ``--error-rate`` draw (seeded): an error response, or None to serve normally."""
@@ -138,12 +149,15 @@ class MockServer:
         stats = self.stats
         stats.requests += 1
         try:
-            body = orjson.loads(await request.read())
+            raw = await request.read()
+            body = orjson.loads(raw)
             g = parse_generation(body, chat=chat,
                                  default_model=s.model, default_output_tokens=s.output_tokens,
                                  max_output_tokens=s.max_output_tokens)
             ttft_s = _header_ms(request, "X-Mock-TTFT-Ms", s.ttft_ms / 1000.0)
             itl_s = _header_ms(request, "X-Mock-ITL-Ms", s.itl_ms / 1000.0)
+            # the answers read the request as every protocol's is read: through its dialect
+            req = OPENAI.parse_request(raw, request.path) if self._answerer is not None else None
         except orjson.JSONDecodeError as exc:
             stats.count(400)
             return _error(400, f"malformed JSON body: {exc}")
@@ -155,10 +169,9 @@ class MockServer:
         injected = self._injected_error(s)
         if injected is not None:
             return injected
-        if self._answerer is not None:  # --answers / --judge / --context-window (answers.py)
-            self._next_id += 1
-            return await self._answerer.respond(request, g, chat=chat, response_id=f"ans-{self._next_id:x}",
-                                                ttft_s=ttft_s, itl_s=itl_s, stats=stats)
+        if req is not None:  # --answers / --judge / --context-window / --agent (answers.py)
+            return await self._answer(request, loop, t0, s, OPENAI, req, g, "chat" if chat else "completions",
+                                      ttft_s, itl_s)
         stats.count(200)
         if self.model is not None:
             g, ttft_s = self._arrive(g, ttft_s, lambda: prompt_words(body, chat=chat))
@@ -240,7 +253,7 @@ class MockServer:
     async def _paced(self, request: web.Request, loop: asyncio.AbstractEventLoop, t0: float, s: MockSettings,
                      ttft_s: float, itl_s: float, n_chunks: int, first: bytes, headers: dict[str, str],
                      prefix: bytes, suffix: bytes, tail: bytes, n_tokens: int,
-                     encoded: EncodedStream | None) -> web.StreamResponse:
+                     encoded: Encoded | None) -> web.StreamResponse:
         """Send the headers and ``first`` (no token) at once, wait for a slot, then hand the chunks
         to the pacer and await the stream's end."""
         resp = _SseResponse(headers=headers)
@@ -316,6 +329,36 @@ class MockServer:
             self._release()
         return web.Response(body=body, content_type=content_type)
 
+    async def _answer(self, request: web.Request, loop: asyncio.AbstractEventLoop, t0: float, s: MockSettings,
+                      wire: Dialect, req: LLMRequest, g: GenerationRequest, kind: Kind, ttft_s: float,
+                      itl_s: float) -> web.StreamResponse:
+        """The answer options' reply (answers.py) in ``wire``'s protocol: a whole answer after the TTFT,
+        a stream paced like any other."""
+        answerer = self._answerer
+        assert answerer is not None
+        stats = self.stats
+        self._next_id += 1
+        response_id = f"ans-{self._next_id:x}"
+        overflow = answerer.overflow(g)
+        if overflow is not None:
+            stats.count(400)
+            return web.Response(body=overflow_body(wire, overflow), status=400, content_type=wire.content_type)
+        if answerer.agent is not None:  # a tool-calling request: the agent plays it (agent.py)
+            played = await answerer.agent.respond(request, wire, req, g, response_id, ttft_s, itl_s, stats)
+            if played is not None:
+                return played
+        stats.count(200)
+        reply = answerer.reply(req, g)
+        if not g.stream:
+            await asyncio.sleep(max(0.0, t0 + ttft_s - time.monotonic()))
+            return web.Response(body=wire.answer_body(reply.answer(g.model), response_id, kind),
+                                content_type=wire.content_type)
+        usage = reply.usage if g.include_usage and not s.no_usage else None
+        stream = AnswerStream(wire.encoder(g.model, response_id, kind), reply, usage)
+        headers = {"Content-Type": wire.stream_content_type, "Cache-Control": "no-cache"}
+        return await self._paced(request, loop, t0, s, ttft_s, itl_s, len(stream), stream.head(), headers,
+                                 b"", b"", b"", reply.completion_tokens, stream)
+
     # --- other protocols (protocols.py) --------------------------------------------------
 
     def protocol_handler(self, wire: Dialect) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -345,16 +388,19 @@ class MockServer:
         kind: Kind = req.kind
         if s.fault and self._fault_rng.random() < s.fault_rate:
             self.stats.faults += 1
+            template = EncodedTemplate(wire, g, s, response_id, kind)
             return await FaultServer(
-                request, EncodedTemplate(wire, g, s, response_id, kind), whole_body(wire, g, s, response_id, kind),
+                request, template, whole_body(wire, g, s, response_id, kind),
                 stream=g.stream, n_tokens=g.output_tokens, itl_s=itl_s, hold_s=s.fault_hold_s,
                 retry_after_s=s.fault_retry_after_s, stream_type=wire.stream_content_type,
-                rate_limited=wire.error_body(RATE_LIMITED, 429)).serve(s.fault)
+                rate_limited=wire.error_body(RATE_LIMITED, 429), whole_prefix=template.whole_prefix).serve(s.fault)
         if s.error_rate > 0 and self._error_rng.random() < s.error_rate:
             stats.count(s.error_status)
             return web.Response(body=wire.error_body(f"injected error (error_rate={s.error_rate:g})",
                                                      s.error_status),
                                 status=s.error_status, content_type=wire.content_type)
+        if self._answerer is not None:
+            return await self._answer(request, loop, t0, s, wire, req, g, kind, ttft_s, itl_s)
         stats.count(200)
         if self.model is not None:
             g, ttft_s = self._arrive(g, ttft_s, lambda: [w for m in req.messages for w in m.content.split()]
@@ -438,6 +484,7 @@ def create_app(settings: MockSettings, worker: int = 0) -> web.Application:
     mock = MockServer(settings, worker)
     app = web.Application()
     app[MOCK_KEY] = mock
+    app.on_cleanup.append(mock.close)
     if "openai" in settings.protocols:
         app.router.add_post("/v1/chat/completions", mock.chat)
         app.router.add_post("/v1/completions", mock.completions)

@@ -15,7 +15,7 @@ html-200               200 ``text/html`` (a proxy's or captive portal's page)
 garbage-200            200 with the requested content type and a body that is neither JSON nor SSE
 sse-200                a normal SSE stream, also to a request that did not ask for one
 no-done                streams: every chunk but ``[DONE]``, then a clean end; whole: a cut JSON body
-endless-event          200 and one event (or JSON body) that grows and never ends
+endless-event          200 and one event (or whole answer, in the protocol) that grows and never ends
 cut-mid-stream         half of the content, then the connection is reset
 429-retry-after        429 with ``Retry-After: --fault-retry-after-s`` and an OpenAI error body
 html-502               502 ``text/html`` (a load balancer's error page)
@@ -44,6 +44,7 @@ _GROW = b"x" * 16384  # one write of an endless event
 _GROW_EVERY_S = 0.005
 _POLL_S = 0.05
 _SSE = "text/event-stream"
+_OPENAI_WHOLE_PREFIX = b'{"choices":[{"message":{"content":"'  # a whole chat answer up to its text
 RATE_LIMITED = "injected rate limit (fault 429-retry-after)"
 
 
@@ -78,11 +79,12 @@ class FaultStream(Protocol):
 
 class FaultServer:
     """One faulty answer; ``tpl`` is the stream the request would have had, ``itl_s`` its pace.
-    ``stream_type`` and ``rate_limited`` are the protocol's stream content type and 429 body."""
+    ``stream_type``, ``rate_limited`` and ``whole_prefix`` are the protocol's stream content type, its 429
+    body and the bytes of its whole answer up to the text (where an endless answer grows)."""
 
     def __init__(self, request: web.Request, tpl: FaultStream, whole: bytes, *, stream: bool,
                  n_tokens: int, itl_s: float, hold_s: float, retry_after_s: int, stream_type: str = "",
-                 rate_limited: bytes = b"") -> None:
+                 rate_limited: bytes = b"", whole_prefix: bytes = _OPENAI_WHOLE_PREFIX) -> None:
         self.request = request
         self.tpl = tpl
         self.whole = whole
@@ -93,6 +95,7 @@ class FaultServer:
         self.retry_after_s = retry_after_s
         self.sse = stream_type or _SSE
         self.rate_limited = rate_limited or bodies.error_body(429, RATE_LIMITED)
+        self.whole_prefix = whole_prefix
 
     async def serve(self, kind: str) -> web.StreamResponse:
         method = getattr(self, "_" + kind.replace("-", "_"))
@@ -181,7 +184,7 @@ class FaultServer:
         try:
             if self.stream:
                 await resp.write(self.tpl.first)
-            await resp.write(self.tpl.prefix if self.stream else b'{"choices":[{"message":{"content":"')
+            await resp.write(self.tpl.prefix if self.stream else self.whole_prefix)
             while time.monotonic() < deadline:
                 await resp.write(_GROW)
                 await asyncio.sleep(_GROW_EVERY_S)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
 
 import orjson
 
@@ -22,7 +21,6 @@ from loadbench.eval.criteria import normalize
 from loadbench.eval.judging import PAIR_MARK, SINGLE_MARK, rubric_names, section
 from loadbench.mock.draw import unit
 from loadbench.mock.settings import MockSettings
-from loadbench.protocol.openai import question_text
 
 TIE_WITHIN = 0.02
 
@@ -46,9 +44,8 @@ class MockJudge:
         name = self.s.judge_name_bias
         return bool(name) and name.lower() in text.lower()
 
-    def reply(self, body: dict[str, Any]) -> str | None:
-        """The judge's verdict for a judge prompt, or None when the request is not one."""
-        prompt = question_text(body)
+    def reply(self, prompt: str) -> str | None:
+        """The judge's verdict for a judge prompt (a request's question), or None when it is not one."""
         if SINGLE_MARK in prompt:
             return self._grade(prompt)
         if PAIR_MARK in prompt:

@@ -13,8 +13,9 @@ written with the head; ``thinking_tokens`` of reasoning before the answer; ``tok
 ``filter_every`` content-filter frames (Azure's empty-choices frames) after every N chunks;
 ``stream_error_after`` chunks then an error event of status ``stream_error_status`` (the protocol's
 own error type: Anthropic 529 ``overloaded_error``, Bedrock 429 ``throttlingException``) ending the
-stream. ``--error-rate`` and ``--fault`` answer in the protocol too (``EncodedTemplate``); ``--answers``
-and ``--judge`` stay OpenAI's (their answers are built as OpenAI bodies).
+stream. ``--error-rate`` and ``--fault`` answer in the protocol too (``EncodedTemplate``), and so do
+``--answers``, ``--judge``, ``--context-window`` and ``--agent`` (``answers.AnswerStream``, the dialect's
+``answer_body``).
 """
 
 from __future__ import annotations
@@ -145,6 +146,13 @@ class EncodedTemplate:
         fresh = self._wire.encoder(self._g.model, self._id, self._kind)
         fresh.head()
         written = fresh.content(_SPLICE)
+        return written[:written.index(_SPLICE.encode())]
+
+    @property
+    def whole_prefix(self) -> bytes:
+        """The bytes of the whole answer up to its text (where an endless answer grows)."""
+        answer = Answer(text=_SPLICE, finish_reason=LENGTH, model=self._g.model, choices=1)
+        written = self._wire.answer_body(answer, self._id, self._kind)
         return written[:written.index(_SPLICE.encode())]
 
     @property

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from loadbench.errors import InputError
 from loadbench.mock.tokens import chat_prompt_tokens, completion_prompt_tokens
+from loadbench.protocol.jsonscan import positive_int
 
 
 @dataclass(slots=True)
@@ -25,12 +26,10 @@ def parse_generation(body: object, *, chat: bool, default_model: str, default_ou
     prompt_tokens = (chat_prompt_tokens(body.get("messages")) if chat
                      else completion_prompt_tokens(body.get("prompt", "")))
     output_tokens = default_output_tokens
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = body.get(key)
+    for key in ("max_completion_tokens", "max_tokens"):  # the first one given wins, as OpenAI reads them
+        value = positive_int(body, key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"'{key}' must be an integer >= 1, got {value!r}")
         if max_output_tokens is not None and value > max_output_tokens:
             raise InputError(f"'{key}' is {value}, above this mock's limit of {max_output_tokens} "
                              "(start it with a larger --max-output-tokens)")

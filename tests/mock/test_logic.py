@@ -96,6 +96,20 @@ def test_parse_generation_rejects_bad_fields(body: object) -> None:
         _parse(body)
 
 
+def test_parse_generation_names_the_bad_token_limit_and_the_fix() -> None:
+    with pytest.raises(InputError) as bad:
+        _parse({"prompt": "a", "max_tokens": "5"}, chat=False)
+    assert str(bad.value) == "'max_tokens' must be an integer >= 1, got '5'"
+    with pytest.raises(InputError) as bad:
+        _parse({"prompt": "a", "max_completion_tokens": 0, "max_tokens": 3}, chat=False)
+    assert str(bad.value) == "'max_completion_tokens' must be an integer >= 1, got 0"
+    with pytest.raises(InputError) as big:
+        parse_generation({"prompt": "a", "max_tokens": 9}, chat=False, default_model="dm", default_output_tokens=1,
+                         max_output_tokens=8)
+    assert str(big.value) == ("'max_tokens' is 9, above this mock's limit of 8 "
+                              "(start it with a larger --max-output-tokens)")
+
+
 def test_parse_embedding_inputs() -> None:
     assert parse_embedding_inputs({"input": "a"}) == (["a"], None)
     both = parse_embedding_inputs({"input": ["a", "b"], "encoding_format": "base64"})

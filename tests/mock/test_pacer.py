@@ -12,7 +12,7 @@ from aiohttp.http_writer import StreamWriter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadbench.mock.pacer import HIGH_WATER_BYTES, PacedStream, Pacer, frame
+from loadbench.mock.pacer import GRID_S, HIGH_WATER_BYTES, SHARE_FROM_STREAMS, PacedStream, Pacer, frame
 from loadbench.mock.stats import MockStats
 
 
@@ -234,3 +234,52 @@ def test_poll_writes_only_what_is_due_between_timer_ticks() -> None:
     loop.run()
     assert [k for _, d in transport.writes for k in chunk_indexes(d)] == [0, 1, 2]
     assert transport.writes[-1][0] >= stream.start_s + 0.015 and len(pacer) == 0
+
+
+def test_a_precise_timer_is_armed_for_the_wait_itself() -> None:
+    loop = FakeLoop()
+    pacer = Pacer(MockStats(), loop.call_later, loop.clock, resolution_s=0.0)
+    stream, _ = make_stream(loop, [0.0123])
+    pacer.add(stream)
+    when = loop.timers[-1][0]
+    assert isinstance(when, float) and round((when - loop.now) * 1000, 9) == 12.3  # no rounding to whole ms
+
+
+def test_a_busy_precise_pacer_shares_wake_ups_on_its_grid_and_is_never_early() -> None:
+    loop = FakeLoop()
+    stats = MockStats()
+    armed: list[tuple[float, int]] = []  # (when, streams in flight) of every timer the pacer armed
+
+    def call_later(delay: float, callback: Callable[[], None]) -> SimpleNamespace:
+        armed.append((loop.now + delay, len(pacer)))
+        return loop.call_later(delay, callback)
+
+    pacer = Pacer(stats, call_later, loop.clock, resolution_s=0.0)
+    rng = random.Random(3)
+    streams = [make_stream(loop, [rng.uniform(0.001, 0.003) + k * 0.0005 for k in range(4)])
+               for _ in range(2 * SHARE_FROM_STREAMS)]
+    for stream, _ in streams:
+        pacer.add(stream)
+    for _ in range(1000):  # bounded: one timer at a time, as the pacer keeps
+        live = [t for t in loop.timers if not t[2]]
+        loop.timers = []
+        if not live:
+            break
+        when, callback, _ = live[0]
+        assert isinstance(when, float)
+        loop.now = max(loop.now, when) + 1e-9  # a real clock has moved on by the time a wake-up runs
+        callback()  # type: ignore[operator]
+    for stream, transport in streams:
+        assert [k for _, d in transport.writes for k in chunk_indexes(d)] == [0, 1, 2, 3]
+        dues = [stream.start_s + o for o in stream.offsets_s]
+        assert all(at >= dues[k] for at, d in transport.writes for k in chunk_indexes(d))  # never early
+    assert stats.chunks == 4 * 2 * SHARE_FROM_STREAMS and stats.late_chunks == 0
+
+    def on_grid(when: float) -> bool:
+        return abs(when / GRID_S - round(when / GRID_S)) < 1e-6
+
+    busy = [when for when, n in armed if n >= SHARE_FROM_STREAMS]
+    assert busy and all(on_grid(w) for w in busy)  # many streams: wake-ups on the grid, shared
+    assert len(set(busy)) <= 4.5e-3 / GRID_S + 1  # at most one per step of the ~4.5 ms the chunks span
+    few = [when for when, n in armed if n < SHARE_FROM_STREAMS]
+    assert few and not all(on_grid(w) for w in few)  # a few streams: each wake-up exact, at its deadline

@@ -15,10 +15,14 @@ from tests.conftest import only_run, read_json, run_loadbench
 from tests.mock.test_protocols import PROTOCOLS
 
 TTFT_MS, ITL_MS, OUTPUT, PROMPT = 80.0, 8.0, 64, 32
-# TTFT P50 reads 1.7-2.2 ms over the mock's setting in every protocol, OpenAI's template path included, on
-# a 2-core machine (its minimum ~80.8 ms): an offset of the mock and the worker shared by all protocols.
-# The tolerance is the OpenAI ruler's (tests/run/test_e2e.py); ITL and the thinking block hold to 0.5/1 ms.
-TTFT_TOLERANCE_MS = 3.0
+# The ruler's tolerances (issue 20): TTFT P50 within 1 ms of the mock's setting, ITL P50 within 0.5 ms. What a
+# TTFT P50 holds beyond the setting on a quiet 2-core host: the worker's own work before its request's bytes
+# leave (~0.25 ms), the mock's wake-up and aiohttp's parse up to its handler (~0.3 ms), the mock's timer
+# (~0.1 ms: a timerfd; uvloop's whole-millisecond timers added 0.5-1.2 ms) and the way back (~0.05 ms). On a
+# host whose other processes keep both cores busy every wake-up waits for a core and the P50 reads 1-2 ms
+# over: the test is marked to run alone.
+TTFT_TOLERANCE_MS = 1.0
+ITL_TOLERANCE_MS = 0.5
 KEYS = {"anthropic": "ANTHROPIC_API_KEY", "azure": "AZURE_OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
 
 
@@ -73,9 +77,9 @@ def test_every_protocol_reads_the_ruler(protocol: str, mock_factory, tmp_path: P
     # timing: the ruler's tolerances
     m = plain["metrics"]
     assert m["ttft_answer_ms"]["p50"] == m["ttft_ms"]["p50"]  # no thinking: the first token is the answer's
-    assert abs(m["itl_ms"]["p50"] - ITL_MS) <= 0.5, m["itl_ms"]
+    assert abs(m["itl_ms"]["p50"] - ITL_MS) <= ITL_TOLERANCE_MS, m["itl_ms"]
     m = per_chunk["metrics"]
-    assert abs(m["itl_ms"]["p50"] - ITL_MS) <= 0.5, m["itl_ms"]  # per chunk
+    assert abs(m["itl_ms"]["p50"] - ITL_MS) <= ITL_TOLERANCE_MS, m["itl_ms"]  # per chunk
     assert abs(m["tpot_ms"]["p50"] - ITL_MS / 4) <= 0.2, m["tpot_ms"]  # per token, from the usage
     m = thinking["metrics"]
     block_ms = m["ttft_answer_ms"]["p50"] - m["ttft_ms"]["p50"]

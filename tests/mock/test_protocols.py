@@ -147,3 +147,30 @@ def test_faults_answer_in_every_protocol(protocol: str) -> None:
 
     with pytest.raises(aiohttp.ClientPayloadError):  # half the content, then the connection is reset
         _exchange(dataclasses.replace(faulty, fault="cut-mid-stream"), protocol, ASK)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_an_endless_whole_answer_grows_inside_the_protocols_own_body(protocol: str) -> None:
+    wire = dialect(protocol)
+    whole = dataclasses.replace(ASK, stream=False)
+    written = wire.request(whole, "key")
+
+    async def endless(session: aiohttp.ClientSession) -> bytes:
+        got = b""
+        async with session.post(_path_base(wire, written.path), data=written.body, headers=written.headers) as resp:
+            try:
+                while len(got) < 200_000 and (piece := await resp.content.read(65536)):
+                    got += piece
+            except aiohttp.ClientPayloadError:
+                pass  # the hold ran out and the mock reset the connection
+        return got
+
+    settings = dataclasses.replace(FAST, protocols=(protocol,), fault="endless-event", fault_hold_s=0.3)
+    got = run(settings, endless)
+    before = got[:got.index(b"x" * 64)]
+    assert len(got) - len(before) > 50_000 and set(got[len(before):]) == {ord("x")}
+    _, normal, _ = _exchange(FAST, protocol, whole)
+    text = b" tok0 tok1 tok2 tok3 tok4 tok5"
+    after = normal[normal.index(text) + len(text):]
+    # what grew is the answer's text: closed as a normal answer closes, the body is that protocol's answer
+    assert wire.decode(before + b"grown" + after).text == "grown"
