@@ -26,6 +26,7 @@ read, which tries first, against the worker's, which waits first). Process CPU t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,37 +144,48 @@ def chunk_decode_us(protocol: str, chunks_n: int, repeats: int) -> float:
     return round(best / chunks_n / 1000, 3)
 
 
-def stamp_cost(reads: int, repeats: int) -> dict[str, float]:
-    """Microseconds of CPU per read: a plain ``recv`` and a stamped one (``rxstamp.recv`` and the stamp
-    mapped by the worker's ``ReceiveClock``), each after one send of a 150-byte event on a loopback TCP
-    connection (gevent sockets, as the worker's); the send costs both alike."""
-    event = b"data: " + b"x" * 142 + b"\n\n"
+EVENT = b"data: " + b"x" * 142 + b"\n\n"  # one 150-byte SSE event
+
+
+@contextlib.contextmanager
+def loopback_pair() -> Iterator[tuple[Any, Any]]:
+    """A connected (client, peer) pair of gevent TCP sockets on loopback, as the worker's, with
+    Nagle off on the client so each send is its own segment; closed on exit."""
     server = gsocket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
     client = gsocket.create_connection(server.getsockname())
     peer, _ = server.accept()
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    clock = ReceiveClock()
-    if not clock.stamps(peer):
-        raise SystemExit("kernel receive stamps are not available here")
     try:
+        yield client, peer
+    finally:
+        for s in (client, peer, server):
+            s.close()
+
+
+def stamp_cost(reads: int, repeats: int) -> dict[str, float]:
+    """Microseconds of CPU per read: a plain ``recv`` and a stamped one (``rxstamp.recv`` and the stamp
+    mapped by the worker's ``ReceiveClock``), each after one send of a 150-byte event on a loopback TCP
+    connection (gevent sockets, as the worker's); the send costs both alike."""
+    with loopback_pair() as (client, peer):
+        clock = ReceiveClock()
+        if not clock.stamps(peer):
+            raise SystemExit("kernel receive stamps are not available here")
+
         def plain() -> None:
             for _ in range(reads):
-                client.send(event)
+                client.send(EVENT)
                 peer.recv(65536)
 
         def stamped() -> None:
             for _ in range(reads):
-                client.send(event)
+                client.send(EVENT)
                 _, stamp = rxstamp.recv(peer, 65536)
                 if stamp is not None:
                     clock.to_perf_ns(stamp, time.perf_counter_ns(), 0)
         stamped()  # the kernel turns stamping on a moment after the first ask
         plain_ns, stamped_ns = best_cpu_ns(plain, repeats), best_cpu_ns(stamped, repeats)
-    finally:
-        for s in (client, peer, server):
-            s.close()
     return {"recv_us": round(plain_ns / reads / 1000, 3), "stamped_recv_us": round(stamped_ns / reads / 1000, 3),
             "stamp_us": round((stamped_ns - plain_ns) / reads / 1000, 3)}
 
@@ -183,39 +195,28 @@ def waiting_read_cost(events: int, repeats: int) -> dict[str, float]:
     when the reader asks, and a sender greenlet writes it meanwhile (loopback TCP, stamps on). gevent's
     own read (it tries, fails, waits, reads) against the worker's (``workers.stream._recv_stamped``: it
     waits, then reads); the sender costs both alike."""
-    event = b"data: " + b"x" * 142 + b"\n\n"
-    total = events * len(event)
-    server = gsocket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    client = gsocket.create_connection(server.getsockname())
-    peer, _ = server.accept()
-    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    ReceiveClock().stamps(peer)
+    total = events * len(EVENT)
+    with loopback_pair() as (client, peer):
+        ReceiveClock().stamps(peer)
+        asked = Event()  # the reader has asked for the next event: the sender writes it (one event per read)
 
-    asked = Event()  # the reader has asked for the next event: the sender writes it (one event per read)
+        def send() -> None:
+            for _ in range(events):
+                asked.wait()
+                asked.clear()
+                client.send(EVENT)
 
-    def send() -> None:
-        for _ in range(events):
-            asked.wait()
-            asked.clear()
-            client.send(event)
-
-    def reading(read: Callable[[Any, int], tuple[bytes, int | None]]) -> Callable[[], None]:
-        def run() -> None:
-            sender = gevent.spawn(send)
-            got = 0
-            while got < total:  # bounded: the sender writes exactly total bytes
-                asked.set()
-                got += len(read(peer, 65536)[0])
-            sender.join()
-        return run
-    try:
+        def reading(read: Callable[[Any, int], tuple[bytes, int | None]]) -> Callable[[], None]:
+            def run() -> None:
+                sender = gevent.spawn(send)
+                got = 0
+                while got < total:  # bounded: the sender writes exactly total bytes
+                    asked.set()
+                    got += len(read(peer, 65536)[0])
+                sender.join()
+            return run
         tries_first = best_cpu_ns(reading(rxstamp.recv), repeats)
         waits_first = best_cpu_ns(reading(_recv_stamped), repeats)
-    finally:
-        for s in (client, peer, server):
-            s.close()
     return {"gevent_read_us": round(tries_first / events / 1000, 3),
             "wait_then_read_us": round(waits_first / events / 1000, 3)}
 
