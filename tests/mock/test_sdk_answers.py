@@ -137,8 +137,8 @@ def _anthropic(mock: ServerProcess, question: str, stream: bool) -> Read:
 
 
 def _bedrock(mock: ServerProcess, question: str, stream: bool) -> Read:
-    client: Any = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=mock.url,
-                               config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+    client: Any = boto3.session.Session().client("bedrock-runtime", region_name="us-east-1", endpoint_url=mock.url,
+                                                 config=Config(retries={"max_attempts": 1, "mode": "standard"}))
     ask: dict[str, Any] = {"modelId": "amazon.nova-mock", "system": [{"text": SYSTEM}],
                            "messages": [{"role": "user", "content": [{"text": question}]}],
                            "inferenceConfig": {"maxTokens": 64}}

@@ -160,8 +160,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _client(server: DialectServer) -> object:
-    return boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=server.url,
-                        config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+    # a session of its own: boto3.client() shares one default session, which keeps the first credentials it found
+    return boto3.session.Session().client("bedrock-runtime", region_name="us-east-1", endpoint_url=server.url,
+                                          config=Config(retries={"max_attempts": 1, "mode": "standard"}))
 
 
 def _same_signature(server: DialectServer) -> None:
