@@ -1,4 +1,5 @@
-"""Kernel receive timestamps: when a socket's bytes arrived, as the kernel saw them, on our clock.
+"""Kernel timestamps: when a socket's bytes arrived, and when a request's last byte left, as the
+kernel saw them, on our clock.
 
 Why: every other timestamp loadbench takes is read in user space when a read returns, so anything
 that delays the reading loop (a busy event loop, a CPU hog on the core) delays the measurement too.
@@ -25,6 +26,17 @@ time, and the run counts such reads.
 
 Where the option does not exist (another OS, a socket type without it) ``enable`` returns False and
 the caller keeps user-space stamps; it says so in the run's manifest.
+
+Send stamps (``SO_TIMESTAMPING`` with software transmit stamps): TCP stamps the last byte of each
+send when it is handed to the network device, and queues the stamp on the socket's error queue,
+which ``send_stamp`` drains. Why: a request's life before its bytes leave (building it, a client
+preempted between taking its start time and sending) is the client's, not the server's; measured
+from the send stamp, a busy client no longer inflates TTFT on the send side either. On loopback and
+on most devices the stamp is queued within the send itself; where the window holds the last byte
+back it comes later, and the caller waits for it (a queued stamp makes the socket report an error
+condition to poll, so it must not be left there while the caller waits for the answer).
+``OPT_RX_FILTER`` keeps the transmit option from adding a second stamp to every read (Linux 6.2 and
+later; where it is refused, ``enable_send`` returns False and sends keep user-space times).
 """
 
 from __future__ import annotations
@@ -45,6 +57,16 @@ _TIMESPEC_BYTES = _TIMESPEC.size
 _unpack_timespec = _TIMESPEC.unpack_from
 _SOL_SOCKET = socket.SOL_SOCKET
 ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 32
+# Send stamps: the option, its flags (linux/net_tstamp.h) and the error queue's read.
+SO_TIMESTAMPING: int = getattr(socket, "SO_TIMESTAMPING", 37)
+SCM_TIMESTAMPING = SO_TIMESTAMPING
+_TX_SOFTWARE, _SOFTWARE, _OPT_TSONLY, _OPT_RX_FILTER = 1 << 1, 1 << 4, 1 << 11, 1 << 17
+SEND_STAMP_FLAGS = _TX_SOFTWARE | _SOFTWARE | _OPT_TSONLY | _OPT_RX_FILTER
+MSG_ERRQUEUE: int = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+_ERRQUEUE_READ = MSG_ERRQUEUE | getattr(socket, "MSG_DONTWAIT", 0x40)
+# one queued stamp: SCM_TIMESTAMPING (3 timespecs), SCM_TIMESTAMPNS, and IP(V6)_RECVERR with the address
+ERRQUEUE_ANCILLARY_BYTES = 256
+ERRQUEUE_MAX_READS = 16  # stamps queued since the last drain (one a send; a retransmission may add one)
 REFRESH_NS = 1_000_000_000
 OFFSET_TRIES = 5
 
@@ -87,6 +109,32 @@ def recv(sock: Any, size: int) -> tuple[bytes, int | None]:
             sec, nsec = _unpack_timespec(raw)
             return data, sec * 1_000_000_000 + nsec
     return data, stamp_of(ancillary)
+
+
+def enable_send(sock: Any) -> bool:
+    """Ask the kernel to stamp the last byte of each send on ``sock``; False where it cannot."""
+    if not supported():
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, SEND_STAMP_FLAGS)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def send_stamp(sock: Any) -> int | None:
+    """Drain ``sock``'s error queue of send stamps; the latest (realtime ns), None when there was none."""
+    stamp = None
+    for _ in range(ERRQUEUE_MAX_READS):
+        try:
+            _data, ancillary, _flags, _addr = sock.recvmsg(0, ERRQUEUE_ANCILLARY_BYTES, _ERRQUEUE_READ)
+        except OSError:  # BlockingIOError: the queue is empty
+            break
+        for level, kind, raw in ancillary:
+            if kind == SCM_TIMESTAMPING and level == _SOL_SOCKET and len(raw) >= _TIMESPEC_BYTES:
+                sec, nsec = _unpack_timespec(raw)  # the first of three: the software stamp
+                stamp = sec * 1_000_000_000 + nsec
+    return stamp
 
 
 @dataclass(frozen=True, slots=True)

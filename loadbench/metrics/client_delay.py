@@ -20,6 +20,17 @@ the response head, or on a connection without stamps) or shared a stamp with a l
 coalesced them while the client was late: the earlier chunk carries the later one's arrival, late by
 at most its own read delay, which the loop lag bounds as before) in more than 1% of the chunks: then
 they can reach the P99 and the loop-lag term stays.
+
+The send side: a request is timed from when its last byte left (the kernel's send stamp,
+loadbench.workers.sockets). In closed loop the client's time before that (building the request, a
+preemption before the send) is then outside TTFT and E2E, and measured as the send delay. In open
+loop TTFT and E2E run from the intended start, so the send delay is inside them beside the schedule
+lag, and its P99 joins the bound. Where sends are not stamped (TLS, another OS, or fewer than 99% of
+the requests) the send delay is inside the figures unmeasured, and the loop lag bounds it as it does
+a read's:
+
+    client_delay_ms = LAG_TO_DELAY x loop-lag P99   (when reads or sends can carry the loop's delay)
+                    + schedule-lag P99 + send-delay P99   (open loop; the send delay when stamped)
 """
 
 from __future__ import annotations
@@ -31,11 +42,12 @@ STAMPED_SHARE_MIN = 0.99  # of the chunks, stamped by the kernel, for the loop l
 SHARED_STAMP_SHARE_MAX = 0.01  # and at most this share sharing a stamp (coalesced while the client was late)
 
 
-def client_delay_ms(loop_lag_p99_ms: float | None, schedule_lag_p99_ms: float | None = None) -> float | None:
+def client_delay_ms(loop_lag_p99_ms: float | None, schedule_lag_p99_ms: float | None = None,
+                    send_delay_p99_ms: float | None = None) -> float | None:
     """Upper bound of the client-side delay in the run's P99 figures (None: no loop-lag data)."""
     if loop_lag_p99_ms is None:
         return None
-    return round(LAG_TO_DELAY * loop_lag_p99_ms + (schedule_lag_p99_ms or 0.0), 1)
+    return round(LAG_TO_DELAY * loop_lag_p99_ms + (schedule_lag_p99_ms or 0.0) + (send_delay_p99_ms or 0.0), 1)
 
 
 def receive_delay_counts(receive_clock: str | None, stamped_share: float | None,
@@ -47,15 +59,33 @@ def receive_delay_counts(receive_clock: str | None, stamped_share: float | None,
     return shared_stamp_share is None or shared_stamp_share > SHARED_STAMP_SHARE_MAX
 
 
+def send_delay_counts(send_stamped_share: float | None) -> bool:
+    """Whether the client's send delay is inside the figures unmeasured (sends not kernel-stamped)."""
+    return send_stamped_share is None or send_stamped_share < STAMPED_SHARE_MIN
+
+
+def bound_ms(loop_lag_p99_ms: float | None, schedule_lag_p99_ms: float | None, *, reads_count: bool,
+             sends_count: bool, open_loop: bool, send_delay_p99_ms: float | None) -> float | None:
+    """The run's client-delay bound (the module's formula): the loop-lag term where reads or sends can
+    carry the loop's delay; in open loop the schedule lag and the measured send delay besides."""
+    if loop_lag_p99_ms is None:
+        return None
+    lag = loop_lag_p99_ms if reads_count or sends_count else 0.0
+    measured_send = send_delay_p99_ms if open_loop and not sends_count else None
+    return client_delay_ms(lag, schedule_lag_p99_ms, measured_send)
+
+
 def beyond_promise(delay_ms: float | None) -> bool:
     """Whether the generator's own delay can exceed the TTFT accuracy promise."""
     return delay_ms is not None and delay_ms > TTFT_P99_PROMISE_MS
 
 
-def delay_reason(delay_ms: float, loop_lag_p99_ms: float | None, schedule_lag_p99_ms: float | None) -> str:
+def delay_reason(delay_ms: float, loop_lag_p99_ms: float | None, schedule_lag_p99_ms: float | None,
+                 send_delay_p99_ms: float | None = None) -> str:
     """The verdict's sentence, with the size and the fix."""
     parts = [f"loop-lag P99 {loop_lag_p99_ms:.1f} ms" if loop_lag_p99_ms is not None else None,
-             f"schedule-lag P99 {schedule_lag_p99_ms:.1f} ms" if schedule_lag_p99_ms else None]
+             f"schedule-lag P99 {schedule_lag_p99_ms:.1f} ms" if schedule_lag_p99_ms else None,
+             f"send-delay P99 {send_delay_p99_ms:.1f} ms" if send_delay_p99_ms else None]
     why = ", ".join(p for p in parts if p)
     return (f"P99 figures may include up to {delay_ms:.1f} ms of client-side delay ({why}; the accuracy "
             f"promise is P99 TTFT within {TTFT_P99_PROMISE_MS:g} ms): add workers (--workers), lower users "

@@ -269,6 +269,9 @@ class Generator:
     read_delay_p99_ms: float | None = None
     user_ttft_p50_ms: float | None = None  # kernel-stamped runs: the same requests' TTFT read in user space
     user_ttft_p99_ms: float | None = None
+    send_stamped_share: float | None = None  # of the requests, timed from the kernel's stamp of their last byte
+    send_delay_p50_ms: float | None = None  # the client's own send delay: send stamp - start of the send
+    send_delay_p99_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"saturated": self.saturated, "reasons": list(self.reasons), "cpu_max": self.cpu_max,
@@ -280,7 +283,8 @@ class Generator:
                 "receive_clock": self.receive_clock, "stamped_share": self.stamped_share,
                 "shared_stamp_share": self.shared_stamp_share, "read_delay_p50_ms": self.read_delay_p50_ms,
                 "read_delay_p99_ms": self.read_delay_p99_ms, "user_ttft_p50_ms": self.user_ttft_p50_ms,
-                "user_ttft_p99_ms": self.user_ttft_p99_ms}
+                "user_ttft_p99_ms": self.user_ttft_p99_ms, "send_stamped_share": self.send_stamped_share,
+                "send_delay_p50_ms": self.send_delay_p50_ms, "send_delay_p99_ms": self.send_delay_p99_ms}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | None) -> Generator:
@@ -292,7 +296,8 @@ class Generator:
                                                           "achieved_rps", "client_delay_ms", "stamped_share",
                                                           "shared_stamp_share", "read_delay_p50_ms",
                                                           "read_delay_p99_ms", "user_ttft_p50_ms",
-                                                          "user_ttft_p99_ms")})
+                                                          "user_ttft_p99_ms", "send_stamped_share",
+                                                          "send_delay_p50_ms", "send_delay_p99_ms")})
 
 
 @dataclass(frozen=True, slots=True)

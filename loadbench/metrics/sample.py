@@ -58,6 +58,9 @@ class Sample:
     stamped_chunks: int | None = None
     shared_chunks: int | None = None
     ttft_user_us: int | None = None  # ttft as user space read it (kernel-stamped runs: the figure beside ttft)
+    # kernel-stamped sends: from when the client began to send the request to when its last byte left
+    # (the client's own send delay; in closed loop, outside ttft and e2e, which start at the send stamp)
+    send_delay_us: int | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises (slotted) dataclasses natively, in field order

@@ -19,7 +19,13 @@ from typing import Protocol
 from hdrh.histogram import HdrHistogram
 
 from loadbench.metrics import histogram as hg
-from loadbench.metrics.client_delay import beyond_promise, client_delay_ms, delay_reason, receive_delay_counts
+from loadbench.metrics.client_delay import (
+    beyond_promise,
+    bound_ms,
+    delay_reason,
+    receive_delay_counts,
+    send_delay_counts,
+)
 from loadbench.metrics.recorder import LOOP_LAG_TAG, METRICS, READ_DELAY_TAG, SCHEDULE_LAG_TAG
 from loadbench.metrics.records import (
     STAGE_METRICS,
@@ -335,6 +341,23 @@ def receive_clock_stats(ok: Sequence[Sample], read_delay: HdrHistogram | None) -
                              _rank_ms(user_ttft, 0.5), _rank_ms(user_ttft, 0.99))
 
 
+@dataclass(frozen=True, slots=True)
+class SendClockStats:
+    """How a run's requests were timed on the send side: from the kernel's stamp of their last byte
+    (the share of requests that had one) and the client's own send delay before it (docs/generator.md)."""
+
+    stamped_share: float | None = None  # None: no request measured
+    delay_p50_ms: float | None = None
+    delay_p99_ms: float | None = None
+
+
+def send_clock_stats(ok: Sequence[Sample]) -> SendClockStats:
+    if not ok:
+        return SendClockStats()
+    delays = sorted(s.send_delay_us for s in ok if s.send_delay_us is not None)
+    return SendClockStats(round(len(delays) / len(ok), 4), _rank_ms(delays, 0.5), _rank_ms(delays, 0.99))
+
+
 def generator_reasons(cpu: list[float], lag_p99: float | None, sched_p99: float | None) -> list[str]:
     """Was the load generator itself the bottleneck? Judged over the whole run (merged histograms),
     so one noisy interval does not condemn a run, while a sustained problem always shows."""
@@ -506,10 +529,14 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     rx = receive_clock_stats(ok, hists.get(READ_DELAY_TAG))
     if rx.clock == "user":
         warnings.append(USER_SPACE_TIMES)
-    # with kernel stamps the loop lag leaves the receive side; the send side (schedule lag) stays
-    receive_lag_p99 = lag_p99 if receive_delay_counts(rx.clock, rx.stamped_share, rx.shared_stamp_share) else None
-    delay_ms = (client_delay_ms(receive_lag_p99, sched_p99) if receive_lag_p99 is not None
-                else round(sched_p99 or 0.0, 1) if lag_p99 is not None else None)
+    sends = send_clock_stats(ok)
+    # with kernel stamps the loop lag leaves the receive side, and with send stamps the send side; the
+    # open loop's own lateness (schedule lag, and the send delay it carries into TTFT) stays
+    reads_count = receive_delay_counts(rx.clock, rx.stamped_share, rx.shared_stamp_share)
+    sends_count = send_delay_counts(sends.stamped_share)
+    open_loop = plan.mode == "open"
+    delay_ms = bound_ms(lag_p99, sched_p99, reads_count=reads_count, sends_count=sends_count,
+                        open_loop=open_loop, send_delay_p99_ms=sends.delay_p99_ms)
     generator = Generator(
         saturated=bool(reasons), reasons=tuple(reasons), cpu_max=max(cpu) if cpu else None,
         loop_lag_p99_ms=lag_p99, schedule_lag_p99_ms=sched_p99,
@@ -518,11 +545,14 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
         target_rps=target_rps, achieved_rps=achieved_rps, receive_clock=rx.clock,
         stamped_share=rx.stamped_share, shared_stamp_share=rx.shared_stamp_share,
         read_delay_p50_ms=rx.read_delay_p50_ms, read_delay_p99_ms=rx.read_delay_p99_ms,
-        user_ttft_p50_ms=rx.user_ttft_p50_ms, user_ttft_p99_ms=rx.user_ttft_p99_ms)
+        user_ttft_p50_ms=rx.user_ttft_p50_ms, user_ttft_p99_ms=rx.user_ttft_p99_ms,
+        send_stamped_share=sends.stamped_share, send_delay_p50_ms=sends.delay_p50_ms,
+        send_delay_p99_ms=sends.delay_p99_ms)
     if generator.saturated:
         warnings.append("the load generator was saturated: " + "; ".join(generator.reasons))
     if delay_ms is not None and generator.beyond_promise:
-        warnings.append(delay_reason(delay_ms, receive_lag_p99, sched_p99))
+        warnings.append(delay_reason(delay_ms, lag_p99 if reads_count or sends_count else None, sched_p99,
+                                     sends.delay_p99_ms if open_loop and not sends_count else None))
 
     stalls = _stalls(ok, facts.stall_ms)
     stages = _stage_results(plan, samples, intervals, window.start_unix_s, end_unix_s, facts.slo, facts.stall_ms)

@@ -198,6 +198,9 @@ def generator_line(s: Summary) -> str | None:
                  f"it: P50 {fmt(g.user_ttft_p50_ms)} / P99 {fmt(g.user_ttft_p99_ms)} ms)")
     elif g.receive_clock == "user":
         line += "; chunks timed in user space (no kernel receive stamps)"
+    if g.send_stamped_share:
+        line += (f"; requests timed from the kernel's send stamp: {fmt(g.send_stamped_share, '%')}, client send "
+                 f"delay P50 {fmt(g.send_delay_p50_ms)} / P99 {fmt(g.send_delay_p99_ms)} ms")
     return line
 
 

@@ -163,10 +163,14 @@ class WorkerRuntime:
         self.recorder.record(sample, intended_unix, [])
         self.outbox.append(sample.to_json())
 
-    def finish(self, spec: RequestSpec, m: Measured, intended_ns: int, backoff_s: float = 0.0,
+    def finish(self, spec: RequestSpec, m: Measured, slot_ns: int | None, backoff_s: float = 0.0,
                session: str | None = None, turn: int | None = None, session_turns: int | None = None) -> Sample:
-        """Turn a measured request into a Sample, record it and queue it for the master."""
+        """Turn a measured request into a Sample, record it and queue it for the master. ``slot_ns``: the
+        open loop's intended start; None in closed loop, where the request starts when it leaves
+        (queue = 0 by definition) and user space's figures run from when the client began to send."""
         self.seq += 1
+        intended_ns = m.sent_ns if slot_ns is None else slot_ns
+        user_start_ns = (m.started_ns or m.sent_ns) if slot_ns is None else slot_ns
         tokens = m.token_times_ns
         first = tokens[0] if tokens else None
         last = tokens[-1] if tokens else None
@@ -204,7 +208,8 @@ class WorkerRuntime:
             reasoning_tokens=usage.reasoning_tokens if usage is not None else None,
             stamped_chunks=stamped if tokens else None,
             shared_chunks=shared_times(tokens) if stamped else None,
-            ttft_user_us=ns_to_us(m.read_times_ns[0] - intended_ns) if stamped and m.read_times_ns else None,
+            ttft_user_us=ns_to_us(m.read_times_ns[0] - user_start_ns) if stamped and m.read_times_ns else None,
+            send_delay_us=ns_to_us(m.sent_ns - m.started_ns) if m.send_stamped else None,
         )
         self.recorder.record(sample, m.end_ns + self.unix_offset_ns, gaps, delays)
         self.outbox.append(sample.to_json())

@@ -97,7 +97,7 @@ def run_session(client: Any, rt: WorkerRuntime, slot: int | None, stopping: Any)
         except BaseException:
             rt.record_interrupted(spec, slot if k == 0 and slot is not None else started_ns)
             raise
-        rt.finish(spec, m, slot if k == 0 and slot is not None else m.sent_ns, session=script.session_id,
+        rt.finish(spec, m, slot if k == 0 else None, session=script.session_id,
                   turn=k + 1, session_turns=len(script.users))
         if m.outcome != OK:
             return

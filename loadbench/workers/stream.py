@@ -6,6 +6,9 @@ reached the host, mapped onto ``perf_counter_ns``; see loadbench.rxstamp) where 
 else the time the read returned in user space. The user-space time is kept beside it, per event: their
 difference is the client's own read delay. Body bytes that came with the response head (read by the
 HTTP client itself, without a stamp) and reads the kernel left unstamped keep their user-space time.
+A request is timed from when its last byte left (the kernel's send stamp, loadbench.workers.sockets),
+where the connection stamps sends; else from when the client began to send it. The time between the
+two is the client's own send delay: its work before the bytes leave (and any preemption in it).
 The body is read as bytes arrive — never ``iter_content(n)``, which waits for n bytes and made TTFT
 read late.
 """
@@ -38,7 +41,7 @@ class StreamCut(Exception):
 class Measured:
     outcome: str
     status: int
-    sent_ns: int
+    sent_ns: int  # when the request left: its last byte's kernel send stamp, else ``started_ns``
     first_byte_ns: int | None = None
     token_times_ns: list[int] = field(default_factory=list)
     end_ns: int = 0
@@ -55,6 +58,8 @@ class Measured:
     read_end_ns: int = 0  # when the client read the end of the response (user space)
     stamping: bool = False  # the connection's reads carry kernel receive stamps
     stamped_chunks: int = 0  # content events timed by a kernel stamp (the rest kept their user-space time)
+    started_ns: int = 0  # when the client began to send the request (user space)
+    send_stamped: bool = False  # sent_ns is the kernel's send stamp
 
 
 _KEEP_HEADERS = ("x-loadbench-target", "x-loadbench-cache", "x-loadbench-attempts", "retry-after")
@@ -141,8 +146,8 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
     """POST ``body`` to ``url`` with the Locust FastHttpSession ``client`` and time the response,
     decoded in ``dialect`` (the target's wire protocol), from ``receive``'s kernel stamps where the
     connection has them."""
-    sent = perf_ns()
-    m = Measured(outcome=outcomes.OK, status=0, sent_ns=sent)
+    started = perf_ns()
+    m = Measured(outcome=outcomes.OK, status=0, sent_ns=started, started_ns=started)
     timer = gevent.Timeout(timeout_s)
     timer.start()
     raw: Any = None
@@ -153,6 +158,10 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
             m.first_byte_ns = perf_ns()
             m.status = resp.status_code or 0
             raw = resp._response
+            sent_stamp = getattr(getattr(raw, "_sock", None), "sent_stamp_ns", None)
+            if sent_stamp is not None:
+                m.sent_ns = receive.to_perf_ns(sent_stamp, m.first_byte_ns, started)
+                m.send_stamped = True
             if raw is None or m.status == 0:
                 err = getattr(resp, "error", None)
                 # our deadline fired inside the HTTP client, which wraps it (RetriesExceeded)
@@ -182,7 +191,7 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
                 _read_stream(raw, m, dialect, receive)
             else:
                 _read_body(raw, m, dialect, receive)
-            rcm.request_meta["response_time"] = ns_to_ms(m.end_ns - sent)
+            rcm.request_meta["response_time"] = ns_to_ms(m.end_ns - started)
             if m.outcome == outcomes.OK:
                 rcm.success()
             else:

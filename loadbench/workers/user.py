@@ -125,8 +125,7 @@ class LLMUser(FastHttpUser):
         # an error event in a stream stands for its status (throttling 429, overloaded 529): it backs off alike
         wait_s = self.backoff.after(m.error_status or m.status, m.headers.get("retry-after"), time.time(),
                                     no_answer=m.outcome == CONNECTION_ERROR)
-        # Closed loop: the intended start is the send time (queue = 0 by definition).
-        rt.finish(spec, m, slot if slot is not None else m.sent_ns, backoff_s=wait_s)
+        rt.finish(spec, m, slot, backoff_s=wait_s)
         if wait_s:
             # a stopping user leaves now: its wait only spaced out a next request
             sleep_unless(wait_s, lambda: rt.draining or self._stopping(), gevent.sleep)

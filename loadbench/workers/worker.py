@@ -15,7 +15,7 @@ from locust.env import Environment
 from loadbench.plan.run import RunPlan
 from loadbench.units import ns_to_us, s_to_ns
 from loadbench.workers import messages as msg
-from loadbench.workers import state
+from loadbench.workers import sockets, state
 from loadbench.workers.runtime import WorkerRuntime
 from loadbench.workers.user import LLMUser, cut_leaving
 from loadbench.workers.watch import process_gone, watch
@@ -70,6 +70,7 @@ def connect(master_host: str, master_port: int, master_pid: int | None = None) -
     # A master that stops answering (killed, its machine gone) must not leave this worker sending
     # for Locust's default 60 s with no one recording: quit after a few missed heartbeats (1 s each).
     locust.runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_SILENT_S if master_pid is None else LOCAL_MASTER_SILENT_S
+    sockets.install()  # the users' connections stamp their sends and reads (loadbench.rxstamp)
     env = Environment(user_classes=[LLMUser])
     runner = env.create_worker_runner(master_host, master_port)  # returns once the master answered
     _say(f"loadbench worker w{runner.worker_index}: connected to the master at {master_host}:{master_port}")

@@ -66,23 +66,46 @@ def test_the_generator_record_round_trips_and_its_line_reads_the_stamps() -> Non
     assert "user space" in (generator_line(_S()) or "")  # type: ignore[arg-type]
 
 
-def _stamped_run(stamped_share: float, shared_share: float) -> list[Sample]:
+def _stamped_run(stamped_share: float, shared_share: float, send_delay_us: int | None = 300) -> list[Sample]:
+    """Samples whose chunks are stamped in the given shares; each send stamped with ``send_delay_us``
+    (None: sends unstamped)."""
     samples = _run()
     for s in samples:
         if s.chunks:
             s.stamped_chunks = round(s.chunks * stamped_share)
             s.shared_chunks = round(s.chunks * shared_share)
+        s.send_delay_us = send_delay_us
     return samples
 
 
-def _verdict(samples: list[Sample], loop_lag_us: int,
-             schedule_lag_us: int | None = None) -> tuple[Generator, list[str]]:
+def _verdict(samples: list[Sample], loop_lag_us: int, schedule_lag_us: int | None = None,
+             mode: str = "closed") -> tuple[Generator, list[str]]:
     intervals = [_lag_interval(LOOP_LAG_TAG, loop_lag_us)]
     if schedule_lag_us is not None:
         intervals.append(_lag_interval(SCHEDULE_LAG_TAG, schedule_lag_us))
-    s = summarize(samples=samples, intervals=intervals, plan=_plan(), window=RunWindow(START_S, START_S + 30.0),
+    s = summarize(samples=samples, intervals=intervals, plan=_plan(mode), window=RunWindow(START_S, START_S + 30.0),
                   facts=_facts())
     return s.generator, s.warnings
+
+
+def test_unstamped_sends_keep_the_loop_lag_bound_however_the_reads_were_stamped() -> None:
+    # the client's time before an unstamped send is inside a closed loop's TTFT, unmeasured
+    g, warnings = _verdict(_stamped_run(1.0, 0.0, send_delay_us=None), loop_lag_us=6_000)
+    assert g.send_stamped_share == 0.0 and g.client_delay_ms == 12.0 and g.beyond_promise
+    assert any("loop-lag P99 6.0 ms" in w for w in warnings)
+
+
+def test_stamped_sends_report_their_delay_and_add_it_in_open_loop_only() -> None:
+    g, _ = _verdict(_stamped_run(1.0, 0.0, send_delay_us=3_000), loop_lag_us=6_000)
+    assert (g.send_stamped_share, g.send_delay_p50_ms, g.send_delay_p99_ms) == (1.0, 3.0, 3.0)
+    assert g.client_delay_ms == 0.0  # closed loop: TTFT starts at the send stamp, after the delay
+    g, warnings = _verdict(_stamped_run(1.0, 0.0, send_delay_us=3_000), loop_lag_us=6_000,
+                           schedule_lag_us=2_000, mode="open")
+    assert g.client_delay_ms == 5.0 and not g.beyond_promise  # open loop: TTFT runs from the intended start
+    g, warnings = _verdict(_stamped_run(1.0, 0.0, send_delay_us=4_000), loop_lag_us=6_000,
+                           schedule_lag_us=2_000, mode="open")
+    assert g.client_delay_ms == 6.0 and g.beyond_promise
+    assert any("schedule-lag P99 2.0 ms, send-delay P99 4.0 ms" in w for w in warnings)
 
 
 def test_with_kernel_stamps_the_loop_lag_leaves_the_receive_side_of_the_bound() -> None:

@@ -1,0 +1,121 @@
+"""The worker's sockets: a send records the kernel's stamp of its last byte, drains it from the error
+queue (so the socket never polls as in error while the client waits for the answer), waits for a stamp
+the window held back, and stays plain where stamps are off or the pool is TLS. Real loopback sockets."""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
+
+from loadbench import rxstamp
+from loadbench.workers import sockets
+from loadbench.workers.receive import ReceiveClock
+
+pytestmark = pytest.mark.skipif(not rxstamp.supported(), reason="kernel stamps need Linux")
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small: a large send waits for the reader
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def _connected(listener: socket.socket, clock: ReceiveClock) -> tuple[sockets.StampedSocket, socket.socket]:
+    sock = sockets.stamped_socket(socket.AF_INET, socket.SOCK_STREAM, 0, clock)
+    sock.settimeout(5)
+    sock.connect(listener.getsockname())
+    peer, _ = listener.accept()
+    return sock, peer
+
+
+def _polls_in_error(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def test_a_send_records_when_its_last_byte_left_and_leaves_no_error_queued(listener: socket.socket) -> None:
+    sock, peer = _connected(listener, ReceiveClock())
+    try:
+        assert sock.stamps_sends
+        stamps = []
+        for _ in range(3):
+            before = time.time_ns()
+            sock.sendall(b"POST / HTTP/1.1\r\n\r\n")
+            after = time.time_ns()
+            assert sock.sent_stamp_ns is not None and before <= sock.sent_stamp_ns <= after
+            assert not _polls_in_error(sock)  # drained: a waiting reader would not spin
+            stamps.append(sock.sent_stamp_ns)
+            peer.recv(1024)
+        assert stamps == sorted(stamps) and len(set(stamps)) == 3
+        # receive stamps stay one item a read (the send option filters its own out of reads)
+        peer.sendall(b"data: x\n\n")
+        time.sleep(0.01)
+        data, stamp = rxstamp.recv(sock._sock, 1024)
+        assert data == b"data: x\n\n" and stamp is not None
+    finally:
+        sock.close()
+        peer.close()
+
+
+def test_a_send_the_window_held_back_waits_for_its_stamp(listener: socket.socket) -> None:
+    sock, peer = _connected(listener, ReceiveClock())
+    read_from_ns: list[int] = []
+
+    def read_late() -> None:
+        time.sleep(0.2)  # the send's last byte waits for the window this reader opens
+        read_from_ns.append(time.time_ns())
+        got = 0
+        while got < 2_000_000:
+            chunk = peer.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+
+    reader = threading.Thread(target=read_late)
+    reader.start()
+    try:
+        sock.sendall(b"x" * 2_000_000)
+        reader.join(timeout=10)
+        assert sock.sent_stamp_ns is not None and sock.sent_stamp_ns >= read_from_ns[0]
+        assert not _polls_in_error(sock)
+    finally:
+        sock.close()
+        peer.close()
+
+
+def test_without_the_kernel_clock_sends_stay_plain(listener: socket.socket) -> None:
+    sock, peer = _connected(listener, ReceiveClock(enabled=False))
+    try:
+        sock.sendall(b"hello")
+        assert not sock.stamps_sends and sock.sent_stamp_ns is None
+    finally:
+        sock.close()
+        peer.close()
+
+
+def test_install_gives_plain_pools_stamped_sockets_and_tls_pools_plain_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ConnectionPool, "_create_tcp_socket", ConnectionPool._create_tcp_socket)
+    sockets.install(ReceiveClock())
+    plain = ConnectionPool("127.0.0.1", 1, "127.0.0.1", 1)
+    tls = SSLConnectionPool("127.0.0.1", 1, "127.0.0.1", 1)
+    a = plain._create_tcp_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    b = tls._create_tcp_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    try:
+        assert isinstance(a, sockets.StampedSocket) and a.stamps_sends
+        assert not isinstance(b, sockets.StampedSocket)
+    finally:
+        a.close()
+        b.close()
