@@ -321,10 +321,9 @@ class ReceiveClockStats:
     user_ttft_p99_ms: float | None = None
 
 
-USER_SPACE_TIMES = ("no content chunk carried a kernel receive stamp (not Linux, TLS connections, or answers that "
-                    "came with their response head, as whole non-streamed answers do): chunks were timed in user "
-                    "space when a read returned, so TTFT and ITL include the client's own read delay, bounded by "
-                    "the loop lag")
+USER_SPACE_TIMES = ("no content chunk carried a kernel receive stamp (not Linux, or TLS connections): chunks were "
+                    "timed in user space when a read returned, so TTFT and ITL include the client's own read "
+                    "delay, bounded by the loop lag")
 
 
 def receive_clock_stats(ok: Sequence[Sample], read_delay: HdrHistogram | None) -> ReceiveClockStats:

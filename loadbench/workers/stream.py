@@ -5,7 +5,8 @@ decoded from one read shares that read's time: the kernel's receive stamp of the
 reached the host, mapped onto ``perf_counter_ns``; see loadbench.rxstamp) where the connection stamps,
 else the time the read returned in user space. The user-space time is kept beside it, per event: their
 difference is the client's own read delay. Body bytes that came with the response head (read by the
-HTTP client itself, without a stamp) and reads the kernel left unstamped keep their user-space time.
+HTTP client itself) carry the stamp of that read (loadbench.workers.sockets); reads the kernel left
+unstamped keep their user-space time.
 A request is timed from when its last byte left (the kernel's send stamp, loadbench.workers.sockets),
 where the connection stamps sends; else from when the client began to send it. The time between the
 two is the client's own send delay: its work before the bytes leave (and any preemption in it).
@@ -29,6 +30,7 @@ from loadbench.protocol.openai import OPENAI
 from loadbench.protocol.usage import Usage
 from loadbench.units import ns_to_ms
 from loadbench.workers.receive import RECEIVE_CLOCK, ReceiveClock
+from loadbench.workers.sockets import STAMPS
 
 perf_ns = time.perf_counter_ns
 
@@ -60,6 +62,7 @@ class Measured:
     stamped_chunks: int = 0  # content events timed by a kernel stamp (the rest kept their user-space time)
     started_ns: int = 0  # when the client began to send the request (user space)
     send_stamped: bool = False  # sent_ns is the kernel's send stamp
+    head_stamp: int | None = None  # kernel stamp (realtime ns) of the read that completed the response head
 
 
 _KEEP_HEADERS = ("x-loadbench-target", "x-loadbench-cache", "x-loadbench-attempts", "retry-after")
@@ -138,6 +141,7 @@ def _recv_stamped(sock: Any, size: int) -> tuple[bytes, int | None]:
         try:
             return rxstamp.recv(sock._sock, size)
         except BlockingIOError:
+            rxstamp.send_stamp(sock._sock)  # a late send stamp would wake the wait again at once
             continue
 
 
@@ -148,6 +152,8 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
     connection has them."""
     started = perf_ns()
     m = Measured(outcome=outcomes.OK, status=0, sent_ns=started, started_ns=started)
+    stamps = STAMPS
+    stamps.clear()
     timer = gevent.Timeout(timeout_s)
     timer.start()
     raw: Any = None
@@ -155,13 +161,15 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
         rcm = client.request("POST", url, data=body, headers=headers, stream=True, catch_response=True,
                              name="stream" if stream else "request")
         with rcm as resp:
-            m.first_byte_ns = perf_ns()
+            head_read = m.first_byte_ns = perf_ns()
             m.status = resp.status_code or 0
             raw = resp._response
-            sent_stamp = getattr(getattr(raw, "_sock", None), "sent_stamp_ns", None)
-            if sent_stamp is not None:
-                m.sent_ns = receive.to_perf_ns(sent_stamp, m.first_byte_ns, started)
+            if stamps.sent_ns is not None:
+                m.sent_ns = receive.to_perf_ns(stamps.sent_ns, head_read, started)
                 m.send_stamped = True
+            if stamps.received_ns is not None:
+                m.head_stamp = stamps.received_ns
+                m.first_byte_ns = receive.to_perf_ns(stamps.received_ns, head_read, m.sent_ns)
             if raw is None or m.status == 0:
                 err = getattr(resp, "error", None)
                 # our deadline fired inside the HTTP client, which wraps it (RetriesExceeded)
@@ -227,8 +235,12 @@ def _read_stream(raw: Any, m: Measured, dialect: Dialect, receive: ReceiveClock 
     arrived: int | None = None  # the kernel time of the latest bytes, None while they came unstamped
     queued = False  # the last read came a whole inter-chunk gap late: the next chunk is likely there
     done = False
+    head = m.head_stamp if raw._body_buffer else None  # bytes that came with the head carry its read's stamp
     while True:
         data, stamp = _read_available(raw, stamped, queued)
+        if head is not None:
+            stamp = head if stamp is None else stamp
+            head = None
         now = perf_ns()
         if stamp is not None:
             at = receive.to_perf_ns(stamp, now, sent)
@@ -276,8 +288,12 @@ def _read_body(raw: Any, m: Measured, dialect: Dialect, receive: ReceiveClock) -
     chunks = []
     stamped = m.stamping
     last: int | None = None  # the kernel stamp of the latest bytes, None while they came unstamped
+    head = m.head_stamp if raw._body_buffer else None  # bytes that came with the head carry its read's stamp
     while True:
         chunk, stamp = _read_available(raw, stamped)
+        if head is not None:
+            stamp = head if stamp is None else stamp
+            head = None
         if stamp is not None:
             last = stamp
         elif chunk:

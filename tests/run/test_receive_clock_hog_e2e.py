@@ -78,7 +78,8 @@ def test_kernel_stamps_keep_ttft_on_the_truth_while_a_hog_shares_the_core(mock_f
           f"P50 {g['user_ttft_p50_ms']} P99 {g['user_ttft_p99_ms']}; read delay P50 {g['read_delay_p50_ms']} "
           f"P99 {g['read_delay_p99_ms']}; stamped {g['stamped_share']} shared {g['shared_stamp_share']}; "
           f"client delay {g['client_delay_ms']} beyond {g['beyond_promise']} saturated {g['saturated']}; "
-          f"sends stamped {g['send_stamped_share']} send delay P50 {g['send_delay_p50_ms']} P99 {g['send_delay_p99_ms']}")
+          f"sends stamped {g['send_stamped_share']} send delay P50 {g['send_delay_p50_ms']} "
+          f"P99 {g['send_delay_p99_ms']}")
     assert g["receive_clock"] == "kernel"
     # the send side too: a request is timed from when its last byte left, not from when the hog let the
     # worker begin it (before send stamps, the kernel-stamped TTFT P99 still read 9 ms over the reference)

@@ -15,6 +15,7 @@ from locust.env import Environment
 
 from loadbench.protocol.dialect import LLMRequest, Message
 from loadbench.protocol.openai import OPENAI
+from loadbench.workers import sockets
 from loadbench.workers.stream import measure
 
 BUSY_MS = 12
@@ -29,6 +30,7 @@ def _hog(until_s: float) -> None:
 
 
 def main(base_url: str, count: int, mode: str, stream: bool) -> None:
+    sockets.install()  # as a worker does: its connections stamp their sends and the client's own reads
     session = FastHttpSession(base_url, request_event=Environment().events.request, user=None)
     hog = gevent.spawn(_hog, time.monotonic() + 120) if mode == "busy" else None
     out = []
@@ -37,7 +39,8 @@ def main(base_url: str, count: int, mode: str, stream: bool) -> None:
         m = measure(session, wire.path, wire.body, wire.headers, stream=stream, timeout_s=10.0)
         out.append({"outcome": m.outcome, "sent": m.sent_ns, "first_byte": m.first_byte_ns,
                     "times": m.token_times_ns, "reads": m.read_times_ns, "end": m.end_ns,
-                    "read_end": m.read_end_ns, "stamping": m.stamping, "stamped": m.stamped_chunks})
+                    "read_end": m.read_end_ns, "stamping": m.stamping, "stamped": m.stamped_chunks,
+                    "started": m.started_ns, "send_stamped": m.send_stamped})
     if hog is not None:
         hog.kill()
     print(json.dumps(out))

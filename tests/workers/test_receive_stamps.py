@@ -55,20 +55,25 @@ def test_every_chunk_carries_a_kernel_time_no_later_than_its_read(mock: ServerPr
     assert chunks == 4 * 8 and sum(r["stamped"] for r in got) >= chunks // 2
     for r in got:
         times, reads = r["times"], r["reads"]
+        assert r["send_stamped"] and r["started"] <= r["sent"]
         assert len(times) == len(reads) == 8
         assert times == sorted(times) and reads == sorted(reads)
         assert all(r["sent"] <= t <= u for t, u in zip(times, reads, strict=True))
         assert times[-1] <= r["end"] <= r["read_end"]
 
 
-def test_a_whole_answer_that_came_with_the_head_keeps_its_user_space_time(mock: ServerProcess) -> None:
-    """The mock writes a non-streamed answer with its head; the HTTP client reads the head itself,
-    without a stamp (and releases the connection once the message is complete: nothing is left to
-    read), so the body's time is the user-space one, and it is counted as unstamped."""
-    got = _probe(mock.base_url, 2, "calm", stream=False)
+def test_a_whole_answer_that_came_with_the_head_carries_the_head_reads_stamp(mock: ServerProcess) -> None:
+    """The mock writes a non-streamed answer with its head; the HTTP client reads the head itself (and
+    releases the connection once the message is complete: nothing is left to read). The worker's
+    socket makes that read a stamped one, so the body's time is when its bytes arrived, no later than
+    the user-space read, and each request is timed from its send stamp, after the client's start."""
+    got = _probe(mock.base_url, 3, "calm", stream=False)
+    assert sum(r["stamped"] for r in got) >= 2  # the host's very first read may precede stamping
     for r in got:
-        assert r["stamped"] == 0
-        assert r["times"] == [r["end"]] == [r["read_end"]] and r["reads"] == [r["read_end"]]
+        assert r["send_stamped"] and r["started"] <= r["sent"] <= r["first_byte"]
+        assert r["times"] == [r["end"]] and r["reads"] == [r["read_end"]] and r["end"] <= r["read_end"]
+        if r["stamped"]:
+            assert r["end"] < r["read_end"]  # the arrival, not the read's return
 
 
 @pytest.mark.alone

@@ -1,6 +1,7 @@
 """The worker's sockets: a send records the kernel's stamp of its last byte, drains it from the error
 queue (so the socket never polls as in error while the client waits for the answer), waits for a stamp
-the window held back, and stays plain where stamps are off or the pool is TLS. Real loopback sockets."""
+the window held back; the client's own reads record their receive stamp; plain where stamps are off or
+the pool is TLS. Real loopback sockets."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 from loadbench import rxstamp
 from loadbench.workers import sockets
 from loadbench.workers.receive import ReceiveClock
+from loadbench.workers.sockets import STAMPS
 
 pytestmark = pytest.mark.skipif(not rxstamp.supported(), reason="kernel stamps need Linux")
 
@@ -52,12 +54,13 @@ def test_a_send_records_when_its_last_byte_left_and_leaves_no_error_queued(liste
         assert sock.stamps_sends
         stamps = []
         for _ in range(3):
+            STAMPS.clear()
             before = time.time_ns()
             sock.sendall(b"POST / HTTP/1.1\r\n\r\n")
             after = time.time_ns()
-            assert sock.sent_stamp_ns is not None and before <= sock.sent_stamp_ns <= after
+            assert STAMPS.sent_ns is not None and before <= STAMPS.sent_ns <= after
             assert not _polls_in_error(sock)  # drained: a waiting reader would not spin
-            stamps.append(sock.sent_stamp_ns)
+            stamps.append(STAMPS.sent_ns)
             peer.recv(1024)
         assert stamps == sorted(stamps) and len(set(stamps)) == 3
         # receive stamps stay one item a read (the send option filters its own out of reads)
@@ -65,6 +68,13 @@ def test_a_send_records_when_its_last_byte_left_and_leaves_no_error_queued(liste
         time.sleep(0.01)
         data, stamp = rxstamp.recv(sock._sock, 1024)
         assert data == b"data: x\n\n" and stamp is not None
+        # the HTTP client's own read (the response head) records when its bytes arrived, not when it ran
+        arrived_before = time.time_ns()
+        peer.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+        arrived_after = time.time_ns()
+        time.sleep(0.05)
+        assert sock.recv(1024) == b"HTTP/1.1 200 OK\r\n\r\n"
+        assert STAMPS.received_ns is not None and arrived_before <= STAMPS.received_ns <= arrived_after
     finally:
         sock.close()
         peer.close()
@@ -87,9 +97,10 @@ def test_a_send_the_window_held_back_waits_for_its_stamp(listener: socket.socket
     reader = threading.Thread(target=read_late)
     reader.start()
     try:
+        STAMPS.clear()
         sock.sendall(b"x" * 2_000_000)
         reader.join(timeout=10)
-        assert sock.sent_stamp_ns is not None and sock.sent_stamp_ns >= read_from_ns[0]
+        assert STAMPS.sent_ns is not None and STAMPS.sent_ns >= read_from_ns[0]
         assert not _polls_in_error(sock)
     finally:
         sock.close()
@@ -99,8 +110,12 @@ def test_a_send_the_window_held_back_waits_for_its_stamp(listener: socket.socket
 def test_without_the_kernel_clock_sends_stay_plain(listener: socket.socket) -> None:
     sock, peer = _connected(listener, ReceiveClock(enabled=False))
     try:
+        STAMPS.clear()
         sock.sendall(b"hello")
-        assert not sock.stamps_sends and sock.sent_stamp_ns is None
+        peer.sendall(b"hi")
+        assert sock.recv(16) == b"hi"
+        assert not sock.stamps_sends and not sock.stamps_reads and STAMPS.sent_ns is None
+        assert STAMPS.received_ns is None
     finally:
         sock.close()
         peer.close()
