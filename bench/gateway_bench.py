@@ -11,7 +11,12 @@ generator to CPU 0. Phases, each bounded in requests and seconds, 127.0.0.1 only
 The generator reports its own lag (actual - intended send) and CPU; when it, not the server,
 was the limit the output says so.
 
+``--loop-delay`` runs the gateway's event-loop delay probe (``loadbench.gateway.looplag``) and gives
+its P50 / P99 per open-loop round: how late the gateway's loop ran ready work (and so read upstream
+bytes and took its TTFT) while relaying at ``--rate``, with the gateway alone on its core.
+
     .venv/bin/python -m bench.gateway_bench [--seconds 6] [--rate 350] [--rounds 2] [--profile] [--nice -5]
+                                            [--loop-delay]
 Writes bench/out/gateway.json.
 """
 
@@ -35,6 +40,8 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from bench.loop_delay import loop_delay_counts, loop_delay_figures
+from loadbench.gateway.looplag import ENV as LOOP_DELAY_ENV
 from loadbench.procs import ServerProcess, start_server
 
 OUT = Path(__file__).resolve().parent / "out" / "gateway.json"
@@ -249,6 +256,16 @@ def cost_phase(args: argparse.Namespace, servers: list[tuple[str, str, psutil.Pr
     return rows
 
 
+def _loop_delay(url: str) -> dict[float, int] | None:
+    """The gateway's loop-delay histogram now (cumulative counts by bound), None without the probe."""
+
+    async def read() -> dict[float, int] | None:
+        async with aiohttp.ClientSession() as session:
+            return await loop_delay_counts(session, url)
+
+    return asyncio.run(read())
+
+
 def ttft_phase(args: argparse.Namespace, paths: list[tuple[str, str, psutil.Process | None]]) -> dict[str, object]:
     """Open loop at --rate, rounds alternating over the paths; TTFT from the intended start."""
     acc = {name: Tally() for name, _, _ in paths}
@@ -258,12 +275,17 @@ def ttft_phase(args: argparse.Namespace, paths: list[tuple[str, str, psutil.Proc
     for _ in range(args.rounds):
         this: dict[str, object] = {}
         for name, url, proc in paths:
+            probed = args.loop_delay and name == "gateway"
+            before = _loop_delay(url) if probed else None
             tally, cpu, _, _ = measure(proc, lambda u=url: open_loop(u, args.rate, args.seconds))
-            this[name] = {
+            row: dict[str, object] = {
                 "p50_ms": _pct(tally.ttft_ms, 0.5),
                 "p99_ms": _pct(tally.ttft_ms, 0.99),
                 "cpu1_used_by_others": round(FOREIGN[-1], 2),
             }
+            if probed:
+                row.update(loop_delay_figures(before or {}, _loop_delay(url) or {}))
+            this[name] = row
             a = acc[name]
             a.ok, a.errors = a.ok + tally.ok, a.errors + tally.errors
             a.ttft_ms += tally.ttft_ms
@@ -315,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternations of direct/relay/gateway at --rate")
     parser.add_argument("--cost-rounds", type=int, default=3, help="interleaved relay/gateway CPU-cost rounds")
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway during the stream phase")
+    parser.add_argument("--loop-delay", action="store_true",
+                        help="the gateway's event-loop delay (P50, P99) in each open-loop round")
     parser.add_argument(
         "--nice",
         type=int,
@@ -345,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         str(TOKENS),
     ]
     mock = start_server(mock_args, cpu=0)
-    gw = start_server(["gateway", "--config", gateway_config(mock), "--port", "0"], cpu=1)
+    gw_env = {**os.environ, LOOP_DELAY_ENV: "1"} if args.loop_delay else None
+    gw = start_server(["gateway", "--config", gateway_config(mock), "--port", "0"], cpu=1, env=gw_env)
     result: dict[str, object] = {
         "bench": "gateway",
         "mock": {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS, "tokens": TOKENS},

@@ -45,9 +45,9 @@ from pathlib import Path
 
 import aiohttp
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.gateway_bench import bare_relay
+from bench.loop_delay import loop_delay_counts, loop_delay_figures
 from bench.redis_server import RedisServer
 from loadbench.gateway import looplag
 from loadbench.procs import ServerProcess, start_server
@@ -113,34 +113,6 @@ def _io_counts(pid: int) -> tuple[int, int, int, int]:
             int(status["nonvoluntary_ctxt_switches"]))
 
 
-async def _loop_delay_counts(session: aiohttp.ClientSession, url: str) -> dict[float, int] | None:
-    """The gateway's loop-delay histogram: cumulative count by upper bound (s); None without the probe."""
-    async with session.get(url + "/metrics") as r:
-        text = await r.text()
-    for family in text_string_to_metric_families(text):
-        if family.name == looplag.METRIC:
-            return {float(s.labels["le"]): int(s.value) for s in family.samples if s.name.endswith("_bucket")}
-    return None
-
-
-def loop_delay_figures(before: dict[float, int], after: dict[float, int]) -> dict[str, float | int | None]:
-    """P50 and P99 (ms, the upper bound of the bucket each falls in) and the share over 1 ms of the
-    waits recorded between two readings of the histogram."""
-    bounds = sorted(after)
-    cum = [after[b] - before.get(b, 0) for b in bounds]
-    total = cum[-1] if cum else 0
-
-    def quantile_ms(q: float) -> float | None:
-        if not total:
-            return None
-        bound = next(b for b, c in zip(bounds, cum, strict=True) if c >= q * total)
-        return round(bound * 1000, 3)
-
-    within_1ms = next((c for b, c in zip(bounds, cum, strict=True) if b >= 0.001), total)
-    return {"loop_delay_samples": total, "loop_delay_p50_ms": quantile_ms(0.5), "loop_delay_p99_ms": quantile_ms(0.99),
-            "loop_delay_over_1ms_share": round(1 - within_1ms / total, 4) if total else None}
-
-
 async def _round(servers: dict[str, tuple[str, int]], stream: bool, seconds: float, users: int,
                  loop_delay: bool = False) -> dict[str, dict]:
     """``servers``: name -> (url, pid); ``loop_delay``: the gateways run the loop-delay probe."""
@@ -164,7 +136,7 @@ async def _round(servers: dict[str, tuple[str, int]], stream: bool, seconds: flo
         await asyncio.gather(*(user(n, url, warm) for n, (url, _) in servers.items() for _ in range(users)))
         done.update(dict.fromkeys(servers, 0))
         probed = [n for n in servers if loop_delay and n.startswith("gateway")]
-        lag0 = {n: await _loop_delay_counts(session, servers[n][0]) for n in probed}
+        lag0 = {n: await loop_delay_counts(session, servers[n][0]) for n in probed}
         cpu0 = {n: _cpu_s(pid) for n, (_, pid) in servers.items()}
         wait0 = {n: _runnable_wait_s(pid) for n, (_, pid) in servers.items()}
         side0 = {n: _side_cpu_s(pid) for n, (_, pid) in servers.items()}
@@ -175,7 +147,7 @@ async def _round(servers: dict[str, tuple[str, int]], stream: bool, seconds: flo
         wait1 = {n: _runnable_wait_s(pid) for n, (_, pid) in servers.items()}
         side1 = {n: _side_cpu_s(pid) for n, (_, pid) in servers.items()}
         io1 = {n: _io_counts(pid) for n, (_, pid) in servers.items()}
-        lag1 = {n: await _loop_delay_counts(session, servers[n][0]) for n in probed}
+        lag1 = {n: await loop_delay_counts(session, servers[n][0]) for n in probed}
     lags = {n: loop_delay_figures(lag0[n] or {}, lag1[n] or {}) for n in probed}
     return {n: {**lags.get(n, {}), "completed": done[n], "errors": errors[n], "cpu_s": round(cpu1[n] - cpu0[n], 3),
                 "req_per_cpu_s": round(done[n] / max(1e-9, cpu1[n] - cpu0[n]), 1),

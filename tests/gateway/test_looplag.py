@@ -10,7 +10,7 @@ import pytest
 import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.gateway_paired import loop_delay_figures
+from bench.loop_delay import loop_delay_figures
 from loadbench.gateway import looplag
 from loadbench.gateway.looplag import LoopDelay
 from tests.gateway.harness import CHAT, Upstream, gateway, ok, one_target, post, run, upstream
