@@ -179,6 +179,14 @@ def bare_relay(upstream: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=Path(__file__).resolve().parents[1],
+        # A session of its own, as ``procs.start_server`` gives the gateway: with the kernel's
+        # autogroup scheduling (sched_autogroup_enabled) a core's time is shared between sessions
+        # first, so a relay left in the benchmark's session shares one slice with the load generator
+        # and waits longer for the core than the gateway does. A loop that waits longer finds more
+        # chunks per read and spends less CPU per request, for the scheduler's reasons, not its own
+        # (measured: 34-53 reads per 64-token stream against the gateway's 50-62 in the same rounds;
+        # 39-56 for both once each has a session of its own).
+        start_new_session=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()

@@ -5,7 +5,9 @@ other jobs on the core differ from round to round, and requests per CPU-second m
 (a busier core makes a server handle more requests per wake-up: measured 790 vs 960 streamed
 req/CPU-s for the same gateway at 5 % and 50 % foreign load). Here the gateway and the bare relay
 (``bench/bare_relay.py``) are both pinned to CPU 1 and loaded at once, each by its own closed loop
-of ``--concurrency`` users, so whatever else runs there costs both alike. The mock (TTFT 50 ms,
+of ``--concurrency`` users, so whatever else runs there costs both alike. Each server runs in a
+session of its own: with autogroup scheduling the kernel shares a core between sessions first, and a
+server left in this generator's session would wait longer for the core than the others. The mock (TTFT 50 ms,
 ITL 5 ms, 64 tokens) and this generator share CPU 0. Streamed then non-streamed, ``--rounds``
 each; the figure is the median over rounds of (gateway req/CPU-s) / (bare relay req/CPU-s).
 
