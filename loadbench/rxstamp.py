@@ -122,19 +122,23 @@ def enable_send(sock: Any) -> bool:
     return True
 
 
-def send_stamp(sock: Any) -> int | None:
-    """Drain ``sock``'s error queue of send stamps; the latest (realtime ns), None when there was none."""
-    stamp = None
+def send_stamp(sock: Any, not_before_ns: int = 0) -> int | None:
+    """The first send stamp (realtime ns) on ``sock``'s error queue that is not older than
+    ``not_before_ns``, the older ones drained on the way; None when the queue held none. Stops at that
+    stamp: a send queues one, so the common call is one read, without the failing read that would
+    confirm the queue is empty (one more syscall and an exception)."""
     for _ in range(ERRQUEUE_MAX_READS):
         try:
             _data, ancillary, _flags, _addr = sock.recvmsg(0, ERRQUEUE_ANCILLARY_BYTES, _ERRQUEUE_READ)
         except OSError:  # BlockingIOError: the queue is empty
-            break
+            return None
         for level, kind, raw in ancillary:
             if kind == SCM_TIMESTAMPING and level == _SOL_SOCKET and len(raw) >= _TIMESPEC_BYTES:
                 sec, nsec = _unpack_timespec(raw)  # the first of three: the software stamp
                 stamp = sec * 1_000_000_000 + nsec
-    return stamp
+                if stamp >= not_before_ns:
+                    return stamp
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,16 +78,16 @@ class StampedSocket(gevent.socket.socket):
                 self._wait(self._read_event)
 
     def _await_stamp(self, floor_ns: int) -> int | None:
-        stamp = rxstamp.send_stamp(self._sock)
+        stamp = rxstamp.send_stamp(self._sock, floor_ns)
         waits = 0
-        while (stamp is None or stamp < floor_ns) and waits < SEND_STAMP_WAITS:
+        while stamp is None and waits < SEND_STAMP_WAITS:
             waits += 1
             try:
                 self._wait(self._read_event)  # a queued stamp (or an early answer) wakes a reader
             except OSError:  # the socket's timeout: leave the send unstamped, the request goes on
                 return None
-            stamp = rxstamp.send_stamp(self._sock)
-        return stamp if stamp is not None and stamp >= floor_ns else None
+            stamp = rxstamp.send_stamp(self._sock, floor_ns)
+        return stamp
 
 
 def stamped_socket(family: int, socktype: int, protocol: int, clock: ReceiveClock) -> Any:
