@@ -16,7 +16,8 @@ for each protocol (``workers.stream._read_stream`` over each dialect's encoded s
 per event, the HTTP parsing left out since it costs every protocol alike), the decode of one answer
 chunk in the middle of a stream (the per-chunk cost without the stream's head and tail), the cost of a kernel
 receive stamp per read (``recvmsg`` with its stamp mapped onto our clock against a plain ``recv``, on
-a real loopback TCP connection), and the read of a chunk not there yet when the reader asks (gevent's
+a real loopback TCP connection), the cost of the worker's send stamp and stamped head read per
+request (``send_stamp``), and the read of a chunk not there yet when the reader asks (gevent's
 read, which tries first, against the worker's, which waits first). Process CPU time, best of
 ``--repeats`` (others on a shared machine only ever add time). Writes bench/out/generator_reads.json.
 
@@ -47,6 +48,7 @@ from loadbench import outcomes, rxstamp
 from loadbench.metrics.client_delay import TTFT_P99_PROMISE_MS
 from loadbench.procs import start_server
 from loadbench.protocol.registry import dialect
+from loadbench.workers import sockets
 from loadbench.workers.receive import ReceiveClock
 from loadbench.workers.stream import Measured, _read_stream, _recv_stamped
 
@@ -190,6 +192,38 @@ def stamp_cost(reads: int, repeats: int) -> dict[str, float]:
             "stamp_us": round((stamped_ns - plain_ns) / reads / 1000, 3)}
 
 
+def send_stamp_cost(requests: int, repeats: int) -> dict[str, float]:
+    """Microseconds of CPU per request for the worker's stamped sockets (``workers.sockets``): a
+    350-byte request sent and a 100-byte response head read back through ``sendall`` and ``recv``, on
+    a socket with send and receive stamps (the send's stamp taken off the error queue, the read's from
+    ``recvmsg``) against the same socket class with stamps off; the peer's side costs both alike."""
+    request, head = b"P" * 350, b"H" * 100
+
+    def round_trips(clock: ReceiveClock) -> Callable[[], None]:
+        def run() -> None:
+            server = socket.socket()
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            client = sockets.stamped_socket(socket.AF_INET, socket.SOCK_STREAM, 0, clock)
+            client.connect(server.getsockname())
+            peer, _ = server.accept()
+            try:
+                for _ in range(requests):
+                    client.sendall(request)
+                    peer.recv(65536)
+                    peer.sendall(head)
+                    client.recv(65536)
+            finally:
+                for s in (client, peer, server):
+                    s.close()
+        return run
+    round_trips(ReceiveClock())()  # the kernel turns receive stamping on a moment after the first ask
+    plain_ns = best_cpu_ns(round_trips(ReceiveClock(enabled=False)), repeats)
+    stamped_ns = best_cpu_ns(round_trips(ReceiveClock()), repeats)
+    return {"plain_us": round(plain_ns / requests / 1000, 3), "stamped_us": round(stamped_ns / requests / 1000, 3),
+            "send_and_head_stamps_us": round((stamped_ns - plain_ns) / requests / 1000, 3)}
+
+
 def waiting_read_cost(events: int, repeats: int) -> dict[str, float]:
     """Microseconds of CPU per event for a reader that keeps up: each 150-byte event is not there yet
     when the reader asks, and a sender greenlet writes it meanwhile (loopback TCP, stamps on). gevent's
@@ -228,7 +262,8 @@ def reads_bench(tokens: int, streams: int, repeats: int) -> dict[str, Any]:
             "load_average": os.getloadavg(), "read": costs,
             "to_openai": {p: round(c["us_per_request"] / base, 2) for p, c in costs.items()},
             "chunk_decode_us": {p: chunk_decode_us(p, 2000, repeats) for p in PROTOCOLS},
-            "stamp": stamp_cost(20_000, repeats), "waiting_read": waiting_read_cost(20_000, repeats)}
+            "stamp": stamp_cost(20_000, repeats), "waiting_read": waiting_read_cost(20_000, repeats),
+            "send_stamp": send_stamp_cost(5_000, repeats)}
 
 
 def main(argv: list[str] | None = None) -> int:
