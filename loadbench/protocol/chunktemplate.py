@@ -82,6 +82,21 @@ def _number_apart(old: bytes, new: bytes) -> tuple[bytes, int, bytes] | None:
     return new[:i], int(now), new[len(new) - j:]
 
 
+def _number_at(head: bytes, key: bytes) -> tuple[bytes, int, bytes] | None:
+    """(what comes before, the number, what comes after) when ``key`` appears once in ``head``, followed
+    by a decimal number as JSON writes it, else None."""
+    at = head.find(key)
+    if at < 0 or head.find(key, at + 1) >= 0:
+        return None
+    start = end = at + len(key)
+    while end < len(head) and head[end] in _DIGITS:
+        end += 1
+    digits = head[start:end]
+    if not digits or digits != b"%d" % int(digits):
+        return None
+    return head[:start], int(digits), head[end:]
+
+
 class ChunkTemplate:
     """One stream's answer-chunk template (per decoder: ids differ from stream to stream).
 
@@ -89,18 +104,23 @@ class ChunkTemplate:
     tells ``after`` what that read was. An answer piece the template missed makes it learn again from
     that read, at most ``LEARN_TRIES`` times a stream; then the stream stops trying and pays for no
     template at all. A head that differs from the last only in one number (the Responses API numbers
-    its events) is learned as a counter that goes up by one with each answer chunk."""
+    its events) is learned as a counter that goes up by one with each answer chunk; a decoder whose
+    protocol numbers its events names the number's key (``counter``), and the counter is then learned
+    from the stream's first answer chunk rather than from the second (a second learning cost as much
+    as a dozen answer chunks)."""
 
-    __slots__ = ("_count", "_head", "_min_bytes", "_post", "_pre", "_tail", "_tail_bytes", "_tries", "active")
+    __slots__ = ("_count", "_counter", "_form", "_head", "_min_bytes", "_tail", "_tail_bytes", "_tries", "active")
 
-    def __init__(self) -> None:
+    def __init__(self, counter: bytes | None = None) -> None:
+        self._counter = counter  # the key of a number that goes up by one with each event (``"seq":``)
         self._head: bytes | None = None  # the next answer chunk's bytes before its text
         self._tail = b""
         self._tail_bytes = 0
         self._min_bytes = 0
         self._tries = LEARN_TRIES
-        self._pre: bytes | None = None  # a counted head: _pre, the count, _post
-        self._post = b""
+        # a counted head is ``_form % count``: one format per chunk (it was built from its three
+        # pieces, twice the work, on every answer chunk)
+        self._form: bytes | None = None
         self._count = 0
         self.active = True  # learned, or still learning
 
@@ -119,9 +139,9 @@ class ChunkTemplate:
             return None
         if type(text) is not str or not text:
             return None
-        if self._pre is not None:
+        if self._form is not None:
             self._count += 1
-            self._head = self._pre + b"%d" % self._count + self._post
+            self._head = self._form % self._count
         return text
 
     def after(self, chunk: bytes, decoded: Decoded, reads_as: Callable[[bytes], str | None]) -> None:
@@ -131,7 +151,7 @@ class ChunkTemplate:
         text = sole_answer(decoded)
         if text is None:
             return  # another kind of event: the template, if any, still holds
-        expected, self._head, self._pre = self._head, None, None
+        expected, predicted, self._head, self._form = self._head, self._form is not None, None, None
         if self._tries <= 0:
             self.active = False
             return
@@ -149,6 +169,11 @@ class ChunkTemplate:
             head = head[cut + 2:]
         counted = _number_apart(expected, head) if expected is not None and tail == self._tail else None
         if counted is not None:
+            if predicted and counted[1] < self._count:
+                counted = None  # the number did not go up as the counter said: a server that repeats it
+        elif self._counter is not None:
+            counted = _number_at(head, self._counter)
+        if counted is not None:
             pre, count, post = counted
             head = pre + b"%d" % (count + 1) + post  # the next chunk's, checked with the probes
         for probe in PROBES:
@@ -157,4 +182,5 @@ class ChunkTemplate:
         self._head, self._tail, self._tail_bytes = head, tail, len(tail)
         self._min_bytes = len(head) + len(tail) + 2
         if counted is not None:
-            self._pre, self._count, self._post = pre, count + 1, post
+            self._form = pre.replace(b"%", b"%%") + b"%d" + post.replace(b"%", b"%%")
+            self._count = count + 1
