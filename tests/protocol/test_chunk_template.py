@@ -205,7 +205,7 @@ def test_the_responses_counter_is_learned_from_the_first_answer_chunk(monkeypatc
     dec.feed(enc.head())
     assert dec.feed(enc.content("first")) == Decoded(content=(Content("first"),))
     general = _templated(dec, monkeypatch)
-    texts = [f"t{n}" for n in range(12)]  # the count grows a digit on the way
+    texts = [f"t{n}" for n in range(120)]  # the count grows a digit on the way, twice
     assert [dec.feed(enc.content(t)) for t in texts] == [Decoded(content=(Content(t),)) for t in texts]
     assert general == []
 
