@@ -289,3 +289,18 @@ def test_a_responses_error_event_after_templated_chunks_is_the_error_with_its_st
     per_event = kept([dec.feed(e) for e in events] + [dec.feed(b"", True)])
     assert per_event == same_for_any_split(dialect("openai-responses"), b"".join(events))
     assert per_event.error == WireError("slow", "rate_limit_exceeded", 429)
+
+
+def test_a_counted_stream_whose_item_changes_is_read_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answer chunks of a second item (another output index, the count gone on): the template misses
+    once, learns the new head, and counts on."""
+    dec = dialect("openai-responses").decoder()
+    first = [_numbered_delta(n, b'"a%d"' % n) for n in range(1, 4)]
+    second = [_numbered_delta(n, b'"b%d"' % n).replace(b'"output_index":0', b'"output_index":1')
+              for n in range(9, 14)]
+    assert [dec.feed(c) for c in first + second[:2]] == \
+        [Decoded(content=(Content(f"a{n}"),)) for n in range(1, 4)] + [Decoded(content=(Content(f"b{n}"),))
+                                                                        for n in (9, 10)]
+    general = _templated(dec, monkeypatch)
+    assert [dec.feed(c) for c in second[2:]] == [Decoded(content=(Content(f"b{n}"),)) for n in (11, 12, 13)]
+    assert general == []
