@@ -42,9 +42,9 @@ def chunks(protocol: str, tokens: int, per_read: int = 1) -> list[bytes]:
     """A stream as its dialect's encoder writes it, one element per read: the head, ``per_read`` tokens at
     a time (a reader that fell behind gets several events in one read), the tail."""
     enc = dialect(protocol).encoder("bench-model", "resp-1")
+    head = enc.head()  # first, as a server writes it: an encoder is stateful (the Responses API numbers its events)
     pieces = [enc.content(f"tok{i} ") for i in range(tokens)]
-    return [enc.head(), *(b"".join(pieces[i:i + per_read]) for i in range(0, tokens, per_read)),
-            enc.tail(STOP, USAGE)]
+    return [head, *(b"".join(pieces[i:i + per_read]) for i in range(0, tokens, per_read)), enc.tail(STOP, USAGE)]
 
 
 def best_us(run: Callable[[], None], per: int, repeats: int) -> float:

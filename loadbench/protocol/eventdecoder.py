@@ -69,9 +69,11 @@ class JsonEventDecoder(StreamDecoder):
     """SSE events carrying JSON objects; ``event`` reads one. An event that is not a JSON object is an
     ``INVALID`` error (the bytes are not the protocol)."""
 
+    counter: bytes | None = None  # the key of the number a protocol puts in each event, one up per event
+
     def __init__(self) -> None:
         self._sse = SSEDecoder()
-        self._template = ChunkTemplate()  # the stream's answer event around its text, once learned
+        self._template = ChunkTemplate(self.counter)  # the stream's answer event around its text, once learned
 
     def feed(self, chunk: bytes, end_of_stream: bool = False) -> Decoded:
         # the common read, once per token: one answer event, the same bytes as the last but for its text
@@ -80,7 +82,7 @@ class JsonEventDecoder(StreamDecoder):
         if template.active and self._sse.idle:
             text = template.text(chunk)
             if text is not None:
-                return _new(Decoded, ((answer_piece(text),), None, None, None, None, False, False, ()))
+                return _new(Decoded, ((_new(Content, (text, "answer")),), None, None, None, None, False, False, ()))
             decoded = self._feed(chunk)
             if self._sse.idle:
                 template.after(chunk, decoded, self._reads_as)

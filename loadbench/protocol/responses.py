@@ -160,6 +160,8 @@ def _parse_input(raw: object) -> list[Message]:
 
 
 class ResponsesStreamDecoder(JsonEventDecoder):
+    counter = b'"sequence_number":'
+
     def __init__(self) -> None:
         super().__init__()
         self._tools = ToolCalls()
