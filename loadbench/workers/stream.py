@@ -7,9 +7,11 @@ else the time the read returned in user space. The user-space time is kept besid
 difference is the client's own read delay. Body bytes that came with the response head (read by the
 HTTP client itself) carry the stamp of that read (loadbench.workers.sockets); reads the kernel left
 unstamped keep their user-space time.
-A request is timed from when its last byte left (the kernel's send stamp, loadbench.workers.sockets),
-where the connection stamps sends; else from when the client began to send it. The time between the
-two is the client's own send delay: its work before the bytes leave (and any preemption in it).
+A request is timed from when it left: the kernel's stamp of its last byte where the connection stamps
+sends and the request left at once (loadbench.workers.sockets); else the user-space time just before
+the connection's first send call; else (another HTTP client's socket) when ``measure`` began. The time
+from ``measure``'s start to a kernel send stamp is the client's own send delay: its work before the
+bytes leave (and any preemption in it).
 The body is read as bytes arrive — never ``iter_content(n)``, which waits for n bytes and made TTFT
 read late.
 """
@@ -167,6 +169,8 @@ def measure(client: Any, url: str, body: bytes, headers: dict[str, str], *, stre
             if stamps.sent_ns is not None:
                 m.sent_ns = receive.to_perf_ns(stamps.sent_ns, head_read, started)
                 m.send_stamped = True
+            elif stamps.send_began_ns is not None:  # it did not leave at once: from when it began to
+                m.sent_ns = min(max(started, stamps.send_began_ns), head_read)
             if stamps.received_ns is not None:
                 m.head_stamp = stamps.received_ns
                 m.first_byte_ns = receive.to_perf_ns(stamps.received_ns, head_read, m.sent_ns)

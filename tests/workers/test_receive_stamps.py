@@ -62,6 +62,17 @@ def test_every_chunk_carries_a_kernel_time_no_later_than_its_read(mock: ServerPr
         assert times[-1] <= r["end"] <= r["read_end"]
 
 
+def test_a_request_on_a_pooled_connection_is_sent_without_giving_way_to_other_greenlets(
+        mock: ServerProcess) -> None:
+    """The connection pool's check of a kept-alive connection (gevent's zero-timeout ``select`` in the
+    HTTP client) handed the greenlet to the event loop before every send: behind a busy loop each
+    request waited a whole turn (the ``busy`` probe's 12 ms spins) before it left. The worker's check
+    peeks without yielding: from ``measure``'s start to the send, no switch."""
+    got = _probe(mock.base_url, 4, "busy")
+    assert [r["switches_before_send"] for r in got[1:]] == [0, 0, 0]  # the first one opens its connection
+    assert all(r["sent"] - r["started"] < 5 * MS for r in got[1:])  # no 12 ms spin before a send
+
+
 def test_a_whole_answer_that_came_with_the_head_carries_the_head_reads_stamp(mock: ServerProcess) -> None:
     """The mock writes a non-streamed answer with its head; the HTTP client reads the head itself (and
     releases the connection once the message is complete: nothing is left to read). The worker's

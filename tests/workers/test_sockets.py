@@ -1,7 +1,7 @@
-"""The worker's sockets: a send records the kernel's stamp of its last byte, drains it from the error
-queue (so the socket never polls as in error while the client waits for the answer), waits for a stamp
-the window held back; the client's own reads record their receive stamp; plain where stamps are off or
-the pool is TLS. Real loopback sockets."""
+"""The worker's sockets: a send that leaves at once records the kernel's stamp of its last byte and
+takes it off the error queue (so the socket never polls as in error while the client waits for the
+answer); one that cannot leave at once is timed from when it began, without spinning; the client's own
+reads record their receive stamp; plain where stamps are off or the pool is TLS. Real loopback sockets."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from loadbench import rxstamp
 from loadbench.workers import sockets
 from loadbench.workers.receive import ReceiveClock
 from loadbench.workers.sockets import STAMPS
+from tests.test_rxstamp import _warm
 
 pytestmark = pytest.mark.skipif(not rxstamp.supported(), reason="kernel stamps need Linux")
 
@@ -39,6 +40,7 @@ def _connected(listener: socket.socket, clock: ReceiveClock) -> tuple[sockets.St
     sock.settimeout(5)
     sock.connect(listener.getsockname())
     peer, _ = listener.accept()
+    peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each of its small sends leaves at once
     return sock, peer
 
 
@@ -52,6 +54,7 @@ def test_a_send_records_when_its_last_byte_left_and_leaves_no_error_queued(liste
     sock, peer = _connected(listener, ReceiveClock())
     try:
         assert sock.stamps_sends
+        _warm(sock._sock, peer)  # the host's receive stamping comes on a moment after the first ask
         stamps = []
         for _ in range(3):
             STAMPS.clear()
@@ -80,31 +83,57 @@ def test_a_send_records_when_its_last_byte_left_and_leaves_no_error_queued(liste
         peer.close()
 
 
-def test_a_send_the_window_held_back_waits_for_its_stamp(listener: socket.socket) -> None:
-    sock, peer = _connected(listener, ReceiveClock())
+def _busy_cpu_s(during: object) -> float:
+    before = time.process_time()
+    during()  # type: ignore[operator]
+    return time.process_time() - before
+
+
+def test_a_send_that_cannot_leave_at_once_is_timed_from_when_it_began_and_waits_without_spinning() -> None:
+    """A request larger than the send buffer leaves in parts as the server reads it: that wait is the
+    server's, and the kernel stamps no earlier part, so the send is timed from just before its first
+    send call (user space) and counts as unstamped. While it waits for room, stamps are taken off the
+    error queue (one left there would end every wait at once: a busy loop), and so are the late ones
+    by the next read that finds nothing."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    sock = sockets.stamped_socket(socket.AF_INET, socket.SOCK_STREAM, 0, ReceiveClock())
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock.settimeout(5)
+    sock.connect(srv.getsockname())
+    peer, _ = srv.accept()
+    peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    size = 1 << 20  # far beyond both buffers: most of it waits for the reader
     read_from_ns: list[int] = []
 
-    def read_late() -> None:
-        time.sleep(0.2)  # the send's last byte waits for the window this reader opens
-        read_from_ns.append(time.time_ns())
+    def read_late_then_answer() -> None:
+        time.sleep(0.3)
+        read_from_ns.append(time.perf_counter_ns())
         got = 0
-        while got < 2_000_000:
+        while got < size:
             chunk = peer.recv(1 << 20)
             if not chunk:
                 break
             got += len(chunk)
+        time.sleep(0.3)  # the client waits for the answer meanwhile
+        peer.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
 
-    reader = threading.Thread(target=read_late)
+    reader = threading.Thread(target=read_late_then_answer)
     reader.start()
     try:
         STAMPS.clear()
-        sock.sendall(b"x" * 2_000_000)
+        before_ns = time.perf_counter_ns()
+        assert _busy_cpu_s(lambda: sock.sendall(b"x" * size)) < 0.15  # 0.3 s waiting for room
+        assert STAMPS.sent_ns is None
+        assert STAMPS.send_began_ns is not None and before_ns <= STAMPS.send_began_ns < read_from_ns[0]
+        assert _busy_cpu_s(lambda: sock.recv(1024)) < 0.15  # 0.3 s waiting for the answer
         reader.join(timeout=10)
-        assert STAMPS.sent_ns is not None and STAMPS.sent_ns >= read_from_ns[0]
-        assert not _polls_in_error(sock)
     finally:
         sock.close()
         peer.close()
+        srv.close()
 
 
 def test_without_the_kernel_clock_sends_stay_plain(listener: socket.socket) -> None:
@@ -113,6 +142,7 @@ def test_without_the_kernel_clock_sends_stay_plain(listener: socket.socket) -> N
         STAMPS.clear()
         sock.sendall(b"hello")
         peer.sendall(b"hi")
+        assert STAMPS.send_began_ns is None
         assert sock.recv(16) == b"hi"
         assert not sock.stamps_sends and not sock.stamps_reads and STAMPS.sent_ns is None
         assert STAMPS.received_ns is None
@@ -134,3 +164,20 @@ def test_install_gives_plain_pools_stamped_sockets_and_tls_pools_plain_ones(monk
     finally:
         a.close()
         b.close()
+
+
+def test_a_pooled_connection_is_open_while_idle_and_not_once_closed_or_dirty(listener: socket.socket) -> None:
+    sock, peer = _connected(listener, ReceiveClock())
+    try:
+        assert sockets.idle_and_open(sock)
+        peer.sendall(b"stray")  # bytes nobody asked for: the connection is not clean
+        time.sleep(0.01)
+        assert not sockets.idle_and_open(sock)
+        assert sock.recv(16) == b"stray"
+        assert sockets.idle_and_open(sock)
+        peer.close()  # the server closed it (its FIN is there to read)
+        time.sleep(0.01)
+        assert not sockets.idle_and_open(sock)
+    finally:
+        sock.close()
+    assert not sockets.idle_and_open(sock)  # closed here: no descriptor
