@@ -147,7 +147,7 @@ class MockServer:
             self._pacer.poll()  # chunks due while the loop was parsing this burst of requests
         s = self.settings  # a snapshot: live changes apply to later requests
         stats = self.stats
-        stats.requests += 1
+        stats.arrived(request.protocol)
         try:
             raw = await request.read()
             body = orjson.loads(raw)
@@ -374,7 +374,7 @@ class MockServer:
             self._pacer.poll()
         s = self.settings
         stats = self.stats
-        stats.requests += 1
+        stats.arrived(request.protocol)
         try:
             req = wire.parse_request(await request.read(), request.path_qs)
             g = generation(req, s)
@@ -417,7 +417,7 @@ class MockServer:
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         s = self.settings
-        self.stats.requests += 1
+        self.stats.arrived(request.protocol)
         try:
             body = orjson.loads(await request.read())
             texts, fmt = parse_embedding_inputs(body)
@@ -459,7 +459,7 @@ class MockServer:
     def stats_view(self) -> dict[str, Any]:
         st = self.stats
         return {
-            "pid": os.getpid(), "requests": st.requests, "in_flight": st.in_flight,
+            "pid": os.getpid(), "requests": st.requests, "connections": st.connections, "in_flight": st.in_flight,
             "max_in_flight": st.max_in_flight, "queued": self.gate.queued,
             "by_status": {str(k): v for k, v in sorted(st.by_status.items())},
             "disconnects": st.disconnects, "faults": st.faults, "chunks": st.chunks, "late_chunks": st.late_chunks,

@@ -15,16 +15,16 @@ import time
 from collections.abc import Iterator
 
 import gevent
-from gevent.queue import Queue
 
 from loadbench.config.trace import schedule
 from loadbench.units import ns_to_s, ns_to_us
 from loadbench.workers.runtime import WorkerRuntime
+from loadbench.workers.slots import Slots
 from loadbench.workload.arrivals import plan_arrivals_ns
 
 
 def start_scheduler(rt: WorkerRuntime) -> gevent.Greenlet:
-    rt.slots = Queue()
+    rt.slots = Slots()
     return gevent.spawn(_schedule, rt)
 
 

@@ -85,7 +85,7 @@ class WorkerRuntime:
         self.host_root = f"{parsed.scheme}://{parsed.netloc}"
         self.base_path = parsed.path
         self.open_loop = self.load.mode == "open"
-        self.slots: Any = None  # open loop: a gevent queue of intended perf_counter_ns, fed by the scheduler
+        self.slots: Any = None  # open loop: intended perf_counter_ns for idle users (workers.slots)
         self.idle = 0  # open loop: users waiting for a slot
         self.in_flight = 0
         self.draining = False  # set at the end of the plan: send nothing new, let in-flight requests finish

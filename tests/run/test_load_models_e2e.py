@@ -7,11 +7,25 @@ from pathlib import Path
 import pytest
 
 from loadbench.results import run_dir as rd
-from tests.conftest import only_run, read_json, run_loadbench, run_profile, write_profile
+from tests.conftest import mock_stats, only_run, read_json, run_loadbench, run_profile, write_profile
 
 pytestmark = pytest.mark.slow
 
 
+def test_open_loop_arrivals_reuse_kept_alive_connections(mock_factory, tmp_path: Path) -> None:
+    """Arrivals go to the user idle most recently, whose connection is warm: a few users carry the
+    rate and the target sees a few connections, not one per request (a FIFO hand-out gave every
+    arrival to the longest-idle user, and each request opened its own connection, its handshake
+    inside its TTFT)."""
+    mock = mock_factory("--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "8")
+    run = run_profile(tmp_path, "name: open\narrival: {kind: constant, rps: 40}\nduration_s: 5\n"
+                                 "max_in_flight: 200\n", "--target", mock.base_url)
+    s = read_json(run / "summary.json")
+    stats = mock_stats(mock)
+    assert s["requests"]["ok"] >= 150 and stats["requests"] >= 150
+    # ~40 ms a request at 40/s: about two in flight at once; the pre-flight request opens one more
+    assert stats["connections"] <= 20, stats
+    assert s["generator"]["send_stamped_share"] >= 0.99
 
 
 @pytest.mark.alone
