@@ -134,7 +134,13 @@ def test_every_turn_of_a_session_carries_its_id_in_the_session_header(tmp_path: 
         holder["stop"]()  # type: ignore[operator]
         thread.join(10)
     turns = [(h, n) for h, n in seen if h is not None]
-    ids = {h for h, _ in turns}
-    assert len(turns) == 12 and len(ids) == 4  # 12 turns of 3: four sessions, each its own id
-    for sid in ids:
-        assert sorted(n for h, n in turns if h == sid) == [1, 3, 5]  # the conversation grows turn by turn
+    by_id: dict[str, list[int]] = {}
+    for h, n in turns:
+        by_id.setdefault(h, []).append(n)
+    assert len(turns) == 12  # every turn carried its session's id (the pre-flight request is no session's)
+    for counts in by_id.values():  # each id is one conversation, growing turn by turn in order
+        assert counts == [1, 3, 5][:len(counts)], by_id
+    # 12 turns of 3 are four whole sessions when the two users keep in step; when one runs ahead, the
+    # request quota cuts the last session of each user short (1 + 2 turns), never merges two under one id
+    whole = sum(len(c) == 3 for c in by_id.values())
+    assert (len(by_id), whole) in ((4, 4), (5, 3)), by_id
