@@ -35,6 +35,8 @@ a read's:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 TTFT_P99_PROMISE_MS = 5.0  # the accuracy loadbench promises: P99 TTFT within 5 ms of the truth
 ITL_P99_PROMISE_MS = 2.0  # and P99 ITL within 2 ms
 LAG_TO_DELAY = 2.0
@@ -64,15 +66,28 @@ def send_delay_counts(send_stamped_share: float | None) -> bool:
     return send_stamped_share is None or send_stamped_share < STAMPED_SHARE_MIN
 
 
-def bound_ms(loop_lag_p99_ms: float | None, schedule_lag_p99_ms: float | None, *, reads_count: bool,
-             sends_count: bool, open_loop: bool, send_delay_p99_ms: float | None) -> float | None:
-    """The run's client-delay bound (the module's formula): the loop-lag term where reads or sends can
-    carry the loop's delay; in open loop the schedule lag and the measured send delay besides."""
+@dataclass(frozen=True, slots=True)
+class DelayTerms:
+    """The terms of a run's client-delay bound that can reach its figures (the module's formula); a
+    term is None where it reaches none."""
+
+    loop_lag_p99_ms: float | None
+    schedule_lag_p99_ms: float | None
+    send_delay_p99_ms: float | None
+
+    @property
+    def bound_ms(self) -> float | None:
+        return client_delay_ms(self.loop_lag_p99_ms or 0.0, self.schedule_lag_p99_ms, self.send_delay_p99_ms)
+
+
+def delay_terms(loop_lag_p99_ms: float | None, schedule_lag_p99_ms: float | None, *, reads_count: bool,
+                sends_count: bool, open_loop: bool, send_delay_p99_ms: float | None) -> DelayTerms | None:
+    """The loop-lag term where reads or sends can carry the loop's delay; in open loop the schedule lag
+    and the measured send delay besides. None without loop-lag data (no bound at all)."""
     if loop_lag_p99_ms is None:
         return None
-    lag = loop_lag_p99_ms if reads_count or sends_count else 0.0
-    measured_send = send_delay_p99_ms if open_loop and not sends_count else None
-    return client_delay_ms(lag, schedule_lag_p99_ms, measured_send)
+    return DelayTerms(loop_lag_p99_ms if reads_count or sends_count else None, schedule_lag_p99_ms,
+                      send_delay_p99_ms if open_loop and not sends_count else None)
 
 
 def beyond_promise(delay_ms: float | None) -> bool:

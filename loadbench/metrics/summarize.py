@@ -21,8 +21,8 @@ from hdrh.histogram import HdrHistogram
 from loadbench.metrics import histogram as hg
 from loadbench.metrics.client_delay import (
     beyond_promise,
-    bound_ms,
     delay_reason,
+    delay_terms,
     receive_delay_counts,
     send_delay_counts,
 )
@@ -534,8 +534,9 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
     reads_count = receive_delay_counts(rx.clock, rx.stamped_share, rx.shared_stamp_share)
     sends_count = send_delay_counts(sends.stamped_share)
     open_loop = plan.mode == "open"
-    delay_ms = bound_ms(lag_p99, sched_p99, reads_count=reads_count, sends_count=sends_count,
+    terms = delay_terms(lag_p99, sched_p99, reads_count=reads_count, sends_count=sends_count,
                         open_loop=open_loop, send_delay_p99_ms=sends.delay_p99_ms)
+    delay_ms = terms.bound_ms if terms is not None else None
     generator = Generator(
         saturated=bool(reasons), reasons=tuple(reasons), cpu_max=max(cpu) if cpu else None,
         loop_lag_p99_ms=lag_p99, schedule_lag_p99_ms=sched_p99,
@@ -549,9 +550,9 @@ def summarize(*, samples: Sequence[Sample], intervals: Sequence[TimedHistogram],
         send_delay_p99_ms=sends.delay_p99_ms)
     if generator.saturated:
         warnings.append("the load generator was saturated: " + "; ".join(generator.reasons))
-    if delay_ms is not None and generator.beyond_promise:
-        warnings.append(delay_reason(delay_ms, lag_p99 if reads_count or sends_count else None, sched_p99,
-                                     sends.delay_p99_ms if open_loop and not sends_count else None))
+    if terms is not None and delay_ms is not None and generator.beyond_promise:
+        warnings.append(delay_reason(delay_ms, terms.loop_lag_p99_ms, terms.schedule_lag_p99_ms,
+                                     terms.send_delay_p99_ms))
 
     stalls = _stalls(ok, facts.stall_ms)
     stages = _stage_results(plan, samples, intervals, window.start_unix_s, end_unix_s, facts.slo, facts.stall_ms)

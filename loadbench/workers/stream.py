@@ -45,7 +45,7 @@ class StreamCut(Exception):
 class Measured:
     outcome: str
     status: int
-    sent_ns: int  # when the request left: its last byte's kernel send stamp, else ``started_ns``
+    sent_ns: int  # when the request left (the module's docstring says from which clock)
     first_byte_ns: int | None = None
     token_times_ns: list[int] = field(default_factory=list)
     end_ns: int = 0
@@ -100,16 +100,18 @@ def _error_body(resp: Any, raw: Any) -> bytes:
     return b"".join(chunks)[:ERROR_BODY_MAX_BYTES]
 
 
-def _read_available(raw: Any, stamped: bool = False, queued: bool = False) -> tuple[bytes, int | None]:
+def _read_available(raw: Any, stamped: bool = False, queued: bool = False,
+                    buffered_stamp: int | None = None) -> tuple[bytes, int | None]:
     """Return the body bytes available now, reading the socket once if none are buffered, and the
-    kernel's receive stamp (realtime ns) of the last socket read made here: None when no read was
-    made (the bytes were buffered, e.g. they came with the head) or the kernel gave no stamp.
+    kernel's receive stamp (realtime ns) of the last socket read made here; for bytes already buffered,
+    ``buffered_stamp`` (the stamp of the read that brought them, as the response head's for the bytes
+    that came with it); None when the kernel gave no stamp.
     ``queued``: the next bytes are likely there already, so a stamped read tries before it waits.
 
     Returns b"" at the end of the message; raises StreamCut if the peer closed mid-message.
     """
     buf = raw._body_buffer
-    stamp = None
+    stamp = buffered_stamp if buf else None
     while not buf:
         if raw.message_complete:
             return b"", stamp
@@ -239,12 +241,10 @@ def _read_stream(raw: Any, m: Measured, dialect: Dialect, receive: ReceiveClock 
     arrived: int | None = None  # the kernel time of the latest bytes, None while they came unstamped
     queued = False  # the last read came a whole inter-chunk gap late: the next chunk is likely there
     done = False
-    head = m.head_stamp if raw._body_buffer else None  # bytes that came with the head carry its read's stamp
+    head = m.head_stamp  # the bytes that came with the head, buffered, carry its read's stamp
     while True:
-        data, stamp = _read_available(raw, stamped, queued)
-        if head is not None:
-            stamp = head if stamp is None else stamp
-            head = None
+        data, stamp = _read_available(raw, stamped, queued, head)
+        head = None
         now = perf_ns()
         if stamp is not None:
             at = receive.to_perf_ns(stamp, now, sent)
@@ -292,12 +292,10 @@ def _read_body(raw: Any, m: Measured, dialect: Dialect, receive: ReceiveClock) -
     chunks = []
     stamped = m.stamping
     last: int | None = None  # the kernel stamp of the latest bytes, None while they came unstamped
-    head = m.head_stamp if raw._body_buffer else None  # bytes that came with the head carry its read's stamp
+    head = m.head_stamp  # the bytes that came with the head, buffered, carry its read's stamp
     while True:
-        chunk, stamp = _read_available(raw, stamped)
-        if head is not None:
-            stamp = head if stamp is None else stamp
-            head = None
+        chunk, stamp = _read_available(raw, stamped, buffered_stamp=head)
+        head = None
         if stamp is not None:
             last = stamp
         elif chunk:
